@@ -1,0 +1,35 @@
+"""smimecli: S/MIME encryption for mail servers and batch jobs.
+
+The package root stays light: ``smimecli --version`` and ``--help`` must not import the
+crypto stack, so the public API below is resolved lazily on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ExitStatus",
+    "SmimeError",
+    "__version__",
+    "decrypt_message",
+    "encrypt_message",
+]
+
+_LAZY = {
+    "ExitStatus": "smimecli.errors",
+    "SmimeError": "smimecli.errors",
+    "encrypt_message": "smimecli.mime",
+    "decrypt_message": "smimecli.mime",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'smimecli' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), name)

@@ -1,0 +1,5 @@
+"""``python -m smimecli``."""
+
+from smimecli.cli.app import main
+
+raise SystemExit(main())

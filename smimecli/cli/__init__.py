@@ -1,0 +1,1 @@
+"""The Typer command-line interface: the only code that imports typer or rich."""

@@ -1,0 +1,155 @@
+"""The root command: global options, command registration, and the one place where
+errors become exit statuses (STYLE principle 2)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from smimecli import __version__
+from smimecli.cli import certs, decrypt, demo, encrypt, lab, rules, tnef
+from smimecli.cli.common import STATE, configure_logging
+from smimecli.errors import ExitStatus, SmimeError, TempFailure
+
+app = typer.Typer(
+    name="smimecli",
+    help="S/MIME encryption for mail servers and batch jobs.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"smimecli {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    *,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            envvar="SMIMECLI_STORE",
+            help="Certificate store folder [default: $XDG_DATA_HOME/smimecli].",
+            metavar="DIR",
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="More detail; tracebacks on errors.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """S/MIME encryption for mail servers and batch jobs.
+
+    Encrypt mail by recipient rules, keep a certificate store, build lab certificates.
+    Exit statuses follow sysexits(3): 64 usage, 65 bad input data, 66 missing input,
+    67 recipient without certificate (reject), 73 cannot create output, 74 I/O error,
+    75 temporary failure, 77 wrong password or no key, 78 configuration error, 70 bug.
+    """
+    STATE.store = store
+    STATE.verbose = verbose
+    STATE.quiet = quiet
+    configure_logging(verbose=verbose, quiet=quiet)
+
+
+app.command("encrypt")(encrypt.encrypt)
+app.command("decrypt")(decrypt.decrypt)
+app.command("inspect")(decrypt.inspect)
+app.add_typer(certs.app, name="certs")
+app.command("gen-root")(lab.gen_root)
+app.command("issue-user")(lab.issue_user)
+app.add_typer(rules.app, name="rules")
+app.add_typer(tnef.app, name="tnef")
+app.command("demo")(demo.demo)
+
+
+class _Terminated(BaseException):
+    """Raised from the SIGTERM handler so that atomic writers clean up on the way out."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated()
+
+
+def _say(message: str) -> None:
+    try:
+        print(f"smimecli: {message}", file=sys.stderr)
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status (the ``smimecli`` console script)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in args or "-v" in args
+    STATE.store = None
+    STATE.verbose = verbose
+    STATE.quiet = False
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (tests)
+        previous = None
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="smimecli", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except SmimeError as exc:
+        if verbose:
+            traceback.print_exc()
+        _say(f"error: {exc.message}")
+        return int(exc.status)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.TyperException as exc:
+        # Click's usage errors (exit_code 2) are EX_USAGE for a mail tool.
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None:
+                print(ctx.get_help())
+            return int(ExitStatus.USAGE)
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _say(f"error: {exc.format_message()}{where}")
+        return int(ExitStatus.USAGE) if exc.exit_code == 2 else int(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort, _Terminated):
+        _say(f"error: {TempFailure('interrupted; nothing was written').message}")
+        return int(ExitStatus.TEMPFAIL)
+    except BrokenPipeError:
+        return int(ExitStatus.IOERR)
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc()
+        _say(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(a bug; run with --verbose for the traceback)"
+        )
+        return int(ExitStatus.SOFTWARE)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        try:
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            pass

@@ -1,0 +1,7 @@
+"""``smimecli certs``."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="certs commands.", no_args_is_help=True)

@@ -1,0 +1,146 @@
+"""Options and helpers shared by every command, defined once.
+
+Commands import the library inside their bodies (STYLE principle 6): this module and the
+command modules may import only typer and the light parts of smimecli at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+# --- shared option types -------------------------------------------------------------------
+
+PasswordFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file",
+        help="Read the password from this file (one trailing newline is ignored).",
+        metavar="FILE",
+    ),
+]
+PasswordEnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--password-env",
+        help="Read the password from this environment variable.",
+        metavar="NAME",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option("-o", "--output", help="Write to this file instead of standard output.",
+                 metavar="OUTPUT"),
+]
+
+
+@dataclass
+class State:
+    """Global options, set by the root callback."""
+
+    store: Path | None = None
+    verbose: bool = False
+    quiet: bool = False
+
+    def store_dir(self) -> Path:
+        """The store folder: --store, $SMIMECLI_STORE, or $XDG_DATA_HOME/smimecli."""
+        if self.store is not None:
+            return self.store
+        env = os.environ.get("SMIMECLI_STORE")
+        if env:
+            return Path(env)
+        data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(data_home) / "smimecli"
+
+
+STATE = State()
+
+
+def state() -> State:
+    """The global options of the running command."""
+    return STATE
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+class _StderrHandler(logging.Handler):
+    """Prints library warnings as ``smimecli: warning: ...`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "warning" if record.levelno >= logging.WARNING else "info"
+        try:
+            print(f"smimecli: {level}: {record.getMessage()}", file=sys.stderr)
+        except (BrokenPipeError, ValueError):
+            pass
+
+
+def configure_logging(*, verbose: bool, quiet: bool) -> None:
+    """Route the library's ``smimecli`` logger to stderr (warnings; info with --verbose)."""
+    logger = logging.getLogger("smimecli")
+    for handler in list(logger.handlers):
+        if isinstance(handler, _StderrHandler):
+            logger.removeHandler(handler)
+    handler = _StderrHandler()
+    logger.addHandler(handler)
+    logger.propagate = False
+    if quiet:
+        logger.setLevel(logging.ERROR)
+    elif verbose:
+        logger.setLevel(logging.INFO)
+    else:
+        logger.setLevel(logging.WARNING)
+
+
+def stdout_binary() -> Any:
+    """The binary standard output."""
+    return sys.stdout.buffer
+
+
+def stdin_binary() -> Any:
+    """The binary standard input."""
+    return sys.stdin.buffer
+
+
+def emit_json(document: Any) -> None:
+    """Print one JSON document on standard output."""
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def emit_json_line(record: Any) -> None:
+    """Print one JSON object on one line (streams of records)."""
+    sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def info(message: str) -> None:
+    """A progress or result line on stderr, unless --quiet."""
+    if not STATE.quiet:
+        print(message, file=sys.stderr)
+
+
+def write_output(data: bytes, output: Path | None, *, mode: int | None = None) -> None:
+    """Write bytes to ``-o OUTPUT`` atomically, or to standard output."""
+    if output is None or str(output) == "-":
+        out = stdout_binary()
+        out.write(data)
+        out.flush()
+        return
+    from smimecli.files import write_atomic
+
+    write_atomic(output, data, mode=mode)
+
+
+def console(*, stderr: bool = False) -> Any:
+    """A rich Console on the current stdout/stderr, created on demand (not at import)."""
+    from rich.console import Console
+
+    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=False)

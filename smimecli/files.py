@@ -1,0 +1,98 @@
+"""Reading inputs and writing outputs the way a mail gateway must.
+
+Outputs are written to a temporary file in the destination folder and renamed into place
+only when the whole output is good (SPEC section 2: no partial output file, ever). OS
+errors are mapped to the sysexits statuses: 66 for inputs, 73 when an output cannot be
+created, 74 for an I/O error while writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from smimecli.errors import InputError, IOFailure, OutputError
+
+# Errors that mean "this output can never be created here" rather than "the device failed".
+_CANTCREAT = {errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR}
+
+
+def read_input(path: str | Path) -> bytes:
+    """Read a whole input file, mapping failures to exit 66 (or 74 for device errors)."""
+    try:
+        return Path(path).read_bytes()
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except OSError as exc:
+        raise IOFailure(f"I/O error reading {path}: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def open_input(path: str | Path) -> Iterator[BinaryIO]:
+    """Open an input file for streaming, mapping failures to exit 66."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except OSError as exc:
+        raise IOFailure(f"I/O error reading {path}: {exc.strerror or exc}") from exc
+    with handle:
+        yield handle
+
+
+def _output_error(path: str | Path, exc: OSError) -> OutputError | IOFailure:
+    if exc.errno in _CANTCREAT:
+        return OutputError(f"cannot write {path}: {exc.strerror or exc}")
+    return IOFailure(f"I/O error writing {path}: {exc.strerror or exc}")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, *, mode: int | None = None) -> Iterator[BinaryIO]:
+    """Write ``path`` atomically: a temporary file in the same folder, renamed on success.
+
+    On any exception (including KeyboardInterrupt and SystemExit from a signal handler) the
+    temporary file is removed and ``path`` is left untouched.
+
+    Args:
+        path: the final file name.
+        mode: permission bits for the new file (0600 for private keys); default 0666 & ~umask.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _output_error(path, exc) from exc
+    try:
+        if mode is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
+        else:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            try:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as exc:
+                raise _output_error(path, exc) from exc
+        try:
+            os.replace(tmp_name, target)
+        except OSError as exc:
+            raise _output_error(path, exc) from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_atomic(path: str | Path, data: bytes, *, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`)."""
+    with atomic_output(path, mode=mode) as handle:
+        handle.write(data)

@@ -1,0 +1,45 @@
+"""The root command: version, usage errors, exit statuses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from smimecli import __version__
+
+
+def test_version(cli) -> None:
+    result = cli(["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.decode().strip() == f"smimecli {__version__}"
+
+
+def test_unknown_option_is_usage_error(cli) -> None:
+    result = cli(["--no-such-option"])
+    assert result.exit_code == 64
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_python_dash_m() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "smimecli", "--version"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert __version__ in proc.stdout
+
+
+def test_help_does_not_import_crypto() -> None:
+    code = (
+        "import sys\n"
+        "from smimecli.cli.app import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "bad = [m for m in ('cryptography', 'asn1crypto', 'sqlite3') if m in sys.modules]\n"
+        "print('IMPORTED=' + ','.join(bad))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "IMPORTED=\n" in proc.stdout, proc.stdout

@@ -1,0 +1,121 @@
+"""Shared fixtures: a session test PKI, the interop corpus, and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.pki import Identity, TestCA
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def interop_dir() -> Path | None:
+    """The shared interop corpus: $SMIMECLI_INTEROP_DIR or ../shared/interop."""
+    env = os.environ.get("SMIMECLI_INTEROP_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(ROOT.parent / "shared" / "interop")
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def interop() -> Path:
+    """The interop corpus folder; skips the test with a reason when it is absent."""
+    found = interop_dir()
+    if found is None:
+        pytest.skip("interop corpus absent: set SMIMECLI_INTEROP_DIR or check out ../shared")
+    return found
+
+
+def require_tool(name: str) -> str:
+    """The path of an external tool, or skip the test with a reason."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (.ci/run installs it with apt-get)")
+    return path
+
+
+@dataclass
+class Pki:
+    ca: TestCA
+    alice: Identity  # RSA 2048, alice@example.com
+    bob: Identity  # RSA 2048, bob@example.com
+    carol_ec: Identity  # EC P-256, carol@example.com
+    dave_p384: Identity  # EC P-384, dave@example.com
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A session-scoped test CA with RSA and EC users (key files, .cer, .pem, .pfx)."""
+    folder = tmp_path_factory.mktemp("pki")
+    ca = TestCA(folder)
+    return Pki(
+        ca=ca,
+        alice=ca.issue("Alice", "alice@example.com"),
+        bob=ca.issue("Bob", "bob@example.com"),
+        carol_ec=ca.issue("Carol", "carol@example.com", key_type="p256"),
+        dave_p384=ca.issue("Dave", "dave@example.com", key_type="p384"),
+    )
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        """Both streams, for assertion messages."""
+        return self.stdout.decode("utf-8", "replace") + self.stderr
+
+
+class _Stream(io.TextIOWrapper):
+    def isatty(self) -> bool:
+        return False
+
+
+def run_cli(args: list[str], input: bytes = b"", env: dict[str, str] | None = None) -> Result:
+    """Run ``smimecli ARGS`` in this process with binary stdin/stdout captured."""
+    from smimecli.cli.app import main
+
+    stdin = _Stream(io.BytesIO(input), encoding="utf-8")
+    out_buf = io.BytesIO()
+    stdout = _Stream(out_buf, encoding="utf-8", write_through=True)
+    stderr = io.StringIO()
+    saved = sys.stdin, sys.stdout, sys.stderr
+    saved_env = dict(os.environ)
+    if env:
+        os.environ.update(env)
+    sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+    try:
+        code = main([str(a) for a in args])
+        stdout.flush()
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return Result(code, out_buf.getvalue(), stderr.getvalue())
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[object]:
+    """``cli(args, input=b"")``: run smimecli in-process with a private store folder."""
+    store = tmp_path / "store"
+
+    def invoke(args: list[str], input: bytes = b"", env: dict[str, str] | None = None) -> Result:
+        merged = {"SMIMECLI_STORE": str(store)}
+        merged.update(env or {})
+        return run_cli(args, input=input, env=merged)
+
+    yield invoke

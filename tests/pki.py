@@ -1,0 +1,161 @@
+"""A small test PKI built directly with cryptography (independent of smimecli.lab), so
+that CMS and store tests do not depend on the code they would be checking."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+PASSWORD = b"test-password"
+
+
+@dataclass
+class Identity:
+    """A certificate with its private key and the files it was written to."""
+
+    name: str
+    email: str
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+    cert_pem: Path
+    cert_der: Path
+    key_pem: Path  # unencrypted PKCS#8
+    pfx: Path  # modern PKCS#12, password PASSWORD
+
+    @property
+    def thumbprint(self) -> str:
+        return self.cert.fingerprint(hashes.SHA1()).hex().upper()
+
+
+def _name(cn: str, email: str | None = None) -> x509.Name:
+    attrs = []
+    if email:
+        attrs.append(x509.NameAttribute(NameOID.EMAIL_ADDRESS, email))
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    return x509.Name(attrs)
+
+
+class TestCA:
+    """A root CA that issues user certificates into a folder."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, folder: Path, cn: str = "Test Root V1") -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = dt.datetime.now(dt.timezone.utc)
+        name = _name(cn)
+        ski = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=10))
+            .not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=True,
+                    data_encipherment=True, key_agreement=True, key_cert_sign=True,
+                    crl_sign=True, encipher_only=False, decipher_only=False,
+                ),
+                critical=False,
+            )
+            .add_extension(ski, critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.cert_pem = folder / "ca.pem"
+        self.cert_pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(
+        self,
+        name: str,
+        email: str,
+        *,
+        key_type: str = "rsa",
+        key_size: int = 2048,
+        days: int = 365,
+        not_before: dt.datetime | None = None,
+        not_after: dt.datetime | None = None,
+        eku: bool = True,
+        key_usage: bool = True,
+        san: bool = True,
+    ) -> Identity:
+        """Issue a user certificate; key_type is 'rsa', 'p256' or 'p384'."""
+        key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+        if key_type == "rsa":
+            key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+        elif key_type == "p256":
+            key = ec.generate_private_key(ec.SECP256R1())
+        else:
+            key = ec.generate_private_key(ec.SECP384R1())
+        now = dt.datetime.now(dt.timezone.utc)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name, email))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before or now - dt.timedelta(minutes=10))
+            .not_valid_after(not_after or now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+        )
+        if key_usage:
+            is_rsa = key_type == "rsa"
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False,
+                    key_encipherment=is_rsa, data_encipherment=False,
+                    key_agreement=not is_rsa, key_cert_sign=False, crl_sign=False,
+                    encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+        if eku:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+            )
+        if san:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False
+            )
+        cert = builder.sign(self.key, hashes.SHA256())
+        stem = self.folder / name.replace(" ", "_")
+        cert_pem = stem.with_suffix(".pem")
+        cert_der = stem.with_suffix(".cer")
+        key_pem = stem.with_suffix(".key")
+        pfx = stem.with_suffix(".pfx")
+        cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        cert_der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+        key_pem.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key_pem.chmod(0o600)
+        pfx.write_bytes(
+            pkcs12.serialize_key_and_certificates(
+                name.encode(), key, cert, [self.cert],
+                serialization.BestAvailableEncryption(PASSWORD),
+            )
+        )
+        return Identity(name, email, key, cert, cert_pem, cert_der, key_pem, pfx)
