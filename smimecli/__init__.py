@@ -21,8 +21,8 @@ __all__ = [
 _LAZY = {
     "ExitStatus": "smimecli.errors",
     "SmimeError": "smimecli.errors",
-    "encrypt_message": "smimecli.mime",
-    "decrypt_message": "smimecli.mime",
+    "encrypt_message": "smimecli.encrypt",
+    "decrypt_message": "smimecli.decrypt",
 }
 
 

@@ -61,7 +61,7 @@ class InputError(SmimeError):
     status = ExitStatus.NOINPUT
 
 
-class RecipientRejected(SmimeError):
+class RejectError(SmimeError):
     """A recipient must be encrypted to (``reject`` policy) but has no usable certificate."""
 
     status = ExitStatus.NOUSER
@@ -73,13 +73,13 @@ class OutputError(SmimeError):
     status = ExitStatus.CANTCREAT
 
 
-class IOFailure(SmimeError):
+class IOFailedError(SmimeError):
     """An I/O error while reading or writing (disk full, device error)."""
 
     status = ExitStatus.IOERR
 
 
-class TempFailure(SmimeError):
+class TempFailError(SmimeError):
     """A temporary failure: the caller should retry (``tempfail`` policy, store locked)."""
 
     status = ExitStatus.TEMPFAIL

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from smimecli.errors import InputError, IOFailure, OutputError
+from smimecli.errors import InputError, IOFailedError, OutputError
 
 # Errors that mean "this output can never be created here" rather than "the device failed".
 _CANTCREAT = {errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR}
@@ -29,26 +29,26 @@ def read_input(path: str | Path) -> bytes:
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except OSError as exc:
-        raise IOFailure(f"I/O error reading {path}: {exc.strerror or exc}") from exc
+        raise IOFailedError(f"I/O error reading {path}: {exc.strerror or exc}") from exc
 
 
 @contextlib.contextmanager
 def open_input(path: str | Path) -> Iterator[BinaryIO]:
     """Open an input file for streaming, mapping failures to exit 66."""
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
+        handle = open(path, "rb")
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except OSError as exc:
-        raise IOFailure(f"I/O error reading {path}: {exc.strerror or exc}") from exc
+        raise IOFailedError(f"I/O error reading {path}: {exc.strerror or exc}") from exc
     with handle:
         yield handle
 
 
-def _output_error(path: str | Path, exc: OSError) -> OutputError | IOFailure:
+def _output_error(path: str | Path, exc: OSError) -> OutputError | IOFailedError:
     if exc.errno in _CANTCREAT:
         return OutputError(f"cannot write {path}: {exc.strerror or exc}")
-    return IOFailure(f"I/O error writing {path}: {exc.strerror or exc}")
+    return IOFailedError(f"I/O error writing {path}: {exc.strerror or exc}")
 
 
 @contextlib.contextmanager

@@ -51,7 +51,7 @@ class TestCA:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         name = _name(cn)
         ski = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
         self.cert = (
@@ -99,7 +99,7 @@ class TestCA:
             key = ec.generate_private_key(ec.SECP256R1())
         else:
             key = ec.generate_private_key(ec.SECP384R1())
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(name, email))

@@ -15,7 +15,7 @@ import typer
 from smimecli import __version__
 from smimecli.cli import certs, decrypt, demo, encrypt, lab, rules, tnef
 from smimecli.cli.common import STATE, configure_logging
-from smimecli.errors import ExitStatus, SmimeError, TempFailure
+from smimecli.errors import ExitStatus, SmimeError, TempFailError
 
 app = typer.Typer(
     name="smimecli",
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"error: {exc.format_message()}{where}")
         return int(ExitStatus.USAGE) if exc.exit_code == 2 else int(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort, _Terminated):
-        _say(f"error: {TempFailure('interrupted; nothing was written').message}")
+        _say(f"error: {TempFailError('interrupted; nothing was written').message}")
         return int(ExitStatus.TEMPFAIL)
     except BrokenPipeError:
         return int(ExitStatus.IOERR)
