@@ -24,6 +24,9 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    # Plain Click help: brackets in help texts stay literal, paragraphs are re-wrapped to the
+    # terminal, and --help does not import rich.
+    rich_markup_mode=None,
 )
 
 

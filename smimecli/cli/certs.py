@@ -1,7 +1,315 @@
-"""``smimecli certs``."""
+"""``smimecli certs``: import, export, list, show and remove store certificates."""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-app = typer.Typer(help="certs commands.", no_args_is_help=True)
+from smimecli.cli.common import (
+    JsonOpt,
+    PasswordEnvOpt,
+    PasswordFileOpt,
+    emit_json,
+    info,
+    state,
+    write_output,
+)
+
+if TYPE_CHECKING:
+    from smimecli.certs.store import Store
+
+app = typer.Typer(
+    help="Manage the certificate store (import, export, list, show, remove).",
+    no_args_is_help=True,
+)
+
+StoreNameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store-name",
+        help="Store: my (personal, with keys), other (recipients), root (trusted), ca.",
+        metavar="NAME",
+    ),
+]
+StorePasswordEnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store-password-env",
+        help="Environment variable holding the store passphrase that encrypts private "
+        "keys [default: SMIMECLI_STORE_PASSWORD].",
+        metavar="NAME",
+    ),
+]
+
+_EXTENSIONS = {
+    ".cer": "cer", ".crt": "cer", ".der": "cer", ".pem": "pem", ".p7b": "p7b",
+    ".p7c": "p7b", ".sst": "sst", ".pfx": "pfx", ".p12": "pfx",
+}
+_FORMATS = ("cer", "pem", "p7b", "pfx", "sst")
+
+
+def _open_store(store_password_env: str | None = None, *, create: bool = True) -> Store:
+    from smimecli.certs.store import Store
+    from smimecli.errors import UsageError
+
+    passphrase = None
+    if store_password_env is not None:
+        value = os.environ.get(store_password_env)
+        if value is None:
+            raise UsageError(f"environment variable {store_password_env} is not set")
+        passphrase = value.encode("utf-8")
+    return Store.open(state().store_dir(), create=create, passphrase=passphrase)
+
+
+@app.command("import")
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="Certificate files (any format).")],
+    *,
+    store_name: StoreNameOpt = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail (65) if any certificate had to be skipped.")
+    ] = False,
+    password_file: PasswordFileOpt = None,
+    password_env: PasswordEnvOpt = None,
+    store_password_env: StorePasswordEnvOpt = None,
+) -> None:
+    """Import certificates (and private keys) into the store.
+
+    Formats are detected by content: PEM, DER, PKCS#7 (.p7b/.p7c), PKCS#12 (.pfx/.p12),
+    serialized stores (.sst) and signed mail (.eml). A certificate with its key goes to
+    `my`, one without to `other`, a .pfx chain's CA certificates to `ca`, unless
+    --store-name says otherwise. Either every file is imported or nothing changes.
+    """
+    from smimecli.certs.formats import CertList, load_certificates
+    from smimecli.certs.store import check_store_name
+    from smimecli.errors import AuthError, DataError
+    from smimecli.files import read_input
+    from smimecli.passwords import read_password
+
+    forced = check_store_name(store_name) if store_name else None
+    password = read_password(
+        password_file=_str(password_file), password_env=password_env
+    )
+    loaded: list[tuple[Path, CertList]] = []
+    for path in files:
+        data = read_input(path)
+        try:
+            entries = load_certificates(data, password=password, source=str(path))
+        except AuthError:
+            if password is not None:
+                raise
+            prompted = read_password(prompt=f"Password for {path}: ")
+            if prompted is None:
+                raise
+            entries = load_certificates(data, password=prompted, source=str(path))
+        loaded.append((path, entries))
+    skipped = sum(len(entries.skipped) for _, entries in loaded)
+    if strict and skipped:
+        raise DataError(
+            f"{skipped} certificate(s) could not be parsed (--strict): nothing imported"
+        )
+    imported = 0
+    with _open_store(store_password_env) as store, store.transaction():
+        for _path, entries in loaded:
+            for entry in entries:
+                target = forced or (
+                    "ca" if entry.chain else ("my" if entry.key is not None else "other")
+                )
+                store.add(
+                    entry.cert, key=entry.key, store_name=target,
+                    friendly_name=entry.friendly_name,
+                )
+                imported += 1
+                key_note = " (with private key)" if entry.key is not None else ""
+                info(f"{entry.thumbprint}  {target:<5}  {_subject(entry.cert)}{key_note}")
+    info(f"imported {imported} certificate(s)" + (f", skipped {skipped}" if skipped else ""))
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _subject(cert: Any) -> str:
+    from smimecli.certs.names import display_name
+
+    return str(display_name(cert.subject))
+
+
+@app.command("export")
+def export(
+    selectors: Annotated[
+        list[str], typer.Argument(help="Thumbprint (8+ hex digits), e-mail address or CN.")
+    ],
+    *,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="The file to write.", metavar="FILE")
+    ],
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="cer, pem, p7b, pfx or sst [default: from the -o extension].",
+            metavar="FORMAT",
+        ),
+    ] = None,
+    with_private_key: Annotated[
+        bool, typer.Option("--with-private-key", help="Include the private key (pfx, pem).")
+    ] = False,
+    pfx_encryption: Annotated[
+        str,
+        typer.Option(
+            "--pfx-encryption",
+            help="modern (AES-256, SHA-256 MAC) or legacy (3DES, SHA-1 MAC, as old Windows).",
+            metavar="KIND",
+        ),
+    ] = "modern",
+    password_file: PasswordFileOpt = None,
+    password_env: PasswordEnvOpt = None,
+    store_password_env: StorePasswordEnvOpt = None,
+) -> None:
+    """Export certificates from the store.
+
+    cer writes one DER certificate; pem, p7b and sst take several selectors; pfx writes
+    one certificate with its chain (and its key with --with-private-key), always with a
+    password. Files holding a private key are written with mode 0600.
+    """
+    from smimecli.certs import export as exporter
+    from smimecli.errors import UsageError
+
+    chosen = (fmt or _EXTENSIONS.get(output.suffix.lower(), "")).lower()
+    if chosen not in _FORMATS:
+        raise UsageError(
+            f"cannot tell the export format from {output.name!r}: give --format "
+            f"({', '.join(_FORMATS)})"
+        )
+    if pfx_encryption not in ("modern", "legacy"):
+        raise UsageError(f"unknown --pfx-encryption {pfx_encryption!r}: use modern or legacy")
+    if chosen in ("cer", "pfx") and len(selectors) != 1:
+        raise UsageError(f"--format {chosen} holds one certificate: give exactly one selector")
+    if with_private_key and chosen not in ("pfx", "pem"):
+        raise UsageError("--with-private-key needs --format pfx or pem")
+    password = None
+    if chosen == "pfx" or (with_private_key and (password_file or password_env)):
+        from smimecli.passwords import read_password
+
+        password = read_password(
+            password_file=_str(password_file), password_env=password_env,
+            prompt="Export password: " if chosen == "pfx" else None,
+        )
+        if chosen == "pfx" and not password:
+            raise UsageError(
+                "a .pfx always needs a password: give --password-file or --password-env"
+            )
+    with _open_store(store_password_env, create=False) as store:
+        picked = [store.select_one(selector) for selector in selectors]
+        data = exporter.export(
+            store, picked, chosen, with_private_key=with_private_key, password=password,
+            pfx_encryption=pfx_encryption,
+        )
+    private = chosen == "pfx" or with_private_key
+    write_output(data, output, mode=0o600 if private else None)
+    info(f"wrote {len(picked)} certificate(s) to {output} ({chosen})")
+
+
+@app.command("list")
+def list_(
+    *,
+    store_name: StoreNameOpt = None,
+    email: Annotated[
+        str | None,
+        typer.Option("--email", help="Only certificates naming a matching address (* and ?).",
+                     metavar="PATTERN"),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """List the store's certificates with their problems (expired, no emailProtection...)."""
+    from smimecli.certs import info as certinfo
+
+    with _open_store() as store:
+        if email and not any(ch in email for ch in "*?["):
+            rows = store.by_email(email, store_name)
+        else:
+            rows = store.certificates(store_name)
+            if email:
+                rows = [r for r in rows if certinfo.matches_email(r, email)]
+        docs = [certinfo.summary(r) for r in rows]
+    if json:
+        emit_json(docs)
+        return
+    _print_table(docs)
+
+
+_COLUMNS = ("store", "subject", "emails", "issuer", "not after", "thumbprint", "key", "problems")
+
+
+def _cells(doc: dict[str, Any]) -> list[str]:
+    return [
+        ",".join(doc["stores"]),
+        doc["subject"],
+        ",".join(doc["emails"]),
+        doc["issuer"],
+        doc["not_after"][:10],
+        doc["thumbprint"],
+        "yes" if doc["has_key"] else "no",
+        "; ".join(doc["problems"]) or "-",
+    ]
+
+
+def _print_table(docs: list[dict[str, Any]]) -> None:
+    if sys.stdout.isatty():
+        from rich.table import Table
+
+        from smimecli.cli.common import console
+
+        table = Table(*_COLUMNS)
+        for doc in docs:
+            table.add_row(*_cells(doc))
+        console().print(table)
+        return
+    rows = [list(_COLUMNS)] + [_cells(doc) for doc in docs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    for row in rows:
+        line = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row))
+        sys.stdout.write(line.rstrip() + "\n")
+
+
+@app.command("show")
+def show(
+    selector: Annotated[str, typer.Argument(help="Thumbprint (8+ hex digits), e-mail or CN.")],
+    *,
+    json: JsonOpt = False,
+) -> None:
+    """Show one certificate in detail, with the reasons it may not be usable."""
+    from smimecli.certs import info as certinfo
+
+    with _open_store(create=False) as store:
+        doc = certinfo.details(store.select_one(selector))
+    if json:
+        emit_json(doc)
+        return
+    for label, value in doc.items():
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value) or "-"
+        elif value is None:
+            value = "-"
+        sys.stdout.write(f"{label.replace('_', ' ') + ':':<20} {value}\n")
+
+
+@app.command("remove")
+def remove(
+    selectors: Annotated[
+        list[str], typer.Argument(help="Thumbprint (8+ hex digits), e-mail address or CN.")
+    ],
+    *,
+    store_name: StoreNameOpt = None,
+) -> None:
+    """Remove certificates (with their keys) from the store, or from one named store."""
+    with _open_store(create=False) as store, store.transaction():
+        picked = [store.select_one(selector, store_name) for selector in selectors]
+        for cert in {c.thumbprint: c for c in picked}.values():
+            store.remove(cert.thumbprint, store_name)
+            info(f"removed {cert.thumbprint}  {cert.subject}")

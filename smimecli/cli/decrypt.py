@@ -2,14 +2,199 @@
 
 from __future__ import annotations
 
-from smimecli.errors import UsageError
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from smimecli.cli.common import (
+    JsonOpt,
+    OutputOpt,
+    PasswordEnvOpt,
+    PasswordFileOpt,
+    emit_json,
+    state,
+    stdin_binary,
+    stdout_binary,
+)
+
+InputArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="The message (.eml), or a DER/PEM CMS file; '-' or none: standard input.",
+        metavar="[INPUT]",
+        show_default=False,
+    ),
+]
 
 
-def decrypt() -> None:
-    """Decrypt an S/MIME enveloped message with a private key."""
-    raise UsageError("decrypt is not implemented yet")
+def _input_name(path: Path | None) -> str:
+    return "standard input" if path is None or str(path) == "-" else str(path)
 
 
-def inspect() -> None:
-    """Show what an S/MIME message holds (recipients, algorithms) without a key."""
-    raise UsageError("inspect is not implemented yet")
+def _load_key(
+    key: Path, cert: Path | None, password_file: Path | None, password_env: str | None
+) -> Any:
+    """The private key (and its certificate) from --key/--cert, asking for a password only
+    when the key turns out to need one and no password source was given."""
+    from smimecli.cms.unwrap import KeyIdentity
+    from smimecli.errors import AuthError, UsageError
+    from smimecli.keys import cert_matches_key, load_certificate, load_private_key
+    from smimecli.passwords import read_password
+
+    given = password_file is not None or password_env is not None
+    password = None
+    if given:
+        password = read_password(
+            password_file=str(password_file) if password_file is not None else None,
+            password_env=password_env,
+        )
+    try:
+        loaded = load_private_key(key, password)
+    except AuthError:
+        if given:
+            raise
+        password = read_password(prompt=f"Password for {key}: ")
+        if password is None:
+            raise
+        loaded = load_private_key(key, password)
+    own = loaded.cert
+    if cert is not None:
+        own = load_certificate(cert)
+        if not cert_matches_key(own, loaded.key):
+            raise UsageError(f"--cert {cert} does not belong to the private key in {key}")
+    return KeyIdentity(loaded.key, own)
+
+
+def decrypt(
+    input: InputArg = None,
+    *,
+    output: OutputOpt = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            help="Private key: .pfx/.p12, or PEM/DER PKCS#8 or traditional key "
+            "(encrypted or not). Default: the store's personal certificates.",
+            metavar="FILE",
+        ),
+    ] = None,
+    cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--cert",
+            help="The key's certificate (PEM or DER), to pick its recipient by issuer/serial "
+            "or SKI; a .pfx carries it already.",
+            metavar="FILE",
+        ),
+    ] = None,
+    password_file: PasswordFileOpt = None,
+    password_env: PasswordEnvOpt = None,
+) -> None:
+    """Decrypt an S/MIME enveloped message with a private key.
+
+    Reads application/pkcs7-mime (and x-pkcs7-mime, octet-stream *.p7m) messages and bare
+    DER/BER or PEM CMS, EnvelopedData and AuthEnvelopedData (AES-GCM), from OpenSSL,
+    Thunderbird/NSS, gpgsm, Outlook and smimecli. The output is the decrypted message with
+    the outer headers restored (a readable .eml); a bare CMS input gives the bare content.
+    Without --key, a private key in the store's personal certificates that matches a
+    recipient is used. Exit 77: no key for any recipient (or the message was altered),
+    or a wrong password; 65: not a usable S/MIME message.
+    """
+    import contextlib
+    import shutil
+    import tempfile
+
+    from smimecli.decrypt import decrypt_message, store_key_lookup
+    from smimecli.files import atomic_output, open_input
+
+    name = _input_name(input)
+    identity = None
+    if key is not None:
+        identity = _load_key(key, cert, password_file, password_env)
+    elif cert is not None:
+        from smimecli.errors import UsageError
+
+        raise UsageError("--cert needs --key (the store's certificates carry their own)")
+    lookup = store_key_lookup(state().store_dir()) if identity is None else None
+    with contextlib.ExitStack() as stack:
+        if input is None or str(input) == "-":
+            src = stdin_binary()
+        else:
+            src = stack.enter_context(open_input(input))
+        if output is not None and str(output) != "-":
+            dst = stack.enter_context(atomic_output(output))
+            decrypt_message(src, dst, identity, key_lookup=lookup, what=name)
+            return
+        # Standard output cannot be taken back: spool, and write only a complete result.
+        spool: Any = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=32 << 20))
+        decrypt_message(src, spool, identity, key_lookup=lookup, what=name)
+        spool.seek(0)
+        out = stdout_binary()
+        shutil.copyfileobj(spool, out, 1 << 20)
+        out.flush()
+
+
+def _print_report(report: Any) -> None:
+    lines: list[str] = []
+    if report.headers:
+        lines.append("Headers:")
+        lines.extend(f"  {name}: {value}" for name, value in report.headers)
+    lines.append(f"CMS content type: {report.content_type} ({report.content_type_oid})")
+    if report.cipher is not None:
+        cipher = report.cipher
+        bits = f", {cipher['key_bits']}-bit key" if cipher["key_bits"] else ""
+        note = "" if cipher["supported"] else ", not supported"
+        lines.append(f"Content cipher: {cipher['name']} ({cipher['oid']}{bits}{note})")
+        lines.append(f"Recipients: {len(report.recipients)}")
+    for number, rec in enumerate(report.recipients, 1):
+        ident = rec["id"]
+        if ident["type"] == "issuer_serial":
+            who = f"issuer {ident['issuer']}, serial {ident['serial']}"
+        elif ident["type"] == "ski":
+            who = f"subject key identifier {ident['key_id']}"
+        else:
+            who = f"KEK id {ident['key_id']}"
+        lines.append(f"  {number}. {rec['kind']}: {who}")
+        algorithm = rec["key_encryption"]
+        if "oaep_hash" in rec:
+            algorithm += f", hash {rec['oaep_hash']}, MGF1 {rec['mgf1_hash']}"
+            if rec["oaep_label"]:
+                algorithm += f", label {rec['oaep_label']}"
+        if rec["kind"] == "kari":
+            algorithm += f", KDF hash {rec['kdf_hash']}, key wrap {rec['key_wrap']}"
+        lines.append(f"     key encryption: {algorithm} ({rec['key_encryption_oid']})")
+        for match in rec["store"]:
+            key_note = ", private key held" if match["has_key"] else ""
+            lines.append(f"     store: {match['subject']} [{match['thumbprint']}]{key_note}")
+        if not rec["store"] and rec["kind"] != "kekri":
+            lines.append("     store: no matching certificate")
+    print("\n".join(lines))
+
+
+def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:
+    """Show what an S/MIME message holds (recipients, algorithms) without a key.
+
+    Prints the outer headers, the CMS content type, the content cipher (name, OID, key
+    size) and each recipient: kind (ktri, kari, kekri), identifier (issuer DN and serial in
+    hex, or subject key identifier), key-encryption algorithm with its OAEP or KDF hash, and
+    the matching store certificate if any.
+    """
+    import contextlib
+
+    from smimecli.decrypt import inspect_message, open_store_if_exists, store_finder
+    from smimecli.files import open_input
+
+    name = _input_name(input)
+    with contextlib.ExitStack() as stack:
+        src = stdin_binary() if input is None or str(input) == "-" else stack.enter_context(
+            open_input(input)
+        )
+        store = open_store_if_exists(state().store_dir())
+        if store is not None:
+            stack.callback(store.close)
+        report = inspect_message(src, store_finder=store_finder(store), what=name)
+    if json:
+        emit_json(report.as_json())
+    else:
+        _print_report(report)

@@ -2,9 +2,400 @@
 
 from __future__ import annotations
 
-from smimecli.errors import UsageError
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from smimecli.cli.common import (
+    JsonOpt,
+    OutputOpt,
+    PasswordEnvOpt,
+    PasswordFileOpt,
+    emit_json,
+    emit_json_line,
+    info,
+    state,
+    stdin_binary,
+    stdout_binary,
+)
 
 
-def encrypt() -> None:
-    """Encrypt messages to certificates (--cert) or by rules (--rules)."""
-    raise UsageError("encrypt is not implemented yet")
+class Cipher(StrEnum):
+    """Content ciphers (SPEC section 1.1); the names match smimecli.cms.algorithms."""
+
+    aes128 = "aes128"
+    aes192 = "aes192"
+    aes256 = "aes256"
+    des3 = "3des"
+    rc2_128 = "rc2-128"
+    rc2_64 = "rc2-64"
+    rc2_40 = "rc2-40"
+    aes128_gcm = "aes128-gcm"
+    aes256_gcm = "aes256-gcm"
+
+
+class KeyTransport(StrEnum):
+    """RSA key transport."""
+
+    rsa = "rsa"
+    rsa_oaep = "rsa-oaep"
+
+
+class OaepHash(StrEnum):
+    """RSA-OAEP hash (also used for MGF1)."""
+
+    sha1 = "sha1"
+    sha256 = "sha256"
+    sha384 = "sha384"
+    sha512 = "sha512"
+
+
+class RecipientId(StrEnum):
+    """How a RecipientInfo names the recipient's certificate."""
+
+    issuer_serial = "issuer-serial"
+    ski = "ski"
+
+
+class MissingCertPolicy(StrEnum):
+    """What rules mode does with a recipient who has no usable certificate."""
+
+    pass_ = "pass"
+    reject = "reject"
+    tempfail = "tempfail"
+
+
+InputsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="Messages (.eml) or folders of messages; '-' or none: standard input. "
+        "Several inputs or a folder need --out-dir.",
+        metavar="[INPUT]...",
+        show_default=False,
+    ),
+]
+
+
+def _is_stdin(path: Path | None) -> bool:
+    return path is None or str(path) == "-"
+
+
+def _load_recipients(
+    cert_files: list[Path],
+    *,
+    key_transport: str,
+    oaep_hash: str,
+    recipient_id: str,
+    password_file: Path | None,
+    password_env: str | None,
+) -> list[Any]:
+    """The Recipient list from --cert files (PEM, DER, .p7b, .pfx public part)."""
+    import datetime as dt
+    import logging
+
+    from smimecli.certs.formats import is_ca, load_certificates
+    from smimecli.cms.recipients import Recipient
+    from smimecli.errors import AuthError, DataError
+    from smimecli.files import read_input
+    from smimecli.passwords import read_password
+
+    log = logging.getLogger("smimecli")
+    given = password_file is not None or password_env is not None
+    password = None
+    if given:
+        password = read_password(
+            password_file=str(password_file) if password_file is not None else None,
+            password_env=password_env,
+        )
+    recipients: list[Any] = []
+    now = dt.datetime.now(dt.UTC)
+    for path in cert_files:
+        data = read_input(path)
+        try:
+            entries = load_certificates(data, password=password, source=str(path))
+        except AuthError:
+            if given:
+                raise
+            prompted = read_password(prompt=f"Password for {path}: ")
+            if prompted is None:
+                raise
+            entries = load_certificates(data, password=prompted, source=str(path))
+        # A bundle (.pfx with its chain, .p7b) names its CA certificates too: encrypt to the
+        # end-entity ones. A file holding one certificate is used whatever it is.
+        certs = [e.cert for e in entries if not e.chain and not is_ca(e.cert)]
+        if not certs and len(entries) == 1:
+            certs = [entries[0].cert]
+        if not certs:
+            raise DataError(f"{path} holds no end-entity certificate to encrypt to")
+        for cert in certs:
+            if cert.not_valid_after_utc < now or cert.not_valid_before_utc > now:
+                log.warning(
+                    f"certificate {cert.subject.rfc4514_string()} in {path} is not valid "
+                    "now; encrypting to it anyway because --cert names it"
+                )
+            recipients.append(
+                Recipient(
+                    cert,
+                    key_transport=key_transport,
+                    oaep_hash=oaep_hash,
+                    recipient_id=recipient_id,
+                )
+            )
+    return recipients
+
+
+def _expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Files as given; folders become their regular, non-hidden files, sorted."""
+    from smimecli.errors import InputError
+
+    found: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            try:
+                children = sorted(p for p in path.iterdir() if p.is_file())
+            except OSError as exc:
+                raise InputError(f"cannot read folder {path}: {exc.strerror or exc}") from exc
+            found.extend(p for p in children if not p.name.startswith("."))
+        else:
+            found.append(path)
+    return found
+
+
+def _encrypt_one(src: Any, dst: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """Encrypt one message in direct or rules mode; returns its JSON report."""
+    if args["rules"] is not None:
+        try:
+            from smimecli import plan
+        except ImportError:
+            from smimecli.errors import UsageError
+
+            raise UsageError("--rules is not available yet") from None
+        outcome: Any = plan.encrypt_with_rules(
+            src,
+            dst,
+            args["rules"],
+            args["envelope_recipients"],
+            state().store_dir(),
+            on_missing_cert=args["on_missing_cert"],
+        )
+        return dict(outcome.to_json())
+    from smimecli.encrypt import encrypt_message
+
+    result = encrypt_message(
+        src, dst, args["recipients"], cipher=args["cipher"], convert_tnef=args["convert_tnef"]
+    )
+    return result.to_json()
+
+
+def _status_line(name: str, report: dict[str, Any]) -> str:
+    action = str(report.get("action", "")).upper()
+    who = ", ".join(r["recipient"] for r in report.get("recipients", []) if "recipient" in r)
+    detail = f" for {who}" if who and action == "ENCRYPTED" else ""
+    cipher = f" ({report['cipher']})" if report.get("cipher") and detail else ""
+    return f"{action} {name}{detail}{cipher}"
+
+
+def encrypt(
+    inputs: InputsArg = None,
+    *,
+    output: OutputOpt = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir",
+            help="Batch mode: write each result here under its input's name.",
+            metavar="DIR",
+        ),
+    ] = None,
+    cert: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--cert",
+            help="Direct mode: encrypt to this certificate file (PEM, DER, .p7b, .pfx/.p12 "
+            "public part); repeat for several recipients.",
+            metavar="FILE",
+        ),
+    ] = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option("--rules", help="Rules mode: pick certificates by this rules file.",
+                     metavar="FILE"),
+    ] = None,
+    recipient: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--recipient",
+            help="Rules mode: envelope recipient (repeatable) [default: To, Cc, Bcc headers].",
+            metavar="ADDR",
+        ),
+    ] = None,
+    cipher: Annotated[
+        Cipher | None,
+        typer.Option("--cipher", help="Content cipher; weak ones (3des, rc2-*) warn. "
+                     "[default: aes256]", show_default=False),
+    ] = None,
+    key_transport: Annotated[
+        KeyTransport | None,
+        typer.Option("--key-transport",
+                     help="RSA key transport: rsa (PKCS#1 v1.5) or rsa-oaep. [default: rsa]",
+                     show_default=False),
+    ] = None,
+    oaep_hash: Annotated[
+        OaepHash | None,
+        typer.Option("--oaep-hash", help="RSA-OAEP hash; implies rsa-oaep. [default: sha256]",
+                     show_default=False),
+    ] = None,
+    recipient_id: Annotated[
+        RecipientId | None,
+        typer.Option("--recipient-id", help="Name recipients by issuer and serial, or by "
+                     "subject key identifier. [default: issuer-serial]", show_default=False),
+    ] = None,
+    convert_tnef: Annotated[
+        bool,
+        typer.Option("--convert-tnef/--no-convert-tnef",
+                     help="Turn winmail.dat parts into plain MIME before encrypting."),
+    ] = True,
+    on_missing_cert: Annotated[
+        MissingCertPolicy | None,
+        typer.Option("--on-missing-cert", help="Rules mode: a recipient without a usable "
+                     "certificate lets the message pass, rejects it (67) or defers it (75). "
+                     "[default: the rules file's]", show_default=False),
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", min=1, help="Batch mode: worker processes.")
+    ] = 1,
+    json_output: JsonOpt = False,
+    password_file: PasswordFileOpt = None,
+    password_env: PasswordEnvOpt = None,
+) -> None:
+    """Encrypt messages to certificates (--cert) or by rules (--rules).
+
+    One message from INPUT or standard input goes to -o OUTPUT or standard output; several
+    INPUTs or a folder go to --out-dir under the same names. The result is an S/MIME
+    enveloped message (application/pkcs7-mime) that keeps the original headers except
+    Content-*, MIME-Version and Bcc. An already encrypted message passes unchanged.
+    """
+    from smimecli.errors import SmimeError, UsageError
+
+    if cert and rules is not None:
+        raise UsageError("--cert and --rules are exclusive: give one of them")
+    if not cert and rules is None:
+        raise UsageError("give --cert FILE (direct mode) or --rules FILE (rules mode)")
+    if output is not None and out_dir is not None:
+        raise UsageError("-o and --out-dir are exclusive")
+    if rules is not None and any(
+        opt is not None for opt in (cipher, key_transport, oaep_hash, recipient_id)
+    ):
+        raise UsageError(
+            "--cipher, --key-transport, --oaep-hash and --recipient-id apply to --cert; "
+            "in rules mode set them in the rules file"
+        )
+    if key_transport is KeyTransport.rsa and oaep_hash is not None:
+        raise UsageError("--oaep-hash needs --key-transport rsa-oaep (or no --key-transport)")
+
+    transport = "rsa-oaep" if oaep_hash is not None else (
+        key_transport.value if key_transport is not None else "rsa"
+    )
+    args: dict[str, Any] = {
+        "rules": rules,
+        "envelope_recipients": list(recipient) if recipient else None,
+        "on_missing_cert": on_missing_cert.value if on_missing_cert is not None else None,
+        "cipher": cipher.value if cipher is not None else "aes256",
+        "convert_tnef": convert_tnef,
+        "recipients": [],
+    }
+    if cert:
+        if recipient:
+            info("smimecli: --recipient is ignored in direct mode (--cert names the recipients)")
+        args["recipients"] = _load_recipients(
+            list(cert),
+            key_transport=transport,
+            oaep_hash=oaep_hash.value if oaep_hash is not None else "sha256",
+            recipient_id=recipient_id.value if recipient_id is not None else "issuer-serial",
+            password_file=password_file,
+            password_env=password_env,
+        )
+
+    given = list(inputs or [])
+    batch = len(given) > 1 or any(p.is_dir() for p in given if not _is_stdin(p))
+    if not batch and out_dir is None:
+        _single(given[0] if given else None, output, args, json_output=json_output)
+        return
+    if output is not None:
+        raise UsageError("several inputs need --out-dir DIR, not -o")
+    if out_dir is None:
+        raise UsageError("several inputs or a folder need --out-dir DIR")
+    if any(_is_stdin(p) for p in given) or not given:
+        raise UsageError("batch mode (--out-dir) reads files, not standard input")
+    _ = jobs  # sequential for now; a later change adds worker processes
+    failures: list[SmimeError] = []
+    for path in _expand_inputs(given):
+        target = out_dir / path.name
+        try:
+            report = _batch_one(path, target, args)
+        except SmimeError as exc:
+            failures.append(exc)
+            print(f"smimecli: error: {path}: {exc.message}", file=sys.stderr)
+            if json_output:
+                emit_json_line({"input": str(path), "output": None, "action": "failed",
+                                "status": int(exc.status), "error": exc.message})
+            continue
+        if json_output:
+            emit_json_line({"input": str(path), "output": str(target), **report})
+        else:
+            info(_status_line(str(path), report))
+    if failures:
+        raise typer.Exit(int(failures[0].status))
+
+
+def _batch_one(path: Path, target: Path, args: dict[str, Any]) -> dict[str, Any]:
+    from smimecli.errors import UsageError
+    from smimecli.files import atomic_output, open_input
+
+    try:
+        same = target.resolve() == path.resolve()
+    except OSError:
+        same = False
+    if same:
+        raise UsageError(f"--out-dir would overwrite the input {path}: choose another folder")
+    with open_input(path) as src, atomic_output(target) as dst:
+        return _encrypt_one(src, dst, args)
+
+
+def _single(src_path: Path | None, output: Path | None, args: dict[str, Any], *,
+            json_output: bool) -> None:
+    from smimecli.errors import UsageError
+    from smimecli.files import open_input
+
+    to_stdout = output is None or str(output) == "-"
+    if json_output and to_stdout:
+        raise UsageError("--json needs -o OUTPUT or --out-dir (standard output carries the "
+                         "message)")
+    name = "standard input" if _is_stdin(src_path) else str(src_path)
+    if _is_stdin(src_path):
+        report = _write(stdin_binary(), output, args, to_stdout)
+    else:
+        assert src_path is not None
+        with open_input(src_path) as src:
+            report = _write(src, output, args, to_stdout)
+    if json_output:
+        emit_json({"input": name, "output": str(output), **report})
+    elif state().verbose:
+        info(_status_line(name, report))
+
+
+def _write(src: Any, output: Path | None, args: dict[str, Any], to_stdout: bool
+           ) -> dict[str, Any]:
+    from smimecli.files import atomic_output
+
+    if to_stdout:
+        out = stdout_binary()
+        report = _encrypt_one(src, out, args)
+        out.flush()
+        return report
+    assert output is not None
+    with atomic_output(output) as dst:
+        return _encrypt_one(src, dst, args)

@@ -1,15 +1,461 @@
-"""``smimecli gen-root`` and ``smimecli issue-user``: lab certificates."""
+"""``smimecli gen-root`` and ``smimecli issue-user``: lab certificates (SPEC 1.4).
+
+The commands validate every option, read the passwords and find the signer before any key
+is generated; files are written atomically and only when the store (unless --no-store)
+took the new certificate too, so a failure leaves neither files nor store entries.
+"""
 
 from __future__ import annotations
 
-from smimecli.errors import UsageError
+import contextlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from smimecli.cli.common import JsonOpt, PasswordEnvOpt, PasswordFileOpt, emit_json, info, state
+
+if TYPE_CHECKING:
+    from smimecli.certs.store import Store
+    from smimecli.lab import Issued, Signer
+
+_ROOT_KEY_USAGE = "CRLSign,CertSign,KeyAgreement,DataEncipherment,KeyEncipherment,DigitalSignature"
+
+# --- options shared by both commands ------------------------------------------------------
+
+KeyAlgorithmOpt = Annotated[
+    str,
+    typer.Option(
+        "--key-algorithm", help="Key pair to generate.", metavar="rsa|ecdsa-p256|ecdsa-p384"
+    ),
+]
+KeyLengthOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--key-length",
+        help="RSA key size in bits, 2048 to 16384 (default 2048); "
+        "for ECDSA only the curve size (256, 384) is accepted.",
+        metavar="BITS",
+        show_default=False,
+    ),
+]
+HashOpt = Annotated[
+    str, typer.Option("--hash", help="Signature hash.", metavar="sha256|sha384|sha512")
+]
+OutPfxOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out-pfx",
+        help="Write certificate, private key and chain as a password-protected .pfx (0600).",
+        metavar="FILE",
+    ),
+]
+OutCerOpt = Annotated[
+    Path | None,
+    typer.Option("--out-cer", help="Write the certificate as DER (.cer).", metavar="FILE"),
+]
+OutPemOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out-pem", help="Write the certificate as PEM (certificate only).", metavar="FILE"
+    ),
+]
+OutKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out-key",
+        help="Write the private key as PEM PKCS#8 encrypted with the password (0600).",
+        metavar="FILE",
+    ),
+]
+NoStoreOpt = Annotated[
+    bool, typer.Option("--no-store", help="Do not add the certificate to the store.")
+]
+PfxEncryptionOpt = Annotated[
+    str,
+    typer.Option(
+        "--pfx-encryption",
+        help="modern = AES-256/PBKDF2/SHA-256 MAC; legacy = 3DES/SHA-1 MAC "
+        "(old Windows, macOS, gpgsm 2.2).",
+        metavar="modern|legacy",
+    ),
+]
+FriendlyNameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--friendly-name", help="Friendly name in the .pfx and the store.", metavar="NAME"
+    ),
+]
+DaysHelp = "Validity in days from now (notBefore is 10 minutes in the past)."
 
 
-def gen_root() -> None:
-    """Create a self-signed root CA certificate (like New-SelfSignedCertificate)."""
-    raise UsageError("gen-root is not implemented yet")
+# --- helpers ------------------------------------------------------------------------------
 
 
-def issue_user() -> None:
-    """Issue an S/MIME user certificate from a CA certificate."""
-    raise UsageError("issue-user is not implemented yet")
+@dataclass
+class _Outputs:
+    """The files asked for, and the password they need."""
+
+    pfx: Path | None
+    cer: Path | None
+    pem: Path | None
+    key: Path | None
+    pfx_encryption: str
+
+    def check(self) -> None:
+        from smimecli.certs.pfx import ENCRYPTIONS
+        from smimecli.errors import UsageError
+
+        if self.pfx_encryption not in ENCRYPTIONS:
+            raise UsageError(
+                f"unknown --pfx-encryption {self.pfx_encryption!r} (use modern or legacy)"
+            )
+        given = [p.resolve() for p in (self.pfx, self.cer, self.pem, self.key) if p is not None]
+        if len(set(given)) != len(given):
+            raise UsageError("--out-pfx, --out-cer, --out-pem and --out-key need different files")
+
+    @property
+    def needs_password(self) -> bool:
+        return self.pfx is not None or self.key is not None
+
+    def password(self, password_file: Path | None, password_env: str | None) -> bytes | None:
+        """The password protecting the .pfx / key file: file, variable, or asked twice."""
+        if not self.needs_password:
+            return None
+        from smimecli.errors import UsageError
+        from smimecli.passwords import read_password
+
+        password = read_password(
+            password_file=None if password_file is None else str(password_file),
+            password_env=password_env,
+        )
+        what = "--out-pfx" if self.pfx is not None else "--out-key"
+        if password is None:
+            if not (sys.stdin is not None and sys.stdin.isatty()):
+                raise UsageError(
+                    f"{what} needs a password: give --password-file FILE or "
+                    "--password-env NAME (or run on a terminal to be asked)"
+                )
+            import getpass
+
+            password = getpass.getpass("Password for the new private key file: ").encode()
+            if getpass.getpass("Repeat the password: ").encode() != password:
+                raise UsageError("the two passwords differ; nothing was written")
+        if not password:
+            raise UsageError(f"{what} needs a password; an empty password is refused")
+        return password
+
+    def write(
+        self,
+        issued: Issued,
+        password: bytes | None,
+        friendly_name: str | None,
+        commit: Any,
+    ) -> dict[str, str]:
+        """Write every file atomically; ``commit()`` runs before any is renamed into place."""
+        from cryptography.hazmat.primitives import serialization
+
+        from smimecli.certs.pfx import write_pfx
+        from smimecli.files import atomic_output
+
+        contents: list[tuple[str, Path, bytes, int | None]] = []
+        if self.pfx is not None:
+            assert password is not None
+            data = write_pfx(
+                issued.key, issued.cert, issued.chain, password=password,
+                encryption=self.pfx_encryption, friendly_name=friendly_name,
+            )
+            contents.append(("pfx", self.pfx, data, 0o600))
+        if self.cer is not None:
+            der = issued.cert.public_bytes(serialization.Encoding.DER)
+            contents.append(("cer", self.cer, der, None))
+        if self.pem is not None:
+            pem = issued.cert.public_bytes(serialization.Encoding.PEM)
+            contents.append(("pem", self.pem, pem, None))
+        if self.key is not None:
+            assert password is not None
+            key_pem = issued.key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(password),
+            )
+            contents.append(("key", self.key, key_pem, 0o600))
+        # All temporary files exist before the store changes; an exception anywhere removes
+        # them all (atomic_output), so files and store change together or not at all.
+        with contextlib.ExitStack() as stack:
+            for _kind, path, data, mode in contents:
+                stack.enter_context(atomic_output(path, mode=mode)).write(data)
+            commit()
+        return {kind: str(path) for kind, path, _data, _mode in contents}
+
+
+def _open_store(no_store: bool, *, for_signer: bool = False) -> Store | None:
+    """The store, when the command stores or reads a signer; a signer needs an existing one."""
+    if no_store and not for_signer:
+        return None
+    from smimecli.certs.store import Store
+
+    return Store.open(state().store_dir(), create=not for_signer)
+
+
+def _report(
+    issued: Issued,
+    files: dict[str, str],
+    stores: list[str],
+    hash_name: str,
+    json_out: bool,
+    extra: dict[str, Any],
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from smimecli.lab import format_subject
+
+    cert = issued.cert
+    if isinstance(issued.key, rsa.RSAPrivateKey):
+        key_algorithm = "rsa"
+    else:
+        key_algorithm = f"ecdsa-p{issued.key.curve.key_size}"
+    if json_out:
+        emit_json(
+            {
+                "thumbprint": issued.thumbprint,
+                "subject": issued.subject,
+                "issuer": format_subject(cert.issuer),
+                "serial": format(cert.serial_number, "032x"),
+                "not_before": cert.not_valid_before_utc.isoformat(),
+                "not_after": cert.not_valid_after_utc.isoformat(),
+                "key_algorithm": key_algorithm,
+                "key_size": issued.key.key_size,
+                "hash": hash_name,
+                **extra,
+                "stores": stores,
+                "files": files,
+            }
+        )
+    else:
+        sys.stdout.write(f"{issued.thumbprint}  {issued.subject}\n")
+        for kind, path in files.items():
+            info(f"wrote {path} ({kind})")
+        if stores:
+            info(f"added to the store {state().store_dir()} as {', '.join(stores)}")
+
+
+def _load_signer(
+    signer: str | None,
+    signer_pfx: Path | None,
+    password_file: Path | None,
+    password_env: str | None,
+    store: Store | None,
+) -> Signer:
+    from smimecli.errors import UsageError
+    from smimecli.lab import Signer
+
+    if signer is not None:
+        assert store is not None
+        entry = store.select_one(signer)
+        where = f"the signer {entry.thumbprint}"
+        return Signer.checked(entry.cert, store.private_key(entry.thumbprint), where=where)
+    assert signer_pfx is not None
+    if password_file is not None and password_env is not None:
+        raise UsageError(
+            "give either --signer-password-file or --signer-password-env, not both"
+        )
+    from smimecli.certs.formats import load_certificate_file
+    from smimecli.passwords import read_password
+
+    password = read_password(
+        password_file=None if password_file is None else str(password_file),
+        password_env=password_env,
+        prompt=f"Password for {signer_pfx}: ",
+    )
+    entries = load_certificate_file(signer_pfx, password)
+    with_key = [entry for entry in entries if entry.key is not None]
+    chosen = with_key[0] if with_key else (entries[0] if entries else None)
+    if chosen is None:
+        from smimecli.errors import DataError
+
+        raise DataError(f"{signer_pfx} holds no certificate")
+    chain = tuple(e.cert for e in entries if e is not chosen)
+    return Signer.checked(chosen.cert, chosen.key, chain, where=str(signer_pfx))
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def gen_root(
+    *,
+    subject: Annotated[
+        str,
+        typer.Option(
+            "--subject", help='Subject, Windows style: "CN=Name,O=\\"Org, Inc.\\",C=US".'
+        ),
+    ] = "CN=Test Root V1",
+    key_algorithm: KeyAlgorithmOpt = "rsa",
+    key_length: KeyLengthOpt = None,
+    hash_name: HashOpt = "sha256",
+    days: Annotated[int, typer.Option("--days", help=DaysHelp)] = 7300,
+    key_usage: Annotated[
+        str,
+        typer.Option(
+            "--key-usage",
+            help="Comma list of CRLSign, CertSign, KeyAgreement, DataEncipherment, "
+            "KeyEncipherment, DigitalSignature, NonRepudiation, EncipherOnly, DecipherOnly, "
+            "or None (default: the first six).",
+            show_default=False,
+        ),
+    ] = _ROOT_KEY_USAGE,
+    out_pfx: OutPfxOpt = None,
+    out_cer: OutCerOpt = None,
+    out_pem: OutPemOpt = None,
+    out_key: OutKeyOpt = None,
+    no_store: NoStoreOpt = False,
+    pfx_encryption: PfxEncryptionOpt = "modern",
+    friendly_name: FriendlyNameOpt = None,
+    password_file: PasswordFileOpt = None,
+    password_env: PasswordEnvOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a self-signed root CA certificate (like New-SelfSignedCertificate).
+
+    The root gets basicConstraints CA:TRUE (critical), the key usages asked for (critical),
+    a subject key identifier and a random 16-byte serial. It goes into the store as 'my'
+    (with its key) and 'root' (trusted) unless --no-store, and to the files asked for.
+    Prints the thumbprint and subject (or --json).
+    """
+    import datetime as dt
+
+    from smimecli.lab import KeySpec, RootSpec, make_root
+
+    spec = RootSpec(
+        subject=subject, key=KeySpec(key_algorithm, key_length), hash=hash_name, days=days,
+        key_usage=key_usage,
+    )
+    spec.validate(dt.datetime.now(dt.UTC))
+    outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption)
+    outputs.check()
+    password = outputs.password(password_file, password_env)
+    store = _open_store(no_store)
+    with store if store is not None else contextlib.nullcontext():
+        issued = make_root(spec)
+
+        def commit() -> None:
+            if store is not None:
+                with store.transaction():
+                    store.add(issued.cert, key=issued.key, store_name="my",
+                              friendly_name=friendly_name)
+                    store.add(issued.cert, store_name="root", friendly_name=friendly_name)
+
+        files = outputs.write(issued, password, friendly_name, commit)
+    _report(issued, files, [] if store is None else ["my", "root"], hash_name, json_out, {})
+
+
+def issue_user(
+    *,
+    email: Annotated[
+        str, typer.Option("--email", help="The user's mail address (SAN rfc822Name).")
+    ],
+    subject: Annotated[
+        str | None,
+        typer.Option(
+            "--subject",
+            help='Subject, Windows style, e.g. "E=test@example.net,CN=SMIME Tester 2048" '
+            "(default: E=ADDR,CN=ADDR).",
+            show_default=False,
+        ),
+    ] = None,
+    upn: Annotated[
+        str | None,
+        typer.Option(
+            "--upn", help="User principal name, added to the SAN as a Microsoft UPN otherName.",
+            metavar="NAME",
+        ),
+    ] = None,
+    signer: Annotated[
+        str | None,
+        typer.Option(
+            "--signer", help="The issuing CA in the store (thumbprint, email or CN).",
+            metavar="SELECTOR",
+        ),
+    ] = None,
+    signer_pfx: Annotated[
+        Path | None,
+        typer.Option("--signer-pfx", help="The issuing CA as a .pfx with its key.",
+                     metavar="FILE"),
+    ] = None,
+    signer_password_file: Annotated[
+        Path | None,
+        typer.Option("--signer-password-file", help="Password file of --signer-pfx.",
+                     metavar="FILE"),
+    ] = None,
+    signer_password_env: Annotated[
+        str | None,
+        typer.Option("--signer-password-env",
+                     help="Environment variable holding the password of --signer-pfx.",
+                     metavar="NAME"),
+    ] = None,
+    key_algorithm: KeyAlgorithmOpt = "rsa",
+    key_length: KeyLengthOpt = None,
+    hash_name: HashOpt = "sha256",
+    days: Annotated[int, typer.Option("--days", help=DaysHelp)] = 365,
+    smime_capabilities: Annotated[
+        bool,
+        typer.Option(
+            "--smime-capabilities/--no-smime-capabilities",
+            help="Add the SMIMECapabilities extension (AES-256/192/128, 3DES, RC2-128).",
+        ),
+    ] = True,
+    out_pfx: OutPfxOpt = None,
+    out_cer: OutCerOpt = None,
+    out_pem: OutPemOpt = None,
+    out_key: OutKeyOpt = None,
+    no_store: NoStoreOpt = False,
+    pfx_encryption: PfxEncryptionOpt = "modern",
+    friendly_name: FriendlyNameOpt = None,
+    password_file: PasswordFileOpt = None,
+    password_env: PasswordEnvOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Issue an S/MIME user certificate from a CA certificate.
+
+    The user gets basicConstraints CA:FALSE, keyUsage digitalSignature with keyEncipherment
+    (RSA) or keyAgreement (EC), EKU emailProtection, the address (and --upn) in the
+    subjectAltName, SMIMECapabilities, SKI and AKI. The CA comes from the store (--signer)
+    or a .pfx (--signer-pfx). The new certificate goes into the store as 'my' with its key
+    unless --no-store; a .pfx also holds the issuing CA. Prints the thumbprint and subject.
+    """
+    import datetime as dt
+
+    from smimecli.lab import KeySpec, UserSpec
+    from smimecli.lab import issue_user as build_user
+
+    spec = UserSpec(
+        email=email, subject=subject, upn=upn, key=KeySpec(key_algorithm, key_length),
+        hash=hash_name, days=days, smime_capabilities=smime_capabilities,
+    )
+    spec.validate(dt.datetime.now(dt.UTC))
+    outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption)
+    outputs.check()
+    if (signer is None) == (signer_pfx is None):
+        from smimecli.errors import UsageError
+
+        raise UsageError("give exactly one of --signer SELECTOR and --signer-pfx FILE")
+    password = outputs.password(password_file, password_env)
+    # The store is opened only when needed, after a .pfx signer proved usable, so that a
+    # failing command does not create an empty store as a side effect.
+    store = _open_store(no_store, for_signer=True) if signer is not None else None
+    issuer = _load_signer(signer, signer_pfx, signer_password_file, signer_password_env, store)
+    if store is None:
+        store = _open_store(no_store)
+    with store if store is not None else contextlib.nullcontext():
+        issued = build_user(spec, issuer)
+
+        def commit() -> None:
+            if store is not None and not no_store:
+                store.add(issued.cert, key=issued.key, store_name="my",
+                          friendly_name=friendly_name)
+
+        files = outputs.write(issued, password, friendly_name, commit)
+    extra = {"email": email, "upn": upn, "smime_capabilities": smime_capabilities}
+    _report(issued, files, [] if no_store else ["my"], hash_name, json_out, extra)

@@ -1,7 +1,213 @@
-"""``smimecli rules``."""
+"""``smimecli rules check`` and ``smimecli rules test`` (SPEC sections 1.5 and 3)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-app = typer.Typer(help="rules commands.", no_args_is_help=True)
+from smimecli.cli.common import JsonOpt, console, emit_json, state
+
+if TYPE_CHECKING:
+    from smimecli.plan import RecipientPlan, RulesTestReport
+
+app = typer.Typer(
+    help="Check recipient rules files and try them on a virtual message.",
+    no_args_is_help=True,
+)
+
+RulesOpt = Annotated[
+    Path,
+    typer.Option(
+        "--rules",
+        help="The rules file (TOML, SPEC section 3).",
+        metavar="FILE",
+        show_default=False,
+    ),
+]
+
+
+@app.command("check")
+def check(*, rules: RulesOpt) -> None:
+    """Validate a rules file and open every certificate source it names.
+
+    Prints "OK: N rules" and exits 0, or prints one error line naming the
+    file, the rule and the key, and exits 78. Patterns that an earlier rule
+    always catches first get a warning.
+    """
+    import logging
+
+    from smimecli.rules import load_rules, shadowed_patterns
+
+    ruleset = load_rules(rules, store_dir=state().store_dir())
+    ruleset.open_all()
+    log = logging.getLogger("smimecli")
+    for later, pattern, earlier, cover in shadowed_patterns(ruleset):
+        log.warning(
+            f"{ruleset.where(later, 'recipients')}: pattern {pattern!r} is shadowed by "
+            f"{cover!r} of the earlier rule {earlier.name!r}"
+        )
+    count = len(ruleset.rules)
+    print(f"OK: {count} rule{'s' if count != 1 else ''}")
+
+
+@app.command("test")
+def rules_test(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="RULE_NAME", help="The rules to test.", show_default=False),
+    ] = None,
+    *,
+    rules: RulesOpt,
+    all_rules: Annotated[bool, typer.Option("--all", help="Test every rule of the file.")] = False,
+    recipient: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--recipient",
+            help="Test these addresses (each tested rule takes those that match it).",
+            metavar="ADDR",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Try rules on a virtual message from test@localhost; nothing is sent.
+
+    Recipients: the --recipient values, or else each rule's exact addresses
+    and, for a wildcard pattern, every address in the rule's source whose
+    usable certificate matches it (one example address when there is none).
+
+    The real lookup and an in-memory encryption run. The report shows, per
+    rule and recipient: the rule matched, the certificate (subject,
+    thumbprint, not-after), the algorithms, the outcome (ENCRYPTED, PASSED,
+    REJECTED, TEMPFAIL) with its reason, and every warning.
+
+    Exit 0 when every tested recipient is ENCRYPTED, 67 when some would go
+    unencrypted or be rejected, 78 for a configuration error.
+    """
+    from smimecli.errors import RejectError, UsageError
+    from smimecli.plan import run_rules_test
+    from smimecli.rules import load_rules
+
+    if not names and not all_rules:
+        raise UsageError("name the rules to test, or give --all (see 'rules test --help')")
+    if names and all_rules:
+        raise UsageError("give rule names or --all, not both")
+    ruleset = load_rules(rules, store_dir=state().store_dir())
+    report = run_rules_test(
+        ruleset, names or [], all_rules=all_rules, recipients=recipient or []
+    )
+    tested = [r for rep in report.reports for r in rep.plan.recipients]
+    if recipient and not tested:
+        raise UsageError(
+            "none of the --recipient addresses matches the tested rules: nothing to test"
+        )
+    if json_output:
+        emit_json(report.to_json())
+    elif sys.stdout.isatty():
+        _print_rich(report)
+    else:
+        _print_plain(report)
+    if not report.all_encrypted:
+        bad = [r for r in tested if str(r.outcome) != "ENCRYPTED"]
+        raise RejectError(
+            f"{len(bad)} of {len(tested)} tested recipients would not be encrypted: "
+            + ", ".join(f"{r.address} {r.outcome}" for r in bad)
+        )
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def _certificate(recipient: RecipientPlan) -> str:
+    if recipient.cert is None:
+        return "-"
+    from smimecli.certs.names import display_name
+
+    return (
+        f"{display_name(recipient.cert.subject)}, thumbprint {recipient.thumbprint}, "
+        f"not after {recipient.cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+def _algorithms(recipient: RecipientPlan, cipher: str | None) -> str:
+    if recipient.cert is None:
+        return "-"
+    transport = {
+        "rsa": "RSA PKCS#1 v1.5",
+        "ecdh": "ECDH (RFC 5753)",
+    }.get(recipient.algorithm or "", f"RSA-OAEP {recipient.oaep_hash}")
+    return f"{cipher}, {transport}"
+
+
+def _print_plain(report: RulesTestReport) -> None:
+    out: list[str] = [f"rules file: {report.rules.path}", "sender: test@localhost"]
+    out.extend(f"warning: {w}" for w in report.warnings)
+    for rule_report in report.reports:
+        rule = rule_report.rule
+        plan = rule_report.plan
+        out.append("")
+        where = f" ({rule.source.describe()})" if rule.index >= 0 else ""
+        out.append(f"rule {rule.name!r}{where}")
+        out.extend(f"  warning: {w}" for w in [*rule_report.warnings, *plan.warnings])
+        for recipient in plan.recipients:
+            out.append(f"  {recipient.address}: {recipient.outcome}")
+            matched = recipient.rule.name if recipient.rule else "(none)"
+            out.append(f"    rule:        {matched}")
+            out.append(f"    certificate: {_certificate(recipient)}")
+            out.append(f"    algorithms:  {_algorithms(recipient, plan.cipher)}")
+            out.append(f"    reason:      {recipient.reason}")
+            out.extend(f"    warning:     {w}" for w in recipient.warnings)
+            for turned in recipient.turned_down:
+                out.append(
+                    f"    not chosen:  {turned.subject} ({turned.thumbprint[:16]}): "
+                    + ", ".join(turned.reasons)
+                )
+    tested = [r for rep in report.reports for r in rep.plan.recipients]
+    good = sum(1 for r in tested if str(r.outcome) == "ENCRYPTED")
+    out.append("")
+    out.append(f"{good} of {len(tested)} tested recipients ENCRYPTED")
+    print("\n".join(out))
+
+
+def _print_rich(report: RulesTestReport) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    term: Any = console()
+    term.print(Text(f"rules file: {report.rules.path}  sender: test@localhost"))
+
+    def warn(message: str) -> None:
+        term.print(Text.assemble(("warning: ", "yellow"), message))
+
+    for warning in report.warnings:
+        warn(warning)
+    colours = {"ENCRYPTED": "green", "PASSED": "yellow", "REJECTED": "red", "TEMPFAIL": "red"}
+    for rule_report in report.reports:
+        plan = rule_report.plan
+        table = Table(title=Text(f"rule {rule_report.rule.name!r}"), title_justify="left")
+        for column, ratio in (("Recipient", 2), ("Rule", 1), ("Outcome", 1),
+                              ("Certificate", 3), ("Algorithms", 2), ("Reason", 4)):
+            table.add_column(column, overflow="fold", ratio=ratio)
+        for recipient in plan.recipients:
+            notes = [recipient.reason]
+            notes.extend(f"warning: {w}" for w in recipient.warnings)
+            notes.extend(
+                f"not chosen {t.thumbprint[:8]}: {', '.join(t.reasons)}"
+                for t in recipient.turned_down
+            )
+            outcome = str(recipient.outcome)
+            table.add_row(
+                Text(recipient.address),
+                Text(recipient.rule.name if recipient.rule else "(none)"),
+                Text(outcome, style=colours[outcome]),
+                Text(_certificate(recipient).replace(", thumbprint ", "\n").replace(
+                    ", not after ", "\nnot after ")),
+                Text(_algorithms(recipient, plan.cipher)),
+                Text("\n".join(notes)),
+            )
+        term.print(table)
+        for warning in [*rule_report.warnings, *plan.warnings]:
+            warn(warning)

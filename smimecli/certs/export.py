@@ -1,0 +1,114 @@
+"""Writing store certificates out in the Windows formats and PEM (SPEC section 1.3)."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from smimecli.certs import names, usable
+from smimecli.certs.formats import PrivateKey
+from smimecli.certs.pfx import write_pfx
+from smimecli.certs.sst import write_sst
+from smimecli.certs.store import Store, StoredCert
+from smimecli.errors import DataError, UsageError
+
+_MAX_CHAIN = 8
+
+
+@names.quiet()
+def chain_of(store: Store, cert: x509.Certificate) -> list[x509.Certificate]:
+    """The issuers of ``cert`` held in the store (``ca`` and ``root``), nearest first."""
+    pool = [c.cert for c in store.certificates("ca") + store.certificates("root")]
+    chain: list[x509.Certificate] = []
+    current = cert
+    for _ in range(_MAX_CHAIN):
+        if current.issuer == current.subject:
+            break
+        parent = next(
+            (c for c in pool if c not in chain and c != current and _signed(current, c)), None
+        )
+        if parent is None:
+            break
+        chain.append(parent)
+        current = parent
+    return chain
+
+
+def _signed(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    return usable.chains_to_root(cert, [issuer]) and cert != issuer
+
+
+def export(
+    store: Store,
+    picked: list[StoredCert],
+    fmt: str,
+    *,
+    with_private_key: bool = False,
+    password: bytes | None = None,
+    pfx_encryption: str = "modern",
+) -> bytes:
+    """Serialize certificates chosen from the store.
+
+    Args:
+        store: the store (for private keys and the chain).
+        picked: the certificates, in the order given.
+        fmt: ``cer``, ``pem``, ``p7b``, ``sst`` or ``pfx``.
+        with_private_key: include the key (pfx, pem); DataError when none is held.
+        password: the pfx password; for pem, encrypts the key (PKCS#8) when given.
+        pfx_encryption: ``modern`` or ``legacy``.
+    """
+    unique = list({c.thumbprint: c for c in picked}.values())
+    certs = [c.cert for c in unique]
+    if fmt == "cer":
+        if len(certs) != 1:
+            raise UsageError("a .cer holds exactly one certificate")
+        return certs[0].public_bytes(serialization.Encoding.DER)
+    if fmt == "p7b":
+        # RFC 5652 5.1 degenerate SignedData ("certs-only"), what Windows calls .p7b.
+        return pkcs7.serialize_certificates(certs, serialization.Encoding.DER)
+    if fmt == "sst":
+        return write_sst([(c.der, c.friendly_name) for c in unique])
+    if fmt == "pem":
+        parts = [c.public_bytes(serialization.Encoding.PEM) for c in certs]
+        if with_private_key:
+            for stored in unique:
+                parts.append(_key_pem(store, stored, password))
+        return b"".join(parts)
+    if fmt == "pfx":
+        if password is None:
+            raise UsageError("a .pfx needs a password")
+        stored = unique[0]
+        key = _key(store, stored) if with_private_key else None
+        return write_pfx(
+            key,
+            stored.cert,
+            chain_of(store, stored.cert),
+            password=password,
+            encryption=pfx_encryption,
+            friendly_name=stored.friendly_name,
+        )
+    raise UsageError(f"unknown export format {fmt!r}")
+
+
+def _key(store: Store, stored: StoredCert) -> PrivateKey:
+    key = store.private_key(stored.thumbprint)
+    if key is None:
+        raise DataError(
+            f"the store holds no private key for {stored.thumbprint} ({stored.subject})"
+        )
+    return key
+
+
+def _key_pem(store: Store, stored: StoredCert, password: bytes | None) -> bytes:
+    key = store.private_key(stored.thumbprint)
+    if key is None:
+        raise DataError(
+            f"the store holds no private key for {stored.thumbprint} ({stored.subject})"
+        )
+    encryption: serialization.KeySerializationEncryption = serialization.NoEncryption()
+    if password:
+        encryption = serialization.BestAvailableEncryption(password)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )

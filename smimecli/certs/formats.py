@@ -1,0 +1,456 @@
+"""Certificate file formats, detected by content, not by file name (SPEC section 1.3).
+
+Supported: PEM (certificates, PKCS#7 and private keys, many per file), DER certificates,
+PKCS#7 certs-only (.p7b/.p7c, DER or PEM, also the PKCS#7 form of .sst), PKCS#12
+(.pfx/.p12, modern and legacy, with friendly names), Microsoft serialized stores (.sst) and
+signed mail (.eml whose S/MIME signature carries certificates).
+
+A container whose structure is broken raises :class:`DataError` (65); a certificate inside
+an otherwise good container that cannot be parsed is skipped with one ``smimecli`` warning
+and counted in :attr:`CertList.skipped` (``certs import --strict`` turns that into 65).
+A missing or wrong PKCS#12 password raises :class:`AuthError` (77).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.utils import CryptographyDeprecationWarning
+
+from smimecli.certs import names, sst
+from smimecli.errors import AuthError, DataError
+from smimecli.files import read_input
+
+log = logging.getLogger("smimecli")
+
+PrivateKey = (
+    rsa.RSAPrivateKey
+    | ec.EllipticCurvePrivateKey
+    | dsa.DSAPrivateKey
+    | ed25519.Ed25519PrivateKey
+    | ed448.Ed448PrivateKey
+)
+
+_OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
+)
+_CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
+_PKCS7_LABELS = {b"PKCS7", b"CMS", b"PKCS #7 SIGNED DATA"}
+_KEY_LABELS = {
+    b"PRIVATE KEY",
+    b"ENCRYPTED PRIVATE KEY",
+    b"RSA PRIVATE KEY",
+    b"EC PRIVATE KEY",
+    b"DSA PRIVATE KEY",
+}
+_BASE64_ONLY = re.compile(rb"^[A-Za-z0-9+/=\s]+$")
+
+
+@dataclass
+class CertEntry:
+    """A certificate found in a file, with its private key and friendly name if present."""
+
+    cert: x509.Certificate
+    key: PrivateKey | None = None
+    friendly_name: str | None = None
+    # True for certificates that came as the CA chain of a .pfx (SPEC 1.3: they go to `ca`).
+    chain: bool = False
+
+    @property
+    def thumbprint(self) -> str:
+        """SHA-1 thumbprint, upper-case hex."""
+        return names.thumbprint(self.cert)
+
+
+class CertList(list[CertEntry]):
+    """The certificates of one file, plus the messages of the ones that were skipped."""
+
+    def __init__(self, entries: list[CertEntry] | None = None) -> None:
+        super().__init__(entries or [])
+        self.skipped: list[str] = []
+
+    def skip(self, message: str) -> None:
+        """Record and warn about one certificate that could not be parsed."""
+        self.skipped.append(message)
+        log.warning(message)
+
+
+def load_der_certificate(der: bytes) -> x509.Certificate:
+    """Parse one DER certificate; old roots with a non-positive serial are accepted quietly.
+
+    Raises ValueError when the bytes are not an X.509 certificate.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return x509.load_der_x509_certificate(der)
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    """Whether the certificate has basicConstraints cA = TRUE (RFC 5280 4.2.1.9)."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+
+
+def _where(source: str) -> str:
+    return f" in {source}" if source else ""
+
+
+# --- DER shape detection ------------------------------------------------------------------
+
+
+def _header(data: bytes, pos: int) -> tuple[int, int, int | None]:
+    """Return (tag, content start, length or None for BER indefinite) at ``pos``."""
+    if pos + 2 > len(data):
+        raise ValueError("truncated")
+    tag = data[pos]
+    if tag & 0x1F == 0x1F:
+        raise ValueError("multi-byte tags are not used by these formats")
+    first = data[pos + 1]
+    if first < 0x80:
+        return tag, pos + 2, first
+    if first == 0x80:
+        return tag, pos + 2, None
+    count = first & 0x7F
+    if count > 4 or pos + 2 + count > len(data):
+        raise ValueError("bad length")
+    return tag, pos + 2 + count, int.from_bytes(data[pos + 2 : pos + 2 + count], "big")
+
+
+def _der_kind(data: bytes) -> str | None:
+    """Classify a DER/BER blob: 'cert', 'pkcs7', 'pkcs12', or None."""
+    try:
+        tag, start, _ = _header(data, 0)
+        if tag != 0x30:
+            return None
+        child, _, _ = _header(data, start)
+    except ValueError:
+        return None
+    if child == 0x30:
+        return "cert"  # Certificate ::= SEQUENCE { tbsCertificate SEQUENCE, ... }
+    if child == 0x02:
+        return "pkcs12"  # PFX ::= SEQUENCE { version INTEGER (3), ... } (RFC 7292 4)
+    if child == 0x06:
+        return "pkcs7"  # ContentInfo ::= SEQUENCE { contentType OID, ... } (RFC 5652 3)
+    return None
+
+
+# --- individual formats ---------------------------------------------------------------------
+
+
+def _from_pkcs7(data: bytes, source: str, out: CertList) -> None:
+    """Certificates of a PKCS#7/CMS SignedData (certs-only .p7b or a signature)."""
+    from asn1crypto import cms
+
+    try:
+        info = cms.ContentInfo.load(data)
+        content_type = info["content_type"].dotted
+        if content_type != _OID_SIGNED_DATA:
+            raise DataError(
+                f"PKCS#7 content{_where(source)} is {content_type}, not signed data "
+                "with certificates"
+            )
+        signed = info["content"]
+        certificates = signed["certificates"]
+        blobs = [] if certificates.native is None else [c.dump() for c in certificates]
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"corrupt PKCS#7 structure{_where(source)}: {exc}") from exc
+    for index, blob in enumerate(blobs, 1):
+        try:
+            out.append(CertEntry(load_der_certificate(blob)))
+        except ValueError as exc:
+            out.skip(f"skipped certificate {index}{_where(source)}: {exc}")
+
+
+def _from_sst(data: bytes, source: str, out: CertList) -> None:
+    for index, element in enumerate(sst.read_sst(data, source=source), 1):
+        try:
+            out.append(CertEntry(load_der_certificate(element.der), None, element.friendly_name))
+        except ValueError as exc:
+            label = f" ({element.friendly_name})" if element.friendly_name else ""
+            out.skip(
+                f"skipped certificate {index}{label} at byte {element.offset}"
+                f"{_where(source)}: not a valid X.509 certificate ({_short(exc)})"
+            )
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _check_pfx_structure(data: bytes, source: str) -> bool:
+    """Parse the PFX outer structure; returns whether it has a MAC (RFC 7292 section 4)."""
+    from asn1crypto import pkcs12 as a_pkcs12
+
+    try:
+        pfx = a_pkcs12.Pfx.load(data)
+        version = pfx["version"].native
+        pfx["auth_safe"]["content_type"].native  # noqa: B018 - forces parsing
+        has_mac = pfx["mac_data"].native is not None
+    except Exception as exc:
+        raise DataError(f"corrupt PKCS#12 file{_where(source)}: {_short(exc)}") from exc
+    if version not in (3, "v3"):
+        raise DataError(f"unsupported PKCS#12 version {version}{_where(source)}")
+    return has_mac
+
+
+def _from_pkcs12(data: bytes, password: bytes | None, source: str, out: CertList) -> None:
+    _check_pfx_structure(data, source)
+    # Windows writes "no password" both as an absent and as an empty BMPString (RFC 7292
+    # appendix B.1), and users often type one for a file that has none: try all three.
+    attempts: list[bytes | None] = [None, b""] if password is None else [password, None, b""]
+    bundle: Any = None
+    last: Exception | None = None
+    for attempt in attempts:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                bundle = pkcs12.load_pkcs12(data, attempt)
+            break
+        except (ValueError, TypeError) as exc:
+            last = exc
+    if bundle is None:
+        if password is None:
+            raise AuthError(
+                f"{source or 'the PKCS#12 file'} is protected by a password: "
+                "give --password-file or --password-env"
+            ) from last
+        raise AuthError(
+            f"wrong password for {source or 'the PKCS#12 file'} "
+            "(or the file is damaged)"
+        ) from last
+    key = bundle.key
+    if bundle.cert is not None:
+        out.append(CertEntry(bundle.cert.certificate, key, _friendly(bundle.cert.friendly_name)))
+    elif key is not None:
+        log.warning(f"private key without its certificate{_where(source)} ignored")
+    for extra in bundle.additional_certs:
+        extra_cert = extra.certificate
+        name = _friendly(extra.friendly_name)
+        out.append(CertEntry(extra_cert, None, name, chain=is_ca(extra_cert)))
+
+
+def _friendly(raw: bytes | None) -> str | None:
+    if not raw:
+        return None
+    return raw.decode("utf-8", "replace")
+
+
+def _pem_blocks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    for match in _PEM_BLOCK.finditer(data):
+        yield match.group(1), match.group(0)
+
+
+def _pem_body(block: bytes) -> bytes:
+    lines = block.splitlines()[1:-1]
+    body = b"".join(line for line in lines if b":" not in line)
+    return base64.b64decode(body, validate=False)
+
+
+def _from_pem(data: bytes, password: bytes | None, source: str, out: CertList) -> None:
+    keys: list[PrivateKey] = []
+    found_any = False
+    for index, (label, block) in enumerate(_pem_blocks(data), 1):
+        found_any = True
+        if label in _CERT_LABELS:
+            try:
+                der = _pem_body(block)
+            except (binascii.Error, ValueError) as exc:
+                out.skip(f"skipped PEM block {index}{_where(source)}: bad base64 ({exc})")
+                continue
+            if label == b"TRUSTED CERTIFICATE":
+                der = _strip_trust(der)
+            try:
+                out.append(CertEntry(load_der_certificate(der)))
+            except ValueError as exc:
+                out.skip(f"skipped certificate {index}{_where(source)}: {_short(exc)}")
+        elif label in _PKCS7_LABELS:
+            try:
+                der = _pem_body(block)
+            except (binascii.Error, ValueError) as exc:
+                raise DataError(f"corrupt PEM PKCS#7 block{_where(source)}: {exc}") from exc
+            _from_pkcs7(der, source, out)
+        elif label in _KEY_LABELS:
+            keys.append(_load_pem_key(block, password, source))
+    if not found_any:
+        raise DataError(f"no PEM blocks{_where(source)}")
+    _attach_keys(out, keys, source)
+
+
+def _strip_trust(der: bytes) -> bytes:
+    """OpenSSL's TRUSTED CERTIFICATE is a certificate followed by trust settings."""
+    try:
+        _, start, length = _header(der, 0)
+    except ValueError:
+        return der
+    return der if length is None else der[: start + length]
+
+
+def _load_pem_key(block: bytes, password: bytes | None, source: str) -> PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(block, password)
+    except TypeError as exc:
+        if password is None:
+            raise AuthError(
+                f"the private key{_where(source)} is encrypted: "
+                "give --password-file or --password-env"
+            ) from exc
+        key = serialization.load_pem_private_key(block, None)
+    except ValueError as exc:
+        if password is not None and b"ENCRYPTED" in block:
+            raise AuthError(f"wrong password for the private key{_where(source)}") from exc
+        raise DataError(f"unreadable private key{_where(source)}: {_short(exc)}") from exc
+    if not isinstance(
+        key,
+        rsa.RSAPrivateKey
+        | ec.EllipticCurvePrivateKey
+        | dsa.DSAPrivateKey
+        | ed25519.Ed25519PrivateKey
+        | ed448.Ed448PrivateKey,
+    ):
+        raise DataError(f"unsupported private key type{_where(source)}")
+    return key
+
+
+def _public_der(obj: Any) -> bytes:
+    return bytes(
+        obj.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def _attach_keys(out: CertList, keys: list[PrivateKey], source: str) -> None:
+    """Pair PEM private keys with the certificates whose public key they match."""
+    by_public = {_public_der(key): key for key in keys}
+    used: set[bytes] = set()
+    for entry in out:
+        try:
+            spki = _public_der(entry.cert)
+        except (ValueError, TypeError):
+            continue
+        if spki in by_public:
+            entry.key = by_public[spki]
+            used.add(spki)
+    for spki in by_public:
+        if spki not in used:
+            log.warning(f"private key without its certificate{_where(source)} ignored")
+
+
+def _looks_like_mail(data: bytes) -> bool:
+    head = data[:16384].lower()
+    return b"content-type:" in head and (
+        b"pkcs7-signature" in head or b"pkcs7-mime" in head or b"multipart/signed" in head
+    )
+
+
+def _from_mail(data: bytes, source: str, out: CertList) -> None:
+    """Signed mail: the certificates of every S/MIME signature part (RFC 8551 3.5)."""
+    import email
+    import email.policy
+
+    message = email.message_from_bytes(data, policy=email.policy.compat32)
+    found = False
+    for part in message.walk():
+        ctype = part.get_content_type()
+        if ctype not in (
+            "application/pkcs7-signature",
+            "application/x-pkcs7-signature",
+            "application/pkcs7-mime",
+            "application/x-pkcs7-mime",
+        ):
+            continue
+        smime_type = str(part.get_param("smime-type") or "").lower()
+        if smime_type and smime_type not in ("signed-data", "certs-only"):
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes) or not payload:
+            continue
+        found = True
+        _from_pkcs7(payload, source, out)
+    if not found:
+        raise DataError(f"no S/MIME signature with certificates{_where(source)}")
+
+
+# --- entry points -------------------------------------------------------------------------
+
+
+def load_certificates(
+    data: bytes, *, password: bytes | None = None, source: str = ""
+) -> CertList:
+    """Load every certificate (and private key) a file holds, whatever its format.
+
+    Args:
+        data: the file content.
+        password: for PKCS#12 and encrypted PEM keys.
+        source: the file name, used in messages.
+
+    Returns:
+        The entries found; ``.skipped`` lists certificates that could not be parsed.
+    """
+    out = CertList()
+    if not data.strip():
+        raise DataError(f"{source or 'input'} is empty")
+    if sst.is_sst(data):
+        _from_sst(data, source, out)
+        return out
+    kind = _der_kind(data)
+    if kind == "cert":
+        try:
+            out.append(CertEntry(load_der_certificate(data)))
+        except ValueError as exc:
+            raise DataError(
+                f"{source or 'input'} is not a valid DER certificate: {_short(exc)}"
+            ) from exc
+        return out
+    if kind == "pkcs12":
+        _from_pkcs12(data, password, source, out)
+        return out
+    if kind == "pkcs7":
+        _from_pkcs7(data, source, out)
+        return out
+    if b"-----BEGIN " in data and not _looks_like_mail(data):
+        _from_pem(data, password, source, out)
+        return out
+    if _looks_like_mail(data):
+        _from_mail(data, source, out)
+        return out
+    if _BASE64_ONLY.match(data[:65536]):
+        # Base64 DER without PEM armour (what "Base-64 encoded X.509" sometimes means).
+        try:
+            decoded = base64.b64decode(b"".join(data.split()), validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        if decoded and _der_kind(decoded):
+            return load_certificates(decoded, password=password, source=source)
+    raise DataError(
+        f"{source or 'input'} is not a certificate file this tool reads "
+        "(PEM, DER, PKCS#7, PKCS#12, .sst or signed mail)"
+    )
+
+
+def load_certificate_file(path: str | Path, password: bytes | None = None) -> CertList:
+    """Read a file (66 when missing) and load its certificates (see load_certificates)."""
+    return load_certificates(read_input(path), password=password, source=str(path))
+
+
+def is_pkcs12(data: bytes) -> bool:
+    """Whether ``data`` looks like a PKCS#12 file (callers decide whether to ask a password)."""
+    return _der_kind(data) == "pkcs12"

@@ -1,0 +1,120 @@
+"""What ``certs list`` and ``certs show`` report about a certificate, as plain data.
+
+Kept in the library (not the CLI) so that ``--json`` output and Python callers see the same
+fields.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from smimecli.certs import names, usable
+from smimecli.certs.store import StoredCert
+
+_CA_STORES = {"root", "ca"}
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def key_description(cert: x509.Certificate) -> str:
+    """``RSA 2048`` / ``EC secp256r1`` / the key class name."""
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError):
+        return "unreadable"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"EC {key.curve.name}"
+    return type(key).__name__.replace("PublicKey", "").lstrip("_")
+
+
+def list_problems(stored: StoredCert, *, at: dt.datetime | None = None) -> list[str]:
+    """Problems for ``certs list``: the full SPEC 3 test for recipient and personal
+    certificates; only validity for certificates held purely as CAs (a root is not meant
+    to be encrypted to)."""
+    try:
+        cert = stored.cert
+    except ValueError as exc:
+        return [f"unparsable certificate ({exc})"]
+    found = usable.problems(cert, at=at)
+    if stored.store_names and set(stored.store_names) <= _CA_STORES:
+        return [p for p in found if p.startswith(("expired", "not yet valid"))]
+    return found
+
+
+@names.quiet()
+def summary(stored: StoredCert, *, at: dt.datetime | None = None) -> dict[str, Any]:
+    """One ``certs list`` row."""
+    return {
+        "stores": list(stored.store_names),
+        "subject": stored.subject,
+        "emails": list(stored.emails),
+        "issuer": stored.issuer,
+        "not_after": stored.not_after,
+        "thumbprint": stored.thumbprint,
+        "has_key": stored.has_key,
+        "friendly_name": stored.friendly_name,
+        "problems": list_problems(stored, at=at),
+    }
+
+
+def _extension_lines(cert: x509.Certificate) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        flags = []
+        for attr in (
+            "digital_signature", "content_commitment", "key_encipherment",
+            "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign",
+        ):
+            if getattr(usage, attr):
+                flags.append(attr)
+        result["key_usage"] = flags
+    except (x509.ExtensionNotFound, ValueError):
+        result["key_usage"] = None
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        result["extended_key_usage"] = [getattr(o, "_name", None) or o.dotted_string for o in eku]
+    except (x509.ExtensionNotFound, ValueError):
+        result["extended_key_usage"] = None
+    try:
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        result["ca"] = basic.ca
+    except (x509.ExtensionNotFound, ValueError):
+        result["ca"] = None
+    return result
+
+
+@names.quiet()
+def details(stored: StoredCert, *, at: dt.datetime | None = None) -> dict[str, Any]:
+    """Everything ``certs show`` prints."""
+    cert = stored.cert
+    doc = summary(stored, at=at)
+    doc.update(
+        {
+            "common_name": names.common_name(cert),
+            "serial": format(cert.serial_number, "X"),
+            "not_before": _iso(cert.not_valid_before_utc),
+            "sha256": cert.fingerprint(hashes.SHA256()).hex().upper(),
+            "key": key_description(cert),
+            "signature_hash": getattr(cert.signature_hash_algorithm, "name", None),
+        }
+    )
+    doc.update(_extension_lines(cert))
+    return doc
+
+
+def matches_email(stored: StoredCert, pattern: str) -> bool:
+    """Whether one of the certificate's addresses matches a ``*``/``?`` pattern."""
+    # Only * and ? are wildcards (SPEC 3); a literal [ must not start a character class.
+    lowered = pattern.strip().lower().replace("[", "[[]")
+    return any(fnmatch.fnmatchcase(address, lowered) for address in stored.emails)

@@ -1,0 +1,196 @@
+"""Certificate sources: where a rule finds its recipients' certificates (SPEC section 3).
+
+Stable names (the rules engine builds on them):
+
+- :class:`CertificateSource` (Protocol): ``certificates() -> list[CertEntry]`` (every
+  certificate the source holds), ``for_address(address) -> list[CertEntry]`` (those naming
+  the address, case-insensitive) and ``describe() -> str`` (for messages).
+- :class:`StoreSource` ``(store, store_name)``: a store (``my``/``other``/``root``/``ca``);
+  ``for_address`` uses the store's e-mail index, so it stays fast in a large store.
+- :class:`PfxSource` ``(path, password)``: the certificates of a .pfx/.p12.
+- :class:`SstSource` ``(path)``: a serialized store.
+- :class:`CerSource` ``(path)``: a file holding exactly one certificate (else ConfigError).
+- :class:`DirSource` ``(path)``: every certificate file in a folder (not recursive);
+  unreadable files are skipped with a warning.
+
+File sources load lazily, once, on the first call. A file that cannot be read or parsed is
+a :class:`ConfigError` (78) naming the file: it is a problem of the rules configuration.
+Every entry is a :class:`~smimecli.certs.formats.CertEntry` (``.cert``, ``.key``,
+``.friendly_name``, ``.thumbprint``); usability is decided by
+:func:`smimecli.certs.usable.problems`, not by the source.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from smimecli.certs import names
+from smimecli.certs.formats import CertEntry, load_certificates
+from smimecli.certs.store import Store, check_store_name
+from smimecli.errors import ConfigError, SmimeError
+
+log = logging.getLogger("smimecli")
+
+
+@runtime_checkable
+class CertificateSource(Protocol):
+    """Anything that can answer "certificates for this address"."""
+
+    def certificates(self) -> list[CertEntry]:
+        """Every certificate the source holds."""
+        ...
+
+    def for_address(self, address: str) -> list[CertEntry]:
+        """The certificates that name ``address`` (SAN rfc822Name or subject E=)."""
+        ...
+
+    def describe(self) -> str:
+        """A short description for messages (``store 'other'``, ``pfx certs/a.pfx``)."""
+        ...
+
+
+def _naming(entries: list[CertEntry], address: str) -> list[CertEntry]:
+    wanted = address.strip().lower()
+    return [e for e in entries if wanted in names.emails(e.cert)]
+
+
+class StoreSource:
+    """One named store of the certificate store."""
+
+    def __init__(self, store: Store, store_name: str = "other") -> None:
+        self.store = store
+        self.store_name = check_store_name(store_name)
+
+    def certificates(self) -> list[CertEntry]:
+        """Every certificate in the named store."""
+        return [
+            CertEntry(c.cert, None, c.friendly_name)
+            for c in self.store.certificates(self.store_name)
+        ]
+
+    def for_address(self, address: str) -> list[CertEntry]:
+        """Indexed lookup by address."""
+        return [
+            CertEntry(c.cert, None, c.friendly_name)
+            for c in self.store.by_email(address, self.store_name)
+        ]
+
+    def describe(self) -> str:
+        """``store 'other'``."""
+        return f"store '{self.store_name}'"
+
+
+class _FileSource:
+    """A source backed by one file, loaded once."""
+
+    kind = "file"
+
+    def __init__(self, path: Path | str, password: bytes | None = None) -> None:
+        self.path = Path(path)
+        self.password = password
+        self._entries: list[CertEntry] | None = None
+
+    def _load(self) -> list[CertEntry]:
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {self.kind} source {self.path}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            return list(load_certificates(data, password=self.password, source=str(self.path)))
+        except SmimeError as exc:
+            raise ConfigError(f"{self.kind} source unusable: {exc.message}") from exc
+
+    def certificates(self) -> list[CertEntry]:
+        """Every certificate of the file."""
+        if self._entries is None:
+            self._entries = self._load()
+        return list(self._entries)
+
+    def for_address(self, address: str) -> list[CertEntry]:
+        """The file's certificates naming ``address``."""
+        return _naming(self.certificates(), address)
+
+    def describe(self) -> str:
+        """``pfx path``."""
+        return f"{self.kind} {self.path}"
+
+
+class PfxSource(_FileSource):
+    """A .pfx/.p12 file (its private key is never used for encryption)."""
+
+    kind = "pfx"
+
+
+class SstSource(_FileSource):
+    """A Microsoft serialized certificate store."""
+
+    kind = "sst"
+
+
+class CerSource(_FileSource):
+    """A file holding exactly one certificate (.cer, .crt, .pem)."""
+
+    kind = "cer"
+
+    def _load(self) -> list[CertEntry]:
+        entries = super()._load()
+        if len(entries) != 1:
+            raise ConfigError(
+                f"cer source {self.path} must hold exactly one certificate, "
+                f"it holds {len(entries)}"
+            )
+        return entries
+
+
+class DirSource:
+    """Every certificate file in a folder; unreadable files warn and are skipped."""
+
+    kind = "dir"
+
+    def __init__(self, path: Path | str, password: bytes | None = None) -> None:
+        self.path = Path(path)
+        self.password = password
+        self._entries: list[CertEntry] | None = None
+
+    def _load(self) -> list[CertEntry]:
+        if not self.path.is_dir():
+            raise ConfigError(f"dir source {self.path} is not a folder")
+        entries: list[CertEntry] = []
+        seen: set[str] = set()
+        try:
+            files = sorted(p for p in self.path.iterdir() if p.is_file())
+        except OSError as exc:
+            raise ConfigError(f"cannot list dir source {self.path}: {exc.strerror or exc}") from exc
+        for file in files:
+            if file.name.startswith("."):
+                continue
+            try:
+                loaded = load_certificates(
+                    file.read_bytes(), password=self.password, source=str(file)
+                )
+            except (OSError, SmimeError) as exc:
+                log.warning(f"skipped {file}: {getattr(exc, 'message', None) or exc}")
+                continue
+            for entry in loaded:
+                if entry.thumbprint not in seen:
+                    seen.add(entry.thumbprint)
+                    entries.append(entry)
+        return entries
+
+    def certificates(self) -> list[CertEntry]:
+        """Every certificate of every readable file (each certificate once)."""
+        if self._entries is None:
+            self._entries = self._load()
+        return list(self._entries)
+
+    def for_address(self, address: str) -> list[CertEntry]:
+        """The folder's certificates naming ``address``."""
+        return _naming(self.certificates(), address)
+
+    def describe(self) -> str:
+        """``dir path``."""
+        return f"dir {self.path}"

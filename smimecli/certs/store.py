@@ -1,0 +1,575 @@
+"""The certificate store: one SQLite database in the store folder (SPEC section 1.3).
+
+Layout: ``certs`` holds each distinct certificate once (DER, SHA-1 thumbprint, subject,
+issuer, serial, SKI, validity, friendly name, the private key as PKCS#8), ``memberships``
+says which Windows-named stores (``my``, ``other``, ``root``, ``ca``) hold it, and
+``emails`` indexes the lower-cased addresses it names, so a lookup by address reads a few
+index pages and parses only the certificates it returns, however large the store.
+
+Every change is one transaction (``BEGIN IMMEDIATE``), the journal is WAL so readers never
+see half an import, the folder is 0700 and the database 0600. Private keys are encrypted
+with the store passphrase (``SMIMECLI_STORE_PASSWORD``) when one is set.
+
+Selectors (:meth:`Store.find`): a SHA-1 thumbprint or a unique prefix of 8+ hex digits
+(spaces and colons ignored, as copied from Windows), an e-mail address, or a subject CN
+(case-insensitive). :meth:`Store.select_one` raises :class:`UsageError` (64) listing the
+matches when a selector matches several certificates and :class:`DataError` (65) when it
+matches none: the certificate the command needs is not there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from smimecli.certs import names
+from smimecli.certs.formats import PrivateKey, load_der_certificate
+from smimecli.errors import AuthError, ConfigError, DataError, TempFailError, UsageError
+
+STORE_NAMES: tuple[str, ...] = ("my", "other", "root", "ca")
+DB_NAME = "store.sqlite3"
+PASSWORD_ENV = "SMIMECLI_STORE_PASSWORD"
+LOCK_TIMEOUT = 10.0  # seconds a writer waits for another before giving up (exit 75)
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS certs (
+    id INTEGER PRIMARY KEY,
+    thumbprint TEXT NOT NULL UNIQUE,
+    der BLOB NOT NULL,
+    subject TEXT NOT NULL,
+    subject_cn TEXT,
+    issuer TEXT NOT NULL,
+    issuer_der BLOB NOT NULL,
+    serial TEXT NOT NULL,
+    ski BLOB,
+    not_before TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    friendly_name TEXT,
+    private_key BLOB,
+    key_encrypted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS certs_serial ON certs (serial);
+CREATE INDEX IF NOT EXISTS certs_ski ON certs (ski);
+CREATE INDEX IF NOT EXISTS certs_cn ON certs (subject_cn);
+CREATE TABLE IF NOT EXISTS memberships (
+    cert_id INTEGER NOT NULL REFERENCES certs (id) ON DELETE CASCADE,
+    store_name TEXT NOT NULL,
+    PRIMARY KEY (store_name, cert_id)
+);
+CREATE INDEX IF NOT EXISTS memberships_cert ON memberships (cert_id);
+CREATE TABLE IF NOT EXISTS emails (
+    cert_id INTEGER NOT NULL REFERENCES certs (id) ON DELETE CASCADE,
+    email TEXT NOT NULL,
+    PRIMARY KEY (email, cert_id)
+);
+CREATE INDEX IF NOT EXISTS emails_cert ON emails (cert_id);
+"""
+
+_COLUMNS = (
+    "c.id, c.thumbprint, c.der, c.subject, c.issuer, c.not_after, c.friendly_name, "
+    "c.private_key IS NOT NULL, "
+    "(SELECT group_concat(m.store_name, ',') FROM memberships m WHERE m.cert_id = c.id), "
+    "(SELECT group_concat(e.email, ',') FROM emails e WHERE e.cert_id = c.id)"
+)
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+
+
+@dataclass
+class StoredCert:
+    """A certificate held in the store; ``cert`` is parsed on first use."""
+
+    thumbprint: str
+    der: bytes
+    subject: str
+    issuer: str
+    not_after: str
+    friendly_name: str | None
+    has_key: bool
+    store_names: tuple[str, ...]
+    emails: tuple[str, ...] = field(default=())
+    row_id: int = 0
+
+    @cached_property
+    def cert(self) -> x509.Certificate:
+        """The parsed certificate."""
+        return load_der_certificate(self.der)
+
+
+def _row(row: tuple[Any, ...]) -> StoredCert:
+    stores = tuple(s for s in STORE_NAMES if s in (row[8] or "").split(","))
+    return StoredCert(
+        thumbprint=row[1],
+        der=row[2],
+        subject=row[3],
+        issuer=row[4],
+        not_after=row[5],
+        friendly_name=row[6],
+        has_key=bool(row[7]),
+        store_names=stores,
+        emails=tuple(sorted(set((row[9] or "").split(",")) - {""})),
+        row_id=row[0],
+    )
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ski(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+
+
+def _serial_hex(serial: int) -> str:
+    return format(serial, "x") if serial >= 0 else "-" + format(-serial, "x")
+
+
+def check_store_name(store_name: str) -> str:
+    """Validate a store name (my, other, root, ca); UsageError otherwise."""
+    lowered = store_name.lower()
+    if lowered not in STORE_NAMES:
+        raise UsageError(f"unknown store name {store_name!r}: use one of {', '.join(STORE_NAMES)}")
+    return lowered
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> Exception:
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return TempFailError(f"certificate store {path} is locked by another process; retry later")
+    if isinstance(exc, sqlite3.OperationalError) and (
+        "readonly" in text or "unable to open" in text or "disk i/o" in text
+    ):
+        return ConfigError(f"cannot use certificate store {path}: {exc}")
+    return ConfigError(f"certificate store {path} is unreadable or corrupt: {exc}")
+
+
+class Store:
+    """The SQLite certificate store. Open it with :meth:`Store.open`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, passphrase: bytes | None) -> None:
+        self._conn = conn
+        self.path = path
+        self._passphrase = passphrase
+        self._depth = 0
+
+    # --- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        folder: Path | str,
+        *,
+        create: bool = True,
+        passphrase: bytes | None = None,
+        timeout: float = LOCK_TIMEOUT,
+    ) -> Store:
+        """Open (and on first use create) the store in ``folder``.
+
+        Args:
+            folder: the store folder (created 0700).
+            create: when False, a missing store is a ConfigError instead of being created.
+            passphrase: encrypts private keys; default ``$SMIMECLI_STORE_PASSWORD``.
+            timeout: seconds to wait for a lock held by another process (then exit 75).
+        """
+        folder = Path(folder)
+        path = folder / DB_NAME
+        if passphrase is None:
+            env = os.environ.get(PASSWORD_ENV)
+            passphrase = env.encode("utf-8") if env else None
+        if not path.exists():
+            if not create:
+                raise ConfigError(
+                    f"no certificate store in {folder} (import certificates first)"
+                )
+            try:
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create certificate store {path}: {exc.strerror or exc}"
+                ) from exc
+        try:
+            conn = sqlite3.connect(
+                path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise _translate(exc, path) from exc
+        store = cls(conn, path, passphrase)
+        try:
+            store._setup()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _translate(exc, path) from exc
+        return store
+
+    def _setup(self) -> None:
+        conn = self._conn
+        conn.execute("PRAGMA foreign_keys = ON")
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        have = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'certs'"
+        ).fetchone()[0]
+        if not have:
+            with self.transaction():
+                # executescript() would commit on its own: one statement at a time.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if version is None or int(version[0]) > SCHEMA_VERSION:
+            raise ConfigError(
+                f"certificate store {self.path} has an unknown schema version "
+                f"({version[0] if version else 'none'}); upgrade smimecli"
+            )
+
+    def close(self) -> None:
+        """Close the database."""
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- transactions -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; nested calls join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            raise _translate(exc, self.path) from exc
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+
+    def _select(self, where: str, params: Iterable[Any] = ()) -> list[StoredCert]:
+        rows = self._query(f"SELECT {_COLUMNS} FROM certs c WHERE {where} ORDER BY c.id", params)
+        return [_row(r) for r in rows]
+
+    # --- changes ----------------------------------------------------------------------------
+
+    def _key_blob(self, key: PrivateKey) -> tuple[bytes, int]:
+        encryption: serialization.KeySerializationEncryption
+        if self._passphrase:
+            encryption = serialization.BestAvailableEncryption(self._passphrase)
+        else:
+            encryption = serialization.NoEncryption()
+        blob = key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, encryption
+        )
+        return blob, 1 if self._passphrase else 0
+
+    def add(
+        self,
+        cert: x509.Certificate,
+        *,
+        key: PrivateKey | None = None,
+        store_name: str | None = None,
+        friendly_name: str | None = None,
+    ) -> str:
+        """Add a certificate (merging with the copy already held) and return its thumbprint.
+
+        The default store is ``my`` with a key and ``other`` without. Adding a certificate
+        the store holds adds no row; a newly given key or friendly name is recorded.
+        """
+        name = check_store_name(store_name or ("my" if key is not None else "other"))
+        thumb = names.thumbprint(cert)
+        with self.transaction():
+            try:
+                existing = self._conn.execute(
+                    "SELECT id, private_key IS NOT NULL, friendly_name FROM certs "
+                    "WHERE thumbprint = ?",
+                    (thumb,),
+                ).fetchone()
+                if existing is None:
+                    cert_id = self._insert(cert, thumb, key, friendly_name)
+                else:
+                    cert_id = existing[0]
+                    if key is not None and not existing[1]:
+                        blob, encrypted = self._key_blob(key)
+                        self._conn.execute(
+                            "UPDATE certs SET private_key = ?, key_encrypted = ? WHERE id = ?",
+                            (blob, encrypted, cert_id),
+                        )
+                    if friendly_name and friendly_name != existing[2]:
+                        self._conn.execute(
+                            "UPDATE certs SET friendly_name = ? WHERE id = ?",
+                            (friendly_name, cert_id),
+                        )
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO memberships (cert_id, store_name) VALUES (?, ?)",
+                    (cert_id, name),
+                )
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path) from exc
+        return thumb
+
+    @names.quiet()
+    def _insert(
+        self,
+        cert: x509.Certificate,
+        thumb: str,
+        key: PrivateKey | None,
+        friendly_name: str | None,
+    ) -> int:
+        blob, encrypted = self._key_blob(key) if key is not None else (None, 0)
+        issuer_der = cert.issuer.public_bytes()
+        cursor = self._conn.execute(
+            "INSERT INTO certs (thumbprint, der, subject, subject_cn, issuer, issuer_der, "
+            "serial, ski, not_before, not_after, friendly_name, private_key, key_encrypted) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                thumb,
+                cert.public_bytes(serialization.Encoding.DER),
+                names.display_name(cert.subject),
+                (names.common_name(cert) or "").lower() or None,
+                names.display_name(cert.issuer),
+                issuer_der,
+                _serial_hex(cert.serial_number),
+                _ski(cert),
+                _iso(cert.not_valid_before_utc),
+                _iso(cert.not_valid_after_utc),
+                friendly_name,
+                blob,
+                encrypted,
+            ),
+        )
+        cert_id = int(cursor.lastrowid or 0)
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO emails (cert_id, email) VALUES (?, ?)",
+            [(cert_id, address) for address in names.emails(cert)],
+        )
+        return cert_id
+
+    def remove(self, thumbprint: str, store_name: str | None = None) -> int:
+        """Remove a certificate from one store (or all); returns how many memberships went.
+
+        A certificate left in no store is deleted with its key.
+        """
+        thumb = thumbprint.upper()
+        with self.transaction():
+            try:
+                row = self._conn.execute(
+                    "SELECT id FROM certs WHERE thumbprint = ?", (thumb,)
+                ).fetchone()
+                if row is None:
+                    return 0
+                if store_name is None:
+                    cursor = self._conn.execute(
+                        "DELETE FROM memberships WHERE cert_id = ?", (row[0],)
+                    )
+                else:
+                    cursor = self._conn.execute(
+                        "DELETE FROM memberships WHERE cert_id = ? AND store_name = ?",
+                        (row[0], check_store_name(store_name)),
+                    )
+                left = self._conn.execute(
+                    "SELECT count(*) FROM memberships WHERE cert_id = ?", (row[0],)
+                ).fetchone()[0]
+                if not left:
+                    self._conn.execute("DELETE FROM certs WHERE id = ?", (row[0],))
+                return int(cursor.rowcount)
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path) from exc
+
+    # --- lookups ----------------------------------------------------------------------------
+
+    def certificates(self, store_name: str | None = None) -> list[StoredCert]:
+        """Every certificate, or those of one store, in the order they were added."""
+        if store_name is None:
+            return self._select("1")
+        return self._select(
+            "c.id IN (SELECT cert_id FROM memberships WHERE store_name = ?)",
+            (check_store_name(store_name),),
+        )
+
+    def by_email(self, address: str, store_name: str | None = None) -> list[StoredCert]:
+        """Certificates naming ``address`` (SAN rfc822Name or subject emailAddress)."""
+        sql = "c.id IN (SELECT cert_id FROM emails WHERE email = ?)"
+        params: list[Any] = [address.strip().lower()]
+        if store_name is not None:
+            # EXISTS probes the (store_name, cert_id) key per match; IN would list the store.
+            sql += (
+                " AND EXISTS (SELECT 1 FROM memberships m2"
+                " WHERE m2.cert_id = c.id AND m2.store_name = ?)"
+            )
+            params.append(check_store_name(store_name))
+        return self._select(sql, params)
+
+    def by_thumbprint(self, thumbprint: str) -> StoredCert | None:
+        """The certificate with this exact thumbprint, or None."""
+        found = self._select("c.thumbprint = ?", (thumbprint.upper(),))
+        return found[0] if found else None
+
+    def find(self, selector: str, store_name: str | None = None) -> list[StoredCert]:
+        """Certificates a selector names (see the module docstring); each counted once."""
+        text = selector.strip()
+        if not text:
+            raise UsageError("empty certificate selector")
+        found: list[StoredCert] = []
+        compact = re.sub(r"[\s:]", "", text)
+        if len(compact) >= 8 and _HEX.match(compact):
+            prefix = compact.upper()
+            found = self._select(
+                "c.thumbprint >= ? AND c.thumbprint < ?", (prefix, prefix + "\uffff")
+            )
+        if not found and "@" in text:
+            found = self.by_email(text)
+        if not found:
+            found = self._select("c.subject_cn = ?", (text.lower(),))
+        if store_name is not None:
+            wanted = check_store_name(store_name)
+            found = [c for c in found if wanted in c.store_names]
+        return found
+
+    def select_one(self, selector: str, store_name: str | None = None) -> StoredCert:
+        """The one certificate a selector names: 65 when none, 64 listing them when several."""
+        found = self.find(selector, store_name)
+        if not found:
+            where = f" in store '{store_name}'" if store_name else ""
+            raise DataError(
+                f"no certificate{where} matches {selector!r} (see 'smimecli certs list')"
+            )
+        if len(found) > 1:
+            listing = "; ".join(f"{c.thumbprint} {c.subject}" for c in found[:10])
+            more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+            raise UsageError(
+                f"{selector!r} matches {len(found)} certificates: {listing}{more}; "
+                "give a thumbprint"
+            )
+        return found[0]
+
+    @names.quiet()
+    def find_by_issuer_serial(self, issuer: Any, serial: int) -> list[StoredCert]:
+        """Certificates with this issuer and serial (a CMS IssuerAndSerialNumber).
+
+        Args:
+            issuer: the issuer as DER bytes, a cryptography ``x509.Name`` or an asn1crypto
+                ``Name`` (anything with ``.dump()``).
+            serial: the serial number.
+        """
+        from asn1crypto import x509 as a_x509
+
+        if isinstance(issuer, x509.Name):
+            raw = issuer.public_bytes()
+        elif isinstance(issuer, bytes | bytearray):
+            raw = bytes(issuer)
+        else:
+            raw = issuer.dump()
+        rows = self._query(
+            "SELECT id, issuer_der FROM certs WHERE serial = ?", (_serial_hex(serial),)
+        )
+        ids: list[int] = []
+        for row_id, stored in rows:
+            if stored == raw:
+                ids.append(row_id)
+                continue
+            # RFC 5280 7.1 name comparison (case-insensitive, whitespace-folded).
+            try:
+                if a_x509.Name.load(stored) == a_x509.Name.load(raw):
+                    ids.append(row_id)
+            except (ValueError, TypeError):
+                continue
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        return self._select(f"c.id IN ({marks})", ids)
+
+    def find_by_ski(self, ski: bytes) -> list[StoredCert]:
+        """Certificates with this subjectKeyIdentifier (CMS SubjectKeyIdentifier recipients)."""
+        return self._select("c.ski = ?", (bytes(ski),))
+
+    def private_key(self, thumbprint: str) -> PrivateKey | None:
+        """The private key held for a certificate, or None.
+
+        Raises AuthError when the key is encrypted and the store passphrase is missing or
+        wrong.
+        """
+        row = self._query(
+            "SELECT private_key, key_encrypted FROM certs WHERE thumbprint = ?",
+            (thumbprint.upper(),),
+        )
+        if not row or row[0][0] is None:
+            return None
+        blob, encrypted = row[0]
+        if encrypted and not self._passphrase:
+            raise AuthError(
+                f"the private key of {thumbprint.upper()} is encrypted: "
+                f"set {PASSWORD_ENV} to the store passphrase"
+            )
+        try:
+            key = serialization.load_der_private_key(
+                blob, self._passphrase if encrypted else None
+            )
+        except ValueError as exc:
+            raise AuthError(
+                f"cannot decrypt the private key of {thumbprint.upper()}: "
+                f"wrong store passphrase ({PASSWORD_ENV})"
+            ) from exc
+        return key  # type: ignore[return-value]
+
+    def dump(self) -> list[tuple[Any, ...]]:
+        """Every row of every table in a stable order (tests compare stores with it)."""
+        rows: list[tuple[Any, ...]] = []
+        for table, order in (
+            ("certs", "id"),
+            ("memberships", "cert_id, store_name"),
+            ("emails", "cert_id, email"),
+        ):
+            rows.extend((table, *r) for r in self._query(f"SELECT * FROM {table} ORDER BY {order}"))
+        return rows
+
+    def journal_mode(self) -> str:
+        """The SQLite journal mode (``wal``)."""
+        return str(self._query("PRAGMA journal_mode")[0][0]).lower()

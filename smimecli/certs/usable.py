@@ -1,0 +1,159 @@
+"""The SPEC section 3 "usable certificate" test, as a list of reasons a user can read.
+
+A certificate is usable for encrypting to a recipient when it is within its validity, has
+an RSA or EC key, allows keyEncipherment (RSA) or keyAgreement (EC) when it has a key-usage
+extension (RFC 8550 4.4.2), allows emailProtection when it has an EKU extension (RFC 8550
+4.4.4), names the recipient when asked (SAN rfc822Name or subject emailAddress,
+case-insensitive), and chains to a trusted root when that is required. :func:`problems`
+returns every reason it is not; an empty list means usable. :func:`best` picks, among
+usable certificates, the one valid the longest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from smimecli.certs import names
+
+_MAX_CHAIN = 8
+_ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
+
+T = TypeVar("T")
+
+
+def _key_type_problem(cert: x509.Certificate) -> tuple[str | None, str | None]:
+    """Return (kind, problem): kind is 'rsa' or 'ec' when supported."""
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError) as exc:
+        return None, f"unreadable public key ({exc})"
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa", None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ec", None
+    label = type(key).__name__.replace("PublicKey", "").replace("_", "") or "unknown"
+    return None, f"unsupported key type {label.upper()}"
+
+
+def _ext(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+@names.quiet()
+def problems(
+    cert: x509.Certificate,
+    *,
+    email: str | None = None,
+    at: dt.datetime | None = None,
+    roots: Sequence[x509.Certificate] | None = None,
+    intermediates: Sequence[x509.Certificate] | None = None,
+    require_trusted: bool = False,
+) -> list[str]:
+    """Every reason ``cert`` cannot be used to encrypt (empty when usable).
+
+    Args:
+        cert: the recipient certificate.
+        email: the recipient address the certificate must name (``match = "email"``).
+        at: the time to check validity at (default now).
+        roots: trusted root certificates (the store's ``root``).
+        intermediates: CA certificates to build the chain through (the store's ``ca``).
+        require_trusted: whether the certificate must chain to one of ``roots``.
+    """
+    found: list[str] = []
+    now = at or dt.datetime.now(dt.UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    if cert.not_valid_after_utc < now:
+        found.append(f"expired {cert.not_valid_after_utc:%Y-%m-%d}")
+    if cert.not_valid_before_utc > now:
+        found.append(f"not yet valid (from {cert.not_valid_before_utc:%Y-%m-%d})")
+    kind, key_problem = _key_type_problem(cert)
+    if key_problem:
+        found.append(key_problem)
+    try:
+        usage = _ext(cert, x509.KeyUsage)
+        if isinstance(usage, x509.KeyUsage):
+            if kind == "rsa" and not usage.key_encipherment:
+                found.append("key usage does not allow key encipherment")
+            if kind == "ec" and not usage.key_agreement:
+                found.append("key usage does not allow key agreement")
+        eku = _ext(cert, x509.ExtendedKeyUsage)
+        if isinstance(eku, x509.ExtendedKeyUsage):
+            oids = list(eku)
+            if ExtendedKeyUsageOID.EMAIL_PROTECTION not in oids and _ANY_EKU not in oids:
+                found.append("no emailProtection in extended key usage")
+    except ValueError as exc:
+        found.append(f"unreadable extensions ({exc})")
+    if email is not None and email.strip().lower() not in names.emails(cert):
+        found.append(f"does not name {email}")
+    if require_trusted and not chains_to_root(cert, roots or (), intermediates or (), at=now):
+        found.append("does not chain to a trusted root")
+    return found
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+@names.quiet()
+def chains_to_root(
+    cert: x509.Certificate,
+    roots: Iterable[x509.Certificate],
+    intermediates: Iterable[x509.Certificate] = (),
+    *,
+    at: dt.datetime | None = None,
+) -> bool:
+    """Whether signatures lead from ``cert`` through CA certificates to one of ``roots``.
+
+    Each CA on the way must be within its validity; the root itself is trusted as given
+    (it was put in ``root`` on purpose, SPEC 1.3).
+    """
+    now = at or dt.datetime.now(dt.UTC)
+    root_list = list(roots)
+    root_ders = {r.tbs_certificate_bytes for r in root_list}
+    if cert.tbs_certificate_bytes in root_ders:
+        return True
+    cas = [c for c in intermediates if c.not_valid_before_utc <= now <= c.not_valid_after_utc]
+    current = cert
+    for _ in range(_MAX_CHAIN):
+        if any(_issued_by(current, root) for root in root_list):
+            return True
+        parent = next(
+            (c for c in cas if c is not current and _issued_by(current, c)), None
+        )
+        if parent is None or parent.tbs_certificate_bytes == current.tbs_certificate_bytes:
+            return False
+        current = parent
+    return False
+
+
+def best(certs: Iterable[T]) -> T | None:
+    """The certificate valid the longest (latest notAfter), or None for an empty list.
+
+    Works on ``x509.Certificate`` or anything with a ``.cert`` attribute (CertEntry,
+    StoredCert). Ties keep the first given.
+    """
+    chosen: T | None = None
+    chosen_after: dt.datetime | None = None
+    for item in certs:
+        cert = item if isinstance(item, x509.Certificate) else getattr(item, "cert")  # noqa: B009
+        after = cert.not_valid_after_utc
+        if chosen_after is None or after > chosen_after:
+            chosen, chosen_after = item, after
+    return chosen

@@ -1,0 +1,80 @@
+"""A small DER writer for the outer CMS framing of big contents.
+
+asn1crypto builds whole values in memory, which is fine for RecipientInfos and
+AlgorithmIdentifiers but not for a 1 GB encryptedContent. The envelope writes the outer
+ContentInfo / EnvelopedData / EncryptedContentInfo headers with these functions instead.
+
+Choice of encoding: the content length is known before encryption starts (the message is
+read once to measure its canonical CRLF length, or spooled when it cannot be re-read), and
+CBC/GCM ciphertext length follows from it, so every length is definite and the output is
+DER, as SPEC section 1.1 asks and as Windows writes it. BER indefinite lengths (what
+``openssl cms -stream`` writes) are offered here for completeness but not used.
+"""
+
+from __future__ import annotations
+
+# Universal tags (X.690 section 8) and the context tags CMS uses.
+INTEGER = 0x02
+OCTET_STRING = 0x04
+OBJECT_IDENTIFIER = 0x06
+SEQUENCE = 0x30
+SET = 0x31
+CONTEXT_0_CONSTRUCTED = 0xA0
+CONTEXT_0_PRIMITIVE = 0x80
+CONTEXT_1_CONSTRUCTED = 0xA1
+
+INDEFINITE_LENGTH = b"\x80"
+END_OF_CONTENTS = b"\x00\x00"
+
+
+def encode_length(length: int) -> bytes:
+    """The DER length octets (X.690 section 8.1.3: short form below 128, else long form)."""
+    if length < 0:
+        raise ValueError("negative length")
+    if length < 0x80:
+        return bytes([length])
+    body = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def header(tag: int, length: int) -> bytes:
+    """The identifier and length octets of a TLV whose content is ``length`` bytes."""
+    return bytes([tag]) + encode_length(length)
+
+
+def tlv_length(length: int) -> int:
+    """The whole size of a single-byte-tag TLV with ``length`` content bytes."""
+    return 1 + len(encode_length(length)) + length
+
+
+def tlv(tag: int, content: bytes) -> bytes:
+    """A complete TLV."""
+    return header(tag, len(content)) + content
+
+
+def integer(value: int) -> bytes:
+    """A DER INTEGER (two's complement, minimal octets)."""
+    size = (value.bit_length() + 8) // 8 if value >= 0 else (value + 1).bit_length() // 8 + 1
+    return tlv(INTEGER, value.to_bytes(max(1, size), "big", signed=True))
+
+
+def oid(dotted: str) -> bytes:
+    """A DER OBJECT IDENTIFIER from its dotted form (X.690 section 8.19)."""
+    arcs = [int(part) for part in dotted.split(".")]
+    if len(arcs) < 2:
+        raise ValueError(f"not an OID: {dotted}")
+    values = [arcs[0] * 40 + arcs[1], *arcs[2:]]
+    out = bytearray()
+    for value in values:
+        chunk = [value & 0x7F]
+        value >>= 7
+        while value:
+            chunk.append(0x80 | (value & 0x7F))
+            value >>= 7
+        out += bytes(reversed(chunk))
+    return tlv(OBJECT_IDENTIFIER, bytes(out))
+
+
+def indefinite_header(tag: int) -> bytes:
+    """A constructed TLV header with BER indefinite length (X.690 section 8.1.3.6)."""
+    return bytes([tag]) + INDEFINITE_LENGTH

@@ -1,0 +1,394 @@
+"""Opening EnvelopedData (RFC 5652 section 6) and AuthEnvelopedData (RFC 5083) as a stream.
+
+:func:`read_head` walks the ContentInfo with the streaming BER reader up to the encrypted
+content and parses only the small parts (RecipientInfos, the content AlgorithmIdentifier)
+with asn1crypto. :func:`decrypt_content` then yields the plaintext:
+
+- CBC content (AES, 3DES, DES, RC2 of any effective size) is decrypted as it is read, in
+  constant memory; the last block is held back until the padding is checked.
+- AES-GCM content (RFC 5084) must not be released before its tag is verified, and the
+  additional authenticated data (authAttrs) comes after the content in the encoding. The
+  ciphertext is therefore spooled (in memory up to :data:`SPOOL_IN_MEMORY`, then to an
+  anonymous temporary file), the tag checked while the plaintext is spooled the same way,
+  and only then is the plaintext yielded.
+- When a key without a certificate leaves several candidate content keys (see
+  :func:`smimecli.cms.unwrap.content_key_candidates`), the ciphertext is spooled and each
+  candidate is tried in turn; the first whose padding or tag is right wins.
+
+A bad padding or tag is reported with the same :class:`AuthError` as a missing key: after
+RSA implicit rejection a wrong content key is indistinguishable from a wrong private key, and
+must stay so (SPEC 1.2). For CBC without integrity protection a wrong key still passes the
+padding check with probability about 1/256 and yields garbage; only AuthEnvelopedData
+closes that gap.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from asn1crypto import algos, cms
+
+from smimecli.cms.ber import (
+    CLASS_CONTEXT,
+    CLASS_UNIVERSAL,
+    TAG_INTEGER,
+    TAG_OCTET_STRING,
+    TAG_OID,
+    TAG_SEQUENCE,
+    TAG_SET,
+    BerReader,
+    Tlv,
+    decode_oid,
+)
+from smimecli.cms.unwrap import (
+    KeyIdentity,
+    RecipientEntry,
+    content_key_candidates,
+    list_recipients,
+)
+from smimecli.errors import AuthError, DataError
+
+OID_DATA = "1.2.840.113549.1.7.1"
+OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+OID_AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
+CONTENT_TYPES = {
+    OID_DATA: "data",
+    OID_SIGNED_DATA: "signed-data",
+    OID_ENVELOPED_DATA: "enveloped-data",
+    "1.2.840.113549.1.7.6": "encrypted-data",
+    "1.2.840.113549.1.9.16.1.2": "authenticated-data",
+    "1.2.840.113549.1.9.16.1.9": "compressed-data",
+    OID_AUTH_ENVELOPED_DATA: "authEnveloped-data",
+}
+
+SPOOL_IN_MEMORY = 8 << 20
+_CHUNK = 1 << 16
+
+def no_key_error(what: str) -> AuthError:
+    """The one error for a wrong key, a corrupted key block, a bad padding or a bad tag."""
+    return AuthError(
+        f"cannot decrypt {what}: no private key for any recipient of the message "
+        "(or the message was altered)"
+    )
+
+
+@dataclass
+class EnvelopeHead:
+    """What the message says before its encrypted content."""
+
+    content_type: str  # OID of the outer ContentInfo
+    version: int = 0
+    recipient_infos: Any = None  # asn1crypto RecipientInfos
+    recipients: list[RecipientEntry] = field(default_factory=list)
+    content_algorithm: Any = None  # asn1crypto EncryptionAlgorithm
+    cipher: Any = None  # smimecli.cms.algorithms.ContentAlgorithm (cipher, IV, tag length)
+    content_algorithm_der: bytes = b""
+    inner_content_type: str = OID_DATA
+    content_tlv: Tlv | None = None  # header of encryptedContent, None when absent
+    originator_certificates: list[bytes] = field(default_factory=list)
+    # Children iterators of the containers still open, outermost first: ContentInfo, [0],
+    # EnvelopedData, EncryptedContentInfo.
+    levels: list[Iterator[Tlv]] = field(default_factory=list)
+
+    @property
+    def content_type_name(self) -> str:
+        """enveloped-data, authEnveloped-data, signed-data... (RFC 8551 smime-type names)."""
+        return CONTENT_TYPES.get(self.content_type, self.content_type)
+
+    @property
+    def is_auth_enveloped(self) -> bool:
+        """True for AuthEnvelopedData (RFC 5083)."""
+        return self.content_type == OID_AUTH_ENVELOPED_DATA
+
+    @property
+    def content_algorithm_oid(self) -> str:
+        """The dotted OID of the content-encryption algorithm."""
+        return str(self.content_algorithm["algorithm"].dotted)
+
+    @property
+    def key_length(self) -> int | None:
+        """The content key size in bytes when the algorithm fixes it (for implicit rejection).
+
+        None for RC2: senders differ in how long a key they pair with 40 or 64 effective
+        bits, so any length is accepted there.
+        """
+        if self.cipher is None or self.cipher.cipher.family == "rc2":
+            return None
+        return int(self.cipher.cipher.key_size)
+
+
+def _read_oid(reader: BerReader, depth: int, what: str) -> str:
+    tlv = reader.expect(depth, CLASS_UNIVERSAL, TAG_OID, what)
+    return decode_oid(reader.read_content(tlv, max_size=256))
+
+
+def read_content_type(reader: BerReader) -> tuple[str, list[Iterator[Tlv]]]:
+    """Read ``ContentInfo { contentType, [0] EXPLICIT`` (RFC 5652 3).
+
+    Returns the content type OID and the open containers (outermost first), to be resumed
+    and closed once the content has been read.
+    """
+    outer = reader.expect(0, CLASS_UNIVERSAL, TAG_SEQUENCE, "a CMS ContentInfo SEQUENCE")
+    outer_fields = reader.children(outer)
+    tlv = next(outer_fields, None)
+    if tlv is None or not tlv.is_universal(TAG_OID):
+        raise reader.error("expected the CMS content type")
+    oid = decode_oid(reader.read_content(tlv, max_size=256))
+    explicit = next(outer_fields, None)
+    if explicit is None or not explicit.is_context(0) or not explicit.constructed:
+        raise reader.error("expected the CMS content [0]")
+    return oid, [outer_fields, reader.children(explicit)]
+
+
+def read_head(
+    reader: BerReader,
+    *,
+    what: str = "the message",
+    parse_cipher: bool = True,
+    known: tuple[str, list[Iterator[Tlv]]] | None = None,
+) -> EnvelopeHead:
+    """Read a ContentInfo up to its encrypted content (RFC 5652 6.1, RFC 5083 2.1).
+
+    Args:
+        parse_cipher: check that the content cipher is supported (``inspect`` shows an
+            unknown one instead).
+        known: what :func:`read_content_type` returned, when the caller has read it.
+
+    Raises DataError when the content type is not enveloped or authEnveloped data, or the
+    cipher is not supported.
+    """
+    oid, levels = known if known is not None else read_content_type(reader)
+    head = EnvelopeHead(oid)
+    if oid not in (OID_ENVELOPED_DATA, OID_AUTH_ENVELOPED_DATA):
+        name = CONTENT_TYPES.get(oid, oid)
+        raise DataError(f"{what} is CMS {name}, not an encrypted (enveloped) message")
+    body = next(levels[1], None)
+    if body is None or not body.is_universal(TAG_SEQUENCE):
+        raise reader.error("expected the EnvelopedData SEQUENCE")
+    fields = reader.children(body)
+    tlv = next(fields, None)
+    if tlv is None or not tlv.is_universal(TAG_INTEGER):
+        raise reader.error("expected the EnvelopedData version")
+    head.version = int.from_bytes(reader.read_content(tlv, max_size=8), "big")
+    tlv = next(fields, None)
+    if tlv is not None and tlv.is_context(0):  # originatorInfo [0] IMPLICIT (6.1)
+        raw = reader.read_element(tlv)
+        head.originator_certificates = _originator_certs(raw)
+        tlv = next(fields, None)
+    if tlv is None or not tlv.is_universal(TAG_SET):
+        raise reader.error("expected the RecipientInfos SET")
+    raw = reader.read_element(tlv)
+    try:
+        head.recipient_infos = cms.RecipientInfos.load(raw)
+        head.recipients = list_recipients(head.recipient_infos)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DataError(f"{what} has unreadable RecipientInfos ({exc})") from exc
+    tlv = next(fields, None)
+    if tlv is None or not tlv.is_universal(TAG_SEQUENCE):
+        raise reader.error("expected the EncryptedContentInfo SEQUENCE")
+    eci = tlv
+    parts = reader.children(eci)
+    first = next(parts, None)
+    if first is None or not first.is_universal(TAG_OID):
+        raise reader.error("expected the encrypted content type")
+    head.inner_content_type = decode_oid(reader.read_content(first, max_size=256))
+    alg = next(parts, None)
+    if alg is None or not alg.is_universal(TAG_SEQUENCE):
+        raise reader.error("expected the content-encryption AlgorithmIdentifier")
+    head.content_algorithm_der = reader.read_element(alg, max_size=4096)
+    try:
+        head.content_algorithm = algos.EncryptionAlgorithm.load(head.content_algorithm_der)
+        head.content_algorithm["algorithm"].dotted  # noqa: B018 - forces the parse
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{what} has an unreadable content-encryption algorithm") from exc
+    if parse_cipher:
+        from smimecli.cms.algorithms import parse_algorithm_identifier
+
+        head.cipher = parse_algorithm_identifier(head.content_algorithm_der)
+        if head.is_auth_enveloped != head.cipher.cipher.authenticated:
+            raise DataError(
+                f"{what} pairs {head.content_type_name} with the cipher {head.cipher.name}"
+            )
+    content = next(parts, None)
+    if content is not None and not (content.tag_class == CLASS_CONTEXT and content.tag == 0):
+        raise reader.error("expected the encrypted content [0]")
+    head.content_tlv = content
+    # Keep the open levels: decrypt_content resumes them after the content.
+    head.levels = [*levels, fields, parts]
+    return head
+
+
+def _originator_certs(raw: bytes) -> list[bytes]:
+    try:
+        info = cms.OriginatorInfo.load(b"\x30" + raw[1:])
+        return [c.chosen.dump() for c in info["certs"] or [] if c.name == "certificate"]
+    except (ValueError, TypeError, KeyError):
+        return []
+
+
+# --- content decryption -----------------------------------------------------------------------
+
+
+def _spool() -> IO[bytes]:
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+
+
+class _KeyRejectedError(Exception):
+    """Internal: this content key does not fit (size, padding, tag)."""
+
+
+def _decryptor(head: EnvelopeHead, cek: bytes) -> Any:
+    from smimecli.cms.algorithms import content_decryptor
+
+    try:
+        # The cipher was parsed by read_head, so a DataError here is about the key's size.
+        return content_decryptor(head.cipher, cek)
+    except (DataError, ValueError) as exc:
+        raise _KeyRejectedError() from exc
+
+
+def _cbc_pass(head: EnvelopeHead, cek: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Decrypt CBC content; raise _KeyRejectedError on a bad padding (after the output)."""
+    decryptor = _decryptor(head, cek)
+    for chunk in chunks:
+        out = decryptor.update(chunk)
+        if out:
+            yield out
+    try:
+        tail = decryptor.finalize()
+    except (DataError, ValueError) as exc:
+        raise _KeyRejectedError() from exc
+    if tail:
+        yield tail
+
+
+def _gcm_pass(
+    head: EnvelopeHead, cek: bytes, ciphertext: IO[bytes], aad: bytes, tag: bytes
+) -> IO[bytes]:
+    """Decrypt and verify AES-GCM content into a spool; _KeyRejectedError on a bad tag."""
+    if len(tag) != head.cipher.tag_length:
+        raise DataError("the message's AES-GCM tag length does not match its parameters")
+    decryptor = _decryptor(head, cek)
+    if aad:
+        # RFC 5083 2.2: the AAD is the DER encoding of authAttrs with a SET OF tag.
+        decryptor.authenticate_additional_data(aad)
+    plain = _spool()
+    ciphertext.seek(0)
+    while chunk := ciphertext.read(_CHUNK):
+        plain.write(decryptor.update(chunk))
+    try:
+        plain.write(decryptor.finalize_with_tag(tag))
+    except (DataError, ValueError) as exc:
+        plain.close()
+        raise _KeyRejectedError() from exc
+    plain.seek(0)
+    return plain
+
+
+def _content_chunks(reader: BerReader, head: EnvelopeHead, what: str) -> Iterator[bytes]:
+    if head.content_tlv is None:
+        raise DataError(
+            f"{what} carries no encrypted content (detached EnvelopedData is not supported)"
+        )
+    return reader.iter_octets(head.content_tlv)
+
+
+def _finish(reader: BerReader, head: EnvelopeHead) -> tuple[bytes, bytes]:
+    """Read what follows the content; return (AAD, tag) for AuthEnvelopedData."""
+    outer_fields, explicit_fields, fields, parts = head.levels
+    if next(parts, None) is not None:
+        raise reader.error("unexpected element after the encrypted content")
+    aad = b""
+    tag = b""
+    for tlv in fields:
+        if head.is_auth_enveloped and tlv.is_context(1) and not tag:
+            raw = reader.read_element(tlv)
+            try:
+                # RFC 5083 2.2: DER of authAttrs with the SET OF tag instead of [1].
+                aad = cms.CMSAttributes.load(b"\x31" + raw[1:]).dump(force=True)
+            except (ValueError, TypeError) as exc:
+                raise DataError("the message has unreadable authenticated attributes") from exc
+        elif head.is_auth_enveloped and tlv.is_universal(TAG_OCTET_STRING) and not tag:
+            tag = reader.read_octets(tlv, max_size=64)
+        else:
+            reader.skip(tlv)  # unprotectedAttrs [1] / unauthAttrs [2]
+    # Close [0] EXPLICIT and the ContentInfo (EOC or end of length): nothing may follow.
+    for level in (explicit_fields, outer_fields):
+        if next(level, None) is not None:
+            raise reader.error("unexpected element at the end of the ContentInfo")
+    if head.is_auth_enveloped and not tag:
+        raise DataError("the AuthEnvelopedData carries no authentication tag")
+    return aad, tag
+
+
+def decrypt_content(
+    reader: BerReader,
+    head: EnvelopeHead,
+    identities: list[KeyIdentity],
+    *,
+    what: str = "the message",
+    kek: bytes | None = None,
+    kek_id: bytes | None = None,
+) -> Iterator[bytes]:
+    """Yield the decrypted content of the message whose head was read by :func:`read_head`.
+
+    Args:
+        identities: private keys to try, each with its certificate when known.
+        kek: a key-encryption key for KEKRecipientInfo (RFC 5652 6.2.3).
+
+    Raises:
+        AuthError: no key opens the message, or its padding or tag is wrong.
+        DataError: the structure is broken or uses an unsupported algorithm.
+    """
+    if head.cipher is None:
+        raise DataError(f"{what}: the content cipher was not checked (read_head parse_cipher)")
+    candidates = content_key_candidates(
+        head.recipients, identities, key_length=head.key_length, kek=kek, kek_id=kek_id
+    )
+    if not candidates:
+        raise no_key_error(what)
+    chunks = _content_chunks(reader, head, what)
+    if head.is_auth_enveloped:
+        with _spool() as ciphertext:
+            for chunk in chunks:
+                ciphertext.write(chunk)
+            aad, tag = _finish(reader, head)
+            plain = None
+            for cek in candidates:
+                try:
+                    plain = _gcm_pass(head, cek, ciphertext, aad, tag)
+                    break
+                except _KeyRejectedError:
+                    continue
+        if plain is None:
+            raise no_key_error(what)
+        with plain:
+            while chunk := plain.read(_CHUNK):
+                yield chunk
+        return
+    if len(candidates) == 1:
+        try:
+            yield from _cbc_pass(head, candidates[0], chunks)
+        except _KeyRejectedError:
+            raise no_key_error(what) from None
+        _finish(reader, head)
+        return
+    with _spool() as ciphertext:
+        for chunk in chunks:
+            ciphertext.write(chunk)
+        _finish(reader, head)
+        for cek in candidates:
+            ciphertext.seek(0)
+            try:
+                for _ in _cbc_pass(head, cek, iter(lambda: ciphertext.read(_CHUNK), b"")):
+                    pass
+            except _KeyRejectedError:
+                continue
+            ciphertext.seek(0)
+            yield from _cbc_pass(head, cek, iter(lambda: ciphertext.read(_CHUNK), b""))
+            return
+    raise no_key_error(what)

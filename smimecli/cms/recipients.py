@@ -1,0 +1,317 @@
+"""RecipientInfos: how each recipient gets the content-encryption key.
+
+RSA certificates get a KeyTransRecipientInfo (RFC 5652 section 6.2.1) with PKCS#1 v1.5 or
+RSAES-OAEP (RFC 8017, parameters per RFC 4055 section 4.1); EC certificates a
+KeyAgreeRecipientInfo (RFC 5652 section 6.2.2) with ephemeral-static ECDH as RFC 5753
+section 3.1 describes: dhSinglePass-stdDH-sha256kdf-scheme, the ANSI X9.63 KDF over
+ECC-CMS-SharedInfo, and AES key wrap (RFC 3394).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from asn1crypto import algos, cms, core, keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap, aes_key_wrap_with_padding
+
+from smimecli.cms import der
+from smimecli.cms.algorithms import ContentCipher
+from smimecli.errors import DataError, UsageError
+
+log = logging.getLogger("smimecli")
+
+KEY_TRANSPORTS = ("rsa", "rsa-oaep")
+OAEP_HASHES = ("sha1", "sha256", "sha384", "sha512")
+RECIPIENT_IDS = ("issuer-serial", "ski")
+
+# RFC 5753 section 7.1.4 (dhSinglePass-stdDH-sha256kdf-scheme).
+OID_ECDH_SHA256_KDF = "1.3.132.1.11.1"
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+# AES key wrap by key-encryption key size (RFC 3565 section 2.3.2), with padding (RFC 5649)
+# for content keys shorter than 16 bytes (RC2-40, RC2-64), which RFC 3394 cannot wrap.
+_WRAP = {16: "aes128_wrap", 24: "aes192_wrap", 32: "aes256_wrap"}
+_WRAP_PAD = {16: "aes128_wrap_pad", 24: "aes192_wrap_pad", 32: "aes256_wrap_pad"}
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One recipient certificate and how to deliver the content key to it.
+
+    Attributes:
+        cert: the recipient's certificate (RSA or EC public key).
+        key_transport: ``rsa`` (PKCS#1 v1.5) or ``rsa-oaep``; ignored for EC certificates.
+        oaep_hash: the OAEP hash, also used for MGF1 (``sha1``... ``sha512``).
+        recipient_id: ``issuer-serial`` or ``ski`` (subject key identifier).
+    """
+
+    cert: x509.Certificate
+    key_transport: str = "rsa"
+    oaep_hash: str = "sha256"
+    recipient_id: str = "issuer-serial"
+
+    def __post_init__(self) -> None:
+        if self.key_transport not in KEY_TRANSPORTS:
+            raise UsageError(
+                f"unknown key transport {self.key_transport!r}: choose rsa or rsa-oaep"
+            )
+        if self.oaep_hash not in OAEP_HASHES:
+            raise UsageError(
+                f"unknown OAEP hash {self.oaep_hash!r}: choose one of {', '.join(OAEP_HASHES)}"
+            )
+        if self.recipient_id not in RECIPIENT_IDS:
+            raise UsageError(
+                f"unknown recipient id {self.recipient_id!r}: choose issuer-serial or ski"
+            )
+
+    @property
+    def kind(self) -> str:
+        """``ktri`` for RSA, ``kari`` for EC certificates."""
+        key = self.cert.public_key()
+        if isinstance(key, rsa.RSAPublicKey):
+            return "ktri"
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            return "kari"
+        raise DataError(
+            f"certificate {self.label} has a {type(key).__name__} key: "
+            "only RSA and EC certificates can receive encrypted mail"
+        )
+
+    @property
+    def label(self) -> str:
+        """The recipient as people know it: the first email address, else the subject."""
+        emails = certificate_emails(self.cert)
+        return emails[0] if emails else self.cert.subject.rfc4514_string()
+
+
+def certificate_emails(cert: x509.Certificate) -> list[str]:
+    """The rfc822Name SANs, then the subject emailAddress values, without duplicates."""
+    found: list[str] = []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        found.extend(san.value.get_values_for_type(x509.RFC822Name))
+    except (x509.ExtensionNotFound, ValueError):
+        pass
+    for attr in cert.subject.get_attributes_for_oid(x509.NameOID.EMAIL_ADDRESS):
+        value = attr.value if isinstance(attr.value, str) else attr.value.decode()
+        if value.lower() not in (item.lower() for item in found):
+            found.append(value)
+    return found
+
+
+@dataclass
+class BuiltRecipientInfo:
+    """A RecipientInfo ready to be written, and what building it produced."""
+
+    der: bytes
+    version: int  # 0 (KTRI issuer/serial), 2 (KTRI SKI), 3 (KARI)
+    key_encryption: str  # e.g. "rsa", "rsa-oaep-sha256", "ecdh-sha256-aes256-wrap"
+    warnings: list[str] = field(default_factory=list)
+
+
+def subject_key_identifier(cert: x509.Certificate) -> bytes:
+    """The SKI extension value, or the RFC 5280 section 4.2.1.2 method 1 value when absent
+    (SHA-1 of the subjectPublicKey BIT STRING), which is what Windows and OpenSSL compute."""
+    try:
+        return bytes(
+            cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        )
+    except (x509.ExtensionNotFound, ValueError):
+        return bytes(x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest)
+
+
+def _issuer_and_serial(cert: x509.Certificate) -> cms.IssuerAndSerialNumber:
+    # Taken from the certificate's own encoding: the issuer Name must match byte for byte.
+    parsed = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    tbs = parsed["tbs_certificate"]
+    return cms.IssuerAndSerialNumber(
+        {"issuer": tbs["issuer"], "serial_number": tbs["serial_number"]}
+    )
+
+
+def _digest_algorithm(name: str) -> algos.DigestAlgorithm:
+    # RFC 4055 section 2.1: inside RSAES-OAEP-params the hash identifiers carry NULL.
+    return algos.DigestAlgorithm({"algorithm": name, "parameters": core.Null()})
+
+
+def _oaep_parameters(hash_name: str) -> algos.RSAESOAEPParams:
+    # RFC 4055 section 4.1, written explicitly (hash and MGF1 with the same hash) as SPEC
+    # section 1.1 asks, even for SHA-1 where they equal the DEFAULTs that asn1crypto would
+    # leave out; the label stays the default empty pSpecified.
+    hash_der = _digest_algorithm(hash_name).dump()
+    mgf_der = algos.MaskGenAlgorithm(
+        {"algorithm": "mgf1", "parameters": _digest_algorithm(hash_name)}
+    ).dump()
+    content = der.tlv(der.CONTEXT_0_CONSTRUCTED, hash_der)
+    content += der.tlv(der.CONTEXT_1_CONSTRUCTED, mgf_der)
+    return algos.RSAESOAEPParams.load(der.tlv(der.SEQUENCE, content))
+
+
+def _ktri(recipient: Recipient, cek: bytes) -> BuiltRecipientInfo:
+    public_key = recipient.cert.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    warnings: list[str] = []
+    alg: dict[str, Any]
+    if recipient.key_transport == "rsa-oaep":
+        hash_cls = _HASHES[recipient.oaep_hash]
+        encrypted = public_key.encrypt(
+            cek,
+            padding.OAEP(mgf=padding.MGF1(hash_cls()), algorithm=hash_cls(), label=None),
+        )
+        alg = {"algorithm": "rsaes_oaep", "parameters": _oaep_parameters(recipient.oaep_hash)}
+        name = f"rsa-oaep-{recipient.oaep_hash}"
+        if recipient.oaep_hash == "sha1":
+            warnings.append(
+                f"RSA-OAEP with SHA-1 for {recipient.label} is weak; use sha256 unless the "
+                "recipient's client needs it"
+            )
+    else:
+        encrypted = public_key.encrypt(cek, padding.PKCS1v15())
+        alg = {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}
+        name = "rsa"
+    if recipient.recipient_id == "ski":
+        rid = cms.RecipientIdentifier(
+            name="subject_key_identifier", value=subject_key_identifier(recipient.cert)
+        )
+        version = 2  # RFC 5652 section 6.2.1: v2 with subjectKeyIdentifier
+    else:
+        rid = cms.RecipientIdentifier(
+            name="issuer_and_serial_number", value=_issuer_and_serial(recipient.cert)
+        )
+        version = 0
+    info = cms.RecipientInfo(
+        name="ktri",
+        value=cms.KeyTransRecipientInfo(
+            {
+                "version": f"v{version}",
+                "rid": rid,
+                "key_encryption_algorithm": cms.KeyEncryptionAlgorithm(alg),
+                "encrypted_key": encrypted,
+            }
+        ),
+    )
+    return BuiltRecipientInfo(bytes(info.dump()), version, name, warnings)
+
+
+class _KeyWrapAlgorithm(core.Sequence):  # type: ignore[misc]
+    _fields = [  # noqa: RUF012 - asn1crypto's declaration style
+        ("algorithm", cms.KeyEncryptionAlgorithmId),
+        ("parameters", core.Any, {"optional": True}),
+    ]
+
+
+class _EccCmsSharedInfo(core.Sequence):  # type: ignore[misc]
+    # RFC 5753 section 7.2: ECC-CMS-SharedInfo.
+    _fields = [  # noqa: RUF012
+        ("key_info", _KeyWrapAlgorithm),
+        ("entity_u_info", core.OctetString, {"explicit": 0, "optional": True}),
+        ("supp_pub_info", core.OctetString, {"explicit": 2}),
+    ]
+
+
+class _KariAlgorithm(core.Sequence):  # type: ignore[misc]
+    _fields = [  # noqa: RUF012
+        ("algorithm", core.ObjectIdentifier),
+        ("parameters", _KeyWrapAlgorithm),
+    ]
+
+
+def _wrap_choice(cipher: ContentCipher) -> tuple[str, int]:
+    """The key-wrap algorithm name and KEK size for a content cipher.
+
+    AES content keys are wrapped with AES of the same size, as OpenSSL does. 3DES and
+    RC2-128 (112- and 128-bit strength) use id-aes128-wrap rather than the RFC 3217 3DES
+    wrap OpenSSL picks: every RFC 5753 reader supports AES wrap, and it is not weaker.
+    RC2-40 and RC2-64 keys are shorter than RFC 3394 allows, so they use RFC 5649 wrap
+    with padding.
+    """
+    if cipher.family == "aes":
+        kek_size = cipher.key_size
+    else:
+        kek_size = 16
+    if cipher.key_size < 16:
+        return _WRAP_PAD[kek_size], kek_size
+    return _WRAP[kek_size], kek_size
+
+
+def _kari(recipient: Recipient, cek: bytes, cipher: ContentCipher) -> BuiltRecipientInfo:
+    public_key = recipient.cert.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    wrap_name, kek_size = _wrap_choice(cipher)
+    ephemeral = ec.generate_private_key(public_key.curve)
+    shared_secret = ephemeral.exchange(ec.ECDH(), public_key)
+    wrap_alg = _KeyWrapAlgorithm({"algorithm": wrap_name})
+    shared_info = _EccCmsSharedInfo(
+        {"key_info": wrap_alg, "supp_pub_info": (kek_size * 8).to_bytes(4, "big")}
+    )
+    kek = X963KDF(
+        algorithm=hashes.SHA256(), length=kek_size, sharedinfo=shared_info.dump()
+    ).derive(shared_secret)
+    if wrap_name.endswith("_pad"):
+        wrapped = aes_key_wrap_with_padding(kek, cek)
+    else:
+        wrapped = aes_key_wrap(kek, cek)
+    point = ephemeral.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    # RFC 5753 section 3.1.1: originatorKey with id-ecPublicKey, parameters absent.
+    originator = cms.OriginatorIdentifierOrKey(
+        name="originator_key",
+        value=keys.PublicKeyInfo(
+            {
+                "algorithm": keys.PublicKeyAlgorithm({"algorithm": "ec"}),
+                "public_key": point,
+            }
+        ),
+    )
+    if recipient.recipient_id == "ski":
+        # rKeyId [0] IMPLICIT RecipientKeyIdentifier (RFC 5652 section 6.2.2); asn1crypto
+        # cannot build an implicitly tagged SEQUENCE alternative, so retag the encoding.
+        key_id = cms.RecipientKeyIdentifier()
+        key_id["subjectKeyIdentifier"] = subject_key_identifier(recipient.cert)
+        rid = cms.KeyAgreementRecipientIdentifier.load(b"\xa0" + key_id.dump()[1:])
+    else:
+        rid = cms.KeyAgreementRecipientIdentifier(
+            name="issuer_and_serial_number", value=_issuer_and_serial(recipient.cert)
+        )
+    kari_alg = _KariAlgorithm({"algorithm": OID_ECDH_SHA256_KDF, "parameters": wrap_alg})
+    info = cms.RecipientInfo(
+        name="kari",
+        value=cms.KeyAgreeRecipientInfo(
+            {
+                "version": "v3",
+                "originator": originator,
+                "key_encryption_algorithm": cms.KeyEncryptionAlgorithm.load(kari_alg.dump()),
+                "recipient_encrypted_keys": [{"rid": rid, "encrypted_key": wrapped}],
+            }
+        ),
+    )
+    name = f"ecdh-sha256kdf-{wrap_name.replace('_', '-')}"
+    return BuiltRecipientInfo(bytes(info.dump()), 3, name)
+
+
+def build_recipient_info(
+    recipient: Recipient, cek: bytes, cipher: ContentCipher
+) -> BuiltRecipientInfo:
+    """Encrypt (RSA) or wrap (EC) the content key ``cek`` for one recipient.
+
+    Returns:
+        the DER RecipientInfo, its CMS version, the key-encryption algorithm's name, and
+        warnings (SHA-1 OAEP).
+    """
+    if recipient.kind == "ktri":
+        return _ktri(recipient, cek)
+    return _kari(recipient, cek, cipher)

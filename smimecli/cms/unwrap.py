@@ -1,0 +1,462 @@
+"""Recovering the content-encryption key from a RecipientInfo (RFC 5652 section 6.2).
+
+- KeyTransRecipientInfo: RSA PKCS#1 v1.5 (RFC 8017 7.2) with implicit rejection, and
+  RSAES-OAEP with any hash, MGF1 hash and label (RFC 8017 7.1, parameters per RFC 4055 4.1:
+  absent parameters mean SHA-1, MGF1 with SHA-1 and the empty label).
+- KeyAgreeRecipientInfo: ephemeral-static ECDH (RFC 5753 3.1): dhSinglePass-stdDH and
+  -cofactorDH with the X9.63 KDF over ECC-CMS-SharedInfo (RFC 5753 7.2), then AES key unwrap
+  (RFC 3394). For the NIST curves the cofactor is 1, so both schemes are the same computation.
+- KEKRecipientInfo: AES key unwrap with a key-encryption key known to both sides.
+
+Implicit rejection, and why no error here is distinct: a v1.5 block with bad padding must not
+be told apart from a good one, or the recipient becomes a Bleichenbacher padding oracle
+(the Marvin attack). cryptography 50 with its bundled OpenSSL (3.2 and later) already
+implements implicit rejection: a bad block decrypts to a deterministic pseudo-random message
+of pseudo-random length instead of raising. Since the content key has a known length, this
+module then replaces any result of the wrong length by a key derived with HMAC-SHA256 from a
+secret bound to the private key and the ciphertext — deterministic, so a retry gives the same
+answer, and the same path is taken when an older OpenSSL raises instead. The wrong key then
+fails where a wrong private key fails too: at the content's padding or tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from asn1crypto import cms, core
+from asn1crypto import x509 as a_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
+
+from smimecli.errors import DataError
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+OID_RSA = "1.2.840.113549.1.1.1"
+OID_RSAES_OAEP = "1.2.840.113549.1.1.7"
+
+# RFC 5753 7.1.4 / SEC 1; RFC 8418 uses the same layout for X25519 (not supported here).
+ECDH_SCHEMES: dict[str, tuple[str, str]] = {
+    "1.3.133.16.840.63.0.2": ("dhSinglePass-stdDH-sha1kdf-scheme", "sha1"),
+    "1.3.132.1.11.0": ("dhSinglePass-stdDH-sha224kdf-scheme", "sha224"),
+    "1.3.132.1.11.1": ("dhSinglePass-stdDH-sha256kdf-scheme", "sha256"),
+    "1.3.132.1.11.2": ("dhSinglePass-stdDH-sha384kdf-scheme", "sha384"),
+    "1.3.132.1.11.3": ("dhSinglePass-stdDH-sha512kdf-scheme", "sha512"),
+    "1.3.133.16.840.63.0.3": ("dhSinglePass-cofactorDH-sha1kdf-scheme", "sha1"),
+    "1.3.132.1.14.0": ("dhSinglePass-cofactorDH-sha224kdf-scheme", "sha224"),
+    "1.3.132.1.14.1": ("dhSinglePass-cofactorDH-sha256kdf-scheme", "sha256"),
+    "1.3.132.1.14.2": ("dhSinglePass-cofactorDH-sha384kdf-scheme", "sha384"),
+    "1.3.132.1.14.3": ("dhSinglePass-cofactorDH-sha512kdf-scheme", "sha512"),
+}
+# RFC 3565 2.3.2: AES key wrap algorithms and their key sizes in bytes.
+AES_WRAP: dict[str, tuple[str, int]] = {
+    "2.16.840.1.101.3.4.1.5": ("aes128-wrap", 16),
+    "2.16.840.1.101.3.4.1.25": ("aes192-wrap", 24),
+    "2.16.840.1.101.3.4.1.45": ("aes256-wrap", 32),
+}
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+class UnwrapError(Exception):
+    """This key does not open this recipient (OAEP or key-unwrap check failed).
+
+    Internal: the caller turns the final failure into one AuthError for every cause.
+    """
+
+
+def hash_algorithm(name: str) -> hashes.HashAlgorithm:
+    """A cryptography hash by asn1crypto name (sha1, sha256...)."""
+    try:
+        return _HASHES[name]()
+    except KeyError:
+        raise DataError(f"unsupported hash algorithm {name} in the message") from None
+
+
+# --- recipient identifiers --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecipientId:
+    """How a RecipientInfo names its recipient: issuer + serial, an SKI, or a KEK id."""
+
+    kind: str  # "issuer_serial" | "ski" | "kek_id"
+    issuer: a_x509.Name | None = None
+    serial: int | None = None
+    key_id: bytes | None = None
+
+    def describe(self) -> str:
+        """A one-line human form: the issuer DN and serial in hex, or the id in hex."""
+        if self.kind == "issuer_serial" and self.issuer is not None and self.serial is not None:
+            return f"issuer={self.issuer.human_friendly}, serial={self.serial:X}"
+        label = "SKI" if self.kind == "ski" else "KEK id"
+        return f"{label}={(self.key_id or b'').hex().upper()}"
+
+
+def recipient_id(rid: Any) -> RecipientId:
+    """The RecipientId of an asn1crypto RecipientIdentifier or KeyAgreementRecipientIdentifier."""
+    name = rid.name
+    if name == "issuer_and_serial_number":
+        ias = rid.chosen
+        return RecipientId(
+            "issuer_serial", issuer=ias["issuer"], serial=ias["serial_number"].native
+        )
+    if name == "subject_key_identifier":
+        return RecipientId("ski", key_id=rid.chosen.native)
+    if name == "r_key_id":
+        return RecipientId("ski", key_id=rid.chosen["subject_key_identifier"].native)
+    raise DataError(f"unsupported recipient identifier {name} in the message")
+
+
+def certificate_ski(cert: x509.Certificate) -> bytes:
+    """The certificate's subject key identifier, or the RFC 5280 4.2.1.2 method 1 value."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        return ext.value.digest
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+
+
+def key_ski(key: PrivateKey) -> bytes:
+    """The RFC 5280 method 1 SKI of a key (what most tools put in certificates)."""
+    return x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest
+
+
+def rid_matches(rid: RecipientId, cert: x509.Certificate) -> bool:
+    """True when ``rid`` names ``cert`` (RFC 5652 6.2.1: issuer + serial, or SKI)."""
+    if rid.kind == "issuer_serial":
+        if rid.serial != cert.serial_number or rid.issuer is None:
+            return False
+        try:
+            issuer = a_x509.Name.load(cert.issuer.public_bytes())
+            return bool(issuer == rid.issuer)
+        except ValueError:
+            return False
+    if rid.kind == "ski":
+        return rid.key_id == certificate_ski(cert)
+    return False
+
+
+# --- RSA key transport ------------------------------------------------------------------------
+
+
+def _rejection_key(key: rsa.RSAPrivateKey, ciphertext: bytes, length: int) -> bytes:
+    """A deterministic pseudo-random content key for a rejected v1.5 block.
+
+    The secret is derived from the private exponent, so nobody without the key can predict
+    it, and a given ciphertext always yields the same key (no timing or retry differences).
+    """
+    d = key.private_numbers().d
+    secret = hashlib.sha256(b"smimecli implicit rejection\x00" + d.to_bytes(
+        (d.bit_length() + 7) // 8, "big")).digest()
+    out = b""
+    counter = 0
+    while len(out) < length:
+        out += hmac.new(secret, counter.to_bytes(4, "big") + ciphertext, hashlib.sha256).digest()
+        counter += 1
+    return out[:length]
+
+
+def rsa_v15_unwrap(key: rsa.RSAPrivateKey, ciphertext: bytes, key_length: int | None) -> bytes:
+    """PKCS#1 v1.5 decryption of a content key with implicit rejection (see module doc).
+
+    Args:
+        key_length: the content key size the content cipher needs, when it is fixed.
+    """
+    fallback = key_length or 16
+    try:
+        plain: bytes | None = key.decrypt(ciphertext, padding.PKCS1v15())
+    except ValueError:  # an OpenSSL without implicit rejection; also a wrong-size block
+        plain = None
+    if plain is None or not plain or (key_length is not None and len(plain) != key_length):
+        return _rejection_key(key, ciphertext, fallback)
+    return plain
+
+
+def oaep_parameters(params: Any) -> tuple[str, str, bytes]:
+    """(hash, MGF1 hash, label) of RSAES-OAEP parameters; absent means SHA-1 (RFC 4055 4.1)."""
+    if params is None or isinstance(params, core.Null) or params.native is None:
+        return "sha1", "sha1", b""
+    hash_name = params["hash_algorithm"]["algorithm"].native
+    mgf = params["mask_gen_algorithm"]
+    if mgf["algorithm"].native != "mgf1":
+        raise DataError(f"unsupported OAEP mask generation {mgf['algorithm'].dotted}")
+    mgf_hash = mgf["parameters"]["algorithm"].native
+    source = params["p_source_algorithm"]
+    label = source["parameters"].native or b""
+    return str(hash_name), str(mgf_hash), bytes(label)
+
+
+def rsa_oaep_unwrap(key: rsa.RSAPrivateKey, ciphertext: bytes, params: Any) -> bytes:
+    """RSAES-OAEP decryption (RFC 8017 7.1.2) with the message's parameters."""
+    hash_name, mgf_hash, label = oaep_parameters(params)
+    try:
+        return key.decrypt(
+            ciphertext,
+            padding.OAEP(
+                mgf=padding.MGF1(hash_algorithm(mgf_hash)),
+                algorithm=hash_algorithm(hash_name),
+                label=label or None,
+            ),
+        )
+    except ValueError as exc:
+        raise UnwrapError("OAEP decoding failed") from exc
+
+
+def unwrap_ktri(ri: Any, key: rsa.RSAPrivateKey, key_length: int | None) -> bytes:
+    """The content key of a KeyTransRecipientInfo (asn1crypto) for an RSA ``key``."""
+    alg = ri["key_encryption_algorithm"]
+    oid = alg["algorithm"].dotted
+    encrypted = ri["encrypted_key"].native
+    if oid == OID_RSA:
+        return rsa_v15_unwrap(key, encrypted, key_length)
+    if oid == OID_RSAES_OAEP:
+        return rsa_oaep_unwrap(key, encrypted, alg["parameters"])
+    raise DataError(f"unsupported key transport algorithm {oid} in the message")
+
+
+# --- ECDH key agreement -----------------------------------------------------------------------
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        length = bytes([size])
+    else:
+        raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
+        length = bytes([0x80 | len(raw)]) + raw
+    return bytes([tag]) + length + content
+
+
+def ecc_cms_shared_info(wrap_algorithm_der: bytes, ukm: bytes | None, kek_bits: int) -> bytes:
+    """DER of ECC-CMS-SharedInfo (RFC 5753 7.2): keyInfo, [0] ukm, [2] key size in bits."""
+    body = wrap_algorithm_der
+    if ukm is not None:
+        body += _der(0xA0, _der(0x04, ukm))
+    body += _der(0xA2, _der(0x04, kek_bits.to_bytes(4, "big")))
+    return _der(0x30, body)
+
+
+def kari_parameters(ri: Any) -> tuple[str, str, bytes, str, int]:
+    """(scheme name, KDF hash, wrap AlgorithmIdentifier DER, wrap name, KEK size) of a KARI."""
+    alg = ri["key_encryption_algorithm"]
+    oid = alg["algorithm"].dotted
+    if oid not in ECDH_SCHEMES:
+        raise DataError(f"unsupported key agreement algorithm {oid} in the message")
+    scheme, kdf_hash = ECDH_SCHEMES[oid]
+    params = alg["parameters"]
+    wrap_der = params.dump() if params is not None else b""
+    try:
+        wrap = cms.KeyEncryptionAlgorithm.load(wrap_der)
+        wrap_oid = wrap["algorithm"].dotted
+    except (ValueError, TypeError) as exc:
+        raise DataError("bad key wrap algorithm in a key agreement recipient") from exc
+    if wrap_oid not in AES_WRAP:
+        raise DataError(f"unsupported key wrap algorithm {wrap_oid} in the message")
+    wrap_name, kek_size = AES_WRAP[wrap_oid]
+    return scheme, kdf_hash, wrap_der, wrap_name, kek_size
+
+
+def _originator_key(ri: Any, curve: ec.EllipticCurve) -> ec.EllipticCurvePublicKey:
+    originator = ri["originator"]
+    if originator.name != "originator_key":
+        # RFC 5753 3.2 static-static ECMQV / originator certificates are not supported.
+        raise DataError("unsupported key agreement: the originator is a certificate, not a key")
+    point = originator.chosen["public_key"].native
+    if not isinstance(point, bytes):
+        point = originator.chosen["public_key"].contents[1:]
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(curve, bytes(point))
+    except ValueError as exc:
+        raise UnwrapError("the originator key is not on this key's curve") from exc
+
+
+def unwrap_kari(ri: Any, encrypted_key: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The content key of one RecipientEncryptedKey of a KeyAgreeRecipientInfo (RFC 5753 3.1.2)."""
+    _scheme, kdf_hash, wrap_der, _wrap_name, kek_size = kari_parameters(ri)
+    peer = _originator_key(ri, key.curve)
+    ukm = ri["ukm"].native if ri["ukm"].native is not None else None
+    shared = key.exchange(ec.ECDH(), peer)
+    info = ecc_cms_shared_info(wrap_der, ukm, kek_size * 8)
+    kek = X963KDF(algorithm=hash_algorithm(kdf_hash), length=kek_size, sharedinfo=info).derive(
+        shared
+    )
+    try:
+        return aes_key_unwrap(kek, encrypted_key)
+    except (InvalidUnwrap, ValueError) as exc:
+        raise UnwrapError("AES key unwrap failed") from exc
+
+
+def unwrap_kekri(ri: Any, kek: bytes) -> bytes:
+    """The content key of a KEKRecipientInfo with a shared key-encryption key (RFC 5652 6.2.3)."""
+    oid = ri["key_encryption_algorithm"]["algorithm"].dotted
+    if oid not in AES_WRAP:
+        raise DataError(f"unsupported key wrap algorithm {oid} in the message")
+    if len(kek) != AES_WRAP[oid][1]:
+        raise UnwrapError("the KEK has the wrong size for this recipient")
+    try:
+        return aes_key_unwrap(kek, ri["encrypted_key"].native)
+    except (InvalidUnwrap, InvalidTag, ValueError) as exc:
+        raise UnwrapError("AES key unwrap failed") from exc
+
+
+# --- choosing the recipient -------------------------------------------------------------------
+
+
+@dataclass
+class RecipientEntry:
+    """One way into the message: a KTRI, one RecipientEncryptedKey of a KARI, or a KEKRI."""
+
+    kind: str  # "ktri" | "kari" | "kekri"
+    rid: RecipientId
+    info: Any  # the asn1crypto KeyTransRecipientInfo / KeyAgreeRecipientInfo / KEKRecipientInfo
+    encrypted_key: bytes
+    algorithm_oid: str
+    algorithm: str  # rsaEncryption, rsaes-oaep, dhSinglePass-..., aes128-wrap...
+    hash: str | None = None  # OAEP hash or KDF hash
+    mgf_hash: str | None = None
+    label: bytes | None = None
+    wrap: str | None = None  # key wrap of a KARI
+
+    def describe_algorithm(self) -> str:
+        """E.g. ``rsaes-oaep (sha256, mgf1-sha256)`` or ``dhSinglePass-... + aes128-wrap``."""
+        if self.kind == "ktri" and self.hash is not None:
+            extra = f", label {self.label.hex()}" if self.label else ""
+            return f"{self.algorithm} ({self.hash}, mgf1-{self.mgf_hash}{extra})"
+        if self.kind == "kari":
+            return f"{self.algorithm} + {self.wrap}"
+        return self.algorithm
+
+
+def list_recipients(recipient_infos: Any) -> list[RecipientEntry]:
+    """Every recipient of an asn1crypto RecipientInfos, in message order."""
+    entries: list[RecipientEntry] = []
+    for choice in recipient_infos:
+        kind = choice.name
+        ri = choice.chosen
+        if kind == "ktri":
+            alg = ri["key_encryption_algorithm"]
+            oid = alg["algorithm"].dotted
+            entry = RecipientEntry(
+                "ktri", recipient_id(ri["rid"]), ri, ri["encrypted_key"].native, oid,
+                {OID_RSA: "rsaEncryption", OID_RSAES_OAEP: "rsaes-oaep"}.get(oid, oid),
+            )
+            if oid == OID_RSAES_OAEP:
+                entry.hash, entry.mgf_hash, entry.label = oaep_parameters(alg["parameters"])
+            entries.append(entry)
+        elif kind == "kari":
+            oid = ri["key_encryption_algorithm"]["algorithm"].dotted
+            try:
+                scheme, kdf_hash, _, wrap_name, _ = kari_parameters(ri)
+            except DataError:
+                scheme, kdf_hash, wrap_name = oid, None, None
+            for rek in ri["recipient_encrypted_keys"]:
+                entries.append(
+                    RecipientEntry(
+                        "kari", recipient_id(rek["rid"]), ri, rek["encrypted_key"].native, oid,
+                        scheme, hash=kdf_hash, wrap=wrap_name,
+                    )
+                )
+        elif kind == "kekri":
+            oid = ri["key_encryption_algorithm"]["algorithm"].dotted
+            entries.append(
+                RecipientEntry(
+                    "kekri", RecipientId("kek_id", key_id=ri["kekid"]["key_identifier"].native),
+                    ri, ri["encrypted_key"].native, oid, AES_WRAP.get(oid, (oid, 0))[0],
+                )
+            )
+        else:
+            entries.append(
+                RecipientEntry(kind, RecipientId(kind), ri, b"", "", f"unsupported ({kind})")
+            )
+    return entries
+
+
+@dataclass
+class KeyIdentity:
+    """A private key and, when known, the certificate that names it in messages."""
+
+    key: PrivateKey
+    cert: x509.Certificate | None = None
+
+
+def _compatible(entry: RecipientEntry, key: PrivateKey) -> bool:
+    if entry.kind == "ktri":
+        return isinstance(key, rsa.RSAPrivateKey) and len(entry.encrypted_key) == (
+            key.key_size + 7
+        ) // 8
+    if entry.kind == "kari":
+        return isinstance(key, ec.EllipticCurvePrivateKey)
+    return False
+
+
+def _unwrap(entry: RecipientEntry, key: PrivateKey, key_length: int | None) -> bytes:
+    if entry.kind == "ktri" and isinstance(key, rsa.RSAPrivateKey):
+        return unwrap_ktri(entry.info, key, key_length)
+    if entry.kind == "kari" and isinstance(key, ec.EllipticCurvePrivateKey):
+        return unwrap_kari(entry.info, entry.encrypted_key, key)
+    raise UnwrapError("key type does not fit the recipient")
+
+
+def content_key_candidates(
+    recipients: list[RecipientEntry],
+    identities: list[KeyIdentity],
+    *,
+    key_length: int | None,
+    kek: bytes | None = None,
+    kek_id: bytes | None = None,
+) -> list[bytes]:
+    """The content keys worth trying, best first; empty when no key opens any recipient.
+
+    A recipient named by an identity's certificate (issuer + serial or SKI) is trusted: its
+    key is the only candidate. A key given without a certificate is tried on every
+    recipient of its type and size (with implicit rejection each RSA attempt yields some
+    key), and the content's padding or tag then tells which one, if any, was right.
+    """
+    exact: list[tuple[RecipientEntry, PrivateKey]] = []
+    loose: list[tuple[RecipientEntry, PrivateKey]] = []
+    for ident in identities:
+        own_ski = key_ski(ident.key)
+        for entry in recipients:
+            if not _compatible(entry, ident.key):
+                continue
+            if ident.cert is not None:
+                if rid_matches(entry.rid, ident.cert):
+                    exact.append((entry, ident.key))
+            elif entry.rid.kind == "ski" and entry.rid.key_id == own_ski:
+                exact.append((entry, ident.key))
+            else:
+                loose.append((entry, ident.key))
+    if kek is not None:
+        for entry in recipients:
+            if entry.kind == "kekri" and (kek_id is None or entry.rid.key_id == kek_id):
+                try:
+                    return [unwrap_kekri(entry.info, kek)]
+                except UnwrapError:
+                    continue
+    for entry, key in exact:
+        try:
+            return [_unwrap(entry, key, key_length)]
+        except UnwrapError:
+            continue
+    found: list[bytes] = []
+    for entry, key in loose:
+        try:
+            cek = _unwrap(entry, key, key_length)
+        except UnwrapError:
+            continue
+        if cek not in found:
+            found.append(cek)
+    return found

@@ -1,0 +1,487 @@
+"""Decrypting and inspecting whole S/MIME messages (SPEC section 1.2).
+
+Where the CMS is found: a message whose Content-Type is ``application/pkcs7-mime`` or
+``application/x-pkcs7-mime`` (RFC 8551 3.2), or ``application/octet-stream`` named ``*.p7m``
+(RFC 8551 3.2.2), with a base64 or binary body; or a bare DER/BER ContentInfo; or PEM
+(``-----BEGIN PKCS7-----`` / ``CMS``). Base64 is decoded as it is read, so memory does not
+grow with the message (GCM content and the several-candidate case are spooled; see
+:mod:`smimecli.cms.open`).
+
+The output of a message is a readable .eml: the input's header fields other than
+``Content-*`` and ``MIME-Version``, in order (fields the decrypted entity repeats are dropped
+from the outside), then the entity's own header fields and body, in the input's line ending.
+A bare CMS input gives the decrypted content byte for byte. An opaque signed-data layer
+inside is left as it is.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from smimecli.cms.ber import BerReader
+from smimecli.cms.open import (
+    CONTENT_TYPES,
+    OID_AUTH_ENVELOPED_DATA,
+    OID_ENVELOPED_DATA,
+    EnvelopeHead,
+    decrypt_content,
+    read_content_type,
+    read_head,
+)
+from smimecli.cms.unwrap import KeyIdentity, PrivateKey, RecipientEntry, RecipientId
+from smimecli.errors import DataError
+from smimecli.mime import CRLF, LF, Canonicalizer, HeaderBlock, parse_header_block
+
+log = logging.getLogger("smimecli")
+
+_PKCS7_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+_CHUNK = 1 << 16
+_MAX_ENTITY_HEADER = 8 << 20
+
+KeyLookup = Callable[[list[RecipientEntry]], list[KeyIdentity]]
+
+
+# --- finding the CMS --------------------------------------------------------------------------
+
+
+class _Prefixed:
+    """A read-only stream that returns ``head`` first, then ``source``."""
+
+    def __init__(self, head: bytes, source: Any) -> None:
+        self._head = head
+        self._source = source
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0:
+                data, self._head = self._head + self._source.read(), b""
+                return bytes(data)
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return bytes(self._source.read(size))
+
+    def readline(self, size: int = -1) -> bytes:
+        if self._head:
+            cut = self._head.find(LF)
+            if cut >= 0 and (size < 0 or cut < size):
+                data, self._head = self._head[: cut + 1], self._head[cut + 1 :]
+                return data
+            if size >= 0 and len(self._head) >= size:
+                data, self._head = self._head[:size], self._head[size:]
+                return data
+            data, self._head = self._head, b""
+            more = self._source.readline(-1 if size < 0 else size - len(data))
+            return data + bytes(more)
+        return bytes(self._source.readline(size))
+
+
+class Base64Reader:
+    """Decodes base64 text read line by line, as a binary stream (RFC 2045 6.8).
+
+    Whitespace is ignored; reading stops at end of input, at a PEM ``-----END`` line, or at
+    a MIME boundary line (``--``). Anything else that is not base64 is a DataError.
+    """
+
+    def __init__(self, source: Any, what: str) -> None:
+        self._source = source
+        self._what = what
+        self._pending = b""
+        self._buffer = b""
+        self._done = False
+
+    def _fill(self, want: int) -> None:
+        parts: list[bytes] = []
+        size = 0
+        while size < want and not self._done:
+            line = self._source.readline(1 << 20)
+            if not line:
+                self._done = True
+                break
+            text = line.strip()
+            if text.startswith((b"-----END", b"--")):
+                self._done = True
+                break
+            text = b"".join(text.split())
+            if not text:
+                continue
+            data = self._pending + text
+            usable = len(data) - len(data) % 4
+            self._pending = data[usable:]
+            if usable:
+                try:
+                    decoded = binascii.a2b_base64(data[:usable], strict_mode=True)
+                except binascii.Error as exc:
+                    raise DataError(
+                        f"{self._what}: the base64 body is damaged ({exc})"
+                    ) from exc
+                parts.append(decoded)
+                size += len(decoded)
+        if self._done and self._pending:
+            pad = self._pending + b"=" * (-len(self._pending) % 4)
+            self._pending = b""
+            try:
+                parts.append(binascii.a2b_base64(pad))
+            except binascii.Error as exc:
+                raise DataError(f"{self._what}: the base64 body is damaged ({exc})") from exc
+        self._buffer += b"".join(parts)
+
+    def read(self, size: int = -1) -> bytes:
+        """Read decoded bytes."""
+        if size < 0:
+            size = 1 << 62
+        if len(self._buffer) < size and not self._done:
+            self._fill(max(size - len(self._buffer), _CHUNK))
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+
+@dataclass
+class LocatedCms:
+    """The CMS bytes of an input and the headers around them."""
+
+    stream: Any  # a binary stream positioned at the ContentInfo
+    headers: HeaderBlock | None  # None for a bare DER or PEM input
+
+
+def locate_cms(src: BinaryIO, what: str) -> LocatedCms:
+    """Find the CMS ContentInfo in a message, a bare DER/BER file, or a PEM file."""
+    head = src.read(64) or b""
+    stripped = head.lstrip()
+    if head[:1] == b"\x30":
+        return LocatedCms(_Prefixed(head, src), None)
+    if stripped.startswith(b"-----BEGIN"):
+        stream = _Prefixed(head, src)
+        stream.readline(1 << 16)  # the BEGIN line
+        return LocatedCms(Base64Reader(stream, what), None)
+    if not head:
+        raise DataError(f"{what} is empty: not an S/MIME message")
+    from smimecli.mime import read_header_block
+
+    headers, body = read_header_block(_Prefixed(head, src))  # type: ignore[arg-type]
+    if not headers.fields:
+        raise DataError(f"{what} is not an S/MIME message, a DER/BER CMS or a PEM file")
+    ctype = headers.content_type()
+    disposition = headers.get("Content-Disposition") or ""
+    from smimecli.mime import parse_parameters
+
+    names = [ctype.param("name") or "", parse_parameters(disposition.partition(";")[2]).get(
+        "filename", "")]
+    is_p7m = any(name.strip().lower().endswith(".p7m") for name in names)
+    if not (ctype.mime_type in _PKCS7_TYPES or (
+        ctype.mime_type == "application/octet-stream" and is_p7m
+    )):
+        raise DataError(
+            f"{what} is not an S/MIME encrypted message (Content-Type: {ctype.mime_type})"
+        )
+    encoding = (headers.get("Content-Transfer-Encoding") or "7bit").strip().lower()
+    if encoding == "base64":
+        return LocatedCms(Base64Reader(body, what), headers)
+    if encoding in ("binary", "8bit", "7bit"):
+        return LocatedCms(body, headers)
+    raise DataError(f"{what}: unsupported Content-Transfer-Encoding {encoding} for S/MIME")
+
+
+# --- writing the result -----------------------------------------------------------------------
+
+
+class _LfWriter:
+    """CRLF -> LF, chunk by chunk (a CR at the end of a chunk is held back)."""
+
+    def __init__(self) -> None:
+        self._held_cr = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._held_cr:
+            chunk = b"\r" + chunk
+            self._held_cr = False
+        if chunk.endswith(b"\r"):
+            chunk = chunk[:-1]
+            self._held_cr = True
+        return chunk.replace(CRLF, LF)
+
+    def flush(self) -> bytes:
+        if self._held_cr:
+            self._held_cr = False
+            return b"\r"
+        return b""
+
+
+def _entity_head(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
+    """Collect plaintext until the entity's header block is complete (or clearly absent)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        if b"\n\n" in buffer or b"\n\r\n" in buffer or len(buffer) > _MAX_ENTITY_HEADER:
+            break
+        if not buffer.startswith((b"\r", b"\n")) and b":" not in buffer.split(b"\n", 1)[0]:
+            break  # the first line is not a header field: no header block
+    return buffer, chunks
+
+
+def write_entity(
+    outer: HeaderBlock, plaintext: Iterator[bytes], dst: BinaryIO
+) -> None:
+    """Write the outer header fields around the decrypted entity (SPEC 1.2)."""
+    first, rest = _entity_head(plaintext)
+    entity, _ = parse_header_block(first)
+    inner_names = {item.lname for item in entity.fields}
+    newline = outer.newline
+    kept = [
+        item
+        for item in outer.fields
+        if not item.lname.startswith("content-")
+        and item.lname != "mime-version"
+        and item.lname not in inner_names
+    ]
+    convert: Canonicalizer | _LfWriter = Canonicalizer() if newline == CRLF else _LfWriter()
+    dst.write(b"".join(item.with_newline(newline) for item in kept))
+    if not entity.fields:
+        dst.write(newline)  # an entity without header fields: its body follows a blank line
+    dst.write(convert.feed(first))
+    for chunk in rest:
+        out = convert.feed(chunk)
+        if out:
+            dst.write(out)
+    dst.write(convert.flush())
+
+
+# --- public API -------------------------------------------------------------------------------
+
+
+@dataclass
+class DecryptResult:
+    """What was decrypted: the CMS content type and cipher, and how many recipients."""
+
+    content_type: str
+    cipher: str
+    recipients: int
+
+
+def _identities(
+    key: PrivateKey | KeyIdentity | Iterable[KeyIdentity] | None,
+    cert: Any,
+) -> list[KeyIdentity]:
+    if key is None:
+        return []
+    if isinstance(key, KeyIdentity):
+        return [key]
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        return [KeyIdentity(key, cert)]
+    return list(key)
+
+
+def decrypt_message(
+    src: BinaryIO,
+    dst: BinaryIO,
+    key: PrivateKey | KeyIdentity | Iterable[KeyIdentity] | None = None,
+    cert: Any = None,
+    *,
+    key_lookup: KeyLookup | None = None,
+    kek: bytes | None = None,
+    what: str = "the message",
+) -> DecryptResult:
+    """Decrypt an S/MIME message (or bare DER/PEM CMS) from ``src`` into ``dst``.
+
+    Args:
+        key: a private key, or KeyIdentity objects (key + certificate).
+        cert: the certificate of ``key`` (names the recipient; optional).
+        key_lookup: called with the message's recipients when no key is given (the store).
+        kek: a key-encryption key for KEKRecipientInfo.
+        what: how to name the input in error messages.
+
+    Raises:
+        AuthError: no key for any recipient, or the message was altered (77).
+        DataError: not an S/MIME message, or a broken CMS structure (65).
+    """
+    located = locate_cms(src, what)
+    reader = BerReader(located.stream, what=f"the CMS structure of {what}")
+    head = read_head(reader, what=what)
+    identities = _identities(key, cert)
+    if not identities and key_lookup is not None:
+        identities = key_lookup(head.recipients)
+    plaintext = decrypt_content(reader, head, identities, what=what, kek=kek)
+    if located.headers is None:
+        for chunk in plaintext:
+            dst.write(chunk)
+    else:
+        write_entity(located.headers, plaintext, dst)
+    return DecryptResult(head.content_type_name, head.cipher.name, len(head.recipients))
+
+
+# --- inspect ----------------------------------------------------------------------------------
+
+_SHORT_NAMES = {
+    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O",
+    "2.5.4.11": "OU", "2.5.4.5": "SERIALNUMBER", "1.2.840.113549.1.9.1": "E",
+    "0.9.2342.19200300.100.1.25": "DC", "2.5.4.9": "STREET", "2.5.4.12": "T",
+}
+
+
+def format_name(name: Any) -> str:
+    """An asn1crypto Name as ``C=US, O=..., CN=...`` (the order it is encoded in)."""
+    parts: list[str] = []
+    for rdn in name.chosen:
+        for attr in rdn:
+            oid = attr["type"].dotted
+            value = attr["value"].native
+            text = value if isinstance(value, str) else str(value)
+            parts.append(f"{_SHORT_NAMES.get(oid, oid)}={text}")
+    return ", ".join(parts)
+
+
+@dataclass
+class StoreMatch:
+    """A store certificate that a recipient identifier names."""
+
+    thumbprint: str
+    subject: str
+    has_key: bool
+
+
+StoreFinder = Callable[[RecipientId], list[StoreMatch]]
+
+
+@dataclass
+class InspectReport:
+    """What ``smimecli inspect`` shows."""
+
+    headers: list[tuple[str, str]]
+    content_type: str
+    content_type_oid: str
+    cipher: dict[str, Any] | None = None
+    recipients: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as one JSON document."""
+        return {
+            "headers": [{"name": n, "value": v} for n, v in self.headers],
+            "content_type": self.content_type,
+            "content_type_oid": self.content_type_oid,
+            "cipher": self.cipher,
+            "recipients": self.recipients,
+        }
+
+
+def _cipher_info(head: EnvelopeHead) -> dict[str, Any]:
+    from smimecli.cms.algorithms import parse_algorithm_identifier
+
+    oid = head.content_algorithm_oid
+    try:
+        parsed = parse_algorithm_identifier(head.content_algorithm_der)
+    except DataError:
+        return {"name": oid, "oid": oid, "key_bits": None, "supported": False}
+    bits = parsed.cipher.effective_bits or parsed.cipher.key_size * 8
+    return {"name": parsed.name, "oid": oid, "key_bits": bits, "supported": True}
+
+
+def _recipient_info(entry: RecipientEntry, finder: StoreFinder | None) -> dict[str, Any]:
+    rid = entry.rid
+    ident: dict[str, Any] = {"type": rid.kind}
+    if rid.kind == "issuer_serial" and rid.issuer is not None:
+        ident["issuer"] = format_name(rid.issuer)
+        ident["serial"] = f"{rid.serial:X}"
+    else:
+        ident["key_id"] = (rid.key_id or b"").hex().upper()
+    info: dict[str, Any] = {
+        "kind": entry.kind,
+        "id": ident,
+        "key_encryption": entry.algorithm,
+        "key_encryption_oid": entry.algorithm_oid,
+    }
+    if entry.kind == "ktri" and entry.hash is not None:
+        info["oaep_hash"] = entry.hash
+        info["mgf1_hash"] = entry.mgf_hash
+        info["oaep_label"] = (entry.label or b"").hex()
+    if entry.kind == "kari":
+        info["kdf_hash"] = entry.hash
+        info["key_wrap"] = entry.wrap
+    matches = finder(rid) if finder is not None and rid.kind != "kek_id" else []
+    info["store"] = [m.__dict__ for m in matches]
+    return info
+
+
+def inspect_message(
+    src: BinaryIO, *, store_finder: StoreFinder | None = None, what: str = "the message"
+) -> InspectReport:
+    """Describe an S/MIME message without any key: headers, CMS type, cipher, recipients."""
+    located = locate_cms(src, what)
+    headers = [(f.name, f.value) for f in located.headers.fields] if located.headers else []
+    reader = BerReader(located.stream, what=f"the CMS structure of {what}")
+    head = _read_any_head(reader, what)
+    if isinstance(head, str):
+        return InspectReport(headers, CONTENT_TYPES.get(head, head), head)
+    report = InspectReport(headers, head.content_type_name, head.content_type)
+    report.cipher = _cipher_info(head)
+    report.recipients = [_recipient_info(e, store_finder) for e in head.recipients]
+    return report
+
+
+def _read_any_head(reader: BerReader, what: str) -> EnvelopeHead | str:
+    """The envelope head, or just the content type OID of another kind of CMS."""
+    oid, levels = read_content_type(reader)
+    if oid not in (OID_ENVELOPED_DATA, OID_AUTH_ENVELOPED_DATA):
+        return oid
+    return read_head(reader, what=what, parse_cipher=False, known=(oid, levels))
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+def open_store_if_exists(folder: Any) -> Any:
+    """The store in ``folder``, or None when none was created there yet."""
+    from smimecli.certs.store import Store
+    from smimecli.errors import ConfigError
+
+    try:
+        return Store.open(folder, create=False)
+    except ConfigError:
+        return None  # no store yet: nothing to match
+
+
+def _store_rows(store: Any, rid: RecipientId) -> list[Any]:
+    if rid.kind == "issuer_serial" and rid.issuer is not None and rid.serial is not None:
+        return list(store.find_by_issuer_serial(rid.issuer, rid.serial))
+    if rid.kind == "ski" and rid.key_id:
+        return list(store.find_by_ski(rid.key_id))
+    return []
+
+
+def store_key_lookup(folder: Any) -> KeyLookup:
+    """A key lookup in the store's certificates with private keys (``decrypt`` without --key)."""
+
+    def lookup(recipients: list[RecipientEntry]) -> list[KeyIdentity]:
+        store = open_store_if_exists(folder)
+        if store is None:
+            return []
+        found: list[KeyIdentity] = []
+        seen: set[str] = set()
+        with store:
+            for entry in recipients:
+                for row in _store_rows(store, entry.rid):
+                    if not row.has_key or row.thumbprint in seen:
+                        continue
+                    seen.add(row.thumbprint)
+                    key = store.private_key(row.thumbprint)
+                    if key is not None:
+                        found.append(KeyIdentity(key, row.cert))
+        return found
+
+    return lookup
+
+
+def store_finder(store: Any) -> StoreFinder:
+    """Finds the certificates of an open store (or None) that a recipient id names."""
+
+    def find(rid: RecipientId) -> list[StoreMatch]:
+        if store is None:
+            return []
+        rows = _store_rows(store, rid)
+        return [StoreMatch(r.thumbprint, r.subject, bool(r.has_key)) for r in rows]
+
+    return find

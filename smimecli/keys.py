@@ -1,0 +1,216 @@
+"""Loading a private key and the certificates that come with it.
+
+Accepted, detected by content rather than by file name: PKCS#12 (.pfx/.p12, modern
+PBES2/AES and legacy RC2-40/3DES — cryptography reads both), PEM or DER PKCS#8 (encrypted or
+not), traditional PEM ``RSA PRIVATE KEY`` / ``EC PRIVATE KEY`` (with or without
+``Proc-Type: 4,ENCRYPTED``), and PEM bundles holding certificates next to the key (OpenSSL's
+test files).
+
+A wrong or missing password is :class:`AuthError` (77); anything that is not a key is
+:class:`DataError` (65).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from smimecli.errors import AuthError, DataError
+from smimecli.files import read_input
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
+)
+_KEY_LABELS = {b"PRIVATE KEY", b"ENCRYPTED PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"}
+
+
+@dataclass
+class LoadedKey:
+    """A private key, the certificate that belongs to it (if found) and the others."""
+
+    key: PrivateKey
+    cert: x509.Certificate | None = None
+    extra_certs: list[x509.Certificate] = field(default_factory=list)
+
+    @property
+    def certificates(self) -> list[x509.Certificate]:
+        """The key's own certificate first, then the rest of the chain."""
+        return ([self.cert] if self.cert is not None else []) + self.extra_certs
+
+
+def public_key_der(key: PrivateKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
+    """The SubjectPublicKeyInfo DER of a key, to compare keys with certificates."""
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) \
+        else key
+    return public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def cert_matches_key(cert: x509.Certificate, key: PrivateKey) -> bool:
+    """True when ``cert`` carries the public half of ``key``."""
+    try:
+        return cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ) == public_key_der(key)
+    except (ValueError, TypeError):
+        return False
+
+
+def _checked(key: object, what: str) -> PrivateKey:
+    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        return key
+    raise DataError(f"{what}: only RSA and EC private keys can decrypt S/MIME")
+
+
+def _pair(key: PrivateKey, certs: list[x509.Certificate]) -> LoadedKey:
+    """Put the certificate that matches the key first."""
+    own = next((c for c in certs if cert_matches_key(c, key)), None)
+    return LoadedKey(key, own, [c for c in certs if c is not own])
+
+
+def _load_pkcs12(data: bytes, password: bytes | None, what: str) -> LoadedKey:
+    # Files exported without a password use either no password or the empty one (RFC 7292
+    # B.1: the empty password is two zero bytes, which cryptography passes for b"").
+    # A password given for a file that has none is harmless, so those are tried last.
+    attempts = ([password] if password else []) + [None, b""]
+    loaded = None
+    for attempt in attempts:
+        try:
+            with warnings.catch_warnings():
+                # Windows and NSS write BER PFX files; cryptography warns when it falls back.
+                warnings.simplefilter("ignore", UserWarning)
+                loaded = pkcs12.load_key_and_certificates(data, attempt)
+            break
+        except ValueError:
+            continue
+    if loaded is None:
+        # cryptography says "Invalid password or PKCS12 data" for both; _looks_like_pfx has
+        # already shown the structure is a PFX, so the password is what is wrong.
+        if not password:
+            raise AuthError(
+                f"{what} is protected by a password: give --password-file or --password-env"
+            )
+        raise AuthError(f"wrong password for {what}")
+    key, cert, extra = loaded
+    if key is None:
+        raise DataError(f"{what} holds no private key")
+    certs = ([cert] if cert is not None else []) + list(extra)
+    return _pair(_checked(key, what), certs)
+
+
+def _looks_like_pfx(data: bytes) -> bool:
+    """A DER PFX (RFC 7292 4): SEQUENCE { INTEGER 3, ContentInfo ... }."""
+    try:
+        from asn1crypto import pkcs12 as a_pkcs12
+
+        pfx = a_pkcs12.Pfx.load(data)
+        return bool(pfx["version"].native == "v3" and pfx["auth_safe"]["content_type"].dotted)
+    except (ValueError, TypeError, KeyError):
+        return False
+
+
+def _load_key_bytes(load: str, data: bytes, password: bytes | None, what: str) -> PrivateKey:
+    try:
+        if load == "pem":
+            key = serialization.load_pem_private_key(data, password)
+        else:
+            key = serialization.load_der_private_key(data, password)
+    except TypeError as exc:
+        if password is None:
+            raise AuthError(
+                f"{what} is encrypted: give --password-file or --password-env"
+            ) from exc
+        # A password given for an unencrypted key: load it without.
+        return _load_key_bytes(load, data, None, what)
+    except ValueError as exc:
+        if password is not None and _is_encrypted(data):
+            raise AuthError(f"wrong password for {what}") from exc
+        raise DataError(f"{what} is not a usable private key ({exc})") from exc
+    except Exception as exc:  # cryptography raises UnsupportedAlgorithm and others
+        raise DataError(f"{what} is not a usable private key ({exc})") from exc
+    return _checked(key, what)
+
+
+def _is_encrypted(data: bytes) -> bool:
+    if b"ENCRYPTED" in data[:4096]:
+        return True
+    try:
+        from asn1crypto import keys as a_keys
+
+        a_keys.EncryptedPrivateKeyInfo.load(data).native  # noqa: B018 - forces a parse
+        return True
+    except (ValueError, TypeError, KeyError):
+        return False
+
+
+def load_private_key(
+    source: str | Path | bytes, password: bytes | None = None, *, what: str | None = None
+) -> LoadedKey:
+    """Load a private key with its certificates from a file name or the file's bytes.
+
+    Args:
+        source: a path, or the content of a key file.
+        password: the password of an encrypted key or .pfx; None when there is none.
+        what: how to name the key in error messages (defaults to the path).
+
+    Returns:
+        The key, its own certificate when the file carries one, and the other certificates.
+    """
+    if isinstance(source, bytes):
+        data, name = source, what or "the private key"
+    else:
+        data, name = read_input(source), what or str(source)
+    if not data.strip():
+        raise DataError(f"{name} is empty: expected a .pfx/.p12 or a private key file")
+    if b"-----BEGIN" in data:
+        return _load_pem(data, password, name)
+    if _looks_like_pfx(data):
+        return _load_pkcs12(data, password, name)
+    if data[:1] == b"\x30":
+        key = _load_key_bytes("der", data, password, name)
+        return LoadedKey(key)
+    raise DataError(f"{name} is not a .pfx/.p12, PEM or DER private key")
+
+
+def _load_pem(data: bytes, password: bytes | None, name: str) -> LoadedKey:
+    key: PrivateKey | None = None
+    certs: list[x509.Certificate] = []
+    for match in _PEM_BLOCK.finditer(data):
+        label = match.group(1)
+        block = match.group(0)
+        if label in _KEY_LABELS:
+            if key is None:
+                key = _load_key_bytes("pem", block + b"\n", password, name)
+        elif label in (b"CERTIFICATE", b"X509 CERTIFICATE"):
+            try:
+                certs.append(x509.load_pem_x509_certificate(block + b"\n"))
+            except ValueError:
+                continue
+    if key is None:
+        raise DataError(f"{name} holds no private key (PEM without a PRIVATE KEY block)")
+    return _pair(key, certs)
+
+
+def load_certificate(source: str | Path | bytes, *, what: str | None = None) -> x509.Certificate:
+    """Load one certificate (PEM or DER) to name the recipient a key belongs to."""
+    if isinstance(source, bytes):
+        data, name = source, what or "the certificate"
+    else:
+        data, name = read_input(source), what or str(source)
+    try:
+        if b"-----BEGIN" in data:
+            certs = x509.load_pem_x509_certificates(data)
+            return certs[0]
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise DataError(f"{name} is not a PEM or DER certificate ({exc})") from exc

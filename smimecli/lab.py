@@ -1,0 +1,615 @@
+"""Lab certificates built like PowerShell's ``New-SelfSignedCertificate`` (SPEC 1.4).
+
+A self-signed root CA and S/MIME user certificates issued from it, with the extensions
+Outlook, Thunderbird, OpenSSL and gpgsm expect (RFC 5280 profile, RFC 8550 section 4.4 for
+S/MIME end-entity certificates). Everything is validated before any key is generated, so a
+bad option costs nothing and writes nothing.
+
+Subject strings are read the Windows way (``CertStrToName`` with X.500 names): the most
+specific attribute first, ``E=`` for emailAddress, ``S=`` for stateOrProvinceName, values
+quoted with double quotes when they hold a separator. The certificate encodes the RDNs in
+the reverse order (country first), exactly as Windows does, so that ``openssl x509 -subject``
+shows ``CN = SMIME Tester 2048, emailAddress = test@example.net`` for the lab subject
+``E=test@example.net,CN=SMIME Tester 2048``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Final, TypeAlias
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+from smimecli.errors import DataError, UsageError
+
+log = logging.getLogger("smimecli")
+
+PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+DEFAULT_ROOT_SUBJECT: Final = "CN=Test Root V1"
+DEFAULT_ROOT_KEY_USAGE: Final = (
+    "CRLSign,CertSign,KeyAgreement,DataEncipherment,KeyEncipherment,DigitalSignature"
+)
+DEFAULT_ROOT_DAYS: Final = 7300
+DEFAULT_USER_DAYS: Final = 365
+RSA_MIN_BITS: Final = 2048
+RSA_MAX_BITS: Final = 16384
+
+KEY_ALGORITHMS: Final = ("rsa", "ecdsa-p256", "ecdsa-p384")
+_CURVES: Final[dict[str, tuple[type[ec.EllipticCurve], int]]] = {
+    "ecdsa-p256": (ec.SECP256R1, 256),
+    "ecdsa-p384": (ec.SECP384R1, 384),
+}
+SignatureHash: TypeAlias = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+HASHES: Final[dict[str, type[SignatureHash]]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+# Microsoft's User Principal Name otherName (used by Windows logon and Exchange).
+UPN_OID: Final = ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
+# RFC 8551 section 2.5.2: sMIMECapabilities, here as a certificate extension the way
+# Windows CAs write it, so that senders pick a cipher the recipient reads.
+SMIME_CAPABILITIES_OID: Final = ObjectIdentifier("1.2.840.113549.1.9.15")
+
+# Clock skew allowance: notBefore lies this far in the past (SPEC 1.4).
+BACKDATE: Final = dt.timedelta(minutes=10)
+
+# --- subject strings ----------------------------------------------------------------------
+
+# Windows X.500 key names (CertStrToName), plus common spellings of the same attributes.
+_NAME_KEYS: Final[dict[str, ObjectIdentifier]] = {
+    "E": NameOID.EMAIL_ADDRESS,
+    "EMAIL": NameOID.EMAIL_ADDRESS,
+    "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
+    "CN": NameOID.COMMON_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "S": NameOID.STATE_OR_PROVINCE_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "C": NameOID.COUNTRY_NAME,
+    "DC": NameOID.DOMAIN_COMPONENT,
+    "STREET": NameOID.STREET_ADDRESS,
+    "T": NameOID.TITLE,
+    "TITLE": NameOID.TITLE,
+    "G": NameOID.GIVEN_NAME,
+    "GN": NameOID.GIVEN_NAME,
+    "GIVENNAME": NameOID.GIVEN_NAME,
+    "SN": NameOID.SURNAME,
+    "I": NameOID.INITIALS,
+    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
+    "POSTALCODE": NameOID.POSTAL_CODE,
+}
+# How Windows shows each attribute (the first key above for each OID).
+_NAME_LABELS: Final[dict[ObjectIdentifier, str]] = {}
+for _key, _oid in _NAME_KEYS.items():
+    _NAME_LABELS.setdefault(_oid, _key)
+# Attributes encoded as IA5String, which only holds ASCII (RFC 5280 appendix A.1).
+_ASCII_ONLY: Final = {NameOID.EMAIL_ADDRESS, NameOID.DOMAIN_COMPONENT}
+_SEPARATORS: Final = ",;+"
+
+
+def _subject_error(text: str, why: str) -> UsageError:
+    return UsageError(
+        f"unparsable subject {text!r}: {why} "
+        '(write it like "E=user@example.net,CN=Name,O=\\"Example, Inc.\\",C=US")'
+    )
+
+
+def _split_subject(text: str) -> list[list[tuple[str, str]]]:
+    """Cut a Windows X.500 string into RDNs of (key, value) pairs, in string order.
+
+    ``,`` and ``;`` separate RDNs, ``+`` separates the attributes of a multi-valued RDN. A
+    value in double quotes may hold separators; ``""`` inside quotes is one quote character.
+    """
+    rdns: list[list[tuple[str, str]]] = [[]]
+    i, n = 0, len(text)
+    while True:
+        eq = text.find("=", i)
+        if eq < 0:
+            raise _subject_error(text, f"{text[i:].strip()!r} has no '='")
+        key = text[i:eq].strip()
+        if not key or any(sep in key for sep in _SEPARATORS):
+            bad = key.split(",")[0].split(";")[0].split("+")[0].strip() or key
+            raise _subject_error(text, f"{bad!r} has no '=' or an empty name")
+        j = eq + 1
+        while j < n and text[j] == " ":
+            j += 1
+        if j < n and text[j] == '"':
+            chars: list[str] = []
+            j += 1
+            while True:
+                if j >= n:
+                    raise _subject_error(text, f"the quoted value of {key} is not closed")
+                if text[j] == '"':
+                    if j + 1 < n and text[j + 1] == '"':
+                        chars.append('"')
+                        j += 2
+                        continue
+                    j += 1
+                    break
+                chars.append(text[j])
+                j += 1
+            value = "".join(chars)
+            while j < n and text[j] == " ":
+                j += 1
+            if j < n and text[j] not in _SEPARATORS:
+                raise _subject_error(text, f"unexpected text after the quoted value of {key}")
+        else:
+            start = j
+            while j < n and text[j] not in _SEPARATORS:
+                if text[j] == '"':
+                    raise _subject_error(text, f"a quote inside the value of {key}")
+                j += 1
+            value = text[start:j].strip()
+        if not value:
+            raise _subject_error(text, f"{key} has an empty value")
+        rdns[-1].append((key, value))
+        if j >= n:
+            return rdns
+        if text[j] != "+":
+            rdns.append([])
+        i = j + 1
+        if not text[i:].strip():
+            raise _subject_error(text, "it ends with a separator")
+
+
+def _name_oid(text: str, key: str) -> ObjectIdentifier:
+    upper = key.upper()
+    if upper in _NAME_KEYS:
+        return _NAME_KEYS[upper]
+    dotted = key[4:] if upper.startswith("OID.") else key
+    parts = dotted.split(".")
+    if len(parts) >= 2 and all(part.isdigit() for part in parts):
+        return ObjectIdentifier(dotted)
+    known = ", ".join(sorted(set(_NAME_LABELS.values())))
+    raise _subject_error(text, f"unknown attribute {key!r} (use {known} or OID.n.n.n)")
+
+
+def parse_subject(text: str) -> x509.Name:
+    """Parse a Windows-style subject string into a certificate Name.
+
+    The string lists the most specific attribute first (as Windows and RFC 4514 show it);
+    the Name holds the RDNs in the reverse, encoded order, as ``New-SelfSignedCertificate``
+    writes them.
+
+    Raises:
+        UsageError: the string cannot be parsed (exit 64).
+    """
+    if not text.strip():
+        raise _subject_error(text, "it is empty")
+    rdns: list[x509.RelativeDistinguishedName] = []
+    for pairs in _split_subject(text):
+        attributes = []
+        for key, value in pairs:
+            oid = _name_oid(text, key)
+            if oid in _ASCII_ONLY and not value.isascii():
+                raise _subject_error(text, f"{key} must be ASCII")
+            try:
+                attributes.append(x509.NameAttribute(oid, value))
+            except ValueError as exc:
+                raise _subject_error(text, f"bad {key} value: {exc}") from None
+        rdns.append(x509.RelativeDistinguishedName(attributes))
+    return x509.Name(list(reversed(rdns)))
+
+
+def _quote(value: str) -> str:
+    if value != value.strip() or any(ch in value for ch in _SEPARATORS + '"='):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def format_subject(name: x509.Name) -> str:
+    """Show a Name the Windows way (``E=..., CN=..., O=...``); parse_subject reads it back."""
+    parts = []
+    for rdn in reversed(list(name.rdns)):
+        attributes = []
+        for attribute in rdn:
+            label = _NAME_LABELS.get(attribute.oid, f"OID.{attribute.oid.dotted_string}")
+            value = attribute.value
+            text = value if isinstance(value, str) else value.hex()
+            attributes.append(f"{label}={_quote(text)}")
+        parts.append("+".join(attributes))
+    return ", ".join(parts)
+
+
+# --- options ------------------------------------------------------------------------------
+
+# New-SelfSignedCertificate -KeyUsage names -> x509.KeyUsage fields.
+_KEY_USAGE_NAMES: Final[dict[str, str]] = {
+    "digitalsignature": "digital_signature",
+    "nonrepudiation": "content_commitment",
+    "keyencipherment": "key_encipherment",
+    "dataencipherment": "data_encipherment",
+    "keyagreement": "key_agreement",
+    "certsign": "key_cert_sign",
+    "crlsign": "crl_sign",
+    "encipheronly": "encipher_only",
+    "decipheronly": "decipher_only",
+}
+
+
+def parse_key_usage(text: str) -> x509.KeyUsage | None:
+    """Parse a comma list of Windows key usage names; ``None`` alone means no extension.
+
+    Raises:
+        UsageError: an unknown name, or EncipherOnly/DecipherOnly without KeyAgreement.
+    """
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise UsageError("--key-usage is empty (give names like CertSign,CRLSign, or None)")
+    if [name.lower() for name in names] == ["none"]:
+        return None
+    flags = dict.fromkeys(_KEY_USAGE_NAMES.values(), False)
+    for name in names:
+        attribute = _KEY_USAGE_NAMES.get(name.lower())
+        if attribute is None:
+            known = "CRLSign, CertSign, KeyAgreement, DataEncipherment, KeyEncipherment, " \
+                "DigitalSignature, NonRepudiation, EncipherOnly, DecipherOnly, None"
+            raise UsageError(f"unknown key usage {name!r} in --key-usage (use {known})")
+        flags[attribute] = True
+    try:
+        return x509.KeyUsage(**flags)
+    except ValueError as exc:
+        raise UsageError(f"bad --key-usage {text!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """Which key pair to generate: ``rsa`` with a length, or an ECDSA curve.
+
+    ``length`` None means 2048 for RSA and the curve size for ECDSA; for ECDSA a given
+    length must equal the curve size (256 or 384).
+    """
+
+    algorithm: str = "rsa"
+    length: int | None = None
+
+    def validate(self) -> None:
+        """Raise UsageError (64) for an unknown algorithm or an unsupported length."""
+        if self.algorithm not in KEY_ALGORITHMS:
+            raise UsageError(
+                f"unknown --key-algorithm {self.algorithm!r} (use {', '.join(KEY_ALGORITHMS)})"
+            )
+        if self.algorithm == "rsa":
+            bits = self.bits
+            if not RSA_MIN_BITS <= bits <= RSA_MAX_BITS or bits % 8:
+                raise UsageError(
+                    f"--key-length {bits} is not supported for RSA "
+                    f"(use {RSA_MIN_BITS} to {RSA_MAX_BITS}, a multiple of 8)"
+                )
+        else:
+            size = _CURVES[self.algorithm][1]
+            if self.length is not None and self.length != size:
+                raise UsageError(
+                    f"--key-length {self.length} does not fit {self.algorithm} "
+                    f"(leave it out or give {size})"
+                )
+
+    @property
+    def bits(self) -> int:
+        """The key size in bits."""
+        if self.algorithm in _CURVES:
+            return _CURVES[self.algorithm][1]
+        return RSA_MIN_BITS if self.length is None else self.length
+
+    def generate(self) -> PrivateKey:
+        """A new private key (validate() first)."""
+        if self.algorithm == "rsa":
+            return rsa.generate_private_key(public_exponent=65537, key_size=self.bits)
+        return ec.generate_private_key(_CURVES[self.algorithm][0]())
+
+
+def _check_hash(name: str) -> SignatureHash:
+    try:
+        return HASHES[name]()
+    except KeyError:
+        raise UsageError(f"unknown --hash {name!r} (use {', '.join(HASHES)})") from None
+
+
+def _validity(days: int, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """notBefore 10 minutes back (clock skew), notAfter ``days`` from now."""
+    if days <= 0:
+        raise UsageError(f"--days must be at least 1 (got {days})")
+    try:
+        not_after = now + dt.timedelta(days=days)
+    except OverflowError:
+        not_after = None
+    # RFC 5280 section 4.1.2.5: GeneralizedTime ends with the year 9999.
+    if not_after is None or not_after.year > 9999:
+        raise UsageError(f"--days {days} reaches beyond the year 9999")
+    return now - BACKDATE, not_after
+
+
+def random_serial() -> int:
+    """A random positive serial number of exactly 16 bytes (RFC 5280 section 4.1.2.2).
+
+    The first byte is in 0x01..0x7F: the high bit clear keeps the INTEGER positive without
+    a leading zero byte, and a non-zero first byte keeps the DER length at 16.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[0] = raw[0] % 0x7F + 1
+    return int.from_bytes(raw, "big")
+
+
+def _check_email(email: str) -> None:
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not domain or not email.isascii() or any(
+        ch.isspace() or ch in "<>,;\"" for ch in email
+    ):
+        raise UsageError(
+            f"--email {email!r} is not a plain ASCII mail address like user@example.net"
+        )
+
+
+# --- results and signers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A new certificate with its private key and the CA certificates above it."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+    chain: tuple[x509.Certificate, ...] = ()
+
+    @property
+    def thumbprint(self) -> str:
+        """The SHA-1 thumbprint in upper-case hex, as Windows shows it."""
+        return self.cert.fingerprint(hashes.SHA1()).hex().upper()
+
+    @property
+    def subject(self) -> str:
+        """The subject in the Windows order."""
+        return format_subject(self.cert.subject)
+
+
+def _spki(public_key: object) -> bytes:
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        return b""
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A CA certificate with its private key, checked to be able to issue."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+    chain: tuple[x509.Certificate, ...] = field(default=())
+
+    @classmethod
+    def checked(
+        cls,
+        cert: x509.Certificate,
+        key: object,
+        chain: tuple[x509.Certificate, ...] = (),
+        *,
+        where: str = "the signer",
+    ) -> Signer:
+        """Return a Signer after checking that ``cert`` is a CA whose key is ``key``.
+
+        Raises:
+            DataError: not a CA, no usable private key, or a key of another certificate (65).
+        """
+        what = f"{where} ({format_subject(cert.subject)})"
+        try:
+            constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            constraints = None
+        if constraints is None or not constraints.ca:
+            raise DataError(f"{what} is not a CA certificate (basicConstraints CA:TRUE missing)")
+        try:
+            usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            usage = None
+        if usage is not None and not usage.key_cert_sign:
+            raise DataError(f"{what} may not sign certificates (keyUsage lacks keyCertSign)")
+        if key is None:
+            raise DataError(f"{what} has no private key; give a .pfx with the key")
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise DataError(f"{what} has a {type(key).__name__}; only RSA and EC keys can sign")
+        if _spki(key.public_key()) != _spki(cert.public_key()):
+            raise DataError(f"{what}: the private key does not belong to the certificate")
+        return cls(cert, key, chain)
+
+
+# --- building -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RootSpec:
+    """What ``gen-root`` builds; validate() checks every option before any key exists."""
+
+    subject: str = DEFAULT_ROOT_SUBJECT
+    key: KeySpec = field(default_factory=KeySpec)
+    hash: str = "sha256"
+    days: int = DEFAULT_ROOT_DAYS
+    key_usage: str = DEFAULT_ROOT_KEY_USAGE
+
+    def validate(self, now: dt.datetime) -> tuple[x509.Name, x509.KeyUsage | None]:
+        """Check the options; return the parsed subject and key usage."""
+        name = parse_subject(self.subject)
+        self.key.validate()
+        _check_hash(self.hash)
+        _validity(self.days, now)
+        return name, parse_key_usage(self.key_usage)
+
+
+def make_root(spec: RootSpec, *, now: dt.datetime | None = None) -> Issued:
+    """Build a self-signed root CA certificate with a new key.
+
+    Extensions (RFC 5280 section 4.2.1): basicConstraints CA:TRUE (critical, 4.2.1.9),
+    keyUsage (critical, 4.2.1.3), subjectKeyIdentifier (4.2.1.2).
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    name, usage = spec.validate(now)
+    not_before, not_after = _validity(spec.days, now)
+    key = spec.key.generate()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(random_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    )
+    if usage is not None:
+        builder = builder.add_extension(usage, critical=True)
+    builder = builder.add_extension(
+        x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+    )
+    cert = builder.sign(key, _check_hash(spec.hash))
+    return Issued(cert, key)
+
+
+def smime_capabilities_der() -> bytes:
+    """The SMIMECapabilities value: AES-256/192/128-CBC, 3DES, RC2-128, strongest first.
+
+    RFC 8551 section 2.5.2 orders by preference; RFC 3565 section 5 says AES capabilities
+    carry no parameters; RC2's parameter is the key length in bits (RFC 8551 2.7.1).
+    """
+    from asn1crypto import cms, core
+
+    value = cms.SMIMECapabilites(
+        [
+            {"capability_id": "2.16.840.1.101.3.4.1.42"},  # aes256-CBC
+            {"capability_id": "2.16.840.1.101.3.4.1.22"},  # aes192-CBC
+            {"capability_id": "2.16.840.1.101.3.4.1.2"},  # aes128-CBC
+            {"capability_id": "1.2.840.113549.3.7"},  # des-ede3-cbc
+            {"capability_id": "1.2.840.113549.3.2", "parameters": core.Integer(128)},  # rc2
+        ]
+    )
+    data: bytes = value.dump()
+    return data
+
+
+def _utf8_der(text: str) -> bytes:
+    from asn1crypto import core
+
+    data: bytes = core.UTF8String(text).dump()
+    return data
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    """What ``issue-user`` builds; validate() checks every option before any key exists.
+
+    ``subject`` None means ``E=<email>,CN=<email>`` (CN the local part when the address is
+    longer than the 64 characters a CN may hold).
+    """
+
+    email: str
+    subject: str | None = None
+    upn: str | None = None
+    key: KeySpec = field(default_factory=KeySpec)
+    hash: str = "sha256"
+    days: int = DEFAULT_USER_DAYS
+    smime_capabilities: bool = True
+
+    def subject_text(self) -> str:
+        """The subject string to use, the default filled in."""
+        if self.subject is not None:
+            return self.subject
+        # RFC 5280 appendix A.1: ub-common-name is 64 characters.
+        common_name = self.email if len(self.email) <= 64 else self.email.split("@")[0][:64]
+        return f"E={_quote(self.email)},CN={_quote(common_name)}"
+
+    def validate(self, now: dt.datetime) -> x509.Name:
+        """Check the options; return the parsed subject."""
+        _check_email(self.email)
+        name = parse_subject(self.subject_text())
+        if self.upn is not None and not self.upn.strip():
+            raise UsageError("--upn is empty")
+        self.key.validate()
+        _check_hash(self.hash)
+        _validity(self.days, now)
+        return name
+
+
+def issue_user(spec: UserSpec, signer: Signer, *, now: dt.datetime | None = None) -> Issued:
+    """Issue an S/MIME user certificate with a new key, signed by ``signer``.
+
+    Profile (RFC 8550 section 4.4, RFC 5280 section 4.2.1): basicConstraints CA:FALSE
+    (critical), keyUsage digitalSignature + keyEncipherment for RSA (key transport) or
+    digitalSignature + keyAgreement for EC (ECDH, RFC 5753), critical as RFC 5280 4.2.1.3
+    recommends; extendedKeyUsage emailProtection; subjectAltName rfc822Name (+ UPN
+    otherName); SMIMECapabilities; subjectKeyIdentifier; authorityKeyIdentifier.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    name = spec.validate(now)
+    not_before, not_after = _validity(spec.days, now)
+    if not_after > signer.cert.not_valid_after_utc:
+        log.warning(
+            "the new certificate (until %s) outlives its issuer (until %s); "
+            "clients stop trusting it when the issuer expires",
+            not_after.date(), signer.cert.not_valid_after_utc.date(),
+        )
+    subject_emails = [
+        str(attribute.value) for attribute in name.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
+    ]
+    if subject_emails and spec.email.lower() not in (e.lower() for e in subject_emails):
+        log.warning(
+            "the subject's E= (%s) differs from --email %s; mail clients match the latter",
+            ", ".join(subject_emails), spec.email,
+        )
+    key = spec.key.generate()
+    is_rsa = isinstance(key, rsa.RSAPrivateKey)
+    general_names: list[x509.GeneralName] = [x509.RFC822Name(spec.email)]
+    if spec.upn is not None:
+        general_names.append(x509.OtherName(UPN_OID, _utf8_der(spec.upn.strip())))
+    try:
+        issuer_ski = signer.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski.value)
+    except x509.ExtensionNotFound:
+        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.key.public_key())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(signer.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(random_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=is_rsa,
+                data_encipherment=False,
+                key_agreement=not is_rsa,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+        )
+        .add_extension(x509.SubjectAlternativeName(general_names), critical=False)
+    )
+    if spec.smime_capabilities:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(SMIME_CAPABILITIES_OID, smime_capabilities_der()),
+            critical=False,
+        )
+    builder = builder.add_extension(
+        x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+    ).add_extension(aki, critical=False)
+    cert = builder.sign(signer.key, _check_hash(spec.hash))
+    return Issued(cert, key, (signer.cert, *signer.chain))

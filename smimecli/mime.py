@@ -1,0 +1,470 @@
+"""MIME primitives both directions share, written for streams of any size.
+
+Only the top-level header block of a message is ever parsed; bodies are streamed. Header
+fields are kept as their raw lines (folding and line endings untouched) so that outer headers
+pass through byte for byte. The encrypted inner entity is converted to CRLF line endings
+(RFC 8551 section 3.1.1, canonical form), and the smime.p7m wrapper of SPEC section 1.1 is
+written with the input's line ending.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from smimecli.errors import DataError
+
+CRLF = b"\r\n"
+LF = b"\n"
+
+MAX_LINE = 1 << 20  # one header line (folded lines count separately)
+MAX_HEADER_BLOCK = 8 << 20  # hostile input must not make the header block unbounded
+
+_FIELD_NAME = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+
+
+@dataclass(frozen=True)
+class HeaderField:
+    """One header field as it was written.
+
+    Attributes:
+        name: the field name as written (case kept).
+        raw: the whole field, continuation lines and line endings included.
+    """
+
+    name: str
+    raw: bytes
+
+    @property
+    def lname(self) -> str:
+        """The field name in lower case, for comparisons."""
+        return self.name.lower()
+
+    @property
+    def value(self) -> str:
+        """The unfolded value without the name (RFC 5322 section 2.2.3)."""
+        body = self.raw.split(b":", 1)[1] if b":" in self.raw else b""
+        unfolded = re.sub(rb"\r?\n(?=[ \t])", b"", body).rstrip(b"\r\n")
+        return unfolded.strip().decode("utf-8", "replace")
+
+    def with_newline(self, newline: bytes) -> bytes:
+        """The raw field ending in ``newline`` (a last field may lack one at end of file)."""
+        if self.raw.endswith(LF):
+            return self.raw
+        return self.raw + newline
+
+
+@dataclass(frozen=True)
+class ContentType:
+    """A parsed Content-Type: lower-case type/subtype and lower-case parameter names."""
+
+    mime_type: str = "text/plain"
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def maintype(self) -> str:
+        """``text`` of ``text/plain``."""
+        return self.mime_type.partition("/")[0]
+
+    @property
+    def subtype(self) -> str:
+        """``plain`` of ``text/plain``."""
+        return self.mime_type.partition("/")[2]
+
+    def param(self, name: str) -> str | None:
+        """A parameter value by (case-insensitive) name."""
+        return self.params.get(name.lower())
+
+
+@dataclass
+class HeaderBlock:
+    """The top-level header block of a message.
+
+    Attributes:
+        fields: the header fields in order.
+        newline: the input's line ending, ``b"\\n"`` or ``b"\\r\\n"``.
+        raw: the header block exactly as read, including the blank separator line.
+        has_separator: whether a blank line ended the block (else the body or EOF did).
+    """
+
+    fields: list[HeaderField]
+    newline: bytes
+    raw: bytes
+    has_separator: bool
+
+    def get(self, name: str) -> str | None:
+        """The unfolded value of the first field called ``name``, or None."""
+        lname = name.lower()
+        for item in self.fields:
+            if item.lname == lname:
+                return item.value
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """The values of every field called ``name``, in order."""
+        lname = name.lower()
+        return [item.value for item in self.fields if item.lname == lname]
+
+    def content_type(self) -> ContentType:
+        """The Content-Type (``text/plain`` when absent, RFC 2045 section 5.2)."""
+        return parse_content_type(self.get("Content-Type"))
+
+    def content_fields(self) -> list[HeaderField]:
+        """The ``Content-*`` fields: they describe the body and go inside the envelope."""
+        return [item for item in self.fields if item.lname.startswith("content-")]
+
+    def outer_fields(self) -> list[HeaderField]:
+        """The fields kept outside an encrypted message: all but ``Content-*``,
+        ``MIME-Version`` and ``Bcc`` (SPEC section 1.1)."""
+        return [
+            item
+            for item in self.fields
+            if not item.lname.startswith("content-") and item.lname not in ("mime-version", "bcc")
+        ]
+
+
+def _newline_of(line: bytes) -> bytes | None:
+    if line.endswith(CRLF):
+        return CRLF
+    if line.endswith(LF):
+        return LF
+    return None
+
+
+class _HeaderParser:
+    """Line-by-line header block state machine shared by the bytes and stream readers."""
+
+    def __init__(self) -> None:
+        self.fields: list[HeaderField] = []
+        self.raw = bytearray()
+        self.newline: bytes | None = None
+        self._current: list[bytes] = []
+        self._name = ""
+        self.done = False
+        self.has_separator = False
+
+    def _close_field(self) -> None:
+        if self._current:
+            self.fields.append(HeaderField(self._name, b"".join(self._current)))
+            self._current = []
+
+    def feed(self, line: bytes) -> bool:
+        """Take one line; returns False when it belongs to the body (not consumed)."""
+        if self.newline is None:
+            self.newline = _newline_of(line)
+        if line in (CRLF, LF):
+            self._close_field()
+            self.raw += line
+            self.done = True
+            self.has_separator = True
+            return True
+        if line[:1] in (b" ", b"\t") and self._current:
+            self._current.append(line)
+            self.raw += line
+            return True
+        match = _FIELD_NAME.match(line)
+        if match is None:
+            # Not a header field: the body starts here (RFC 5322 section 2.1 expects a blank
+            # line, but real mail sometimes lacks it).
+            self._close_field()
+            self.done = True
+            return False
+        self._close_field()
+        self._name = match.group(1).decode("ascii")
+        self._current = [line]
+        self.raw += line
+        if len(self.raw) > MAX_HEADER_BLOCK:
+            raise DataError("message header block is larger than 8 MiB: not a usable message")
+        return True
+
+    def result(self) -> HeaderBlock:
+        self._close_field()
+        return HeaderBlock(self.fields, self.newline or LF, bytes(self.raw), self.has_separator)
+
+
+def parse_header_block(data: bytes) -> tuple[HeaderBlock, int]:
+    """Parse the header block at the start of ``data``.
+
+    Returns:
+        the header block and the offset where the body starts.
+    """
+    parser = _HeaderParser()
+    pos = 0
+    size = len(data)
+    while pos < size and not parser.done:
+        end = data.find(LF, pos)
+        end = size if end < 0 else end + 1
+        if not parser.feed(data[pos:end]):
+            break
+        pos = end
+    return parser.result(), pos
+
+
+class PeekedStream:
+    """A read-only stream that first returns a pushed-back line, then the source."""
+
+    def __init__(self, head: bytes, source: BinaryIO) -> None:
+        self._head = head
+        self._source = source
+
+    def read(self, size: int = -1) -> bytes:
+        """Read like ``BinaryIO.read``."""
+        if self._head:
+            if size < 0:
+                data, self._head = self._head + self._source.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._source.read(size)
+
+
+def read_header_block(src: BinaryIO) -> tuple[HeaderBlock, BinaryIO | PeekedStream]:
+    """Read the header block from a stream without reading the body.
+
+    Returns:
+        the header block and a stream positioned at the first body byte (``src`` itself,
+        or a wrapper holding back the first body line when no blank line ended the block).
+    """
+    parser = _HeaderParser()
+    while not parser.done:
+        line = src.readline(MAX_LINE)
+        if not line:
+            break
+        if len(line) >= MAX_LINE and not line.endswith(LF):
+            raise DataError("message header line is longer than 1 MiB: not a usable message")
+        if not parser.feed(line):
+            return parser.result(), PeekedStream(line, src)
+    return parser.result(), src
+
+
+# --- Content-Type and friends ----------------------------------------------------------------
+
+_TOKEN = re.compile(r'\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)\s*(?:;|$)', re.S)
+
+
+def parse_parameters(text: str) -> dict[str, str]:
+    """Parse ``; name=value`` parameters (quoted strings, RFC 2231 ``name*`` forms)."""
+    params: dict[str, str] = {}
+    parts: dict[str, dict[int, str]] = {}
+    pos = 0
+    while pos < len(text):
+        if text[pos] in "; \t":
+            pos += 1
+            continue
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            nxt = text.find(";", pos)
+            if nxt < 0:
+                break
+            pos = nxt + 1
+            continue
+        pos = match.end()
+        name, value = match.group(1).lower(), match.group(2).strip()
+        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        extended = name.endswith("*")
+        base = name.rstrip("*")
+        if extended and "''" in value:
+            # RFC 2231 section 4: charset'language'percent-encoded
+            charset, _, encoded = value.partition("'")
+            encoded = encoded.partition("'")[2]
+            raw = re.sub(
+                r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), encoded
+            ).encode("latin-1")
+            try:
+                value = raw.decode(charset or "us-ascii")
+            except (LookupError, UnicodeDecodeError):
+                value = raw.decode("utf-8", "replace")
+        section = re.fullmatch(r"(.+)\*(\d+)", base)
+        if section:
+            parts.setdefault(section.group(1), {})[int(section.group(2))] = value
+        else:
+            params.setdefault(base, value)
+    for name, pieces in parts.items():
+        params.setdefault(name, "".join(pieces[i] for i in sorted(pieces)))
+    return params
+
+
+def parse_content_type(value: str | None) -> ContentType:
+    """Parse a Content-Type value; absent or unparsable gives ``text/plain`` (RFC 2045 5.2)."""
+    if not value:
+        return ContentType()
+    main, _, rest = value.partition(";")
+    mime_type = main.strip().lower()
+    if "/" not in mime_type:
+        return ContentType("text/plain", parse_parameters(rest))
+    return ContentType(mime_type, parse_parameters(rest))
+
+
+_PKCS7_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+_ENCRYPTED_SMIME_TYPES = ("enveloped-data", "authenveloped-data")
+
+
+def is_encrypted(headers: HeaderBlock) -> bool:
+    """Whether a message is already encrypted and must pass through unchanged.
+
+    True for application/(x-)pkcs7-mime with smime-type enveloped-data or
+    authEnveloped-data, or with no smime-type but a ``.p7m`` name (RFC 8551 section 3.2.2),
+    and for multipart/encrypted (RFC 1847).
+    """
+    ctype = headers.content_type()
+    if ctype.mime_type == "multipart/encrypted":
+        return True
+    if ctype.mime_type not in _PKCS7_TYPES:
+        return False
+    smime_type = ctype.param("smime-type")
+    if smime_type is not None:
+        return smime_type.strip().lower() in _ENCRYPTED_SMIME_TYPES
+    disposition = parse_parameters((headers.get("Content-Disposition") or "").partition(";")[2])
+    names = [ctype.param("name"), disposition.get("filename")]
+    return any(name and name.strip().lower().endswith(".p7m") for name in names)
+
+
+# --- canonical CRLF ------------------------------------------------------------------------
+
+
+class Canonicalizer:
+    """Converts a byte stream to CRLF line endings, chunk by chunk.
+
+    Bare LF becomes CRLF; CRLF stays; a lone CR is kept as it is. A CR at the end of one
+    chunk is held back so a CRLF split across chunks is not doubled.
+    """
+
+    def __init__(self) -> None:
+        self._held_cr = False
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> bytes:
+        """Convert one chunk; may hold back a final CR."""
+        data = bytes(chunk)
+        if self._held_cr:
+            data = b"\r" + data
+            self._held_cr = False
+        if data.endswith(b"\r"):
+            data = data[:-1]
+            self._held_cr = True
+        if LF not in data:
+            return data
+        return data.replace(CRLF, LF).replace(LF, CRLF)
+
+    def flush(self) -> bytes:
+        """The held-back CR, if any, at end of input."""
+        if self._held_cr:
+            self._held_cr = False
+            return b"\r"
+        return b""
+
+
+def canonicalize(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield the chunks converted to CRLF line endings (see :class:`Canonicalizer`)."""
+    canon = Canonicalizer()
+    for chunk in chunks:
+        out = canon.feed(chunk)
+        if out:
+            yield out
+    tail = canon.flush()
+    if tail:
+        yield tail
+
+
+class CanonicalCounter:
+    """Counts the canonical (CRLF) length of a stream without converting it."""
+
+    def __init__(self) -> None:
+        self.length = 0
+        self._last_cr = False
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Account for one chunk."""
+        data = bytes(chunk)
+        if not data:
+            return
+        bare_lf = data.count(LF) - data.count(CRLF)
+        if self._last_cr and data[:1] == LF:
+            bare_lf -= 1
+        self.length += len(data) + bare_lf
+        self._last_cr = data.endswith(b"\r")
+
+
+def canonical_bytes(data: bytes) -> bytes:
+    """``data`` with CRLF line endings."""
+    return data.replace(CRLF, LF).replace(LF, CRLF)
+
+
+# --- the smime.p7m wrapper -------------------------------------------------------------------
+
+
+def smime_headers(newline: bytes, *, authenticated: bool = False) -> bytes:
+    """The four header fields of an S/MIME enveloped message (SPEC section 1.1)."""
+    smime_type = "authEnveloped-data" if authenticated else "enveloped-data"
+    lines = (
+        b"MIME-Version: 1.0",
+        b"Content-Type: application/pkcs7-mime; smime-type="
+        + smime_type.encode("ascii")
+        + b"; name=smime.p7m",
+        b"Content-Transfer-Encoding: base64",
+        b"Content-Disposition: attachment; filename=smime.p7m",
+    )
+    return b"".join(line + newline for line in lines)
+
+
+def wrapper_header_block(headers: HeaderBlock, *, authenticated: bool = False) -> bytes:
+    """The outer header block: kept fields in order, the S/MIME fields, a blank line."""
+    newline = headers.newline
+    kept = b"".join(item.with_newline(newline) for item in headers.outer_fields())
+    return kept + smime_headers(newline, authenticated=authenticated) + newline
+
+
+def inner_entity_header(headers: HeaderBlock) -> bytes:
+    """The header block of the entity to encrypt: the Content-* fields and a blank line,
+    in canonical CRLF form (SPEC section 1.1)."""
+    content = b"".join(item.with_newline(CRLF) for item in headers.content_fields())
+    return canonical_bytes(content) + CRLF
+
+
+class Base64LineWriter:
+    """Writes base64 of everything written to it, in lines of 76 characters.
+
+    RFC 2045 section 6.8 limits encoded lines to 76 characters: 57 input bytes per line.
+    Large writes are encoded in one C call and split into lines with one join.
+    """
+
+    LINE_BYTES = 57
+    LINE_CHARS = 76
+
+    def __init__(self, dst: BinaryIO, newline: bytes = CRLF) -> None:
+        self._dst = dst
+        self._newline = newline
+        self._pending = bytearray()
+
+    def _emit(self, data: bytes | bytearray | memoryview) -> None:
+        encoded = binascii.b2a_base64(data, newline=False)
+        step = self.LINE_CHARS
+        if len(encoded) <= step:
+            self._dst.write(encoded + self._newline)
+            return
+        lines = [encoded[i : i + step] for i in range(0, len(encoded), step)]
+        lines.append(b"")
+        self._dst.write(self._newline.join(lines))
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Encode ``data`` (whole lines now, a partial line later)."""
+        pending = self._pending
+        pending += data
+        usable = len(pending) - len(pending) % self.LINE_BYTES
+        if usable:
+            with memoryview(pending) as view:
+                self._emit(view[:usable])
+            del pending[:usable]
+        return len(data)
+
+    def close(self) -> None:
+        """Encode the last partial line (with its ``=`` padding)."""
+        if self._pending:
+            self._emit(self._pending)
+            self._pending = bytearray()
+
+    def flush(self) -> None:
+        """Nothing to flush before :meth:`close`: partial lines must stay pending."""

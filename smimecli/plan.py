@@ -1,0 +1,772 @@
+"""The decision for one message: recipient -> rule -> certificate -> outcome (SPEC section 3).
+
+Shared by ``encrypt --rules``, ``rules test`` and batch mode. For each recipient the first
+rule in file order whose pattern matches decides; recipients no rule matches are left alone.
+The rule's source is asked for the recipient's certificates, each is checked with the SPEC 3
+usable test (:func:`smimecli.certs.usable.problems`) and among the usable ones the one valid
+the longest wins; the others are kept with the reasons they were turned down, so that
+``rules test`` can say why.
+
+Message outcome:
+
+- every recipient with a certificate becomes a recipient of one enveloped message; the
+  content cipher is that of the first rule in file order that found a certificate; each
+  recipient keeps its own rule's key transport and OAEP hash;
+- a recipient without a certificate follows its rule's ``on_missing_cert`` (overridden by
+  ``encrypt --on-missing-cert``): ``pass`` lets the message go, ``reject`` raises
+  :class:`~smimecli.errors.RejectError` (67), ``tempfail``
+  :class:`~smimecli.errors.TempFailError` (75), before anything is written. When recipients
+  ask for both, ``reject`` wins: a retry cannot cure a permanent refusal;
+- nobody has a certificate: the output is the input, byte for byte;
+- an input that is already encrypted passes unchanged, whatever the policy (no plaintext
+  can leak from it);
+- TNEF conversion happens when any rule that found a certificate for this message asks for
+  it (conversion never loses content, so one rule asking is enough).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import io
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from smimecli.errors import ConfigError, RejectError, TempFailError
+from smimecli.rules import (
+    RuleSet,
+    check_any_source,
+    example_address,
+    load_rules,
+    shadowed_patterns,
+)
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from smimecli.cms.envelope import Recipient
+    from smimecli.mime import HeaderBlock
+    from smimecli.rules import Rule
+
+log = logging.getLogger("smimecli")
+
+EXPIRY_WARNING_DAYS = 30
+WEAK_CIPHERS = ("3des", "rc2-128", "rc2-64", "rc2-40")
+GCM_CIPHERS = ("aes128-gcm", "aes256-gcm")
+
+
+class Outcome(StrEnum):
+    """What happens to one recipient (SPEC 1.5)."""
+
+    ENCRYPTED = "ENCRYPTED"
+    PASSED = "PASSED"
+    REJECTED = "REJECTED"
+    TEMPFAIL = "TEMPFAIL"
+
+
+@dataclass(frozen=True)
+class Turndown:
+    """A certificate the source offered that was not chosen, and why."""
+
+    subject: str
+    thumbprint: str
+    not_after: dt.datetime
+    reasons: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "thumbprint": self.thumbprint,
+            "not_after": self.not_after.isoformat(),
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass
+class RecipientPlan:
+    """The decision for one recipient."""
+
+    address: str
+    rule: Rule | None
+    outcome: Outcome
+    reason: str
+    cert: x509.Certificate | None = None
+    thumbprint: str | None = None
+    key_transport: str | None = None
+    oaep_hash: str | None = None
+    turned_down: list[Turndown] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def key_kind(self) -> str | None:
+        """``rsa`` or ``ec`` for the chosen certificate."""
+        if self.cert is None:
+            return None
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        return "ec" if isinstance(self.cert.public_key(), ec.EllipticCurvePublicKey) else "rsa"
+
+    @property
+    def algorithm(self) -> str | None:
+        """How the content key reaches this recipient: ``rsa``, ``rsa-oaep/sha256``, ``ecdh``."""
+        if self.cert is None:
+            return None
+        if self.key_kind == "ec":
+            return "ecdh"
+        if self.key_transport == "rsa-oaep":
+            return f"rsa-oaep/{self.oaep_hash}"
+        return "rsa"
+
+    def to_json(self) -> dict[str, Any]:
+        cert = None
+        if self.cert is not None:
+            from smimecli.certs.names import display_name
+
+            cert = {
+                "subject": display_name(self.cert.subject),
+                "thumbprint": self.thumbprint,
+                "not_after": self.cert.not_valid_after_utc.isoformat(),
+            }
+        return {
+            "recipient": self.address,
+            "rule": self.rule.name if self.rule else None,
+            "outcome": str(self.outcome),
+            "reason": self.reason,
+            "certificate": cert,
+            "key_transport": self.key_transport if self.cert is not None else None,
+            "oaep_hash": self.oaep_hash if self.key_transport == "rsa-oaep" else None,
+            "algorithm": self.algorithm,
+            "turned_down": [t.to_json() for t in self.turned_down],
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass
+class Plan:
+    """The decision for one message."""
+
+    recipients: list[RecipientPlan]
+    cipher: str | None = None
+    cipher_rule: Rule | None = None
+    convert_tnef: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def encrypted(self) -> list[RecipientPlan]:
+        return [r for r in self.recipients if r.outcome is Outcome.ENCRYPTED]
+
+    @property
+    def decision(self) -> str:
+        """``reject``, ``tempfail``, ``encrypt`` or ``pass`` for the whole message."""
+        outcomes = {r.outcome for r in self.recipients}
+        if Outcome.REJECTED in outcomes:
+            return "reject"
+        if Outcome.TEMPFAIL in outcomes:
+            return "tempfail"
+        return "encrypt" if Outcome.ENCRYPTED in outcomes else "pass"
+
+    def raise_for_policy(self) -> None:
+        """RejectError (67) or TempFailError (75) when a policy refuses the message."""
+        decision = self.decision
+        if decision == "reject":
+            bad = [r for r in self.recipients if r.outcome is Outcome.REJECTED]
+            raise RejectError(
+                f"no usable certificate for {_addresses(bad)} (rule {_rules(bad)}, "
+                f"on_missing_cert = reject): {_why(bad[0])}; nothing was written"
+            )
+        if decision == "tempfail":
+            bad = [r for r in self.recipients if r.outcome is Outcome.TEMPFAIL]
+            raise TempFailError(
+                f"no usable certificate for {_addresses(bad)} (rule {_rules(bad)}, "
+                f"on_missing_cert = tempfail): {_why(bad[0])}; nothing was written, retry later"
+            )
+
+    def envelope_recipients(self) -> list[Recipient]:
+        """The CMS recipients of the enveloped message, each with its rule's key transport."""
+        from smimecli.cms.envelope import Recipient
+
+        return [
+            Recipient(
+                cert=r.cert,
+                key_transport=r.key_transport or "rsa",
+                oaep_hash=r.oaep_hash or "sha256",
+            )
+            for r in self.encrypted
+            if r.cert is not None
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "cipher": self.cipher if self.encrypted else None,
+            "cipher_rule": self.cipher_rule.name if self.cipher_rule else None,
+            "convert_tnef": self.convert_tnef,
+            "recipients": [r.to_json() for r in self.recipients],
+            "warnings": list(self.warnings),
+        }
+
+
+def _addresses(recipients: Sequence[RecipientPlan]) -> str:
+    return ", ".join(r.address for r in recipients)
+
+
+def _why(recipient: RecipientPlan) -> str:
+    return recipient.reason.rsplit("; on_missing_cert = ", 1)[0]
+
+
+def _rules(recipients: Sequence[RecipientPlan]) -> str:
+    names = dict.fromkeys(repr(r.rule.name) for r in recipients if r.rule is not None)
+    return ", ".join(names)
+
+
+# --- choosing certificates ------------------------------------------------------------------
+
+
+def _now(at: dt.datetime | None) -> dt.datetime:
+    return at if at is not None else dt.datetime.now(dt.UTC)
+
+
+def choose_certificate(
+    rules: RuleSet, rule: Rule, address: str, *, at: dt.datetime | None = None
+) -> tuple[Any | None, list[Turndown], str]:
+    """Pick the rule's certificate for one address (SPEC 3: usable, then valid the longest).
+
+    Returns:
+        (the chosen source entry or None, the certificates turned down with their reasons,
+        a one-line reason: why this certificate, or why none).
+    """
+    from smimecli.certs.formats import is_ca
+    from smimecli.certs.names import display_name, thumbprint
+    from smimecli.certs.usable import best, problems
+
+    at = _now(at)
+    source = rules.source(rule)
+    spec = rule.source
+    if rule.match == "any":
+        check_any_source(rules, rule)
+        candidates = [e for e in source.certificates() if not is_ca(e.cert)]
+    else:
+        candidates = list(source.for_address(address))
+        if not candidates and spec.kind != "store":
+            # A file source is small: offer its certificates so that the reasons say
+            # "does not name ..." instead of a bare "not found".
+            candidates = [e for e in source.certificates() if not is_ca(e.cert)]
+    if spec.thumbprint:
+        candidates = [e for e in candidates if thumbprint(e.cert).startswith(spec.thumbprint)]
+    if not candidates:
+        if spec.thumbprint:
+            return None, [], f"{spec.describe()} holds no certificate {spec.thumbprint}"
+        where = spec.describe()
+        return None, [], f"no certificate for {address} in {where}"
+    roots, intermediates = rules.trust() if rule.require_trusted else ([], [])
+    usable: list[Any] = []
+    turned_down: list[Turndown] = []
+    seen: set[str] = set()
+    for entry in candidates:
+        print_ = thumbprint(entry.cert)
+        if print_ in seen:
+            continue
+        seen.add(print_)
+        reasons = problems(
+            entry.cert,
+            email=address if rule.match == "email" else None,
+            at=at,
+            roots=roots,
+            intermediates=intermediates,
+            require_trusted=rule.require_trusted,
+        )
+        if reasons:
+            turned_down.append(
+                Turndown(
+                    subject=display_name(entry.cert.subject),
+                    thumbprint=print_,
+                    not_after=entry.cert.not_valid_after_utc,
+                    reasons=tuple(reasons),
+                )
+            )
+        else:
+            usable.append(entry)
+    if not usable:
+        detail = "; ".join(f"{t.thumbprint[:8]} {', '.join(t.reasons)}" for t in turned_down)
+        return None, turned_down, f"no usable certificate in {spec.describe()} ({detail})"
+    chosen = best(usable)
+    for entry in usable:
+        if entry is chosen:
+            continue
+        turned_down.append(
+            Turndown(
+                subject=display_name(entry.cert.subject),
+                thumbprint=thumbprint(entry.cert),
+                not_after=entry.cert.not_valid_after_utc,
+                reasons=("usable, but another certificate is valid longer",),
+            )
+        )
+    if len(usable) > 1:
+        how = f"valid the longest of {len(usable)} usable certificates in"
+    elif rule.match == "any":
+        how = "the certificate of"
+    else:
+        how = "the usable certificate naming it in"
+    return chosen, turned_down, f"{how} {spec.describe()}"
+
+
+def plan_recipients(
+    rules: RuleSet,
+    addresses: Iterable[str],
+    *,
+    on_missing_cert: str | None = None,
+    at: dt.datetime | None = None,
+) -> Plan:
+    """Decide every recipient of one message.
+
+    Args:
+        rules: the rule set (its sources are opened on first use and kept).
+        addresses: the message's recipients (duplicates, in any case, count once).
+        on_missing_cert: overrides every rule's ``on_missing_cert`` (``encrypt --on-missing-cert``).
+        at: the time at which certificates must be valid (default: now).
+    """
+    from smimecli.certs.names import thumbprint
+
+    at = _now(at)
+    plans: list[RecipientPlan] = []
+    seen: set[str] = set()
+    for raw in addresses:
+        address = raw.strip()
+        if not address or address.casefold() in seen:
+            continue
+        seen.add(address.casefold())
+        rule = rules.first_match(address)
+        if rule is None:
+            plans.append(
+                RecipientPlan(address, None, Outcome.PASSED, "no rule matches; left alone")
+            )
+            continue
+        entry, turned_down, reason = choose_certificate(rules, rule, address, at=at)
+        if entry is None:
+            policy = on_missing_cert or rule.on_missing_cert
+            outcome = {
+                "pass": Outcome.PASSED,
+                "reject": Outcome.REJECTED,
+                "tempfail": Outcome.TEMPFAIL,
+            }[policy]
+            plan = RecipientPlan(
+                address, rule, outcome, f"{reason}; on_missing_cert = {policy}",
+                turned_down=turned_down,
+            )
+            if policy == "pass":
+                plan.warnings.append(f"{address} gets the message without encryption")
+            plans.append(plan)
+            continue
+        cert = entry.cert
+        plan = RecipientPlan(
+            address, rule, Outcome.ENCRYPTED, reason,
+            cert=cert,
+            thumbprint=thumbprint(cert),
+            key_transport=rule.key_transport,
+            oaep_hash=rule.oaep_hash,
+            turned_down=turned_down,
+        )
+        plan.warnings.extend(_recipient_warnings(plan, at))
+        plans.append(plan)
+    return _finish(Plan(plans))
+
+
+def _recipient_warnings(plan: RecipientPlan, at: dt.datetime) -> list[str]:
+    assert plan.cert is not None and plan.rule is not None
+    warnings = []
+    left = plan.cert.not_valid_after_utc - at
+    if left < dt.timedelta(days=EXPIRY_WARNING_DAYS):
+        warnings.append(
+            f"certificate {plan.thumbprint} of {plan.address} expires "
+            f"{plan.cert.not_valid_after_utc:%Y-%m-%d} (in {left.days} days)"
+        )
+    if plan.key_kind == "ec":
+        if plan.rule.key_transport != "rsa":
+            warnings.append(
+                f"{plan.address} has an EC certificate: ECDH key agreement is used "
+                f"(key_transport = {plan.rule.key_transport} applies to RSA only)"
+            )
+    elif plan.key_transport == "rsa-oaep" and plan.oaep_hash == "sha1":
+        warnings.append(f"RSA-OAEP with SHA-1 for {plan.address} is weak (old clients only)")
+    return warnings
+
+
+def _finish(plan: Plan) -> Plan:
+    encrypted = plan.encrypted
+    if not encrypted:
+        return plan
+    # SPEC 3: the cipher of the first rule in file order that found a certificate.
+    first = min((r.rule for r in encrypted if r.rule is not None), key=lambda rule: rule.index)
+    plan.cipher = first.cipher
+    plan.cipher_rule = first
+    plan.convert_tnef = any(r.rule is not None and r.rule.convert_tnef for r in encrypted)
+    for other in dict.fromkeys(r.rule.name for r in encrypted if r.rule is not None):
+        rule = next(r.rule for r in encrypted if r.rule is not None and r.rule.name == other)
+        if rule.cipher != first.cipher:
+            plan.warnings.append(
+                f"rule {rule.name!r} asks for {rule.cipher}, but the message uses "
+                f"{first.cipher} from rule {first.name!r} (the first rule that found a "
+                "certificate)"
+            )
+    plan.warnings.extend(cipher_warnings(first.cipher))
+    return plan
+
+
+def cipher_warnings(cipher: str) -> list[str]:
+    """Warnings about recipients who may not be able to read this content cipher."""
+    if cipher in WEAK_CIPHERS:
+        return [f"weak content cipher {cipher}: use it only for clients that read nothing else"]
+    if cipher in GCM_CIPHERS:
+        return [
+            f"{cipher} makes AuthEnvelopedData (RFC 5083), which many deployed clients "
+            "(older Outlook versions, for example) cannot read; aes256 (CBC) reads everywhere"
+        ]
+    return []
+
+
+# --- messages -------------------------------------------------------------------------------
+
+
+class _Chained(io.RawIOBase):
+    """The header bytes already read, then the rest of the stream (no re-reading needed)."""
+
+    def __init__(self, head: bytes, rest: Any) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def header_recipients(headers: HeaderBlock) -> list[str]:
+    """The addresses of the To, Cc and Bcc headers (RFC 5322 section 3.6.3)."""
+    values: list[str] = []
+    for name in ("To", "Cc", "Bcc"):
+        values.extend(headers.get_all(name))
+    return [address for _, address in email.utils.getaddresses(values) if "@" in address]
+
+
+@dataclass
+class RulesOutcome:
+    """What ``encrypt --rules`` did with one message.
+
+    Attributes:
+        action: ``encrypted``, ``passed`` (nobody had a certificate: the input unchanged)
+            or ``already-encrypted`` (copied unchanged).
+        plan: the per-recipient decisions (rule, certificate, outcome, reason, warnings).
+        warnings: every warning of the plan and of the encryption.
+        encryption: what :func:`smimecli.encrypt.encrypt_message` reported, when it ran.
+    """
+
+    action: str
+    plan: Plan
+    warnings: list[str] = field(default_factory=list)
+    encryption: Any = None
+
+    @property
+    def recipients(self) -> list[RecipientPlan]:
+        return self.plan.recipients
+
+    def to_json(self) -> dict[str, Any]:
+        document = self.plan.to_json()
+        document["action"] = self.action
+        document["content_type"] = None
+        document["tnef_converted"] = 0
+        if self.encryption is not None:
+            document["content_type"] = self.encryption.content_type
+            document["tnef_converted"] = self.encryption.tnef_converted
+        document["warnings"] = list(self.warnings)
+        return document
+
+
+_CACHE: dict[tuple[Any, ...], RuleSet] = {}
+
+
+def cached_rules(rules_path: Path, store_dir: Path | None) -> RuleSet:
+    """The rule set for a file, loaded once per process while the file is unchanged.
+
+    Batch mode encrypts many messages in one process: the rules and their sources (a .pfx,
+    an .sst, a folder, the store) are read once. The process id is part of the key so that
+    a worker forked with ``--jobs`` opens its own store connection.
+    """
+    try:
+        stat = rules_path.stat()
+    except OSError as exc:
+        raise ConfigError(f"cannot read rules file {rules_path}: {exc.strerror or exc}") from exc
+    key = (
+        str(rules_path.resolve()), stat.st_mtime_ns, stat.st_size,
+        str(store_dir) if store_dir else None, os.getpid(),
+    )
+    found = _CACHE.get(key)
+    if found is None:
+        found = load_rules(rules_path, store_dir=store_dir)
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        _CACHE[key] = found
+    return found
+
+
+def encrypt_with_rules(
+    src: BinaryIO,
+    dst: BinaryIO,
+    rules_path: Path,
+    envelope_recipients: list[str] | None,
+    store_dir: Path,
+    on_missing_cert: str | None = None,
+) -> RulesOutcome:
+    """Encrypt one message by rules (``smimecli encrypt --rules``).
+
+    Args:
+        src: the message (read once, streamed).
+        dst: where the result goes; nothing is written when a policy refuses the message.
+        rules_path: the rules file (cached per process, see :func:`cached_rules`).
+        envelope_recipients: the SMTP envelope recipients (``--recipient``); None reads
+            the To, Cc and Bcc headers.
+        store_dir: the certificate store folder.
+        on_missing_cert: pass | reject | tempfail, overriding every rule's policy.
+
+    Returns:
+        The outcome: the action taken, the per-recipient plan and the warnings.
+
+    Raises:
+        ConfigError: a bad rules file or an unreadable source (78).
+        RejectError: a ``reject`` recipient has no usable certificate (67).
+        TempFailError: a ``tempfail`` recipient has no usable certificate (75).
+    """
+    from smimecli import mime
+
+    rules = cached_rules(Path(rules_path), store_dir)
+    headers, rest = mime.read_header_block(src)
+    if envelope_recipients is None:
+        addresses = header_recipients(headers)
+    else:
+        addresses = envelope_recipients
+    plan = plan_recipients(rules, addresses, on_missing_cert=on_missing_cert)
+    stream = io.BufferedReader(_Chained(headers.raw, rest), buffer_size=1 << 20)
+    if mime.is_encrypted(headers):
+        shutil.copyfileobj(stream, dst, 1 << 20)
+        return RulesOutcome("already-encrypted", plan, ["already encrypted: passed unchanged"])
+    plan.raise_for_policy()
+    warnings = [w for r in plan.recipients for w in r.warnings] + plan.warnings
+    if not plan.encrypted:
+        # SPEC 3: nobody has a certificate -> the input, byte for byte.
+        shutil.copyfileobj(stream, dst, 1 << 20)
+        for warning in warnings:
+            log.warning(warning)
+        return RulesOutcome("passed", plan, warnings)
+    from smimecli.encrypt import encrypt_message
+
+    assert plan.cipher is not None
+    result = encrypt_message(
+        stream, dst, plan.envelope_recipients(),
+        cipher=plan.cipher, convert_tnef=plan.convert_tnef,
+    )
+    # Weak cipher and OAEP SHA-1 warnings are logged by the CMS layer itself.
+    for warning in warnings:
+        if not warning.startswith(("weak content cipher", "RSA-OAEP with SHA-1")):
+            log.warning(warning)
+    warnings.extend(w for w in result.warnings if w not in warnings)
+    return RulesOutcome("encrypted", plan, warnings, result)
+
+
+# --- rules test -----------------------------------------------------------------------------
+
+TEST_SENDER = "test@localhost"
+
+
+@dataclass
+class RuleReport:
+    """``rules test`` for one rule: its virtual message's plan."""
+
+    rule: Rule
+    plan: Plan
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        document = self.plan.to_json()
+        document["rule"] = self.rule.name
+        document["warnings"] = [*self.warnings, *self.plan.warnings]
+        return document
+
+
+@dataclass
+class RulesTestReport:
+    """``rules test``: one report per tested rule."""
+
+    rules: RuleSet
+    reports: list[RuleReport]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def all_encrypted(self) -> bool:
+        recipients = [r for report in self.reports for r in report.plan.recipients]
+        return bool(recipients) and all(r.outcome is Outcome.ENCRYPTED for r in recipients)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rules_file": str(self.rules.path),
+            "sender": TEST_SENDER,
+            "all_encrypted": self.all_encrypted,
+            "rules": [r.to_json() for r in self.reports],
+            "warnings": list(self.warnings),
+        }
+
+
+def source_addresses(rules: RuleSet, rule: Rule, pattern: str, at: dt.datetime) -> list[str]:
+    """Addresses in the rule's source whose usable certificate matches a wildcard pattern."""
+    from smimecli.certs.names import emails
+    from smimecli.certs.usable import problems
+    from smimecli.rules import pattern_regex
+
+    regex = pattern_regex(pattern)
+    roots, intermediates = rules.trust() if rule.require_trusted else ([], [])
+    found: dict[str, str] = {}
+    for entry in rules.source(rule).certificates():
+        for address in emails(entry.cert):
+            if address.casefold() in found or not regex.fullmatch(address):
+                continue
+            if not problems(
+                entry.cert, email=address, at=at, roots=roots, intermediates=intermediates,
+                require_trusted=rule.require_trusted,
+            ):
+                found[address.casefold()] = address
+    return sorted(found.values(), key=str.casefold)
+
+
+def virtual_message(recipients: Sequence[str]) -> bytes:
+    """The small message ``rules test`` encrypts in memory."""
+    lines = [
+        f"From: {TEST_SENDER}",
+        f"To: {', '.join(recipients)}",
+        "Subject: smimecli rules test",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=us-ascii",
+        "",
+        "This is a virtual message of smimecli rules test.",
+        "",
+    ]
+    return "\r\n".join(lines).encode("ascii", "replace")
+
+
+def run_rules_test(
+    rules: RuleSet,
+    names: Sequence[str] = (),
+    *,
+    all_rules: bool = False,
+    recipients: Sequence[str] = (),
+    at: dt.datetime | None = None,
+) -> RulesTestReport:
+    """Run rules against a virtual message from test@localhost (SPEC 1.5).
+
+    Every tested rule gets its own virtual message, planned with the whole rule set (first
+    match wins, so a recipient an earlier rule catches shows that rule and a warning) and
+    encrypted in memory with the real CMS code.
+
+    Args:
+        rules: the rule set.
+        names: the rules to test (file order is kept); ignored with ``all_rules``.
+        all_rules: test every rule.
+        recipients: the ``--recipient`` values; each tested rule takes those that match it.
+        at: the time of the test (default: now).
+    """
+    at = _now(at)
+    tested = list(rules.rules) if all_rules else [rules.rule_named(n) for n in names]
+    tested = _unique(tested)
+    rules.open_all()
+    report = RulesTestReport(rules, [])
+    shadowed = shadowed_patterns(rules)
+    for later, pattern, earlier, cover in shadowed:
+        if later in tested:
+            report.warnings.append(
+                f"rule {later.name!r}: pattern {pattern!r} is shadowed by {cover!r} of the "
+                f"earlier rule {earlier.name!r}; no address reaches it"
+            )
+    for rule in tested:
+        notes: list[str] = []
+        if recipients:
+            addresses = [a for a in recipients if rule.matches(a)]
+            if not addresses:
+                notes.append(f"none of the --recipient addresses matches rule {rule.name!r}")
+        else:
+            addresses = list(rule.exact)
+            for pattern in rule.wildcards:
+                found = source_addresses(rules, rule, pattern, at)
+                if not found:
+                    example = example_address(pattern)
+                    notes.append(
+                        f"{rule.source.describe()} has no usable certificate matching "
+                        f"{pattern!r}; testing the example address {example}"
+                    )
+                    found = [example]
+                addresses.extend(found)
+        plan = plan_recipients(rules, addresses, at=at)
+        for recipient in plan.recipients:
+            if recipient.rule is not None and recipient.rule is not rule:
+                recipient.warnings.append(
+                    f"{recipient.address} matches the earlier rule {recipient.rule.name!r} "
+                    f"first: rule {rule.name!r} never sees it"
+                )
+        if plan.encrypted:
+            _encrypt_in_memory(plan, addresses)
+        report.reports.append(RuleReport(rule, plan, notes))
+    if recipients and all_rules:
+        unmatched = [a for a in recipients if rules.first_match(a) is None]
+        if unmatched:
+            plan = plan_recipients(rules, unmatched, at=at)
+            report.warnings.append(
+                f"no rule matches {', '.join(unmatched)}: sent without encryption"
+            )
+            report.reports.append(RuleReport(_NO_RULE, plan, []))
+    return report
+
+
+def _unique(rules: list[Rule]) -> list[Rule]:
+    seen: set[str] = set()
+    out = []
+    for rule in rules:
+        if rule.name not in seen:
+            seen.add(rule.name)
+            out.append(rule)
+    return out
+
+
+def _encrypt_in_memory(plan: Plan, addresses: Sequence[str]) -> None:
+    """The real CMS encryption of the virtual message, so that algorithm problems show."""
+    from smimecli.cms.envelope import EnvelopeBuilder
+
+    assert plan.cipher is not None
+    builder = EnvelopeBuilder()
+    builder.set_cipher(plan.cipher)
+    for recipient in plan.envelope_recipients():
+        builder.add_recipient(recipient)
+    body = virtual_message(addresses).split(b"\r\n\r\n", 1)[1]
+    builder.encrypt(b"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + body)
+
+
+def _make_no_rule() -> Any:
+    from smimecli.rules import Rule, SourceSpec
+
+    return Rule(
+        name="(no rule)", index=-1, line=None, recipients=(), source=SourceSpec("store"),
+        match="email", cipher="aes256", key_transport="rsa", oaep_hash="sha256",
+        convert_tnef=False, on_missing_cert="pass", require_trusted=False,
+    )
+
+
+_NO_RULE: Rule = _make_no_rule()

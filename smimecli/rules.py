@@ -1,0 +1,621 @@
+"""The rules file (SPEC section 3): a strict TOML model of recipient -> certificate rules.
+
+A rules file has an optional ``[defaults]`` table and an ordered list of ``[[rule]]``
+tables. Each rule names the recipient patterns it serves, where their certificates come
+from (a certificate source), and how to encrypt to them. Validation is strict: any unknown
+key, wrong type, unknown cipher, missing name/recipients/source, duplicate name, a wildcard
+with ``match = "any"``, and (when the sources are opened) an unreadable source is a
+:class:`~smimecli.errors.ConfigError` (exit 78) whose message names the file, the line when
+known, the rule and the key.
+
+Patterns: ``*`` any run of characters, ``?`` one character, whole address,
+case-insensitive. Everything else is literal (``[`` included: no fnmatch sets).
+
+Sources are opened lazily, once per :class:`RuleSet` (two rules naming the same source
+share it), so a batch run that encrypts many messages with one rule set reads every .pfx,
+.sst or folder once.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from smimecli.errors import ConfigError, SmimeError
+
+if TYPE_CHECKING:
+    from smimecli.certs.sources import CertificateSource
+    from smimecli.certs.store import Store
+
+SOURCE_KINDS = ("store", "pfx", "sst", "cer", "dir")
+STORE_NAMES = ("my", "other", "root", "ca")
+MATCH_MODES = ("email", "any")
+KEY_TRANSPORTS = ("rsa", "rsa-oaep")
+OAEP_HASHES = ("sha1", "sha256", "sha384", "sha512")
+MISSING_CERT_POLICIES = ("pass", "reject", "tempfail")
+
+# SPEC section 3: the values used when neither the rule nor [defaults] sets a key.
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "match": "email",
+    "cipher": "aes256",
+    "key_transport": "rsa",
+    "oaep_hash": "sha256",
+    "convert_tnef": True,
+    "on_missing_cert": "pass",
+    "require_trusted": False,
+}
+_SETTING_KEYS = tuple(BUILTIN_DEFAULTS)
+_RULE_KEYS = ("name", "recipients", "source", *_SETTING_KEYS)
+_SOURCE_KEYS = ("kind", "store", "path", "password_env", "password_file", "thumbprint")
+_BOOL_KEYS = ("convert_tnef", "require_trusted")
+
+
+def cipher_names() -> tuple[str, ...]:
+    """The content cipher names the CMS layer implements (smimecli.cms.algorithms)."""
+    from smimecli.cms import algorithms
+
+    return tuple(algorithms.CIPHER_NAMES)
+
+
+# --- patterns -------------------------------------------------------------------------------
+
+
+def is_wildcard(pattern: str) -> bool:
+    """Whether a recipient pattern holds ``*`` or ``?``."""
+    return "*" in pattern or "?" in pattern
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """Translate a recipient pattern to a regex matching the whole address, ignoring case.
+
+    Only ``*`` and ``?`` are special; every other character is escaped, so ``[``, ``.``
+    and ``+`` (common in addresses) match themselves.
+    """
+    parts = []
+    for char in pattern:
+        if char == "*":
+            parts.append(".*")
+        elif char == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(char))
+    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+
+
+# Pattern containment (for "rule shadowed" warnings): a wildcard of the later pattern is
+# written as a control character the earlier pattern's literals can never match.
+_STAR, _QMARK = "\x01", "\x02"
+
+
+def pattern_covers(earlier: str, later: str) -> bool:
+    """Whether every address matching ``later`` also matches ``earlier`` (sound, not complete).
+
+    ``*`` in ``earlier`` absorbs anything, ``?`` any one character or a ``?`` of ``later``
+    (never a ``*``), a literal only the same literal.
+    """
+    parts = []
+    for char in earlier:
+        if char == "*":
+            parts.append(".*")
+        elif char == "?":
+            parts.append(f"[^{_STAR}]")
+        else:
+            parts.append(re.escape(char))
+    regex = re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+    encoded = later.replace("*", _STAR).replace("?", _QMARK)
+    return regex.fullmatch(encoded) is not None
+
+
+def example_address(pattern: str) -> str:
+    """One address that matches a pattern (for ``rules test`` when a source names none)."""
+    candidate = pattern.replace("*", "example").replace("?", "x")
+    if "@" not in candidate:
+        fallback = "user@example.invalid"
+        if pattern_regex(pattern).fullmatch(fallback):
+            return fallback
+    return candidate
+
+
+# --- the model ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where a rule's certificates come from, as written in the rules file.
+
+    ``path`` and ``password_file`` are already resolved against the rules file's folder.
+    """
+
+    kind: str
+    store: str | None = None
+    path: Path | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    thumbprint: str | None = None
+
+    def describe(self) -> str:
+        """A short human description: ``store other``, ``pfx certs/a.pfx``."""
+        if self.kind == "store":
+            return f"store {self.store}"
+        return f"{self.kind} {self.path}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``[[rule]]``: patterns, a source, and the encryption settings."""
+
+    name: str
+    index: int  # 0-based position in the file: the first match wins
+    line: int | None
+    recipients: tuple[str, ...]
+    source: SourceSpec
+    match: str
+    cipher: str
+    key_transport: str
+    oaep_hash: str
+    convert_tnef: bool
+    on_missing_cert: str
+    require_trusted: bool
+    _regexes: tuple[re.Pattern[str], ...] = field(repr=False, compare=False, default=())
+
+    def matches(self, address: str) -> bool:
+        """Whether one of this rule's patterns matches the whole address (any case)."""
+        return any(regex.fullmatch(address) for regex in self._regexes)
+
+    @property
+    def wildcards(self) -> tuple[str, ...]:
+        """The patterns holding ``*`` or ``?``."""
+        return tuple(p for p in self.recipients if is_wildcard(p))
+
+    @property
+    def exact(self) -> tuple[str, ...]:
+        """The patterns that are plain addresses."""
+        return tuple(p for p in self.recipients if not is_wildcard(p))
+
+
+@dataclass
+class RuleSet:
+    """A validated rules file, with its sources opened on first use and then kept.
+
+    Args:
+        path: the rules file.
+        rules: the rules in file order.
+        store_dir: the certificate store folder (for ``store`` sources and trusted roots).
+    """
+
+    path: Path
+    rules: list[Rule]
+    store_dir: Path | None = None
+    _sources: dict[SourceSpec, CertificateSource] = field(default_factory=dict, repr=False)
+    _store: Store | None = field(default=None, repr=False)
+    _trust: tuple[list[Any], list[Any]] | None = field(default=None, repr=False)
+
+    def first_match(self, address: str) -> Rule | None:
+        """The first rule in file order whose pattern matches ``address``."""
+        for rule in self.rules:
+            if rule.matches(address):
+                return rule
+        return None
+
+    def rule_named(self, name: str) -> Rule:
+        """The rule called ``name``; ConfigError when there is none."""
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        known = ", ".join(r.name for r in self.rules)
+        raise ConfigError(f"{self.path}: no rule named {name!r} (rules: {known})")
+
+    def where(self, rule: Rule, key: str | None = None) -> str:
+        """``FILE:LINE: rule 'NAME'[, key 'KEY']`` for error messages."""
+        line = f":{rule.line}" if rule.line else ""
+        text = f"{self.path}{line}: rule {rule.name!r}"
+        return f"{text}, key {key!r}" if key else text
+
+    def store(self) -> Store:
+        """The certificate store, opened once."""
+        if self._store is None:
+            if self.store_dir is None:
+                raise ConfigError(f"{self.path}: a store source needs a certificate store folder")
+            from smimecli.certs.store import Store
+
+            self._store = Store.open(self.store_dir)
+        return self._store
+
+    def trust(self) -> tuple[list[Any], list[Any]]:
+        """The store's ``root`` and ``ca`` certificates (for ``require_trusted``), loaded once."""
+        if self._trust is None:
+            if self.store_dir is None:
+                self._trust = ([], [])
+            else:
+                store = self.store()
+                self._trust = (
+                    [c.cert for c in store.certificates("root")],
+                    [c.cert for c in store.certificates("ca")],
+                )
+        return self._trust
+
+    def source(self, rule: Rule) -> CertificateSource:
+        """The rule's certificate source, opened on first use (ConfigError when unreadable)."""
+        spec = rule.source
+        cached = self._sources.get(spec)
+        if cached is None:
+            cached = self._open_source(rule)
+            self._sources[spec] = cached
+        return cached
+
+    def open_all(self) -> None:
+        """Open every rule's source now (``rules check``): unreadable ones are errors."""
+        for rule in self.rules:
+            self.source(rule)
+            if rule.match == "any":
+                check_any_source(self, rule)
+
+    def _open_source(self, rule: Rule) -> CertificateSource:
+        from smimecli.certs import sources
+
+        spec = rule.source
+        try:
+            if spec.kind == "store":
+                return sources.StoreSource(self.store(), spec.store or "other")
+            assert spec.path is not None
+            if not spec.path.exists():
+                raise ConfigError(f"{self.where(rule, 'source.path')}: {spec.path} does not exist")
+            opened: CertificateSource
+            if spec.kind == "pfx":
+                opened = sources.PfxSource(spec.path, self._pfx_password(rule))
+            elif spec.kind == "sst":
+                opened = sources.SstSource(spec.path)
+            elif spec.kind == "cer":
+                opened = sources.CerSource(spec.path)
+            else:
+                opened = sources.DirSource(spec.path)
+            # File sources load lazily: load now, so that a bad file is reported here,
+            # with the rule and the key.
+            opened.certificates()
+            return opened
+        except ConfigError as exc:
+            if exc.message.startswith(str(self.path)):
+                raise
+            raise ConfigError(f"{self.where(rule, 'source')}: {exc.message}") from exc
+        except SmimeError as exc:
+            raise ConfigError(
+                f"{self.where(rule, 'source')}: cannot read {spec.describe()}: {exc.message}"
+            ) from exc
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.where(rule, 'source')}: cannot read {spec.describe()}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+
+    def _pfx_password(self, rule: Rule) -> bytes | None:
+        from smimecli.passwords import read_password
+
+        spec = rule.source
+        key = "source.password_env" if spec.password_env else "source.password_file"
+        try:
+            return read_password(
+                password_file=str(spec.password_file) if spec.password_file else None,
+                password_env=spec.password_env,
+            )
+        except SmimeError as exc:
+            raise ConfigError(f"{self.where(rule, key)}: {exc.message}") from exc
+
+
+def check_any_source(rules: RuleSet, rule: Rule) -> None:
+    """SPEC 3: a source with several certificates and ``match = "any"`` needs a thumbprint.
+
+    CA certificates that come with a .pfx chain do not count: they are never recipients.
+    """
+    if rule.source.thumbprint:
+        return
+    from smimecli.certs.formats import is_ca
+
+    leaves = [e for e in rules.source(rule).certificates() if not is_ca(e.cert)]
+    if len(leaves) > 1:
+        raise ConfigError(
+            f"{rules.where(rule, 'source.thumbprint')}: match = \"any\" but "
+            f"{rule.source.describe()} holds {len(leaves)} certificates; "
+            'add thumbprint = "..." to the source'
+        )
+
+
+def normalize_thumbprint(value: str) -> str:
+    """Upper-case hex without separators (Windows shows ``a1 b2 ...`` or ``A1:B2...``)."""
+    return re.sub(r"[\s:]", "", value).upper()
+
+
+# --- loading and validation -----------------------------------------------------------------
+
+
+class _Locator:
+    """Line numbers of ``[[rule]]`` headers and keys, for error messages.
+
+    tomllib reports lines only for syntax errors; for semantic errors a light scan of the
+    text finds the Nth ``[[rule]]`` header and a key line within its block.
+    """
+
+    _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\"' -]+?)\s*\]\]?\s*(#.*)?$")
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+        self.rule_lines: list[int] = []
+        self.defaults_line: int | None = None
+        self.headers: list[int] = []
+        for number, line in enumerate(self.lines, start=1):
+            found = self._HEADER.match(line)
+            if not found:
+                continue
+            self.headers.append(number)
+            name = found.group(1).strip().strip("\"'")
+            if line.lstrip().startswith("[[") and name == "rule":
+                self.rule_lines.append(number)
+            elif name == "defaults":
+                self.defaults_line = number
+
+    def rule_line(self, index: int) -> int | None:
+        return self.rule_lines[index] if index < len(self.rule_lines) else None
+
+    def key_line(self, start: int | None, key: str) -> int | None:
+        if start is None:
+            return None
+        later = [h for h in self.headers if h > start]
+        end = later[0] if later else len(self.lines) + 1
+        pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+        for number in range(start + 1, end):
+            if pattern.match(self.lines[number - 1]):
+                return number
+        return start
+
+
+def load_rules(path: str | Path, *, store_dir: Path | None = None) -> RuleSet:
+    """Read and validate a rules file (sources are opened later, on first use).
+
+    Args:
+        path: the TOML rules file; relative source paths are relative to its folder.
+        store_dir: the certificate store folder for ``store`` sources and trusted roots.
+
+    Returns:
+        The validated :class:`RuleSet`.
+
+    Raises:
+        ConfigError: unreadable file, TOML syntax error, or any validation error.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read rules file {path}: {exc.strerror or exc}"
+        ) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # Python's message ends with "(at line N, column M)".
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: TOML nesting too deep") from exc
+    return _Validator(path, text).build(document, store_dir)
+
+
+class _Validator:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.base = path.parent
+        self.locator = _Locator(text)
+        self.ciphers: tuple[str, ...] | None = None
+
+    def fail(self, where: str, line: int | None, message: str) -> ConfigError:
+        at = f":{line}" if line else ""
+        return ConfigError(f"{self.path}{at}: {where}: {message}")
+
+    def build(self, document: dict[str, Any], store_dir: Path | None) -> RuleSet:
+        for key in document:
+            if key not in ("defaults", "rule"):
+                raise self.fail(
+                    f"key {key!r}", self.locator.key_line(0, key),
+                    "unknown top-level key (expected [defaults] and [[rule]] tables)",
+                )
+        defaults = dict(BUILTIN_DEFAULTS)
+        raw_defaults = document.get("defaults", {})
+        if not isinstance(raw_defaults, dict):
+            raise self.fail("key 'defaults'", None, "must be a table: [defaults]")
+        defaults_line = self.locator.defaults_line
+        for key, value in raw_defaults.items():
+            where = f"[defaults], key {key!r}"
+            line = self.locator.key_line(defaults_line, key)
+            if key not in _SETTING_KEYS:
+                raise self.fail(where, line, f"unknown key (allowed: {', '.join(_SETTING_KEYS)})")
+            defaults[key] = self.setting(key, value, where, line)
+        raw_rules = document.get("rule")
+        if raw_rules is None:
+            raise self.fail("key 'rule'", None, "no [[rule]] tables: nothing to do")
+        if not isinstance(raw_rules, list) or not all(isinstance(r, dict) for r in raw_rules):
+            raise self.fail("key 'rule'", None, "must be an array of tables: [[rule]]")
+        if not raw_rules:
+            raise self.fail("key 'rule'", None, "no [[rule]] tables: nothing to do")
+        rules: list[Rule] = []
+        seen: dict[str, int] = {}
+        for index, raw in enumerate(raw_rules):
+            rule = self.rule(index, raw, defaults)
+            if rule.name in seen:
+                raise self.fail(
+                    f"rule {rule.name!r}, key 'name'",
+                    self.locator.key_line(rule.line, "name"),
+                    f"duplicate rule name (rule #{seen[rule.name] + 1} has it too)",
+                )
+            seen[rule.name] = index
+            rules.append(rule)
+        return RuleSet(path=self.path, rules=rules, store_dir=store_dir)
+
+    def rule(self, index: int, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Rule:
+        line = self.locator.rule_line(index)
+        name = raw.get("name")
+        label = f"rule #{index + 1}" if not isinstance(name, str) or not name else f"rule {name!r}"
+
+        def where(key: str) -> tuple[str, int | None]:
+            return f"{label}, key {key!r}", self.locator.key_line(line, key.split(".")[0])
+
+        for key in raw:
+            if key not in _RULE_KEYS:
+                raise self.fail(*where(key), f"unknown key (allowed: {', '.join(_RULE_KEYS)})")
+        for key in ("name", "recipients", "source"):
+            if key not in raw:
+                raise self.fail(label, line, f"missing key {key!r}")
+        if not isinstance(name, str) or not name.strip():
+            raise self.fail(*where("name"), "must be a non-empty string")
+        recipients = raw["recipients"]
+        if isinstance(recipients, str):
+            raise self.fail(
+                *where("recipients"), f'must be a list: recipients = ["{recipients}"]'
+            )
+        if not isinstance(recipients, list) or not recipients:
+            raise self.fail(*where("recipients"), "must be a non-empty list of address patterns")
+        for pattern in recipients:
+            if not isinstance(pattern, str) or not pattern:
+                raise self.fail(*where("recipients"), f"{pattern!r} is not an address pattern")
+            if any(c.isspace() for c in pattern) or "," in pattern:
+                raise self.fail(
+                    *where("recipients"),
+                    f"{pattern!r}: one address pattern per string, without spaces or commas",
+                )
+        settings = dict(defaults)
+        for key in _SETTING_KEYS:
+            if key in raw:
+                settings[key] = self.setting(key, raw[key], *where(key))
+        if settings["match"] == "any":
+            wild = [p for p in recipients if is_wildcard(p)]
+            if wild:
+                raise self.fail(
+                    *where("match"),
+                    f'match = "any" with the wildcard pattern {wild[0]!r}: one certificate '
+                    'cannot serve many addresses (use match = "email" or exact addresses)',
+                )
+        source = self.source(raw["source"], label, line)
+        return Rule(
+            name=name,
+            index=index,
+            line=line,
+            recipients=tuple(recipients),
+            source=source,
+            match=settings["match"],
+            cipher=settings["cipher"],
+            key_transport=settings["key_transport"],
+            oaep_hash=settings["oaep_hash"],
+            convert_tnef=settings["convert_tnef"],
+            on_missing_cert=settings["on_missing_cert"],
+            require_trusted=settings["require_trusted"],
+            _regexes=tuple(pattern_regex(p) for p in recipients),
+        )
+
+    def setting(self, key: str, value: Any, where: str, line: int | None) -> Any:
+        if key in _BOOL_KEYS:
+            if not isinstance(value, bool):
+                raise self.fail(where, line, f"must be true or false, not {value!r}")
+            return value
+        if not isinstance(value, str):
+            raise self.fail(where, line, f"must be a string, not {value!r}")
+        choices: Sequence[str]
+        if key == "cipher":
+            if self.ciphers is None:
+                self.ciphers = cipher_names()
+            choices = self.ciphers
+        else:
+            choices = {
+                "match": MATCH_MODES,
+                "key_transport": KEY_TRANSPORTS,
+                "oaep_hash": OAEP_HASHES,
+                "on_missing_cert": MISSING_CERT_POLICIES,
+            }[key]
+        if value not in choices:
+            what = "cipher" if key == "cipher" else "value"
+            raise self.fail(where, line, f"unknown {what} {value!r} (choose {_one_of(choices)})")
+        return value
+
+    def source(self, raw: Any, label: str, line: int | None) -> SourceSpec:
+        def fail(key: str, message: str) -> ConfigError:
+            return self.fail(
+                f"{label}, key {key!r}", self.locator.key_line(line, "source"), message
+            )
+
+        if not isinstance(raw, dict):
+            raise fail("source", 'must be a table: source = { kind = "store", store = "other" }')
+        for key in raw:
+            if key not in _SOURCE_KEYS:
+                raise fail(f"source.{key}", f"unknown key (allowed: {', '.join(_SOURCE_KEYS)})")
+        for key, value in raw.items():
+            if not isinstance(value, str) or not value:
+                raise fail(f"source.{key}", f"must be a non-empty string, not {value!r}")
+        kind = raw.get("kind")
+        if kind is None:
+            raise fail("source.kind", f"missing (choose {_one_of(SOURCE_KINDS)})")
+        if kind not in SOURCE_KINDS:
+            raise fail("source.kind", f"unknown kind {kind!r} (choose {_one_of(SOURCE_KINDS)})")
+        allowed = {
+            "store": {"kind", "store", "thumbprint"},
+            "pfx": {"kind", "path", "password_env", "password_file", "thumbprint"},
+        }.get(kind, {"kind", "path", "thumbprint"})
+        for key in raw:
+            if key not in allowed:
+                raise fail(f"source.{key}", f"not used by a {kind!r} source")
+        store = raw.get("store")
+        if kind == "store":
+            store = store or "other"
+            if store not in STORE_NAMES:
+                raise fail(
+                    "source.store", f"unknown store {store!r} (choose {_one_of(STORE_NAMES)})"
+                )
+        path = None
+        if kind != "store":
+            if "path" not in raw:
+                raise fail("source.path", f"a {kind!r} source needs path = \"...\"")
+            path = self.base / Path(raw["path"]).expanduser()
+        if "password_env" in raw and "password_file" in raw:
+            raise fail("source.password_file", "give password_env or password_file, not both")
+        password_file = None
+        if "password_file" in raw:
+            password_file = self.base / Path(raw["password_file"]).expanduser()
+        thumbprint = raw.get("thumbprint")
+        if thumbprint is not None:
+            thumbprint = normalize_thumbprint(thumbprint)
+            if not re.fullmatch(r"[0-9A-F]{8,40}", thumbprint):
+                raise fail(
+                    "source.thumbprint",
+                    f"{raw['thumbprint']!r} is not a SHA-1 thumbprint (8 to 40 hex digits)",
+                )
+        return SourceSpec(
+            kind=kind,
+            store=store,
+            path=path,
+            password_env=raw.get("password_env"),
+            password_file=password_file,
+            thumbprint=thumbprint,
+        )
+
+
+def _one_of(choices: Iterable[str]) -> str:
+    return " | ".join(choices)
+
+
+def shadowed_patterns(rules: RuleSet) -> list[tuple[Rule, str, Rule, str]]:
+    """Patterns no address can reach because an earlier rule's pattern covers them.
+
+    Returns:
+        (later rule, its pattern, earlier rule, the covering pattern) tuples.
+    """
+    found = []
+    for position, rule in enumerate(rules.rules):
+        for pattern in rule.recipients:
+            for earlier in rules.rules[:position]:
+                cover = next((p for p in earlier.recipients if pattern_covers(p, pattern)), None)
+                if cover is not None:
+                    found.append((rule, pattern, earlier, cover))
+                    break
+    return found

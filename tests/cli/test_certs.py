@@ -1,0 +1,219 @@
+"""``smimecli certs``: import, export, list, show, remove through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from smimecli.certs import sst
+from smimecli.certs.names import thumbprint
+from smimecli.certs.store import Store
+from tests.conftest import Pki, Result
+from tests.pki import PASSWORD
+
+Cli = Callable[..., Result]
+PW = {"PFXPW": PASSWORD.decode()}
+
+
+def _dump(tmp_path: Path) -> list[Any]:
+    folder = tmp_path / "store"
+    if not folder.exists():
+        return []
+    with Store.open(folder) as store:
+        return store.dump()
+
+
+def test_import_pfx_sorts_into_my_and_ca(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    result = cli(["certs", "import", pki.alice.pfx, "--password-env", "PFXPW"], env=PW)
+    assert result.exit_code == 0, result.output
+    listed = json.loads(cli(["certs", "list", "--json"]).stdout)
+    by_thumb = {row["thumbprint"]: row for row in listed}
+    assert by_thumb[pki.alice.thumbprint]["stores"] == ["my"]
+    assert by_thumb[pki.alice.thumbprint]["has_key"] is True
+    assert by_thumb[pki.alice.thumbprint]["friendly_name"] == "Alice"
+    assert by_thumb[thumbprint(pki.ca.cert)]["stores"] == ["ca"]
+    folder = tmp_path / "store"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.iterdir())
+
+
+def test_import_merges_and_store_name(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    assert cli(["certs", "import", pki.alice.cert_pem]).exit_code == 0
+    assert cli(["certs", "import", pki.alice.cert_der]).exit_code == 0
+    assert cli(["certs", "import", pki.ca.cert_pem, "--store-name", "root"]).exit_code == 0
+    listed = json.loads(cli(["certs", "list", "--json"]).stdout)
+    assert [r["stores"] for r in listed] == [["other"], ["root"]]
+    assert cli(["certs", "import", pki.ca.cert_pem, "--store-name", "trusted"]).exit_code == 64
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        os.urandom(300),
+        b"\x30\x82\x10\x00\x30\x82",
+        b"\x00\x00\x00\x00CERT\x20\0\0\0\1\0\0\0\xff\xff",
+    ],
+    ids=["random", "der-length-past-end", "sst-length-past-end"],
+)
+def test_bad_file_changes_nothing(
+    cli: Cli, pki: Pki, tmp_path: Path, content: bytes
+) -> None:
+    assert cli(["certs", "import", pki.bob.cert_pem]).exit_code == 0
+    before = _dump(tmp_path)
+    bad = tmp_path / "bad.cer"
+    bad.write_bytes(content)
+    # A good file next to the bad one is not imported either: one transaction.
+    result = cli(["certs", "import", pki.alice.cert_pem, bad])
+    assert result.exit_code == 65, result.output
+    assert result.stderr.count("\n") == 1 and "bad.cer" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _dump(tmp_path) == before
+
+
+def test_truncated_and_wrong_password(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    assert cli(["certs", "import", pki.bob.cert_pem]).exit_code == 0
+    before = _dump(tmp_path)
+    truncated = tmp_path / "cut.pfx"
+    truncated.write_bytes(pki.alice.pfx.read_bytes()[:700])
+    result = cli(["certs", "import", truncated, "--password-env", "PFXPW"], env=PW)
+    assert result.exit_code == 65, result.output
+    result = cli(["certs", "import", pki.alice.pfx, "--password-env", "BAD"], env={"BAD": "x"})
+    assert result.exit_code == 77, result.output
+    assert "wrong password" in result.stderr
+    result = cli(["certs", "import", pki.alice.pfx])  # no password, stdin is no terminal
+    assert result.exit_code == 77, result.output
+    assert _dump(tmp_path) == before
+    assert cli(["certs", "import", tmp_path / "missing.cer"]).exit_code == 66
+
+
+def test_strict_and_skipped(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    junk = b"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n"
+    mixed = tmp_path / "mixed.pem"
+    mixed.write_bytes(junk + pki.bob.cert_pem.read_bytes())
+    result = cli(["certs", "import", mixed, "--strict"])
+    assert result.exit_code == 65 and _dump(tmp_path) == []
+    result = cli(["certs", "import", mixed])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("smimecli: warning:") == 1
+
+
+def test_ambiguous_selector_exits_64_listing_matches(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    other_alice = pki.ca.issue("H3 Alice Second", "alice@example.com")
+    cli(["certs", "import", pki.alice.cert_pem, other_alice.cert_pem])
+    out = tmp_path / "a.cer"
+    result = cli(["certs", "export", "alice@example.com", "-o", out])
+    assert result.exit_code == 64
+    assert pki.alice.thumbprint in result.stderr and other_alice.thumbprint in result.stderr
+    assert not out.exists()
+    result = cli(["certs", "show", "nobody@example.com"])
+    assert result.exit_code == 65 and "no certificate" in result.stderr
+
+
+def test_root_in_two_stores_is_one_match(cli: Cli, pki: Pki) -> None:
+    cli(["certs", "import", pki.ca.cert_pem, "--store-name", "root"])
+    cli(["certs", "import", pki.ca.cert_pem, "--store-name", "my"])
+    result = cli(["certs", "show", "Test Root V1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["stores"] == ["my", "root"]
+
+
+def test_export_formats_reimport(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    cli(["certs", "import", pki.alice.pfx, "--password-env", "PFXPW"], env=PW)
+    cli(["certs", "import", pki.bob.cert_pem])
+    for name in ("a.cer", "a.pem", "ab.p7b", "ab.sst"):
+        selectors = ["alice@example.com"] + (["bob@example.com"] if "ab" in name else [])
+        result = cli(["certs", "export", *selectors, "-o", tmp_path / name])
+        assert result.exit_code == 0, result.output
+    sst_elements = sst.read_sst((tmp_path / "ab.sst").read_bytes())
+    assert [e.friendly_name for e in sst_elements] == ["Alice", None]
+    pfx = tmp_path / "a.pfx"
+    result = cli(["certs", "export", pki.alice.thumbprint[:10], "-o", pfx,
+                  "--with-private-key", "--password-env", "PFXPW"], env=PW)
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(pfx.stat().st_mode) == 0o600
+    bundle = pkcs12.load_pkcs12(pfx.read_bytes(), PASSWORD)
+    assert bundle.key is not None and bundle.cert is not None
+    assert [c.certificate for c in bundle.additional_certs] == [pki.ca.cert]
+    # Re-import everything into a fresh store: same thumbprints, names and keys.
+    fresh = {"SMIMECLI_STORE": str(tmp_path / "fresh")}
+    for name in ("a.cer", "a.pem", "ab.p7b", "ab.sst", "a.pfx"):
+        result = cli(["certs", "import", tmp_path / name, "--password-env", "PFXPW"],
+                     env={**PW, **fresh})
+        assert result.exit_code == 0, result.output
+    with Store.open(tmp_path / "fresh") as store:
+        rows = {c.thumbprint: c for c in store.certificates()}
+    assert set(rows) == {pki.alice.thumbprint, pki.bob.thumbprint, thumbprint(pki.ca.cert)}
+    alice = rows[pki.alice.thumbprint]
+    assert alice.has_key and alice.friendly_name == "Alice"
+
+
+def test_export_errors(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    cli(["certs", "import", pki.bob.cert_pem])
+    out = tmp_path / "b.pfx"
+    assert cli(["certs", "export", "bob@example.com", "-o", out]).exit_code == 64  # no password
+    result = cli(["certs", "export", "bob@example.com", "-o", out, "--with-private-key",
+                  "--password-env", "PFXPW"], env=PW)
+    assert result.exit_code == 65 and "no private key" in result.stderr
+    assert cli(["certs", "export", "bob@example.com", "-o", tmp_path / "b.xyz"]).exit_code == 64
+    assert cli(["certs", "export", "bob@example.com", "bob", "-o", tmp_path / "b.cer"]
+               ).exit_code == 64
+    assert not list(tmp_path.glob("b.*"))
+    result = cli(["certs", "export", "bob@example.com", "-o", tmp_path / "no" / "b.cer"])
+    assert result.exit_code == 73
+
+
+def test_list_text_and_email_pattern(cli: Cli, pki: Pki) -> None:
+    cli(["certs", "import", pki.alice.cert_pem, pki.bob.cert_pem, pki.carol_ec.cert_pem])
+    result = cli(["certs", "list", "--email", "?ob@*.com"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.decode().splitlines()
+    assert lines[0].split()[:3] == ["store", "subject", "emails"]
+    assert len(lines) == 2 and pki.bob.thumbprint in lines[1]
+    exact = json.loads(cli(["certs", "list", "--json", "--email", "CAROL@example.com"]).stdout)
+    assert [r["thumbprint"] for r in exact] == [pki.carol_ec.thumbprint]
+
+
+def test_list_shows_problems(cli: Cli, pki: Pki) -> None:
+    import datetime as dt
+
+    old = pki.ca.issue("H3 CLI Old", "old@example.com",
+                       not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+                       not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC), eku=True)
+    cli(["certs", "import", old.cert_pem])
+    listed = json.loads(cli(["certs", "list", "--json"]).stdout)
+    assert listed[0]["problems"] == ["expired 2021-01-01"]
+    assert "expired 2021-01-01" in cli(["certs", "list"]).stdout.decode()
+
+
+def test_remove(cli: Cli, pki: Pki) -> None:
+    cli(["certs", "import", pki.alice.cert_pem, pki.bob.cert_pem])
+    result = cli(["certs", "remove", "alice@example.com", pki.bob.thumbprint[:8]])
+    assert result.exit_code == 0, result.output
+    assert json.loads(cli(["certs", "list", "--json"]).stdout) == []
+    assert cli(["certs", "remove", "alice@example.com"]).exit_code == 65
+
+
+def test_signed_mail_import_goes_to_other(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    signed = (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(b"Content-Type: text/plain\r\n\r\nhi\r\n")
+        .add_signer(pki.carol_ec.cert, pki.carol_ec.key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature])
+    )
+    mail = tmp_path / "signed.eml"
+    mail.write_bytes(b"From: carol@example.com\r\nSubject: s\r\n" + signed)
+    assert cli(["certs", "import", mail]).exit_code == 0
+    listed = json.loads(cli(["certs", "list", "--json"]).stdout)
+    assert [(r["thumbprint"], r["stores"]) for r in listed] == [
+        (pki.carol_ec.thumbprint, ["other"])
+    ]

@@ -1,0 +1,159 @@
+"""`smimecli decrypt`: keys from files or the store, exit statuses, no partial output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from tests.pki import PASSWORD
+
+ENTITY = b"Content-Type: text/plain\r\n\r\nsecret text\r\n"
+
+
+def _message(tmp_path: Path, *certs, name: str = "msg.eml") -> Path:
+    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(ENTITY)
+    for cert in certs:
+        builder = builder.add_recipient(cert)
+    smime = builder.encrypt(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.Binary])
+    path = tmp_path / name
+    path.write_bytes(b"From: a@example.com\nTo: alice@example.com\n" + smime.replace(b"\r\n", b"\n"))
+    return path
+
+
+def _password_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pw"
+    path.write_bytes(PASSWORD + b"\n")
+    return path
+
+
+EXPECTED = b"From: a@example.com\nTo: alice@example.com\nContent-Type: text/plain\n\nsecret text\n"
+
+
+def _one_error_line(result, status: int) -> None:
+    assert result.exit_code == status, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("smimecli: error: ")
+    assert "Traceback" not in result.stderr
+    assert result.stdout == b""
+
+
+def test_decrypt_with_pfx_to_stdout(cli, pki, tmp_path) -> None:
+    msg = _message(tmp_path, pki.alice.cert)
+    result = cli(["decrypt", msg, "--key", pki.alice.pfx,
+                  "--password-file", _password_file(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == EXPECTED
+
+
+def test_decrypt_stdin_to_file_with_pem_key_and_env_password(cli, pki, tmp_path) -> None:
+    msg = _message(tmp_path, pki.bob.cert, pki.alice.cert)
+    key = tmp_path / "bob.key"
+    key.write_bytes(pki.bob.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"k3y")))
+    out = tmp_path / "out.eml"
+    result = cli(["decrypt", "-o", out, "--key", key, "--cert", pki.bob.cert_der,
+                  "--password-env", "KEYPASS"], input=msg.read_bytes(), env={"KEYPASS": "k3y"})
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == EXPECTED
+    assert result.stdout == b""
+
+
+def test_decrypt_with_store_key(cli, pki, tmp_path) -> None:
+    from smimecli.certs.store import Store
+
+    msg = _message(tmp_path, pki.alice.cert)
+    assert cli(["decrypt", msg]).exit_code == 77  # nothing in the store yet
+    with Store.open(tmp_path / "store") as store:
+        store.add(pki.bob.cert, key=pki.bob.key)
+        store.add(pki.alice.cert, key=pki.alice.key)
+    result = cli(["decrypt", msg])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == EXPECTED
+
+
+def test_wrong_key_is_77_and_no_output_file(cli, pki, tmp_path) -> None:
+    msg = _message(tmp_path, pki.alice.cert)
+    out = tmp_path / "out.eml"
+    result = cli(["decrypt", msg, "-o", out, "--key", pki.bob.key_pem])
+    _one_error_line(result, 77)
+    assert "no private key for any recipient" in result.stderr
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_corrupted_key_block_reads_like_wrong_key(cli, pki, tmp_path) -> None:
+    msg = _message(tmp_path, pki.alice.cert)
+    der = tmp_path / "msg.der"
+    result = cli(["decrypt", msg, "--key", pki.alice.key_pem])
+    assert result.exit_code == 0
+    import base64
+    import re
+
+    body = re.split(rb"\n\n", msg.read_bytes(), maxsplit=1)[1]
+    info = cms.ContentInfo.load(base64.b64decode(body))
+    ktri = info["content"]["recipient_infos"][0].chosen
+    block = bytearray(ktri["encrypted_key"].native)
+    block[10] ^= 0xFF
+    ktri["encrypted_key"] = bytes(block)
+    der.write_bytes(info.dump(force=True))
+    corrupted = cli(["decrypt", der, "--key", pki.alice.key_pem])
+    (tmp_path / "good.der").write_bytes(base64.b64decode(body))
+    wrong = cli(["decrypt", tmp_path / "good.der", "--key", pki.bob.key_pem])
+    _one_error_line(corrupted, 77)
+    _one_error_line(wrong, 77)
+    assert corrupted.stderr.replace("msg.der", "X") == wrong.stderr.replace("good.der", "X")
+
+
+def test_wrong_password_is_77(cli, pki, tmp_path) -> None:
+    msg = _message(tmp_path, pki.alice.cert)
+    bad = tmp_path / "bad"
+    bad.write_text("nope\n")
+    _one_error_line(cli(["decrypt", msg, "--key", pki.alice.pfx, "--password-file", bad]), 77)
+    _one_error_line(cli(["decrypt", msg, "--key", pki.alice.pfx]), 77)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"From: a\n\nplain text\n", b"\x30\x80\x06\x09\x2a\x86\x48\x86", b"\x00\x01garbage",
+     b"-----BEGIN PKCS7-----\nMIAG\n-----END PKCS7-----\n"],
+)
+def test_not_a_usable_message_is_65(cli, pki, tmp_path, content: bytes) -> None:
+    path = tmp_path / "bad.eml"
+    path.write_bytes(content)
+    out = tmp_path / "out.eml"
+    _one_error_line(cli(["decrypt", path, "-o", out, "--key", pki.alice.key_pem]), 65)
+    assert not out.exists()
+
+
+def test_truncated_message_is_65(cli, pki, tmp_path) -> None:
+    msg = _message(tmp_path, pki.alice.cert)
+    data = msg.read_bytes()
+    cut = tmp_path / "cut.eml"
+    cut.write_bytes(data[: len(data) - 200])
+    _one_error_line(cli(["decrypt", cut, "--key", pki.alice.key_pem]), 65)
+
+
+def test_missing_files_are_66(cli, pki, tmp_path) -> None:
+    msg = _message(tmp_path, pki.alice.cert)
+    _one_error_line(cli(["decrypt", tmp_path / "none.eml", "--key", pki.alice.key_pem]), 66)
+    _one_error_line(cli(["decrypt", msg, "--key", tmp_path / "none.key"]), 66)
+
+
+def test_cert_not_matching_key_is_64(cli, pki, tmp_path) -> None:
+    msg = _message(tmp_path, pki.alice.cert)
+    _one_error_line(
+        cli(["decrypt", msg, "--key", pki.alice.key_pem, "--cert", pki.bob.cert_pem]), 64
+    )
+    _one_error_line(cli(["decrypt", msg, "--cert", pki.bob.cert_pem]), 64)
+
+
+def test_unwritable_output_is_73(cli, pki, tmp_path) -> None:
+    msg = _message(tmp_path, pki.alice.cert)
+    result = cli(["decrypt", msg, "-o", tmp_path / "no" / "dir" / "x.eml",
+                  "--key", pki.alice.key_pem])
+    _one_error_line(result, 73)

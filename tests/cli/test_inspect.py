@@ -1,0 +1,59 @@
+"""`smimecli inspect`: recipients and algorithms without a key, text and JSON."""
+
+from __future__ import annotations
+
+import json
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+
+def _message(tmp_path, *certs):
+    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(b"x").set_content_encryption_algorithm(
+        algorithms.AES128
+    )
+    for cert in certs:
+        builder = builder.add_recipient(cert)
+    path = tmp_path / "msg.eml"
+    path.write_bytes(b"Subject: hi\n" + builder.encrypt(serialization.Encoding.SMIME, []))
+    return path
+
+
+def test_inspect_text(cli, pki, tmp_path) -> None:
+    result = cli(["inspect", _message(tmp_path, pki.alice.cert, pki.bob.cert)])
+    assert result.exit_code == 0, result.output
+    text = result.stdout.decode()
+    assert "  Subject: hi" in text
+    assert "CMS content type: enveloped-data (1.2.840.113549.1.7.3)" in text
+    assert "Content cipher: aes128 (2.16.840.1.101.3.4.1.2, 128-bit key)" in text
+    assert f"serial {pki.alice.cert.serial_number:X}" in text
+    assert text.count("key encryption: rsaEncryption") == 2
+    assert "store: no matching certificate" in text
+
+
+def test_inspect_json_with_store_match(cli, pki, tmp_path) -> None:
+    from smimecli.certs.store import Store
+
+    with Store.open(tmp_path / "store") as store:
+        store.add(pki.bob.cert, key=pki.bob.key)
+    result = cli(["inspect", "--json"], input=_message(tmp_path, pki.alice.cert,
+                                                        pki.bob.cert).read_bytes())
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["content_type"] == "enveloped-data"
+    assert doc["cipher"]["key_bits"] == 128
+    assert {"name": "Subject", "value": "hi"} in doc["headers"]
+    first, second = doc["recipients"]
+    assert first["store"] == []
+    assert second["store"][0]["thumbprint"] == pki.bob.thumbprint
+    assert second["store"][0]["has_key"] is True
+    assert second["id"]["serial"] == f"{pki.bob.cert.serial_number:X}"
+
+
+def test_inspect_errors(cli, tmp_path) -> None:
+    plain = tmp_path / "plain.eml"
+    plain.write_bytes(b"Subject: x\n\nhello\n")
+    result = cli(["inspect", plain])
+    assert result.exit_code == 65 and result.stderr.count("\n") == 1
+    assert cli(["inspect", tmp_path / "none.eml"]).exit_code == 66

@@ -1,0 +1,332 @@
+"""``smimecli rules check`` / ``rules test`` and ``encrypt --rules`` (SPEC 1.1, 1.5, 3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from tests.unit.test_rules import BAD
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def rules_file(folder: Path, text: str) -> Path:
+    path = folder / "rules.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def good_rules(folder: Path, pki) -> Path:
+    certs = folder / "certs"
+    certs.mkdir(exist_ok=True)
+    for identity in (pki.alice, pki.bob, pki.carol_ec):
+        (certs / f"{identity.name}.pem").write_bytes(
+            identity.cert.public_bytes(serialization.Encoding.PEM)
+        )
+    return rules_file(folder, f"""
+[defaults]
+cipher = "aes256"
+
+[[rule]]
+name = "alice"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{pki.alice.cert_der}" }}
+match = "any"
+
+[[rule]]
+name = "team"
+recipients = ["*@example.com"]
+source = {{ kind = "dir", path = "certs" }}
+key_transport = "rsa-oaep"
+oaep_hash = "sha512"
+""")
+
+
+# --- rules check ----------------------------------------------------------------------------
+
+
+def test_check_ok(cli, tmp_path: Path, pki) -> None:
+    result = cli(["rules", "check", "--rules", good_rules(tmp_path, pki)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.decode() == "OK: 2 rules\n"
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_check_validation_errors_exit_78(cli, tmp_path: Path, case: str) -> None:
+    text, rule, key = BAD[case]
+    path = rules_file(tmp_path, text)
+    result = cli(["rules", "check", "--rules", path])
+    assert result.exit_code == 78, result.output
+    assert result.stdout == b""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"smimecli: error: {path}"), lines[0]
+    if rule is not None:
+        assert rule in lines[0]
+    assert repr(key) in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_check_unknown_cipher_exit_78(cli, tmp_path: Path) -> None:
+    path = rules_file(tmp_path, BAD["unknown rule key"][0].replace('colour = "red"',
+                                                                   'cipher = "blowfish"'))
+    result = cli(["rules", "check", "--rules", path])
+    assert result.exit_code == 78, result.output
+    assert "rule 'r1', key 'cipher': unknown cipher 'blowfish'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "key"),
+    [
+        ('{ kind = "cer", path = "nope.cer" }', "source.path"),
+        ('{ kind = "pfx", path = "x.pfx", password_file = "nope.txt" }', "source"),
+        ('{ kind = "sst", path = "x.pfx" }', "source"),
+        ('{ kind = "cer", path = "two.pem" }', "source"),
+    ],
+)
+def test_check_opens_every_source(cli, tmp_path: Path, pki, source: str, key: str) -> None:
+    (tmp_path / "x.pfx").write_bytes(b"\x00garbage")
+    two = pki.alice.cert_pem.read_bytes() + pki.bob.cert_pem.read_bytes()
+    (tmp_path / "two.pem").write_bytes(two)
+    path = rules_file(tmp_path, f"""
+[[rule]]
+name = "src"
+recipients = ["a@example.com"]
+source = {source}
+""")
+    result = cli(["rules", "check", "--rules", path])
+    assert result.exit_code == 78, result.output
+    assert f"{path}:2: rule 'src', key '{key}" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_check_missing_rules_file(cli, tmp_path: Path) -> None:
+    result = cli(["rules", "check", "--rules", tmp_path / "none.toml"])
+    assert result.exit_code == 78, result.output
+    assert "none.toml" in result.stderr
+
+
+def test_check_warns_about_shadowed_patterns(cli, tmp_path: Path, pki) -> None:
+    path = rules_file(tmp_path, f"""
+[[rule]]
+name = "all"
+recipients = ["*@example.com"]
+source = {{ kind = "cer", path = "{pki.bob.cert_pem}" }}
+
+[[rule]]
+name = "late"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
+""")
+    result = cli(["rules", "check", "--rules", path])
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.stderr and "shadowed" in result.stderr
+
+
+# --- rules test -----------------------------------------------------------------------------
+
+
+def test_test_needs_rule_names_or_all(cli, tmp_path: Path, pki) -> None:
+    path = good_rules(tmp_path, pki)
+    result = cli(["rules", "test", "--rules", path])
+    assert result.exit_code == 64, result.output
+    result = cli(["rules", "test", "--rules", path, "--all", "alice"])
+    assert result.exit_code == 64, result.output
+
+
+def test_test_unknown_rule_is_config_error(cli, tmp_path: Path, pki) -> None:
+    result = cli(["rules", "test", "--rules", good_rules(tmp_path, pki), "nosuch"])
+    assert result.exit_code == 78, result.output
+    assert "no rule named 'nosuch'" in result.stderr
+
+
+def test_test_bad_file_is_78(cli, tmp_path: Path) -> None:
+    path = rules_file(tmp_path, BAD["bad oaep hash"][0])
+    result = cli(["rules", "test", "--rules", path, "--all"])
+    assert result.exit_code == 78, result.output
+
+
+def test_test_all_encrypted_text(cli, tmp_path: Path, pki) -> None:
+    path = good_rules(tmp_path, pki)
+    result = cli(["rules", "test", "--rules", path, "--all"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout.decode()
+    assert "sender: test@localhost" in text
+    # The wildcard rule takes every address of its source: alice (shadowed by the first
+    # rule, which still encrypts her), bob and carol.
+    for identity in (pki.alice, pki.bob, pki.carol_ec):
+        assert f"{identity.email}: ENCRYPTED" in text
+        assert identity.thumbprint in text
+    assert "aes256, RSA-OAEP sha512" in text
+    assert "aes256, ECDH (RFC 5753)" in text
+    assert "aes256, RSA PKCS#1 v1.5" in text
+    assert "not after" in text
+    assert "never sees it" in text  # alice@example.com is caught by rule 'alice' first
+    assert "4 of 4 tested recipients ENCRYPTED" in text
+
+
+def test_test_json(cli, tmp_path: Path, pki) -> None:
+    path = good_rules(tmp_path, pki)
+    result = cli(["rules", "test", "--rules", path, "team", "--recipient", "bob@example.com",
+                  "--recipient", "unknown@example.org", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["sender"] == "test@localhost" and doc["all_encrypted"] is True
+    (rule,) = doc["rules"]
+    assert rule["rule"] == "team" and rule["cipher"] == "aes256"
+    (bob,) = rule["recipients"]
+    assert bob["recipient"] == "bob@example.com" and bob["outcome"] == "ENCRYPTED"
+    assert bob["certificate"]["thumbprint"] == pki.bob.thumbprint
+    assert bob["certificate"]["not_after"].startswith(
+        pki.bob.cert.not_valid_after_utc.strftime("%Y-%m-%d"))
+    assert bob["algorithm"] == "rsa-oaep/sha512"
+
+
+def test_test_recipient_matching_no_tested_rule_is_usage_error(cli, tmp_path: Path, pki) -> None:
+    path = good_rules(tmp_path, pki)
+    result = cli(["rules", "test", "--rules", path, "alice", "--recipient", "x@example.org"])
+    assert result.exit_code == 64, result.output
+
+
+def test_test_all_reports_addresses_no_rule_matches(cli, tmp_path: Path, pki) -> None:
+    path = good_rules(tmp_path, pki)
+    result = cli(["rules", "test", "--rules", path, "--all", "--recipient", "x@example.org",
+                  "--json"])
+    assert result.exit_code == 67, result.output
+    doc = json.loads(result.stdout)
+    (entry,) = [r for rule in doc["rules"] for r in rule["recipients"]]
+    assert entry["rule"] is None and entry["outcome"] == "PASSED"
+
+
+@pytest.mark.parametrize(
+    ("flaw", "why"),
+    [("expired", "expired"), ("other-address", "does not name dora@example.com"),
+     ("missing", "no certificate for dora@example.com")],
+)
+def test_test_says_why_no_certificate(cli, tmp_path: Path, pki, flaw: str, why: str) -> None:
+    folder = tmp_path / "dora"
+    folder.mkdir()
+    if flaw == "expired":
+        old = pki.ca.issue("Dora Old", "dora@example.com",
+                           not_before=NOW - dt.timedelta(days=30),
+                           not_after=NOW - dt.timedelta(days=2))
+        (folder / "dora.pem").write_bytes(old.cert_pem.read_bytes())
+    elif flaw == "other-address":
+        (folder / "bob.pem").write_bytes(pki.bob.cert_pem.read_bytes())
+    path = rules_file(tmp_path, """
+[[rule]]
+name = "dora"
+recipients = ["dora@example.com"]
+source = { kind = "dir", path = "dora" }
+on_missing_cert = "reject"
+""")
+    result = cli(["rules", "test", "--rules", path, "dora"])
+    assert result.exit_code == 67, result.output
+    text = result.stdout.decode()
+    assert "dora@example.com: REJECTED" in text
+    assert why in text
+    assert "0 of 1 tested recipients ENCRYPTED" in text
+    assert "smimecli: error: 1 of 1 tested recipients would not be encrypted" in result.stderr
+
+
+def test_test_gcm_and_weak_cipher_warnings(cli, tmp_path: Path, pki) -> None:
+    path = rules_file(tmp_path, f"""
+[[rule]]
+name = "gcm"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
+cipher = "aes256-gcm"
+
+[[rule]]
+name = "old"
+recipients = ["bob@example.com"]
+source = {{ kind = "cer", path = "{pki.bob.cert_pem}" }}
+cipher = "3des"
+""")
+    result = cli(["rules", "test", "--rules", path, "--all"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout.decode()
+    assert "AuthEnvelopedData" in text
+    assert "weak content cipher 3des" in text
+
+
+# --- encrypt --rules ------------------------------------------------------------------------
+
+MESSAGE = (
+    b"From: sender@example.net\r\n"
+    b"To: alice@example.com, nobody@example.com\r\n"
+    b"Bcc: hidden@example.net\r\n"
+    b"Subject: policy\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"Secret.\r\n"
+)
+
+
+def policy_rules(folder: Path, pki, policy: str) -> Path:
+    (folder / "empty").mkdir(exist_ok=True)
+    return rules_file(folder, f"""
+[[rule]]
+name = "alice"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
+
+[[rule]]
+name = "nobody"
+recipients = ["nobody@example.com"]
+source = {{ kind = "dir", path = "empty" }}
+on_missing_cert = "{policy}"
+""")
+
+
+@pytest.mark.parametrize(("policy", "status"), [("reject", 67), ("tempfail", 75)])
+def test_encrypt_rules_policy_writes_nothing(cli, tmp_path: Path, pki, policy: str,
+                                              status: int) -> None:
+    path = policy_rules(tmp_path, pki, policy)
+    src = tmp_path / "in.eml"
+    src.write_bytes(MESSAGE)
+    target = tmp_path / "out.eml"
+    result = cli(["encrypt", "--rules", path, src, "-o", target])
+    assert result.exit_code == status, result.output
+    assert not target.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.eml")] == []
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "nobody@example.com" in lines[0], result.stderr
+    # To standard output: nothing either.
+    result = cli(["encrypt", "--rules", path], input=MESSAGE)
+    assert result.exit_code == status, result.output
+    assert result.stdout == b""
+
+
+def test_encrypt_rules_on_missing_cert_option_overrides(cli, tmp_path: Path, pki) -> None:
+    path = policy_rules(tmp_path, pki, "pass")
+    result = cli(["encrypt", "--rules", path, "--on-missing-cert", "reject"], input=MESSAGE)
+    assert result.exit_code == 67, result.output
+    path = policy_rules(tmp_path, pki, "reject")
+    result = cli(["encrypt", "--rules", path, "--on-missing-cert", "pass"], input=MESSAGE)
+    assert result.exit_code == 0, result.output
+    assert b"application/pkcs7-mime" in result.stdout
+    assert b"hidden@example.net" not in result.stdout  # encrypted output drops Bcc
+
+
+def test_encrypt_rules_pass_through_byte_for_byte(cli, tmp_path: Path, pki) -> None:
+    path = policy_rules(tmp_path, pki, "pass")
+    src = tmp_path / "in.eml"
+    src.write_bytes(MESSAGE)
+    target = tmp_path / "out.eml"
+    result = cli(["encrypt", "--rules", path, "--recipient", "nobody@example.com",
+                  "--recipient", "someone@else.example", src, "-o", target])
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes() == MESSAGE
+
+
+def test_encrypt_rules_bad_rules_file_is_78(cli, tmp_path: Path) -> None:
+    path = rules_file(tmp_path, BAD["bad policy"][0])
+    target = tmp_path / "out.eml"
+    result = cli(["encrypt", "--rules", path, "-o", target], input=MESSAGE)
+    assert result.exit_code == 78, result.output
+    assert not target.exists()

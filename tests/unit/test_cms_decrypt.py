@@ -1,0 +1,183 @@
+"""Library-level decryption of messages written by an independent peer (cryptography's
+PKCS7EnvelopeBuilder): recipients, implicit rejection, header restoration, errors."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from asn1crypto import cms
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from smimecli.cms.ber import BerReader
+from smimecli.cms.open import decrypt_content, read_head
+from smimecli.cms.unwrap import KeyIdentity, rsa_v15_unwrap
+from smimecli.decrypt import decrypt_message, inspect_message
+from smimecli.errors import AuthError, DataError
+
+ENTITY = b"Content-Type: text/plain; charset=us-ascii\r\nSubject: inner\r\n\r\nHello Bob.\r\n"
+
+
+def _envelope(*certs, encoding=serialization.Encoding.DER, data=ENTITY, aes=algorithms.AES256):
+    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(data).set_content_encryption_algorithm(aes)
+    for cert in certs:
+        builder = builder.add_recipient(cert)
+    return builder.encrypt(encoding, [pkcs7.PKCS7Options.Binary])
+
+
+def _open(der: bytes, identities: list[KeyIdentity]) -> bytes:
+    reader = BerReader(io.BytesIO(der))
+    head = read_head(reader)
+    return b"".join(decrypt_content(reader, head, identities))
+
+
+def test_decrypts_with_key_and_certificate(pki) -> None:
+    der = _envelope(pki.alice.cert)
+    assert _open(der, [KeyIdentity(pki.alice.key, pki.alice.cert)]) == ENTITY
+
+
+def test_decrypts_with_key_alone(pki) -> None:
+    der = _envelope(pki.alice.cert, aes=algorithms.AES128)
+    assert _open(der, [KeyIdentity(pki.alice.key)]) == ENTITY
+
+
+def test_each_of_two_recipients(pki) -> None:
+    der = _envelope(pki.alice.cert, pki.bob.cert)
+    for who in (pki.alice, pki.bob):
+        assert _open(der, [KeyIdentity(who.key, who.cert)]) == ENTITY
+        assert _open(der, [KeyIdentity(who.key)]) == ENTITY  # spooled, candidates tried
+
+
+def test_wrong_key_is_auth_error(pki) -> None:
+    der = _envelope(pki.alice.cert)
+    with pytest.raises(AuthError, match="no private key for any recipient") as with_cert:
+        _open(der, [KeyIdentity(pki.bob.key, pki.bob.cert)])
+    with pytest.raises(AuthError) as key_only:
+        _open(der, [KeyIdentity(pki.bob.key)])
+    assert str(with_cert.value) == str(key_only.value)
+
+
+def _corrupt_encrypted_key(der: bytes) -> bytes:
+    info = cms.ContentInfo.load(der)
+    ktri = info["content"]["recipient_infos"][0].chosen
+    block = bytearray(ktri["encrypted_key"].native)
+    block[5] ^= 0x55
+    ktri["encrypted_key"] = bytes(block)
+    return info.dump(force=True)
+
+
+def test_implicit_rejection_same_error_as_wrong_key(pki) -> None:
+    der = _envelope(pki.alice.cert)
+    bad = _corrupt_encrypted_key(der)
+    with pytest.raises(AuthError) as corrupted:
+        _open(bad, [KeyIdentity(pki.alice.key, pki.alice.cert)])
+    with pytest.raises(AuthError) as wrong_key:
+        _open(der, [KeyIdentity(pki.bob.key)])
+    assert type(corrupted.value) is type(wrong_key.value)
+    assert str(corrupted.value) == str(wrong_key.value)
+
+
+def test_implicit_rejection_key_is_deterministic(pki) -> None:
+    block = bytes(range(256))
+    first = rsa_v15_unwrap(pki.alice.key, block, 32)
+    assert len(first) == 32
+    assert rsa_v15_unwrap(pki.alice.key, block, 32) == first
+    assert rsa_v15_unwrap(pki.bob.key, block, 32) != first  # bound to the private key
+    assert rsa_v15_unwrap(pki.alice.key, block[::-1], 32) != first
+
+
+def test_message_headers_restored_lf(pki) -> None:
+    smime = _envelope(pki.alice.cert, encoding=serialization.Encoding.SMIME)
+    smime = smime.replace(b"\r\n", b"\n")
+    message = b"From: a@example.com\nSubject: outer\nTo: b@example.com\n" + smime
+    out = io.BytesIO()
+    result = decrypt_message(io.BytesIO(message), out, pki.alice.key, pki.alice.cert)
+    assert result.cipher == "aes256"
+    # Outer headers in order, minus Content-*/MIME-Version and the Subject the entity
+    # repeats; then the entity in the input's LF line endings.
+    assert out.getvalue() == (
+        b"From: a@example.com\nTo: b@example.com\n"
+        b"Content-Type: text/plain; charset=us-ascii\nSubject: inner\n\nHello Bob.\n"
+    )
+
+
+def test_message_headers_restored_crlf(pki) -> None:
+    smime = _envelope(pki.alice.cert, encoding=serialization.Encoding.SMIME)
+    smime = smime.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    message = b"From: a@example.com\r\n" + smime
+    out = io.BytesIO()
+    decrypt_message(io.BytesIO(message), out, KeyIdentity(pki.alice.key, pki.alice.cert))
+    assert out.getvalue() == b"From: a@example.com\r\n" + ENTITY
+
+
+def test_pem_and_bare_der(pki) -> None:
+    for encoding in (serialization.Encoding.PEM, serialization.Encoding.DER):
+        out = io.BytesIO()
+        decrypt_message(io.BytesIO(_envelope(pki.bob.cert, encoding=encoding)), out, pki.bob.key)
+        assert out.getvalue() == ENTITY
+
+
+def test_octet_stream_p7m_binary(pki) -> None:
+    der = _envelope(pki.bob.cert)
+    message = (
+        b"Subject: x\nContent-Type: application/octet-stream; name=\"smime.p7m\"\n"
+        b"Content-Transfer-Encoding: binary\n\n" + der
+    )
+    out = io.BytesIO()
+    decrypt_message(io.BytesIO(message), out, pki.bob.key)
+    assert out.getvalue().endswith(b"Hello Bob.\n")
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"From: a\nSubject: plain\n\nhello\n", "not an S/MIME encrypted message"),
+        (b"", "empty"),
+        (b"\x30\x03\x02\x01\x00", "not valid BER/DER"),
+        (b"\x30\x84\xff\xff\xff\xff\x06", "not valid BER/DER"),
+        (b"-----BEGIN PKCS7-----\n!!!!\n-----END PKCS7-----\n", "base64"),
+        (b"Content-Type: application/pkcs7-mime\nContent-Transfer-Encoding: base64\n\n"
+         b"MIAGCSqGSIb3DQEHAqCAMIACAQEx\n", "signed-data"),
+    ],
+)
+def test_not_a_usable_message(pki, data: bytes, match: str) -> None:
+    with pytest.raises(DataError, match=match):
+        decrypt_message(io.BytesIO(data), io.BytesIO(), pki.alice.key)
+
+
+def test_truncated_message_is_data_error(pki) -> None:
+    der = _envelope(pki.alice.cert)
+    for cut in (20, len(der) // 2, len(der) - 3):
+        with pytest.raises(DataError):
+            decrypt_message(io.BytesIO(der[:cut]), io.BytesIO(), pki.alice.key)
+
+
+def test_signed_data_is_not_encrypted(pki) -> None:
+    from cryptography.hazmat.primitives import hashes
+
+    signed = (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(b"x")
+        .add_signer(pki.alice.cert, pki.alice.key, hashes.SHA256())
+        .sign(serialization.Encoding.DER, [])
+    )
+    with pytest.raises(DataError, match="signed-data, not an encrypted"):
+        decrypt_message(io.BytesIO(signed), io.BytesIO(), pki.alice.key)
+    report = inspect_message(io.BytesIO(signed))
+    assert report.content_type == "signed-data"
+    assert report.recipients == []
+
+
+def test_inspect_lists_recipients(pki) -> None:
+    report = inspect_message(io.BytesIO(_envelope(pki.alice.cert, pki.bob.cert)))
+    assert report.content_type == "enveloped-data"
+    assert report.cipher == {
+        "name": "aes256", "oid": "2.16.840.1.101.3.4.1.42", "key_bits": 256, "supported": True
+    }
+    serials = {r["id"]["serial"] for r in report.recipients}
+    assert serials == {f"{pki.alice.cert.serial_number:X}", f"{pki.bob.cert.serial_number:X}"}
+    assert all(r["kind"] == "ktri" and r["key_encryption"] == "rsaEncryption"
+               for r in report.recipients)
+    assert "CN=Test Root V1" in report.recipients[0]["id"]["issuer"]

@@ -1,0 +1,91 @@
+"""Loading private keys: .pfx, PKCS#8 and traditional PEM/DER, encrypted or not."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from smimecli.errors import AuthError, DataError, InputError
+from smimecli.keys import load_certificate, load_private_key
+from tests.pki import PASSWORD
+
+
+def test_pfx_with_certificate_and_chain(pki) -> None:
+    loaded = load_private_key(pki.alice.pfx, PASSWORD)
+    assert loaded.cert == pki.alice.cert
+    assert loaded.extra_certs == [pki.ca.cert]
+
+
+def test_pfx_wrong_and_missing_password(pki) -> None:
+    with pytest.raises(AuthError, match="wrong password"):
+        load_private_key(pki.alice.pfx, b"nope")
+    with pytest.raises(AuthError, match="password"):
+        load_private_key(pki.alice.pfx, None)
+
+
+def test_legacy_pfx(pki, tmp_path) -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(__import__("cryptography.hazmat.primitives.hashes").hazmat.primitives
+                   .hashes.SHA1())
+        .build(b"legacy")
+    )
+    data = pkcs12.serialize_key_and_certificates(b"x", pki.bob.key, pki.bob.cert, None,
+                                                 encryption)
+    loaded = load_private_key(data, b"legacy")
+    assert loaded.cert == pki.bob.cert
+
+
+@pytest.mark.parametrize("fmt", ["pkcs8", "traditional"])
+@pytest.mark.parametrize("encoding", ["PEM", "DER"])
+@pytest.mark.parametrize("who", ["alice", "carol_ec"])
+def test_key_files(pki, fmt: str, encoding: str, who: str) -> None:
+    identity = getattr(pki, who)
+    private_format = (serialization.PrivateFormat.PKCS8 if fmt == "pkcs8"
+                      else serialization.PrivateFormat.TraditionalOpenSSL)
+    enc = getattr(serialization.Encoding, encoding)
+    if fmt == "traditional" and encoding == "DER":
+        encrypted = None  # traditional DER cannot be encrypted
+    else:
+        encrypted = identity.key.private_bytes(
+            enc, private_format, serialization.BestAvailableEncryption(b"pw")
+        )
+    plain = identity.key.private_bytes(enc, private_format, serialization.NoEncryption())
+    assert load_private_key(plain).key.private_numbers() == identity.key.private_numbers()
+    if encrypted is not None:
+        loaded = load_private_key(encrypted, b"pw")
+        assert loaded.key.private_numbers() == identity.key.private_numbers()
+        with pytest.raises(AuthError):
+            load_private_key(encrypted, b"wrong")
+        with pytest.raises(AuthError):
+            load_private_key(encrypted, None)
+
+
+def test_pem_bundle_with_certificate(pki) -> None:
+    data = pki.alice.cert_pem.read_bytes() + pki.alice.key_pem.read_bytes()
+    loaded = load_private_key(data)
+    assert loaded.cert == pki.alice.cert
+
+
+@pytest.mark.parametrize(
+    "data", [b"garbage", b"\x30\x03\x02\x01\x00", b"-----BEGIN CERTIFICATE-----\nAA==\n"
+             b"-----END CERTIFICATE-----\n", b"   "]
+)
+def test_garbage_is_data_error(data: bytes) -> None:
+    with pytest.raises(DataError):
+        load_private_key(data)
+
+
+def test_missing_file_is_input_error(tmp_path) -> None:
+    with pytest.raises(InputError):
+        load_private_key(tmp_path / "none.pfx")
+
+
+def test_load_certificate(pki) -> None:
+    assert load_certificate(pki.alice.cert_der) == pki.alice.cert
+    assert load_certificate(pki.alice.cert_pem) == pki.alice.cert
+    with pytest.raises(DataError):
+        load_certificate(b"nope")

@@ -1,0 +1,414 @@
+"""smimecli.lab: subject strings, options, and every field of the root and user certificates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pytest
+from asn1crypto import cms as asn1_cms
+from asn1crypto import core as asn1_core
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smimecli import lab
+from smimecli.errors import DataError, UsageError
+
+NOW = dt.datetime(2030, 1, 15, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def root() -> lab.Issued:
+    return lab.make_root(lab.RootSpec(), now=NOW)
+
+
+@pytest.fixture(scope="module")
+def signer(root: lab.Issued) -> lab.Signer:
+    return lab.Signer.checked(root.cert, root.key)
+
+
+@pytest.fixture(scope="module")
+def rsa_user(signer: lab.Signer) -> lab.Issued:
+    spec = lab.UserSpec(
+        email="test@example.net",
+        subject="E=test@example.net,CN=SMIME Tester 2048",
+        upn="tester@corp.example",
+    )
+    return lab.issue_user(spec, signer, now=NOW)
+
+
+@pytest.fixture(scope="module")
+def ec_user(signer: lab.Signer) -> lab.Issued:
+    spec = lab.UserSpec(email="ec@example.net", key=lab.KeySpec("ecdsa-p256"))
+    return lab.issue_user(spec, signer, now=NOW)
+
+
+def ext(
+    cert: x509.Certificate, kind: type[x509.ExtensionType]
+) -> x509.Extension[x509.ExtensionType]:
+    return cert.extensions.get_extension_for_class(kind)
+
+
+# --- subject strings ----------------------------------------------------------------------
+
+
+def test_lab_subject_is_encoded_in_windows_order() -> None:
+    name = lab.parse_subject("E=test@example.net,CN=SMIME Tester 2048")
+    # The string lists the most specific first; the encoding starts from the other end.
+    assert [rdn.get_attributes_for_oid(NameOID.COMMON_NAME) != [] for rdn in name.rdns] == [
+        True, False,
+    ]
+    assert name.rdns[1].get_attributes_for_oid(NameOID.EMAIL_ADDRESS)[0].value == (
+        "test@example.net"
+    )
+    assert name.rfc4514_string() == "1.2.840.113549.1.9.1=test@example.net,CN=SMIME Tester 2048"
+
+
+def test_subject_all_windows_keys() -> None:
+    name = lab.parse_subject("E=a@b.c, CN=Ann, OU=IT, O=Example, L=Town, S=State, C=DE")
+    oids = [rdn.get_attributes_for_oid(oid) for rdn, oid in zip(
+        name.rdns,
+        [NameOID.COUNTRY_NAME, NameOID.STATE_OR_PROVINCE_NAME, NameOID.LOCALITY_NAME,
+         NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.COMMON_NAME,
+         NameOID.EMAIL_ADDRESS],
+        strict=True,
+    )]
+    assert [attrs[0].value for attrs in oids] == ["DE", "State", "Town", "Example", "IT", "Ann",
+                                                  "a@b.c"]
+
+
+def test_subject_quoting() -> None:
+    name = lab.parse_subject('CN=Ann, O="Example, Inc.", OU="say ""hi""; bye"')
+    assert name.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "Example, Inc."
+    assert name.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value == (
+        'say "hi"; bye'
+    )
+
+
+def test_subject_semicolon_plus_and_oid() -> None:
+    name = lab.parse_subject("CN=Ann+SN=Smith; OID.2.5.4.10=Org; 2.5.4.11=Unit")
+    assert len(name.rdns) == 3
+    assert len(name.rdns[2]) == 2
+    assert name.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "Org"
+    assert name.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value == "Unit"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "Test Root",
+        "CN=",
+        "CN=a,",
+        "CN=a,,O=b",
+        "XX=a",
+        'CN="unclosed',
+        'CN="a" b',
+        'CN=a"b',
+        "C=USA",
+        "E=jörg@example.net",
+        "=a",
+        "CN=" + "x" * 65,
+    ],
+)
+def test_unparsable_subject(text: str) -> None:
+    with pytest.raises(UsageError, match="unparsable subject"):
+        lab.parse_subject(text)
+
+
+def test_format_subject_windows_style() -> None:
+    name = lab.parse_subject('E=a@b.c,CN=Ann,O="Example, Inc.",S=Bavaria,C=DE')
+    assert lab.format_subject(name) == 'E=a@b.c, CN=Ann, O="Example, Inc.", S=Bavaria, C=DE'
+
+
+_values = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20
+).filter(lambda v: v.strip() != "")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["CN", "O", "OU", "L", "S"]), _values),
+                min_size=1, max_size=5))
+def test_format_then_parse_round_trip(pairs: list[tuple[str, str]]) -> None:
+    oids = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME,
+            "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "L": NameOID.LOCALITY_NAME,
+            "S": NameOID.STATE_OR_PROVINCE_NAME}
+    name = x509.Name([x509.NameAttribute(oids[key], value) for key, value in pairs])
+    assert lab.parse_subject(lab.format_subject(name)) == name
+
+
+# --- options ------------------------------------------------------------------------------
+
+
+def test_default_key_usage_is_all_six() -> None:
+    usage = lab.parse_key_usage(lab.DEFAULT_ROOT_KEY_USAGE)
+    assert usage == x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=True,
+        data_encipherment=True, key_agreement=True, key_cert_sign=True, crl_sign=True,
+        encipher_only=False, decipher_only=False,
+    )
+
+
+def test_key_usage_none_and_case() -> None:
+    assert lab.parse_key_usage("None") is None
+    usage = lab.parse_key_usage("certsign, CRLSIGN")
+    assert usage is not None and usage.key_cert_sign and usage.crl_sign
+    assert not usage.digital_signature
+
+
+@pytest.mark.parametrize("text", ["", "CertSign,Bogus", "EncipherOnly", " , "])
+def test_bad_key_usage(text: str) -> None:
+    with pytest.raises(UsageError):
+        lab.parse_key_usage(text)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "length"),
+    [("rsa", 1024), ("rsa", 2047), ("rsa", 2049), ("rsa", 16392), ("rsa", 0),
+     ("ecdsa-p256", 384), ("ecdsa-p384", 2048), ("dsa", None)],
+)
+def test_bad_key_spec(algorithm: str, length: int | None) -> None:
+    with pytest.raises(UsageError):
+        lab.KeySpec(algorithm, length).validate()
+
+
+def test_key_spec_defaults() -> None:
+    assert lab.KeySpec().bits == 2048
+    assert lab.KeySpec("ecdsa-p384").bits == 384
+    lab.KeySpec("ecdsa-p256", 256).validate()
+    lab.KeySpec("rsa", 3072).validate()
+
+
+@pytest.mark.parametrize("days", [0, -1, 10**7, 10**12])
+def test_bad_days(days: int) -> None:
+    with pytest.raises(UsageError, match="--days"):
+        lab.make_root(lab.RootSpec(days=days), now=NOW)
+
+
+def test_bad_hash() -> None:
+    with pytest.raises(UsageError, match="--hash"):
+        lab.make_root(lab.RootSpec(hash="md5"), now=NOW)
+
+
+@pytest.mark.parametrize("email", ["", "nobody", "@example.net", "a@", "a b@c.d", "jö@x.de",
+                                   "<a@b.c>"])
+def test_bad_email(email: str, signer: lab.Signer) -> None:
+    with pytest.raises(UsageError, match="--email"):
+        lab.issue_user(lab.UserSpec(email=email), signer, now=NOW)
+
+
+def test_random_serial_is_positive_16_bytes() -> None:
+    serials = {lab.random_serial() for _ in range(2000)}
+    assert len(serials) == 2000
+    for serial in serials:
+        assert 0 < serial < 2**127
+        assert (serial.bit_length() + 8) // 8 == 16  # DER INTEGER content length
+
+
+# --- the root -----------------------------------------------------------------------------
+
+
+def test_root_fields(root: lab.Issued) -> None:
+    cert = root.cert
+    assert cert.version == x509.Version.v3
+    assert cert.subject == cert.issuer == lab.parse_subject("CN=Test Root V1")
+    assert root.subject == "CN=Test Root V1"
+    assert cert.not_valid_before_utc == NOW - dt.timedelta(minutes=10)
+    assert cert.not_valid_after_utc == NOW + dt.timedelta(days=7300)
+    assert 0 < cert.serial_number and (cert.serial_number.bit_length() + 8) // 8 == 16
+    assert isinstance(cert.signature_hash_algorithm, hashes.SHA256)
+    assert isinstance(root.key, rsa.RSAPrivateKey) and root.key.key_size == 2048
+    cert.verify_directly_issued_by(cert)
+    assert len(cert.extensions) == 3
+    bc = ext(cert, x509.BasicConstraints)
+    assert bc.critical and bc.value == x509.BasicConstraints(ca=True, path_length=None)
+    ku = ext(cert, x509.KeyUsage)
+    assert ku.critical and ku.value == lab.parse_key_usage(lab.DEFAULT_ROOT_KEY_USAGE)
+    ski = ext(cert, x509.SubjectKeyIdentifier)
+    assert not ski.critical
+    assert ski.value == x509.SubjectKeyIdentifier.from_public_key(root.key.public_key())
+    assert root.thumbprint == cert.fingerprint(hashes.SHA1()).hex().upper()
+    assert root.chain == ()
+
+
+def test_root_options() -> None:
+    spec = lab.RootSpec(
+        subject="CN=Lab EC Root,O=Example,C=DE", key=lab.KeySpec("ecdsa-p384"), hash="sha384",
+        days=30, key_usage="CertSign,CRLSign",
+    )
+    root = lab.make_root(spec, now=NOW)
+    assert isinstance(root.key, ec.EllipticCurvePrivateKey)
+    assert root.key.curve.name == "secp384r1"
+    assert isinstance(root.cert.signature_hash_algorithm, hashes.SHA384)
+    assert root.cert.not_valid_after_utc == NOW + dt.timedelta(days=30)
+    usage = ext(root.cert, x509.KeyUsage).value
+    assert isinstance(usage, x509.KeyUsage)
+    assert usage.key_cert_sign and usage.crl_sign and not usage.digital_signature
+    assert root.subject == "CN=Lab EC Root, O=Example, C=DE"
+
+
+def test_root_without_key_usage() -> None:
+    root = lab.make_root(lab.RootSpec(key=lab.KeySpec("ecdsa-p256"), key_usage="None"), now=NOW)
+    with pytest.raises(x509.ExtensionNotFound):
+        ext(root.cert, x509.KeyUsage)
+
+
+# --- the user -----------------------------------------------------------------------------
+
+
+def test_rsa_user_fields(rsa_user: lab.Issued, root: lab.Issued) -> None:
+    cert = rsa_user.cert
+    assert cert.subject == lab.parse_subject("E=test@example.net,CN=SMIME Tester 2048")
+    assert cert.issuer == root.cert.subject
+    assert cert.not_valid_before_utc == NOW - dt.timedelta(minutes=10)
+    assert cert.not_valid_after_utc == NOW + dt.timedelta(days=365)
+    assert 0 < cert.serial_number and (cert.serial_number.bit_length() + 8) // 8 == 16
+    assert cert.serial_number != root.cert.serial_number
+    cert.verify_directly_issued_by(root.cert)
+    assert rsa_user.chain == (root.cert,)
+    assert [e.oid.dotted_string for e in cert.extensions] == [
+        "2.5.29.19", "2.5.29.15", "2.5.29.37", "2.5.29.17", "1.2.840.113549.1.9.15",
+        "2.5.29.14", "2.5.29.35",
+    ]
+    bc = ext(cert, x509.BasicConstraints)
+    assert bc.critical and bc.value == x509.BasicConstraints(ca=False, path_length=None)
+    ku = ext(cert, x509.KeyUsage)
+    assert ku.critical and ku.value == x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=True,
+        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+        encipher_only=False, decipher_only=False,
+    )
+    eku = ext(cert, x509.ExtendedKeyUsage)
+    assert not eku.critical and list(eku.value) == [ExtendedKeyUsageOID.EMAIL_PROTECTION]
+    san = ext(cert, x509.SubjectAlternativeName)
+    assert not san.critical
+    assert isinstance(san.value, x509.SubjectAlternativeName)
+    assert san.value.get_values_for_type(x509.RFC822Name) == ["test@example.net"]
+    (upn,) = san.value.get_values_for_type(x509.OtherName)
+    assert upn.type_id.dotted_string == "1.3.6.1.4.1.311.20.2.3"
+    assert asn1_core.UTF8String.load(upn.value).native == "tester@corp.example"
+    ski = ext(cert, x509.SubjectKeyIdentifier)
+    assert not ski.critical
+    assert ski.value == x509.SubjectKeyIdentifier.from_public_key(rsa_user.key.public_key())
+    aki = ext(cert, x509.AuthorityKeyIdentifier)
+    assert not aki.critical
+    assert isinstance(aki.value, x509.AuthorityKeyIdentifier)
+    root_ski = ext(root.cert, x509.SubjectKeyIdentifier).value
+    assert isinstance(root_ski, x509.SubjectKeyIdentifier)
+    assert aki.value.key_identifier == root_ski.digest
+    assert aki.value.authority_cert_issuer is None
+
+
+def test_smime_capabilities_extension(rsa_user: lab.Issued) -> None:
+    caps = rsa_user.cert.extensions.get_extension_for_oid(lab.SMIME_CAPABILITIES_OID)
+    assert not caps.critical
+    assert isinstance(caps.value, x509.UnrecognizedExtension)
+    parsed = asn1_cms.SMIMECapabilites.load(caps.value.value)
+    assert [(c["capability_id"].dotted, c["parameters"].native) for c in parsed] == [
+        ("2.16.840.1.101.3.4.1.42", None),
+        ("2.16.840.1.101.3.4.1.22", None),
+        ("2.16.840.1.101.3.4.1.2", None),
+        ("1.2.840.113549.3.7", None),
+        ("1.2.840.113549.3.2", 128),
+    ]
+
+
+def test_ec_user_key_agreement(ec_user: lab.Issued, root: lab.Issued) -> None:
+    cert = ec_user.cert
+    assert isinstance(ec_user.key, ec.EllipticCurvePrivateKey)
+    assert ec_user.key.curve.name == "secp256r1"
+    usage = ext(cert, x509.KeyUsage)
+    assert usage.critical and usage.value == x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=True, key_cert_sign=False, crl_sign=False,
+        encipher_only=False, decipher_only=False,
+    )
+    # Default subject: E=ADDR,CN=ADDR; no UPN unless asked.
+    assert ec_user.subject == "E=ec@example.net, CN=ec@example.net"
+    san = ext(cert, x509.SubjectAlternativeName).value
+    assert isinstance(san, x509.SubjectAlternativeName)
+    assert list(san) == [x509.RFC822Name("ec@example.net")]
+    cert.verify_directly_issued_by(root.cert)
+
+
+def test_default_subject_of_a_long_address(signer: lab.Signer) -> None:
+    email = "a" * 60 + "@" + "example.net"
+    user = lab.issue_user(lab.UserSpec(email=email, key=lab.KeySpec("ecdsa-p256")), signer)
+    assert user.subject == f"E={email}, CN={'a' * 60}"
+
+
+def test_user_options(signer: lab.Signer) -> None:
+    spec = lab.UserSpec(
+        email="p384@example.net", key=lab.KeySpec("ecdsa-p384"), hash="sha512", days=7,
+        smime_capabilities=False,
+    )
+    user = lab.issue_user(spec, signer, now=NOW)
+    assert isinstance(user.cert.signature_hash_algorithm, hashes.SHA512)
+    assert user.cert.not_valid_after_utc == NOW + dt.timedelta(days=7)
+    with pytest.raises(x509.ExtensionNotFound):
+        user.cert.extensions.get_extension_for_oid(lab.SMIME_CAPABILITIES_OID)
+
+
+def test_ec_signer_issues_rsa_user() -> None:
+    ec_root = lab.make_root(lab.RootSpec(key=lab.KeySpec("ecdsa-p256")), now=NOW)
+    user = lab.issue_user(
+        lab.UserSpec(email="u@example.net"), lab.Signer.checked(ec_root.cert, ec_root.key),
+        now=NOW,
+    )
+    user.cert.verify_directly_issued_by(ec_root.cert)
+    assert isinstance(user.cert.signature_hash_algorithm, hashes.SHA256)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_warnings_outlive_issuer_and_email_mismatch(signer: lab.Signer) -> None:
+    handler = _Collect()
+    logger = logging.getLogger("smimecli")
+    logger.addHandler(handler)
+    try:
+        lab.issue_user(
+            lab.UserSpec(email="a@example.net", subject="E=b@example.net,CN=B", days=9000),
+            signer, now=NOW,
+        )
+    finally:
+        logger.removeHandler(handler)
+    assert any("outlives its issuer" in m for m in handler.messages), handler.messages
+    assert any("differs from --email" in m for m in handler.messages), handler.messages
+
+
+# --- signers ------------------------------------------------------------------------------
+
+
+def test_signer_not_a_ca(rsa_user: lab.Issued) -> None:
+    with pytest.raises(DataError, match="not a CA"):
+        lab.Signer.checked(rsa_user.cert, rsa_user.key)
+
+
+def test_signer_without_key(root: lab.Issued) -> None:
+    with pytest.raises(DataError, match="no private key"):
+        lab.Signer.checked(root.cert, None)
+
+
+def test_signer_with_foreign_key(root: lab.Issued, rsa_user: lab.Issued) -> None:
+    with pytest.raises(DataError, match="does not belong"):
+        lab.Signer.checked(root.cert, rsa_user.key)
+
+
+def test_signer_ca_without_cert_sign() -> None:
+    crl_only = lab.make_root(
+        lab.RootSpec(key=lab.KeySpec("ecdsa-p256"), key_usage="CRLSign"), now=NOW
+    )
+    with pytest.raises(DataError, match="keyCertSign"):
+        lab.Signer.checked(crl_only.cert, crl_only.key)

@@ -1,0 +1,565 @@
+"""The recipient -> rule -> certificate -> outcome plan (SPEC section 3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from smimecli.errors import ConfigError, RejectError, TempFailError
+from smimecli.plan import (
+    Outcome,
+    cached_rules,
+    encrypt_with_rules,
+    header_recipients,
+    plan_recipients,
+    run_rules_test,
+)
+from smimecli.rules import load_rules
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def rules_file(folder: Path, text: str) -> Path:
+    path = folder / "rules.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def cert_dir(folder: Path, name: str, *certs: x509.Certificate) -> Path:
+    target = folder / name
+    target.mkdir(exist_ok=True)
+    for cert in certs:
+        stem = cert.fingerprint(hashes.SHA1()).hex()[:12]
+        (target / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return target
+
+
+def odd_cert(pki, email: str, *, eku_oid: x509.ObjectIdentifier | None = None,
+             days: int = 365, key_encipherment: bool = True) -> x509.Certificate:
+    """A certificate with what tests.pki cannot make: a foreign EKU, no keyEncipherment."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.EMAIL_ADDRESS, email),
+                                 x509.NameAttribute(NameOID.COMMON_NAME, "Odd")]))
+        .issuer_name(pki.ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(minutes=10))
+        .not_valid_after(NOW + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False,
+                key_encipherment=key_encipherment, data_encipherment=False,
+                key_agreement=False, key_cert_sign=False, crl_sign=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+    if eku_oid is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([eku_oid]), critical=False)
+    return builder.sign(pki.ca.key, hashes.SHA256())
+
+
+def one(plan, address):
+    return next(r for r in plan.recipients if r.address == address)
+
+
+# --- certificate choice ---------------------------------------------------------------------
+
+
+def test_cer_source_match_any(tmp_path: Path, pki) -> None:
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "alice"
+recipients = ["ali@other.example"]
+source = {{ kind = "cer", path = "{pki.alice.cert_der}" }}
+match = "any"
+"""))
+    plan = plan_recipients(rules, ["ali@other.example"])
+    recipient = one(plan, "ali@other.example")
+    assert recipient.outcome is Outcome.ENCRYPTED
+    assert recipient.thumbprint == pki.alice.thumbprint
+    assert plan.cipher == "aes256" and plan.decision == "encrypt"
+
+
+def test_match_email_refuses_a_certificate_for_another_address(tmp_path: Path, pki) -> None:
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "alice"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{pki.bob.cert_pem}" }}
+"""))
+    recipient = one(plan_recipients(rules, ["alice@example.com"]), "alice@example.com")
+    assert recipient.outcome is Outcome.PASSED
+    assert recipient.cert is None
+    assert "does not name alice@example.com" in recipient.reason
+    assert recipient.turned_down[0].thumbprint == pki.bob.thumbprint
+
+
+def test_longest_valid_wins(tmp_path: Path, pki) -> None:
+    short = pki.ca.issue("Alice Short", "alice@example.com", days=100)
+    long = pki.ca.issue("Alice Long", "alice@example.com", days=700)
+    mid = pki.ca.issue("Alice Mid", "alice@example.com", days=400)
+    folder = cert_dir(tmp_path, "certs", short.cert, long.cert, mid.cert)
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "dir"
+recipients = ["*@example.com"]
+source = {{ kind = "dir", path = "{folder.name}" }}
+"""))
+    recipient = one(plan_recipients(rules, ["Alice@Example.com"]), "Alice@Example.com")
+    assert recipient.outcome is Outcome.ENCRYPTED
+    assert recipient.thumbprint == long.thumbprint
+    assert {t.thumbprint for t in recipient.turned_down} == {short.thumbprint, mid.thumbprint}
+    assert "valid the longest of 3" in recipient.reason
+
+
+@pytest.mark.parametrize("flaw", ["expired", "not-yet-valid", "no-email-eku", "no-key-enc"])
+def test_unusable_certificate_never_chosen(tmp_path: Path, pki, flaw: str) -> None:
+    if flaw == "expired":
+        bad = pki.ca.issue("Old", "alice@example.com", not_before=NOW - dt.timedelta(days=400),
+                           not_after=NOW - dt.timedelta(days=1)).cert
+        reason = "expired"
+    elif flaw == "not-yet-valid":
+        bad = pki.ca.issue("Future", "alice@example.com", not_before=NOW + dt.timedelta(days=2),
+                           not_after=NOW + dt.timedelta(days=5000)).cert
+        reason = "not yet valid"
+    elif flaw == "no-email-eku":
+        bad = odd_cert(pki, "alice@example.com", eku_oid=ExtendedKeyUsageOID.CLIENT_AUTH,
+                       days=5000)
+        reason = "no emailProtection"
+    else:
+        bad = odd_cert(pki, "alice@example.com", key_encipherment=False, days=5000)
+        reason = "key encipherment"
+    alone = cert_dir(tmp_path, "alone", bad)
+    both = cert_dir(tmp_path, "both", bad, pki.alice.cert)
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "alone"
+recipients = ["alice@example.com"]
+source = {{ kind = "dir", path = "{alone.name}" }}
+"""))
+    recipient = one(plan_recipients(rules, ["alice@example.com"]), "alice@example.com")
+    assert recipient.outcome is Outcome.PASSED
+    assert reason in recipient.reason
+    assert any(reason in r for r in recipient.turned_down[0].reasons)
+
+    # With a good certificate beside it, the good one is chosen (the flawed one even
+    # though it may be valid longer).
+    rules2 = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "both"
+recipients = ["alice@example.com"]
+source = {{ kind = "dir", path = "{both.name}" }}
+"""))
+    recipient = one(plan_recipients(rules2, ["alice@example.com"]), "alice@example.com")
+    assert recipient.thumbprint == pki.alice.thumbprint
+    assert any(reason in r for t in recipient.turned_down for r in t.reasons)
+
+
+def test_first_matching_rule_decides(tmp_path: Path, pki) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "nobody"
+recipients = ["alice@example.com"]
+source = {{ kind = "dir", path = "empty" }}
+
+[[rule]]
+name = "everybody"
+recipients = ["*@example.com"]
+source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
+"""))
+    plan = plan_recipients(rules, ["alice@example.com", "x@example.net"])
+    alice = one(plan, "alice@example.com")
+    assert alice.rule is not None and alice.rule.name == "nobody"
+    assert alice.outcome is Outcome.PASSED  # the later rule would have had a certificate
+    stranger = one(plan, "x@example.net")
+    assert stranger.rule is None and stranger.outcome is Outcome.PASSED
+    assert plan.decision == "pass"
+
+
+def test_duplicate_recipients_count_once(tmp_path: Path, pki) -> None:
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "a"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
+"""))
+    plan = plan_recipients(rules, ["alice@example.com", "ALICE@example.com", " alice@example.com"])
+    assert len(plan.recipients) == 1
+
+
+def test_cipher_of_first_rule_in_file_order_and_own_key_transport(tmp_path: Path, pki) -> None:
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "bob"
+recipients = ["bob@example.com"]
+source = {{ kind = "cer", path = "{pki.bob.cert_pem}" }}
+cipher = "aes128"
+key_transport = "rsa-oaep"
+oaep_hash = "sha384"
+convert_tnef = false
+
+[[rule]]
+name = "alice"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
+cipher = "aes192"
+convert_tnef = true
+"""))
+    # Recipient order does not matter: file order does.
+    plan = plan_recipients(rules, ["alice@example.com", "bob@example.com"])
+    assert plan.cipher == "aes128"
+    assert plan.cipher_rule is not None and plan.cipher_rule.name == "bob"
+    assert one(plan, "bob@example.com").algorithm == "rsa-oaep/sha384"
+    assert one(plan, "alice@example.com").algorithm == "rsa"
+    assert plan.convert_tnef is True  # any rule asking is enough
+    assert any("asks for aes192" in w for w in plan.warnings)
+    # Without bob's certificate, alice's rule gives the cipher.
+    plan = plan_recipients(rules, ["alice@example.com"])
+    assert plan.cipher == "aes192"
+
+
+def test_ec_recipient_uses_ecdh(tmp_path: Path, pki) -> None:
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "carol"
+recipients = ["carol@example.com"]
+source = {{ kind = "cer", path = "{pki.carol_ec.cert_pem}" }}
+key_transport = "rsa-oaep"
+"""))
+    carol = one(plan_recipients(rules, ["carol@example.com"]), "carol@example.com")
+    assert carol.outcome is Outcome.ENCRYPTED and carol.algorithm == "ecdh"
+    assert any("ECDH" in w for w in carol.warnings)
+
+
+@pytest.mark.parametrize(
+    ("cipher", "text"),
+    [("3des", "weak content cipher"), ("rc2-40", "weak content cipher"),
+     ("aes256-gcm", "AuthEnvelopedData"), ("aes256", None)],
+)
+def test_cipher_warnings(tmp_path: Path, pki, cipher: str, text: str | None) -> None:
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "a"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
+cipher = "{cipher}"
+"""))
+    plan = plan_recipients(rules, ["alice@example.com"])
+    if text is None:
+        assert plan.warnings == []
+    else:
+        assert any(text in w for w in plan.warnings), plan.warnings
+
+
+def test_oaep_sha1_and_expiry_warnings(tmp_path: Path, pki) -> None:
+    soon = pki.ca.issue("Soon", "soon@example.com", days=10)
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "soon"
+recipients = ["soon@example.com"]
+source = {{ kind = "cer", path = "{soon.cert_pem}" }}
+key_transport = "rsa-oaep"
+oaep_hash = "sha1"
+"""))
+    recipient = one(plan_recipients(rules, ["soon@example.com"]), "soon@example.com")
+    assert recipient.outcome is Outcome.ENCRYPTED
+    assert any("expires" in w and "in 9 days" in w for w in recipient.warnings), recipient.warnings
+    assert any("SHA-1" in w for w in recipient.warnings)
+
+
+def test_match_any_source_with_several_certificates_needs_thumbprint(tmp_path: Path, pki) -> None:
+    folder = cert_dir(tmp_path, "certs", pki.alice.cert, pki.bob.cert)
+    text = f"""
+[[rule]]
+name = "pick"
+recipients = ["team@example.com"]
+source = {{ kind = "dir", path = "{folder.name}" }}
+match = "any"
+"""
+    rules = load_rules(rules_file(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"rule 'pick', key 'source.thumbprint'"):
+        rules.open_all()
+    rules = load_rules(rules_file(tmp_path, text.replace(
+        '" }', f'", thumbprint = "{pki.bob.thumbprint[:10].lower()}" }}')))
+    recipient = one(plan_recipients(rules, ["team@example.com"]), "team@example.com")
+    assert recipient.thumbprint == pki.bob.thumbprint
+
+
+def test_pfx_source_with_chain_and_password(tmp_path: Path, pki, monkeypatch) -> None:
+    monkeypatch.setenv("RULES_PFX_PW", "test-password")
+    text = f"""
+[[rule]]
+name = "p"
+recipients = ["boss@example.com"]
+source = {{ kind = "pfx", path = "{pki.alice.pfx}", password_env = "RULES_PFX_PW" }}
+match = "any"
+"""
+    rules = load_rules(rules_file(tmp_path, text))
+    rules.open_all()  # the CA certificate of the chain does not count as a second one
+    recipient = one(plan_recipients(rules, ["boss@example.com"]), "boss@example.com")
+    assert recipient.thumbprint == pki.alice.thumbprint
+    monkeypatch.setenv("RULES_PFX_PW", "wrong")
+    with pytest.raises(ConfigError, match=r"rule 'p', key 'source'.*"):
+        load_rules(rules_file(tmp_path, text)).open_all()
+    monkeypatch.delenv("RULES_PFX_PW")
+    with pytest.raises(ConfigError, match=r"rule 'p', key 'source.password_env'.*RULES_PFX_PW"):
+        load_rules(rules_file(tmp_path, text)).open_all()
+
+
+@pytest.mark.parametrize(
+    ("source", "detail"),
+    [
+        ('{ kind = "cer", path = "missing.cer" }', "does not exist"),
+        ('{ kind = "cer", path = "garbage.cer" }', "cer"),
+        ('{ kind = "sst", path = "garbage.cer" }', "sst"),
+        ('{ kind = "dir", path = "garbage.cer" }', "not a folder"),
+    ],
+)
+def test_unreadable_sources_are_config_errors(tmp_path: Path, source: str, detail: str) -> None:
+    (tmp_path / "garbage.cer").write_bytes(b"\x30\x82\xff\xffnot a certificate")
+    path = rules_file(tmp_path, f"""
+[[rule]]
+name = "broken"
+recipients = ["a@example.com"]
+source = {source}
+""")
+    rules = load_rules(path)
+    with pytest.raises(ConfigError) as info:
+        rules.open_all()
+    message = info.value.message
+    assert message.startswith(f"{path}:2: rule 'broken', key 'source"), message
+    assert detail in message
+
+
+def test_empty_dir_is_not_an_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    rules = load_rules(rules_file(tmp_path, """
+[[rule]]
+name = "e"
+recipients = ["a@example.com"]
+source = { kind = "dir", path = "empty" }
+"""))
+    rules.open_all()
+    recipient = one(plan_recipients(rules, ["a@example.com"]), "a@example.com")
+    assert recipient.outcome is Outcome.PASSED
+    assert "no certificate for a@example.com in dir" in recipient.reason
+
+
+# --- the store and require_trusted ----------------------------------------------------------
+
+
+def test_store_source_and_require_trusted(tmp_path: Path, pki) -> None:
+    from smimecli.certs.store import Store
+
+    store_dir = tmp_path / "store"
+    with Store.open(store_dir) as store:
+        store.add(pki.alice.cert, store_name="other")
+        store.add(pki.bob.cert, store_name="other")
+    text = """
+[defaults]
+require_trusted = true
+
+[[rule]]
+name = "store"
+recipients = ["*@example.com"]
+source = { kind = "store", store = "other" }
+"""
+    rules = load_rules(rules_file(tmp_path, text), store_dir=store_dir)
+    plan = plan_recipients(rules, ["alice@example.com", "carol@example.com"])
+    alice = one(plan, "alice@example.com")
+    assert alice.outcome is Outcome.PASSED
+    assert "does not chain to a trusted root" in alice.reason
+    carol = one(plan, "carol@example.com")
+    assert "no certificate for carol@example.com in store" in carol.reason
+
+    with Store.open(store_dir) as store:
+        store.add(pki.ca.cert, store_name="root")
+    rules = load_rules(rules_file(tmp_path, text), store_dir=store_dir)
+    alice = one(plan_recipients(rules, ["alice@example.com"]), "alice@example.com")
+    assert alice.outcome is Outcome.ENCRYPTED and alice.thumbprint == pki.alice.thumbprint
+
+
+# --- policies and the message ---------------------------------------------------------------
+
+MESSAGE = (
+    b"From: sender@example.net\n"
+    b"To: Alice <alice@example.com>, nobody@example.com\n"
+    b"Cc: \"Bob, B.\" <bob@example.com>\n"
+    b"Bcc: hidden@example.com\n"
+    b"Subject: plan\n"
+    b"Content-Type: text/plain\n"
+    b"\n"
+    b"Hello.\n"
+)
+
+
+def test_header_recipients() -> None:
+    from smimecli.mime import parse_header_block
+
+    headers, _ = parse_header_block(MESSAGE)
+    assert header_recipients(headers) == [
+        "alice@example.com", "nobody@example.com", "bob@example.com", "hidden@example.com",
+    ]
+
+
+POLICY_RULES = """
+[[rule]]
+name = "known"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{alice}" }}
+
+[[rule]]
+name = "unknown"
+recipients = ["nobody@example.com"]
+source = {{ kind = "dir", path = "empty" }}
+on_missing_cert = "{policy}"
+"""
+
+
+@pytest.mark.parametrize(("policy", "error"), [("reject", RejectError),
+                                              ("tempfail", TempFailError)])
+def test_reject_and_tempfail_write_nothing(tmp_path: Path, pki, policy: str, error: type) -> None:
+    (tmp_path / "empty").mkdir()
+    path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy=policy))
+    out = io.BytesIO()
+    with pytest.raises(error) as info:
+        encrypt_with_rules(io.BytesIO(MESSAGE), out, path, None, tmp_path / "store")
+    assert out.getvalue() == b""
+    assert "nobody@example.com" in str(info.value) and "'unknown'" in str(info.value)
+
+
+def test_reject_wins_over_tempfail(tmp_path: Path, pki) -> None:
+    (tmp_path / "empty").mkdir()
+    path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy="reject")
+                      + POLICY_RULES.format(alice=pki.alice.cert_pem, policy="tempfail")
+                      .replace('"known"', '"k2"').replace('"unknown"', '"u2"')
+                      .replace("nobody@", "other@"))
+    rules = load_rules(path)
+    plan = plan_recipients(rules, ["other@example.com", "nobody@example.com"])
+    assert plan.decision == "reject"
+    with pytest.raises(RejectError):
+        plan.raise_for_policy()
+
+
+def test_on_missing_cert_override(tmp_path: Path, pki) -> None:
+    (tmp_path / "empty").mkdir()
+    path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy="pass"))
+    rules = load_rules(path)
+    assert plan_recipients(rules, ["nobody@example.com"]).decision == "pass"
+    plan = plan_recipients(rules, ["nobody@example.com"], on_missing_cert="tempfail")
+    assert plan.decision == "tempfail"
+    # Recipients no rule matches are left alone whatever the override.
+    plan = plan_recipients(rules, ["x@example.net"], on_missing_cert="reject")
+    assert plan.decision == "pass"
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_pass_through_byte_for_byte(tmp_path: Path, pki, crlf: bool) -> None:
+    (tmp_path / "empty").mkdir()
+    path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy="pass"))
+    message = MESSAGE.replace(b"\n", b"\r\n") if crlf else MESSAGE
+    out = io.BytesIO()
+    outcome = encrypt_with_rules(
+        io.BytesIO(message), out, path, ["nobody@example.com", "x@example.net"], tmp_path / "s"
+    )
+    assert outcome.action == "passed"
+    assert out.getvalue() == message  # Bcc and all
+
+
+def test_already_encrypted_passes_whatever_the_policy(tmp_path: Path, pki) -> None:
+    (tmp_path / "empty").mkdir()
+    path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy="reject"))
+    message = (b"To: nobody@example.com\nContent-Type: application/pkcs7-mime; "
+               b"smime-type=enveloped-data; name=smime.p7m\n\nMIAGCSqGSIb3DQEHA6CAMIACAQAx\n")
+    out = io.BytesIO()
+    outcome = encrypt_with_rules(io.BytesIO(message), out, path, None, tmp_path / "s")
+    assert outcome.action == "already-encrypted"
+    assert out.getvalue() == message
+
+
+def test_rules_and_sources_are_loaded_once(tmp_path: Path, pki, caplog, monkeypatch) -> None:
+    folder = cert_dir(tmp_path, "certs", pki.alice.cert)
+    (folder / "junk.pem").write_bytes(b"junk")  # warns once per load
+    path = rules_file(tmp_path, f"""
+[[rule]]
+name = "d"
+recipients = ["x@example.net"]
+source = {{ kind = "dir", path = "{folder.name}" }}
+""")
+    caplog.set_level(logging.WARNING, logger="smimecli")
+    monkeypatch.setattr(logging.getLogger("smimecli"), "propagate", True)
+    first = cached_rules(path, None)
+    for _ in range(3):
+        encrypt_with_rules(io.BytesIO(MESSAGE), io.BytesIO(), path, ["x@example.net"], tmp_path)
+    assert cached_rules(path, None) is first
+    assert sum("junk.pem" in r.getMessage() for r in caplog.records) == 1
+    # A changed file is read again.
+    path.write_text(path.read_text() + "\n# changed\n", encoding="utf-8")
+    assert cached_rules(path, None) is not first
+
+
+# --- rules test (library) -------------------------------------------------------------------
+
+
+def test_rules_test_wildcards_use_source_addresses(tmp_path: Path, pki) -> None:
+    expired = pki.ca.issue("Eve Old", "eve@example.com", not_before=NOW - dt.timedelta(days=9),
+                           not_after=NOW - dt.timedelta(days=1))
+    folder = cert_dir(tmp_path, "certs", pki.alice.cert, pki.bob.cert, expired.cert)
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "team"
+recipients = ["*@example.com", "j?hn@example.org"]
+source = {{ kind = "dir", path = "{folder.name}" }}
+"""))
+    report = run_rules_test(rules, ["team"])
+    (rule_report,) = report.reports
+    addresses = [r.address for r in rule_report.plan.recipients]
+    # eve's only certificate is expired: not offered; j?hn has none: one example address.
+    assert addresses == ["alice@example.com", "bob@example.com", "jxhn@example.org"]
+    assert not report.all_encrypted
+    assert any("example address" in w for w in rule_report.warnings)
+
+
+def test_rules_test_reports_shadowing(tmp_path: Path, pki) -> None:
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "all"
+recipients = ["*@example.com"]
+source = {{ kind = "cer", path = "{pki.bob.cert_pem}" }}
+
+[[rule]]
+name = "alice"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
+"""))
+    report = run_rules_test(rules, ["alice"])
+    assert any("shadowed" in w and "'all'" in w for w in report.warnings)
+    alice = report.reports[0].plan.recipients[0]
+    assert alice.rule is not None and alice.rule.name == "all"
+    assert any("never sees it" in w for w in alice.warnings)
+
+
+def test_rules_test_unknown_rule_name(tmp_path: Path, pki) -> None:
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "alice"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
+"""))
+    with pytest.raises(ConfigError, match="no rule named 'bob'"):
+        run_rules_test(rules, ["bob"])

@@ -1,0 +1,325 @@
+"""The rules file model: loading, defaults, strict validation, patterns (SPEC section 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from smimecli.errors import ConfigError
+from smimecli.rules import (
+    BUILTIN_DEFAULTS,
+    example_address,
+    load_rules,
+    pattern_covers,
+    pattern_regex,
+    shadowed_patterns,
+)
+
+
+def write(folder: Path, text: str, name: str = "rules.toml") -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+SPEC_EXAMPLE = """
+[defaults]                      # optional; every key may be set per rule too
+cipher = "aes256"
+key_transport = "rsa"           # rsa | rsa-oaep
+oaep_hash = "sha256"
+convert_tnef = true
+on_missing_cert = "pass"        # pass | reject | tempfail
+require_trusted = false         # only certificates that chain to the store's root
+
+[[rule]]
+name = "alice"
+recipients = ["alice@example.com"]
+source = { kind = "cer", path = "certs/alice.cer" }
+match = "any"                   # use the source's certificate whatever address it names
+
+[[rule]]
+name = "partners"
+recipients = ["*@partner.example", "j?hn@example.org"]
+source = { kind = "store", store = "other" }
+match = "email"                 # pick the certificate whose address equals the recipient
+cipher = "aes128"
+"""
+
+
+def test_spec_example_loads(tmp_path: Path) -> None:
+    rules = load_rules(write(tmp_path, SPEC_EXAMPLE))
+    assert [r.name for r in rules.rules] == ["alice", "partners"]
+    alice, partners = rules.rules
+    assert alice.match == "any" and alice.cipher == "aes256"
+    assert alice.source.kind == "cer"
+    # Relative paths are relative to the rules file.
+    assert alice.source.path == tmp_path / "certs" / "alice.cer"
+    assert partners.cipher == "aes128"
+    assert partners.source.store == "other"
+    assert partners.wildcards == ("*@partner.example", "j?hn@example.org")
+    assert alice.line == 10 and partners.line == 16
+
+
+def test_builtin_defaults(tmp_path: Path) -> None:
+    rules = load_rules(write(tmp_path, """
+[[rule]]
+name = "r"
+recipients = ["a@example.com"]
+source = { kind = "store" }
+"""))
+    rule = rules.rules[0]
+    for key, value in BUILTIN_DEFAULTS.items():
+        assert getattr(rule, key) == value, key
+    assert rule.source.store == "other"
+
+
+def test_defaults_table_applies_and_rules_override(tmp_path: Path) -> None:
+    rules = load_rules(write(tmp_path, """
+[defaults]
+key_transport = "rsa-oaep"
+oaep_hash = "sha512"
+on_missing_cert = "reject"
+convert_tnef = false
+
+[[rule]]
+name = "one"
+recipients = ["a@example.com"]
+source = { kind = "store" }
+
+[[rule]]
+name = "two"
+recipients = ["b@example.com"]
+source = { kind = "store" }
+on_missing_cert = "tempfail"
+key_transport = "rsa"
+"""))
+    one, two = rules.rules
+    assert (one.key_transport, one.oaep_hash) == ("rsa-oaep", "sha512")
+    assert one.on_missing_cert == "reject"
+    assert one.convert_tnef is False
+    assert (two.key_transport, two.on_missing_cert) == ("rsa", "tempfail")
+
+
+def test_pfx_source_password_file_relative(tmp_path: Path) -> None:
+    rules = load_rules(write(tmp_path, """
+[[rule]]
+name = "p"
+recipients = ["a@example.com"]
+source = { kind = "pfx", path = "a.pfx", password_file = "secret/pw", \
+thumbprint = "ab:cd:ef:01 23 45 67 89" }
+match = "any"
+"""))
+    source = rules.rules[0].source
+    assert source.password_file == tmp_path / "secret" / "pw"
+    assert source.thumbprint == "ABCDEF0123456789"
+
+
+# --- patterns -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "address", "expected"),
+    [
+        ("alice@example.com", "alice@example.com", True),
+        ("alice@example.com", "ALICE@Example.COM", True),  # case-insensitive
+        ("alice@example.com", "malice@example.com", False),  # whole address
+        ("alice@example.com", "alice@example.com.evil", False),
+        ("*@partner.example", "anyone@partner.example", True),
+        ("*@partner.example", "x@sub.partner.example", False),
+        ("*@partner.example", "@partner.example", True),  # * may be empty
+        ("*@*.partner.example", "x@sub.partner.example", True),
+        ("j?hn@example.org", "john@example.org", True),
+        ("j?hn@example.org", "jahn@EXAMPLE.org", True),
+        ("j?hn@example.org", "jhn@example.org", False),  # ? is exactly one character
+        ("j?hn@example.org", "joohn@example.org", False),
+        ("a.b@example.com", "aXb@example.com", False),  # . is literal
+        ("a+b@example.com", "a+b@example.com", True),
+        ("[ab]@example.com", "a@example.com", False),  # no fnmatch sets
+        ("[ab]@example.com", "[ab]@example.com", True),
+        ("*", "whoever@wherever", True),
+    ],
+)
+def test_pattern_semantics(pattern: str, address: str, expected: bool) -> None:
+    assert (pattern_regex(pattern).fullmatch(address) is not None) is expected
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later", "covers"),
+    [
+        ("*@example.com", "j?hn@example.com", True),
+        ("*@example.com", "alice@example.com", True),
+        ("*", "*@partner.example", True),
+        ("ALICE@example.com", "alice@EXAMPLE.com", True),
+        ("j?hn@example.com", "john@example.com", True),
+        ("j?hn@example.com", "j?hn@example.com", True),
+        ("j?hn@example.com", "j*hn@example.com", False),  # * may be many characters
+        ("alice@example.com", "*@example.com", False),
+        ("*@example.com", "*@example.org", False),
+    ],
+)
+def test_pattern_covers(earlier: str, later: str, covers: bool) -> None:
+    assert pattern_covers(earlier, later) is covers
+
+
+@pytest.mark.parametrize("pattern", ["*@partner.example", "j?hn@example.org", "*", "*@*"])
+def test_example_address_matches_its_pattern(pattern: str) -> None:
+    example = example_address(pattern)
+    assert pattern_regex(pattern).fullmatch(example)
+    assert "@" in example
+
+
+def test_first_match_in_file_order(tmp_path: Path) -> None:
+    rules = load_rules(write(tmp_path, """
+[[rule]]
+name = "exact"
+recipients = ["boss@example.com"]
+source = { kind = "store" }
+
+[[rule]]
+name = "domain"
+recipients = ["*@example.com"]
+source = { kind = "store" }
+
+[[rule]]
+name = "late"
+recipients = ["boss@example.com", "x@example.org"]
+source = { kind = "store" }
+"""))
+    assert rules.first_match("BOSS@example.com").name == "exact"  # type: ignore[union-attr]
+    assert rules.first_match("clerk@example.com").name == "domain"  # type: ignore[union-attr]
+    assert rules.first_match("x@example.org").name == "late"  # type: ignore[union-attr]
+    assert rules.first_match("x@example.net") is None
+    shadowed = [(later.name, pattern, earlier.name) for later, pattern, earlier, _ in
+                shadowed_patterns(rules)]
+    assert shadowed == [("late", "boss@example.com", "exact")]
+
+
+# --- validation errors (each: ConfigError naming file, rule and key) -------------------------
+
+RULE = """
+[[rule]]
+name = "r1"
+recipients = ["a@example.com"]
+source = { kind = "store" }
+"""
+
+BAD = {
+    "unknown rule key": (RULE + 'colour = "red"\n', "r1", "colour"),
+    "unknown source key": (
+        RULE.replace('{ kind = "store" }', '{ kind = "store", folder = "x" }'), "r1",
+        "source.folder",
+    ),
+    "unknown defaults key": ('[defaults]\nciphers = "aes256"\n' + RULE, "[defaults]", "ciphers"),
+    "unknown top-level key": ('rulez = 1\n' + RULE, None, "rulez"),
+    "missing name": (RULE.replace('name = "r1"\n', ""), "rule #1", "name"),
+    "missing recipients": (RULE.replace('recipients = ["a@example.com"]\n', ""), "r1",
+                           "recipients"),
+    "missing source": (RULE.replace('source = { kind = "store" }\n', ""), "r1", "source"),
+    "recipients not a list": (RULE.replace('["a@example.com"]', '"a@example.com"'), "r1",
+                              "recipients"),
+    "recipients empty": (RULE.replace('["a@example.com"]', "[]"), "r1", "recipients"),
+    "recipient not a string": (RULE.replace('["a@example.com"]', "[1]"), "r1", "recipients"),
+    "two addresses in one string": (
+        RULE.replace('["a@example.com"]', '["a@example.com, b@example.com"]'), "r1",
+        "recipients",
+    ),
+    "name not a string": (RULE.replace('"r1"', "7"), "rule #1", "name"),
+    "bool as string": (RULE + 'convert_tnef = "yes"\n', "r1", "convert_tnef"),
+    "string as bool": (RULE + "cipher = true\n", "r1", "cipher"),
+    "bad key transport": (RULE + 'key_transport = "rsa-pss"\n', "r1", "key_transport"),
+    "bad oaep hash": (RULE + 'oaep_hash = "md5"\n', "r1", "oaep_hash"),
+    "bad policy": (RULE + 'on_missing_cert = "drop"\n', "r1", "on_missing_cert"),
+    "bad match": (RULE + 'match = "subject"\n', "r1", "match"),
+    "bad source kind": (RULE.replace('kind = "store"', 'kind = "ldap"'), "r1", "source.kind"),
+    "missing source kind": (RULE.replace('kind = "store"', 'store = "other"'), "r1",
+                            "source.kind"),
+    "source not a table": (RULE.replace('{ kind = "store" }', '"store"'), "r1", "source"),
+    "bad store name": (RULE.replace('kind = "store"', 'kind = "store", store = "trash"'),
+                       "r1", "source.store"),
+    "file source without path": (RULE.replace('kind = "store"', 'kind = "cer"'), "r1",
+                                 "source.path"),
+    "path on a store source": (
+        RULE.replace('kind = "store"', 'kind = "store", path = "x.cer"'), "r1", "source.path",
+    ),
+    "password on a cer source": (
+        RULE.replace('kind = "store"', 'kind = "cer", path = "x", password_env = "P"'), "r1",
+        "source.password_env",
+    ),
+    "two password sources": (
+        RULE.replace(
+            'kind = "store"', 'kind = "pfx", path = "x", password_env = "P", password_file = "f"'
+        ), "r1", "source.password_file",
+    ),
+    "bad thumbprint": (RULE.replace('kind = "store"', 'kind = "store", thumbprint = "xyz"'),
+                       "r1", "source.thumbprint"),
+    "empty path": (RULE.replace('kind = "store"', 'kind = "cer", path = ""'), "r1",
+                   "source.path"),
+    "match any with wildcard": (
+        RULE.replace('["a@example.com"]', '["*@example.com"]') + 'match = "any"\n', "r1",
+        "match",
+    ),
+    "duplicate names": (RULE + RULE, "r1", "name"),
+    "no rules": ('[defaults]\ncipher = "aes256"\n', None, "rule"),
+    "rule not a table array": ('rule = "x"\n', None, "rule"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_validation_errors_name_file_rule_and_key(tmp_path: Path, case: str) -> None:
+    text, rule, key = BAD[case]
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_rules(path)
+    message = info.value.message
+    assert message.startswith(str(path)), message
+    if rule is not None:
+        assert rule in message, message
+    assert f"'{key}'" in message or f"key {key!r}" in message, message
+    assert "\n" not in message
+
+
+def test_unknown_cipher(tmp_path: Path) -> None:
+    path = write(tmp_path, RULE + 'cipher = "aes512"\n')
+    with pytest.raises(ConfigError, match=r"rule 'r1', key 'cipher': unknown cipher 'aes512'"):
+        load_rules(path)
+
+
+@pytest.mark.parametrize(
+    "cipher", ["aes128", "aes192", "aes256", "3des", "rc2-128", "rc2-64", "rc2-40",
+               "aes128-gcm", "aes256-gcm"],
+)
+def test_every_spec_cipher_is_accepted(tmp_path: Path, cipher: str) -> None:
+    rules = load_rules(write(tmp_path, RULE + f'cipher = "{cipher}"\n'))
+    assert rules.rules[0].cipher == cipher
+
+
+def test_error_carries_line_of_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "\n" + RULE + "\n" + 'key_transport = "nope"\n')
+    with pytest.raises(ConfigError) as info:
+        load_rules(path)
+    assert info.value.message.startswith(f"{path}:8:"), info.value.message
+
+
+def test_toml_syntax_error_has_line(tmp_path: Path) -> None:
+    path = write(tmp_path, RULE + 'cipher = "aes256\n')
+    with pytest.raises(ConfigError, match=r"TOML syntax error.*line 6"):
+        load_rules(path)
+
+
+def test_missing_rules_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read rules file"):
+        load_rules(tmp_path / "absent.toml")
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_bytes(b'[[rule]]\nname = "\xff"\n')
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_rules(path)
+
+
+def test_hostile_nesting(tmp_path: Path) -> None:
+    path = write(tmp_path, "x = " + "[" * 100000 + "]" * 100000 + "\n")
+    with pytest.raises(ConfigError):
+        load_rules(path)
