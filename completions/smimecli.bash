@@ -13,9 +13,9 @@ _smimecli_subcommands() {
 _smimecli_options() {
     case "$1" in
         '') echo '--store -v --verbose -q --quiet --version -h --help' ;;
-        'encrypt') echo '-h --help' ;;
-        'decrypt') echo '-h --help' ;;
-        'inspect') echo '-h --help' ;;
+        'encrypt') echo '-o --output --out-dir --cert --rules --recipient --cipher --key-transport --oaep-hash --recipient-id --convert-tnef --no-convert-tnef --on-missing-cert --jobs --json --password-file --password-env -h --help' ;;
+        'decrypt') echo '-o --output --key --cert --password-file --password-env -h --help' ;;
+        'inspect') echo '--json -h --help' ;;
         'gen-root') echo '--subject --key-algorithm --key-length --hash --days --key-usage --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'issue-user') echo '--email --subject --upn --signer --signer-pfx --signer-password-file --signer-password-env --key-algorithm --key-length --hash --days --smime-capabilities --no-smime-capabilities --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'demo') echo '-h --help' ;;
@@ -37,6 +37,24 @@ _smimecli_options() {
 _smimecli_value() {
     case "$1:$2" in
         ':--store') echo '1 dir' ;;
+        'encrypt:-o'|'encrypt:--output') echo '1 file' ;;
+        'encrypt:--out-dir') echo '1 dir' ;;
+        'encrypt:--cert') echo '1 file' ;;
+        'encrypt:--rules') echo '1 file' ;;
+        'encrypt:--recipient') echo '1 text' ;;
+        'encrypt:--cipher') echo '1 choice:aes128 aes192 aes256 3des rc2-128 rc2-64 rc2-40 aes128-gcm aes256-gcm' ;;
+        'encrypt:--key-transport') echo '1 choice:rsa rsa-oaep' ;;
+        'encrypt:--oaep-hash') echo '1 choice:sha1 sha256 sha384 sha512' ;;
+        'encrypt:--recipient-id') echo '1 choice:issuer-serial ski' ;;
+        'encrypt:--on-missing-cert') echo '1 choice:pass reject tempfail' ;;
+        'encrypt:--jobs') echo '1 text' ;;
+        'encrypt:--password-file') echo '1 file' ;;
+        'encrypt:--password-env') echo '1 text' ;;
+        'decrypt:-o'|'decrypt:--output') echo '1 file' ;;
+        'decrypt:--key') echo '1 file' ;;
+        'decrypt:--cert') echo '1 file' ;;
+        'decrypt:--password-file') echo '1 file' ;;
+        'decrypt:--password-env') echo '1 text' ;;
         'gen-root:--subject') echo '1 text' ;;
         'gen-root:--key-algorithm') echo '1 choice:rsa ecdsa-p256 ecdsa-p384' ;;
         'gen-root:--key-length') echo '1 text' ;;
@@ -93,9 +111,9 @@ _smimecli_value() {
 _smimecli_arguments() {
     case "$1" in
         '') echo 'none' ;;
-        'encrypt') echo 'none' ;;
-        'decrypt') echo 'none' ;;
-        'inspect') echo 'none' ;;
+        'encrypt') echo 'file' ;;
+        'decrypt') echo 'file' ;;
+        'inspect') echo 'file' ;;
         'gen-root') echo 'none' ;;
         'issue-user') echo 'none' ;;
         'demo') echo 'none' ;;

@@ -18,6 +18,42 @@ function __smimecli_nargs
     switch "$argv[1]:$argv[2]"
         case ':--store'
             echo 1
+        case 'encrypt:-o' 'encrypt:--output'
+            echo 1
+        case 'encrypt:--out-dir'
+            echo 1
+        case 'encrypt:--cert'
+            echo 1
+        case 'encrypt:--rules'
+            echo 1
+        case 'encrypt:--recipient'
+            echo 1
+        case 'encrypt:--cipher'
+            echo 1
+        case 'encrypt:--key-transport'
+            echo 1
+        case 'encrypt:--oaep-hash'
+            echo 1
+        case 'encrypt:--recipient-id'
+            echo 1
+        case 'encrypt:--on-missing-cert'
+            echo 1
+        case 'encrypt:--jobs'
+            echo 1
+        case 'encrypt:--password-file'
+            echo 1
+        case 'encrypt:--password-env'
+            echo 1
+        case 'decrypt:-o' 'decrypt:--output'
+            echo 1
+        case 'decrypt:--key'
+            echo 1
+        case 'decrypt:--cert'
+            echo 1
+        case 'decrypt:--password-file'
+            echo 1
+        case 'decrypt:--password-env'
+            echo 1
         case 'gen-root:--subject'
             echo 1
         case 'gen-root:--key-algorithm'
@@ -168,9 +204,33 @@ complete -c smimecli -n '__smimecli_at \'\'' -s 'v' -l 'verbose' -d 'More detail
 complete -c smimecli -n '__smimecli_at \'\'' -s 'q' -l 'quiet' -d 'Only errors on stderr.'
 complete -c smimecli -n '__smimecli_at \'\'' -l 'version' -d 'Print the version and exit.'
 complete -c smimecli -n '__smimecli_at \'\'' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -s 'o' -l 'output' -r -F -d 'Write to this file instead of standard output.'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'out-dir' -x -a '(__fish_complete_directories)' -d 'Batch mode: write each result here under its input\'s name.'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'cert' -r -F -d 'Direct mode: encrypt to this certificate file (PEM, DER, .p7b, .pfx/.p12 public part); repeat for several recipients.'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'rules' -r -F -d 'Rules mode: pick certificates by this rules file.'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'recipient' -x -d 'Rules mode: envelope recipient (repeatable) [default: To, Cc, Bcc headers].'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'cipher' -x -a 'aes128 aes192 aes256 3des rc2-128 rc2-64 rc2-40 aes128-gcm aes256-gcm' -d 'Content cipher; weak ones (3des, rc2-*) warn. [default: aes256]'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'key-transport' -x -a 'rsa rsa-oaep' -d 'RSA key transport: rsa (PKCS#1 v1.5) or rsa-oaep. [default: rsa]'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'oaep-hash' -x -a 'sha1 sha256 sha384 sha512' -d 'RSA-OAEP hash; implies rsa-oaep. [default: sha256]'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'recipient-id' -x -a 'issuer-serial ski' -d 'Name recipients by issuer and serial, or by subject key identifier. [default: issuer-serial]'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'convert-tnef' -l 'no-convert-tnef' -d 'Turn winmail.dat parts into plain MIME before encrypting.'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'on-missing-cert' -x -a 'pass reject tempfail' -d 'Rules mode: a recipient without a usable certificate lets the message pass, rejects it (67) or defers it (75). [default: the rules file\'s]'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'jobs' -x -d 'Batch mode: worker processes.'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'json' -d 'Print JSON instead of text.'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'password-file' -r -F -d 'Read the password from this file (one trailing newline is ignored).'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'password-env' -x -d 'Read the password from this environment variable.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -F
+complete -c smimecli -n '__smimecli_at \'decrypt\'' -s 'o' -l 'output' -r -F -d 'Write to this file instead of standard output.'
+complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'key' -r -F -d 'Private key: .pfx/.p12, or PEM/DER PKCS#8 or traditional key (encrypted or not). Default: the store\'s personal certificates.'
+complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'cert' -r -F -d 'The key\'s certificate (PEM or DER), to pick its recipient by issuer/serial or SKI; a .pfx carries it already.'
+complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'password-file' -r -F -d 'Read the password from this file (one trailing newline is ignored).'
+complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'password-env' -x -d 'Read the password from this environment variable.'
 complete -c smimecli -n '__smimecli_at \'decrypt\'' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c smimecli -n '__smimecli_at \'decrypt\'' -F
+complete -c smimecli -n '__smimecli_at \'inspect\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'inspect\'' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c smimecli -n '__smimecli_at \'inspect\'' -F
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'subject' -x -d 'Subject, Windows style: "CN=Name,O=\\"Org, Inc.\\",C=US".'
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'key-algorithm' -x -a 'rsa ecdsa-p256 ecdsa-p384' -d 'Key pair to generate.'
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'key-length' -x -d 'RSA key size in bits, 2048 to 16384 (default 2048); for ECDSA only the curve size (256, 384) is accepted.'
@@ -242,7 +302,7 @@ complete -c smimecli -n '__smimecli_at \'certs show\'' -s 'h' -l 'help' -d 'Show
 complete -c smimecli -n '__smimecli_at \'certs remove\'' -l 'store-name' -x -d 'Store: my (personal, with keys), other (recipients), root (trusted), ca.'
 complete -c smimecli -n '__smimecli_at \'certs remove\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'rules\'' -a 'check' -d 'Validate a rules file and open every certificate source it names'
-complete -c smimecli -n '__smimecli_at \'rules\'' -a 'test' -d 'Run rules against a virtual message from test@localhost, without sending anything'
+complete -c smimecli -n '__smimecli_at \'rules\'' -a 'test' -d 'Try rules on a virtual message from test@localhost; nothing is sent'
 complete -c smimecli -n '__smimecli_at \'rules\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'rules check\'' -l 'rules' -r -F -d 'The rules file (TOML, SPEC section 3).'
 complete -c smimecli -n '__smimecli_at \'rules check\'' -s 'h' -l 'help' -d 'Show this message and exit.'

@@ -599,8 +599,8 @@ class RuleReport:
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        document = self.plan.to_json()
-        document["rule"] = self.rule.name
+        document: dict[str, Any] = {"rule": self.rule.name if self.rule.index >= 0 else None}
+        document.update(self.plan.to_json())
         document["warnings"] = [*self.warnings, *self.plan.warnings]
         return document
 

@@ -200,12 +200,16 @@ def test_roff_escaping() -> None:
 
 
 def _help_options(help_text: str) -> set[str]:
-    """Option spellings in the option rows of a rich --help screen."""
+    """Option spellings in the option rows of a --help screen (plain Click or rich panels)."""
     found: set[str] = set()
     for line in help_text.splitlines():
-        row = re.match(r"^│\s+\*?\s*((?:-{1,2}[\w-]+\s+)+)", line)
-        if row:
-            found.update(re.findall(r"-{1,2}[\w-]+", row.group(1)))
+        row = line.strip().strip("│").strip().lstrip("*").strip()
+        if not row.startswith("-"):
+            continue
+        for column in re.split(r"\s{2,}", row):
+            if not column.startswith("-"):
+                break
+            found.update(re.findall(r"(?<![\w-])-{1,2}[A-Za-z0-9][\w-]*", column))
     return found
 
 

@@ -20,7 +20,8 @@ def _message(tmp_path: Path, *certs, name: str = "msg.eml") -> Path:
         builder = builder.add_recipient(cert)
     smime = builder.encrypt(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.Binary])
     path = tmp_path / name
-    path.write_bytes(b"From: a@example.com\nTo: alice@example.com\n" + smime.replace(b"\r\n", b"\n"))
+    smime = smime.replace(b"\r\n", b"\n")
+    path.write_bytes(b"From: a@example.com\nTo: alice@example.com\n" + smime)
     return path
 
 

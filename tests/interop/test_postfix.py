@@ -3,14 +3,16 @@
 A private Postfix instance (its own configuration, queue and data folders in a temporary
 folder, bound over the default paths in a private mount namespace; listening on 127.0.0.1
 only, on a free high port, no relaying) runs the ``smimecli-filter`` content filter as a
-pipe(8) service as contrib/postfix/master.cf.snippet documents it. Mail comes in over SMTP (smtplib), goes through the filter,
-is re-injected with sendmail, and is delivered by a pipe transport into a folder the test
-reads. The delivered message must be application/pkcs7-mime and ``openssl cms -decrypt``
-must give back the parts that were sent; a ``tempfail`` rule must leave the message
-deferred in the queue (``mailq`` shows it). Postfix is stopped at the end in every case.
+pipe(8) service as contrib/postfix/master.cf.snippet documents it. Mail comes in over SMTP
+(smtplib), goes through the filter, is re-injected with sendmail, and is delivered by a
+pipe transport into a folder the test reads. The delivered message must be
+application/pkcs7-mime and ``openssl cms -decrypt`` must give back the parts that were
+sent; a ``tempfail`` rule must leave the message deferred in the queue (``mailq`` shows it);
+a ``reject`` rule must bounce (5.1.1) without delivering plaintext. Postfix is stopped at
+the end in every case.
 
-Needs root (to start Postfix) and the ``postfix`` package (.ci/run installs it); skips with
-a reason otherwise. A ``reject`` rule must bounce (5.1.1) without delivering plaintext.
+Needs root (to start Postfix), a private mount namespace (``unshare --mount``) and the
+``postfix`` package (.ci/run installs it); skips with a reason otherwise.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def _smimecli_for(user: pwd.struct_passwd) -> tuple[list[str], str]:
 MASTER_CF = """\
 # Private test instance: every service unchrooted, SMTP on loopback only.
 127.0.0.1:{port} inet n - n - - smtpd
-  -o content_filter=smimecli:dummy
+{smtpd_filter_option}
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -106,10 +108,7 @@ local     unix  -       n       n       -       -       local
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
-# The content filter, as contrib/postfix/master.cf.snippet has it.
-smimecli  unix  -       n       n       -       10      pipe
-  flags=Rq user={user} null_sender=
-  argv={filter} -c {conf} -- ${{sender}} ${{recipient}}
+{filter_service}
 # Final delivery for the test: every local recipient's mail into a file in {out}.
 capture   unix  -       n       n       -       -       pipe
   flags=q user={user} argv={base}/capture.sh {out}
@@ -155,6 +154,22 @@ NAMESPACE_SCRIPT = (
     'set -e; while [ $# -gt 0 ] && [ "$1" != -- ]; do mount --bind "$1" "$2"; shift 2; done; '
     'shift; exec "$@"'
 )
+
+
+def _snippet_master_cf(user: str, conf: Path) -> tuple[str, str]:
+    """The smtpd -o line and the filter service, taken from the documented snippet."""
+    lines = (ROOT / "contrib" / "postfix" / "master.cf.snippet").read_text().splitlines()
+    option = next(line for line in lines if "content_filter=smimecli:" in line)
+    start = next(i for i, line in enumerate(lines) if line.startswith("smimecli "))
+    service = [lines[start]]
+    service += [line for line in lines[start + 1:] if line.startswith((" ", "\t"))]
+    text = "\n".join(service)
+    for documented, here in (("user=filter", f"user={user}"),
+                             ("/usr/local/libexec/smimecli-filter", str(FILTER)),
+                             ("/etc/smimecli/filter.conf", str(conf))):
+        assert documented in text, f"master.cf.snippet no longer has {documented!r}"
+        text = text.replace(documented, here)
+    return option, text
 
 
 @dataclass
@@ -238,9 +253,10 @@ def postfix_instance() -> Iterator[Postfix]:
         capture.write_text('#!/bin/sh\nexec cat > "$1/$(date +%s%N).$$.eml"\n')
         capture.chmod(0o755)
         conf = base / "filter.conf"
+        option, service = _snippet_master_cf(PIPE_USER, conf)
         (base / "etc" / "master.cf").write_text(MASTER_CF.format(
-            port=instance.port, user=PIPE_USER, filter=FILTER, conf=conf, base=base,
-            out=instance.out))
+            port=instance.port, user=PIPE_USER, smtpd_filter_option=option,
+            filter_service=service, base=base, out=instance.out))
         (base / "etc" / "main.cf").write_text(MAIN_CF.format(base=base))
         command, pythonpath = _smimecli_for(user)
         conf.write_text(

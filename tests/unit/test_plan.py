@@ -563,3 +563,23 @@ source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
 """))
     with pytest.raises(ConfigError, match="no rule named 'bob'"):
         run_rules_test(rules, ["bob"])
+
+
+def test_sst_source(tmp_path: Path, pki) -> None:
+    from smimecli.certs.sst import write_sst
+
+    der = serialization.Encoding.DER
+    (tmp_path / "people.sst").write_bytes(write_sst([
+        (pki.alice.cert.public_bytes(der), "Alice"), (pki.bob.cert.public_bytes(der), None),
+    ]))
+    rules = load_rules(rules_file(tmp_path, """
+[[rule]]
+name = "sst"
+recipients = ["*@example.com"]
+source = { kind = "sst", path = "people.sst" }
+"""))
+    rules.open_all()
+    plan = plan_recipients(rules, ["bob@example.com", "alice@example.com", "eve@example.com"])
+    assert one(plan, "bob@example.com").thumbprint == pki.bob.thumbprint
+    assert one(plan, "alice@example.com").thumbprint == pki.alice.thumbprint
+    assert one(plan, "eve@example.com").outcome is Outcome.PASSED
