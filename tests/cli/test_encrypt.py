@@ -1,0 +1,194 @@
+"""``smimecli encrypt`` in direct mode: inputs, outputs, options and every error path."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from asn1crypto import cms
+
+from tests.pki import PASSWORD
+
+MESSAGE = (
+    b"From: a@example.com\nTo: alice@example.com\nBcc: hidden@example.com\n"
+    b"Subject: cli\nContent-Type: text/plain\n\nhello\n"
+)
+
+
+def _content_info(output: bytes) -> Any:
+    body = output.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1]
+    return cms.ContentInfo.load(base64.b64decode(body))
+
+
+def test_stdin_to_stdout(cli: Any, pki: Any) -> None:
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem], input=MESSAGE)
+    assert result.exit_code == 0, result.output
+    assert b"smime-type=enveloped-data" in result.stdout
+    assert b"Bcc" not in result.stdout
+    assert _content_info(result.stdout)["content_type"].native == "enveloped_data"
+
+
+def test_file_to_output_file(cli: Any, pki: Any, tmp_path: Path) -> None:
+    src = tmp_path / "in.eml"
+    src.write_bytes(MESSAGE.replace(b"\n", b"\r\n"))
+    out = tmp_path / "out.eml"
+    result = cli(["encrypt", src, "-o", out, "--cert", pki.alice.cert_der,
+                  "--cert", pki.carol_ec.cert_pem, "--cipher", "aes128-gcm"])
+    assert result.exit_code == 0, result.output
+    data = out.read_bytes()
+    assert data.count(b"\n") == data.count(b"\r\n")
+    info = _content_info(data)
+    assert info["content_type"].native == "authenticated_enveloped_data"
+    kinds = sorted(ri.name for ri in info["content"]["recipient_infos"])
+    assert kinds == ["kari", "ktri"]
+
+
+def test_options_reach_the_envelope(cli: Any, pki: Any) -> None:
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--oaep-hash", "sha384",
+                  "--recipient-id", "ski", "--cipher", "3des"], input=MESSAGE)
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.stderr and "3des" in result.stderr
+    content = _content_info(result.stdout)["content"]
+    ktri = content["recipient_infos"][0].chosen
+    assert ktri["key_encryption_algorithm"]["algorithm"].native == "rsaes_oaep"
+    assert ktri["key_encryption_algorithm"]["parameters"]["hash_algorithm"][
+        "algorithm"].native == "sha384"
+    assert ktri["rid"].name == "subject_key_identifier"
+    alg = content["encrypted_content_info"]["content_encryption_algorithm"]
+    assert alg["algorithm"].native == "tripledes_3key"
+
+
+def test_pfx_public_part(cli: Any, pki: Any, tmp_path: Path) -> None:
+    password = tmp_path / "pw"
+    password.write_bytes(PASSWORD + b"\n")
+    result = cli(["encrypt", "--cert", pki.bob.pfx, "--password-file", password],
+                 input=MESSAGE)
+    assert result.exit_code == 0, result.output
+    ktri = _content_info(result.stdout)["content"]["recipient_infos"]
+    assert len(ktri) == 1  # the CA in the .pfx chain is not a recipient
+    assert ktri[0].chosen["rid"].chosen["serial_number"].native == pki.bob.cert.serial_number
+
+
+def test_pfx_without_password_is_77(cli: Any, pki: Any) -> None:
+    result = cli(["encrypt", "--cert", pki.bob.pfx], input=MESSAGE)
+    assert result.exit_code == 77, result.output
+    assert result.stdout == b""
+
+
+def test_already_encrypted_passes(cli: Any, pki: Any) -> None:
+    first = cli(["encrypt", "--cert", pki.alice.cert_pem], input=MESSAGE)
+    second = cli(["encrypt", "--cert", pki.bob.cert_pem], input=first.stdout)
+    assert second.exit_code == 0, second.output
+    assert second.stdout == first.stdout
+
+
+def test_batch_folder_to_out_dir_with_json(cli: Any, pki: Any, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("a.eml", "b.eml"):
+        (inbox / name).write_bytes(MESSAGE)
+    (inbox / ".hidden").write_bytes(b"skip me")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = cli(["encrypt", inbox, "--out-dir", out_dir, "--cert", pki.alice.cert_pem,
+                  "--json"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a.eml", "b.eml"]
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [r["action"] for r in records] == ["encrypted", "encrypted"]
+    assert records[0]["recipients"][0]["recipient"] == "alice@example.com"
+
+
+def test_batch_continues_after_a_bad_message(cli: Any, pki: Any, tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.eml", tmp_path / "bad.eml"
+    good.write_bytes(MESSAGE)
+    bad.write_bytes(b"\x00 not a message")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = cli(["encrypt", bad, good, "--out-dir", out_dir, "--cert", pki.alice.cert_pem])
+    assert result.exit_code == 65, result.output
+    assert [p.name for p in out_dir.iterdir()] == ["good.eml"]
+    assert "bad.eml" in result.stderr
+
+
+def test_missing_input_is_66(cli: Any, pki: Any, tmp_path: Path) -> None:
+    result = cli(["encrypt", tmp_path / "nope.eml", "--cert", pki.alice.cert_pem])
+    assert result.exit_code == 66, result.output
+    assert "nope.eml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_cert_file_is_66(cli: Any, tmp_path: Path) -> None:
+    result = cli(["encrypt", "--cert", tmp_path / "none.pem"], input=MESSAGE)
+    assert result.exit_code == 66, result.output
+
+
+def test_garbage_cert_is_65(cli: Any, tmp_path: Path) -> None:
+    cert = tmp_path / "garbage.pem"
+    cert.write_bytes(b"this is not a certificate\n")
+    result = cli(["encrypt", "--cert", cert], input=MESSAGE)
+    assert result.exit_code == 65, result.output
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_not_a_message_is_65(cli: Any, pki: Any) -> None:
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem], input=b"\x00\x01\x02")
+    assert result.exit_code == 65, result.output
+    assert result.stdout == b""
+
+
+def test_output_in_missing_folder_is_73_and_leaves_nothing(
+    cli: Any, pki: Any, tmp_path: Path
+) -> None:
+    target = tmp_path / "missing" / "out.eml"
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "-o", target], input=MESSAGE)
+    assert result.exit_code == 73, result.output
+    assert not target.exists() and not target.parent.exists()
+
+
+def test_failure_leaves_no_partial_output(cli: Any, tmp_path: Path) -> None:
+    out = tmp_path / "out.eml"
+    bad_cert = tmp_path / "bad.cer"
+    bad_cert.write_bytes(b"\x30\x03\x02\x01\x01")
+    result = cli(["encrypt", "--cert", bad_cert, "-o", out], input=MESSAGE)
+    assert result.exit_code == 65, result.output
+    assert list(tmp_path.iterdir()) == [bad_cert]
+
+
+def test_bad_cipher_is_64(cli: Any, pki: Any) -> None:
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--cipher", "aes512"],
+                 input=MESSAGE)
+    assert result.exit_code == 64, result.output
+
+
+def test_cert_and_rules_are_exclusive(cli: Any, pki: Any, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text("")
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--rules", rules], input=MESSAGE)
+    assert result.exit_code == 64, result.output
+    assert "exclusive" in result.stderr
+
+
+def test_neither_cert_nor_rules_is_64(cli: Any) -> None:
+    result = cli(["encrypt"], input=MESSAGE)
+    assert result.exit_code == 64, result.output
+
+
+def test_oaep_hash_with_rsa_transport_is_64(cli: Any, pki: Any) -> None:
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--key-transport", "rsa",
+                  "--oaep-hash", "sha256"], input=MESSAGE)
+    assert result.exit_code == 64, result.output
+
+
+def test_several_inputs_need_out_dir(cli: Any, pki: Any, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.eml", tmp_path / "b.eml"
+    a.write_bytes(MESSAGE)
+    b.write_bytes(MESSAGE)
+    result = cli(["encrypt", a, b, "--cert", pki.alice.cert_pem])
+    assert result.exit_code == 64, result.output
+
+
+def test_json_to_stdout_is_64(cli: Any, pki: Any) -> None:
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--json"], input=MESSAGE)
+    assert result.exit_code == 64, result.output
