@@ -49,6 +49,7 @@ class TestCA:
 
     def __init__(self, folder: Path, cn: str = "Test Root V1") -> None:
         self.folder = folder
+        self._issued: dict[str, int] = {}
         folder.mkdir(parents=True, exist_ok=True)
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         now = dt.datetime.now(dt.UTC)
@@ -137,7 +138,11 @@ class TestCA:
                 x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False
             )
         cert = builder.sign(self.key, hashes.SHA256())
-        stem = self.folder / name.replace(" ", "_")
+        # A name issued twice must not overwrite the files of the first identity.
+        base = name.replace(" ", "_")
+        self._issued[base] = self._issued.get(base, 0) + 1
+        count = self._issued[base]
+        stem = self.folder / (base if count == 1 else f"{base}-{count}")
         cert_pem = stem.with_suffix(".pem")
         cert_der = stem.with_suffix(".cer")
         key_pem = stem.with_suffix(".key")

@@ -147,3 +147,6 @@ def record(name: str, outcomes: dict[str, int]) -> None:
     total = sum(outcomes.values())
     RECORDED[name] = total
     print(f"\nfuzz {name}: {total} examples, outcomes {dict(sorted(outcomes.items()))}")
+    if MULTILINE:
+        print(f"  {len(MULTILINE)} multi-line messages, e.g. {MULTILINE[-1]!r}")
+        MULTILINE.clear()
