@@ -124,7 +124,8 @@ class Base64Reader:
         try:
             return binascii.a2b_base64(data, strict_mode=True)
         except binascii.Error as exc:
-            raise DataError(f"{self._what}: the base64 body is damaged ({exc})") from exc
+            problem = str(exc).splitlines()[0] if str(exc) else "bad base64"
+            raise DataError(f"{self._what}: the base64 body is damaged ({problem})") from exc
 
     def read(self, size: int = -1) -> bytes:
         """Read decoded bytes."""
@@ -327,12 +328,15 @@ _SHORT_NAMES = {
 def format_name(name: Any) -> str:
     """An asn1crypto Name as ``C=US, O=..., CN=...`` (the order it is encoded in)."""
     parts: list[str] = []
-    for rdn in name.chosen:
-        for attr in rdn:
-            oid = attr["type"].dotted
-            value = attr["value"].native
-            text = value if isinstance(value, str) else str(value)
-            parts.append(f"{_SHORT_NAMES.get(oid, oid)}={text}")
+    try:
+        for rdn in name.chosen:
+            for attr in rdn:
+                oid = attr["type"].dotted
+                value = attr["value"].native
+                text = value if isinstance(value, str) else str(value)
+                parts.append(f"{_SHORT_NAMES.get(oid, oid)}={text}")
+    except (ValueError, TypeError, KeyError):  # parsed lazily: a damaged name fails only here
+        return "(unreadable name)"
     return ", ".join(parts)
 
 

@@ -170,12 +170,12 @@ def _from_pkcs7(data: bytes, source: str, out: CertList) -> None:
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"corrupt PKCS#7 structure{_where(source)}: {exc}") from exc
+        raise DataError(f"corrupt PKCS#7 structure{_where(source)}: {_short(exc)}") from exc
     for index, blob in enumerate(blobs, 1):
         try:
             out.append(CertEntry(load_der_certificate(blob)))
         except ValueError as exc:
-            out.skip(f"skipped certificate {index}{_where(source)}: {exc}")
+            out.skip(f"skipped certificate {index}{_where(source)}: {_short(exc)}")
 
 
 def _from_sst(data: bytes, source: str, out: CertList) -> None:
@@ -273,7 +273,7 @@ def _from_pem(data: bytes, password: bytes | None, source: str, out: CertList) -
             try:
                 der = _pem_body(block)
             except (binascii.Error, ValueError) as exc:
-                out.skip(f"skipped PEM block {index}{_where(source)}: bad base64 ({exc})")
+                out.skip(f"skipped PEM block {index}{_where(source)}: bad base64 ({_short(exc)})")
                 continue
             if label == b"TRUSTED CERTIFICATE":
                 der = _strip_trust(der)
@@ -285,7 +285,9 @@ def _from_pem(data: bytes, password: bytes | None, source: str, out: CertList) -
             try:
                 der = _pem_body(block)
             except (binascii.Error, ValueError) as exc:
-                raise DataError(f"corrupt PEM PKCS#7 block{_where(source)}: {exc}") from exc
+                raise DataError(
+                    f"corrupt PEM PKCS#7 block{_where(source)}: {_short(exc)}"
+                ) from exc
             _from_pkcs7(der, source, out)
         elif label in _KEY_LABELS:
             keys.append(_load_pem_key(block, password, source))

@@ -147,23 +147,6 @@ def _load_recipients(
     return recipients
 
 
-def _expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Files as given; folders become their regular, non-hidden files, sorted."""
-    from smimecli.errors import InputError
-
-    found: list[Path] = []
-    for path in inputs:
-        if path.is_dir():
-            try:
-                children = sorted(p for p in path.iterdir() if p.is_file())
-            except OSError as exc:
-                raise InputError(f"cannot read folder {path}: {exc.strerror or exc}") from exc
-            found.extend(p for p in children if not p.name.startswith("."))
-        else:
-            found.append(path)
-    return found
-
-
 def _encrypt_one(src: Any, dst: Any, args: dict[str, Any]) -> dict[str, Any]:
     """Encrypt one message in direct or rules mode; returns its JSON report."""
     if args["rules"] is not None:
@@ -278,7 +261,7 @@ def encrypt(
     enveloped message (application/pkcs7-mime) that keeps the original headers except
     Content-*, MIME-Version and Bcc. An already encrypted message passes unchanged.
     """
-    from smimecli.errors import SmimeError, UsageError
+    from smimecli.errors import UsageError
 
     if cert and rules is not None:
         raise UsageError("--cert and --rules are exclusive: give one of them")
@@ -330,39 +313,71 @@ def encrypt(
         raise UsageError("several inputs or a folder need --out-dir DIR")
     if any(_is_stdin(p) for p in given) or not given:
         raise UsageError("batch mode (--out-dir) reads files, not standard input")
-    _ = jobs  # sequential for now; a later change adds worker processes
-    failures: list[SmimeError] = []
-    for path in _expand_inputs(given):
-        target = out_dir / path.name
-        try:
-            report = _batch_one(path, target, args)
-        except SmimeError as exc:
-            failures.append(exc)
-            print(f"smimecli: error: {path}: {exc.message}", file=sys.stderr)
-            if json_output:
-                emit_json_line({"input": str(path), "output": None, "action": "failed",
-                                "status": int(exc.status), "error": exc.message})
-            continue
+    _batch(given, out_dir, args, jobs=jobs, json_output=json_output)
+
+
+def _batch(inputs: list[Path], out_dir: Path, args: dict[str, Any], *, jobs: int,
+           json_output: bool) -> None:
+    """Batch mode: every message to --out-dir, --jobs workers, worst status wins."""
+    from smimecli import batch
+
+    pairs = batch.plan_outputs(batch.expand_inputs(inputs), out_dir)
+    if args["rules"] is not None:
+        from smimecli.plan import cached_rules
+
+        store_dir = state().store_dir()
+        cached_rules(args["rules"], store_dir)  # a bad rules file is 78 before any message
+        envelope = args["envelope_recipients"]
+        settings = batch.BatchSettings(
+            rules=args["rules"],
+            store_dir=store_dir,
+            envelope_recipients=tuple(envelope) if envelope is not None else None,
+            on_missing_cert=args["on_missing_cert"],
+        )
+    else:
+        settings = batch.BatchSettings(
+            recipients=tuple(batch.RecipientSpec.of(r) for r in args["recipients"]),
+            cipher=args["cipher"],
+            convert_tnef=args["convert_tnef"],
+        )
+    progress = _progress(len(pairs))
+
+    def on_result(result: batch.MessageResult) -> None:
+        if result.status:
+            print(f"smimecli: error: {result.input}: {result.error}", file=sys.stderr)
+        elif state().verbose:
+            info(_status_line(result.input, {"action": result.outcome, **result.report}))
         if json_output:
-            emit_json_line({"input": str(path), "output": str(target), **report})
-        else:
-            info(_status_line(str(path), report))
-    if failures:
-        raise typer.Exit(int(failures[0].status))
-
-
-def _batch_one(path: Path, target: Path, args: dict[str, Any]) -> dict[str, Any]:
-    from smimecli.errors import UsageError
-    from smimecli.files import atomic_output, open_input
+            emit_json_line(result.to_json())
+        if progress is not None:
+            progress.advance(progress.task_ids[0])
 
     try:
-        same = target.resolve() == path.resolve()
-    except OSError:
-        same = False
-    if same:
-        raise UsageError(f"--out-dir would overwrite the input {path}: choose another folder")
-    with open_input(path) as src, atomic_output(target) as dst:
-        return _encrypt_one(src, dst, args)
+        if progress is not None:
+            progress.start()
+        summary = batch.run_batch(pairs, settings, jobs=jobs, on_result=on_result)
+    finally:
+        if progress is not None:
+            progress.stop()
+    info(f"smimecli: {summary.line()}")
+    if summary.status:
+        raise typer.Exit(summary.status)
+
+
+def _progress(total: int) -> Any:
+    """A rich progress bar on stderr when it is a terminal (and not --quiet), else None."""
+    if state().quiet or total < 2 or not sys.stderr.isatty():
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from smimecli.cli.common import console
+
+    progress = Progress(
+        "encrypting", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console(stderr=True), transient=True,
+    )
+    progress.add_task("encrypt", total=total)
+    return progress
 
 
 def _single(src_path: Path | None, output: Path | None, args: dict[str, Any], *,

@@ -186,7 +186,8 @@ def read_head(
         head.recipient_infos = cms.RecipientInfos.load(raw)
         head.recipients = list_recipients(head.recipient_infos)
     except (ValueError, TypeError, KeyError) as exc:
-        raise DataError(f"{what} has unreadable RecipientInfos ({exc})") from exc
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{what} has unreadable RecipientInfos ({problem})") from exc
     tlv = next(fields, None)
     if tlv is None or not tlv.is_universal(TAG_SEQUENCE):
         raise reader.error("expected the EncryptedContentInfo SEQUENCE")

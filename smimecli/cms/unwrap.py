@@ -33,7 +33,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
+from cryptography.hazmat.primitives.keywrap import (
+    InvalidUnwrap,
+    aes_key_unwrap,
+    aes_key_unwrap_with_padding,
+)
 
 from smimecli.errors import DataError
 
@@ -60,7 +64,46 @@ AES_WRAP: dict[str, tuple[str, int]] = {
     "2.16.840.1.101.3.4.1.5": ("aes128-wrap", 16),
     "2.16.840.1.101.3.4.1.25": ("aes192-wrap", 24),
     "2.16.840.1.101.3.4.1.45": ("aes256-wrap", 32),
+    # RFC 5649 AES key wrap with padding (what smimecli uses for RC2-40/64 keys to EC peers).
+    "2.16.840.1.101.3.4.1.8": ("aes128-wrap-pad", 16),
+    "2.16.840.1.101.3.4.1.28": ("aes192-wrap-pad", 24),
+    "2.16.840.1.101.3.4.1.48": ("aes256-wrap-pad", 32),
+    # RFC 3217 Triple-DES key wrap (what OpenSSL picks for 3DES content to EC peers).
+    "1.2.840.113549.1.9.16.3.6": ("des3-wrap", 24),
 }
+# RFC 3217 section 3.1: the fixed IV of the second Triple-DES key wrap pass.
+_DES3_WRAP_IV = bytes.fromhex("4adda22c79e82105")
+
+
+def _des3_key_unwrap(kek: bytes, wrapped: bytes) -> bytes:
+    """RFC 3217 section 3.2: Triple-DES key unwrap."""
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    if len(wrapped) != 40:
+        raise UnwrapError("Triple-DES key unwrap: wrong length")
+    first = Cipher(TripleDES(kek), modes.CBC(_DES3_WRAP_IV)).decryptor()
+    temp2 = (first.update(wrapped) + first.finalize())[::-1]
+    second = Cipher(TripleDES(kek), modes.CBC(temp2[:8])).decryptor()
+    cek_icv = second.update(temp2[8:]) + second.finalize()
+    cek, icv = cek_icv[:-8], cek_icv[-8:]
+    digest = hashes.Hash(hashes.SHA1())
+    digest.update(cek)
+    if not hmac.compare_digest(digest.finalize()[:8], icv):
+        raise UnwrapError("Triple-DES key unwrap: integrity check failed")
+    return cek
+
+
+def key_unwrap(name: str, kek: bytes, wrapped: bytes) -> bytes:
+    """Unwrap a content key with the AES_WRAP algorithm ``name`` (UnwrapError on failure)."""
+    try:
+        if name == "des3-wrap":
+            return _des3_key_unwrap(kek, wrapped)
+        if name.endswith("-pad"):
+            return aes_key_unwrap_with_padding(kek, wrapped)
+        return aes_key_unwrap(kek, wrapped)
+    except (InvalidUnwrap, InvalidTag, ValueError) as exc:
+        raise UnwrapError("key unwrap failed") from exc
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
     "sha224": hashes.SHA224,
@@ -100,7 +143,11 @@ class RecipientId:
     def describe(self) -> str:
         """A one-line human form: the issuer DN and serial in hex, or the id in hex."""
         if self.kind == "issuer_serial" and self.issuer is not None and self.serial is not None:
-            return f"issuer={self.issuer.human_friendly}, serial={self.serial:X}"
+            try:
+                issuer = self.issuer.human_friendly
+            except (ValueError, TypeError, KeyError):  # parsed lazily; may be damaged
+                issuer = "(unreadable name)"
+            return f"issuer={issuer}, serial={self.serial:X}"
         label = "SKI" if self.kind == "ski" else "KEK id"
         return f"{label}={(self.key_id or b'').hex().upper()}"
 
@@ -285,18 +332,18 @@ def _originator_key(ri: Any, curve: ec.EllipticCurve) -> ec.EllipticCurvePublicK
 
 def unwrap_kari(ri: Any, encrypted_key: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
     """The content key of one RecipientEncryptedKey of a KeyAgreeRecipientInfo (RFC 5753 3.1.2)."""
-    _scheme, kdf_hash, wrap_der, _wrap_name, kek_size = kari_parameters(ri)
-    peer = _originator_key(ri, key.curve)
-    ukm = ri["ukm"].native if ri["ukm"].native is not None else None
+    _scheme, kdf_hash, wrap_der, wrap_name, kek_size = kari_parameters(ri)
+    try:  # asn1crypto parses these lazily: a damaged field fails here, not in read_head
+        peer = _originator_key(ri, key.curve)
+        ukm = ri["ukm"].native if ri["ukm"].native is not None else None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DataError("malformed originator key or ukm in a key agreement recipient") from exc
     shared = key.exchange(ec.ECDH(), peer)
     info = ecc_cms_shared_info(wrap_der, ukm, kek_size * 8)
     kek = X963KDF(algorithm=hash_algorithm(kdf_hash), length=kek_size, sharedinfo=info).derive(
         shared
     )
-    try:
-        return aes_key_unwrap(kek, encrypted_key)
-    except (InvalidUnwrap, ValueError) as exc:
-        raise UnwrapError("AES key unwrap failed") from exc
+    return key_unwrap(wrap_name, kek, encrypted_key)
 
 
 def unwrap_kekri(ri: Any, kek: bytes) -> bytes:
@@ -306,10 +353,7 @@ def unwrap_kekri(ri: Any, kek: bytes) -> bytes:
         raise DataError(f"unsupported key wrap algorithm {oid} in the message")
     if len(kek) != AES_WRAP[oid][1]:
         raise UnwrapError("the KEK has the wrong size for this recipient")
-    try:
-        return aes_key_unwrap(kek, ri["encrypted_key"].native)
-    except (InvalidUnwrap, InvalidTag, ValueError) as exc:
-        raise UnwrapError("AES key unwrap failed") from exc
+    return key_unwrap(AES_WRAP[oid][0], kek, ri["encrypted_key"].native)
 
 
 # --- choosing the recipient -------------------------------------------------------------------

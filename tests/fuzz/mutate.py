@@ -35,7 +35,11 @@ ABSURD_LENGTHS = (
 )
 
 RECORDED: dict[str, int] = {}
-MULTILINE: list[str] = []  # error messages of more than one line (bugs.md: B1)
+MULTILINE: list[str] = []  # known multi-line messages seen (bugs.md B1), printed by record()
+# Messages still known to span lines (asn1crypto's "while parsing" trail) in a module whose
+# author is still at work: listed in /work/notes/bugs.md (B1); every other one must be one line.
+KNOWN_MULTILINE = ("content-encryption algorithm is not valid DER",
+                   "content-encryption parameters are not valid")
 
 
 def examples(default: int) -> int:
@@ -54,6 +58,9 @@ def fuzz_settings(default_examples: int, deadline_ms: int = 500) -> settings:
         deadline=timedelta(milliseconds=deadline_ms) if deadline_ms else None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         print_blob=True,
+        # CI runs the same examples every time (a red build is reproducible); a long run
+        # (SMIMECLI_FUZZ_EXAMPLES) explores new ones.
+        derandomize=not os.environ.get("SMIMECLI_FUZZ_EXAMPLES"),
     )
 
 
@@ -136,6 +143,7 @@ def only_smime_errors(call: Callable[[], Any]) -> str:
     except SmimeError as exc:
         assert exc.message, repr(exc)
         if "\n" in exc.message:
+            assert exc.message.startswith(KNOWN_MULTILINE), f"not one line: {exc.message!r}"
             MULTILINE.append(exc.message)
         assert int(exc.status) in (64, 65, 66, 67, 73, 74, 75, 77, 78), exc.status
         return type(exc).__name__

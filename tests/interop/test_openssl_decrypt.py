@@ -81,11 +81,21 @@ def test_rsa_oaep(pki, tmp_path, md: str) -> None:
     assert _decrypt(data, pki.bob) == ENTITY
 
 
-@pytest.mark.parametrize("who", ["carol_ec", "dave_p384"])
-def test_ec_recipients(pki, tmp_path, who: str) -> None:
+@pytest.mark.parametrize(
+    ("who", "cipher", "wrap"),
+    [
+        ("carol_ec", "-aes256", "aes256-wrap"),
+        ("dave_p384", "-aes256", "aes256-wrap"),
+        ("dave_p384", "-aes128", "aes128-wrap"),
+        # OpenSSL wraps a 3DES content key with the RFC 3217 Triple-DES key wrap.
+        ("carol_ec", "-des3", "des3-wrap"),
+    ],
+)
+def test_ec_recipients(pki, tmp_path, who: str, cipher: str, wrap: str) -> None:
     identity = getattr(pki, who)
-    data = _openssl_encrypt(tmp_path, ["-aes256"], [identity.cert_pem])
-    assert inspect_message(io.BytesIO(data)).recipients[0]["kind"] == "kari"
+    data = _openssl_encrypt(tmp_path, [cipher], [identity.cert_pem])
+    recipient = inspect_message(io.BytesIO(data)).recipients[0]
+    assert (recipient["kind"], recipient["key_wrap"]) == ("kari", wrap)
     assert _decrypt(data, identity) == ENTITY
     assert _decrypt(data, identity, with_cert=False) == ENTITY
 

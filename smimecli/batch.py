@@ -1,0 +1,438 @@
+"""Batch encryption: many messages to ``--out-dir``, in worker processes (SPEC section 1.1).
+
+A cron job over a spool folder wants three things: every message handled even when one is
+bad, no half-written file ever (each output is a temporary file in the output folder,
+renamed when complete), and one exit status that says how bad the worst failure was.
+
+Certificates, keys and rules are loaded once per process, not once per message: direct mode
+ships the certificates to the workers as DER (cryptography's objects do not pickle) and
+rebuilds the recipients once in each worker; rules mode relies on
+:func:`smimecli.plan.cached_rules`, which loads a rules file once per process id.
+
+Worker processes are forked (``fork`` on Linux, where it is cheap and safe here: the parent
+holds no threads and no open store), else ``forkserver``/``spawn``. Library warnings raised
+while a message is encrypted are collected with its result and logged again by the parent,
+prefixed with the input's name, so that output from several workers never interleaves.
+
+Exit status of a batch: the worst per-message status, in this order (most severe first)::
+
+    70 > 74 > 73 > 78 > 77 > 75 > 67 > 65 > 66 > 64 > 0
+
+A bug (70) outranks everything; I/O (74) and cannot-create (73) come next because they
+usually hit every message (disk full, folder not writable); then configuration (78) and
+keys (77); then 75 before 67 because a retry can still cure a temporary failure, which the
+caller must be told, while a rejected message (67) stays rejected; bad or missing inputs
+(65, 66) concern only themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, BinaryIO
+
+from smimecli.errors import ExitStatus, InputError, OutputError, SmimeError, UsageError
+
+__all__ = [
+    "STATUS_ORDER",
+    "BatchSettings",
+    "BatchSummary",
+    "MessageResult",
+    "RecipientSpec",
+    "expand_inputs",
+    "plan_outputs",
+    "run_batch",
+    "worst_status",
+]
+
+log = logging.getLogger("smimecli")
+
+# Most severe first; see the module docstring for the reasons.
+STATUS_ORDER: tuple[int, ...] = (70, 74, 73, 78, 77, 75, 67, 65, 66, 64)
+
+# Files a folder input skips: hidden files (our own ``.name.XXXX.tmp`` temporaries among
+# them), editor backups and temporaries that another program is still writing.
+_SKIPPED_SUFFIXES = ("~", ".tmp", ".swp", ".part")
+
+
+def worst_status(statuses: Iterable[int]) -> int:
+    """The batch's exit status: the most severe of ``statuses`` (0 when all are 0)."""
+    found = {int(s) for s in statuses if int(s) != 0}
+    if not found:
+        return 0
+    for status in STATUS_ORDER:
+        if status in found:
+            return status
+    return max(found)  # a status outside the table is still a failure
+
+
+def _skipped(name: str) -> bool:
+    return name.startswith(".") or name.endswith(_SKIPPED_SUFFIXES)
+
+
+def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
+    """Files as given; a folder becomes its regular files, sorted by name, not recursive.
+
+    Hidden files and temporary or backup files (``~``, ``.tmp``, ``.swp``, ``.part``) in a
+    folder are skipped; a file named explicitly is always taken.
+
+    Raises:
+        InputError: a folder cannot be listed (66).
+    """
+    found: list[Path] = []
+    for path in inputs:
+        if not path.is_dir():
+            found.append(path)
+            continue
+        try:
+            children = sorted(path.iterdir())
+        except OSError as exc:
+            raise InputError(f"cannot read folder {path}: {exc.strerror or exc}") from exc
+        found.extend(p for p in children if not _skipped(p.name) and p.is_file())
+    return found
+
+
+def plan_outputs(inputs: Sequence[Path], out_dir: Path) -> list[tuple[Path, Path]]:
+    """Pair each input with ``out_dir / input.name``, checking the batch can run at all.
+
+    Raises:
+        OutputError: ``out_dir`` is missing or not a folder (73); it is not created, so that
+            a mistyped path in a cron job fails loudly instead of filling a new folder.
+        UsageError: two inputs share a name, or an output would overwrite its input (64).
+    """
+    if not out_dir.is_dir():
+        what = "is not a folder" if out_dir.exists() else "does not exist"
+        raise OutputError(f"output folder {out_dir} {what}: create it first")
+    pairs: list[tuple[Path, Path]] = []
+    seen: dict[str, Path] = {}
+    out_real = out_dir.resolve()
+    for path in inputs:
+        other = seen.get(path.name)
+        if other is not None:
+            raise UsageError(
+                f"{other} and {path} would both be written to {out_dir / path.name}: "
+                "encrypt them in separate runs"
+            )
+        seen[path.name] = path
+        target = out_dir / path.name
+        try:
+            same = path.resolve().parent == out_real
+        except OSError:
+            same = False
+        if same:
+            raise UsageError(
+                f"--out-dir {out_dir} holds the input {path}: choose another folder"
+            )
+        pairs.append((path, target))
+    return pairs
+
+
+@dataclass(frozen=True)
+class RecipientSpec:
+    """A direct-mode recipient in a form that crosses process boundaries (DER bytes)."""
+
+    cert_der: bytes
+    key_transport: str = "rsa"
+    oaep_hash: str = "sha256"
+    recipient_id: str = "issuer-serial"
+
+    @classmethod
+    def of(cls, recipient: Any) -> RecipientSpec:
+        """From a :class:`smimecli.cms.recipients.Recipient`."""
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return cls(
+            recipient.cert.public_bytes(Encoding.DER),
+            recipient.key_transport,
+            recipient.oaep_hash,
+            recipient.recipient_id,
+        )
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How every message of a batch is encrypted: direct recipients or a rules file.
+
+    Attributes:
+        recipients: direct mode (``--cert``): encrypt every message to these.
+        cipher: direct mode content cipher.
+        convert_tnef: direct mode TNEF conversion (rules mode reads it from the rules).
+        rules: rules mode (``--rules``): the rules file.
+        store_dir: rules mode: the certificate store folder.
+        envelope_recipients: rules mode ``--recipient`` values (None: To, Cc, Bcc).
+        on_missing_cert: rules mode ``--on-missing-cert`` override.
+    """
+
+    recipients: tuple[RecipientSpec, ...] = ()
+    cipher: str = "aes256"
+    convert_tnef: bool = True
+    rules: Path | None = None
+    store_dir: Path | None = None
+    envelope_recipients: tuple[str, ...] | None = None
+    on_missing_cert: str | None = None
+
+
+@dataclass
+class MessageResult:
+    """What happened to one message of a batch.
+
+    Attributes:
+        input: the input file.
+        output: the output file, or None when nothing was written.
+        outcome: ``encrypted``, ``passed``, ``already-encrypted`` or ``failed``.
+        status: 0, or the message's exit status (SPEC section 2).
+        error: the one-line error message of a failure.
+        report: the encryption report (recipients, cipher...) of a success.
+        warnings: library warnings raised while this message was handled.
+    """
+
+    input: str
+    output: str | None
+    outcome: str
+    status: int = 0
+    error: str | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """One ``--json`` record: input, output, outcome, status, error, then the report."""
+        document: dict[str, Any] = {
+            "input": self.input,
+            "output": self.output,
+            "outcome": self.outcome,
+            "status": self.status,
+            "error": self.error,
+        }
+        document.update(self.report)
+        document["action"] = self.outcome
+        document.setdefault("recipients", [])
+        return document
+
+
+@dataclass
+class BatchSummary:
+    """Counts per outcome, the batch exit status, and the wall time."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    status: int = 0
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        """Messages handled."""
+        return sum(self.counts.values())
+
+    def line(self) -> str:
+        """``12 messages: 10 encrypted, 1 passed, 1 failed (exit 65) in 0.4 s``."""
+        passed = self.counts["passed"] + self.counts["already-encrypted"]
+        text = (
+            f"{self.total} messages: {self.counts['encrypted']} encrypted, {passed} passed, "
+            f"{self.counts['failed']} failed"
+        )
+        if self.status:
+            text += f" (exit {self.status})"
+        return f"{text} in {self.seconds:.1f} s"
+
+
+class _Collector(logging.Handler):
+    """Keeps the warnings raised while one message is handled."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+class _Stopped(BaseException):
+    """Raised in a worker by SIGTERM (``Pool.terminate``) so atomic writes clean up."""
+
+
+class _Worker:
+    """One process's encryption state: recipients or rules, loaded once."""
+
+    def __init__(self, settings: BatchSettings) -> None:
+        self.settings = settings
+        self.recipients: list[Any] = []
+        if settings.rules is None:
+            from cryptography import x509
+
+            from smimecli.cms.recipients import Recipient
+
+            self.recipients = [
+                Recipient(
+                    x509.load_der_x509_certificate(spec.cert_der),
+                    key_transport=spec.key_transport,
+                    oaep_hash=spec.oaep_hash,
+                    recipient_id=spec.recipient_id,
+                )
+                for spec in settings.recipients
+            ]
+            from smimecli.encrypt import encrypt_message
+
+            self._encrypt_message = encrypt_message
+        else:
+            from smimecli import plan
+
+            self._plan = plan
+
+    def _encrypt(self, src: BinaryIO, dst: BinaryIO) -> dict[str, Any]:
+        settings = self.settings
+        if settings.rules is None:
+            outcome: Any = self._encrypt_message(
+                src, dst, self.recipients,
+                cipher=settings.cipher, convert_tnef=settings.convert_tnef,
+            )
+        else:
+            envelope = (
+                list(settings.envelope_recipients)
+                if settings.envelope_recipients is not None else None
+            )
+            outcome = self._plan.encrypt_with_rules(
+                src, dst, settings.rules, envelope,
+                settings.store_dir or Path("."),
+                on_missing_cert=settings.on_missing_cert,
+            )
+        return dict(outcome.to_json())
+
+    def run(self, pair: tuple[Path, Path]) -> MessageResult:
+        """Encrypt one message; never raises for a per-message failure."""
+        from smimecli.files import atomic_output, open_input
+
+        src_path, dst_path = pair
+        collector = _Collector()
+        logger = logging.getLogger("smimecli")
+        saved = list(logger.handlers)
+        saved_propagate = logger.propagate
+        for handler in saved:
+            logger.removeHandler(handler)
+        logger.addHandler(collector)
+        logger.propagate = False
+        global _BUSY
+        _BUSY = True
+        try:
+            with open_input(src_path) as src, atomic_output(dst_path) as dst:
+                report = self._encrypt(src, dst)
+        except _Stopped:
+            # The temporary output is gone (atomic_output cleaned up); leave quietly.
+            os._exit(int(ExitStatus.TEMPFAIL))
+        except SmimeError as exc:
+            return MessageResult(str(src_path), None, "failed", int(exc.status), exc.message,
+                                 warnings=collector.messages)
+        except Exception as exc:  # a bug must not stop the other messages
+            return MessageResult(
+                str(src_path), None, "failed", int(ExitStatus.SOFTWARE),
+                f"internal error: {type(exc).__name__}: {exc} (a bug)",
+                warnings=collector.messages,
+            )
+        finally:
+            _BUSY = False
+            logger.removeHandler(collector)
+            for handler in saved:
+                logger.addHandler(handler)
+            logger.propagate = saved_propagate
+        outcome = str(report.pop("action", "encrypted"))
+        return MessageResult(str(src_path), str(dst_path), outcome, 0, None, report,
+                             collector.messages)
+
+
+_WORKER: _Worker | None = None
+_BUSY = False
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if _BUSY:
+        raise _Stopped()  # unwinds through atomic_output, which removes the temporary file
+    os._exit(int(ExitStatus.TEMPFAIL))
+
+
+def _init_worker(settings: BatchSettings) -> None:
+    global _WORKER
+    # Ctrl-C reaches the whole process group: the parent decides and terminates the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _WORKER = _Worker(settings)
+
+
+def _run_in_worker(pair: tuple[Path, Path]) -> MessageResult:
+    assert _WORKER is not None
+    return _WORKER.run(pair)
+
+
+def _context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    for method in ("fork", "forkserver", "spawn"):
+        if method in methods:
+            return multiprocessing.get_context(method)
+    return multiprocessing.get_context()  # pragma: no cover
+
+
+def run_batch(
+    pairs: Sequence[tuple[Path, Path]],
+    settings: BatchSettings,
+    *,
+    jobs: int = 1,
+    on_result: Callable[[MessageResult], None] | None = None,
+) -> BatchSummary:
+    """Encrypt every (input, output) pair; failures are reported, never raised.
+
+    Args:
+        pairs: from :func:`plan_outputs`.
+        settings: recipients or rules, shared by every message.
+        jobs: worker processes; 1 runs in this process.
+        on_result: called in this process for each result, in input order (progress bars,
+            JSON lines). Warnings of the message are logged just before, prefixed with its
+            input's name.
+
+    Returns:
+        the counts per outcome and the worst status (see the module docstring).
+    """
+    started = time.monotonic()
+    summary = BatchSummary()
+
+    def handle(result: MessageResult) -> None:
+        for warning in result.warnings:
+            log.warning(f"{result.input}: {warning}")
+        summary.counts[result.outcome] += 1
+        summary.status = worst_status((summary.status, result.status))
+        if on_result is not None:
+            on_result(result)
+
+    jobs = max(1, min(jobs, len(pairs)))
+    if jobs == 1:
+        worker = _Worker(settings)
+        for pair in pairs:
+            handle(worker.run(pair))
+    else:
+        # Small chunks keep the progress bar moving and the workers evenly loaded; more
+        # than one task per round trip keeps the pipe overhead low for 4 KB messages.
+        chunksize = max(1, min(32, len(pairs) // (jobs * 8)))
+        pool = _context().Pool(jobs, initializer=_init_worker, initargs=(settings,))
+        try:
+            for result in pool.imap(_run_in_worker, pairs, chunksize=chunksize):
+                handle(result)
+        except BaseException:
+            pool.terminate()  # SIGTERM: each busy worker removes its temporary file
+            pool.join()
+            raise
+        pool.close()
+        pool.join()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def default_jobs() -> int:
+    """A sensible ``--jobs`` for this machine: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
