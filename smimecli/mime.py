@@ -348,6 +348,8 @@ class Canonicalizer:
             self._held_cr = True
         if LF not in data:
             return data
+        if b"\r" not in data:  # LF-only input, the usual case on Unix: one pass, not two
+            return data.replace(LF, CRLF)
         return data.replace(CRLF, LF).replace(LF, CRLF)
 
     def flush(self) -> bytes:
@@ -382,7 +384,9 @@ class CanonicalCounter:
         data = bytes(chunk)
         if not data:
             return
-        bare_lf = data.count(LF) - data.count(CRLF)
+        # Counting one byte is a fast C loop; the two-byte CRLF search only runs when the
+        # chunk holds a CR at all.
+        bare_lf = data.count(LF) - (data.count(CRLF) if b"\r" in data else 0)
         if self._last_cr and data[:1] == LF:
             bare_lf -= 1
         self.length += len(data) + bare_lf

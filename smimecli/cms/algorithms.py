@@ -22,7 +22,7 @@ from typing import Any
 
 from asn1crypto import core
 
-from smimecli.cms import rc2
+from smimecli.cms import der, rc2
 from smimecli.errors import DataError, UsageError
 
 log = logging.getLogger("smimecli")
@@ -186,6 +186,11 @@ def algorithm_parameters(cipher: ContentCipher, iv: bytes) -> core.Asn1Value:
 
 def algorithm_identifier(cipher: ContentCipher, iv: bytes) -> bytes:
     """The DER ContentEncryptionAlgorithmIdentifier for ``cipher`` with this IV."""
+    if cipher.mode == "cbc" and cipher.family in ("aes", "3des"):
+        # RFC 3565 section 4.1 / RFC 3370 section 5.1: the parameters are the IV as an
+        # OCTET STRING. Written directly: asn1crypto costs more than the encryption of a
+        # 4 KB message in a batch.
+        return der.tlv(der.SEQUENCE, der.oid(cipher.oid) + der.tlv(der.OCTET_STRING, iv))
     value = _AlgorithmIdentifier(
         {"algorithm": cipher.oid, "parameters": algorithm_parameters(cipher, iv)}
     )

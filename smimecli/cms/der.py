@@ -13,6 +13,8 @@ DER, as SPEC section 1.1 asks and as Windows writes it. BER indefinite lengths (
 
 from __future__ import annotations
 
+import functools
+
 # Universal tags (X.690 section 8) and the context tags CMS uses.
 INTEGER = 0x02
 OCTET_STRING = 0x04
@@ -58,6 +60,7 @@ def integer(value: int) -> bytes:
     return tlv(INTEGER, value.to_bytes(max(1, size), "big", signed=True))
 
 
+@functools.lru_cache(maxsize=256)
 def oid(dotted: str) -> bytes:
     """A DER OBJECT IDENTIFIER from its dotted form (X.690 section 8.19)."""
     arcs = [int(part) for part in dotted.split(".")]

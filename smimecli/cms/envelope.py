@@ -209,7 +209,8 @@ class EnvelopeBuilder:
         written = len(head)
 
         encryptor = content_encryptor(cipher, key, iv)
-        buf = bytearray(CHUNK + 64)
+        # Sized to the message: a 4 KB message in a batch must not zero 1 MiB each time.
+        buf = bytearray(min(CHUNK, length) + 64)
         seen = 0
         for chunk in chunks:
             size = len(chunk)

@@ -9,6 +9,7 @@ ECC-CMS-SharedInfo, and AES key wrap (RFC 3394).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,26 +161,16 @@ def _oaep_parameters(hash_name: str) -> algos.RSAESOAEPParams:
     return algos.RSAESOAEPParams.load(der.tlv(der.SEQUENCE, content))
 
 
-def _ktri(recipient: Recipient, cek: bytes) -> BuiltRecipientInfo:
-    public_key = recipient.cert.public_key()
-    assert isinstance(public_key, rsa.RSAPublicKey)
-    warnings: list[str] = []
+@functools.lru_cache(maxsize=64)
+def _ktri_template(recipient: Recipient) -> tuple[bytes, bytes, int, str]:
+    """The parts of a KTRI that depend only on the recipient: version, rid and algorithm
+    DER, and the key-encryption name. Cached: a batch encrypts to the same recipients many
+    times, and building them with asn1crypto costs more than the RSA operation."""
     alg: dict[str, Any]
     if recipient.key_transport == "rsa-oaep":
-        hash_cls = _HASHES[recipient.oaep_hash]
-        encrypted = public_key.encrypt(
-            cek,
-            padding.OAEP(mgf=padding.MGF1(hash_cls()), algorithm=hash_cls(), label=None),
-        )
         alg = {"algorithm": "rsaes_oaep", "parameters": _oaep_parameters(recipient.oaep_hash)}
         name = f"rsa-oaep-{recipient.oaep_hash}"
-        if recipient.oaep_hash == "sha1":
-            warnings.append(
-                f"RSA-OAEP with SHA-1 for {recipient.label} is weak; use sha256 unless the "
-                "recipient's client needs it"
-            )
     else:
-        encrypted = public_key.encrypt(cek, padding.PKCS1v15())
         alg = {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}
         name = "rsa"
     if recipient.recipient_id == "ski":
@@ -192,18 +183,34 @@ def _ktri(recipient: Recipient, cek: bytes) -> BuiltRecipientInfo:
             name="issuer_and_serial_number", value=_issuer_and_serial(recipient.cert)
         )
         version = 0
-    info = cms.RecipientInfo(
-        name="ktri",
-        value=cms.KeyTransRecipientInfo(
-            {
-                "version": f"v{version}",
-                "rid": rid,
-                "key_encryption_algorithm": cms.KeyEncryptionAlgorithm(alg),
-                "encrypted_key": encrypted,
-            }
-        ),
+    return bytes(rid.dump()), bytes(cms.KeyEncryptionAlgorithm(alg).dump()), version, name
+
+
+def _ktri(recipient: Recipient, cek: bytes) -> BuiltRecipientInfo:
+    public_key = recipient.cert.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    warnings: list[str] = []
+    if recipient.key_transport == "rsa-oaep":
+        hash_cls = _HASHES[recipient.oaep_hash]
+        encrypted = public_key.encrypt(
+            cek,
+            padding.OAEP(mgf=padding.MGF1(hash_cls()), algorithm=hash_cls(), label=None),
+        )
+        if recipient.oaep_hash == "sha1":
+            warnings.append(
+                f"RSA-OAEP with SHA-1 for {recipient.label} is weak; use sha256 unless the "
+                "recipient's client needs it"
+            )
+    else:
+        encrypted = public_key.encrypt(cek, padding.PKCS1v15())
+    rid, alg, version, name = _ktri_template(recipient)
+    # RFC 5652 section 6.2.1: KeyTransRecipientInfo ::= SEQUENCE { version, rid,
+    # keyEncryptionAlgorithm, encryptedKey OCTET STRING }; the ktri CHOICE is untagged.
+    info = der.tlv(
+        der.SEQUENCE,
+        der.integer(version) + rid + alg + der.tlv(der.OCTET_STRING, encrypted),
     )
-    return BuiltRecipientInfo(bytes(info.dump()), version, name, warnings)
+    return BuiltRecipientInfo(info, version, name, warnings)
 
 
 class _KeyWrapAlgorithm(core.Sequence):  # type: ignore[misc]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import logging
 from pathlib import Path
 
 import pytest
@@ -492,22 +491,30 @@ def test_already_encrypted_passes_whatever_the_policy(tmp_path: Path, pki) -> No
     assert out.getvalue() == message
 
 
-def test_rules_and_sources_are_loaded_once(tmp_path: Path, pki, caplog, monkeypatch) -> None:
+def test_rules_and_sources_are_loaded_once(tmp_path: Path, pki, monkeypatch) -> None:
+    from smimecli.certs import sources
+
     folder = cert_dir(tmp_path, "certs", pki.alice.cert)
-    (folder / "junk.pem").write_bytes(b"junk")  # warns once per load
+    (folder / "junk.pem").write_bytes(b"junk")
     path = rules_file(tmp_path, f"""
 [[rule]]
 name = "d"
 recipients = ["x@example.net"]
 source = {{ kind = "dir", path = "{folder.name}" }}
 """)
-    caplog.set_level(logging.WARNING, logger="smimecli")
-    monkeypatch.setattr(logging.getLogger("smimecli"), "propagate", True)
-    first = cached_rules(path, None)
+    loads: list[Path] = []
+    real_load = sources.DirSource._load
+
+    def counting_load(self: sources.DirSource) -> list:
+        loads.append(self.path)
+        return real_load(self)
+
+    monkeypatch.setattr(sources.DirSource, "_load", counting_load)
+    first = cached_rules(path, tmp_path)
     for _ in range(3):
         encrypt_with_rules(io.BytesIO(MESSAGE), io.BytesIO(), path, ["x@example.net"], tmp_path)
-    assert cached_rules(path, None) is first
-    assert sum("junk.pem" in r.getMessage() for r in caplog.records) == 1
+    assert cached_rules(path, tmp_path) is first
+    assert loads == [folder]
     # A changed file is read again.
     path.write_text(path.read_text() + "\n# changed\n", encoding="utf-8")
     assert cached_rules(path, None) is not first

@@ -1,0 +1,43 @@
+"""Run every benchmark in turn and print their reports (SPEC section 5).
+
+    /work/venv/bin/python -m bench.run_all           # full runs (several minutes, 1 GB)
+    /work/venv/bin/python -m bench.run_all --quick   # short runs of each
+
+Each benchmark runs as its own process so that one failing does not stop the others;
+the exit status is always 0 (the benchmarks report, they are not tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = ("bench_startup", "bench_batch", "bench_large", "bench_store")
+
+
+def main() -> int:
+    """Run the benchmark modules that exist, with --quick when asked."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs")
+    args = parser.parse_args()
+    here = Path(__file__).resolve().parent
+    for name in BENCHMARKS:
+        if not (here / f"{name}.py").exists():
+            print(f"\n== {name}: not present, skipped")
+            continue
+        command = [sys.executable, "-m", f"bench.{name}"]
+        if args.quick and name != "bench_store":
+            command.append("--quick")
+        if args.quick and name == "bench_store":
+            command += ["--count", "10000", "--runs", "5"]
+        print(f"\n#### {' '.join(command[1:])}", flush=True)
+        result = subprocess.run(command, cwd=here.parent, check=False)
+        if result.returncode:
+            print(f"  ! {name} exited {result.returncode}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
