@@ -14,12 +14,23 @@ makes creating and syncing 1,000 files dominate both sides.
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from bench.common import interleave, machine, make_identity, make_message, openssl, report, run
+from bench.common import (
+    Run,
+    interleave,
+    machine,
+    make_identity,
+    make_message,
+    openssl,
+    report,
+    run,
+)
 from bench.common import smimecli_command as smime_cmd
 
 
@@ -49,11 +60,11 @@ def main() -> int:
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
 
-        contenders = {}
+        contenders: dict[str, Callable[[], Run]] = {}
         for jobs in (int(j) for j in args.jobs.split(",") if j):
             command = [*smime_cmd(), "--quiet", "encrypt", "--cert", str(cert),
                        "--out-dir", str(out), "--jobs", str(jobs), str(spool)]
-            contenders[f"smimecli --jobs {jobs}"] = lambda c=command: run(c)  # type: ignore[misc]
+            contenders[f"smimecli --jobs {jobs}"] = functools.partial(run, command)
         tool = openssl()
         baseline = next(iter(contenders))
         targets: dict[str, tuple[float, float | None]] = {}

@@ -314,7 +314,10 @@ def _load_pem_key(block: bytes, password: bytes | None, source: str) -> PrivateK
                 f"the private key{_where(source)} is encrypted: "
                 "give --password-file or --password-env"
             ) from exc
-        key = serialization.load_pem_private_key(block, None)
+        try:  # a password was given for a key that has none: read it without
+            key = serialization.load_pem_private_key(block, None)
+        except ValueError as inner:
+            raise DataError(f"unreadable private key{_where(source)}: {_short(inner)}") from inner
     except ValueError as exc:
         if password is not None and b"ENCRYPTED" in block:
             raise AuthError(f"wrong password for the private key{_where(source)}") from exc

@@ -94,8 +94,14 @@ class Recipient:
     @property
     def label(self) -> str:
         """The recipient as people know it: the first email address, else the subject."""
-        emails = certificate_emails(self.cert)
-        return emails[0] if emails else self.cert.subject.rfc4514_string()
+        return _label(self.cert)
+
+
+@functools.lru_cache(maxsize=256)
+def _label(cert: x509.Certificate) -> str:
+    # Cached: a batch names the same recipients in every message's report.
+    emails = certificate_emails(cert)
+    return emails[0] if emails else cert.subject.rfc4514_string()
 
 
 def certificate_emails(cert: x509.Certificate) -> list[str]:

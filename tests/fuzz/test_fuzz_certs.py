@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from hypothesis import given
@@ -90,3 +91,14 @@ def test_load_private_key_damaged(pki: Pki) -> None:
         run()
     record("private-key-load", outcomes)
     assert sum(outcomes.values()) >= 50
+
+
+def test_regression_password_for_a_damaged_plain_key_is_65(pki: Pki) -> None:
+    """B6: a password given for an unencrypted but damaged PEM key was an internal error."""
+    from smimecli.errors import DataError
+
+    lines = pki.alice.key_pem.read_bytes().splitlines()
+    lines[5] = b"A" * len(lines[5])
+    data = pki.alice.cert_pem.read_bytes() + b"\n".join(lines) + b"\n"
+    with pytest.raises(DataError):
+        load_certificates(data, password=PASSWORD, source="damaged.pem")

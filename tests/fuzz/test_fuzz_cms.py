@@ -12,6 +12,7 @@ import base64
 import io
 import tracemalloc
 from collections import Counter
+from functools import partial
 
 import pytest
 from hypothesis import given
@@ -138,18 +139,42 @@ def test_absurd_length_does_not_allocate(pki: Pki, length: bytes) -> None:
     """A length field announcing gigabytes must not allocate them: the peak stays small."""
     seed = _seeds(pki)[0]
     targets = [1, 5, 20, 40]  # the outer SEQUENCE and a few inner headers' length octets
+    identities = _identities(pki)
+    calls = [
+        lambda data: decrypt_message(io.BytesIO(data), io.BytesIO(), identities),
+        lambda data: inspect_message(io.BytesIO(data)),
+    ]
     tracemalloc.start()
     try:
         for offset in targets:
-            data = seed[:offset] + length + seed[offset + 1 :]
-            for call in (
-                lambda: decrypt_message(io.BytesIO(data), io.BytesIO(), _identities(pki)),
-                lambda: inspect_message(io.BytesIO(data)),
-            ):
+            damaged = seed[:offset] + length + seed[offset + 1 :]
+            for call in calls:
                 tracemalloc.reset_peak()
                 with quiet_library():
-                    only_smime_errors(call)
+                    only_smime_errors(partial(call, damaged))
                 _, peak = tracemalloc.get_traced_memory()
                 assert peak < 32 << 20, f"peak {peak} bytes at offset {offset}"
     finally:
         tracemalloc.stop()
+
+
+# --- regressions: inputs the fuzzer found (see /work/notes/issue-9.md) -------------------------
+
+
+def test_regression_damaged_originator_key_is_65(pki: Pki) -> None:
+    """B2: an ECDH recipient whose originator key has a wrong tag was an internal error."""
+    seed = _seeds(pki)[5]  # aes256 to carol (ECDH)
+    at = seed.index(b"\x30\x09\x06\x07\x2a\x86\x48\xce\x3d\x02\x01")  # originatorKey alg
+    assert seed[at - 2] == 0xA1  # [1] OriginatorPublicKey (RFC 5652 6.2.2)
+    damaged = seed[: at - 2] + b"\xa3" + seed[at - 1 :]
+    with pytest.raises(DataError):
+        decrypt_message(io.BytesIO(damaged), io.BytesIO(), _identities(pki))
+
+
+def test_regression_damaged_issuer_name_is_reported(pki: Pki) -> None:
+    """B3: inspect on a recipient whose issuer name is not UTF-8 was an internal error."""
+    seed = _seeds(pki)[0]
+    at = seed.index(b"Test Root V1")
+    damaged = seed[:at] + b"\xd4" + seed[at + 1 :]
+    report = inspect_message(io.BytesIO(damaged)).as_json()
+    assert report["recipients"][0]["id"]["issuer"] == "(unreadable name)"
