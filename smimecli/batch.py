@@ -27,15 +27,13 @@ caller must be told, while a rejected message (67) stays rejected; bad or missin
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import os
 import signal
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -315,7 +313,7 @@ class _Worker:
 
     def run(self, pair: tuple[Path, Path]) -> MessageResult:
         """Encrypt one message; never raises for a per-message failure."""
-        from smimecli.files import open_input
+        from smimecli.files import atomic_output, open_input
 
         src_path, dst_path = pair
         collector = _Collector()
@@ -329,7 +327,7 @@ class _Worker:
         global _BUSY
         _BUSY = True
         try:
-            with open_input(src_path) as src, _unsynced_output(dst_path) as dst:
+            with open_input(src_path) as src, atomic_output(dst_path, fsync=False) as dst:
                 report = self._encrypt(src, dst)
         except _Stopped:
             # The temporary output is gone (atomic_output cleaned up); leave quietly.
@@ -352,47 +350,6 @@ class _Worker:
         outcome = str(report.pop("action", "encrypted"))
         return MessageResult(str(src_path), str(dst_path), outcome, 0, None, report,
                              collector.messages)
-
-
-@contextlib.contextmanager
-def _unsynced_output(path: Path) -> Iterator[BinaryIO]:
-    """:func:`smimecli.files.atomic_output` without the per-file fsync.
-
-    A temporary file in the output folder, renamed into place when complete, removed on any
-    failure. Syncing each of 1,000 small files costs more than encrypting them; the batch
-    syncs the output file system once at the end instead (:func:`_sync_folder`), before it
-    reports success, so an exit status of 0 still means every output is on disk.
-    """
-    from smimecli.files import _output_error
-
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise _output_error(path, exc) from exc
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as handle:
-            try:
-                yield handle
-            except OSError as exc:
-                raise _output_error(path, exc) from exc
-        try:
-            os.replace(tmp_name, path)
-        except OSError as exc:
-            raise _output_error(path, exc) from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
 
 
 def _sync_folder(folder: Path) -> None:

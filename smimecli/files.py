@@ -45,14 +45,23 @@ def open_input(path: str | Path) -> Iterator[BinaryIO]:
         yield handle
 
 
-def _output_error(path: str | Path, exc: OSError) -> OutputError | IOFailedError:
+def output_error(path: str | Path, exc: OSError) -> OutputError | IOFailedError:
+    """The smimecli error for an OS error on an output: 73 if it cannot be created, else 74."""
     if exc.errno in _CANTCREAT:
         return OutputError(f"cannot write {path}: {exc.strerror or exc}")
     return IOFailedError(f"I/O error writing {path}: {exc.strerror or exc}")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
-def atomic_output(path: str | Path, *, mode: int | None = None) -> Iterator[BinaryIO]:
+def atomic_output(
+    path: str | Path, *, mode: int | None = None, fsync: bool = True
+) -> Iterator[BinaryIO]:
     """Write ``path`` atomically: a temporary file in the same folder, renamed on success.
 
     On any exception (including KeyboardInterrupt and SystemExit from a signal handler) the
@@ -61,31 +70,29 @@ def atomic_output(path: str | Path, *, mode: int | None = None) -> Iterator[Bina
     Args:
         path: the final file name.
         mode: permission bits for the new file (0600 for private keys); default 0666 & ~umask.
+        fsync: flush the file to disk before the rename. A batch that writes many files
+            turns this off and syncs the file system once at the end instead.
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
-        raise _output_error(path, exc) from exc
+        raise output_error(path, exc) from exc
     try:
-        if mode is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
-        else:
-            os.fchmod(fd, mode)
+        os.fchmod(fd, 0o666 & ~_current_umask() if mode is None else mode)
         with os.fdopen(fd, "wb") as handle:
             try:
                 yield handle
                 handle.flush()
-                os.fsync(handle.fileno())
+                if fsync:
+                    os.fsync(handle.fileno())
             except OSError as exc:
-                raise _output_error(path, exc) from exc
+                raise output_error(path, exc) from exc
         try:
             os.replace(tmp_name, target)
         except OSError as exc:
-            raise _output_error(path, exc) from exc
+            raise output_error(path, exc) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
