@@ -18,7 +18,7 @@ _smimecli_options() {
         'inspect') echo '--json -h --help' ;;
         'gen-root') echo '--subject --key-algorithm --key-length --hash --days --key-usage --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'issue-user') echo '--email --subject --upn --signer --signer-pfx --signer-password-file --signer-password-env --key-algorithm --key-length --hash --days --smime-capabilities --no-smime-capabilities --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
-        'demo') echo '-h --help' ;;
+        'demo') echo '--keep --json -h --help' ;;
         'certs') echo '-h --help' ;;
         'certs import') echo '--store-name --strict --password-file --password-env --store-password-env -h --help' ;;
         'certs export') echo '-o --output --format --with-private-key --pfx-encryption --password-file --password-env --store-password-env -h --help' ;;
@@ -88,6 +88,7 @@ _smimecli_value() {
         'issue-user:--friendly-name') echo '1 text' ;;
         'issue-user:--password-file') echo '1 file' ;;
         'issue-user:--password-env') echo '1 text' ;;
+        'demo:--keep') echo '1 dir' ;;
         'certs import:--store-name') echo '1 text' ;;
         'certs import:--password-file') echo '1 file' ;;
         'certs import:--password-env') echo '1 text' ;;

@@ -120,6 +120,8 @@ function __smimecli_nargs
             echo 1
         case 'issue-user:--password-env'
             echo 1
+        case 'demo:--keep'
+            echo 1
         case 'certs import:--store-name'
             echo 1
         case 'certs import:--password-file'
@@ -271,6 +273,8 @@ complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'password-file' -r -F 
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'password-env' -x -d 'Read the password from this environment variable.'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c smimecli -n '__smimecli_at \'demo\'' -l 'keep' -x -a '(__fish_complete_directories)' -d 'Work in this folder and keep it (store, rules.toml, messages) instead of a throwaway one.'
+complete -c smimecli -n '__smimecli_at \'demo\'' -l 'json' -d 'Print the result as JSON.'
 complete -c smimecli -n '__smimecli_at \'demo\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'certs\'' -a 'import' -d 'Import certificates (and private keys) into the store'
 complete -c smimecli -n '__smimecli_at \'certs\'' -a 'export' -d 'Export certificates from the store'

@@ -36,6 +36,8 @@ class SmimeError(Exception):
     status: ExitStatus = ExitStatus.SOFTWARE
 
     def __init__(self, message: str) -> None:
+        # One line on stderr, always: a library's multi-line detail is folded into it.
+        message = "; ".join(part.strip() for part in message.splitlines() if part.strip())
         super().__init__(message)
         self.message = message
 

@@ -8,14 +8,14 @@ import sys
 import traceback
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from smimecli import __version__
 from smimecli.cli import certs, decrypt, demo, encrypt, lab, rules, tnef
 from smimecli.cli.common import STATE, configure_logging
-from smimecli.errors import ExitStatus, SmimeError, TempFailError
+from smimecli.errors import ExitStatus, SmimeError
 
 app = typer.Typer(
     name="smimecli",
@@ -86,11 +86,14 @@ app.add_typer(tnef.app, name="tnef")
 app.command("demo")(demo.demo)
 
 
+_INTERRUPTED = "interrupted; no partial output was left, retry later"
+
+
 class _Terminated(BaseException):
-    """Raised from the SIGTERM handler so that atomic writers clean up on the way out."""
+    """Raised from the signal handler so that atomic writers clean up on the way out."""
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise _Terminated()
 
 
@@ -109,11 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     STATE.store = None
     STATE.verbose = verbose
     STATE.quiet = False
-    previous = None
-    try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread (tests)
-        previous = None
+    previous: dict[signal.Signals, Any] = {}
+    # SIGTERM (postfix, cron, kill) and SIGINT (Ctrl-C) both unwind through the atomic
+    # writers, which remove their temporary files; the caller is told to retry (75).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[signum] = signal.signal(signum, _on_signal)
+        except ValueError:  # not the main thread (tests)
+            pass
     command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name="smimecli", standalone_mode=False)
@@ -137,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"error: {exc.format_message()}{where}")
         return int(ExitStatus.USAGE) if exc.exit_code == 2 else int(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort, _Terminated):
-        _say(f"error: {TempFailError('interrupted; nothing was written').message}")
+        _say(f"error: {_INTERRUPTED}")
         return int(ExitStatus.TEMPFAIL)
     except BrokenPipeError:
         return int(ExitStatus.IOERR)
@@ -150,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return int(ExitStatus.SOFTWARE)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         try:
             sys.stdout.flush()
         except (BrokenPipeError, ValueError):

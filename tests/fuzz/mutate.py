@@ -35,11 +35,6 @@ ABSURD_LENGTHS = (
 )
 
 RECORDED: dict[str, int] = {}
-MULTILINE: list[str] = []  # known multi-line messages seen (bugs.md B1), printed by record()
-# Messages still known to span lines (asn1crypto's "while parsing" trail) in a module whose
-# author is still at work: listed in /work/notes/bugs.md (B1); every other one must be one line.
-KNOWN_MULTILINE = ("content-encryption algorithm is not valid DER",
-                   "content-encryption parameters are not valid")
 
 
 def examples(default: int) -> int:
@@ -142,9 +137,7 @@ def only_smime_errors(call: Callable[[], Any]) -> str:
         call()
     except SmimeError as exc:
         assert exc.message, repr(exc)
-        if "\n" in exc.message:
-            assert exc.message.startswith(KNOWN_MULTILINE), f"not one line: {exc.message!r}"
-            MULTILINE.append(exc.message)
+        assert "\n" not in exc.message, f"not one line: {exc.message!r}"
         assert int(exc.status) in (64, 65, 66, 67, 73, 74, 75, 77, 78), exc.status
         return type(exc).__name__
     return "ok"
@@ -155,6 +148,3 @@ def record(name: str, outcomes: dict[str, int]) -> None:
     total = sum(outcomes.values())
     RECORDED[name] = total
     print(f"\nfuzz {name}: {total} examples, outcomes {dict(sorted(outcomes.items()))}")
-    if MULTILINE:
-        print(f"  {len(MULTILINE)} multi-line messages, e.g. {MULTILINE[-1]!r}")
-        MULTILINE.clear()
