@@ -29,6 +29,7 @@ from smimecli.cms.open import (
     OID_ENVELOPED_DATA,
     EnvelopeHead,
     decrypt_content,
+    no_key_error,
     read_content_type,
     read_head,
 )
@@ -224,12 +225,31 @@ def _entity_head(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
     return buffer, chunks
 
 
+# C0 controls other than TAB, LF, VT, FF, CR (and ESC, which ISO-2022 text uses).
+_BINARY_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27))
+
+
+def _looks_binary(head: bytes) -> bool:
+    """True when the first bytes hold control characters that text never has."""
+    sample = head[:256]
+    return len(sample.translate(None, _BINARY_BYTES)) != len(sample)
+
+
 def write_entity(
-    outer: HeaderBlock, plaintext: Iterator[bytes], dst: BinaryIO
+    outer: HeaderBlock, plaintext: Iterator[bytes], dst: BinaryIO, *, what: str = "the message"
 ) -> None:
-    """Write the outer header fields around the decrypted entity (SPEC 1.2)."""
+    """Write the outer header fields around the decrypted entity (SPEC 1.2).
+
+    The content of an S/MIME message is a MIME entity (RFC 8551 section 3.1), or at least
+    text (``openssl smime -encrypt`` of a plain file). Binary content without a header block
+    is what a wrong content key gives (CBC has no MAC: a random key passes the padding
+    check once in about 256 tries), so it is reported with the one error of a wrong key,
+    and nothing is written.
+    """
     first, rest = _entity_head(plaintext)
     entity, _ = parse_header_block(first)
+    if not entity.fields and not first.startswith((CRLF, LF)) and _looks_binary(first):
+        raise no_key_error(what)
     inner_names = {item.lname for item in entity.fields}
     newline = outer.newline
     kept = [
@@ -241,8 +261,8 @@ def write_entity(
     ]
     convert: Canonicalizer | _LfWriter = Canonicalizer() if newline == CRLF else _LfWriter()
     dst.write(b"".join(item.with_newline(newline) for item in kept))
-    if not entity.fields:
-        dst.write(newline)  # an entity without header fields: its body follows a blank line
+    if not entity.fields and not first.startswith((CRLF, LF)):
+        dst.write(newline)  # content without header fields: its text follows a blank line
     dst.write(convert.feed(first))
     for chunk in rest:
         out = convert.feed(chunk)
@@ -312,7 +332,7 @@ def decrypt_message(
         for chunk in plaintext:
             dst.write(chunk)
     else:
-        write_entity(located.headers, plaintext, dst)
+        write_entity(located.headers, plaintext, dst, what=what)
     return DecryptResult(head.content_type_name, head.cipher.name, len(head.recipients))
 
 

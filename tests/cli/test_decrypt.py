@@ -87,6 +87,43 @@ def test_wrong_key_is_77_and_no_output_file(cli, pki, tmp_path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 
+def test_message_without_content_headers_has_one_blank_line(cli, pki, tmp_path) -> None:
+    plain = tmp_path / "plain.eml"
+    plain.write_bytes(b"From: a@example.com\nTo: b@example.com\nSubject: bare\n\nHello\n")
+    enc = cli(["encrypt", plain, "--cert", pki.alice.cert_pem, "-o", tmp_path / "e.eml"])
+    assert enc.exit_code == 0, enc.output
+    result = cli(["decrypt", tmp_path / "e.eml", "--key", pki.alice.key_pem])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == b"From: a@example.com\nTo: b@example.com\nSubject: bare\n\nHello\n"
+
+
+@pytest.mark.interop
+def test_openssl_smime_of_a_plain_text_file_decrypts(cli, pki, tmp_path) -> None:
+    from tests.conftest import require_tool
+
+    openssl = require_tool("openssl")
+    text = tmp_path / "note.txt"
+    text.write_bytes(b"just text, no MIME headers\n")
+    out = tmp_path / "note.eml"
+    import subprocess
+
+    subprocess.run([openssl, "smime", "-encrypt", "-aes256", "-in", str(text), "-out",
+                    str(out), str(pki.alice.cert_pem)], check=True, capture_output=True)
+    result = cli(["decrypt", out, "--key", pki.alice.key_pem])
+    assert result.exit_code == 0, result.output
+    # openssl writes only MIME-Version and Content-* outside: a blank line, then the text.
+    assert result.stdout == b"\njust text, no MIME headers\n"
+
+
+def test_wrong_key_never_yields_garbage(cli, pki, tmp_path) -> None:
+    # 40 fresh CBC messages: a wrong RSA key gives a pseudo-random content key each time;
+    # without the MIME entity check about one in 256 would come out as garbage.
+    for n in range(40):
+        msg = _message(tmp_path, pki.alice.cert, name=f"m{n}.eml")
+        result = cli(["decrypt", msg, "--key", pki.bob.key_pem])
+        assert (result.exit_code, result.stdout) == (77, b""), result.output
+
+
 def test_corrupted_key_block_reads_like_wrong_key(cli, pki, tmp_path) -> None:
     msg = _message(tmp_path, pki.alice.cert)
     der = tmp_path / "msg.der"
@@ -95,15 +132,17 @@ def test_corrupted_key_block_reads_like_wrong_key(cli, pki, tmp_path) -> None:
     import base64
     import re
 
-    body = re.split(rb"\n\n", msg.read_bytes(), maxsplit=1)[1]
+    head, body = re.split(rb"\n\n", msg.read_bytes(), maxsplit=1)
     info = cms.ContentInfo.load(base64.b64decode(body))
     ktri = info["content"]["recipient_infos"][0].chosen
     block = bytearray(ktri["encrypted_key"].native)
     block[10] ^= 0xFF
     ktri["encrypted_key"] = bytes(block)
-    der.write_bytes(info.dump(force=True))
+    # As a message (not bare DER), so that content from a pseudo-random key is always
+    # refused: CBC padding alone lets one in ~256 through, the MIME entity check does not.
+    der.write_bytes(head + b"\n\n" + base64.encodebytes(info.dump(force=True)))
     corrupted = cli(["decrypt", der, "--key", pki.alice.key_pem])
-    (tmp_path / "good.der").write_bytes(base64.b64decode(body))
+    (tmp_path / "good.der").write_bytes(msg.read_bytes())
     wrong = cli(["decrypt", tmp_path / "good.der", "--key", pki.bob.key_pem])
     _one_error_line(corrupted, 77)
     _one_error_line(wrong, 77)
