@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -17,17 +18,19 @@ from smimecli.cli import certs, decrypt, demo, encrypt, lab, rules, tnef
 from smimecli.cli.common import STATE, configure_logging
 from smimecli.errors import ExitStatus, SmimeError
 
-app = typer.Typer(
-    name="smimecli",
-    help="S/MIME encryption for mail servers and batch jobs.",
-    no_args_is_help=True,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-    # Plain Click help: brackets in help texts stay literal, paragraphs are re-wrapped to the
-    # terminal, and --help does not import rich.
-    rich_markup_mode=None,
-)
+
+def _new_app() -> typer.Typer:
+    return typer.Typer(
+        name="smimecli",
+        help="S/MIME encryption for mail servers and batch jobs.",
+        no_args_is_help=True,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        pretty_exceptions_enable=False,
+        # Plain Click help: brackets in help texts stay literal, paragraphs are re-wrapped
+        # to the terminal, and --help does not import rich.
+        rich_markup_mode=None,
+    )
 
 
 def _version_callback(value: bool) -> None:
@@ -36,7 +39,6 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def root(
     *,
     store: Annotated[
@@ -75,15 +77,59 @@ def root(
     configure_logging(verbose=verbose, quiet=quiet)
 
 
-app.command("encrypt")(encrypt.encrypt)
-app.command("decrypt")(decrypt.decrypt)
-app.command("inspect")(decrypt.inspect)
-app.add_typer(certs.app, name="certs")
-app.command("gen-root")(lab.gen_root)
-app.command("issue-user")(lab.issue_user)
-app.add_typer(rules.app, name="rules")
-app.add_typer(tnef.app, name="tnef")
-app.command("demo")(demo.demo)
+# Top-level commands in --help order: name -> how to register it on an app.
+_COMMANDS: dict[str, Callable[[typer.Typer], object]] = {
+    "encrypt": lambda a: a.command("encrypt")(encrypt.encrypt),
+    "decrypt": lambda a: a.command("decrypt")(decrypt.decrypt),
+    "inspect": lambda a: a.command("inspect")(decrypt.inspect),
+    "certs": lambda a: a.add_typer(certs.app, name="certs"),
+    "gen-root": lambda a: a.command("gen-root")(lab.gen_root),
+    "issue-user": lambda a: a.command("issue-user")(lab.issue_user),
+    "rules": lambda a: a.add_typer(rules.app, name="rules"),
+    "tnef": lambda a: a.add_typer(tnef.app, name="tnef"),
+    "demo": lambda a: a.command("demo")(demo.demo),
+}
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The root app with every command, or with the one top-level command ``only``."""
+    new = _new_app()
+    new.callback()(root)
+    for name, register in _COMMANDS.items():
+        if only is None or name == only:
+            register(new)
+    return new
+
+
+app = build_app()
+
+# Global options that take a value: skipped when looking for the command name.
+_VALUED_GLOBALS = {"--store"}
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The top-level command the arguments run, or None (help, version, unknown)."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _VALUED_GLOBALS:
+            skip = True
+        elif arg in ("-h", "--help", "--version"):
+            return None
+        elif not arg.startswith("-"):
+            return arg if arg in _COMMANDS else None
+    return None
+
+
+def _click_command(args: list[str]) -> Any:
+    """Build the Click command for these arguments.
+
+    Typer inspects the signature of every command function when it builds the tree; a
+    gateway that runs ``smimecli encrypt`` per message needs only that one, so only the
+    command being run is built (``--help`` and unknown names get the whole tree).
+    """
+    return typer.main.get_command(build_app(_command_name(args)))
 
 
 _INTERRUPTED = "interrupted; no partial output was left, retry later"
@@ -120,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             previous[signum] = signal.signal(signum, _on_signal)
         except ValueError:  # not the main thread (tests)
             pass
-    command = typer.main.get_command(app)
+    command = _click_command(args)
     try:
         result = command.main(args=args, prog_name="smimecli", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0

@@ -43,3 +43,32 @@ def test_help_does_not_import_crypto() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "IMPORTED=\n" in proc.stdout, proc.stdout
+
+
+def test_only_the_command_being_run_is_built() -> None:
+    from smimecli.cli.app import _command_name
+
+    assert _command_name(["encrypt", "--cert", "x"]) == "encrypt"
+    assert _command_name(["--store", "encrypt", "certs", "list"]) == "certs"
+    assert _command_name(["-v", "--quiet", "decrypt"]) == "decrypt"
+    assert _command_name(["--help", "encrypt"]) is None
+    assert _command_name(["--version"]) is None
+    assert _command_name(["no-such-command"]) is None
+
+
+def test_command_help_and_unknown_command(cli) -> None:
+    helped = cli(["encrypt", "--help"])
+    assert helped.exit_code == 0, helped.output
+    assert b"--cipher" in helped.stdout
+    unknown = cli(["encrpyt"])
+    assert unknown.exit_code == 64
+    assert "encrpyt" in unknown.stderr
+    assert unknown.stderr.count("\n") == 1
+
+
+def test_root_help_lists_every_command(cli) -> None:
+    result = cli(["--help"])
+    assert result.exit_code == 0, result.output
+    for name in ("encrypt", "decrypt", "inspect", "certs", "gen-root", "issue-user", "rules",
+                 "tnef", "demo"):
+        assert name.encode() in result.stdout
