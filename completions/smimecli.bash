@@ -12,7 +12,7 @@ _smimecli_subcommands() {
 
 _smimecli_options() {
     case "$1" in
-        '') echo '--store -v --verbose -q --quiet --version -h --help' ;;
+        '') echo '--store --store-password-env -v --verbose -q --quiet --version -h --help' ;;
         'encrypt') echo '-o --output --out-dir --cert --rules --recipient --cipher --key-transport --oaep-hash --recipient-id --convert-tnef --no-convert-tnef --on-missing-cert --jobs --json --password-file --password-env -h --help' ;;
         'decrypt') echo '-o --output --key --cert --password-file --password-env -h --help' ;;
         'inspect') echo '--json -h --help' ;;
@@ -37,6 +37,7 @@ _smimecli_options() {
 _smimecli_value() {
     case "$1:$2" in
         ':--store') echo '1 dir' ;;
+        ':--store-password-env') echo '1 text' ;;
         'encrypt:-o'|'encrypt:--output') echo '1 file' ;;
         'encrypt:--out-dir') echo '1 dir' ;;
         'encrypt:--cert') echo '1 file' ;;

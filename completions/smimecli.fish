@@ -18,6 +18,8 @@ function __smimecli_nargs
     switch "$argv[1]:$argv[2]"
         case ':--store'
             echo 1
+        case ':--store-password-env'
+            echo 1
         case 'encrypt:-o' 'encrypt:--output'
             echo 1
         case 'encrypt:--out-dir'
@@ -202,6 +204,7 @@ complete -c smimecli -n '__smimecli_at \'\'' -a 'certs' -d 'Manage the certifica
 complete -c smimecli -n '__smimecli_at \'\'' -a 'rules' -d 'Check recipient rules files and try them on a virtual message'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'tnef' -d 'Turn Outlook winmail.dat (TNEF) parts into plain MIME'
 complete -c smimecli -n '__smimecli_at \'\'' -l 'store' -x -a '(__fish_complete_directories)' -d 'Certificate store folder [default: $XDG_DATA_HOME/smimecli].'
+complete -c smimecli -n '__smimecli_at \'\'' -l 'store-password-env' -x -d 'Environment variable holding the store passphrase that encrypts private keys in the store, for every command [default: SMIMECLI_STORE_PASSWORD].'
 complete -c smimecli -n '__smimecli_at \'\'' -s 'v' -l 'verbose' -d 'More detail; tracebacks on errors.'
 complete -c smimecli -n '__smimecli_at \'\'' -s 'q' -l 'quiet' -d 'Only errors on stderr.'
 complete -c smimecli -n '__smimecli_at \'\'' -l 'version' -d 'Print the version and exit.'

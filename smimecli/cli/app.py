@@ -50,6 +50,15 @@ def root(
             metavar="DIR",
         ),
     ] = None,
+    store_password_env: Annotated[
+        str | None,
+        typer.Option(
+            "--store-password-env",
+            help="Environment variable holding the store passphrase that encrypts private "
+            "keys in the store, for every command [default: SMIMECLI_STORE_PASSWORD].",
+            metavar="NAME",
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="More detail; tracebacks on errors.")
     ] = False,
@@ -71,6 +80,16 @@ def root(
     67 recipient without certificate (reject), 73 cannot create output, 74 I/O error,
     75 temporary failure, 77 wrong password or no key, 78 configuration error, 70 bug.
     """
+    if store_password_env is not None:
+        import os
+
+        value = os.environ.get(store_password_env)
+        if value is None:
+            from smimecli.errors import UsageError
+
+            raise UsageError(f"environment variable {store_password_env} is not set")
+        # The store reads SMIMECLI_STORE_PASSWORD wherever it is opened (this process only).
+        os.environ["SMIMECLI_STORE_PASSWORD"] = value
     STATE.store = store
     STATE.verbose = verbose
     STATE.quiet = quiet
@@ -104,7 +123,7 @@ def build_app(only: str | None = None) -> typer.Typer:
 app = build_app()
 
 # Global options that take a value: skipped when looking for the command name.
-_VALUED_GLOBALS = {"--store"}
+_VALUED_GLOBALS = {"--store", "--store-password-env"}
 
 
 def _command_name(args: list[str]) -> str | None:

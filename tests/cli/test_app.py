@@ -72,3 +72,25 @@ def test_root_help_lists_every_command(cli) -> None:
     for name in ("encrypt", "decrypt", "inspect", "certs", "gen-root", "issue-user", "rules",
                  "tnef", "demo"):
         assert name.encode() in result.stdout
+
+
+def test_global_store_password_env_encrypts_keys_for_every_command(cli, tmp_path) -> None:
+    env = {"LAB_PASS": "store secret"}
+    made = cli(["--store-password-env", "LAB_PASS", "gen-root", "--subject", "CN=Pw Root"],
+               env=env)
+    assert made.exit_code == 0, made.output
+    pfx = tmp_path / "root.pfx"
+    without = cli(["certs", "export", "Pw Root", "-o", str(pfx), "--with-private-key",
+                   "--password-env", "LAB_PASS"], env=env)
+    assert without.exit_code == 77, without.output
+    assert not pfx.exists()
+    with_it = cli(["--store-password-env", "LAB_PASS", "certs", "export", "Pw Root", "-o",
+                   str(pfx), "--with-private-key", "--password-env", "LAB_PASS"], env=env)
+    assert with_it.exit_code == 0, with_it.output
+    assert pfx.stat().st_mode & 0o777 == 0o600
+
+
+def test_global_store_password_env_unset_is_64(cli) -> None:
+    result = cli(["--store-password-env", "NO_SUCH_VARIABLE_X", "certs", "list"])
+    assert result.exit_code == 64
+    assert "NO_SUCH_VARIABLE_X" in result.stderr
