@@ -2,9 +2,9 @@
 shell loop running ``openssl cms -encrypt`` once per message (SPEC section 5: at least 5x
 faster). Run by hand; it reports and exits 0::
 
-    /work/venv/bin/python -m bench.bench_batch              # 1,000 messages, 5 rounds
-    /work/venv/bin/python -m bench.bench_batch --quick      # 200 messages, 2 rounds
-    /work/venv/bin/python -m bench.bench_batch --jobs 1,2,4 --tmp /dev/shm
+    python -m bench.bench_batch              # 1,000 messages, 5 rounds
+    python -m bench.bench_batch --quick      # 200 messages, 2 rounds
+    python -m bench.bench_batch --jobs 1,2,4 --tmp /dev/shm
 
 smimecli runs once per ``--jobs`` value given; every round runs each contender once
 (interleaved) into an emptied output folder. ``--tmp`` picks the file system: a slow disk

@@ -4,9 +4,9 @@ Targets: 25 MB within 1.5x OpenSSL's wall time and at most 64 MiB peak; 1 GB at 
 100 MiB peak; stretch: 250 MB no slower than ``openssl cms -encrypt -stream``, at most
 32 MiB. Run by hand (it reports, it is not a test; exit status 0)::
 
-    /work/venv/bin/python -m bench.bench_large            # 25 MB x5, 250 MB x3, 1 GB x1
-    /work/venv/bin/python -m bench.bench_large --quick    # 25 MB x3 only
-    /work/venv/bin/python -m bench.bench_large --sizes 25,250 --rounds 5
+    python -m bench.bench_large            # 25 MB x5, 250 MB x3, 1 GB x1
+    python -m bench.bench_large --quick    # 25 MB x3 only
+    python -m bench.bench_large --sizes 25,250 --rounds 5
 
 Every contender reads the same LF-ended file and writes its own output file, AES-256-CBC
 to the same RSA-2048 certificate; runs are interleaved (A B C A B C ...). OpenSSL without

@@ -3,8 +3,8 @@
 
 Run by hand; it reports and exits 0::
 
-    /work/venv/bin/python -m bench.bench_startup            # 15 interleaved rounds
-    /work/venv/bin/python -m bench.bench_startup --quick    # 5 rounds
+    python -m bench.bench_startup            # 15 interleaved rounds
+    python -m bench.bench_startup --quick    # 5 rounds
 
 To see where start-up time goes::
 

@@ -3,7 +3,7 @@
 SPEC section 5: encrypting by e-mail lookup with 100,000 certificates must stay within
 1.2x the time with 10. Run by hand (not a test):
 
-    /work/venv/bin/python -m bench.bench_store [--count 100000] [--runs 15]
+    python -m bench.bench_store [--count 100000] [--runs 15]
 
 It fills two stores (one EC CA key signs every certificate; all share one subject key so
 filling takes seconds), times ``Store.by_email`` in-process (median of interleaved runs),

@@ -1,7 +1,7 @@
 """Run every benchmark in turn and print their reports (SPEC section 5).
 
-    /work/venv/bin/python -m bench.run_all           # full runs (several minutes, 1 GB)
-    /work/venv/bin/python -m bench.run_all --quick   # short runs of each
+    python -m bench.run_all           # full runs (several minutes, 1 GB)
+    python -m bench.run_all --quick   # short runs of each
 
 Each benchmark runs as its own process so that one failing does not stop the others;
 the exit status is always 0 (the benchmarks report, they are not tests).

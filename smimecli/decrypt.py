@@ -12,6 +12,12 @@ The output of a message is a readable .eml: the input's header fields other than
 from the outside), then the entity's own header fields and body, in the input's line ending.
 A bare CMS input gives the decrypted content byte for byte. An opaque signed-data layer
 inside is left as it is.
+
+Signed outside: when the envelope was signed after it was made (``multipart/signed``, or
+an opaque signed-data around it, as Thunderbird's corpus has them), :func:`open_envelope`
+takes the signed content out, layer by layer (at most
+:data:`smimecli.unsign.MAX_SIGNATURE_LAYERS`), without verifying it, and warns once per
+layer; the outer headers are those of the outermost message. See :mod:`smimecli.unsign`.
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from smimecli.cms.ber import BerReader
+from smimecli.cms.ber import BerReader, Tlv
 from smimecli.cms.open import (
     CONTENT_TYPES,
     OID_AUTH_ENVELOPED_DATA,
     OID_ENVELOPED_DATA,
+    OID_SIGNED_DATA,
     EnvelopeHead,
     decrypt_content,
     no_key_error,
@@ -36,6 +43,14 @@ from smimecli.cms.open import (
 from smimecli.cms.unwrap import KeyIdentity, PrivateKey, RecipientEntry, RecipientId
 from smimecli.errors import DataError
 from smimecli.mime import CRLF, LF, Canonicalizer, HeaderBlock, parse_header_block
+from smimecli.unsign import (
+    MAX_SIGNATURE_LAYERS,
+    SignatureLayer,
+    SignedOnlyError,
+    multipart_signed_content,
+    not_verified_warning,
+    signed_data_content,
+)
 
 log = logging.getLogger("smimecli")
 
@@ -146,8 +161,13 @@ class Base64Reader:
 class LocatedCms:
     """The CMS bytes of an input and the headers around them."""
 
-    stream: Any  # a binary stream positioned at the ContentInfo
+    stream: Any  # a binary stream positioned at the ContentInfo (or the multipart body)
     headers: HeaderBlock | None  # None for a bare DER or PEM input
+    multipart_signed: bool = False  # stream is the body of a multipart/signed entity
+
+
+class _NotSmimeError(DataError):
+    """The input is not S/MIME at all (inside a signature: signed but not encrypted)."""
 
 
 def locate_cms(src: BinaryIO, what: str) -> LocatedCms:
@@ -161,13 +181,15 @@ def locate_cms(src: BinaryIO, what: str) -> LocatedCms:
         stream.readline(1 << 16)  # the BEGIN line
         return LocatedCms(Base64Reader(stream, what), None)
     if not head:
-        raise DataError(f"{what} is empty: not an S/MIME message")
+        raise _NotSmimeError(f"{what} is empty: not an S/MIME message")
     from smimecli.mime import read_header_block
 
     headers, body = read_header_block(_Prefixed(head, src))  # type: ignore[arg-type]
     if not headers.fields:
-        raise DataError(f"{what} is not an S/MIME message, a DER/BER CMS or a PEM file")
+        raise _NotSmimeError(f"{what} is not an S/MIME message, a DER/BER CMS or a PEM file")
     ctype = headers.content_type()
+    if ctype.mime_type == "multipart/signed":  # RFC 8551 3.5.3: signed outside
+        return LocatedCms(body, headers, multipart_signed=True)
     disposition = headers.get("Content-Disposition") or ""
     from smimecli.mime import parse_parameters
 
@@ -177,7 +199,7 @@ def locate_cms(src: BinaryIO, what: str) -> LocatedCms:
     if not (ctype.mime_type in _PKCS7_TYPES or (
         ctype.mime_type == "application/octet-stream" and is_p7m
     )):
-        raise DataError(
+        raise _NotSmimeError(
             f"{what} is not an S/MIME encrypted message (Content-Type: {ctype.mime_type})"
         )
     encoding = (headers.get("Content-Transfer-Encoding") or "7bit").strip().lower()
@@ -186,6 +208,61 @@ def locate_cms(src: BinaryIO, what: str) -> LocatedCms:
     if encoding in ("binary", "8bit", "7bit"):
         return LocatedCms(body, headers)
     raise DataError(f"{what}: unsupported Content-Transfer-Encoding {encoding} for S/MIME")
+
+
+@dataclass
+class OpenedEnvelope:
+    """The envelope found in an input, its content type read, and what was around it."""
+
+    reader: BerReader
+    known: tuple[str, list[Iterator[Tlv]]]  # what read_content_type returned
+    headers: HeaderBlock | None  # of the outermost message; None for bare CMS all the way
+    layers: list[SignatureLayer] = field(default_factory=list)
+
+
+def open_envelope(src: BinaryIO, what: str) -> OpenedEnvelope:
+    """Find the CMS in an input, taking out any signature layers around it (unverified).
+
+    Raises:
+        SignedOnlyError: signed, with no envelope inside at any depth (65).
+        DataError: more than MAX_SIGNATURE_LAYERS signatures, or a broken structure (65).
+    """
+    layers: list[SignatureLayer] = []
+    headers: HeaderBlock | None = None
+    stream: Any = src
+    for _ in range(MAX_SIGNATURE_LAYERS + 1):
+        try:
+            located = locate_cms(stream, what)
+        except _NotSmimeError:
+            if layers:
+                raise SignedOnlyError(what, len(layers)) from None
+            raise
+        if headers is None:
+            headers = located.headers
+        if located.multipart_signed:
+            assert located.headers is not None
+            boundary = located.headers.content_type().param("boundary")
+            stream, layer = multipart_signed_content(boundary, located.stream, what)
+            layers.append(layer)
+            continue
+        reader = BerReader(located.stream, what=f"the CMS structure of {what}")
+        oid, levels = read_content_type(reader)
+        if oid == OID_SIGNED_DATA:  # RFC 8551 3.5.2: opaque signed-data
+            stream, layer = signed_data_content(reader, levels, what)
+            layers.append(layer)
+            continue
+        return OpenedEnvelope(reader, (oid, levels), headers, layers)
+    raise DataError(
+        f"{what} is wrapped in more than {MAX_SIGNATURE_LAYERS} signature layers: "
+        "not a usable message"
+    )
+
+
+def warn_unverified(layers: list[SignatureLayer]) -> None:
+    """One warning per signature layer taken off, outermost first."""
+    signers = [layer.signer() for layer in reversed(layers)]  # innermost is read first
+    for signer in reversed(signers):
+        log.warning(not_verified_warning(signer))
 
 
 # --- writing the result -----------------------------------------------------------------------
@@ -321,18 +398,19 @@ def decrypt_message(
         AuthError: no key for any recipient, or the message was altered (77).
         DataError: not an S/MIME message, or a broken CMS structure (65).
     """
-    located = locate_cms(src, what)
-    reader = BerReader(located.stream, what=f"the CMS structure of {what}")
-    head = read_head(reader, what=what)
+    opened = open_envelope(src, what)
+    reader = opened.reader
+    head = read_head(reader, what=what, known=opened.known)
     identities = _identities(key, cert)
     if not identities and key_lookup is not None:
         identities = key_lookup(head.recipients)
     plaintext = decrypt_content(reader, head, identities, what=what, kek=kek)
-    if located.headers is None:
+    if opened.headers is None:
         for chunk in plaintext:
             dst.write(chunk)
     else:
-        write_entity(located.headers, plaintext, dst, what=what)
+        write_entity(opened.headers, plaintext, dst, what=what)
+    warn_unverified(opened.layers)
     return DecryptResult(head.content_type_name, head.cipher.name, len(head.recipients))
 
 
@@ -381,6 +459,7 @@ class InspectReport:
     content_type_oid: str
     cipher: dict[str, Any] | None = None
     recipients: list[dict[str, Any]] = field(default_factory=list)
+    signature_layers: int = 0  # unverified signatures around the envelope
 
     def as_json(self) -> dict[str, Any]:
         """The report as one JSON document."""
@@ -390,6 +469,7 @@ class InspectReport:
             "content_type_oid": self.content_type_oid,
             "cipher": self.cipher,
             "recipients": self.recipients,
+            "signature_layers": self.signature_layers,
         }
 
 
@@ -435,21 +515,39 @@ def inspect_message(
     src: BinaryIO, *, store_finder: StoreFinder | None = None, what: str = "the message"
 ) -> InspectReport:
     """Describe an S/MIME message without any key: headers, CMS type, cipher, recipients."""
-    located = locate_cms(src, what)
-    headers = [(f.name, f.value) for f in located.headers.fields] if located.headers else []
-    reader = BerReader(located.stream, what=f"the CMS structure of {what}")
-    head = _read_any_head(reader, what)
+    try:
+        opened = open_envelope(src, what)
+    except SignedOnlyError as exc:
+        return InspectReport(
+            _header_list(exc.headers), "signed-data", OID_SIGNED_DATA,
+            signature_layers=exc.layers,
+        )
+    headers = _header_list(opened.headers)
+    layers = len(opened.layers)
+    head = _read_any_head(opened.reader, what, opened.known)
     if isinstance(head, str):
-        return InspectReport(headers, CONTENT_TYPES.get(head, head), head)
-    report = InspectReport(headers, head.content_type_name, head.content_type)
+        if layers and head == OID_DATA:  # a signed bare CMS data: nothing encrypted
+            return InspectReport(headers, "signed-data", OID_SIGNED_DATA, signature_layers=layers)
+        return InspectReport(
+            headers, CONTENT_TYPES.get(head, head), head, signature_layers=layers
+        )
+    report = InspectReport(
+        headers, head.content_type_name, head.content_type, signature_layers=layers
+    )
     report.cipher = _cipher_info(head)
     report.recipients = [_recipient_info(e, store_finder) for e in head.recipients]
     return report
 
 
-def _read_any_head(reader: BerReader, what: str) -> EnvelopeHead | str:
+def _header_list(block: HeaderBlock | None) -> list[tuple[str, str]]:
+    return [(f.name, f.value) for f in block.fields] if block is not None else []
+
+
+def _read_any_head(
+    reader: BerReader, what: str, known: tuple[str, list[Iterator[Tlv]]]
+) -> EnvelopeHead | str:
     """The envelope head, or just the content type OID of another kind of CMS."""
-    oid, levels = read_content_type(reader)
+    oid, levels = known
     if oid not in (OID_ENVELOPED_DATA, OID_AUTH_ENVELOPED_DATA):
         return oid
     return read_head(reader, what=what, parse_cipher=False, known=(oid, levels))

@@ -1,0 +1,309 @@
+"""Taking the content out of a signed S/MIME message, without verifying it (SPEC 1.2).
+
+Thunderbird, Outlook and gateways sign *after* encrypting as often as before: the envelope
+then sits inside a ``multipart/signed`` entity (RFC 8551 3.5.3, RFC 1847 2.1) or inside an
+opaque ``application/pkcs7-mime; smime-type=signed-data`` (RFC 8551 3.5.2). To decrypt,
+the signed content is taken out and searched for the envelope again. The signature is not
+checked: verification is a later feature, and :func:`not_verified_warning` says so.
+
+Memory: neither form is loaded whole. The first body part of a multipart/signed entity
+is read in blocks of 1 MiB and released as soon as it cannot be part of a boundary line;
+the eContent of an opaque SignedData is read with the streaming BER reader, chunk by chunk.
+Only what follows the content (the signature part, or the certificates and SignerInfos)
+is held in memory, capped at :data:`MAX_SIGNATURE_PART`, and only to name the signer.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+from smimecli.cms.ber import TAG_INTEGER, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE, BerReader, Tlv
+from smimecli.errors import DataError
+
+MAX_SIGNATURE_LAYERS = 8  # hostile input must not make unwrapping recurse without end
+MAX_SIGNATURE_PART = 4 << 20  # the signature part or SignerInfos read to name the signer
+_BLOCK = 1 << 20
+SOMEONE = "someone"
+
+
+class SignedOnlyError(DataError):
+    """A signed message with no envelope inside at any depth: there is nothing to decrypt."""
+
+    def __init__(self, what: str, layers: int) -> None:
+        plural = "" if layers == 1 else "s"
+        super().__init__(
+            f"{what} is signed but not encrypted (signed-data, not an encrypted envelope, "
+            f"inside {layers} signature layer{plural}): nothing to decrypt"
+        )
+        self.layers = layers
+
+
+class ChunkStream:
+    """A read-only binary stream over an iterator of chunks (``read`` and ``readline``)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self._done = False
+
+    def _more(self) -> bool:
+        if self._done:
+            return False
+        for chunk in self._chunks:
+            if chunk:
+                self._buffer += chunk
+                return True
+        self._done = True
+        return False
+
+    def read(self, size: int = -1) -> bytes:
+        """Read up to ``size`` bytes (all that is left when negative)."""
+        while (size < 0 or len(self._buffer) < size) and self._more():
+            pass
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        """Read one line (up to ``size`` bytes)."""
+        while True:
+            cut = self._buffer.find(b"\n")
+            if cut >= 0 and (size < 0 or cut < size):
+                data, self._buffer = self._buffer[: cut + 1], self._buffer[cut + 1 :]
+                return data
+            if (size >= 0 and len(self._buffer) >= size) or not self._more():
+                return self.read(size)
+
+    def drain(self) -> None:
+        """Consume what is left, so that whatever follows the content can be read."""
+        self._buffer = b""
+        while self._more():
+            self._buffer = b""
+
+
+class SignatureLayer:
+    """One signature removed from around the content; knows its signer once drained."""
+
+    def __init__(self, kind: str, content: ChunkStream, parse: Callable[[], Any]) -> None:
+        self.kind = kind  # "multipart/signed" or "signed-data"
+        self.content = content
+        self._parse = parse  # reads what follows the content: the SignedData's signer parts
+
+    def signer(self) -> str:
+        """The signer's subject, or ``someone`` when it cannot be named (best effort)."""
+        try:
+            self.content.drain()
+            return _signer_name(self._parse())
+        except (DataError, ValueError, TypeError, KeyError, IndexError, binascii.Error):
+            return SOMEONE  # naming the signer is a courtesy: the signature is not verified
+
+
+def not_verified_warning(signer: str) -> str:
+    """The warning for one removed signature layer."""
+    return (
+        f"the outer signature (signed by {signer}) was not verified: "
+        "smimecli does not verify signatures yet"
+    )
+
+
+# --- multipart/signed (RFC 1847 2.1, RFC 2046 5.1.1) ----------------------------------------
+
+
+def _scan(buffer: bytes, delimiter: bytes, final: bool) -> tuple[int, int, bool] | int:
+    """Find a delimiter line (``\\n--boundary`` plus padding) in ``buffer``.
+
+    Returns ``(start, end, closing)`` when found (``end`` after the line's LF), else how
+    many bytes from the start are safe to release (none of them can begin a delimiter).
+    """
+    pos = 0
+    while True:
+        found = buffer.find(delimiter, pos)
+        if found < 0:
+            # Keep a possible partial delimiter and the CR before it (RFC 2046 5.1.1: the
+            # CRLF before a boundary belongs to the boundary).
+            return max(0, len(buffer) - len(delimiter) - 1)
+        eol = buffer.find(b"\n", found + len(delimiter))
+        if eol < 0 and not final:
+            return max(0, found - 1)
+        end = len(buffer) if eol < 0 else eol + 1
+        tail = buffer[found + len(delimiter) : end].rstrip(b" \t\r\n")
+        if tail in (b"", b"--"):
+            return found, end, tail == b"--"
+        pos = found + 1  # a longer boundary that starts with ours: not a delimiter
+
+
+def _first_part(body: BinaryIO, boundary: bytes, what: str, rest: list[bytes]) -> Iterator[bytes]:
+    """Yield the first body part of a multipart entity; put what follows into ``rest``."""
+    delimiter = b"\n--" + boundary
+    buffer = b"\n"  # a delimiter may open the body without a preamble
+    final = False
+    while True:  # the preamble, up to the first delimiter line
+        found = _scan(buffer, delimiter, final)
+        if isinstance(found, tuple):
+            if found[2]:
+                raise DataError(f"{what}: the multipart/signed entity has no signed part")
+            buffer = buffer[found[1] :]
+            break
+        if final:
+            raise DataError(
+                f"{what}: the multipart/signed boundary never appears: not a usable message"
+            )
+        buffer = buffer[found:]
+        block = body.read(_BLOCK)
+        final = not block
+        buffer += block or b""
+    while True:  # the signed entity, up to the next delimiter line
+        found = _scan(buffer, delimiter, final)
+        if isinstance(found, tuple):
+            start = found[0]
+            yield buffer[: start - 1] if buffer[start - 1 : start] == b"\r" else buffer[:start]
+            rest.append(buffer[found[1] :])
+            return
+        if final:
+            raise DataError(
+                f"{what}: the multipart/signed entity ends before its closing boundary"
+            )
+        if found:
+            yield buffer[:found]
+            buffer = buffer[found:]
+        block = body.read(_BLOCK)
+        final = not block
+        buffer += block or b""
+
+
+def multipart_signed_content(
+    boundary: str | None, body: BinaryIO, what: str
+) -> tuple[ChunkStream, SignatureLayer]:
+    """The signed entity of a multipart/signed body (its first part), as a stream.
+
+    Args:
+        boundary: the ``boundary`` parameter of the Content-Type.
+        body: the body, positioned after the header block.
+    """
+    if not boundary:
+        raise DataError(f"{what}: the multipart/signed Content-Type has no boundary parameter")
+    rest: list[bytes] = []
+    content = ChunkStream(_first_part(body, boundary.encode("utf-8", "replace"), what, rest))
+
+    def parse() -> Any:
+        return _signature_part(b"".join(rest) + body.read(MAX_SIGNATURE_PART))
+
+    return content, SignatureLayer("multipart/signed", content, parse)
+
+
+def _signature_part(data: bytes) -> Any:
+    """The SignedData of the application/pkcs7-signature part at the start of ``data``."""
+    from asn1crypto import cms
+
+    from smimecli.mime import parse_header_block
+
+    headers, offset = parse_header_block(data)
+    body = data[offset:].split(b"\n--", 1)[0]
+    der = data[offset:]
+    if (headers.get("Content-Transfer-Encoding") or "").strip().lower() == "base64":
+        der = binascii.a2b_base64(body.translate(None, b" \t\r\n"))
+    return cms.ContentInfo.load(der)["content"]
+
+
+# --- opaque signed-data (RFC 5652 5.1, RFC 8551 3.5.2) ---------------------------------------
+
+
+def _expect(reader: BerReader, tlv: Tlv | None, universal: int, what: str) -> Tlv:
+    if tlv is None or not tlv.is_universal(universal):
+        raise reader.error(f"expected {what}")
+    return tlv
+
+
+def _econtent(
+    reader: BerReader, levels: list[Iterator[Tlv]], what: str, trailer: list[bytes]
+) -> Iterator[bytes]:
+    """Yield the eContent of a SignedData, then collect the certificates and SignerInfos.
+
+    ``levels`` are the open ContentInfo containers from
+    :func:`smimecli.cms.open.read_content_type`.
+    """
+    outer_fields, explicit_fields = levels
+    body = _expect(reader, next(explicit_fields, None), TAG_SEQUENCE, "the SignedData SEQUENCE")
+    fields = reader.children(body)
+    version = _expect(reader, next(fields, None), TAG_INTEGER, "the SignedData version")
+    reader.read_content(version, max_size=8)
+    digests = next(fields, None)
+    if digests is None:
+        raise reader.error("expected the SignedData digest algorithms")
+    reader.skip(digests)
+    eci = _expect(reader, next(fields, None), TAG_SEQUENCE, "the EncapsulatedContentInfo")
+    parts = reader.children(eci)
+    oid = _expect(reader, next(parts, None), TAG_OID, "the encapsulated content type")
+    reader.read_content(oid, max_size=256)
+    explicit = next(parts, None)
+    if explicit is None:
+        raise DataError(
+            f"{what}: the signed-data layer carries no content (a detached signature without "
+            "the message it signs)"
+        )
+    if not (explicit.is_context(0) and explicit.constructed):
+        raise reader.error("expected the signed content [0]")
+    inner = reader.children(explicit)
+    octets = next(inner, None)
+    if octets is None or octets.tag != TAG_OCTET_STRING or octets.tag_class != 0:
+        raise reader.error("expected the signed content OCTET STRING")
+    yield from reader.iter_octets(octets)
+    if next(inner, None) is not None or next(parts, None) is not None:
+        raise reader.error("unexpected element after the signed content")
+    for tlv in fields:  # certificates [0], crls [1], signerInfos SET (RFC 5652 5.1)
+        trailer.append(reader.read_element(tlv, max_size=MAX_SIGNATURE_PART))
+    for level in (explicit_fields, outer_fields):
+        if next(level, None) is not None:
+            raise reader.error("unexpected element at the end of the ContentInfo")
+
+
+def signed_data_content(
+    reader: BerReader, levels: list[Iterator[Tlv]], what: str
+) -> tuple[ChunkStream, SignatureLayer]:
+    """The encapsulated content of an opaque SignedData whose content type was just read."""
+    trailer: list[bytes] = []
+    content = ChunkStream(_econtent(reader, levels, what, trailer))
+    return content, SignatureLayer(
+        "signed-data", content, lambda: _signed_data_from_trailer(trailer)
+    )
+
+
+def _signed_data_from_trailer(trailer: list[bytes]) -> Any:
+    """A SignedData-like dict of the certificates and SignerInfos that followed the content."""
+    from asn1crypto import cms
+
+    found: dict[str, Any] = {"certificates": [], "signer_infos": []}
+    for raw in trailer:
+        if raw[:1] == b"\xa0":
+            found["certificates"] = cms.CertificateSet.load(b"\x31" + raw[1:])
+        elif raw[:1] == b"\x31":
+            found["signer_infos"] = cms.SignerInfos.load(raw)
+    return found
+
+
+# --- naming the signer -----------------------------------------------------------------------
+
+
+def _signer_name(signed: Any) -> str:
+    """The subject of the first signer's certificate, when the message carries it."""
+    from smimecli.decrypt import format_name
+
+    infos = list(signed["signer_infos"])
+    if not infos:
+        return SOMEONE
+    sid = infos[0]["sid"]
+    for choice in signed["certificates"] or []:
+        if choice.name != "certificate":
+            continue
+        cert = choice.chosen
+        if sid.name == "issuer_and_serial_number":
+            ias = sid.chosen
+            if cert.issuer == ias["issuer"] and cert.serial_number == ias["serial_number"].native:
+                return format_name(cert.subject)
+        elif cert.key_identifier == sid.chosen.native:
+            return format_name(cert.subject)
+    return SOMEONE
