@@ -235,7 +235,7 @@ def open_envelope(src: BinaryIO, what: str) -> OpenedEnvelope:
             located = locate_cms(stream, what)
         except _NotSmimeError:
             if layers:
-                raise SignedOnlyError(what, len(layers)) from None
+                raise SignedOnlyError(what, len(layers), headers) from None
             raise
         if headers is None:
             headers = located.headers
@@ -526,8 +526,6 @@ def inspect_message(
     layers = len(opened.layers)
     head = _read_any_head(opened.reader, what, opened.known)
     if isinstance(head, str):
-        if layers and head == OID_DATA:  # a signed bare CMS data: nothing encrypted
-            return InspectReport(headers, "signed-data", OID_SIGNED_DATA, signature_layers=layers)
         return InspectReport(
             headers, CONTENT_TYPES.get(head, head), head, signature_layers=layers
         )

@@ -31,13 +31,14 @@ SOMEONE = "someone"
 class SignedOnlyError(DataError):
     """A signed message with no envelope inside at any depth: there is nothing to decrypt."""
 
-    def __init__(self, what: str, layers: int) -> None:
+    def __init__(self, what: str, layers: int, headers: Any = None) -> None:
         plural = "" if layers == 1 else "s"
         super().__init__(
             f"{what} is signed but not encrypted (signed-data, not an encrypted envelope, "
             f"inside {layers} signature layer{plural}): nothing to decrypt"
         )
         self.layers = layers
+        self.headers = headers  # of the outermost message, for inspect
 
 
 class ChunkStream:
@@ -219,6 +220,18 @@ def _expect(reader: BerReader, tlv: Tlv | None, universal: int, what: str) -> Tl
 
 
 def _econtent(
+    reader: BerReader, levels: list[Iterator[Tlv]], what: str, trailer: list[bytes]
+) -> Iterator[bytes]:
+    """:func:`_econtent_raw`, with its errors saying which layer is damaged."""
+    try:
+        yield from _econtent_raw(reader, levels, what, trailer)
+    except DataError as exc:
+        if "signed-data" in exc.message:
+            raise
+        raise DataError(f"{what}: the signed-data layer is damaged ({exc.message})") from exc
+
+
+def _econtent_raw(
     reader: BerReader, levels: list[Iterator[Tlv]], what: str, trailer: list[bytes]
 ) -> Iterator[bytes]:
     """Yield the eContent of a SignedData, then collect the certificates and SignerInfos.

@@ -141,6 +141,11 @@ def _print_report(report: Any) -> None:
         lines.append("Headers:")
         lines.extend(f"  {name}: {value}" for name, value in report.headers)
     lines.append(f"CMS content type: {report.content_type} ({report.content_type_oid})")
+    if report.signature_layers:
+        lines.append(
+            f"Signature layers: {report.signature_layers} "
+            "(outside the envelope, not verified)"
+        )
     if report.cipher is not None:
         cipher = report.cipher
         bits = f", {cipher['key_bits']}-bit key" if cipher["key_bits"] else ""

@@ -197,3 +197,51 @@ def test_unwritable_output_is_73(cli, pki, tmp_path) -> None:
     result = cli(["decrypt", msg, "-o", tmp_path / "no" / "dir" / "x.eml",
                   "--key", pki.alice.key_pem])
     _one_error_line(result, 73)
+
+
+# --- signed outside (smimecli.unsign) ---------------------------------------------------------
+
+
+def _signed(entity: bytes, who, layers: int = 1) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+
+    for _ in range(layers):
+        entity = (
+            pkcs7.PKCS7SignatureBuilder().set_data(entity)
+            .add_signer(who.cert, who.key, hashes.SHA256())
+            .sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.Binary])
+        )
+    return b"From: a@example.com\r\n" + entity
+
+
+def test_signed_only_exits_65_without_output(cli, pki, tmp_path) -> None:
+    msg = tmp_path / "signed.eml"
+    msg.write_bytes(_signed(ENTITY, pki.alice))
+    out = tmp_path / "out.eml"
+    result = cli(["decrypt", msg, "-o", out, "--key", pki.alice.key_pem])
+    _one_error_line(result, 65)
+    assert "signed but not encrypted" in result.stderr
+    assert not out.exists()
+
+
+def test_signatures_nested_too_deep_exit_65(cli, pki, tmp_path) -> None:
+    from smimecli.unsign import MAX_SIGNATURE_LAYERS
+
+    envelope = _message(tmp_path, pki.alice.cert).read_bytes().split(b"\n", 2)[2]
+    msg = tmp_path / "deep.eml"
+    msg.write_bytes(_signed(envelope, pki.alice, MAX_SIGNATURE_LAYERS + 1))
+    out = tmp_path / "out.eml"
+    result = cli(["decrypt", msg, "-o", out, "--key", pki.alice.key_pem])
+    _one_error_line(result, 65)
+    assert "signature layers" in result.stderr and not out.exists()
+
+
+def test_garbage_inside_multipart_signed_exits_65(cli, pki, tmp_path) -> None:
+    msg = tmp_path / "garbage.eml"
+    msg.write_bytes(b"From: a@example.com\nContent-Type: multipart/signed; boundary=x\n\n--x\n"
+                    b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\n"
+                    b"Content-Transfer-Encoding: base64\n\nMIAGCSqGSIb3DQEH\n--x\n\nsig\n--x--\n")
+    out = tmp_path / "out.eml"
+    result = cli(["decrypt", msg, "-o", out, "--key", pki.alice.key_pem])
+    _one_error_line(result, 65)
+    assert not out.exists()

@@ -1,0 +1,159 @@
+"""Envelopes signed on the outside: multipart/signed and opaque signed-data around them."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from smimecli import unsign
+from smimecli.decrypt import decrypt_message, inspect_message
+from smimecli.errors import AuthError, DataError
+from smimecli.unsign import MAX_SIGNATURE_LAYERS, SignedOnlyError
+
+ENTITY = b"Content-Type: text/plain\r\n\r\nsecret text\r\n"
+OUTER = b"From: a@example.com\r\nTo: bob@example.com\r\nSubject: signed outside\r\n"
+
+
+def _envelope(cert) -> bytes:
+    """An S/MIME enveloped entity (headers and base64 body), CRLF."""
+    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(ENTITY).add_recipient(cert)
+    return builder.encrypt(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.Binary])
+
+
+def _sign(entity: bytes, who, *, detached: bool) -> bytes:
+    """Sign a MIME entity: multipart/signed (detached) or opaque signed-data, CRLF."""
+    options = [pkcs7.PKCS7Options.Binary]
+    if detached:
+        options.append(pkcs7.PKCS7Options.DetachedSignature)
+    builder = pkcs7.PKCS7SignatureBuilder().set_data(entity)
+    builder = builder.add_signer(who.cert, who.key, hashes.SHA256())
+    signed = builder.sign(serialization.Encoding.SMIME, options)
+    return signed.replace(b"MIME-Version: 1.0\r\n", b"", 1)
+
+
+def _message(entity: bytes) -> bytes:
+    return OUTER + b"MIME-Version: 1.0\r\n" + entity
+
+
+@pytest.mark.parametrize("detached", [True, False], ids=["multipart", "opaque"])
+def test_signed_outside_decrypts_and_warns(pki, caplog, detached) -> None:
+    msg = _message(_sign(_envelope(pki.bob.cert), pki.alice, detached=detached))
+    out = io.BytesIO()
+    with caplog.at_level(logging.WARNING, logger="smimecli"):
+        decrypt_message(io.BytesIO(msg), out, pki.bob.key, pki.bob.cert)
+    assert out.getvalue() == OUTER + ENTITY
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert "was not verified: smimecli does not verify signatures yet" in warnings[0]
+    assert pki.alice.email in warnings[0]
+    report = inspect_message(io.BytesIO(msg))
+    assert (report.content_type, report.signature_layers) == ("enveloped-data", 1)
+    assert len(report.recipients) == 1
+    assert report.as_json()["signature_layers"] == 1
+    assert ("Subject", "signed outside") in report.headers
+
+
+def test_lf_message_keeps_lf(pki) -> None:
+    msg = _message(_sign(_envelope(pki.bob.cert), pki.alice, detached=True))
+    out = io.BytesIO()
+    decrypt_message(io.BytesIO(msg.replace(b"\r\n", b"\n")), out, pki.bob.key)
+    assert out.getvalue() == (OUTER + ENTITY).replace(b"\r\n", b"\n")
+
+
+def test_nested_layers_are_unwrapped(pki, caplog) -> None:
+    entity = _envelope(pki.bob.cert)
+    for number in range(MAX_SIGNATURE_LAYERS):
+        entity = _sign(entity, pki.alice if number % 2 else pki.carol_ec, detached=number % 3 == 0)
+    msg = _message(entity)
+    out = io.BytesIO()
+    with caplog.at_level(logging.WARNING, logger="smimecli"):
+        decrypt_message(io.BytesIO(msg), out, pki.bob.key, pki.bob.cert)
+    assert out.getvalue() == OUTER + ENTITY
+    assert len(caplog.records) == MAX_SIGNATURE_LAYERS
+    assert inspect_message(io.BytesIO(msg)).signature_layers == MAX_SIGNATURE_LAYERS
+
+
+def test_nesting_deeper_than_the_limit_is_refused(pki) -> None:
+    entity = _envelope(pki.bob.cert)
+    for _ in range(MAX_SIGNATURE_LAYERS + 1):
+        entity = _sign(entity, pki.alice, detached=False)
+    with pytest.raises(DataError, match=f"more than {MAX_SIGNATURE_LAYERS} signature layers"):
+        decrypt_message(io.BytesIO(_message(entity)), io.BytesIO(), pki.bob.key)
+
+
+@pytest.mark.parametrize("detached", [True, False], ids=["multipart", "opaque"])
+def test_signed_only_is_an_error(pki, detached) -> None:
+    msg = _message(_sign(ENTITY, pki.alice, detached=detached))
+    out = io.BytesIO()
+    with pytest.raises(SignedOnlyError, match="is signed but not encrypted") as caught:
+        decrypt_message(io.BytesIO(msg), out, pki.bob.key)
+    assert caught.value.status == 65
+    assert out.getvalue() == b""
+    report = inspect_message(io.BytesIO(msg))
+    assert (report.content_type, report.signature_layers, report.recipients) == (
+        "signed-data", 1, [])
+
+
+def test_wrong_key_inside_a_signature_is_still_auth_error(pki) -> None:
+    msg = _message(_sign(_envelope(pki.bob.cert), pki.alice, detached=True))
+    with pytest.raises(AuthError):
+        decrypt_message(io.BytesIO(msg), io.BytesIO(), pki.alice.key, pki.alice.cert)
+
+
+BROKEN = {
+    "no boundary": b"Content-Type: multipart/signed\r\n\r\n--x\r\n\r\nhi\r\n--x--\r\n",
+    "boundary never seen": b'Content-Type: multipart/signed; boundary="x"\r\n\r\nno parts\r\n',
+    "no closing boundary": b"Content-Type: multipart/signed; boundary=x\r\n\r\n--x\r\n"
+    b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\nMIAG\r\n",
+    "no first part": b"Content-Type: multipart/signed; boundary=x\r\n\r\n--x--\r\n",
+    "garbage base64": b"Content-Type: multipart/signed; boundary=x\r\n\r\n--x\r\n"
+    b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n!!not base64!!\r\n--x\r\n\r\nsig\r\n--x--\r\n",
+    "garbage CMS": b"Content-Type: multipart/signed; boundary=x\r\n\r\n--x\r\n"
+    b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\nAAAAAAAA\r\n--x\r\n\r\nsig\r\n--x--\r\n",
+}
+
+
+@pytest.mark.parametrize("body", BROKEN.values(), ids=BROKEN.keys())
+def test_broken_multipart_signed_is_data_error(pki, body) -> None:
+    out = io.BytesIO()
+    with pytest.raises(DataError):
+        decrypt_message(io.BytesIO(OUTER + body), out, pki.bob.key)
+    assert out.getvalue() == b""
+
+
+def test_detached_signed_data_without_content_is_data_error(pki) -> None:
+    der = (
+        pkcs7.PKCS7SignatureBuilder().set_data(b"x")
+        .add_signer(pki.alice.cert, pki.alice.key, hashes.SHA256())
+        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature])
+    )
+    with pytest.raises(DataError, match="carries no content"):
+        decrypt_message(io.BytesIO(der), io.BytesIO(), pki.bob.key)
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 64])
+def test_first_part_across_small_blocks(monkeypatch, block) -> None:
+    # Boundaries split across reads, a longer boundary that starts with ours, CRLF before
+    # the delimiter belonging to the delimiter (RFC 2046 5.1.1).
+    monkeypatch.setattr(unsign, "_BLOCK", block)
+    body = (b"preamble\r\n--b\r\nContent-Type: text/plain\r\n\r\nline\r\n--bb not it\r\n"
+            b"\r\n--b  \r\nsignature\r\n--b--\r\n")
+    stream, _layer = unsign.multipart_signed_content("b", io.BytesIO(body), "test")
+    assert stream.read() == b"Content-Type: text/plain\r\n\r\nline\r\n--bb not it\r\n"
+    stream = unsign.multipart_signed_content("b", io.BytesIO(body), "test")[0]
+    assert stream.readline() == b"Content-Type: text/plain\r\n"
+    assert stream.read(3) == b"\r\nl"
+
+
+def test_signer_is_someone_when_not_named(pki) -> None:
+    body = b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b\r\n\r\nnot a signature\r\n--b--\r\n"
+    stream, layer = unsign.multipart_signed_content("b", io.BytesIO(body), "test")
+    assert stream.read(1) == b"C"
+    assert layer.signer() == "someone"
