@@ -42,7 +42,14 @@ from smimecli.cms.open import (
 )
 from smimecli.cms.unwrap import KeyIdentity, PrivateKey, RecipientEntry, RecipientId
 from smimecli.errors import DataError
-from smimecli.mime import CRLF, LF, Canonicalizer, HeaderBlock, parse_header_block
+from smimecli.mime import (
+    CRLF,
+    LF,
+    Canonicalizer,
+    HeaderBlock,
+    PeekedStream,
+    parse_header_block,
+)
 from smimecli.unsign import (
     MAX_SIGNATURE_LAYERS,
     SignatureLayer,
@@ -62,37 +69,6 @@ KeyLookup = Callable[[list[RecipientEntry]], list[KeyIdentity]]
 
 
 # --- finding the CMS --------------------------------------------------------------------------
-
-
-class _Prefixed:
-    """A read-only stream that returns ``head`` first, then ``source``."""
-
-    def __init__(self, head: bytes, source: Any) -> None:
-        self._head = head
-        self._source = source
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size < 0:
-                data, self._head = self._head + self._source.read(), b""
-                return bytes(data)
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return bytes(self._source.read(size))
-
-    def readline(self, size: int = -1) -> bytes:
-        if self._head:
-            cut = self._head.find(LF)
-            if cut >= 0 and (size < 0 or cut < size):
-                data, self._head = self._head[: cut + 1], self._head[cut + 1 :]
-                return data
-            if size >= 0 and len(self._head) >= size:
-                data, self._head = self._head[:size], self._head[size:]
-                return data
-            data, self._head = self._head, b""
-            more = self._source.readline(-1 if size < 0 else size - len(data))
-            return data + bytes(more)
-        return bytes(self._source.readline(size))
 
 
 class Base64Reader:
@@ -175,16 +151,16 @@ def locate_cms(src: BinaryIO, what: str) -> LocatedCms:
     head = src.read(64) or b""
     stripped = head.lstrip()
     if head[:1] == b"\x30":
-        return LocatedCms(_Prefixed(head, src), None)
+        return LocatedCms(PeekedStream(head, src), None)
     if stripped.startswith(b"-----BEGIN"):
-        stream = _Prefixed(head, src)
+        stream = PeekedStream(head, src)
         stream.readline(1 << 16)  # the BEGIN line
         return LocatedCms(Base64Reader(stream, what), None)
     if not head:
         raise _NotSmimeError(f"{what} is empty: not an S/MIME message")
     from smimecli.mime import read_header_block
 
-    headers, body = read_header_block(_Prefixed(head, src))  # type: ignore[arg-type]
+    headers, body = read_header_block(PeekedStream(head, src))
     if not headers.fields:
         raise _NotSmimeError(f"{what} is not an S/MIME message, a DER/BER CMS or a PEM file")
     ctype = headers.content_type()

@@ -14,7 +14,7 @@ import re
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from smimecli.errors import DataError
 
@@ -204,10 +204,18 @@ def parse_header_block(data: bytes) -> tuple[HeaderBlock, int]:
     return parser.result(), pos
 
 
-class PeekedStream:
-    """A read-only stream that first returns a pushed-back line, then the source."""
+class LineReader(Protocol):
+    """What the header reader needs of a stream: ``read`` and ``readline``."""
 
-    def __init__(self, head: bytes, source: BinaryIO) -> None:
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
+class PeekedStream:
+    """A read-only stream that first returns pushed-back bytes, then the source."""
+
+    def __init__(self, head: bytes, source: Any) -> None:
         self._head = head
         self._source = source
 
@@ -216,13 +224,28 @@ class PeekedStream:
         if self._head:
             if size < 0:
                 data, self._head = self._head + self._source.read(), b""
-                return data
+                return bytes(data)
             data, self._head = self._head[:size], self._head[size:]
             return data
-        return self._source.read(size)
+        return bytes(self._source.read(size))
+
+    def readline(self, size: int = -1) -> bytes:
+        """Read like ``BinaryIO.readline``."""
+        if self._head:
+            cut = self._head.find(LF)
+            if cut >= 0 and (size < 0 or cut < size):
+                data, self._head = self._head[: cut + 1], self._head[cut + 1 :]
+                return data
+            if size >= 0 and len(self._head) >= size:
+                data, self._head = self._head[:size], self._head[size:]
+                return data
+            data, self._head = self._head, b""
+            more = self._source.readline(-1 if size < 0 else size - len(data))
+            return data + bytes(more)
+        return bytes(self._source.readline(size))
 
 
-def read_header_block(src: BinaryIO) -> tuple[HeaderBlock, BinaryIO | PeekedStream]:
+def read_header_block(src: LineReader) -> tuple[HeaderBlock, LineReader]:
     """Read the header block from a stream without reading the body.
 
     Returns:
