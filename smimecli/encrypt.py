@@ -36,8 +36,9 @@ __all__ = ["EncryptOutcome", "Recipient", "encrypt_message"]
 
 log = logging.getLogger("smimecli")
 
-_TNEF_HINT = re.compile(rb"ms-tnef", re.IGNORECASE)
-_TNEF_NEEDLE = b"ms-tnef"
+# A TNEF part is application/ms-tnef, or an octet-stream named winmail.dat (SPEC section 4).
+_TNEF_HINT = re.compile(rb"ms-tnef|winmail\.dat", re.IGNORECASE)
+_TNEF_NEEDLES = (b"ms-tnef", b"winmail.dat")
 _HINT_OVERLAP = 16
 
 
@@ -115,6 +116,10 @@ def _seekable(stream: Any) -> bool:
         return False
 
 
+def _has_needle(lowered: bytes) -> bool:
+    return any(lowered.find(needle) >= 0 for needle in _TNEF_NEEDLES)
+
+
 def _measure_body(body: Any, headers: HeaderBlock) -> _Body:
     """First pass over the body: canonical length and a cheap search for TNEF."""
     counter = CanonicalCounter()
@@ -133,8 +138,8 @@ def _measure_body(body: Any, headers: HeaderBlock) -> _Body:
             counter.feed(chunk)
             if not has_tnef:
                 # lower() + find is ~5x faster than a case-insensitive regex on big bodies.
-                has_tnef = (tail + chunk[:_HINT_OVERLAP]).lower().find(_TNEF_NEEDLE) >= 0 or (
-                    chunk.lower().find(_TNEF_NEEDLE) >= 0
+                has_tnef = _has_needle((tail + chunk[:_HINT_OVERLAP]).lower()) or _has_needle(
+                    chunk.lower()
                 )
                 tail = chunk[-_HINT_OVERLAP:]
             if spool is not None:

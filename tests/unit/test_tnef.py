@@ -391,3 +391,24 @@ def test_mutated_tnef_never_crashes(edits: list[tuple[int, int]]) -> None:
     for offset, value in edits:
         stream[offset] = value
     check_no_loss(bytes(stream))
+
+
+def test_encrypt_converts_an_octet_stream_winmail_dat(pki) -> None:
+    import io
+
+    from smimecli.cms.envelope import Recipient
+    from smimecli.cms.unwrap import KeyIdentity
+    from smimecli.decrypt import decrypt_message
+    from smimecli.encrypt import encrypt_message
+
+    source = wrap(tnef(NOTE_PROPS, [attachment("report.pdf", b"%PDF-1.4 data")]),
+                  ctype=b"application/octet-stream")
+    assert b"ms-tnef" not in source
+    encrypted = io.BytesIO()
+    outcome = encrypt_message(source, encrypted, [Recipient(pki.alice.cert)])
+    assert outcome.tnef_converted == 1
+    plain = io.BytesIO()
+    decrypt_message(io.BytesIO(encrypted.getvalue()), plain,
+                    KeyIdentity(pki.alice.key, pki.alice.cert))
+    names = [part.get_filename() for part in leaves(parse(plain.getvalue()))]
+    assert "report.pdf" in names and "winmail.dat" not in names
