@@ -442,3 +442,21 @@ def test_zsh_completes_choices_files_and_folders(toy_tree: Command, tmp_path: Pa
     ], tmp_path)
     assert got == ["paint nest", "red green", "files -/", "files ", "files ",
                    "--level -h --help"]
+
+
+def test_readme_reference_lists_every_command_and_option() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index(gen_docs.README_START)
+    section = readme[start : readme.index(gen_docs.README_END)]
+    for cmd in _tree().walk():
+        if cmd.subcommands and cmd.path:
+            continue
+        assert f"#### `{cmd.name}`" in section
+        for opt in cmd.options:
+            if opt.all_opts != ("-h", "--help"):  # every command has it; not repeated
+                assert opt.all_opts[-1] in section, (cmd.name, opt.all_opts)
+
+
+def test_readme_without_markers_is_an_error() -> None:
+    with pytest.raises(ValueError, match="markers"):
+        gen_docs.render_readme("# no markers here\n", _tree())
