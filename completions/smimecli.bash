@@ -20,13 +20,13 @@ _smimecli_options() {
         'issue-user') echo '--email --subject --upn --signer --signer-pfx --signer-password-file --signer-password-env --key-algorithm --key-length --hash --days --smime-capabilities --no-smime-capabilities --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'demo') echo '--keep --json -h --help' ;;
         'certs') echo '-h --help' ;;
-        'certs import') echo '--store-name --strict --password-file --password-env --store-password-env -h --help' ;;
+        'certs import') echo '--store-name --strict --password-file --password-env --store-password-env --json -h --help' ;;
         'certs export') echo '-o --output --format --with-private-key --pfx-encryption --password-file --password-env --store-password-env -h --help' ;;
         'certs list') echo '--store-name --email --json -h --help' ;;
         'certs show') echo '--json -h --help' ;;
         'certs remove') echo '--store-name -h --help' ;;
         'rules') echo '-h --help' ;;
-        'rules check') echo '--rules -h --help' ;;
+        'rules check') echo '--rules --json -h --help' ;;
         'rules test') echo '--rules --all --recipient --json -h --help' ;;
         'tnef') echo '-h --help' ;;
         'tnef convert') echo '-o --output -h --help' ;;

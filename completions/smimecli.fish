@@ -290,6 +290,7 @@ complete -c smimecli -n '__smimecli_at \'certs import\'' -l 'strict' -d 'Fail (6
 complete -c smimecli -n '__smimecli_at \'certs import\'' -l 'password-file' -r -F -d 'Read the password from this file (one trailing newline is ignored).'
 complete -c smimecli -n '__smimecli_at \'certs import\'' -l 'password-env' -x -d 'Read the password from this environment variable.'
 complete -c smimecli -n '__smimecli_at \'certs import\'' -l 'store-password-env' -x -d 'Environment variable holding the store passphrase that encrypts private keys [default: SMIMECLI_STORE_PASSWORD].'
+complete -c smimecli -n '__smimecli_at \'certs import\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'certs import\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'certs import\'' -F
 complete -c smimecli -n '__smimecli_at \'certs export\'' -s 'o' -l 'output' -r -F -d 'The file to write.'
@@ -312,6 +313,7 @@ complete -c smimecli -n '__smimecli_at \'rules\'' -a 'check' -d 'Validate a rule
 complete -c smimecli -n '__smimecli_at \'rules\'' -a 'test' -d 'Try rules on a virtual message from test@localhost; nothing is sent'
 complete -c smimecli -n '__smimecli_at \'rules\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'rules check\'' -l 'rules' -r -F -d 'The rules file (TOML, SPEC section 3).'
+complete -c smimecli -n '__smimecli_at \'rules check\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'rules check\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'rules test\'' -l 'rules' -r -F -d 'The rules file (TOML, SPEC section 3).'
 complete -c smimecli -n '__smimecli_at \'rules test\'' -l 'all' -d 'Test every rule of the file.'

@@ -76,6 +76,7 @@ def import_(
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
     store_password_env: StorePasswordEnvOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Import certificates (and private keys) into the store.
 
@@ -83,6 +84,7 @@ def import_(
     serialized stores (.sst) and signed mail (.eml). A certificate with its key goes to
     `my`, one without to `other`, a .pfx chain's CA certificates to `ca`, unless
     --store-name says otherwise. Either every file is imported or nothing changes.
+    With --json, one document lists what was imported and what was skipped.
     """
     from smimecli.certs.formats import CertList, load_certificates
     from smimecli.certs.store import check_store_name
@@ -112,9 +114,9 @@ def import_(
         raise DataError(
             f"{skipped} certificate(s) could not be parsed (--strict): nothing imported"
         )
-    imported = 0
+    records: list[dict[str, Any]] = []
     with _open_store(store_password_env) as store, store.transaction():
-        for _path, entries in loaded:
+        for path, entries in loaded:
             for entry in entries:
                 target = forced or (
                     "ca" if entry.chain else ("my" if entry.key is not None else "other")
@@ -123,10 +125,20 @@ def import_(
                     entry.cert, key=entry.key, store_name=target,
                     friendly_name=entry.friendly_name,
                 )
-                imported += 1
+                records.append({
+                    "file": str(path), "thumbprint": entry.thumbprint, "store": target,
+                    "subject": _subject(entry.cert), "has_key": entry.key is not None,
+                    "friendly_name": entry.friendly_name,
+                })
                 key_note = " (with private key)" if entry.key is not None else ""
                 info(f"{entry.thumbprint}  {target:<5}  {_subject(entry.cert)}{key_note}")
-    info(f"imported {imported} certificate(s)" + (f", skipped {skipped}" if skipped else ""))
+    info(f"imported {len(records)} certificate(s)"
+         + (f", skipped {skipped}" if skipped else ""))
+    if json:
+        emit_json({
+            "imported": records,
+            "skipped": [message for _, entries in loaded for message in entries.skipped],
+        })
 
 
 def _str(path: Path | None) -> str | None:

@@ -30,12 +30,12 @@ RulesOpt = Annotated[
 
 
 @app.command("check")
-def check(*, rules: RulesOpt) -> None:
+def check(*, rules: RulesOpt, json: JsonOpt = False) -> None:
     """Validate a rules file and open every certificate source it names.
 
     Prints "OK: N rules" and exits 0, or prints one error line naming the
     file, the rule and the key, and exits 78. Patterns that an earlier rule
-    always catches first get a warning.
+    always catches first get a warning. With --json: {"ok", "rules", "warnings"}.
     """
     import logging
 
@@ -44,13 +44,21 @@ def check(*, rules: RulesOpt) -> None:
     ruleset = load_rules(rules, store_dir=state().store_dir())
     ruleset.open_all()
     log = logging.getLogger("smimecli")
+    warnings = []
     for later, pattern, earlier, cover in shadowed_patterns(ruleset):
-        log.warning(
+        warning = (
             f"{ruleset.where(later, 'recipients')}: pattern {pattern!r} is shadowed by "
             f"{cover!r} of the earlier rule {earlier.name!r}"
         )
+        warnings.append(warning)
+        log.warning(warning)
     count = len(ruleset.rules)
-    print(f"OK: {count} rule{'s' if count != 1 else ''}")
+    if json:
+        emit_json(
+            {"ok": True, "rules": [rule.name for rule in ruleset.rules], "warnings": warnings}
+        )
+    else:
+        print(f"OK: {count} rule{'s' if count != 1 else ''}")
 
 
 @app.command("test")

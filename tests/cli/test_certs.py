@@ -217,3 +217,20 @@ def test_signed_mail_import_goes_to_other(cli: Cli, pki: Pki, tmp_path: Path) ->
     assert [(r["thumbprint"], r["stores"]) for r in listed] == [
         (pki.carol_ec.thumbprint, ["other"])
     ]
+
+
+def test_import_json_lists_what_was_imported(cli, pki) -> None:
+    from cryptography.hazmat.primitives import hashes
+
+    ca_thumbprint = pki.ca.cert.fingerprint(hashes.SHA1()).hex().upper()
+    result = cli(["certs", "import", str(pki.alice.pfx), str(pki.bob.cert_pem),
+                  "--password-env", "PFXPW", "--json"],
+                 env={"PFXPW": PASSWORD.decode()})
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    by_thumb = {r["thumbprint"]: r for r in document["imported"]}
+    assert by_thumb[pki.alice.thumbprint]["store"] == "my"
+    assert by_thumb[pki.alice.thumbprint]["has_key"] is True
+    assert by_thumb[pki.bob.thumbprint]["store"] == "other"
+    assert by_thumb[ca_thumbprint]["store"] == "ca"
+    assert document["skipped"] == []

@@ -330,3 +330,19 @@ def test_encrypt_rules_bad_rules_file_is_78(cli, tmp_path: Path) -> None:
     result = cli(["encrypt", "--rules", path, "-o", target], input=MESSAGE)
     assert result.exit_code == 78, result.output
     assert not target.exists()
+
+
+def test_rules_check_json(cli, tmp_path, pki) -> None:
+    import json
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        f'[[rule]]\nname = "alice"\nrecipients = ["alice@example.com"]\n'
+        f'source = {{ kind = "cer", path = "{pki.alice.cert_der}" }}\n'
+        f'[[rule]]\nname = "all"\nrecipients = ["*@example.com"]\n'
+        f'source = {{ kind = "cer", path = "{pki.bob.cert_der}" }}\nmatch = "email"\n',
+        encoding="utf-8",
+    )
+    result = cli(["rules", "check", "--rules", str(rules), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"ok": True, "rules": ["alice", "all"], "warnings": []}
