@@ -36,6 +36,7 @@ from smimecli.cms.open import (
     OID_SIGNED_DATA,
     EnvelopeHead,
     decrypt_content,
+    looks_binary,
     no_key_error,
     read_content_type,
     read_head,
@@ -278,16 +279,6 @@ def _entity_head(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
     return buffer, chunks
 
 
-# C0 controls other than TAB, LF, VT, FF, CR (and ESC, which ISO-2022 text uses).
-_BINARY_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27))
-
-
-def _looks_binary(head: bytes) -> bool:
-    """True when the first bytes hold control characters that text never has."""
-    sample = head[:256]
-    return len(sample.translate(None, _BINARY_BYTES)) != len(sample)
-
-
 def write_entity(
     outer: HeaderBlock, plaintext: Iterator[bytes], dst: BinaryIO, *, what: str = "the message"
 ) -> None:
@@ -301,7 +292,7 @@ def write_entity(
     """
     first, rest = _entity_head(plaintext)
     entity, _ = parse_header_block(first)
-    if not entity.fields and not first.startswith((CRLF, LF)) and _looks_binary(first):
+    if not entity.fields and not first.startswith((CRLF, LF)) and looks_binary(first):
         raise no_key_error(what)
     inner_names = {item.lname for item in entity.fields}
     newline = outer.newline

@@ -68,6 +68,20 @@ CONTENT_TYPES = {
 SPOOL_IN_MEMORY = 8 << 20
 _CHUNK = 1 << 16
 
+# C0 controls other than TAB, LF, VT, FF, CR (and ESC, which ISO-2022 text uses).
+_BINARY_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27))
+BINARY_SAMPLE = 256
+
+
+def looks_binary(head: bytes) -> bool:
+    """True when the first bytes hold control characters that text and MIME never have.
+
+    What a wrong CBC key yields (RFC 8551 content is a MIME entity, i.e. text).
+    """
+    sample = head[:BINARY_SAMPLE]
+    return len(sample.translate(None, _BINARY_BYTES)) != len(sample)
+
+
 def no_key_error(what: str) -> AuthError:
     """The one error for a wrong key, a corrupted key block, a bad padding or a bad tag."""
     return AuthError(
@@ -382,14 +396,26 @@ def decrypt_content(
         for chunk in chunks:
             ciphertext.write(chunk)
         _finish(reader, head)
+        # Several candidate keys (a key without its certificate): a wrong one still passes
+        # the CBC padding check once in about 256 tries, so a key whose plaintext starts
+        # like binary data is kept only as a fallback while another one may give text.
+        fallback = None
         for cek in candidates:
             ciphertext.seek(0)
+            head_bytes = b""
             try:
-                for _ in _cbc_pass(head, cek, iter(lambda: ciphertext.read(_CHUNK), b"")):
-                    pass
+                for piece in _cbc_pass(head, cek, iter(lambda: ciphertext.read(_CHUNK), b"")):
+                    if len(head_bytes) < BINARY_SAMPLE:
+                        head_bytes += piece[: BINARY_SAMPLE - len(head_bytes)]
             except _KeyRejectedError:
                 continue
+            if not looks_binary(head_bytes):
+                fallback = cek
+                break
+            if fallback is None:
+                fallback = cek
+        if fallback is not None:
             ciphertext.seek(0)
-            yield from _cbc_pass(head, cek, iter(lambda: ciphertext.read(_CHUNK), b""))
+            yield from _cbc_pass(head, fallback, iter(lambda: ciphertext.read(_CHUNK), b""))
             return
     raise no_key_error(what)

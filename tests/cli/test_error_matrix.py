@@ -39,7 +39,10 @@ on_missing_cert = "{policy}"
 
 
 def _encrypted_to_alice(folder: Path, pki: Pki) -> Path:
-    der = EnvelopeBuilder().add_recipient(Recipient(pki.alice.cert)).encrypt(
+    # Bare CMS with AES-GCM: a wrong key always fails the tag (with CBC and no MIME
+    # around it, a wrong key passes the padding check once in about 256 tries).
+    builder = EnvelopeBuilder().set_cipher("aes256-gcm")
+    der = builder.add_recipient(Recipient(pki.alice.cert)).encrypt(
         b"Content-Type: text/plain\r\n\r\nsecret\r\n"
     )
     path = folder / "to-alice.p7m"

@@ -138,8 +138,9 @@ def test_errors_show_no_password_or_key(cli: Cli, pki: Pki, tmp_path: Path) -> N
     pw = tmp_path / "pw"
     pw.write_text(SECRET + "\n")
     message = tmp_path / "m.p7m"
-    message.write_bytes(EnvelopeBuilder().add_recipient(Recipient(pki.alice.cert)).encrypt(
-        b"Content-Type: text/plain\r\n\r\nx\r\n"))
+    # AES-GCM so that the wrong key (bob) always fails, never 1 in 256 garbage.
+    message.write_bytes(EnvelopeBuilder().set_cipher("aes256-gcm").add_recipient(
+        Recipient(pki.alice.cert)).encrypt(b"Content-Type: text/plain\r\n\r\nx\r\n"))
     broken_key = tmp_path / "broken.key"
     broken_key.write_bytes(pki.alice.key_pem.read_bytes()[:-200] + b"\n-----END PRIVATE KEY-----\n")
     runs = [
