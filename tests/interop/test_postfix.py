@@ -60,27 +60,59 @@ def _as_user(user: pwd.struct_passwd, args: list[str], env: dict[str, str]) -> b
     return proc.returncode == 0
 
 
+# Packages the filter does not need at run time: left out of a readable copy.
+_NOT_AT_RUN_TIME = shutil.ignore_patterns(
+    "mypy", "mypyc", "hypothesis", "_pytest", "pytest", "pip", "setuptools", "ruff",
+    "*.dist-info", "__pycache__", "*.pth", "__editable__*",
+)
+
+
+def _readable_copy() -> str:
+    """This checkout's smimecli and site-packages copied where any user can read them.
+
+    For a checkout or virtual environment under a private folder (/root is 0700), the
+    unprivileged filter user could not import them; a copy under /tmp (removed at exit)
+    runs the same code.
+    """
+    import atexit
+
+    folder = Path(tempfile.mkdtemp(prefix="smimecli-filter-", dir="/tmp"))
+    atexit.register(shutil.rmtree, folder, True)
+    folder.chmod(0o755)
+    shutil.copytree(ROOT / "smimecli", folder / "smimecli",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for packages in site.getsitepackages():
+        shutil.copytree(packages, folder, ignore=_NOT_AT_RUN_TIME, symlinks=True,
+                        dirs_exist_ok=True)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return str(folder)
+
+
 def _smimecli_for(user: pwd.struct_passwd) -> tuple[list[str], str]:
     """A smimecli command the pipe user can run, and the PYTHONPATH it needs.
 
     The test interpreter may live where the unprivileged filter user cannot read (a pyenv
     under /root); then a system Python of the same version with this environment's
-    site-packages on PYTHONPATH runs the same code.
+    site-packages on PYTHONPATH runs the same code, from a readable copy if need be.
     """
-    pythonpath = os.pathsep.join([str(ROOT), *site.getsitepackages()])
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     candidates = [sys.executable]
     for folder in ("/usr/bin", "/usr/local/bin"):
         if Path(folder, version).exists():
             candidates.append(str(Path(folder, version)))
-    for python in candidates:
-        command = [python, "-m", "smimecli"]
-        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath,
-               "PYTHONDONTWRITEBYTECODE": "1"}
-        if _as_user(user, [*command, "--version"], env):
-            return command, pythonpath
+    pythonpaths = [os.pathsep.join([str(ROOT), *site.getsitepackages()])]
+    for pythonpath in pythonpaths:
+        for python in candidates:
+            command = [python, "-m", "smimecli"]
+            env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath,
+                   "PYTHONDONTWRITEBYTECODE": "1"}
+            if _as_user(user, [*command, "--version"], env):
+                return command, pythonpath
+        if len(pythonpaths) == 1:
+            pythonpaths.append(_readable_copy())
     pytest.skip(f"the pipe user {user.pw_name!r} cannot run smimecli with {sys.executable} "
-                f"or a system {version}")
+                f"or a system {version}, even from a readable copy")
 
 
 MASTER_CF = """\
