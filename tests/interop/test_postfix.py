@@ -188,7 +188,7 @@ NAMESPACE_SCRIPT = (
 )
 
 
-def _snippet_master_cf(user: str, conf: Path) -> tuple[str, str]:
+def _snippet_master_cf(user: str, conf: Path, filter_script: Path) -> tuple[str, str]:
     """The smtpd -o line and the filter service, taken from the documented snippet."""
     lines = (ROOT / "contrib" / "postfix" / "master.cf.snippet").read_text().splitlines()
     option = next(line for line in lines if "content_filter=smimecli:" in line)
@@ -197,7 +197,7 @@ def _snippet_master_cf(user: str, conf: Path) -> tuple[str, str]:
     service += [line for line in lines[start + 1:] if line.startswith((" ", "\t"))]
     text = "\n".join(service)
     for documented, here in (("user=filter", f"user={user}"),
-                             ("/usr/local/libexec/smimecli-filter", str(FILTER)),
+                             ("/usr/local/libexec/smimecli-filter", str(filter_script)),
                              ("/etc/smimecli/filter.conf", str(conf))):
         assert documented in text, f"master.cf.snippet no longer has {documented!r}"
         text = text.replace(documented, here)
@@ -285,7 +285,11 @@ def postfix_instance() -> Iterator[Postfix]:
         capture.write_text('#!/bin/sh\nexec cat > "$1/$(date +%s%N).$$.eml"\n')
         capture.chmod(0o755)
         conf = base / "filter.conf"
-        option, service = _snippet_master_cf(PIPE_USER, conf)
+        # The shipped script, where the filter user can run it (a checkout may be private).
+        filter_script = base / "smimecli-filter"
+        shutil.copy2(FILTER, filter_script)
+        filter_script.chmod(0o755)
+        option, service = _snippet_master_cf(PIPE_USER, conf, filter_script)
         (base / "etc" / "master.cf").write_text(MASTER_CF.format(
             port=instance.port, user=PIPE_USER, smtpd_filter_option=option,
             filter_service=service, base=base, out=instance.out))
