@@ -292,7 +292,11 @@ def encrypt(
     }
     if cert:
         if recipient:
-            info("smimecli: --recipient is ignored in direct mode (--cert names the recipients)")
+            import logging
+
+            logging.getLogger("smimecli").warning(
+                "--recipient is ignored in direct mode (--cert names the recipients)"
+            )
         args["recipients"] = _load_recipients(
             list(cert),
             key_transport=transport,

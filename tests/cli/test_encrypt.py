@@ -192,3 +192,14 @@ def test_several_inputs_need_out_dir(cli: Any, pki: Any, tmp_path: Path) -> None
 def test_json_to_stdout_is_64(cli: Any, pki: Any) -> None:
     result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--json"], input=MESSAGE)
     assert result.exit_code == 64, result.output
+
+
+def test_recipient_in_direct_mode_warns_and_is_ignored(cli, pki) -> None:
+    message = b"From: a@example.com\nTo: b@example.com\nSubject: x\n\nbody\n"
+    result = cli(["encrypt", "--cert", str(pki.alice.cert_pem), "--recipient", "z@example.com"],
+                 input=message)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "smimecli: warning: --recipient is ignored in direct mode (--cert names the recipients)\n"
+    )
+    assert b"application/pkcs7-mime" in result.stdout
