@@ -16,6 +16,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -78,34 +79,40 @@ def _pair(key: PrivateKey, certs: list[x509.Certificate]) -> LoadedKey:
     return LoadedKey(key, own, [c for c in certs if c is not own])
 
 
-def _load_pkcs12(data: bytes, password: bytes | None, what: str) -> LoadedKey:
-    # Files exported without a password use either no password or the empty one (RFC 7292
-    # B.1: the empty password is two zero bytes, which cryptography passes for b"").
-    # A password given for a file that has none is harmless, so those are tried last.
-    attempts = ([password] if password else []) + [None, b""]
-    loaded = None
+def open_pkcs12(data: bytes, password: bytes | None, what: str) -> Any:
+    """Open a PFX with ``password``, or without one, as files exported without a password
+    use either no password or the empty one (RFC 7292 appendix B.1); a password given for a
+    file that has none is harmless, so those are tried last.
+
+    Raises:
+        AuthError: no password opens it (77): none given, or a wrong one.
+    """
+    attempts: list[bytes | None] = [None, b""] if not password else [password, None, b""]
+    last: Exception | None = None
     for attempt in attempts:
         try:
             with warnings.catch_warnings():
                 # Windows and NSS write BER PFX files; cryptography warns when it falls back.
-                warnings.simplefilter("ignore", UserWarning)
-                loaded = pkcs12.load_key_and_certificates(data, attempt)
-            break
-        except ValueError:
-            continue
-    if loaded is None:
-        # cryptography says "Invalid password or PKCS12 data" for both; _looks_like_pfx has
-        # already shown the structure is a PFX, so the password is what is wrong.
-        if not password:
-            raise AuthError(
-                f"{what} is protected by a password: give --password-file or --password-env"
-            )
-        raise AuthError(f"wrong password for {what}")
-    key, cert, extra = loaded
-    if key is None:
+                warnings.simplefilter("ignore")
+                return pkcs12.load_pkcs12(data, attempt)
+        except (ValueError, TypeError) as exc:
+            last = exc
+    # cryptography says "Invalid password or PKCS12 data" for both.
+    if not password:
+        raise AuthError(
+            f"{what} is protected by a password: give --password-file or --password-env"
+        ) from last
+    raise AuthError(f"wrong password for {what} (or the file is damaged)") from last
+
+
+def _load_pkcs12(data: bytes, password: bytes | None, what: str) -> LoadedKey:
+    bundle = open_pkcs12(data, password, what)
+    if bundle.key is None:
         raise DataError(f"{what} holds no private key")
-    certs = ([cert] if cert is not None else []) + list(extra)
-    return _pair(_checked(key, what), certs)
+    certs = ([bundle.cert.certificate] if bundle.cert is not None else []) + [
+        extra.certificate for extra in bundle.additional_certs
+    ]
+    return _pair(_checked(bundle.key, what), certs)
 
 
 def _looks_like_pfx(data: bytes) -> bool:
@@ -119,26 +126,38 @@ def _looks_like_pfx(data: bytes) -> bool:
         return False
 
 
-def _load_key_bytes(load: str, data: bytes, password: bytes | None, what: str) -> PrivateKey:
+def load_key_block(encoding: str, data: bytes, password: bytes | None, what: str) -> Any:
+    """A private key from one PEM block or DER blob (``encoding`` is "pem" or "der").
+
+    Any key type cryptography reads comes back; callers decide which ones they can use.
+
+    Raises:
+        AuthError: the key is encrypted and no password, or a wrong one, was given (77).
+        DataError: not a private key this tool reads (65).
+    """
+    load = (
+        serialization.load_pem_private_key if encoding == "pem"
+        else serialization.load_der_private_key
+    )
     try:
-        if load == "pem":
-            key = serialization.load_pem_private_key(data, password)
-        else:
-            key = serialization.load_der_private_key(data, password)
+        return load(data, password)
     except TypeError as exc:
         if password is None:
             raise AuthError(
                 f"{what} is encrypted: give --password-file or --password-env"
             ) from exc
-        # A password given for an unencrypted key: load it without.
-        return _load_key_bytes(load, data, None, what)
+        # A password given for an unencrypted key: read it without.
+        return load_key_block(encoding, data, None, what)
     except ValueError as exc:
         if password is not None and _is_encrypted(data):
             raise AuthError(f"wrong password for {what}") from exc
         raise DataError(f"{what} is not a usable private key ({exc})") from exc
     except Exception as exc:  # cryptography raises UnsupportedAlgorithm and others
         raise DataError(f"{what} is not a usable private key ({exc})") from exc
-    return _checked(key, what)
+
+
+def _load_key_bytes(load: str, data: bytes, password: bytes | None, what: str) -> PrivateKey:
+    return _checked(load_key_block(load, data, password, what), what)
 
 
 def _is_encrypted(data: bytes) -> bool:

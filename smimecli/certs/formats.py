@@ -26,11 +26,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.utils import CryptographyDeprecationWarning
 
 from smimecli.certs import names, sst
-from smimecli.errors import AuthError, DataError
+from smimecli.errors import DataError
 from smimecli.files import read_input
 
 log = logging.getLogger("smimecli")
@@ -212,30 +211,10 @@ def _check_pfx_structure(data: bytes, source: str) -> bool:
 
 
 def _from_pkcs12(data: bytes, password: bytes | None, source: str, out: CertList) -> None:
+    from smimecli.keys import open_pkcs12
+
     _check_pfx_structure(data, source)
-    # Windows writes "no password" both as an absent and as an empty BMPString (RFC 7292
-    # appendix B.1), and users often type one for a file that has none: try all three.
-    attempts: list[bytes | None] = [None, b""] if password is None else [password, None, b""]
-    bundle: Any = None
-    last: Exception | None = None
-    for attempt in attempts:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                bundle = pkcs12.load_pkcs12(data, attempt)
-            break
-        except (ValueError, TypeError) as exc:
-            last = exc
-    if bundle is None:
-        if password is None:
-            raise AuthError(
-                f"{source or 'the PKCS#12 file'} is protected by a password: "
-                "give --password-file or --password-env"
-            ) from last
-        raise AuthError(
-            f"wrong password for {source or 'the PKCS#12 file'} "
-            "(or the file is damaged)"
-        ) from last
+    bundle = open_pkcs12(data, password, source or "the PKCS#12 file")
     key = bundle.key
     if bundle.cert is not None:
         out.append(CertEntry(bundle.cert.certificate, key, _friendly(bundle.cert.friendly_name)))
@@ -306,22 +285,9 @@ def _strip_trust(der: bytes) -> bytes:
 
 
 def _load_pem_key(block: bytes, password: bytes | None, source: str) -> PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(block, password)
-    except TypeError as exc:
-        if password is None:
-            raise AuthError(
-                f"the private key{_where(source)} is encrypted: "
-                "give --password-file or --password-env"
-            ) from exc
-        try:  # a password was given for a key that has none: read it without
-            key = serialization.load_pem_private_key(block, None)
-        except ValueError as inner:
-            raise DataError(f"unreadable private key{_where(source)}: {_short(inner)}") from inner
-    except ValueError as exc:
-        if password is not None and b"ENCRYPTED" in block:
-            raise AuthError(f"wrong password for the private key{_where(source)}") from exc
-        raise DataError(f"unreadable private key{_where(source)}: {_short(exc)}") from exc
+    from smimecli.keys import load_key_block
+
+    key = load_key_block("pem", block, password, f"the private key{_where(source)}")
     if not isinstance(
         key,
         rsa.RSAPrivateKey
