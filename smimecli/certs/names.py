@@ -34,10 +34,13 @@ def thumbprint(cert: x509.Certificate) -> str:
 
 
 def display_name(name: x509.Name) -> str:
-    """An RFC 4514 string with Windows attribute names (``E=``, ``S=``)."""
+    """The name as Windows shows it: most specific first, ``", "`` between RDNs, Windows
+    attribute names (``E=``, ``S=``), values escaped as RFC 4514 section 2.4 says."""
     try:
         with quiet():
-            return name.rfc4514_string(_WINDOWS_ATTRS)
+            return ", ".join(
+                rdn.rfc4514_string(_WINDOWS_ATTRS) for rdn in reversed(name.rdns)
+            )
     except ValueError:  # pragma: no cover - undecodable attribute values
         return "<unprintable name>"
 
