@@ -384,22 +384,25 @@ def decrypt_message(
 # --- inspect ----------------------------------------------------------------------------------
 
 _SHORT_NAMES = {
-    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O",
+    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "S", "2.5.4.10": "O",
     "2.5.4.11": "OU", "2.5.4.5": "SERIALNUMBER", "1.2.840.113549.1.9.1": "E",
     "0.9.2342.19200300.100.1.25": "DC", "2.5.4.9": "STREET", "2.5.4.12": "T",
 }
 
 
 def format_name(name: Any) -> str:
-    """An asn1crypto Name as ``C=US, O=..., CN=...`` (the order it is encoded in)."""
+    """An asn1crypto Name the way ``certs list`` shows subjects: most specific first
+    (``E=..., CN=..., O=..., C=US``, the reverse of the encoded order), Windows labels."""
     parts: list[str] = []
     try:
-        for rdn in name.chosen:
+        for rdn in reversed(list(name.chosen)):
+            values = []
             for attr in rdn:
                 oid = attr["type"].dotted
                 value = attr["value"].native
                 text = value if isinstance(value, str) else str(value)
-                parts.append(f"{_SHORT_NAMES.get(oid, oid)}={text}")
+                values.append(f"{_SHORT_NAMES.get(oid, oid)}={text}")
+            parts.append("+".join(values))
     except (ValueError, TypeError, KeyError):  # parsed lazily: a damaged name fails only here
         return "(unreadable name)"
     return ", ".join(parts)
