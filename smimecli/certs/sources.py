@@ -82,15 +82,38 @@ class StoreSource:
         return f"store '{self.store_name}'"
 
 
-class _FileSource:
-    """A source backed by one file, loaded once."""
+class _PathSource:
+    """A source backed by a file or a folder, read once on first use."""
 
-    kind = "file"
+    kind = "path"
 
     def __init__(self, path: Path | str, password: bytes | None = None) -> None:
         self.path = Path(path)
         self.password = password
         self._entries: list[CertEntry] | None = None
+
+    def _load(self) -> list[CertEntry]:
+        raise NotImplementedError
+
+    def certificates(self) -> list[CertEntry]:
+        """Every certificate the source holds (each once)."""
+        if self._entries is None:
+            self._entries = self._load()
+        return list(self._entries)
+
+    def for_address(self, address: str) -> list[CertEntry]:
+        """The source's certificates naming ``address``."""
+        return _naming(self.certificates(), address)
+
+    def describe(self) -> str:
+        """``KIND path``, e.g. ``pfx certs/alice.pfx``."""
+        return f"{self.kind} {self.path}"
+
+
+class _FileSource(_PathSource):
+    """A source backed by one file."""
+
+    kind = "file"
 
     def _load(self) -> list[CertEntry]:
         try:
@@ -103,20 +126,6 @@ class _FileSource:
             return list(load_certificates(data, password=self.password, source=str(self.path)))
         except SmimeError as exc:
             raise ConfigError(f"{self.kind} source unusable: {exc.message}") from exc
-
-    def certificates(self) -> list[CertEntry]:
-        """Every certificate of the file."""
-        if self._entries is None:
-            self._entries = self._load()
-        return list(self._entries)
-
-    def for_address(self, address: str) -> list[CertEntry]:
-        """The file's certificates naming ``address``."""
-        return _naming(self.certificates(), address)
-
-    def describe(self) -> str:
-        """``pfx path``."""
-        return f"{self.kind} {self.path}"
 
 
 class PfxSource(_FileSource):
@@ -146,15 +155,10 @@ class CerSource(_FileSource):
         return entries
 
 
-class DirSource:
+class DirSource(_PathSource):
     """Every certificate file in a folder; unreadable files warn and are skipped."""
 
     kind = "dir"
-
-    def __init__(self, path: Path | str, password: bytes | None = None) -> None:
-        self.path = Path(path)
-        self.password = password
-        self._entries: list[CertEntry] | None = None
 
     def _load(self) -> list[CertEntry]:
         if not self.path.is_dir():
@@ -180,17 +184,3 @@ class DirSource:
                     seen.add(entry.thumbprint)
                     entries.append(entry)
         return entries
-
-    def certificates(self) -> list[CertEntry]:
-        """Every certificate of every readable file (each certificate once)."""
-        if self._entries is None:
-            self._entries = self._load()
-        return list(self._entries)
-
-    def for_address(self, address: str) -> list[CertEntry]:
-        """The folder's certificates naming ``address``."""
-        return _naming(self.certificates(), address)
-
-    def describe(self) -> str:
-        """``dir path``."""
-        return f"dir {self.path}"
