@@ -182,12 +182,14 @@ def export(
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
     store_password_env: StorePasswordEnvOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Export certificates from the store.
 
     cer writes one DER certificate; pem, p7b and sst take several selectors; pfx writes
     one certificate with its chain (and its key with --with-private-key), always with a
-    password. Files holding a private key are written with mode 0600.
+    password. Files holding a private key are written with mode 0600. With --json, one
+    document says what was written.
     """
     from smimecli.certs import export as exporter
     from smimecli.errors import UsageError
@@ -204,6 +206,8 @@ def export(
         raise UsageError(f"--format {chosen} holds one certificate: give exactly one selector")
     if with_private_key and chosen not in ("pfx", "pem"):
         raise UsageError("--with-private-key needs --format pfx or pem")
+    if json and str(output) == "-":
+        raise UsageError("--json needs -o FILE (standard output carries the export)")
     password = None
     if chosen == "pfx" or (with_private_key and (password_file or password_env)):
         from smimecli.passwords import read_password
@@ -225,6 +229,12 @@ def export(
     private = chosen == "pfx" or with_private_key
     write_output(data, output, mode=0o600 if private else None)
     info(f"wrote {len(picked)} certificate(s) to {output} ({chosen})")
+    if json:
+        emit_json({
+            "output": str(output), "format": chosen, "private_key": private,
+            "certificates": [{"thumbprint": c.thumbprint, "subject": _subject(c.cert)}
+                             for c in picked],
+        })
 
 
 @app.command("list")
@@ -318,10 +328,19 @@ def remove(
     ],
     *,
     store_name: StoreNameOpt = None,
+    json: JsonOpt = False,
 ) -> None:
-    """Remove certificates (with their keys) from the store, or from one named store."""
+    """Remove certificates (with their keys) from the store, or from one named store.
+
+    With --json, one document lists what was removed.
+    """
+    removed: list[dict[str, Any]] = []
     with _open_store(create=False) as store, store.transaction():
         picked = [store.select_one(selector, store_name) for selector in selectors]
         for cert in {c.thumbprint: c for c in picked}.values():
             store.remove(cert.thumbprint, store_name)
             info(f"removed {cert.thumbprint}  {cert.subject}")
+            removed.append({"thumbprint": cert.thumbprint, "subject": cert.subject,
+                            "stores": [store_name] if store_name else list(cert.store_names)})
+    if json:
+        emit_json({"removed": removed})

@@ -234,3 +234,19 @@ def test_import_json_lists_what_was_imported(cli, pki) -> None:
     assert by_thumb[pki.bob.thumbprint]["store"] == "other"
     assert by_thumb[ca_thumbprint]["store"] == "ca"
     assert document["skipped"] == []
+
+
+def test_export_and_remove_json(cli, pki, tmp_path: Path) -> None:
+    assert cli(["certs", "import", str(pki.bob.cert_pem)]).exit_code == 0
+    target = tmp_path / "bob.cer"
+    exported = cli(["certs", "export", pki.bob.email, "-o", str(target), "--json"])
+    assert exported.exit_code == 0, exported.output
+    document = json.loads(exported.stdout)
+    assert document["format"] == "cer" and document["private_key"] is False
+    assert [c["thumbprint"] for c in document["certificates"]] == [pki.bob.thumbprint]
+    assert target.read_bytes() == pki.bob.cert_der.read_bytes()
+    removed = cli(["certs", "remove", pki.bob.thumbprint[:10], "--json"])
+    assert removed.exit_code == 0, removed.output
+    entry = json.loads(removed.stdout)["removed"][0]
+    assert entry["thumbprint"] == pki.bob.thumbprint and entry["stores"] == ["other"]
+    assert cli(["certs", "show", pki.bob.thumbprint]).exit_code == 65
