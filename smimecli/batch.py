@@ -466,10 +466,3 @@ def run_batch(
     summary.seconds = time.monotonic() - started
     return summary
 
-
-def default_jobs() -> int:
-    """A sensible ``--jobs`` for this machine: the CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)

@@ -22,14 +22,23 @@ from smimecli.errors import InputError, IOFailedError, OutputError
 _CANTCREAT = {errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR}
 
 
+_MISSING = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def input_error(path: str | Path, exc: OSError) -> InputError | IOFailedError:
+    """The smimecli error for an OS error on an input: 66 if it is missing or unreadable,
+    74 for a device error."""
+    if isinstance(exc, _MISSING):
+        return InputError(f"cannot read {path}: {exc.strerror or exc}")
+    return IOFailedError(f"I/O error reading {path}: {exc.strerror or exc}")
+
+
 def read_input(path: str | Path) -> bytes:
     """Read a whole input file, mapping failures to exit 66 (or 74 for device errors)."""
     try:
         return Path(path).read_bytes()
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except OSError as exc:
-        raise IOFailedError(f"I/O error reading {path}: {exc.strerror or exc}") from exc
+        raise input_error(path, exc) from exc
 
 
 @contextlib.contextmanager
@@ -37,10 +46,8 @@ def open_input(path: str | Path) -> Iterator[BinaryIO]:
     """Open an input file for streaming, mapping failures to exit 66."""
     try:
         handle = open(path, "rb")
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except OSError as exc:
-        raise IOFailedError(f"I/O error reading {path}: {exc.strerror or exc}") from exc
+        raise input_error(path, exc) from exc
     with handle:
         yield handle
 

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
-from smimecli.errors import InputError, UsageError
+from smimecli.errors import AuthError, InputError, UsageError
+
+T = TypeVar("T")
 
 
 def read_password(
     *,
-    password_file: str | None = None,
+    password_file: str | os.PathLike[str] | None = None,
     password_env: str | None = None,
     prompt: str | None = None,
 ) -> bytes | None:
@@ -50,3 +54,24 @@ def read_password(
 
         return getpass.getpass(prompt).encode("utf-8")
     return None
+
+
+def load_with_password(load: Callable[[bytes | None], T], password: bytes | None, what: str) -> T:
+    """``load(password)``; when that needs a password and no source gave one, ask for it
+    on a terminal (no echo) and try once more.
+
+    Args:
+        load: opens the file with a password (None for none); raises AuthError when it
+            needs another one.
+        password: what --password-file / --password-env gave, or None.
+        what: the file, for the prompt.
+    """
+    try:
+        return load(password)
+    except AuthError:
+        if password is not None:
+            raise
+        prompted = read_password(prompt=f"Password for {what}: ")
+        if prompted is None:
+            raise
+        return load(prompted)

@@ -88,9 +88,9 @@ def import_(
     """
     from smimecli.certs.formats import CertList, load_certificates
     from smimecli.certs.store import check_store_name
-    from smimecli.errors import AuthError, DataError
+    from smimecli.errors import DataError
     from smimecli.files import read_input
-    from smimecli.passwords import read_password
+    from smimecli.passwords import load_with_password, read_password
 
     forced = check_store_name(store_name) if store_name else None
     password = read_password(
@@ -99,15 +99,10 @@ def import_(
     loaded: list[tuple[Path, CertList]] = []
     for path in files:
         data = read_input(path)
-        try:
-            entries = load_certificates(data, password=password, source=str(path))
-        except AuthError:
-            if password is not None:
-                raise
-            prompted = read_password(prompt=f"Password for {path}: ")
-            if prompted is None:
-                raise
-            entries = load_certificates(data, password=prompted, source=str(path))
+        entries = load_with_password(
+            lambda secret: load_certificates(data, password=secret, source=str(path)),  # noqa: B023
+            password, str(path),
+        )
         loaded.append((path, entries))
     skipped = sum(len(entries.skipped) for _, entries in loaded)
     if strict and skipped:

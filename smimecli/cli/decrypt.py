@@ -38,26 +38,14 @@ def _load_key(
     """The private key (and its certificate) from --key/--cert, asking for a password only
     when the key turns out to need one and no password source was given."""
     from smimecli.cms.unwrap import KeyIdentity
-    from smimecli.errors import AuthError, UsageError
+    from smimecli.errors import UsageError
     from smimecli.keys import cert_matches_key, load_certificate, load_private_key
-    from smimecli.passwords import read_password
+    from smimecli.passwords import load_with_password, read_password
 
-    given = password_file is not None or password_env is not None
-    password = None
-    if given:
-        password = read_password(
-            password_file=str(password_file) if password_file is not None else None,
-            password_env=password_env,
-        )
-    try:
-        loaded = load_private_key(key, password)
-    except AuthError:
-        if given:
-            raise
-        password = read_password(prompt=f"Password for {key}: ")
-        if password is None:
-            raise
-        loaded = load_private_key(key, password)
+    password = read_password(password_file=password_file, password_env=password_env)
+    loaded = load_with_password(
+        lambda secret: load_private_key(key, secret), password, str(key)
+    )
     own = loaded.cert
     if cert is not None:
         own = load_certificate(cert)

@@ -98,31 +98,20 @@ def _load_recipients(
 
     from smimecli.certs.formats import is_ca, load_certificates
     from smimecli.cms.recipients import Recipient
-    from smimecli.errors import AuthError, DataError
+    from smimecli.errors import DataError
     from smimecli.files import read_input
-    from smimecli.passwords import read_password
+    from smimecli.passwords import load_with_password, read_password
 
     log = logging.getLogger("smimecli")
-    given = password_file is not None or password_env is not None
-    password = None
-    if given:
-        password = read_password(
-            password_file=str(password_file) if password_file is not None else None,
-            password_env=password_env,
-        )
+    password = read_password(password_file=password_file, password_env=password_env)
     recipients: list[Any] = []
     now = dt.datetime.now(dt.UTC)
     for path in cert_files:
         data = read_input(path)
-        try:
-            entries = load_certificates(data, password=password, source=str(path))
-        except AuthError:
-            if given:
-                raise
-            prompted = read_password(prompt=f"Password for {path}: ")
-            if prompted is None:
-                raise
-            entries = load_certificates(data, password=prompted, source=str(path))
+        entries = load_with_password(
+            lambda secret: load_certificates(data, password=secret, source=str(path)),  # noqa: B023
+            password, str(path),
+        )
         # A bundle (.pfx with its chain, .p7b) names its CA certificates too: encrypt to the
         # end-entity ones. A file holding one certificate is used whatever it is.
         certs = [e.cert for e in entries if not e.chain and not is_ca(e.cert)]
@@ -150,12 +139,8 @@ def _load_recipients(
 def _encrypt_one(src: Any, dst: Any, args: dict[str, Any]) -> dict[str, Any]:
     """Encrypt one message in direct or rules mode; returns its JSON report."""
     if args["rules"] is not None:
-        try:
-            from smimecli import plan
-        except ImportError:
-            from smimecli.errors import UsageError
+        from smimecli import plan
 
-            raise UsageError("--rules is not available yet") from None
         outcome: Any = plan.encrypt_with_rules(
             src,
             dst,
