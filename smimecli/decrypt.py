@@ -28,12 +28,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from smimecli.cms import OID_AUTH_ENVELOPED_DATA, OID_ENVELOPED_DATA, OID_SIGNED_DATA
 from smimecli.cms.ber import BerReader, Tlv
 from smimecli.cms.open import (
     CONTENT_TYPES,
-    OID_AUTH_ENVELOPED_DATA,
-    OID_ENVELOPED_DATA,
-    OID_SIGNED_DATA,
     EnvelopeHead,
     decrypt_content,
     looks_binary,
@@ -41,15 +39,19 @@ from smimecli.cms.open import (
     read_content_type,
     read_head,
 )
-from smimecli.cms.unwrap import KeyIdentity, PrivateKey, RecipientEntry, RecipientId
+from smimecli.cms.unwrap import KeyIdentity, RecipientEntry, RecipientId
 from smimecli.errors import DataError
+from smimecli.keys import PrivateKey
 from smimecli.mime import (
     CRLF,
     LF,
+    PKCS7_TYPES,
     Canonicalizer,
     HeaderBlock,
     PeekedStream,
+    has_p7m_name,
     parse_header_block,
+    read_header_block,
 )
 from smimecli.unsign import (
     MAX_SIGNATURE_LAYERS,
@@ -62,7 +64,6 @@ from smimecli.unsign import (
 
 log = logging.getLogger("smimecli")
 
-_PKCS7_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _CHUNK = 1 << 16
 _MAX_ENTITY_HEADER = 8 << 20
 
@@ -159,21 +160,14 @@ def locate_cms(src: BinaryIO, what: str) -> LocatedCms:
         return LocatedCms(Base64Reader(stream, what), None)
     if not head:
         raise _NotSmimeError(f"{what} is empty: not an S/MIME message")
-    from smimecli.mime import read_header_block
-
     headers, body = read_header_block(PeekedStream(head, src))
     if not headers.fields:
         raise _NotSmimeError(f"{what} is not an S/MIME message, a DER/BER CMS or a PEM file")
     ctype = headers.content_type()
     if ctype.mime_type == "multipart/signed":  # RFC 8551 3.5.3: signed outside
         return LocatedCms(body, headers, multipart_signed=True)
-    disposition = headers.get("Content-Disposition") or ""
-    from smimecli.mime import parse_parameters
-
-    names = [ctype.param("name") or "", parse_parameters(disposition.partition(";")[2]).get(
-        "filename", "")]
-    is_p7m = any(name.strip().lower().endswith(".p7m") for name in names)
-    if not (ctype.mime_type in _PKCS7_TYPES or (
+    is_p7m = has_p7m_name(headers, ctype)
+    if not (ctype.mime_type in PKCS7_TYPES or (
         ctype.mime_type == "application/octet-stream" and is_p7m
     )):
         raise _NotSmimeError(
@@ -245,28 +239,6 @@ def warn_unverified(layers: list[SignatureLayer]) -> None:
 # --- writing the result -----------------------------------------------------------------------
 
 
-class _LfWriter:
-    """CRLF -> LF, chunk by chunk (a CR at the end of a chunk is held back)."""
-
-    def __init__(self) -> None:
-        self._held_cr = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self._held_cr:
-            chunk = b"\r" + chunk
-            self._held_cr = False
-        if chunk.endswith(b"\r"):
-            chunk = chunk[:-1]
-            self._held_cr = True
-        return chunk.replace(CRLF, LF)
-
-    def flush(self) -> bytes:
-        if self._held_cr:
-            self._held_cr = False
-            return b"\r"
-        return b""
-
-
 def _entity_head(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
     """Collect plaintext until the entity's header block is complete (or clearly absent)."""
     buffer = b""
@@ -303,7 +275,7 @@ def write_entity(
         and item.lname != "mime-version"
         and item.lname not in inner_names
     ]
-    convert: Canonicalizer | _LfWriter = Canonicalizer() if newline == CRLF else _LfWriter()
+    convert = Canonicalizer(CRLF if newline == CRLF else LF)
     dst.write(b"".join(item.with_newline(newline) for item in kept))
     if not entity.fields and not first.startswith((CRLF, LF)):
         dst.write(newline)  # content without header fields: its text follows a blank line

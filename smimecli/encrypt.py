@@ -8,17 +8,16 @@ Memory stays flat whatever the message size.
 
 from __future__ import annotations
 
-import logging
-import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from itertools import chain
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from smimecli.cms.envelope import CHUNK, SPOOL_IN_MEMORY, EnvelopeBuilder, RecipientSummary
+from smimecli.cms import SPOOL_IN_MEMORY
+from smimecli.cms.envelope import CHUNK, EnvelopeBuilder, RecipientSummary, read_chunks
 from smimecli.cms.recipients import Recipient
 from smimecli.errors import DataError, UsageError
 from smimecli.mime import (
@@ -32,12 +31,9 @@ from smimecli.mime import (
     wrapper_header_block,
 )
 
-__all__ = ["EncryptOutcome", "Recipient", "encrypt_message"]
-
-log = logging.getLogger("smimecli")
+__all__ = ["EncryptOutcome", "Recipient", "encrypt_message", "encrypt_parsed"]
 
 # A TNEF part is application/ms-tnef, or an octet-stream named winmail.dat (SPEC section 4).
-_TNEF_HINT = re.compile(rb"ms-tnef|winmail\.dat", re.IGNORECASE)
 _TNEF_NEEDLES = (b"ms-tnef", b"winmail.dat")
 _HINT_OVERLAP = 16
 
@@ -82,14 +78,6 @@ class EncryptOutcome:
         }
 
 
-def _chunks(src: IO[bytes] | Any) -> Iterator[bytes]:
-    while True:
-        chunk = src.read(CHUNK)
-        if not chunk:
-            return
-        yield chunk
-
-
 @dataclass
 class _Body:
     """The message body, ready to be read again, with what the first pass learned."""
@@ -120,10 +108,16 @@ def _has_needle(lowered: bytes) -> bool:
     return any(lowered.find(needle) >= 0 for needle in _TNEF_NEEDLES)
 
 
-def _measure_body(body: Any, headers: HeaderBlock) -> _Body:
-    """First pass over the body: canonical length and a cheap search for TNEF."""
+def _measure_body(body: Any, headers: HeaderBlock, convert_tnef: bool) -> _Body:
+    """First pass over the body: canonical length and, if asked, a cheap search for TNEF."""
     counter = CanonicalCounter()
-    has_tnef = _TNEF_HINT.search(headers.raw) is not None
+    if convert_tnef:
+        from smimecli import tnef  # imported on use: it pulls in the email package
+
+        has_tnef = tnef.contains_tnef(headers.raw)
+    else:
+        has_tnef = False
+    search = convert_tnef and not has_tnef
     tail = b""
     spool: Any = None
     if _seekable(body):
@@ -134,9 +128,9 @@ def _measure_body(body: Any, headers: HeaderBlock) -> _Body:
         start = 0
         target = spool
     try:
-        for chunk in _chunks(body):
+        for chunk in read_chunks(body):
             counter.feed(chunk)
-            if not has_tnef:
+            if search and not has_tnef:
                 # lower() + find is ~5x faster than a case-insensitive regex on big bodies.
                 has_tnef = _has_needle((tail + chunk[:_HINT_OVERLAP]).lower()) or _has_needle(
                     chunk.lower()
@@ -152,12 +146,9 @@ def _measure_body(body: Any, headers: HeaderBlock) -> _Body:
 
 
 def _convert_tnef(headers: HeaderBlock, body: _Body) -> tuple[bytes, int, list[str]]:
-    """Run the TNEF converter (SPEC section 4) on the whole message, if it is installed."""
-    try:
-        from smimecli import tnef
-    except ImportError:  # pragma: no cover - the converter ships with the package
-        log.info("TNEF conversion is not available; winmail.dat parts stay as they are")
-        return b"", 0, []
+    """Run the TNEF converter (SPEC section 4) on the whole message."""
+    from smimecli import tnef
+
     data = headers.raw + body.rewind().read()
     result = tnef.convert_message(data)
     return result.data, result.converted, list(result.warnings)
@@ -188,14 +179,53 @@ def encrypt_message(
         UsageError: no recipients or an unknown cipher (64).
         DataError: the input is not a message, or a certificate key is unusable (65).
     """
+    builder = _builder(recipients, cipher)
+    stream: Any = BytesIO(bytes(src)) if isinstance(src, bytes | bytearray | memoryview) else src
+    headers, body_stream = read_header_block(stream)
+    return _encrypt_parsed(builder, headers, body_stream, dst, recipients, cipher, convert_tnef)
+
+
+def encrypt_parsed(
+    headers: HeaderBlock,
+    body_stream: Any,
+    dst: BinaryIO,
+    recipients: Sequence[Recipient],
+    *,
+    cipher: str = "aes256",
+    convert_tnef: bool = True,
+) -> EncryptOutcome:
+    """:func:`encrypt_message` for a message whose header block the caller has already read.
+
+    Args:
+        headers: the message's header block (from :func:`smimecli.mime.read_header_block`).
+        body_stream: the stream that call returned, positioned at the first body byte.
+        dst, recipients, cipher, convert_tnef: as for :func:`encrypt_message`.
+
+    Raises:
+        UsageError, DataError: as :func:`encrypt_message`.
+    """
+    builder = _builder(recipients, cipher)
+    return _encrypt_parsed(builder, headers, body_stream, dst, recipients, cipher, convert_tnef)
+
+
+def _builder(recipients: Sequence[Recipient], cipher: str) -> EnvelopeBuilder:
     builder = EnvelopeBuilder().set_cipher(cipher)
     if not recipients:
         raise UsageError("no recipients: give at least one certificate")
     for recipient in recipients:
         builder.add_recipient(recipient)
-    stream: Any = BytesIO(bytes(src)) if isinstance(src, bytes | bytearray | memoryview) else src
+    return builder
 
-    headers, body_stream = read_header_block(stream)
+
+def _encrypt_parsed(
+    builder: EnvelopeBuilder,
+    headers: HeaderBlock,
+    body_stream: Any,
+    dst: BinaryIO,
+    recipients: Sequence[Recipient],
+    cipher: str,
+    convert_tnef: bool,
+) -> EncryptOutcome:
     if not headers.fields:
         raise DataError("input is not an email message: it does not start with header fields")
     if is_encrypted(headers):
@@ -203,7 +233,7 @@ def encrypt_message(
         shutil.copyfileobj(body_stream, dst, CHUNK)
         return EncryptOutcome(action="already-encrypted")
 
-    body = _measure_body(body_stream, headers)
+    body = _measure_body(body_stream, headers, convert_tnef)
     try:
         tnef_warnings: list[str] = []
         if convert_tnef and body.has_tnef:
@@ -220,7 +250,7 @@ def encrypt_message(
         length = len(inner_head) + body.canonical_length
         dst.write(wrapper_header_block(headers, authenticated=builder.cipher.authenticated))
         b64 = Base64LineWriter(dst, headers.newline)
-        chunks = chain([inner_head], canonicalize(_chunks(body.rewind())))
+        chunks = chain([inner_head], canonicalize(read_chunks(body.rewind())))
         result = builder.encrypt_chunks(chunks, length, b64)
         b64.close()
     finally:

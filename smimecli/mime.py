@@ -65,16 +65,6 @@ class ContentType:
     mime_type: str = "text/plain"
     params: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def maintype(self) -> str:
-        """``text`` of ``text/plain``."""
-        return self.mime_type.partition("/")[0]
-
-    @property
-    def subtype(self) -> str:
-        """``plain`` of ``text/plain``."""
-        return self.mime_type.partition("/")[2]
-
     def param(self, name: str) -> str | None:
         """A parameter value by (case-insensitive) name."""
         return self.params.get(name.lower())
@@ -323,8 +313,15 @@ def parse_content_type(value: str | None) -> ContentType:
     return ContentType(mime_type, parse_parameters(rest))
 
 
-_PKCS7_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+PKCS7_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _ENCRYPTED_SMIME_TYPES = ("enveloped-data", "authenveloped-data")
+
+
+def has_p7m_name(headers: HeaderBlock, ctype: ContentType) -> bool:
+    """Whether the Content-Type name or the Content-Disposition filename ends in ``.p7m``."""
+    disposition = parse_parameters((headers.get("Content-Disposition") or "").partition(";")[2])
+    names = [ctype.param("name"), disposition.get("filename")]
+    return any(name and name.strip().lower().endswith(".p7m") for name in names)
 
 
 def is_encrypted(headers: HeaderBlock) -> bool:
@@ -337,27 +334,27 @@ def is_encrypted(headers: HeaderBlock) -> bool:
     ctype = headers.content_type()
     if ctype.mime_type == "multipart/encrypted":
         return True
-    if ctype.mime_type not in _PKCS7_TYPES:
+    if ctype.mime_type not in PKCS7_TYPES:
         return False
     smime_type = ctype.param("smime-type")
     if smime_type is not None:
         return smime_type.strip().lower() in _ENCRYPTED_SMIME_TYPES
-    disposition = parse_parameters((headers.get("Content-Disposition") or "").partition(";")[2])
-    names = [ctype.param("name"), disposition.get("filename")]
-    return any(name and name.strip().lower().endswith(".p7m") for name in names)
+    return has_p7m_name(headers, ctype)
 
 
 # --- canonical CRLF ------------------------------------------------------------------------
 
 
 class Canonicalizer:
-    """Converts a byte stream to CRLF line endings, chunk by chunk.
+    """Converts a byte stream to CRLF line endings (or, given ``LF``, to LF), chunk by chunk.
 
-    Bare LF becomes CRLF; CRLF stays; a lone CR is kept as it is. A CR at the end of one
-    chunk is held back so a CRLF split across chunks is not doubled.
+    To CRLF: bare LF becomes CRLF; CRLF stays. To LF: CRLF becomes LF. A lone CR is kept as
+    it is. A CR at the end of one chunk is held back so a CRLF split across chunks is seen
+    whole.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, newline: bytes = CRLF) -> None:
+        self._to_lf = newline == LF
         self._held_cr = False
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> bytes:
@@ -371,6 +368,8 @@ class Canonicalizer:
             self._held_cr = True
         if LF not in data:
             return data
+        if self._to_lf:
+            return data.replace(CRLF, LF)
         if b"\r" not in data:  # LF-only input, the usual case on Unix: one pass, not two
             return data.replace(LF, CRLF)
         return data.replace(CRLF, LF).replace(LF, CRLF)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import io
 import logging
 import os
 import shutil
@@ -40,7 +39,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from smimecli.errors import ConfigError, RejectError, TempFailError
 from smimecli.rules import (
+    Rule,
     RuleSet,
+    SourceSpec,
     check_any_source,
     example_address,
     load_rules,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 
     from smimecli.cms.envelope import Recipient
     from smimecli.mime import HeaderBlock
-    from smimecli.rules import Rule
 
 log = logging.getLogger("smimecli")
 
@@ -242,7 +242,7 @@ def choose_certificate(
         a one-line reason: why this certificate, or why none).
     """
     from smimecli.certs.formats import is_ca
-    from smimecli.certs.names import display_name, thumbprint
+    from smimecli.certs.names import display_name
     from smimecli.certs.usable import best, problems
 
     at = _now(at)
@@ -258,7 +258,7 @@ def choose_certificate(
             # "does not name ..." instead of a bare "not found".
             candidates = [e for e in source.certificates() if not is_ca(e.cert)]
     if spec.thumbprint:
-        candidates = [e for e in candidates if thumbprint(e.cert).startswith(spec.thumbprint)]
+        candidates = [e for e in candidates if e.thumbprint.startswith(spec.thumbprint)]
     if not candidates:
         if spec.thumbprint:
             return None, [], f"{spec.describe()} holds no certificate {spec.thumbprint}"
@@ -269,7 +269,7 @@ def choose_certificate(
     turned_down: list[Turndown] = []
     seen: set[str] = set()
     for entry in candidates:
-        print_ = thumbprint(entry.cert)
+        print_ = entry.thumbprint
         if print_ in seen:
             continue
         seen.add(print_)
@@ -302,7 +302,7 @@ def choose_certificate(
         turned_down.append(
             Turndown(
                 subject=display_name(entry.cert.subject),
-                thumbprint=thumbprint(entry.cert),
+                thumbprint=entry.thumbprint,
                 not_after=entry.cert.not_valid_after_utc,
                 reasons=("usable, but another certificate is valid longer",),
             )
@@ -331,8 +331,6 @@ def plan_recipients(
         on_missing_cert: overrides every rule's ``on_missing_cert`` (``encrypt --on-missing-cert``).
         at: the time at which certificates must be valid (default: now).
     """
-    from smimecli.certs.names import thumbprint
-
     at = _now(at)
     plans: list[RecipientPlan] = []
     seen: set[str] = set()
@@ -367,7 +365,7 @@ def plan_recipients(
         plan = RecipientPlan(
             address, rule, Outcome.ENCRYPTED, reason,
             cert=cert,
-            thumbprint=thumbprint(cert),
+            thumbprint=entry.thumbprint,
             key_transport=rule.key_transport,
             oaep_hash=rule.oaep_hash,
             turned_down=turned_down,
@@ -406,8 +404,7 @@ def _finish(plan: Plan) -> Plan:
     plan.cipher = first.cipher
     plan.cipher_rule = first
     plan.convert_tnef = any(r.rule is not None and r.rule.convert_tnef for r in encrypted)
-    for other in dict.fromkeys(r.rule.name for r in encrypted if r.rule is not None):
-        rule = next(r.rule for r in encrypted if r.rule is not None and r.rule.name == other)
+    for rule in dict.fromkeys(r.rule for r in encrypted if r.rule is not None):
         if rule.cipher != first.cipher:
             plan.warnings.append(
                 f"rule {rule.name!r} asks for {rule.cipher}, but the message uses "
@@ -431,27 +428,6 @@ def cipher_warnings(cipher: str) -> list[str]:
 
 
 # --- messages -------------------------------------------------------------------------------
-
-
-class _Chained(io.RawIOBase):
-    """The header bytes already read, then the rest of the stream (no re-reading needed)."""
-
-    def __init__(self, head: bytes, rest: Any) -> None:
-        self._head = memoryview(head)
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._head:
-            count = min(len(buffer), len(self._head))
-            buffer[:count] = self._head[:count]
-            self._head = self._head[count:]
-            return count
-        data = self._rest.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def header_recipients(headers: HeaderBlock) -> list[str]:
@@ -558,23 +534,24 @@ def encrypt_with_rules(
     else:
         addresses = envelope_recipients
     plan = plan_recipients(rules, addresses, on_missing_cert=on_missing_cert)
-    stream = io.BufferedReader(_Chained(headers.raw, rest), buffer_size=1 << 20)
     if mime.is_encrypted(headers):
-        shutil.copyfileobj(stream, dst, 1 << 20)
+        dst.write(headers.raw)
+        shutil.copyfileobj(rest, dst, 1 << 20)
         return RulesOutcome("already-encrypted", plan, ["already encrypted: passed unchanged"])
     plan.raise_for_policy()
     warnings = [w for r in plan.recipients for w in r.warnings] + plan.warnings
     if not plan.encrypted:
         # SPEC 3: nobody has a certificate -> the input, byte for byte.
-        shutil.copyfileobj(stream, dst, 1 << 20)
+        dst.write(headers.raw)
+        shutil.copyfileobj(rest, dst, 1 << 20)
         for warning in warnings:
             log.warning(warning)
         return RulesOutcome("passed", plan, warnings)
-    from smimecli.encrypt import encrypt_message
+    from smimecli.encrypt import encrypt_parsed
 
     assert plan.cipher is not None
-    result = encrypt_message(
-        stream, dst, plan.envelope_recipients(),
+    result = encrypt_parsed(
+        headers, rest, dst, plan.envelope_recipients(),
         cipher=plan.cipher, convert_tnef=plan.convert_tnef,
     )
     # Weak cipher and OAEP SHA-1 warnings are logged by the CMS layer itself.
@@ -759,14 +736,8 @@ def _encrypt_in_memory(plan: Plan, addresses: Sequence[str]) -> None:
     builder.encrypt(b"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + body)
 
 
-def _make_no_rule() -> Any:
-    from smimecli.rules import Rule, SourceSpec
-
-    return Rule(
-        name="(no rule)", index=-1, line=None, recipients=(), source=SourceSpec("store"),
-        match="email", cipher="aes256", key_transport="rsa", oaep_hash="sha256",
-        convert_tnef=False, on_missing_cert="pass", require_trusted=False,
-    )
-
-
-_NO_RULE: Rule = _make_no_rule()
+_NO_RULE = Rule(
+    name="(no rule)", index=-1, line=None, recipients=(), source=SourceSpec("store"),
+    match="email", cipher="aes256", key_transport="rsa", oaep_hash="sha256",
+    convert_tnef=False, on_missing_cert="pass", require_trusted=False,
+)

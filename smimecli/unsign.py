@@ -47,6 +47,7 @@ class ChunkStream:
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._buffer = b""
+        self._pos = 0  # bytes of _buffer already returned (offsets avoid re-slicing per call)
         self._done = False
 
     def _more(self) -> bool:
@@ -54,36 +55,37 @@ class ChunkStream:
             return False
         for chunk in self._chunks:
             if chunk:
-                self._buffer += chunk
+                self._buffer = self._buffer[self._pos :] + chunk
+                self._pos = 0
                 return True
         self._done = True
         return False
 
     def read(self, size: int = -1) -> bytes:
         """Read up to ``size`` bytes (all that is left when negative)."""
-        while (size < 0 or len(self._buffer) < size) and self._more():
+        while (size < 0 or len(self._buffer) - self._pos < size) and self._more():
             pass
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        end = len(self._buffer) if size < 0 else self._pos + size
+        data = self._buffer[self._pos : end]
+        self._pos += len(data)
         return data
 
     def readline(self, size: int = -1) -> bytes:
         """Read one line (up to ``size`` bytes)."""
         while True:
-            cut = self._buffer.find(b"\n")
-            if cut >= 0 and (size < 0 or cut < size):
-                data, self._buffer = self._buffer[: cut + 1], self._buffer[cut + 1 :]
+            cut = self._buffer.find(b"\n", self._pos)
+            if cut >= 0 and (size < 0 or cut - self._pos < size):
+                data = self._buffer[self._pos : cut + 1]
+                self._pos = cut + 1
                 return data
-            if (size >= 0 and len(self._buffer) >= size) or not self._more():
+            if (size >= 0 and len(self._buffer) - self._pos >= size) or not self._more():
                 return self.read(size)
 
     def drain(self) -> None:
         """Consume what is left, so that whatever follows the content can be read."""
-        self._buffer = b""
+        self._buffer, self._pos = b"", 0
         while self._more():
-            self._buffer = b""
+            self._buffer, self._pos = b"", 0
 
 
 class SignatureLayer:
@@ -213,12 +215,6 @@ def _signature_part(data: bytes) -> Any:
 # --- opaque signed-data (RFC 5652 5.1, RFC 8551 3.5.2) ---------------------------------------
 
 
-def _expect(reader: BerReader, tlv: Tlv | None, universal: int, what: str) -> Tlv:
-    if tlv is None or not tlv.is_universal(universal):
-        raise reader.error(f"expected {what}")
-    return tlv
-
-
 def _econtent(
     reader: BerReader, levels: list[Iterator[Tlv]], what: str, trailer: list[bytes]
 ) -> Iterator[bytes]:
@@ -240,17 +236,17 @@ def _econtent_raw(
     :func:`smimecli.cms.open.read_content_type`.
     """
     outer_fields, explicit_fields = levels
-    body = _expect(reader, next(explicit_fields, None), TAG_SEQUENCE, "the SignedData SEQUENCE")
+    body = reader.next_universal(explicit_fields, TAG_SEQUENCE, "the SignedData SEQUENCE")
     fields = reader.children(body)
-    version = _expect(reader, next(fields, None), TAG_INTEGER, "the SignedData version")
+    version = reader.next_universal(fields, TAG_INTEGER, "the SignedData version")
     reader.read_content(version, max_size=8)
     digests = next(fields, None)
     if digests is None:
         raise reader.error("expected the SignedData digest algorithms")
     reader.skip(digests)
-    eci = _expect(reader, next(fields, None), TAG_SEQUENCE, "the EncapsulatedContentInfo")
+    eci = reader.next_universal(fields, TAG_SEQUENCE, "the EncapsulatedContentInfo")
     parts = reader.children(eci)
-    oid = _expect(reader, next(parts, None), TAG_OID, "the encapsulated content type")
+    oid = reader.next_universal(parts, TAG_OID, "the encapsulated content type")
     reader.read_content(oid, max_size=256)
     explicit = next(parts, None)
     if explicit is None:
@@ -261,9 +257,7 @@ def _econtent_raw(
     if not (explicit.is_context(0) and explicit.constructed):
         raise reader.error("expected the signed content [0]")
     inner = reader.children(explicit)
-    octets = next(inner, None)
-    if octets is None or octets.tag != TAG_OCTET_STRING or octets.tag_class != 0:
-        raise reader.error("expected the signed content OCTET STRING")
+    octets = reader.next_universal(inner, TAG_OCTET_STRING, "the signed content OCTET STRING")
     yield from reader.iter_octets(octets)
     if next(inner, None) is not None or next(parts, None) is not None:
         raise reader.error("unexpected element after the signed content")

@@ -4,3 +4,11 @@
 the RecipientInfos, ``algorithms`` the content ciphers both directions share, ``rc2`` the
 legacy RC2 cipher, and ``der`` the few TLV writers the streaming framing needs.
 """
+
+# RFC 5652 section 4 / 5.1 / 6.1 and RFC 5083 section 1: the ContentInfo content types.
+OID_DATA = "1.2.840.113549.1.7.1"
+OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+OID_AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
+
+SPOOL_IN_MEMORY = 8 << 20  # a spooled stream goes to a temporary file beyond this

@@ -75,7 +75,6 @@ class ContentCipher:
 
 
 GCM_TAG_LENGTH = 16  # we always write a full 16-byte ICV (RFC 5084 section 3.2)
-GCM_NONCE_LENGTH = 12  # RFC 5084 section 3.2 recommends 12 octets
 
 _TABLE = (
     ContentCipher("aes128", "2.16.840.1.101.3.4.1.2", "aes", "cbc", 16, 16, 16),
@@ -273,11 +272,6 @@ def _parse_rc2(raw_params: bytes) -> ContentAlgorithm:
     if len(iv) != rc2.BLOCK_SIZE:
         raise DataError("RC2 IV must be 8 bytes")
     return ContentAlgorithm(rc2_cipher(bits), iv)
-
-
-def cipher_name(algorithm_identifier: Any) -> str:
-    """The CLI-style name of an AlgorithmIdentifier (``inspect`` shows it)."""
-    return parse_algorithm_identifier(algorithm_identifier).name
 
 
 # --- streaming encryption ------------------------------------------------------------------

@@ -22,9 +22,7 @@ from typing import BinaryIO
 from smimecli.errors import DataError
 
 CLASS_UNIVERSAL = 0
-CLASS_APPLICATION = 1
 CLASS_CONTEXT = 2
-CLASS_PRIVATE = 3
 
 TAG_EOC = 0
 TAG_INTEGER = 2
@@ -169,6 +167,13 @@ class BerReader:
         """Read a header and check its tag."""
         tlv = self.read_header(depth)
         if tlv.tag_class != tag_class or tlv.tag != tag or tlv.is_eoc:
+            raise self.error(f"expected {what}")
+        return tlv
+
+    def next_universal(self, children: Iterator[Tlv], tag: int, what: str) -> Tlv:
+        """The next of ``children``, which must be the universal element ``tag``."""
+        tlv = next(children, None)
+        if tlv is None or not tlv.is_universal(tag):
             raise self.error(f"expected {what}")
         return tlv
 

@@ -7,8 +7,7 @@ ContentInfo / EnvelopedData / EncryptedContentInfo headers with these functions 
 Choice of encoding: the content length is known before encryption starts (the message is
 read once to measure its canonical CRLF length, or spooled when it cannot be re-read), and
 CBC/GCM ciphertext length follows from it, so every length is definite and the output is
-DER, as SPEC section 1.1 asks and as Windows writes it. BER indefinite lengths (what
-``openssl cms -stream`` writes) are offered here for completeness but not used.
+DER, as SPEC section 1.1 asks and as Windows writes it.
 """
 
 from __future__ import annotations
@@ -24,9 +23,6 @@ SET = 0x31
 CONTEXT_0_CONSTRUCTED = 0xA0
 CONTEXT_0_PRIMITIVE = 0x80
 CONTEXT_1_CONSTRUCTED = 0xA1
-
-INDEFINITE_LENGTH = b"\x80"
-END_OF_CONTENTS = b"\x00\x00"
 
 
 def encode_length(length: int) -> bytes:
@@ -76,8 +72,3 @@ def oid(dotted: str) -> bytes:
             value >>= 7
         out += bytes(reversed(chunk))
     return tlv(OBJECT_IDENTIFIER, bytes(out))
-
-
-def indefinite_header(tag: int) -> bytes:
-    """A constructed TLV header with BER indefinite length (X.690 section 8.1.3.6)."""
-    return bytes([tag]) + INDEFINITE_LENGTH

@@ -16,9 +16,16 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import BinaryIO, Protocol
 
-from smimecli.cms import der
+from smimecli.cms import (
+    OID_AUTH_ENVELOPED_DATA,
+    OID_DATA,
+    OID_ENVELOPED_DATA,
+    SPOOL_IN_MEMORY,
+    der,
+)
 from smimecli.cms.algorithms import (
     DEFAULT_CIPHER,
+    GCM_TAG_LENGTH,
     ContentCipher,
     algorithm_identifier,
     content_encryptor,
@@ -35,11 +42,6 @@ __all__ = ["EnvelopeBuilder", "EnvelopeResult", "Recipient"]
 log = logging.getLogger("smimecli")
 
 CHUNK = 1 << 20
-SPOOL_IN_MEMORY = 8 << 20  # a non-seekable source is spooled to disk beyond this
-
-OID_DATA = "1.2.840.113549.1.7.1"
-OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
-OID_AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
 
 
 class Writable(Protocol):
@@ -68,7 +70,8 @@ class EnvelopeResult:
     size: int = 0  # bytes of DER written
 
 
-def _read_chunks(src: BinaryIO) -> Iterator[bytes]:
+def read_chunks(src: BinaryIO) -> Iterator[bytes]:
+    """The stream's bytes, CHUNK at a time, to its end."""
     while True:
         chunk = src.read(CHUNK)
         if not chunk:
@@ -128,21 +131,21 @@ class EnvelopeBuilder:
                 found by spooling (pipe) when None.
         """
         if length is not None:
-            return self.encrypt_chunks(_read_chunks(src), length, dst)
+            return self.encrypt_chunks(read_chunks(src), length, dst)
         try:
             start = src.tell()
             end = src.seek(0, 2)
             src.seek(start)
-            return self.encrypt_chunks(_read_chunks(src), end - start, dst)
+            return self.encrypt_chunks(read_chunks(src), end - start, dst)
         except (OSError, ValueError, AttributeError):
             pass
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             total = 0
-            for chunk in _read_chunks(src):
+            for chunk in read_chunks(src):
                 spool.write(chunk)
                 total += len(chunk)
             spool.seek(0)
-            return self.encrypt_chunks(_read_chunks(spool), total, dst)  # type: ignore[arg-type]
+            return self.encrypt_chunks(read_chunks(spool), total, dst)  # type: ignore[arg-type]
 
     def encrypt_chunks(
         self, chunks: Iterable[bytes | bytearray | memoryview], length: int, dst: Writable
@@ -185,7 +188,7 @@ class EnvelopeBuilder:
         ciphertext_length = cipher.ciphertext_length(length)
         eci_head = der.oid(OID_DATA) + algorithm_identifier(cipher, iv)
         eci_len = len(eci_head) + der.tlv_length(ciphertext_length)
-        mac_len = der.tlv_length(16) if cipher.authenticated else 0
+        mac_len = der.tlv_length(GCM_TAG_LENGTH) if cipher.authenticated else 0
         body_len = len(der.integer(version)) + len(recipient_infos) + der.tlv_length(eci_len)
         body_len += mac_len
         explicit_len = der.tlv_length(body_len)

@@ -8,7 +8,7 @@ with asn1crypto. :func:`decrypt_content` then yields the plaintext:
   constant memory; the last block is held back until the padding is checked.
 - AES-GCM content (RFC 5084) must not be released before its tag is verified, and the
   additional authenticated data (authAttrs) comes after the content in the encoding. The
-  ciphertext is therefore spooled (in memory up to :data:`SPOOL_IN_MEMORY`, then to an
+  ciphertext is therefore spooled (in memory up to :data:`smimecli.cms.SPOOL_IN_MEMORY`, then to an
   anonymous temporary file), the tag checked while the plaintext is spooled the same way,
   and only then is the plaintext yielded.
 - When a key without a certificate leaves several candidate content keys (see
@@ -31,6 +31,13 @@ from typing import IO, Any
 
 from asn1crypto import algos, cms
 
+from smimecli.cms import (
+    OID_AUTH_ENVELOPED_DATA,
+    OID_DATA,
+    OID_ENVELOPED_DATA,
+    OID_SIGNED_DATA,
+    SPOOL_IN_MEMORY,
+)
 from smimecli.cms.ber import (
     CLASS_CONTEXT,
     CLASS_UNIVERSAL,
@@ -51,10 +58,6 @@ from smimecli.cms.unwrap import (
 )
 from smimecli.errors import AuthError, DataError
 
-OID_DATA = "1.2.840.113549.1.7.1"
-OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
-OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
-OID_AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
 CONTENT_TYPES = {
     OID_DATA: "data",
     OID_SIGNED_DATA: "signed-data",
@@ -65,7 +68,6 @@ CONTENT_TYPES = {
     OID_AUTH_ENVELOPED_DATA: "authEnveloped-data",
 }
 
-SPOOL_IN_MEMORY = 8 << 20
 _CHUNK = 1 << 16
 
 # C0 controls other than TAB, LF, VT, FF, CR (and ESC, which ISO-2022 text uses).
@@ -135,11 +137,6 @@ class EnvelopeHead:
         return int(self.cipher.cipher.key_size)
 
 
-def _read_oid(reader: BerReader, depth: int, what: str) -> str:
-    tlv = reader.expect(depth, CLASS_UNIVERSAL, TAG_OID, what)
-    return decode_oid(reader.read_content(tlv, max_size=256))
-
-
 def read_content_type(reader: BerReader) -> tuple[str, list[Iterator[Tlv]]]:
     """Read ``ContentInfo { contentType, [0] EXPLICIT`` (RFC 5652 3).
 
@@ -148,9 +145,7 @@ def read_content_type(reader: BerReader) -> tuple[str, list[Iterator[Tlv]]]:
     """
     outer = reader.expect(0, CLASS_UNIVERSAL, TAG_SEQUENCE, "a CMS ContentInfo SEQUENCE")
     outer_fields = reader.children(outer)
-    tlv = next(outer_fields, None)
-    if tlv is None or not tlv.is_universal(TAG_OID):
-        raise reader.error("expected the CMS content type")
+    tlv = reader.next_universal(outer_fields, TAG_OID, "the CMS content type")
     oid = decode_oid(reader.read_content(tlv, max_size=256))
     explicit = next(outer_fields, None)
     if explicit is None or not explicit.is_context(0) or not explicit.constructed:
@@ -180,14 +175,10 @@ def read_head(
     if oid not in (OID_ENVELOPED_DATA, OID_AUTH_ENVELOPED_DATA):
         name = CONTENT_TYPES.get(oid, oid)
         raise DataError(f"{what} is CMS {name}, not an encrypted (enveloped) message")
-    body = next(levels[1], None)
-    if body is None or not body.is_universal(TAG_SEQUENCE):
-        raise reader.error("expected the EnvelopedData SEQUENCE")
+    body = reader.next_universal(levels[1], TAG_SEQUENCE, "the EnvelopedData SEQUENCE")
     fields = reader.children(body)
-    tlv = next(fields, None)
-    if tlv is None or not tlv.is_universal(TAG_INTEGER):
-        raise reader.error("expected the EnvelopedData version")
-    head.version = int.from_bytes(reader.read_content(tlv, max_size=8), "big")
+    version = reader.next_universal(fields, TAG_INTEGER, "the EnvelopedData version")
+    head.version = int.from_bytes(reader.read_content(version, max_size=8), "big")
     tlv = next(fields, None)
     if tlv is not None and tlv.is_context(0):  # originatorInfo [0] IMPLICIT (6.1)
         raw = reader.read_element(tlv)
@@ -202,18 +193,13 @@ def read_head(
     except (ValueError, TypeError, KeyError) as exc:
         problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{what} has unreadable RecipientInfos ({problem})") from exc
-    tlv = next(fields, None)
-    if tlv is None or not tlv.is_universal(TAG_SEQUENCE):
-        raise reader.error("expected the EncryptedContentInfo SEQUENCE")
-    eci = tlv
+    eci = reader.next_universal(fields, TAG_SEQUENCE, "the EncryptedContentInfo SEQUENCE")
     parts = reader.children(eci)
-    first = next(parts, None)
-    if first is None or not first.is_universal(TAG_OID):
-        raise reader.error("expected the encrypted content type")
+    first = reader.next_universal(parts, TAG_OID, "the encrypted content type")
     head.inner_content_type = decode_oid(reader.read_content(first, max_size=256))
-    alg = next(parts, None)
-    if alg is None or not alg.is_universal(TAG_SEQUENCE):
-        raise reader.error("expected the content-encryption AlgorithmIdentifier")
+    alg = reader.next_universal(
+        parts, TAG_SEQUENCE, "the content-encryption AlgorithmIdentifier"
+    )
     head.content_algorithm_der = reader.read_element(alg, max_size=4096)
     try:
         head.content_algorithm = algos.EncryptionAlgorithm.load(head.content_algorithm_der)

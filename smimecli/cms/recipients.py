@@ -35,8 +35,10 @@ RECIPIENT_IDS = ("issuer-serial", "ski")
 # RFC 5753 section 7.1.4 (dhSinglePass-stdDH-sha256kdf-scheme).
 OID_ECDH_SHA256_KDF = "1.3.132.1.11.1"
 
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+# Hash algorithms by asn1crypto name: OAEP hashes here, OAEP and X9.63 KDF hashes when reading.
+HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
+    "sha224": hashes.SHA224,
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
@@ -46,6 +48,7 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 # for content keys shorter than 16 bytes (RC2-40, RC2-64), which RFC 3394 cannot wrap.
 _WRAP = {16: "aes128_wrap", 24: "aes192_wrap", 32: "aes256_wrap"}
 _WRAP_PAD = {16: "aes128_wrap_pad", 24: "aes192_wrap_pad", 32: "aes256_wrap_pad"}
+_CONTEXT_2_CONSTRUCTED = 0xA2  # ECC-CMS-SharedInfo suppPubInfo [2] EXPLICIT
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ def _ktri(recipient: Recipient, cek: bytes) -> BuiltRecipientInfo:
     assert isinstance(public_key, rsa.RSAPublicKey)
     warnings: list[str] = []
     if recipient.key_transport == "rsa-oaep":
-        hash_cls = _HASHES[recipient.oaep_hash]
+        hash_cls = HASHES[recipient.oaep_hash]
         encrypted = public_key.encrypt(
             cek,
             padding.OAEP(mgf=padding.MGF1(hash_cls()), algorithm=hash_cls(), label=None),
@@ -226,13 +229,16 @@ class _KeyWrapAlgorithm(core.Sequence):  # type: ignore[misc]
     ]
 
 
-class _EccCmsSharedInfo(core.Sequence):  # type: ignore[misc]
-    # RFC 5753 section 7.2: ECC-CMS-SharedInfo.
-    _fields = [  # noqa: RUF012
-        ("key_info", _KeyWrapAlgorithm),
-        ("entity_u_info", core.OctetString, {"explicit": 0, "optional": True}),
-        ("supp_pub_info", core.OctetString, {"explicit": 2}),
-    ]
+def ecc_cms_shared_info(wrap_algorithm_der: bytes, ukm: bytes | None, kek_bits: int) -> bytes:
+    """DER of ECC-CMS-SharedInfo (RFC 5753 section 7.2): keyInfo, [0] ukm, [2] key size in bits.
+
+    Both sides use it: the KDF input when wrapping here and when unwrapping (unwrap.py).
+    """
+    body = wrap_algorithm_der
+    if ukm is not None:
+        body += der.tlv(der.CONTEXT_0_CONSTRUCTED, der.tlv(der.OCTET_STRING, ukm))
+    body += der.tlv(_CONTEXT_2_CONSTRUCTED, der.tlv(der.OCTET_STRING, kek_bits.to_bytes(4, "big")))
+    return der.tlv(der.SEQUENCE, body)
 
 
 class _KariAlgorithm(core.Sequence):  # type: ignore[misc]
@@ -267,12 +273,10 @@ def _kari(recipient: Recipient, cek: bytes, cipher: ContentCipher) -> BuiltRecip
     ephemeral = ec.generate_private_key(public_key.curve)
     shared_secret = ephemeral.exchange(ec.ECDH(), public_key)
     wrap_alg = _KeyWrapAlgorithm({"algorithm": wrap_name})
-    shared_info = _EccCmsSharedInfo(
-        {"key_info": wrap_alg, "supp_pub_info": (kek_size * 8).to_bytes(4, "big")}
+    shared_info = ecc_cms_shared_info(wrap_alg.dump(), None, kek_size * 8)
+    kek = X963KDF(algorithm=hashes.SHA256(), length=kek_size, sharedinfo=shared_info).derive(
+        shared_secret
     )
-    kek = X963KDF(
-        algorithm=hashes.SHA256(), length=kek_size, sharedinfo=shared_info.dump()
-    ).derive(shared_secret)
     if wrap_name.endswith("_pad"):
         wrapped = aes_key_wrap_with_padding(kek, cek)
     else:

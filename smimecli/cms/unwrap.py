@@ -39,9 +39,9 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_unwrap_with_padding,
 )
 
+from smimecli.cms.recipients import HASHES, ecc_cms_shared_info, subject_key_identifier
 from smimecli.errors import DataError
-
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+from smimecli.keys import PrivateKey
 
 OID_RSA = "1.2.840.113549.1.1.1"
 OID_RSAES_OAEP = "1.2.840.113549.1.1.7"
@@ -104,15 +104,6 @@ def key_unwrap(name: str, kek: bytes, wrapped: bytes) -> bytes:
         return aes_key_unwrap(kek, wrapped)
     except (InvalidUnwrap, InvalidTag, ValueError) as exc:
         raise UnwrapError("key unwrap failed") from exc
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha1": hashes.SHA1,
-    "sha224": hashes.SHA224,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
-
-
 class UnwrapError(Exception):
     """This key does not open this recipient (OAEP or key-unwrap check failed).
 
@@ -123,7 +114,7 @@ class UnwrapError(Exception):
 def hash_algorithm(name: str) -> hashes.HashAlgorithm:
     """A cryptography hash by asn1crypto name (sha1, sha256...)."""
     try:
-        return _HASHES[name]()
+        return HASHES[name]()
     except KeyError:
         raise DataError(f"unsupported hash algorithm {name} in the message") from None
 
@@ -140,17 +131,6 @@ class RecipientId:
     serial: int | None = None
     key_id: bytes | None = None
 
-    def describe(self) -> str:
-        """A one-line human form: the issuer DN and serial in hex, or the id in hex."""
-        if self.kind == "issuer_serial" and self.issuer is not None and self.serial is not None:
-            try:
-                issuer = self.issuer.human_friendly
-            except (ValueError, TypeError, KeyError):  # parsed lazily; may be damaged
-                issuer = "(unreadable name)"
-            return f"issuer={issuer}, serial={self.serial:X}"
-        label = "SKI" if self.kind == "ski" else "KEK id"
-        return f"{label}={(self.key_id or b'').hex().upper()}"
-
 
 def recipient_id(rid: Any) -> RecipientId:
     """The RecipientId of an asn1crypto RecipientIdentifier or KeyAgreementRecipientIdentifier."""
@@ -165,15 +145,6 @@ def recipient_id(rid: Any) -> RecipientId:
     if name == "r_key_id":
         return RecipientId("ski", key_id=rid.chosen["subject_key_identifier"].native)
     raise DataError(f"unsupported recipient identifier {name} in the message")
-
-
-def certificate_ski(cert: x509.Certificate) -> bytes:
-    """The certificate's subject key identifier, or the RFC 5280 4.2.1.2 method 1 value."""
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        return ext.value.digest
-    except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
 
 
 def key_ski(key: PrivateKey) -> bytes:
@@ -192,7 +163,7 @@ def rid_matches(rid: RecipientId, cert: x509.Certificate) -> bool:
         except ValueError:
             return False
     if rid.kind == "ski":
-        return rid.key_id == certificate_ski(cert)
+        return rid.key_id == subject_key_identifier(cert)
     return False
 
 
@@ -277,25 +248,6 @@ def unwrap_ktri(ri: Any, key: rsa.RSAPrivateKey, key_length: int | None) -> byte
 # --- ECDH key agreement -----------------------------------------------------------------------
 
 
-def _der(tag: int, content: bytes) -> bytes:
-    size = len(content)
-    if size < 0x80:
-        length = bytes([size])
-    else:
-        raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(raw)]) + raw
-    return bytes([tag]) + length + content
-
-
-def ecc_cms_shared_info(wrap_algorithm_der: bytes, ukm: bytes | None, kek_bits: int) -> bytes:
-    """DER of ECC-CMS-SharedInfo (RFC 5753 7.2): keyInfo, [0] ukm, [2] key size in bits."""
-    body = wrap_algorithm_der
-    if ukm is not None:
-        body += _der(0xA0, _der(0x04, ukm))
-    body += _der(0xA2, _der(0x04, kek_bits.to_bytes(4, "big")))
-    return _der(0x30, body)
-
-
 def kari_parameters(ri: Any) -> tuple[str, str, bytes, str, int]:
     """(scheme name, KDF hash, wrap AlgorithmIdentifier DER, wrap name, KEK size) of a KARI."""
     alg = ri["key_encryption_algorithm"]
@@ -373,15 +325,6 @@ class RecipientEntry:
     mgf_hash: str | None = None
     label: bytes | None = None
     wrap: str | None = None  # key wrap of a KARI
-
-    def describe_algorithm(self) -> str:
-        """E.g. ``rsaes-oaep (sha256, mgf1-sha256)`` or ``dhSinglePass-... + aes128-wrap``."""
-        if self.kind == "ktri" and self.hash is not None:
-            extra = f", label {self.label.hex()}" if self.label else ""
-            return f"{self.algorithm} ({self.hash}, mgf1-{self.mgf_hash}{extra})"
-        if self.kind == "kari":
-            return f"{self.algorithm} + {self.wrap}"
-        return self.algorithm
 
 
 def list_recipients(recipient_infos: Any) -> list[RecipientEntry]:
