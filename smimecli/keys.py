@@ -21,6 +21,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from smimecli.errors import AuthError, DataError
@@ -28,7 +29,7 @@ from smimecli.files import read_input
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
-_PEM_BLOCK = re.compile(
+PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
 )
 _KEY_LABELS = {b"PRIVATE KEY", b"ENCRYPTED PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"}
@@ -48,7 +49,7 @@ class LoadedKey:
         return ([self.cert] if self.cert is not None else []) + self.extra_certs
 
 
-def public_key_der(key: PrivateKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
+def public_key_der(key: PrivateKey | PublicKeyTypes) -> bytes:
     """The SubjectPublicKeyInfo DER of a key, to compare keys with certificates."""
     public = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) \
         else key
@@ -60,9 +61,7 @@ def public_key_der(key: PrivateKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKe
 def cert_matches_key(cert: x509.Certificate, key: PrivateKey) -> bool:
     """True when ``cert`` carries the public half of ``key``."""
     try:
-        return cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ) == public_key_der(key)
+        return public_key_der(cert.public_key()) == public_key_der(key)
     except (ValueError, TypeError):
         return False
 
@@ -204,7 +203,7 @@ def load_private_key(
 def _load_pem(data: bytes, password: bytes | None, name: str) -> LoadedKey:
     key: PrivateKey | None = None
     certs: list[x509.Certificate] = []
-    for match in _PEM_BLOCK.finditer(data):
+    for match in PEM_BLOCK.finditer(data):
         label = match.group(1)
         block = match.group(0)
         if label in _KEY_LABELS:

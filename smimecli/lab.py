@@ -22,15 +22,16 @@ from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from smimecli.certs import names
 from smimecli.errors import DataError, UsageError
+from smimecli.keys import PrivateKey, cert_matches_key
 
 log = logging.getLogger("smimecli")
 
-PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 DEFAULT_ROOT_SUBJECT: Final = "CN=Test Root V1"
 DEFAULT_ROOT_KEY_USAGE: Final = (
@@ -364,20 +365,12 @@ class Issued:
     @property
     def thumbprint(self) -> str:
         """The SHA-1 thumbprint in upper-case hex, as Windows shows it."""
-        return self.cert.fingerprint(hashes.SHA1()).hex().upper()
+        return names.thumbprint(self.cert)
 
     @property
     def subject(self) -> str:
         """The subject in the Windows order."""
         return format_subject(self.cert.subject)
-
-
-def _spki(public_key: object) -> bytes:
-    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        return b""
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 @dataclass(frozen=True)
@@ -419,7 +412,7 @@ class Signer:
             raise DataError(f"{what} has no private key; give a .pfx with the key")
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise DataError(f"{what} has a {type(key).__name__}; only RSA and EC keys can sign")
-        if _spki(key.public_key()) != _spki(cert.public_key()):
+        if not cert_matches_key(cert, key):
             raise DataError(f"{what}: the private key does not belong to the certificate")
         return cls(cert, key, chain)
 

@@ -75,12 +75,17 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     Only ``*`` and ``?`` are special; every other character is escaped, so ``[``, ``.``
     and ``+`` (common in addresses) match themselves.
     """
+    return _wildcards(pattern, ".")
+
+
+def _wildcards(pattern: str, one: str) -> re.Pattern[str]:
+    """``*`` as ``.*``, ``?`` as the regex ``one``, every other character literal."""
     parts = []
     for char in pattern:
         if char == "*":
             parts.append(".*")
         elif char == "?":
-            parts.append(".")
+            parts.append(one)
         else:
             parts.append(re.escape(char))
     return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
@@ -97,15 +102,7 @@ def pattern_covers(earlier: str, later: str) -> bool:
     ``*`` in ``earlier`` absorbs anything, ``?`` any one character or a ``?`` of ``later``
     (never a ``*``), a literal only the same literal.
     """
-    parts = []
-    for char in earlier:
-        if char == "*":
-            parts.append(".*")
-        elif char == "?":
-            parts.append(f"[^{_STAR}]")
-        else:
-            parts.append(re.escape(char))
-    regex = re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+    regex = _wildcards(earlier, f"[^{_STAR}]")
     encoded = later.replace("*", _STAR).replace("?", _QMARK)
     return regex.fullmatch(encoded) is not None
 

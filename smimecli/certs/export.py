@@ -13,8 +13,6 @@ from smimecli.certs.sst import write_sst
 from smimecli.certs.store import Store, StoredCert
 from smimecli.errors import DataError, UsageError
 
-_MAX_CHAIN = 8
-
 
 @names.quiet()
 def chain_of(store: Store, cert: x509.Certificate) -> list[x509.Certificate]:
@@ -22,21 +20,21 @@ def chain_of(store: Store, cert: x509.Certificate) -> list[x509.Certificate]:
     pool = [c.cert for c in store.certificates("ca") + store.certificates("root")]
     chain: list[x509.Certificate] = []
     current = cert
-    for _ in range(_MAX_CHAIN):
+    for _ in range(usable.MAX_CHAIN):
         if current.issuer == current.subject:
             break
         parent = next(
-            (c for c in pool if c not in chain and c != current and _signed(current, c)), None
+            (
+                c for c in pool
+                if c not in chain and c != current and usable.issued_by(current, c)
+            ),
+            None,
         )
         if parent is None:
             break
         chain.append(parent)
         current = parent
     return chain
-
-
-def _signed(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    return usable.chains_to_root(cert, [issuer]) and cert != issuer
 
 
 def export(
@@ -76,15 +74,13 @@ def export(
                 parts.append(_key_pem(store, stored, password))
         return b"".join(parts)
     if fmt == "pfx":
-        if password is None:
-            raise UsageError("a .pfx needs a password")
         stored = unique[0]
         key = _key(store, stored) if with_private_key else None
         return write_pfx(
             key,
             stored.cert,
             chain_of(store, stored.cert),
-            password=password,
+            password=password or b"",
             encryption=pfx_encryption,
             friendly_name=stored.friendly_name,
         )
@@ -101,11 +97,7 @@ def _key(store: Store, stored: StoredCert) -> PrivateKey:
 
 
 def _key_pem(store: Store, stored: StoredCert, password: bytes | None) -> bytes:
-    key = store.private_key(stored.thumbprint)
-    if key is None:
-        raise DataError(
-            f"the store holds no private key for {stored.thumbprint} ({stored.subject})"
-        )
+    key = _key(store, stored)
     encryption: serialization.KeySerializationEncryption = serialization.NoEncryption()
     if password:
         encryption = serialization.BestAvailableEncryption(password)

@@ -15,22 +15,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 
 from smimecli.certs import names, sst
 from smimecli.errors import DataError
 from smimecli.files import read_input
+from smimecli.keys import PEM_BLOCK, load_key_block, public_key_der
 
 log = logging.getLogger("smimecli")
 
@@ -43,9 +43,6 @@ PrivateKey = (
 )
 
 _OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
-)
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _PKCS7_LABELS = {b"PKCS7", b"CMS", b"PKCS #7 SIGNED DATA"}
 _KEY_LABELS = {
@@ -68,7 +65,7 @@ class CertEntry:
     # True for certificates that came as the CA chain of a .pfx (SPEC 1.3: they go to `ca`).
     chain: bool = False
 
-    @property
+    @functools.cached_property
     def thumbprint(self) -> str:
         """SHA-1 thumbprint, upper-case hex."""
         return names.thumbprint(self.cert)
@@ -194,20 +191,19 @@ def _short(exc: Exception) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _check_pfx_structure(data: bytes, source: str) -> bool:
-    """Parse the PFX outer structure; returns whether it has a MAC (RFC 7292 section 4)."""
+def _check_pfx_structure(data: bytes, source: str) -> None:
+    """Parse the PFX outer structure, its MAC included (RFC 7292 section 4)."""
     from asn1crypto import pkcs12 as a_pkcs12
 
     try:
         pfx = a_pkcs12.Pfx.load(data)
         version = pfx["version"].native
         pfx["auth_safe"]["content_type"].native  # noqa: B018 - forces parsing
-        has_mac = pfx["mac_data"].native is not None
+        pfx["mac_data"].native  # noqa: B018 - forces parsing
     except Exception as exc:
         raise DataError(f"corrupt PKCS#12 file{_where(source)}: {_short(exc)}") from exc
     if version not in (3, "v3"):
         raise DataError(f"unsupported PKCS#12 version {version}{_where(source)}")
-    return has_mac
 
 
 def _from_pkcs12(data: bytes, password: bytes | None, source: str, out: CertList) -> None:
@@ -233,7 +229,7 @@ def _friendly(raw: bytes | None) -> str | None:
 
 
 def _pem_blocks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    for match in _PEM_BLOCK.finditer(data):
+    for match in PEM_BLOCK.finditer(data):
         yield match.group(1), match.group(0)
 
 
@@ -285,8 +281,6 @@ def _strip_trust(der: bytes) -> bytes:
 
 
 def _load_pem_key(block: bytes, password: bytes | None, source: str) -> PrivateKey:
-    from smimecli.keys import load_key_block
-
     key = load_key_block("pem", block, password, f"the private key{_where(source)}")
     if not isinstance(
         key,
@@ -300,21 +294,13 @@ def _load_pem_key(block: bytes, password: bytes | None, source: str) -> PrivateK
     return key
 
 
-def _public_der(obj: Any) -> bytes:
-    return bytes(
-        obj.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
 def _attach_keys(out: CertList, keys: list[PrivateKey], source: str) -> None:
     """Pair PEM private keys with the certificates whose public key they match."""
-    by_public = {_public_der(key): key for key in keys}
+    by_public = {public_key_der(key.public_key()): key for key in keys}
     used: set[bytes] = set()
     for entry in out:
         try:
-            spki = _public_der(entry.cert)
+            spki = public_key_der(entry.cert.public_key())
         except (ValueError, TypeError):
             continue
         if spki in by_public:
@@ -397,11 +383,11 @@ def load_certificates(
     if kind == "pkcs7":
         _from_pkcs7(data, source, out)
         return out
-    if b"-----BEGIN " in data and not _looks_like_mail(data):
-        _from_pem(data, password, source, out)
-        return out
     if _looks_like_mail(data):
         _from_mail(data, source, out)
+        return out
+    if b"-----BEGIN " in data:
+        _from_pem(data, password, source, out)
         return out
     if _BASE64_ONLY.match(data[:65536]):
         # Base64 DER without PEM armour (what "Base-64 encoded X.509" sometimes means).
@@ -420,8 +406,3 @@ def load_certificates(
 def load_certificate_file(path: str | Path, password: bytes | None = None) -> CertList:
     """Read a file (66 when missing) and load its certificates (see load_certificates)."""
     return load_certificates(read_input(path), password=password, source=str(path))
-
-
-def is_pkcs12(data: bytes) -> bool:
-    """Whether ``data`` looks like a PKCS#12 file (callers decide whether to ask a password)."""
-    return _der_kind(data) == "pkcs12"

@@ -7,21 +7,17 @@ fields.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from smimecli import rules
 from smimecli.certs import names, usable
-from smimecli.certs.store import StoredCert
+from smimecli.certs.store import StoredCert, iso
 
 _CA_STORES = {"root", "ca"}
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def key_description(cert: x509.Certificate) -> str:
@@ -103,7 +99,7 @@ def details(stored: StoredCert, *, at: dt.datetime | None = None) -> dict[str, A
         {
             "common_name": names.common_name(cert),
             "serial": format(cert.serial_number, "X"),
-            "not_before": _iso(cert.not_valid_before_utc),
+            "not_before": iso(cert.not_valid_before_utc),
             "sha256": cert.fingerprint(hashes.SHA256()).hex().upper(),
             "key": key_description(cert),
             "signature_hash": getattr(cert.signature_hash_algorithm, "name", None),
@@ -115,6 +111,6 @@ def details(stored: StoredCert, *, at: dt.datetime | None = None) -> dict[str, A
 
 def matches_email(stored: StoredCert, pattern: str) -> bool:
     """Whether one of the certificate's addresses matches a ``*``/``?`` pattern."""
-    # Only * and ? are wildcards (SPEC 3); a literal [ must not start a character class.
-    lowered = pattern.strip().lower().replace("[", "[[]")
-    return any(fnmatch.fnmatchcase(address, lowered) for address in stored.emails)
+    # Only * and ? are wildcards (SPEC 3), as in the rules file.
+    regex = rules.pattern_regex(pattern.strip().lower())
+    return any(regex.fullmatch(address) for address in stored.emails)

@@ -51,9 +51,13 @@ class CertificateSource(Protocol):
         ...
 
 
-def _naming(entries: list[CertEntry], address: str) -> list[CertEntry]:
-    wanted = address.strip().lower()
-    return [e for e in entries if wanted in names.emails(e.cert)]
+def _by_address(entries: list[CertEntry]) -> dict[str, list[CertEntry]]:
+    """Address -> the entries naming it, in entry order (built once per source)."""
+    index: dict[str, list[CertEntry]] = {}
+    for entry in entries:
+        for address in names.emails(entry.cert):
+            index.setdefault(address, []).append(entry)
+    return index
 
 
 class StoreSource:
@@ -91,19 +95,25 @@ class _PathSource:
         self.path = Path(path)
         self.password = password
         self._entries: list[CertEntry] | None = None
+        self._index: dict[str, list[CertEntry]] | None = None
 
     def _load(self) -> list[CertEntry]:
         raise NotImplementedError
 
-    def certificates(self) -> list[CertEntry]:
-        """Every certificate the source holds (each once)."""
+    def _loaded(self) -> list[CertEntry]:
         if self._entries is None:
             self._entries = self._load()
-        return list(self._entries)
+        return self._entries
+
+    def certificates(self) -> list[CertEntry]:
+        """Every certificate the source holds (each once)."""
+        return list(self._loaded())
 
     def for_address(self, address: str) -> list[CertEntry]:
         """The source's certificates naming ``address``."""
-        return _naming(self.certificates(), address)
+        if self._index is None:
+            self._index = _by_address(self._loaded())
+        return list(self._index.get(address.strip().lower(), ()))
 
     def describe(self) -> str:
         """``KIND path``, e.g. ``pfx certs/alice.pfx``."""

@@ -100,7 +100,6 @@ class StoredCert:
     has_key: bool
     store_names: tuple[str, ...]
     emails: tuple[str, ...] = field(default=())
-    row_id: int = 0
 
     @cached_property
     def cert(self) -> x509.Certificate:
@@ -120,11 +119,11 @@ def _row(row: tuple[Any, ...]) -> StoredCert:
         has_key=bool(row[7]),
         store_names=stores,
         emails=tuple(sorted(set((row[9] or "").split(",")) - {""})),
-        row_id=row[0],
     )
 
 
-def _iso(moment: dt.datetime) -> str:
+def iso(moment: dt.datetime) -> str:
+    """A moment as ``YYYY-MM-DDTHH:MM:SSZ`` in UTC."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -378,8 +377,8 @@ class Store:
                 issuer_der,
                 _serial_hex(cert.serial_number),
                 _ski(cert),
-                _iso(cert.not_valid_before_utc),
-                _iso(cert.not_valid_after_utc),
+                iso(cert.not_valid_before_utc),
+                iso(cert.not_valid_after_utc),
                 friendly_name,
                 blob,
                 encrypted,

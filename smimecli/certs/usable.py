@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from smimecli.certs import names
 
-_MAX_CHAIN = 8
+MAX_CHAIN = 8
 _ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
 
 T = TypeVar("T")
@@ -101,7 +101,8 @@ def problems(
     return found
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``cert`` (names match and the signature verifies)."""
     if cert.issuer != issuer.subject:
         return False
     try:
@@ -131,11 +132,11 @@ def chains_to_root(
         return True
     cas = [c for c in intermediates if c.not_valid_before_utc <= now <= c.not_valid_after_utc]
     current = cert
-    for _ in range(_MAX_CHAIN):
-        if any(_issued_by(current, root) for root in root_list):
+    for _ in range(MAX_CHAIN):
+        if any(issued_by(current, root) for root in root_list):
             return True
         parent = next(
-            (c for c in cas if c is not current and _issued_by(current, c)), None
+            (c for c in cas if c is not current and issued_by(current, c)), None
         )
         if parent is None or parent.tbs_certificate_bytes == current.tbs_certificate_bytes:
             return False
