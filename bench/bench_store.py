@@ -16,7 +16,6 @@ import argparse
 import datetime as dt
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from smimecli.certs.store import Store
+from bench.common import smimecli_command
+from smimecli.certs.store import DB_NAME, Store
 
 TARGET = "target@example.com"
 
@@ -75,7 +75,7 @@ def _time_lookup(folder: Path) -> float:
 def _time_encrypt(folder: Path, rules: Path, message: Path) -> float | None:
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "smimecli", "--store", str(folder), "encrypt", "--rules",
+        [*smimecli_command(), "--store", str(folder), "encrypt", "--rules",
          str(rules), str(message)],
         capture_output=True, check=False,
     )
@@ -102,7 +102,7 @@ def main() -> None:
         _fill(small, 10, ca_key, user_key)
         _fill(large, args.count, ca_key, user_key)
         fill = time.perf_counter() - start
-        size = (large / "store.sqlite3").stat().st_size
+        size = (large / DB_NAME).stat().st_size
         print(f"filled stores of 10 and {args.count} certificates in {fill:.1f} s "
               f"(large database {size / 1e6:.1f} MB)")
         lookups: dict[str, list[float]] = {"small": [], "large": []}

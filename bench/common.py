@@ -31,6 +31,8 @@ HEADER = (
     b"Content-Type: text/plain; charset=us-ascii\n"
     b"\n"
 )
+_LINE = (b"The quick brown fox jumps over the lazy dog 0123456789 " * 2)[:75] + b"\n"
+_BLOCK = _LINE * (MIB // len(_LINE))
 
 
 def smimecli_command() -> list[str]:
@@ -88,15 +90,13 @@ def make_identity(folder: Path, name: str = "bench") -> tuple[Path, Path]:
 
 def make_message(path: Path, size: int) -> Path:
     """A text/plain message of about ``size`` bytes: LF lines of 76 printable characters."""
-    line = (b"The quick brown fox jumps over the lazy dog 0123456789 " * 2)[:75] + b"\n"
-    block = line * (MIB // len(line))
     with path.open("wb") as handle:
         handle.write(HEADER)
         left = max(0, size - len(HEADER))
-        while left >= len(block):
-            handle.write(block)
-            left -= len(block)
-        handle.write(line * (left // len(line)))
+        while left >= len(_BLOCK):
+            handle.write(_BLOCK)
+            left -= len(_BLOCK)
+        handle.write(_LINE * (left // len(_LINE)))
     return path
 
 
@@ -126,22 +126,24 @@ def run(command: Sequence[str], *, stdin: Path | None = None, stdout: Path | Non
         argv = [str(_TIME), "-q", "-f", "%M", "-o", rss_file.name, *argv]
     stdin_handle = stdin.open("rb") if stdin is not None else subprocess.DEVNULL
     stdout_handle = stdout.open("wb") if stdout is not None else subprocess.DEVNULL
+    # A file, not a pipe: wait4 before reading a pipe would hang once the command
+    # writes more than a pipe buffer to stderr.
+    stderr_handle = tempfile.TemporaryFile(prefix="bench-err-")
     try:
         started = time.perf_counter()
         process = subprocess.Popen(
             argv,
             stdin=stdin_handle,
             stdout=stdout_handle,
-            stderr=subprocess.PIPE,
+            stderr=stderr_handle,
         )
         _, wait_status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(wait_status)
-        assert process.stderr is not None
-        errors = process.stderr.read().decode("utf-8", "replace").strip()
-        process.stderr.close()
+        stderr_handle.seek(0)
+        errors = stderr_handle.read().decode("utf-8", "replace").strip()
     finally:
-        for handle in (stdin_handle, stdout_handle):
+        for handle in (stdin_handle, stdout_handle, stderr_handle):
             if not isinstance(handle, int):
                 handle.close()
     peak = int(usage.ru_maxrss)

@@ -96,7 +96,7 @@ _smimecli_value() {
         'certs import:--store-password-env') echo '1 text' ;;
         'certs export:-o'|'certs export:--output') echo '1 file' ;;
         'certs export:--format') echo '1 text' ;;
-        'certs export:--pfx-encryption') echo '1 text' ;;
+        'certs export:--pfx-encryption') echo '1 choice:modern legacy' ;;
         'certs export:--password-file') echo '1 file' ;;
         'certs export:--password-env') echo '1 text' ;;
         'certs export:--store-password-env') echo '1 text' ;;

@@ -84,18 +84,16 @@ class TestCA:
         email: str,
         *,
         key_type: str = "rsa",
-        key_size: int = 2048,
         days: int = 365,
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
         eku: bool = True,
         key_usage: bool = True,
-        san: bool = True,
     ) -> Identity:
         """Issue a user certificate; key_type is 'rsa', 'p256' or 'p384'."""
         key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
         if key_type == "rsa":
-            key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         elif key_type == "p256":
             key = ec.generate_private_key(ec.SECP256R1())
         else:
@@ -133,10 +131,9 @@ class TestCA:
             builder = builder.add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
             )
-        if san:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False
-            )
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False
+        )
         cert = builder.sign(self.key, hashes.SHA256())
         # A name issued twice must not overwrite the files of the first identity.
         base = name.replace(" ", "_")

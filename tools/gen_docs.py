@@ -459,25 +459,43 @@ def exit_statuses() -> list[tuple[int, str]]:
 
 def store_file_name() -> str:
     """The name of the store database inside the store folder, as the store module has it."""
-    try:
-        import importlib
+    from smimecli.certs.store import DB_NAME
 
-        module = importlib.import_module("smimecli.certs.store")
-    except ImportError:
-        return "store.sqlite"
-    for name in ("STORE_FILE", "STORE_FILENAME", "DB_NAME", "DB_FILE", "DATABASE_NAME",
-                 "FILE_NAME", "FILENAME"):
-        value = getattr(module, name, None)
-        if isinstance(value, str):
-            return value
-    for value in sorted(v for v in vars(module).values() if isinstance(v, str)):
-        if re.fullmatch(r"[\w.-]+\.(sqlite3?|db)", value):
-            return value
-    return "store.sqlite"
+    return DB_NAME
 
 
-def render_man(cmd: Command, root: Command, version: str) -> str:
-    """One man page (roff) for one command or group."""
+def environment(root: Command) -> list[tuple[str, str]]:
+    """The ENVIRONMENT section: the fixed variables, then every option's own variables."""
+    env = list(ENVIRONMENT)
+    known = {name for name, _ in env}
+    for node in root.walk():
+        for opt in node.options:
+            for var in opt.envvars:
+                if var not in known:
+                    known.add(var)
+                    env.append((var, f"As {opt.all_opts[-1]} of {node.name}."))
+    return env
+
+
+@dataclass(frozen=True)
+class ManShared:
+    """What every man page of one tree repeats: exit statuses, environment, store file."""
+
+    statuses: list[tuple[int, str]]
+    environment: list[tuple[str, str]]
+    store: str
+
+    @classmethod
+    def of(cls, root: Command) -> ManShared:
+        """Compute them once for ``root``."""
+        return cls(exit_statuses(), environment(root), store_file_name())
+
+
+def render_man(cmd: Command, root: Command, version: str, *,
+               shared: ManShared | None = None) -> str:
+    """One man page (roff) for one command or group (``shared``: computed when not given)."""
+    if shared is None:
+        shared = ManShared.of(root)
     title = cmd.page.upper()
     out = [
         f'.\\" {GENERATED_NOTE}',
@@ -514,20 +532,12 @@ def render_man(cmd: Command, root: Command, version: str) -> str:
         out += [_option_item(opt) for opt in cmd.options]
     out.append(".SH EXIT STATUS")
     out.append(".PP\nsysexits(3) codes, so that Postfix and cron read the outcome:")
-    for code, text in exit_statuses():
+    for code, text in shared.statuses:
         out += [".TP", _bold(str(code)), roff(text)]
     out += [".SH ENVIRONMENT"]
-    env = list(ENVIRONMENT)
-    known = {name for name, _ in env}
-    for node in root.walk():
-        for opt in node.options:
-            for var in opt.envvars:
-                if var not in known:
-                    known.add(var)
-                    env.append((var, f"As {opt.all_opts[-1]} of {node.name}."))
-    for name, text in env:
+    for name, text in shared.environment:
         out += [".TP", _bold(name), roff(text)]
-    store = store_file_name()
+    store = shared.store
     out += [
         ".SH FILES",
         ".TP", _italic("$XDG_DATA_HOME/smimecli/"),
@@ -965,7 +975,9 @@ def render_readme(current: str, root: Command) -> str:
 
 def render_all(root: Command, version: str) -> dict[str, str]:
     """Every generated file, by path relative to the repository root."""
-    files = {f"{MAN_DIR}/{n.page}.1": render_man(n, root, version) for n in root.walk()}
+    shared = ManShared.of(root)
+    files = {f"{MAN_DIR}/{n.page}.1": render_man(n, root, version, shared=shared)
+             for n in root.walk()}
     files[f"{COMPLETION_DIR}/{PROG}.bash"] = render_bash(root)
     files[f"{COMPLETION_DIR}/_{PROG}"] = render_zsh(root)
     files[f"{COMPLETION_DIR}/{PROG}.fish"] = render_fish(root)

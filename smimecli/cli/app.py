@@ -15,7 +15,12 @@ import typer
 
 from smimecli import __version__
 from smimecli.cli import certs, decrypt, demo, encrypt, lab, rules, tnef
-from smimecli.cli.common import STATE, configure_logging
+from smimecli.cli.common import (
+    STATE,
+    StorePasswordEnvOpt,
+    configure_logging,
+    store_password_from_env,
+)
 from smimecli.errors import ExitStatus, SmimeError
 
 
@@ -50,15 +55,7 @@ def root(
             metavar="DIR",
         ),
     ] = None,
-    store_password_env: Annotated[
-        str | None,
-        typer.Option(
-            "--store-password-env",
-            help="Environment variable holding the store passphrase that encrypts private "
-            "keys in the store, for every command [default: SMIMECLI_STORE_PASSWORD].",
-            metavar="NAME",
-        ),
-    ] = None,
+    store_password_env: StorePasswordEnvOpt = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="More detail; tracebacks on errors.")
     ] = False,
@@ -83,13 +80,8 @@ def root(
     if store_password_env is not None:
         import os
 
-        value = os.environ.get(store_password_env)
-        if value is None:
-            from smimecli.errors import UsageError
-
-            raise UsageError(f"environment variable {store_password_env} is not set")
         # The store reads SMIMECLI_STORE_PASSWORD wherever it is opened (this process only).
-        os.environ["SMIMECLI_STORE_PASSWORD"] = value
+        os.environ["SMIMECLI_STORE_PASSWORD"] = store_password_from_env(store_password_env)
     STATE.store = store
     STATE.verbose = verbose
     STATE.quiet = quiet

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -13,14 +12,15 @@ from smimecli.cli.common import (
     JsonOpt,
     PasswordEnvOpt,
     PasswordFileOpt,
+    PfxEncryptionOpt,
+    StorePasswordEnvOpt,
+    check_pfx_encryption,
     emit_json,
     info,
-    state,
+    is_std,
+    open_store,
     write_output,
 )
-
-if TYPE_CHECKING:
-    from smimecli.certs.store import Store
 
 app = typer.Typer(
     help="Manage the certificate store (import, export, list, show, remove).",
@@ -35,34 +35,11 @@ StoreNameOpt = Annotated[
         metavar="NAME",
     ),
 ]
-StorePasswordEnvOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--store-password-env",
-        help="Environment variable holding the store passphrase that encrypts private "
-        "keys [default: SMIMECLI_STORE_PASSWORD].",
-        metavar="NAME",
-    ),
-]
-
 _EXTENSIONS = {
     ".cer": "cer", ".crt": "cer", ".der": "cer", ".pem": "pem", ".p7b": "p7b",
     ".p7c": "p7b", ".sst": "sst", ".pfx": "pfx", ".p12": "pfx",
 }
 _FORMATS = ("cer", "pem", "p7b", "pfx", "sst")
-
-
-def _open_store(store_password_env: str | None = None, *, create: bool = True) -> Store:
-    from smimecli.certs.store import Store
-    from smimecli.errors import UsageError
-
-    passphrase = None
-    if store_password_env is not None:
-        value = os.environ.get(store_password_env)
-        if value is None:
-            raise UsageError(f"environment variable {store_password_env} is not set")
-        passphrase = value.encode("utf-8")
-    return Store.open(state().store_dir(), create=create, passphrase=passphrase)
 
 
 @app.command("import")
@@ -94,7 +71,7 @@ def import_(
 
     forced = check_store_name(store_name) if store_name else None
     password = read_password(
-        password_file=_str(password_file), password_env=password_env
+        password_file=password_file, password_env=password_env
     )
     loaded: list[tuple[Path, CertList]] = []
     for path in files:
@@ -110,7 +87,7 @@ def import_(
             f"{skipped} certificate(s) could not be parsed (--strict): nothing imported"
         )
     records: list[dict[str, Any]] = []
-    with _open_store(store_password_env) as store, store.transaction():
+    with open_store(store_password_env) as store, store.transaction():
         for path, entries in loaded:
             for entry in entries:
                 target = forced or (
@@ -134,10 +111,6 @@ def import_(
             "imported": records,
             "skipped": [message for _, entries in loaded for message in entries.skipped],
         })
-
-
-def _str(path: Path | None) -> str | None:
-    return None if path is None else str(path)
 
 
 def _subject(cert: Any) -> str:
@@ -166,14 +139,7 @@ def export(
     with_private_key: Annotated[
         bool, typer.Option("--with-private-key", help="Include the private key (pfx, pem).")
     ] = False,
-    pfx_encryption: Annotated[
-        str,
-        typer.Option(
-            "--pfx-encryption",
-            help="modern (AES-256, SHA-256 MAC) or legacy (3DES, SHA-1 MAC, as old Windows).",
-            metavar="KIND",
-        ),
-    ] = "modern",
+    pfx_encryption: PfxEncryptionOpt = "modern",
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
     store_password_env: StorePasswordEnvOpt = None,
@@ -195,27 +161,26 @@ def export(
             f"cannot tell the export format from {output.name!r}: give --format "
             f"({', '.join(_FORMATS)})"
         )
-    if pfx_encryption not in ("modern", "legacy"):
-        raise UsageError(f"unknown --pfx-encryption {pfx_encryption!r}: use modern or legacy")
+    check_pfx_encryption(pfx_encryption)
     if chosen in ("cer", "pfx") and len(selectors) != 1:
         raise UsageError(f"--format {chosen} holds one certificate: give exactly one selector")
     if with_private_key and chosen not in ("pfx", "pem"):
         raise UsageError("--with-private-key needs --format pfx or pem")
-    if json and str(output) == "-":
+    if json and is_std(output):
         raise UsageError("--json needs -o FILE (standard output carries the export)")
     password = None
     if chosen == "pfx" or (with_private_key and (password_file or password_env)):
         from smimecli.passwords import read_password
 
         password = read_password(
-            password_file=_str(password_file), password_env=password_env,
+            password_file=password_file, password_env=password_env,
             prompt="Export password: " if chosen == "pfx" else None,
         )
         if chosen == "pfx" and not password:
             raise UsageError(
                 "a .pfx always needs a password: give --password-file or --password-env"
             )
-    with _open_store(store_password_env, create=False) as store:
+    with open_store(store_password_env, create=False) as store:
         picked = [store.select_one(selector) for selector in selectors]
         data = exporter.export(
             store, picked, chosen, with_private_key=with_private_key, password=password,
@@ -246,7 +211,7 @@ def list_(
     """List the store's certificates with their problems (expired, no emailProtection...)."""
     from smimecli.certs import info as certinfo
 
-    with _open_store() as store:
+    with open_store() as store:
         if email and not any(ch in email for ch in "*?["):
             rows = store.by_email(email, store_name)
         else:
@@ -303,7 +268,7 @@ def show(
     """Show one certificate in detail, with the reasons it may not be usable."""
     from smimecli.certs import info as certinfo
 
-    with _open_store(create=False) as store:
+    with open_store(create=False) as store:
         doc = certinfo.details(store.select_one(selector))
     if json:
         emit_json(doc)
@@ -330,7 +295,7 @@ def remove(
     With --json, one document lists what was removed.
     """
     removed: list[dict[str, Any]] = []
-    with _open_store(create=False) as store, store.transaction():
+    with open_store(create=False) as store, store.transaction():
         picked = [store.select_one(selector, store_name) for selector in selectors]
         for cert in {c.thumbprint: c for c in picked}.values():
             store.remove(cert.thumbprint, store_name)

@@ -12,9 +12,12 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from smimecli.certs.store import Store
 
 # --- shared option types -------------------------------------------------------------------
 
@@ -32,6 +35,24 @@ PasswordEnvOpt = Annotated[
         "--password-env",
         help="Read the password from this environment variable.",
         metavar="NAME",
+    ),
+]
+StorePasswordEnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store-password-env",
+        help="Environment variable holding the store passphrase that encrypts private "
+        "keys in the store [default: SMIMECLI_STORE_PASSWORD].",
+        metavar="NAME",
+    ),
+]
+PfxEncryptionOpt = Annotated[
+    str,
+    typer.Option(
+        "--pfx-encryption",
+        help="modern = AES-256/PBKDF2/SHA-256 MAC; legacy = 3DES/SHA-1 MAC "
+        "(old Windows, macOS, gpgsm 2.2).",
+        metavar="modern|legacy",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
@@ -67,6 +88,48 @@ STATE = State()
 def state() -> State:
     """The global options of the running command."""
     return STATE
+
+
+def store_password_from_env(name: str) -> str:
+    """The value of the variable named by --store-password-env; unset is a usage error."""
+    value = os.environ.get(name)
+    if value is None:
+        from smimecli.errors import UsageError
+
+        raise UsageError(f"environment variable {name} is not set")
+    return value
+
+
+def open_store(store_password_env: str | None = None, *, create: bool = True) -> Store:
+    """The store of --store; a command's own --store-password-env gives the passphrase."""
+    from smimecli.certs.store import Store
+
+    passphrase = None
+    if store_password_env is not None:
+        passphrase = store_password_from_env(store_password_env).encode("utf-8")
+    return Store.open(STATE.store_dir(), create=create, passphrase=passphrase)
+
+
+def check_pfx_encryption(pfx_encryption: str) -> None:
+    """Refuse (64) a --pfx-encryption the .pfx writer does not know."""
+    from smimecli.certs.pfx import ENCRYPTIONS
+
+    if pfx_encryption not in ENCRYPTIONS:
+        from smimecli.errors import UsageError
+
+        raise UsageError(
+            f"unknown --pfx-encryption {pfx_encryption!r}: use {' or '.join(ENCRYPTIONS)}"
+        )
+
+
+def is_std(path: Path | None) -> bool:
+    """Whether a file argument means standard input/output (none, or ``-``)."""
+    return path is None or str(path) == "-"
+
+
+def input_name(path: Path | None) -> str:
+    """How messages name an input file: its path, or ``standard input``."""
+    return "standard input" if is_std(path) else str(path)
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -129,7 +192,7 @@ def info(message: str) -> None:
 
 def write_output(data: bytes, output: Path | None, *, mode: int | None = None) -> None:
     """Write bytes to ``-o OUTPUT`` atomically, or to standard output."""
-    if output is None or str(output) == "-":
+    if output is None or is_std(output):
         out = stdout_binary()
         out.write(data)
         out.flush()

@@ -13,6 +13,8 @@ from smimecli.cli.common import (
     PasswordEnvOpt,
     PasswordFileOpt,
     emit_json,
+    input_name,
+    is_std,
     state,
     stdin_binary,
     stdout_binary,
@@ -26,10 +28,6 @@ InputArg = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _input_name(path: Path | None) -> str:
-    return "standard input" if path is None or str(path) == "-" else str(path)
 
 
 def _load_key(
@@ -96,7 +94,7 @@ def decrypt(
     from smimecli.decrypt import decrypt_message, store_key_lookup
     from smimecli.files import atomic_output, open_input
 
-    name = _input_name(input)
+    name = input_name(input)
     identity = None
     if key is not None:
         identity = _load_key(key, cert, password_file, password_env)
@@ -106,11 +104,12 @@ def decrypt(
         raise UsageError("--cert needs --key (the store's certificates carry their own)")
     lookup = store_key_lookup(state().store_dir()) if identity is None else None
     with contextlib.ExitStack() as stack:
-        if input is None or str(input) == "-":
+        if is_std(input):
             src = stdin_binary()
         else:
+            assert input is not None
             src = stack.enter_context(open_input(input))
-        if output is not None and str(output) != "-":
+        if output is not None and not is_std(output):
             dst = stack.enter_context(atomic_output(output))
             decrypt_message(src, dst, identity, key_lookup=lookup, what=name)
             return
@@ -178,11 +177,13 @@ def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:
     from smimecli.decrypt import inspect_message, open_store_if_exists, store_finder
     from smimecli.files import open_input
 
-    name = _input_name(input)
+    name = input_name(input)
     with contextlib.ExitStack() as stack:
-        src = stdin_binary() if input is None or str(input) == "-" else stack.enter_context(
-            open_input(input)
-        )
+        if is_std(input):
+            src = stdin_binary()
+        else:
+            assert input is not None
+            src = stack.enter_context(open_input(input))
         store = open_store_if_exists(state().store_dir())
         if store is not None:
             stack.callback(store.close)

@@ -17,6 +17,8 @@ from smimecli.cli.common import (
     emit_json,
     emit_json_line,
     info,
+    input_name,
+    is_std,
     state,
     stdin_binary,
     stdout_binary,
@@ -77,10 +79,6 @@ InputsArg = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _is_stdin(path: Path | None) -> bool:
-    return path is None or str(path) == "-"
 
 
 def _load_recipients(
@@ -292,7 +290,7 @@ def encrypt(
         )
 
     given = list(inputs or [])
-    batch = len(given) > 1 or any(p.is_dir() for p in given if not _is_stdin(p))
+    batch = len(given) > 1 or any(p.is_dir() for p in given if not is_std(p))
     if not batch and out_dir is None:
         _single(given[0] if given else None, output, args, json_output=json_output)
         return
@@ -300,7 +298,7 @@ def encrypt(
         raise UsageError("several inputs need --out-dir DIR, not -o")
     if out_dir is None:
         raise UsageError("several inputs or a folder need --out-dir DIR")
-    if any(_is_stdin(p) for p in given) or not given:
+    if any(is_std(p) for p in given) or not given:
         raise UsageError("batch mode (--out-dir) reads files, not standard input")
     _batch(given, out_dir, args, jobs=jobs, json_output=json_output)
 
@@ -374,12 +372,12 @@ def _single(src_path: Path | None, output: Path | None, args: dict[str, Any], *,
     from smimecli.errors import UsageError
     from smimecli.files import open_input
 
-    to_stdout = output is None or str(output) == "-"
+    to_stdout = is_std(output)
     if json_output and to_stdout:
         raise UsageError("--json needs -o OUTPUT or --out-dir (standard output carries the "
                          "message)")
-    name = "standard input" if _is_stdin(src_path) else str(src_path)
-    if _is_stdin(src_path):
+    name = input_name(src_path)
+    if is_std(src_path):
         report = _write(stdin_binary(), output, args, to_stdout)
     else:
         assert src_path is not None

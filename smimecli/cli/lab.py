@@ -15,11 +15,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from smimecli.cli.common import JsonOpt, PasswordEnvOpt, PasswordFileOpt, emit_json, info, state
+from smimecli.cli.common import (
+    JsonOpt,
+    PasswordEnvOpt,
+    PasswordFileOpt,
+    PfxEncryptionOpt,
+    check_pfx_encryption,
+    emit_json,
+    info,
+    open_store,
+    state,
+)
 
 if TYPE_CHECKING:
     from smimecli.certs.store import Store
-    from smimecli.lab import Issued, Signer
+    from smimecli.lab import Issued, KeySpec, Signer
 
 _ROOT_KEY_USAGE = "CRLSign,CertSign,KeyAgreement,DataEncipherment,KeyEncipherment,DigitalSignature"
 
@@ -73,15 +83,6 @@ OutKeyOpt = Annotated[
 NoStoreOpt = Annotated[
     bool, typer.Option("--no-store", help="Do not add the certificate to the store.")
 ]
-PfxEncryptionOpt = Annotated[
-    str,
-    typer.Option(
-        "--pfx-encryption",
-        help="modern = AES-256/PBKDF2/SHA-256 MAC; legacy = 3DES/SHA-1 MAC "
-        "(old Windows, macOS, gpgsm 2.2).",
-        metavar="modern|legacy",
-    ),
-]
 FriendlyNameOpt = Annotated[
     str | None,
     typer.Option(
@@ -105,13 +106,9 @@ class _Outputs:
     pfx_encryption: str
 
     def check(self) -> None:
-        from smimecli.certs.pfx import ENCRYPTIONS
         from smimecli.errors import UsageError
 
-        if self.pfx_encryption not in ENCRYPTIONS:
-            raise UsageError(
-                f"unknown --pfx-encryption {self.pfx_encryption!r} (use modern or legacy)"
-            )
+        check_pfx_encryption(self.pfx_encryption)
         given = [p.resolve() for p in (self.pfx, self.cer, self.pem, self.key) if p is not None]
         if len(set(given)) != len(given):
             raise UsageError("--out-pfx, --out-cer, --out-pem and --out-key need different files")
@@ -128,7 +125,7 @@ class _Outputs:
         from smimecli.passwords import read_password
 
         password = read_password(
-            password_file=None if password_file is None else str(password_file),
+            password_file=password_file,
             password_env=password_env,
         )
         what = "--out-pfx" if self.pfx is not None else "--out-key"
@@ -195,28 +192,21 @@ def _open_store(no_store: bool, *, for_signer: bool = False) -> Store | None:
     """The store, when the command stores or reads a signer; a signer needs an existing one."""
     if no_store and not for_signer:
         return None
-    from smimecli.certs.store import Store
-
-    return Store.open(state().store_dir(), create=not for_signer)
+    return open_store(create=not for_signer)
 
 
 def _report(
     issued: Issued,
+    key: KeySpec,
     files: dict[str, str],
     stores: list[str],
     hash_name: str,
     json_out: bool,
     extra: dict[str, Any],
 ) -> None:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     from smimecli.lab import format_subject
 
     cert = issued.cert
-    if isinstance(issued.key, rsa.RSAPrivateKey):
-        key_algorithm = "rsa"
-    else:
-        key_algorithm = f"ecdsa-p{issued.key.curve.key_size}"
     if json_out:
         emit_json(
             {
@@ -226,8 +216,8 @@ def _report(
                 "serial": format(cert.serial_number, "032x"),
                 "not_before": cert.not_valid_before_utc.isoformat(),
                 "not_after": cert.not_valid_after_utc.isoformat(),
-                "key_algorithm": key_algorithm,
-                "key_size": issued.key.key_size,
+                "key_algorithm": key.algorithm,
+                "key_size": key.bits,
                 "hash": hash_name,
                 **extra,
                 "stores": stores,
@@ -266,7 +256,7 @@ def _load_signer(
     from smimecli.passwords import read_password
 
     password = read_password(
-        password_file=None if password_file is None else str(password_file),
+        password_file=password_file,
         password_env=password_env,
         prompt=f"Password for {signer_pfx}: ",
     )
@@ -348,7 +338,8 @@ def gen_root(
                     store.add(issued.cert, store_name="root", friendly_name=friendly_name)
 
         files = outputs.write(issued, password, friendly_name, commit)
-    _report(issued, files, [] if store is None else ["my", "root"], hash_name, json_out, {})
+    _report(issued, spec.key, files, [] if store is None else ["my", "root"], hash_name,
+            json_out, {})
 
 
 def issue_user(
@@ -458,4 +449,4 @@ def issue_user(
 
         files = outputs.write(issued, password, friendly_name, commit)
     extra = {"email": email, "upn": upn, "smime_capabilities": smime_capabilities}
-    _report(issued, files, [] if no_store else ["my"], hash_name, json_out, extra)
+    _report(issued, spec.key, files, [] if no_store else ["my"], hash_name, json_out, extra)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from smimecli.cli.common import OutputOpt, info, stdin_binary, write_output
+from smimecli.cli.common import OutputOpt, info, input_name, is_std, stdin_binary, write_output
 
 app = typer.Typer(
     help="Turn Outlook winmail.dat (TNEF) parts into plain MIME.", no_args_is_help=True
@@ -40,10 +40,12 @@ def convert(
     from smimecli.files import read_input
     from smimecli.tnef import convert_message, looks_like_message
 
-    if input is None or str(input) == "-":
-        data, where = stdin_binary().read(), "standard input"
+    where = input_name(input)
+    if is_std(input):
+        data = stdin_binary().read()
     else:
-        data, where = read_input(input), str(input)
+        assert input is not None
+        data = read_input(input)
     if not looks_like_message(data):
         raise DataError(f"{where} is not a mail message (it does not start with a header line)")
     result = convert_message(data)
