@@ -1,5 +1,5 @@
 """``python -m smimecli``."""
 
-from smimecli.cli.app import main
+from smimecli.cli.app import run
 
-raise SystemExit(main())
+run()

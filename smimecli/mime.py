@@ -485,17 +485,25 @@ class Base64LineWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Encode ``data`` (whole batches now, the rest later)."""
-        pending = self._pending
-        pending += data
+        size = len(data)
         batch = self._batch
-        if len(pending) >= batch:
+        pending = self._pending
+        with memoryview(data) as view:
             done = 0
-            with memoryview(pending) as view:
-                while len(pending) - done >= batch:
-                    self._emit_batch(view[done : done + batch])
-                    done += batch
-            del pending[:done]
-        return len(data)
+            if pending:
+                # Complete the batch begun by earlier writes first.
+                done = min(batch - len(pending), size)
+                pending += view[:done]
+                if len(pending) < batch:
+                    return size
+                self._emit_batch(pending)
+                pending.clear()
+            # Whole batches straight from the caller's buffer: no copy into ``pending``.
+            while size - done >= batch:
+                self._emit_batch(view[done : done + batch])
+                done += batch
+            pending += view[done:]
+        return size
 
     def close(self) -> None:
         """Encode what is left (whole lines, then the last one with its ``=`` padding)."""

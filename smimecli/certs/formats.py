@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.utils import CryptographyDeprecationWarning
 
 from smimecli.certs import names, sst
+from smimecli.cms import der
 from smimecli.errors import DataError
 from smimecli.files import read_input
 from smimecli.keys import PEM_BLOCK, load_key_block, public_key_der
@@ -109,31 +110,13 @@ def _where(source: str) -> str:
 # --- DER shape detection ------------------------------------------------------------------
 
 
-def _header(data: bytes, pos: int) -> tuple[int, int, int | None]:
-    """Return (tag, content start, length or None for BER indefinite) at ``pos``."""
-    if pos + 2 > len(data):
-        raise ValueError("truncated")
-    tag = data[pos]
-    if tag & 0x1F == 0x1F:
-        raise ValueError("multi-byte tags are not used by these formats")
-    first = data[pos + 1]
-    if first < 0x80:
-        return tag, pos + 2, first
-    if first == 0x80:
-        return tag, pos + 2, None
-    count = first & 0x7F
-    if count > 4 or pos + 2 + count > len(data):
-        raise ValueError("bad length")
-    return tag, pos + 2 + count, int.from_bytes(data[pos + 2 : pos + 2 + count], "big")
-
-
 def _der_kind(data: bytes) -> str | None:
     """Classify a DER/BER blob: 'cert', 'pkcs7', 'pkcs12', or None."""
     try:
-        tag, start, _ = _header(data, 0)
+        tag, start, _ = der.read_header(data, 0)
         if tag != 0x30:
             return None
-        child, _, _ = _header(data, start)
+        child, _, _ = der.read_header(data, start)
     except ValueError:
         return None
     if child == 0x30:
@@ -271,13 +254,13 @@ def _from_pem(data: bytes, password: bytes | None, source: str, out: CertList) -
     _attach_keys(out, keys, source)
 
 
-def _strip_trust(der: bytes) -> bytes:
+def _strip_trust(blob: bytes) -> bytes:
     """OpenSSL's TRUSTED CERTIFICATE is a certificate followed by trust settings."""
     try:
-        _, start, length = _header(der, 0)
+        _, start, length = der.read_header(blob, 0)
     except ValueError:
-        return der
-    return der if length is None else der[: start + length]
+        return blob
+    return blob if length is None else blob[: start + length]
 
 
 def _load_pem_key(block: bytes, password: bytes | None, source: str) -> PrivateKey:

@@ -15,12 +15,12 @@ that is only renamed into place afterwards.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any
-
-from asn1crypto import core
 
 from smimecli.cms import der, rc2
 from smimecli.errors import DataError, UsageError
@@ -143,57 +143,59 @@ def new_iv(cipher: ContentCipher) -> bytes:
     return os.urandom(cipher.iv_size)
 
 
-# --- AlgorithmIdentifier parameters ----------------------------------------------------------
-
-
-class _AlgorithmIdentifier(core.Sequence):  # type: ignore[misc]
-    _fields = [  # noqa: RUF012 - asn1crypto's declaration style
-        ("algorithm", core.ObjectIdentifier),
-        ("parameters", core.Any, {"optional": True}),
-    ]
-
-
-class _RC2Parameters(core.Sequence):  # type: ignore[misc]
-    # RFC 3370 section 5.2: RC2CBCParameter ::= SEQUENCE { rc2ParameterVersion INTEGER, iv }
-    _fields = [  # noqa: RUF012
-        ("rc2_parameter_version", core.Integer),
-        ("iv", core.OctetString),
-    ]
-
-
-class _GCMParameters(core.Sequence):  # type: ignore[misc]
-    # RFC 5084 section 3.2: GCMParameters ::= SEQUENCE { aes-nonce, aes-ICVlen DEFAULT 12 }
-    _fields = [  # noqa: RUF012
-        ("aes_nonce", core.OctetString),
-        ("aes_icvlen", core.Integer, {"default": 12}),
-    ]
-
-
-def algorithm_parameters(cipher: ContentCipher, iv: bytes) -> core.Asn1Value:
-    """The AlgorithmIdentifier parameters for ``cipher`` with this IV / nonce."""
-    if len(iv) != cipher.iv_size:
-        raise ValueError(f"{cipher.name} needs a {cipher.iv_size}-byte IV")
-    if cipher.family == "rc2":
-        assert cipher.effective_bits is not None
-        return _RC2Parameters(
-            {"rc2_parameter_version": rc2.version_for_bits(cipher.effective_bits), "iv": iv}
-        )
-    if cipher.mode == "gcm":
-        return _GCMParameters({"aes_nonce": iv, "aes_icvlen": GCM_TAG_LENGTH})
-    return core.OctetString(iv)
+# --- AlgorithmIdentifier ---------------------------------------------------------------------
 
 
 def algorithm_identifier(cipher: ContentCipher, iv: bytes) -> bytes:
-    """The DER ContentEncryptionAlgorithmIdentifier for ``cipher`` with this IV."""
-    if cipher.mode == "cbc" and cipher.family in ("aes", "3des"):
-        # RFC 3565 section 4.1 / RFC 3370 section 5.1: the parameters are the IV as an
-        # OCTET STRING. Written directly: asn1crypto costs more than the encryption of a
-        # 4 KB message in a batch.
-        return der.tlv(der.SEQUENCE, der.oid(cipher.oid) + der.tlv(der.OCTET_STRING, iv))
-    value = _AlgorithmIdentifier(
-        {"algorithm": cipher.oid, "parameters": algorithm_parameters(cipher, iv)}
-    )
-    return bytes(value.dump(force=True))
+    """The DER ContentEncryptionAlgorithmIdentifier for ``cipher`` with this IV / nonce.
+
+    Written with :mod:`smimecli.cms.der`: encrypting never imports asn1crypto (start-up is
+    most of a small message's time, SPEC section 5).
+    """
+    if len(iv) != cipher.iv_size:
+        raise ValueError(f"{cipher.name} needs a {cipher.iv_size}-byte IV")
+    if cipher.family == "rc2":
+        # RFC 3370 section 5.2: RC2CBCParameter ::= SEQUENCE { rc2ParameterVersion, iv }
+        assert cipher.effective_bits is not None
+        version = rc2.version_for_bits(cipher.effective_bits)
+        params = der.tlv(der.SEQUENCE, der.integer(version) + der.tlv(der.OCTET_STRING, iv))
+    elif cipher.mode == "gcm":
+        # RFC 5084 section 3.2: GCMParameters ::= SEQUENCE { aes-nonce, aes-ICVlen DEFAULT
+        # 12 }; the 16-byte tag is not the default, so DER writes it.
+        params = der.tlv(
+            der.SEQUENCE, der.tlv(der.OCTET_STRING, iv) + der.integer(GCM_TAG_LENGTH)
+        )
+    else:
+        # RFC 3565 section 4.1 / RFC 3370 section 5.1: the IV as an OCTET STRING.
+        params = der.tlv(der.OCTET_STRING, iv)
+    return der.tlv(der.SEQUENCE, der.oid(cipher.oid) + params)
+
+
+@functools.cache
+def _asn1() -> Any:
+    """asn1crypto declarations for reading parameters, made on first use (decrypt only)."""
+    from asn1crypto import core
+
+    class AlgorithmIdentifier(core.Sequence):  # type: ignore[misc]
+        _fields = [  # noqa: RUF012 - asn1crypto's declaration style
+            ("algorithm", core.ObjectIdentifier),
+            ("parameters", core.Any, {"optional": True}),
+        ]
+
+    class RC2Parameters(core.Sequence):  # type: ignore[misc]
+        _fields = [  # noqa: RUF012
+            ("rc2_parameter_version", core.Integer),
+            ("iv", core.OctetString),
+        ]
+
+    class GCMParameters(core.Sequence):  # type: ignore[misc]
+        _fields = [  # noqa: RUF012
+            ("aes_nonce", core.OctetString),
+            ("aes_icvlen", core.Integer, {"default": 12}),
+        ]
+
+    return SimpleNamespace(core=core, AlgorithmIdentifier=AlgorithmIdentifier,
+                           RC2Parameters=RC2Parameters, GCMParameters=GCMParameters)
 
 
 @dataclass(frozen=True)
@@ -232,8 +234,9 @@ def parse_algorithm_identifier(algorithm_identifier: Any) -> ContentAlgorithm:
     RFC 2268 table, or the bit count itself from 256 up) or as a bare IV (32 bits, RFC 2268
     section 6). Anything unknown or malformed is a DataError (65).
     """
+    asn1 = _asn1()
     try:
-        parsed = _AlgorithmIdentifier.load(_der_of(algorithm_identifier))
+        parsed = asn1.AlgorithmIdentifier.load(_der_of(algorithm_identifier))
         oid = parsed["algorithm"].dotted
         params = parsed["parameters"]
         raw_params = params.dump() if params.native is not None or params.contents else b""
@@ -246,13 +249,13 @@ def parse_algorithm_identifier(algorithm_identifier: Any) -> ContentAlgorithm:
         if cipher is None:
             raise DataError(f"unsupported content-encryption algorithm {oid}")
         if cipher.mode == "gcm":
-            gcm = _GCMParameters.load(raw_params)
+            gcm = asn1.GCMParameters.load(raw_params)
             nonce = bytes(gcm["aes_nonce"].native)
             tag_length = int(gcm["aes_icvlen"].native)
             if not nonce or not 12 <= tag_length <= 16:
                 raise DataError(f"{cipher.name} parameters are not valid (RFC 5084)")
             return ContentAlgorithm(replace(cipher, iv_size=len(nonce)), nonce, tag_length)
-        iv = bytes(core.OctetString.load(raw_params).native)
+        iv = bytes(asn1.core.OctetString.load(raw_params).native)
         if len(iv) != cipher.block_size:
             raise DataError(f"{cipher.name} IV must be {cipher.block_size} bytes")
         return ContentAlgorithm(cipher, iv)
@@ -261,12 +264,13 @@ def parse_algorithm_identifier(algorithm_identifier: Any) -> ContentAlgorithm:
 
 
 def _parse_rc2(raw_params: bytes) -> ContentAlgorithm:
-    value = core.Asn1Value.load(raw_params)
-    if isinstance(value, core.OctetString) or (value.tag == 4 and value.class_ == 0):
-        iv = bytes(core.OctetString.load(raw_params).native)
+    asn1 = _asn1()
+    value = asn1.core.Asn1Value.load(raw_params)
+    if isinstance(value, asn1.core.OctetString) or (value.tag == 4 and value.class_ == 0):
+        iv = bytes(asn1.core.OctetString.load(raw_params).native)
         bits = rc2.DEFAULT_EFFECTIVE_BITS
     else:
-        params = _RC2Parameters.load(raw_params)
+        params = asn1.RC2Parameters.load(raw_params)
         iv = bytes(params["iv"].native)
         bits = rc2.bits_for_version(int(params["rc2_parameter_version"].native))
     if len(iv) != rc2.BLOCK_SIZE:

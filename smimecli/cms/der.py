@@ -72,3 +72,31 @@ def oid(dotted: str) -> bytes:
             value >>= 7
         out += bytes(reversed(chunk))
     return tlv(OBJECT_IDENTIFIER, bytes(out))
+
+
+
+def read_header(data: bytes, pos: int) -> tuple[int, int, int | None]:
+    """Read the TLV header at ``pos``: (tag, content start, content length, or None for a
+    BER indefinite length).
+
+    For the few places that look into small DER values without asn1crypto (a certificate's
+    issuer and serial, the kind of a blob); single-byte tags and lengths below 4 GiB only.
+    The content itself is not checked to fit in ``data``.
+
+    Raises:
+        ValueError: the header is truncated or uses a form not expected here.
+    """
+    if pos + 2 > len(data):
+        raise ValueError("truncated")
+    tag = data[pos]
+    if tag & 0x1F == 0x1F:
+        raise ValueError("multi-byte tags are not used here")
+    first = data[pos + 1]
+    if first < 0x80:
+        return tag, pos + 2, first
+    if first == 0x80:
+        return tag, pos + 2, None
+    count = first & 0x7F
+    if count > 4 or pos + 2 + count > len(data):
+        raise ValueError("bad length")
+    return tag, pos + 2 + count, int.from_bytes(data[pos + 2 : pos + 2 + count], "big")

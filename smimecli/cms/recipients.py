@@ -12,10 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
-from asn1crypto import algos, cms, core, keys
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -49,6 +46,30 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 _WRAP = {16: "aes128_wrap", 24: "aes192_wrap", 32: "aes256_wrap"}
 _WRAP_PAD = {16: "aes128_wrap_pad", 24: "aes192_wrap_pad", 32: "aes256_wrap_pad"}
 _CONTEXT_2_CONSTRUCTED = 0xA2  # ECC-CMS-SharedInfo suppPubInfo [2] EXPLICIT
+
+# The OIDs the writers below need (RecipientInfos are written with smimecli.cms.der, so
+# that encrypting never imports asn1crypto; the readers in unwrap.py use asn1crypto).
+_OID = {
+    "rsaes_pkcs1v15": "1.2.840.113549.1.1.1",  # RFC 3370 section 4.2.1
+    "rsaes_oaep": "1.2.840.113549.1.1.7",  # RFC 4055 section 4.1
+    "mgf1": "1.2.840.113549.1.1.8",
+    "sha1": "1.3.14.3.2.26",
+    "sha224": "2.16.840.1.101.3.4.2.4",
+    "sha256": "2.16.840.1.101.3.4.2.1",
+    "sha384": "2.16.840.1.101.3.4.2.2",
+    "sha512": "2.16.840.1.101.3.4.2.3",
+    "ec": "1.2.840.10045.2.1",  # id-ecPublicKey, RFC 5480
+    "aes128_wrap": "2.16.840.1.101.3.4.1.5",  # RFC 3565 section 2.3.2
+    "aes192_wrap": "2.16.840.1.101.3.4.1.25",
+    "aes256_wrap": "2.16.840.1.101.3.4.1.45",
+    "aes128_wrap_pad": "2.16.840.1.101.3.4.1.8",  # RFC 5649 section 3
+    "aes192_wrap_pad": "2.16.840.1.101.3.4.1.28",
+    "aes256_wrap_pad": "2.16.840.1.101.3.4.1.48",
+}
+_NULL = b"\x05\x00"
+_BIT_STRING = 0x03
+_CONTEXT_0_IMPLICIT_OCTETS = 0x80  # rid subjectKeyIdentifier [0] IMPLICIT OCTET STRING
+_CONTEXT_1_CONSTRUCTED = 0xA1  # originatorKey [1] IMPLICIT; the kari [1] IMPLICIT CHOICE
 
 
 @dataclass(frozen=True)
@@ -143,56 +164,69 @@ def subject_key_identifier(cert: x509.Certificate) -> bytes:
         return bytes(x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest)
 
 
-def _issuer_and_serial(cert: x509.Certificate) -> cms.IssuerAndSerialNumber:
-    # Taken from the certificate's own encoding: the issuer Name must match byte for byte.
-    parsed = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
-    tbs = parsed["tbs_certificate"]
-    return cms.IssuerAndSerialNumber(
-        {"issuer": tbs["issuer"], "serial_number": tbs["serial_number"]}
-    )
+def _issuer_and_serial(cert: x509.Certificate) -> bytes:
+    """DER IssuerAndSerialNumber, copied from the certificate's own encoding: the issuer
+    Name must match the certificate byte for byte (RFC 5652 section 10.2.4)."""
+    data = cert.public_bytes(serialization.Encoding.DER)
+
+    def element_end(pos: int) -> int:
+        _, start, length = der.read_header(data, pos)
+        if length is None or start + length > len(data):
+            raise ValueError("not DER")
+        return start + length
+
+    try:
+        tag, start, _ = der.read_header(data, der.read_header(data, 0)[1])  # tbsCertificate
+        if tag != der.SEQUENCE:
+            raise ValueError("no tbsCertificate")
+        if data[start] == der.CONTEXT_0_CONSTRUCTED:  # version [0] EXPLICIT, absent for v1
+            start = element_end(start)
+        serial_start = start
+        serial_end = element_end(serial_start)  # serialNumber
+        end = element_end(serial_end)  # signature AlgorithmIdentifier
+        issuer_end = element_end(end)  # issuer Name
+    except (ValueError, IndexError) as exc:
+        raise DataError(f"certificate {_label(cert)} is not valid DER: {exc}") from exc
+    issuer, serial = data[end:issuer_end], data[serial_start:serial_end]
+    return der.tlv(der.SEQUENCE, issuer + serial)
 
 
-def _digest_algorithm(name: str) -> algos.DigestAlgorithm:
+def _digest_algorithm(name: str) -> bytes:
     # RFC 4055 section 2.1: inside RSAES-OAEP-params the hash identifiers carry NULL.
-    return algos.DigestAlgorithm({"algorithm": name, "parameters": core.Null()})
+    return der.tlv(der.SEQUENCE, der.oid(_OID[name]) + _NULL)
 
 
-def _oaep_parameters(hash_name: str) -> algos.RSAESOAEPParams:
+def _oaep_parameters(hash_name: str) -> bytes:
     # RFC 4055 section 4.1, written explicitly (hash and MGF1 with the same hash) as SPEC
-    # section 1.1 asks, even for SHA-1 where they equal the DEFAULTs that asn1crypto would
-    # leave out; the label stays the default empty pSpecified.
-    hash_der = _digest_algorithm(hash_name).dump()
-    mgf_der = algos.MaskGenAlgorithm(
-        {"algorithm": "mgf1", "parameters": _digest_algorithm(hash_name)}
-    ).dump()
+    # section 1.1 asks, even for SHA-1 where they equal the DEFAULTs; the label stays the
+    # default empty pSpecified.
+    hash_der = _digest_algorithm(hash_name)
+    mgf_der = der.tlv(der.SEQUENCE, der.oid(_OID["mgf1"]) + hash_der)
     content = der.tlv(der.CONTEXT_0_CONSTRUCTED, hash_der)
     content += der.tlv(der.CONTEXT_1_CONSTRUCTED, mgf_der)
-    return algos.RSAESOAEPParams.load(der.tlv(der.SEQUENCE, content))
+    return der.tlv(der.SEQUENCE, content)
 
 
 @functools.lru_cache(maxsize=64)
 def _ktri_template(recipient: Recipient) -> tuple[bytes, bytes, int, str]:
     """The parts of a KTRI that depend only on the recipient: version, rid and algorithm
     DER, and the key-encryption name. Cached: a batch encrypts to the same recipients many
-    times, and building them with asn1crypto costs more than the RSA operation."""
-    alg: dict[str, Any]
+    times."""
     if recipient.key_transport == "rsa-oaep":
-        alg = {"algorithm": "rsaes_oaep", "parameters": _oaep_parameters(recipient.oaep_hash)}
+        alg = der.tlv(
+            der.SEQUENCE, der.oid(_OID["rsaes_oaep"]) + _oaep_parameters(recipient.oaep_hash)
+        )
         name = f"rsa-oaep-{recipient.oaep_hash}"
     else:
-        alg = {"algorithm": "rsaes_pkcs1v15", "parameters": core.Null()}
+        alg = der.tlv(der.SEQUENCE, der.oid(_OID["rsaes_pkcs1v15"]) + _NULL)
         name = "rsa"
     if recipient.recipient_id == "ski":
-        rid = cms.RecipientIdentifier(
-            name="subject_key_identifier", value=subject_key_identifier(recipient.cert)
-        )
+        rid = der.tlv(_CONTEXT_0_IMPLICIT_OCTETS, subject_key_identifier(recipient.cert))
         version = 2  # RFC 5652 section 6.2.1: v2 with subjectKeyIdentifier
     else:
-        rid = cms.RecipientIdentifier(
-            name="issuer_and_serial_number", value=_issuer_and_serial(recipient.cert)
-        )
+        rid = _issuer_and_serial(recipient.cert)
         version = 0
-    return bytes(rid.dump()), bytes(cms.KeyEncryptionAlgorithm(alg).dump()), version, name
+    return rid, alg, version, name
 
 
 def _ktri(recipient: Recipient, cek: bytes) -> BuiltRecipientInfo:
@@ -222,13 +256,6 @@ def _ktri(recipient: Recipient, cek: bytes) -> BuiltRecipientInfo:
     return BuiltRecipientInfo(info, version, name, warnings)
 
 
-class _KeyWrapAlgorithm(core.Sequence):  # type: ignore[misc]
-    _fields = [  # noqa: RUF012 - asn1crypto's declaration style
-        ("algorithm", cms.KeyEncryptionAlgorithmId),
-        ("parameters", core.Any, {"optional": True}),
-    ]
-
-
 def ecc_cms_shared_info(wrap_algorithm_der: bytes, ukm: bytes | None, kek_bits: int) -> bytes:
     """DER of ECC-CMS-SharedInfo (RFC 5753 section 7.2): keyInfo, [0] ukm, [2] key size in bits.
 
@@ -239,13 +266,6 @@ def ecc_cms_shared_info(wrap_algorithm_der: bytes, ukm: bytes | None, kek_bits: 
         body += der.tlv(der.CONTEXT_0_CONSTRUCTED, der.tlv(der.OCTET_STRING, ukm))
     body += der.tlv(_CONTEXT_2_CONSTRUCTED, der.tlv(der.OCTET_STRING, kek_bits.to_bytes(4, "big")))
     return der.tlv(der.SEQUENCE, body)
-
-
-class _KariAlgorithm(core.Sequence):  # type: ignore[misc]
-    _fields = [  # noqa: RUF012
-        ("algorithm", core.ObjectIdentifier),
-        ("parameters", _KeyWrapAlgorithm),
-    ]
 
 
 def _wrap_choice(cipher: ContentCipher) -> tuple[str, int]:
@@ -272,8 +292,9 @@ def _kari(recipient: Recipient, cek: bytes, cipher: ContentCipher) -> BuiltRecip
     wrap_name, kek_size = _wrap_choice(cipher)
     ephemeral = ec.generate_private_key(public_key.curve)
     shared_secret = ephemeral.exchange(ec.ECDH(), public_key)
-    wrap_alg = _KeyWrapAlgorithm({"algorithm": wrap_name})
-    shared_info = ecc_cms_shared_info(wrap_alg.dump(), None, kek_size * 8)
+    # The wrap AlgorithmIdentifier has no parameters (RFC 3565 section 2.3.2).
+    wrap_alg = der.tlv(der.SEQUENCE, der.oid(_OID[wrap_name]))
+    shared_info = ecc_cms_shared_info(wrap_alg, None, kek_size * 8)
     kek = X963KDF(algorithm=hashes.SHA256(), length=kek_size, sharedinfo=shared_info).derive(
         shared_secret
     )
@@ -284,40 +305,33 @@ def _kari(recipient: Recipient, cek: bytes, cipher: ContentCipher) -> BuiltRecip
     point = ephemeral.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
-    # RFC 5753 section 3.1.1: originatorKey with id-ecPublicKey, parameters absent.
-    originator = cms.OriginatorIdentifierOrKey(
-        name="originator_key",
-        value=keys.PublicKeyInfo(
-            {
-                "algorithm": keys.PublicKeyAlgorithm({"algorithm": "ec"}),
-                "public_key": point,
-            }
-        ),
+    # RFC 5652 section 6.2.2 with RFC 5753 section 3.1.1: originator [0] EXPLICIT
+    # originatorKey [1] IMPLICIT OriginatorPublicKey { id-ecPublicKey without parameters,
+    # the ephemeral point as a BIT STRING }.
+    originator_key = der.tlv(der.SEQUENCE, der.oid(_OID["ec"])) + der.tlv(
+        _BIT_STRING, b"\x00" + point
+    )
+    originator = der.tlv(
+        der.CONTEXT_0_CONSTRUCTED, der.tlv(_CONTEXT_1_CONSTRUCTED, originator_key)
     )
     if recipient.recipient_id == "ski":
-        # rKeyId [0] IMPLICIT RecipientKeyIdentifier (RFC 5652 section 6.2.2); asn1crypto
-        # cannot build an implicitly tagged SEQUENCE alternative, so retag the encoding.
-        key_id = cms.RecipientKeyIdentifier()
-        key_id["subjectKeyIdentifier"] = subject_key_identifier(recipient.cert)
-        rid = cms.KeyAgreementRecipientIdentifier.load(b"\xa0" + key_id.dump()[1:])
-    else:
-        rid = cms.KeyAgreementRecipientIdentifier(
-            name="issuer_and_serial_number", value=_issuer_and_serial(recipient.cert)
+        # rKeyId [0] IMPLICIT RecipientKeyIdentifier ::= SEQUENCE { subjectKeyIdentifier }
+        rid = der.tlv(
+            der.CONTEXT_0_CONSTRUCTED,
+            der.tlv(der.OCTET_STRING, subject_key_identifier(recipient.cert)),
         )
-    kari_alg = _KariAlgorithm({"algorithm": OID_ECDH_SHA256_KDF, "parameters": wrap_alg})
-    info = cms.RecipientInfo(
-        name="kari",
-        value=cms.KeyAgreeRecipientInfo(
-            {
-                "version": "v3",
-                "originator": originator,
-                "key_encryption_algorithm": cms.KeyEncryptionAlgorithm.load(kari_alg.dump()),
-                "recipient_encrypted_keys": [{"rid": rid, "encrypted_key": wrapped}],
-            }
-        ),
+    else:
+        rid = _issuer_and_serial(recipient.cert)
+    kari_alg = der.tlv(der.SEQUENCE, der.oid(OID_ECDH_SHA256_KDF) + wrap_alg)
+    encrypted_key = der.tlv(der.SEQUENCE, rid + der.tlv(der.OCTET_STRING, wrapped))
+    # KeyAgreeRecipientInfo { version 3, originator, keyEncryptionAlgorithm,
+    # recipientEncryptedKeys SEQUENCE OF }, as the kari [1] IMPLICIT alternative.
+    info = der.tlv(
+        _CONTEXT_1_CONSTRUCTED,
+        der.integer(3) + originator + kari_alg + der.tlv(der.SEQUENCE, encrypted_key),
     )
     name = f"ecdh-sha256kdf-{wrap_name.replace('_', '-')}"
-    return BuiltRecipientInfo(bytes(info.dump()), 3, name)
+    return BuiltRecipientInfo(info, 3, name)
 
 
 def build_recipient_info(

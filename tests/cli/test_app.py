@@ -94,3 +94,30 @@ def test_global_store_password_env_unset_is_64(cli) -> None:
     result = cli(["--store-password-env", "NO_SUCH_VARIABLE_X", "certs", "list"])
     assert result.exit_code == 64
     assert "NO_SUCH_VARIABLE_X" in result.stderr
+
+
+def test_console_script_flushes_everything_before_its_fast_exit(tmp_path, pki) -> None:
+    # run() ends the process with os._exit: a big message on a pipe must still arrive whole,
+    # and the exit status must be main()'s.
+    import io
+
+    from smimecli.cms.unwrap import KeyIdentity
+    from smimecli.decrypt import decrypt_message
+
+    body = b"a line of the message body\n" * 250_000  # 6.75 MB
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"From: a@example.org\nTo: alice@example.com\nSubject: big\n\n" + body)
+    proc = subprocess.run(
+        [sys.executable, "-m", "smimecli", "encrypt", "--cert", str(pki.alice.cert_pem),
+         str(message)], capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = io.BytesIO()
+    decrypt_message(io.BytesIO(proc.stdout), out, KeyIdentity(pki.alice.key, pki.alice.cert))
+    assert out.getvalue().endswith(b"\n\n" + body)
+    missing = subprocess.run(
+        [sys.executable, "-m", "smimecli", "encrypt", "--cert", str(pki.alice.cert_pem),
+         str(tmp_path / "absent.eml")], capture_output=True, text=True,
+    )
+    assert missing.returncode == 66
+    assert missing.stderr.startswith("smimecli: error: ") and missing.stderr.count("\n") == 1

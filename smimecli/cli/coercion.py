@@ -1,0 +1,127 @@
+"""Option coercion without pydantic, for the parameter types smimecli's commands use.
+
+Typer 0.29 converts every option value through a pydantic ``TypeAdapter``: importing
+pydantic and building one adapter per option costs about 0.2 s on each run, which is most
+of a small message's wall time and more than OpenSSL needs for a 25 MB one (SPEC section 5).
+smimecli's options are plain ``str``, ``int`` (with ``min``), ``bool``, ``Path``, enums and
+lists of those, so :func:`install` gives each such parameter of the Click command a small
+converter with the same results; anything else (and any value it does not expect) goes on
+to Typer's own conversion, which builds its adapter only then.
+
+This reaches into Typer's parameter objects (``type_descriptor``, ``_runtime_param``).
+When they are not there (another Typer release), :func:`install` changes nothing and Typer
+converts as before: slower, never wrong. ``tests/cli/test_coercion.py`` checks, for every
+option of every command, that both converters agree, and that ``encrypt`` does not import
+pydantic.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from enum import Enum
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, get_args, get_origin
+
+from typer._click.exceptions import BadParameter
+from typer._coercion import RuntimeParam, build_runtime_param, resolve_type_descriptor
+from typer._param_types import coerce_cli_choice, coerce_cli_path
+
+__all__ = ["install"]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode(sys.getfilesystemencoding(), "surrogateescape")
+    raise TypeError(value)
+
+
+class _Light(RuntimeParam):
+    """Converts str, int, bool, Path and Enum values (and lists of them) without pydantic."""
+
+    def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+        annotation: Any = self.annotation
+        if get_origin(annotation) is list:
+            (item,) = get_args(annotation)
+            if isinstance(value, list | tuple):
+                return [self._leaf(item, v, param, ctx) for v in value]
+            return [self._leaf(item, value, param, ctx)]
+        return self._leaf(annotation, value, param, ctx)
+
+    def _leaf(self, annotation: Any, value: Any, param: Any, ctx: Any) -> Any:
+        info = self.parameter_info
+        try:
+            if annotation is str:
+                return _text(value)
+            if annotation is bool and isinstance(value, bool):
+                return value
+            if annotation is int and not isinstance(value, bool):
+                number = value if isinstance(value, int) else int(_text(value).strip(), 10)
+                if info.min is not None and number < info.min:
+                    raise BadParameter(f"{number} is smaller than the minimum {info.min}.",
+                                       ctx=ctx, param=param)
+                if info.max is not None and number > info.max:
+                    raise BadParameter(f"{number} is larger than the maximum {info.max}.",
+                                       ctx=ctx, param=param)
+                return number
+            if annotation is Path:
+                # Typer's own path checks, given a Path so that they need no pydantic.
+                path = value if isinstance(value, Path) else Path(
+                    os.fspath(value) if isinstance(value, os.PathLike) else _text(value)
+                )
+                return coerce_cli_path(path, info, path_type=Path, param=param, ctx=ctx)
+            if isinstance(annotation, type) and issubclass(annotation, Enum):
+                return coerce_cli_choice(
+                    value, choices=list(annotation), case_sensitive=info.case_sensitive, ctx=ctx
+                )
+        except ValueError as exc:
+            if isinstance(exc, BadParameter):
+                raise
+            raise BadParameter(str(exc), ctx=ctx, param=param) from None
+        except TypeError:
+            pass
+        # Not a case this converter knows: Typer's own conversion decides.
+        full = build_runtime_param(resolve_type_descriptor(annotation, info))
+        return full._coerce_value(value, param=param, ctx=ctx)
+
+
+def _supported(annotation: Any, info: Any) -> bool:
+    if get_origin(annotation) is list:
+        args = get_args(annotation)
+        return len(args) == 1 and _supported(args[0], info)
+    if info.parser is not None or info.clamp:
+        return False
+    if annotation is Path:
+        return info.path_type in (None, Path)
+    if annotation in (str, bool, int):
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, Enum)
+
+
+def install(command: Any, help_names: Sequence[str] = ("--help",)) -> None:
+    """Give every parameter of a Click command tree (built by Typer) the light converter."""
+    help_names = (getattr(command, "context_settings", None) or {}).get(
+        "help_option_names", help_names
+    )
+    params = list(getattr(command, "params", ()))
+    make_help = getattr(command, "get_help_option", None)
+    if make_help is not None:
+        # Click makes the --help flag on first use, and Typer would convert its value
+        # through pydantic: make it now (Click keeps it) so that it is converted here too.
+        helper = make_help(SimpleNamespace(help_option_names=list(help_names)))
+        if helper is not None:
+            params.append(helper)
+    for param in params:
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is None or getattr(param, "_runtime_param", "missing") is not None:
+            continue
+        if _supported(descriptor.annotation, descriptor.parameter_info):
+            param._runtime_param = _Light(
+                parameter_info=descriptor.parameter_info, annotation=descriptor.annotation
+            )
+    for sub in getattr(command, "commands", {}).values():
+        install(sub, help_names)
