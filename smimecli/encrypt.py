@@ -32,6 +32,7 @@ from smimecli.mime import (
     Base64LineWriter,
     CanonicalCounter,
     HeaderBlock,
+    base64_lines,
     canonicalize,
     inner_entity_header,
     is_encrypted,
@@ -267,13 +268,9 @@ def _encrypt_one_pass(
     prefix = head + bytes(keeper.after[: -len(head) % step])
     if keeper.head_size != len(head) or len(prefix) % step:  # pragma: no cover - a bug
         raise AssertionError("one-pass header rewrite out of step")
-    lines = BytesIO()
-    encoder = Base64LineWriter(lines, headers.newline)
-    encoder.write(prefix)
-    encoder.close()
     end = dst.tell()
     dst.seek(lines_start)
-    dst.write(lines.getvalue())
+    dst.write(base64_lines(prefix, headers.newline))
     dst.seek(end)
     return result
 
