@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -88,15 +87,18 @@ class EncryptOutcome:
         }
 
 
-@dataclass
 class _Body:
     """The message body, ready to be read again, with what the first pass learned."""
 
-    stream: Any
-    start: int
-    canonical_length: int
-    has_tnef: bool
-    spool: Any = None
+    __slots__ = ("canonical_length", "has_tnef", "spool", "start", "stream")
+
+    def __init__(self, stream: Any, start: int, canonical_length: int, has_tnef: bool,
+                 spool: Any = None) -> None:
+        self.stream = stream
+        self.start = start
+        self.canonical_length = canonical_length
+        self.has_tnef = has_tnef
+        self.spool = spool
 
     def rewind(self) -> Any:
         self.stream.seek(self.start)
@@ -158,6 +160,8 @@ def _measure_body(body: Any, headers: HeaderBlock, convert_tnef: bool) -> _Body:
         start = body.tell()
         target = body
     else:
+        import tempfile
+
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
         start = 0
         target = spool

@@ -12,7 +12,6 @@ for the GIL held by the base64 encoder, and a 25 MB message got 10-20% slower.
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Generator, Iterator
 from typing import Any
@@ -45,6 +44,8 @@ def read_ahead(
 
 
 def _threaded(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    import queue
+
     items: queue.Queue[Any] = queue.Queue(_DEPTH)
     stop = threading.Event()
 

@@ -31,7 +31,6 @@ from smimecli.certs import names, sst
 from smimecli.cms import der
 from smimecli.errors import DataError
 from smimecli.files import read_input
-from smimecli.keys import PEM_BLOCK, load_key_block, public_key_der
 
 log = logging.getLogger("smimecli")
 
@@ -53,6 +52,10 @@ _KEY_LABELS = {
     b"EC PRIVATE KEY",
     b"DSA PRIVATE KEY",
 }
+# One PEM block: its label and base64 body (RFC 7468). smimecli.keys reads key files with it.
+PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
+)
 _BASE64_ONLY = re.compile(rb"^[A-Za-z0-9+/=\s]+$")
 
 
@@ -264,6 +267,8 @@ def _strip_trust(blob: bytes) -> bytes:
 
 
 def _load_pem_key(block: bytes, password: bytes | None, source: str) -> PrivateKey:
+    from smimecli.keys import load_key_block  # key files only: not every run has one
+
     key = load_key_block("pem", block, password, f"the private key{_where(source)}")
     if not isinstance(
         key,
@@ -279,6 +284,10 @@ def _load_pem_key(block: bytes, password: bytes | None, source: str) -> PrivateK
 
 def _attach_keys(out: CertList, keys: list[PrivateKey], source: str) -> None:
     """Pair PEM private keys with the certificates whose public key they match."""
+    if not keys:
+        return
+    from smimecli.keys import public_key_der
+
     by_public = {public_key_der(key.public_key()): key for key in keys}
     used: set[bytes] = set()
     for entry in out:

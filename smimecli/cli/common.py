@@ -6,7 +6,6 @@ command modules may import only typer and the light parts of smimecli at module 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -175,11 +174,15 @@ def stdin_binary() -> Any:
 
 def emit_json(document: Any) -> None:
     """Print one JSON document on standard output."""
+    import json
+
     sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def emit_json_line(record: Any) -> None:
     """Print one JSON object on one line (streams of records)."""
+    import json
+
     sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
 

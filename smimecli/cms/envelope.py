@@ -10,8 +10,6 @@ plaintext length is known in advance), so the output is DER.
 from __future__ import annotations
 
 import logging
-import queue
-import tempfile
 import threading
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -105,6 +103,8 @@ def encrypted_pieces(
             if produced:
                 yield memoryview(buf)[:produced]
         return
+
+    import queue
 
     jobs: queue.SimpleQueue[tuple[bytes | bytearray | memoryview, bytearray] | None]
     jobs = queue.SimpleQueue()
@@ -203,6 +203,8 @@ class EnvelopeBuilder:
             return self.encrypt_chunks(read_chunks(src), end - start, dst)
         except (OSError, ValueError, AttributeError):
             pass
+        import tempfile
+
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             total = 0
             for chunk in read_chunks(src):
@@ -221,12 +223,12 @@ class EnvelopeBuilder:
             IOFailedError: the chunks did not add up to ``length`` (the input changed).
         """
         framing = self._framing()
-        head = framing.head(length)
+        head, total = framing.layout(length)
         dst.write(head)
         seen, written = framing.stream(chunks, length, dst)
         if seen != length:
             raise IOFailedError("the message changed while it was being encrypted")
-        return framing.result(len(head) + written, length)
+        return framing.result(len(head) + written, total)
 
     def encrypt_unmeasured(
         self, chunks: Iterable[bytes | bytearray | memoryview], dst: Writable, *,
@@ -251,15 +253,15 @@ class EnvelopeBuilder:
                 length whose header has another size (the input changed).
         """
         framing = self._framing()
-        placeholder = framing.head(low)
-        if len(framing.head(high)) != len(placeholder):
+        placeholder = framing.layout(low)[0]
+        if len(framing.layout(high)[0]) != len(placeholder):
             return None
         dst.write(placeholder)
         seen, written = framing.stream(chunks, high, dst)
-        head = framing.head(seen)
+        head, total = framing.layout(seen)
         if len(head) != len(placeholder):
             raise IOFailedError("the message changed while it was being encrypted")
-        return framing.result(len(head) + written, seen), head
+        return framing.result(len(head) + written, total), head
 
     def _framing(self) -> _Framing:
         if not self._recipients:
@@ -291,25 +293,29 @@ class EnvelopeBuilder:
         return _Framing(cipher, key, iv, version, recipient_infos, summaries, warnings)
 
 
-@dataclass
 class _Framing:
-    """One envelope's fixed parts (key, IV, RecipientInfos) and the DER around its content."""
+    """One envelope's fixed parts (key, IV, RecipientInfos) and the DER around its content.
 
-    cipher: ContentCipher
-    key: bytes
-    iv: bytes
-    version: int
-    recipient_infos: bytes
-    summaries: list[RecipientSummary]
-    warnings: list[str]
-    tag: bytes = b""
+    A plain class: a dataclass costs a millisecond to create at import, and start-up is most
+    of a small message's time.
+    """
 
-    def head(self, length: int) -> bytes:
-        """Everything before the ciphertext, for a plaintext of ``length`` bytes."""
-        return self._layout(length)[0]
+    __slots__ = ("cipher", "iv", "key", "recipient_infos", "summaries", "version", "warnings")
 
-    def _layout(self, length: int) -> tuple[bytes, int]:
-        """The head for ``length`` plaintext bytes, and the whole ContentInfo's size."""
+    def __init__(self, cipher: ContentCipher, key: bytes, iv: bytes, version: int,
+                 recipient_infos: bytes, summaries: list[RecipientSummary],
+                 warnings: list[str]) -> None:
+        self.cipher = cipher
+        self.key = key
+        self.iv = iv
+        self.version = version
+        self.recipient_infos = recipient_infos
+        self.summaries = summaries
+        self.warnings = warnings
+
+    def layout(self, length: int) -> tuple[bytes, int]:
+        """Everything before the ciphertext for ``length`` plaintext bytes, and the size
+        of the whole ContentInfo."""
         cipher = self.cipher
         content_oid = OID_AUTH_ENVELOPED_DATA if cipher.authenticated else OID_ENVELOPED_DATA
         ciphertext_length = cipher.ciphertext_length(length)
@@ -371,9 +377,9 @@ class _Framing:
             written += len(mac)
         return seen, written
 
-    def result(self, size: int, length: int) -> EnvelopeResult:
-        """The report of the finished envelope of ``size`` bytes for ``length`` bytes."""
-        expected = self._layout(length)[1]
+    def result(self, size: int, expected: int) -> EnvelopeResult:
+        """The report of the finished envelope: ``size`` bytes written, ``expected`` by
+        the DER framing."""
         if size != expected:  # pragma: no cover - a bug in the length arithmetic
             raise AssertionError(f"DER length mismatch: wrote {size}, framed {expected}")
         return EnvelopeResult(

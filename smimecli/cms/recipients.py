@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap, aes_key_wrap_with_padding
@@ -167,7 +167,7 @@ def subject_key_identifier(cert: x509.Certificate) -> bytes:
 def _issuer_and_serial(cert: x509.Certificate) -> bytes:
     """DER IssuerAndSerialNumber, copied from the certificate's own encoding: the issuer
     Name must match the certificate byte for byte (RFC 5652 section 10.2.4)."""
-    data = cert.public_bytes(serialization.Encoding.DER)
+    data = cert.tbs_certificate_bytes
 
     def element_end(pos: int) -> int:
         _, start, length = der.read_header(data, pos)
@@ -176,7 +176,7 @@ def _issuer_and_serial(cert: x509.Certificate) -> bytes:
         return start + length
 
     try:
-        tag, start, _ = der.read_header(data, der.read_header(data, 0)[1])  # tbsCertificate
+        tag, start, _ = der.read_header(data, 0)  # TBSCertificate
         if tag != der.SEQUENCE:
             raise ValueError("no tbsCertificate")
         if data[start] == der.CONTEXT_0_CONSTRUCTED:  # version [0] EXPLICIT, absent for v1
@@ -302,6 +302,8 @@ def _kari(recipient: Recipient, cek: bytes, cipher: ContentCipher) -> BuiltRecip
         wrapped = aes_key_wrap_with_padding(kek, cek)
     else:
         wrapped = aes_key_wrap(kek, cek)
+    from cryptography.hazmat.primitives import serialization
+
     point = ephemeral.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )

@@ -275,3 +275,35 @@ def test_workers_load_certificates_once_per_process(pki: Any, tmp_path: Path,
 def test_plan_outputs_rejects_duplicates() -> None:
     with pytest.raises(UsageError):
         batch.plan_outputs([Path("a/x.eml"), Path("b/x.eml")], Path("."))
+
+
+def test_plan_outputs_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.eml").write_bytes(b"From: a@b\n\nx\n")
+    via_link = tmp_path / "linked"
+    via_link.symlink_to(out)  # the same folder under another name
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "b.eml").symlink_to(out / "a.eml")  # a link to a file in the output folder
+    (elsewhere / "c.eml").write_bytes(b"From: a@b\n\nx\n")
+    for inputs in ([out / "a.eml"], [via_link / "a.eml"], [elsewhere / "b.eml"]):
+        with pytest.raises(UsageError, match="holds the input"):
+            batch.plan_outputs(inputs, out)
+    assert batch.plan_outputs([elsewhere / "c.eml"], out) == [(elsewhere / "c.eml",
+                                                                out / "c.eml")]
+
+
+def test_expand_inputs_takes_regular_files_in_name_order(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("b.eml", "a.eml", ".hidden.eml", "x.eml~", "y.tmp", "z.part", "w.swp"):
+        (inbox / name).write_bytes(b"x")
+    (inbox / "sub").mkdir()
+    (inbox / "link.eml").symlink_to(inbox / "a.eml")
+    (inbox / "dangling.eml").symlink_to(inbox / "missing")
+    named = tmp_path / ".explicit.tmp"
+    named.write_bytes(b"x")
+    assert batch.expand_inputs([inbox, named]) == [
+        inbox / "a.eml", inbox / "b.eml", inbox / "link.eml", named,
+    ]
