@@ -54,6 +54,7 @@ __all__ = [
     "BatchSummary",
     "MessageResult",
     "RecipientSpec",
+    "default_jobs",
     "expand_inputs",
     "plan_outputs",
     "run_batch",
@@ -68,6 +69,21 @@ STATUS_ORDER: tuple[int, ...] = (70, 74, 73, 78, 77, 75, 67, 65, 66, 64)
 # Files a folder input skips: hidden files (our own ``.name.XXXX.tmp`` temporaries among
 # them), editor backups and temporaries that another program is still writing.
 _SKIPPED_SUFFIXES = ("~", ".tmp", ".swp", ".part")
+
+
+# Below this many messages per worker, forking and loading a worker costs more than it saves.
+MESSAGES_PER_WORKER = 16
+
+
+def default_jobs(messages: int) -> int:
+    """``--jobs`` when it is not given: one worker per CPU this process may run on, and no
+    more than one per :data:`MESSAGES_PER_WORKER` messages (a handful of messages is
+    encrypted in this process)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, messages // MESSAGES_PER_WORKER))
 
 
 def worst_status(statuses: Iterable[int]) -> int:

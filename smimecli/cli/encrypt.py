@@ -233,8 +233,11 @@ def encrypt(
                      "[default: the rules file's]", show_default=False),
     ] = None,
     jobs: Annotated[
-        int, typer.Option("--jobs", min=1, help="Batch mode: worker processes.")
-    ] = 1,
+        int | None,
+        typer.Option("--jobs", min=1, help="Batch mode: worker processes; 1 works in this "
+                     "process. [default: one per CPU, at most one per 16 messages]",
+                     show_default=False),
+    ] = None,
     json_output: JsonOpt = False,
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
@@ -305,7 +308,7 @@ def encrypt(
     _batch(given, out_dir, args, jobs=jobs, json_output=json_output)
 
 
-def _batch(inputs: list[Path], out_dir: Path, args: dict[str, Any], *, jobs: int,
+def _batch(inputs: list[Path], out_dir: Path, args: dict[str, Any], *, jobs: int | None,
            json_output: bool) -> None:
     """Batch mode: every message to --out-dir, --jobs workers, worst status wins."""
     from smimecli import batch
@@ -344,7 +347,8 @@ def _batch(inputs: list[Path], out_dir: Path, args: dict[str, Any], *, jobs: int
     try:
         if progress is not None:
             progress.start()
-        summary = batch.run_batch(pairs, settings, jobs=jobs, on_result=on_result)
+        workers = jobs if jobs is not None else batch.default_jobs(len(pairs))
+        summary = batch.run_batch(pairs, settings, jobs=workers, on_result=on_result)
     finally:
         if progress is not None:
             progress.stop()

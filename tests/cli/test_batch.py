@@ -307,3 +307,42 @@ def test_expand_inputs_takes_regular_files_in_name_order(tmp_path: Path) -> None
     assert batch.expand_inputs([inbox, named]) == [
         inbox / "a.eml", inbox / "b.eml", inbox / "link.eml", named,
     ]
+
+
+def test_default_jobs_uses_the_cpus_for_big_batches_only(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setattr(batch.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert batch.default_jobs(1000) == 4
+    assert batch.default_jobs(40) == 2  # one worker per 16 messages at most
+    assert batch.default_jobs(15) == 1  # a handful: this process
+    assert batch.default_jobs(0) == 1
+
+    def unavailable(pid: int) -> set[int]:
+        raise OSError("not supported")
+
+    monkeypatch.setattr(batch.os, "sched_getaffinity", unavailable, raising=False)
+    monkeypatch.setattr(batch.os, "cpu_count", lambda: 2)
+    assert batch.default_jobs(1000) == 2
+
+
+def test_without_jobs_a_big_batch_uses_one_worker_per_cpu(
+    cli: Any, pki: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    asked: list[int] = []
+    real = batch.run_batch
+
+    def spy(pairs: Any, settings: Any, *, jobs: int, on_result: Any = None) -> Any:
+        asked.append(jobs)
+        return real(pairs, settings, jobs=jobs, on_result=on_result)
+
+    monkeypatch.setattr(batch, "run_batch", spy)
+    inbox = _inbox(tmp_path / "inbox", 40)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = cli(["encrypt", inbox, "--out-dir", out, "--cert", pki.alice.cert_pem])
+    assert result.exit_code == 0, result.output
+    assert asked == [2]
+    assert len(list(out.iterdir())) == 40
+    decrypted = _decrypt(cli, out / "m039.eml", pki.alice.key_pem)
+    assert decrypted.endswith(b"line\n" * 39)
