@@ -9,8 +9,10 @@ Memory stays flat whatever the message size.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -166,7 +168,10 @@ def _measure_body(body: Any, headers: HeaderBlock, convert_tnef: bool) -> _Body:
         start = 0
         target = spool
     try:
-        with contextlib.closing(read_ahead(read_chunks(body))) as chunks:
+        # A pipe is read here, not by the read-ahead thread: a signal must be able to end a
+        # read that waits for a stalled producer, and a thread blocked in it cannot be joined.
+        reads = read_chunks(body) if spool is not None else read_ahead(read_chunks(body))
+        with contextlib.closing(reads) as chunks:
             for chunk in chunks:
                 counter.feed(chunk)
                 if searcher is not None:
@@ -204,28 +209,38 @@ class _HeadKeeper:
         return self._dst.write(data)
 
 
+def _is_file(stream: Any) -> bool:
+    """Whether ``stream`` is an open file of the OS (``open(path, "rb")``, or its raw
+    FileIO), whose ``tell()`` and ``fileno()`` speak of the same bytes. A gzip or
+    spooled file is not: its position is in other bytes than its descriptor's, or asking
+    for the descriptor changes it."""
+    return isinstance(getattr(stream, "raw", stream), io.FileIO)
+
+
 def _one_pass_size(body: Any, dst: Any) -> int | None:
     """The body's size when it can be encrypted in one pass: a big regular file in, and an
-    output this process may seek back into (a file not opened for appending, or memory)."""
-    if not (_seekable(body) and _seekable(dst)):
+    output this process may seek back into (a regular file not opened for appending, or a
+    BytesIO)."""
+    if not (_is_file(body) and _seekable(body)):
         return None
     try:
         size = int(os.fstat(body.fileno()).st_size - body.tell())
-    except (AttributeError, OSError, ValueError):
+    except (OSError, ValueError):
         return None
     if size < THREADED_FROM:
         return None
-    try:
-        fd = dst.fileno()
-    except (AttributeError, OSError, ValueError):
-        return size  # an in-memory output
+    if isinstance(dst, BytesIO):
+        return size
+    if not (_is_file(dst) and _seekable(dst)):
+        return None
     try:
         import fcntl
 
-        appending = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND)
-    except (ImportError, OSError):
+        flags = fcntl.fcntl(dst.fileno(), fcntl.F_GETFL)
+        regular = stat.S_ISREG(os.fstat(dst.fileno()).st_mode)
+    except (ImportError, OSError, ValueError):
         return None
-    return None if appending else size
+    return size if regular and not flags & os.O_APPEND else None
 
 
 def _encrypt_one_pass(
@@ -267,10 +282,13 @@ def _encrypt_one_pass(
         return None
     result, head = done
     b64.close()
-    # The lines that hold the header: whole 57-byte groups, re-encoded with the true head.
+    # The lines that hold the header: whole 57-byte groups (or the whole DER when it ends
+    # within them), re-encoded with the true head.
     step = Base64LineWriter.LINE_BYTES
-    prefix = head + bytes(keeper.after[: -len(head) % step])
-    if keeper.head_size != len(head) or len(prefix) % step:  # pragma: no cover - a bug
+    wanted = -len(head) % step
+    prefix = head + bytes(keeper.after[:wanted])
+    whole = len(keeper.after) < wanted  # the DER ended inside the header's last line
+    if keeper.head_size != len(head) or (len(prefix) % step and not whole):  # pragma: no cover
         raise AssertionError("one-pass header rewrite out of step")
     end = dst.tell()
     dst.seek(lines_start)
@@ -390,8 +408,9 @@ def _encrypt_parsed(
         length = len(inner_head) + body.canonical_length
         dst.write(wrapper_header_block(headers, authenticated=builder.cipher.authenticated))
         b64 = Base64LineWriter(dst, headers.newline)
-        chunks = chain([inner_head], canonicalize(read_ahead(read_chunks(body.rewind()))))
-        result = builder.encrypt_chunks(chunks, length, b64)
+        with contextlib.closing(read_ahead(read_chunks(body.rewind()))) as reads:
+            chunks = chain([inner_head], canonicalize(reads))
+            result = builder.encrypt_chunks(chunks, length, b64)
         b64.close()
     finally:
         body.close()

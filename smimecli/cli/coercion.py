@@ -25,11 +25,17 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, get_args, get_origin
 
-from typer._click.exceptions import BadParameter
-from typer._coercion import RuntimeParam, build_runtime_param, resolve_type_descriptor
-from typer._param_types import coerce_cli_choice, coerce_cli_path
+try:
+    from typer._click.exceptions import BadParameter
+    from typer._coercion import RuntimeParam, build_runtime_param, resolve_type_descriptor
+    from typer._param_types import coerce_cli_choice, coerce_cli_path
+except ImportError:  # another Typer release: install() leaves Typer's own conversion
+    TYPER_INTERNALS = False
+    RuntimeParam = object  # type: ignore[misc,assignment]
+else:
+    TYPER_INTERNALS = True
 
-__all__ = ["install"]
+__all__ = ["TYPER_INTERNALS", "install"]
 
 
 def _text(value: Any) -> str:
@@ -60,7 +66,11 @@ class _Light(RuntimeParam):
             if annotation is bool and isinstance(value, bool):
                 return value
             if annotation is int and not isinstance(value, bool):
-                number = value if isinstance(value, int) else int(_text(value).strip(), 10)
+                try:
+                    number = value if isinstance(value, int) else int(_text(value).strip(), 10)
+                except ValueError:
+                    raise BadParameter(f"{value!r} is not a valid integer.", ctx=ctx,
+                                       param=param) from None
                 if info.min is not None and number < info.min:
                     raise BadParameter(f"{number} is smaller than the minimum {info.min}.",
                                        ctx=ctx, param=param)
@@ -103,7 +113,20 @@ def _supported(annotation: Any, info: Any) -> bool:
 
 
 def install(command: Any, help_names: Sequence[str] = ("--help",)) -> None:
-    """Give every parameter of a Click command tree (built by Typer) the light converter."""
+    """Give every parameter of a Click command tree (built by Typer) the light converter.
+
+    Without the Typer internals it relies on, or when they have changed shape, it leaves
+    the parameters as they are: Typer then converts the values itself (slower, not wrong).
+    """
+    if not TYPER_INTERNALS:
+        return
+    try:
+        _install(command, help_names)
+    except (AttributeError, TypeError, ValueError):
+        return
+
+
+def _install(command: Any, help_names: Sequence[str]) -> None:
     help_names = (getattr(command, "context_settings", None) or {}).get(
         "help_option_names", help_names
     )
@@ -124,4 +147,4 @@ def install(command: Any, help_names: Sequence[str] = ("--help",)) -> None:
                 parameter_info=descriptor.parameter_info, annotation=descriptor.annotation
             )
     for sub in getattr(command, "commands", {}).values():
-        install(sub, help_names)
+        _install(sub, help_names)

@@ -71,7 +71,7 @@ class EnvelopeResult:
     size: int = 0  # bytes of DER written
 
 
-def read_chunks(src: BinaryIO) -> Iterator[bytes]:
+def read_chunks(src: BinaryIO) -> Generator[bytes, None, None]:
     """The stream's bytes, CHUNK at a time, to its end."""
     while True:
         chunk = src.read(CHUNK)
@@ -278,10 +278,10 @@ class EnvelopeBuilder:
             RecipientSummary(r.label, r.kind, b.key_encryption)
             for r, b in zip(self._recipients, built, strict=True)
         ]
-        for item in built:
-            for warning in item.warnings:
-                log.warning(warning)
-                warnings.append(warning)
+        # Logged by result(), once the envelope is written: an attempt given up (one pass
+        # falling back to two) must not repeat them.
+        to_log = [warning for item in built for warning in item.warnings]
+        warnings.extend(to_log)
         # RFC 5652 section 6.1: version 0 when every RecipientInfo is v0 and there is no
         # originatorInfo or unprotectedAttrs, else 2. RFC 5083 section 2.1: always 0.
         if cipher.authenticated:
@@ -290,7 +290,7 @@ class EnvelopeBuilder:
             version = 0 if all(b.version == 0 for b in built) else 2
         # X.690 section 11.6: DER sorts SET OF elements by their encodings.
         recipient_infos = der.tlv(der.SET, b"".join(sorted(b.der for b in built)))
-        return _Framing(cipher, key, iv, version, recipient_infos, summaries, warnings)
+        return _Framing(cipher, key, iv, version, recipient_infos, summaries, warnings, to_log)
 
 
 class _Framing:
@@ -300,11 +300,12 @@ class _Framing:
     of a small message's time.
     """
 
-    __slots__ = ("cipher", "iv", "key", "recipient_infos", "summaries", "version", "warnings")
+    __slots__ = ("cipher", "iv", "key", "recipient_infos", "summaries", "to_log", "version",
+                 "warnings")
 
     def __init__(self, cipher: ContentCipher, key: bytes, iv: bytes, version: int,
                  recipient_infos: bytes, summaries: list[RecipientSummary],
-                 warnings: list[str]) -> None:
+                 warnings: list[str], to_log: list[str]) -> None:
         self.cipher = cipher
         self.key = key
         self.iv = iv
@@ -312,6 +313,7 @@ class _Framing:
         self.recipient_infos = recipient_infos
         self.summaries = summaries
         self.warnings = warnings
+        self.to_log = to_log
 
     def layout(self, length: int) -> tuple[bytes, int]:
         """Everything before the ciphertext for ``length`` plaintext bytes, and the size
@@ -382,6 +384,8 @@ class _Framing:
         the DER framing."""
         if size != expected:  # pragma: no cover - a bug in the length arithmetic
             raise AssertionError(f"DER length mismatch: wrote {size}, framed {expected}")
+        for warning in self.to_log:
+            log.warning(warning)
         return EnvelopeResult(
             cipher=self.cipher.name,
             content_type="authEnveloped-data" if self.cipher.authenticated else "enveloped-data",

@@ -153,3 +153,27 @@ def test_bad_values_are_usage_errors(cli, args: list[str], message: str, pki: An
     assert result.exit_code == 64
     assert message in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_without_the_typer_internals_typer_converts(tmp_path: Path, pki: Any) -> None:
+    # A Typer release without the private names coercion.py uses must still work: Typer
+    # then converts the values itself (with pydantic), only slower.
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"From: a@example.org\nTo: b@example.org\nSubject: s\n\nhello\n")
+    code = (
+        "import sys\n"
+        "import typer\n"
+        "import typer._coercion as internals\n"
+        "del internals.RuntimeParam  # gone from this 'release'; Typer itself still works\n"
+        "from smimecli.cli import coercion\n"
+        "from smimecli.cli.app import main\n"
+        "assert coercion.TYPER_INTERNALS is False\n"
+        f"status = main(['encrypt', '--cert', {str(pki.alice.cert_pem)!r}, "
+        f"{str(message)!r}, '-o', {str(tmp_path / 'out.eml')!r}, '--cipher', 'aes128'])\n"
+        "bad = main(['encrypt', '--cert', 'x', '--jobs', '0'])\n"
+        "print('STATUS', status, bad, 'PYDANTIC', 'pydantic' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "STATUS 0 64 PYDANTIC True" in proc.stdout, proc.stdout + proc.stderr
+    assert (tmp_path / "out.eml").read_bytes().count(b"smime-type=enveloped-data") == 1

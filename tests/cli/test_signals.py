@@ -104,24 +104,31 @@ def test_signal_during_stdin_to_output(pki: Pki, tmp_path: Path, sig: int) -> No
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.parametrize("more", [0, 100], ids=["1MiB", "7MiB"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
-def test_signal_while_the_producer_stalls(pki: Pki, tmp_path: Path, sig: int) -> None:
+def test_signal_while_the_producer_stalls(pki: Pki, tmp_path: Path, sig: int,
+                                          more: int) -> None:
     """Standard input stops arriving but stays open: the signal interrupts the blocked read
-    and ends smimecli at once, with status 75 and nothing left behind."""
+    and ends smimecli at once, with status 75 and nothing left behind. Past 4 MiB too,
+    where big messages get helper threads: standard input is still read in the main thread."""
     out = tmp_path / "out"
     out.mkdir()
     proc = _smimecli("encrypt", "--cert", pki.alice.cert_pem, "-o", out / "msg.eml",
                      stdin=subprocess.PIPE, store=tmp_path / "store")
     assert proc.stdin is not None
     _feed_until_temp(proc, proc.stdin, out)
-    time.sleep(0.5)  # smimecli has read everything and now waits for more
+    for _ in range(more):  # 64 KiB each
+        proc.stdin.write(LINE * 64)
+    proc.stdin.flush()
+    time.sleep(1.0)  # smimecli has read everything and now waits for more
     proc.send_signal(sig)
     try:
-        _, err = proc.communicate(timeout=10)
+        proc.wait(timeout=10)  # standard input stays open (communicate() would close it)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
         raise AssertionError("smimecli did not act on the signal while its input stalled") from None
+    _, err = proc.communicate()
     _assert_interrupted(sig, proc.returncode, err.decode())
     assert list(out.iterdir()) == []
 

@@ -175,3 +175,65 @@ def test_pipe_input_takes_two_passes(fixed: Any, pki: Any) -> None:
         encrypt_module.encrypt_message(src, out, [Recipient(pki.alice.cert)])
     opened = _open(out.getvalue(), pki.alice)
     assert opened.endswith(b"x" * 5000 + b"\n")
+
+
+def test_compressed_input_is_not_sized_by_its_descriptor(fixed: Any, pki: Any,
+                                                         tmp_path: Path) -> None:
+    # gzip's fileno() is the compressed file's, its tell() the uncompressed position: such
+    # a stream must take two passes, not fail as "the message changed".
+    import gzip
+
+    body = b"a compressible line of the message\n" * 20_000
+    path = tmp_path / "m.eml.gz"
+    with gzip.open(path, "wb") as packed:
+        packed.write(HEADER + b"\n" + body)
+    fixed.setattr(encrypt_module, "THREADED_FROM", 64)
+    out = io.BytesIO()
+    with gzip.open(path, "rb") as src:
+        encrypt_module.encrypt_message(src, out, [Recipient(pki.alice.cert)])
+    assert _open(out.getvalue(), pki.alice).endswith(body)
+
+
+def test_tiny_body_in_one_pass(fixed: Any, pki: Any, tmp_path: Path) -> None:
+    # With the threshold at one byte the DER can end inside the header's last base64 line.
+    path = tmp_path / "m.eml"
+    path.write_bytes(HEADER + b"\nx")
+    recipients = [Recipient(pki.alice.cert)]
+    two, _ = _encrypt(path, recipients, one_pass=False, monkeypatch=fixed)
+    one, calls = _encrypt(path, recipients, one_pass=True, monkeypatch=fixed, threshold=1)
+    assert calls and calls[0] is not None  # it did go in one pass
+    assert one == two
+
+
+def test_a_given_up_pass_does_not_repeat_warnings(
+    fixed: Any, pki: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 40,000 bytes cannot go in one pass (the DER length range crosses 65,536): the
+    # OAEP SHA-1 warning of the attempt given up must not be logged a second time.
+    path = tmp_path / "m.eml"
+    path.write_bytes(HEADER + b"\n" + b"abc\n" * 10_000)
+    recipient = Recipient(pki.alice.cert, key_transport="rsa-oaep", oaep_hash="sha1")
+    with caplog.at_level("WARNING", logger="smimecli"):
+        _, calls = _encrypt(path, [recipient], one_pass=True, monkeypatch=fixed)
+    assert calls == [None]
+    weak = [r for r in caplog.records if "RSA-OAEP with SHA-1" in r.getMessage()]
+    assert len(weak) == 1
+
+
+def test_a_failed_write_stops_the_read_ahead_thread(pki: Any, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    class Full(io.BytesIO):
+        def write(self, data: Any) -> int:
+            if self.tell() > 1 << 20:
+                raise OSError(28, "No space left on device")
+            return super().write(data)
+
+    monkeypatch.setattr(encrypt_module, "THREADED_FROM", 1 << 60)  # two passes
+    monkeypatch.setattr("smimecli.streams.THREADED_FROM", 1 << 20)
+    path = tmp_path / "m.eml"
+    path.write_bytes(HEADER + b"\n" + b"0123456789abcdef\n" * 400_000)  # 6.8 MB
+    with path.open("rb") as src, pytest.raises(OSError, match="No space"):
+        encrypt_module.encrypt_message(src, Full(), [Recipient(pki.alice.cert)])
+    assert [t.name for t in threading.enumerate() if t.name.startswith("smimecli-")] == []
