@@ -220,7 +220,7 @@ complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'oaep-hash' -x -a 'sha1 s
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'recipient-id' -x -a 'issuer-serial ski' -d 'Name recipients by issuer and serial, or by subject key identifier. [default: issuer-serial]'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'convert-tnef' -l 'no-convert-tnef' -d 'Turn winmail.dat parts into plain MIME before encrypting.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'on-missing-cert' -x -a 'pass reject tempfail' -d 'Rules mode: a recipient without a usable certificate lets the message pass, rejects it (67) or defers it (75). [default: the rules file\'s]'
-complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'jobs' -x -d 'Batch mode: worker processes; 1 works in this process. [default: one per CPU, at most one per 16 messages]'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'jobs' -x -d 'Batch mode: worker processes; 1 works in this process. [default: one per CPU, at most 8 and one per 16 messages]'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'password-file' -r -F -d 'Read the password from this file (one trailing newline is ignored).'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'password-env' -x -d 'Read the password from this environment variable.'

@@ -73,17 +73,20 @@ _SKIPPED_SUFFIXES = ("~", ".tmp", ".swp", ".part")
 
 # Below this many messages per worker, forking and loading a worker costs more than it saves.
 MESSAGES_PER_WORKER = 16
+# Past a few workers the disk (creating and renaming files) is the limit, and each worker
+# holds the interpreter and the crypto libraries (about 35 MiB).
+MAX_DEFAULT_JOBS = 8
 
 
 def default_jobs(messages: int) -> int:
-    """``--jobs`` when it is not given: one worker per CPU this process may run on, and no
-    more than one per :data:`MESSAGES_PER_WORKER` messages (a handful of messages is
-    encrypted in this process)."""
+    """``--jobs`` when it is not given: one worker per CPU this process may run on, at most
+    :data:`MAX_DEFAULT_JOBS`, and no more than one per :data:`MESSAGES_PER_WORKER` messages
+    (a handful of messages is encrypted in this process)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, messages // MESSAGES_PER_WORKER))
+    return max(1, min(cpus, MAX_DEFAULT_JOBS, messages // MESSAGES_PER_WORKER))
 
 
 def worst_status(statuses: Iterable[int]) -> int:

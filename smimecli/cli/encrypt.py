@@ -235,7 +235,7 @@ def encrypt(
     jobs: Annotated[
         int | None,
         typer.Option("--jobs", min=1, help="Batch mode: worker processes; 1 works in this "
-                     "process. [default: one per CPU, at most one per 16 messages]",
+                     "process. [default: one per CPU, at most 8 and one per 16 messages]",
                      show_default=False),
     ] = None,
     json_output: JsonOpt = False,

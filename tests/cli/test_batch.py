@@ -316,6 +316,9 @@ def test_default_jobs_uses_the_cpus_for_big_batches_only(monkeypatch: pytest.Mon
     assert batch.default_jobs(40) == 2  # one worker per 16 messages at most
     assert batch.default_jobs(15) == 1  # a handful: this process
     assert batch.default_jobs(0) == 1
+    monkeypatch.setattr(batch.os, "sched_getaffinity", lambda pid: set(range(64)),
+                        raising=False)
+    assert batch.default_jobs(100_000) == 8  # a big machine: at most 8 by default
 
     def unavailable(pid: int) -> set[int]:
         raise OSError("not supported")
