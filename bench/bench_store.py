@@ -73,12 +73,10 @@ def _time_lookup(folder: Path) -> float:
 
 
 def _time_encrypt(folder: Path, rules: Path, message: Path) -> float | None:
+    command = [*smimecli_command(), "--store", str(folder), "encrypt", "--rules",
+               str(rules), str(message)]
     start = time.perf_counter()
-    proc = subprocess.run(
-        [*smimecli_command(), "--store", str(folder), "encrypt", "--rules",
-         str(rules), str(message)],
-        capture_output=True, check=False,
-    )
+    proc = subprocess.run(command, capture_output=True, check=False)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0 or b"pkcs7-mime" not in proc.stdout:
         print(f"  encrypt --rules failed ({proc.returncode}): "

@@ -9,6 +9,7 @@ its contenders (A B A B ...) and quotes medians.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import platform
 import shutil
@@ -35,6 +36,7 @@ _LINE = (b"The quick brown fox jumps over the lazy dog 0123456789 " * 2)[:75] + 
 _BLOCK = _LINE * (MIB // len(_LINE))
 
 
+@functools.cache  # once per benchmark run
 def byte_compile() -> None:
     """Write the smimecli package's .pyc files, as ``pip install .`` does.
 

@@ -28,7 +28,6 @@ caller must be told, while a rejected message (67) stays rejected; bad or missin
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import time
@@ -55,6 +54,7 @@ __all__ = [
     "MessageResult",
     "RecipientSpec",
     "default_jobs",
+    "encrypt_one",
     "expand_inputs",
     "plan_outputs",
     "run_batch",
@@ -279,6 +279,43 @@ class BatchSummary:
         return f"{text} in {self.seconds:.1f} s"
 
 
+def encrypt_one(
+    settings: BatchSettings, recipients: Sequence[Any], src: BinaryIO, dst: BinaryIO
+) -> dict[str, Any]:
+    """Encrypt one message in direct or rules mode, as ``encrypt`` does for each input.
+
+    Args:
+        settings: rules mode when ``settings.rules`` is set, else direct mode with
+            ``settings.cipher`` and ``settings.convert_tnef``.
+        recipients: direct mode: the :class:`smimecli.cms.recipients.Recipient` list
+            (``settings.recipients`` is their picklable form, for worker processes).
+        src, dst: the message and where its result goes.
+
+    Returns:
+        The outcome's JSON report (its ``to_json()``).
+
+    Raises:
+        SmimeError: as :func:`smimecli.encrypt.encrypt_message` or
+            :func:`smimecli.plan.encrypt_with_rules`.
+    """
+    outcome: Any
+    if settings.rules is None:
+        from smimecli.encrypt import encrypt_message
+
+        outcome = encrypt_message(
+            src, dst, recipients, cipher=settings.cipher, convert_tnef=settings.convert_tnef
+        )
+    else:
+        from smimecli.plan import encrypt_with_rules
+
+        envelope = settings.envelope_recipients
+        outcome = encrypt_with_rules(
+            src, dst, settings.rules, list(envelope) if envelope is not None else None,
+            settings.store_dir, on_missing_cert=settings.on_missing_cert,
+        )
+    return dict(outcome.to_json())
+
+
 class _Collector(logging.Handler):
     """Keeps the warnings raised while one message is handled."""
 
@@ -314,32 +351,6 @@ class _Worker:
                 )
                 for spec in settings.recipients
             ]
-            from smimecli.encrypt import encrypt_message
-
-            self._encrypt_message = encrypt_message
-        else:
-            from smimecli import plan
-
-            self._plan = plan
-
-    def _encrypt(self, src: BinaryIO, dst: BinaryIO) -> dict[str, Any]:
-        settings = self.settings
-        if settings.rules is None:
-            outcome: Any = self._encrypt_message(
-                src, dst, self.recipients,
-                cipher=settings.cipher, convert_tnef=settings.convert_tnef,
-            )
-        else:
-            envelope = (
-                list(settings.envelope_recipients)
-                if settings.envelope_recipients is not None else None
-            )
-            outcome = self._plan.encrypt_with_rules(
-                src, dst, settings.rules, envelope,
-                settings.store_dir or Path("."),
-                on_missing_cert=settings.on_missing_cert,
-            )
-        return dict(outcome.to_json())
 
     def run(self, pair: tuple[Path, Path]) -> MessageResult:
         """Encrypt one message; never raises for a per-message failure."""
@@ -358,7 +369,7 @@ class _Worker:
         _BUSY = True
         try:
             with open_input(src_path) as src, atomic_output(dst_path, fsync=False) as dst:
-                report = self._encrypt(src, dst)
+                report = encrypt_one(self.settings, self.recipients, src, dst)
         except _Stopped:
             # The temporary output is gone (atomic_output cleaned up); leave quietly.
             os._exit(int(ExitStatus.TEMPFAIL))
@@ -430,6 +441,10 @@ def _run_in_worker(pair: tuple[Path, Path]) -> MessageResult:
 
 
 def _context() -> Any:
+    # Imported here, its only user: a small batch (one worker, in this process) never starts
+    # a pool, and importing multiprocessing costs a few milliseconds of start-up.
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     for method in ("fork", "forkserver", "spawn"):
         if method in methods:
@@ -441,7 +456,7 @@ def run_batch(
     pairs: Sequence[tuple[Path, Path]],
     settings: BatchSettings,
     *,
-    jobs: int = 1,
+    jobs: int | None = None,
     on_result: Callable[[MessageResult], None] | None = None,
 ) -> BatchSummary:
     """Encrypt every (input, output) pair; failures are reported, never raised.
@@ -449,7 +464,7 @@ def run_batch(
     Args:
         pairs: from :func:`plan_outputs`.
         settings: recipients or rules, shared by every message.
-        jobs: worker processes; 1 runs in this process.
+        jobs: worker processes; 1 runs in this process; None: :func:`default_jobs`.
         on_result: called in this process for each result, in input order (progress bars,
             JSON lines). Warnings of the message are logged just before, prefixed with its
             input's name.
@@ -468,6 +483,8 @@ def run_batch(
         if on_result is not None:
             on_result(result)
 
+    if jobs is None:
+        jobs = default_jobs(len(pairs))
     jobs = max(1, min(jobs, len(pairs)))
     if jobs == 1:
         worker = _Worker(settings)

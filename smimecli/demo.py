@@ -71,7 +71,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
     from smimecli import lab
     from smimecli.certs.store import Store
     from smimecli.decrypt import inspect_message, store_finder, store_key_lookup
-    from smimecli.plan import encrypt_with_rules
+    from smimecli.plan import Outcome, encrypt_with_rules
 
     result = DemoResult(folder)
     store_dir = folder / "store"
@@ -103,7 +103,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
     )
     if outcome.action != "encrypted":
         raise SmimeError(f"demo: the message was not encrypted ({outcome.action})")
-    result.encrypted_to = [r.address for r in outcome.recipients if r.outcome == "ENCRYPTED"]
+    result.encrypted_to = [r.address for r in outcome.recipients if r.outcome is Outcome.ENCRYPTED]
     (folder / "message.p7m.eml").write_bytes(encrypted.getvalue())
     cipher = outcome.encryption.cipher if outcome.encryption is not None else "?"
     say(f"5. encrypt --rules: ENCRYPTED for {', '.join(result.encrypted_to)} ({cipher})")

@@ -19,17 +19,12 @@ from io import BytesIO
 from itertools import chain
 from typing import Any, BinaryIO
 
-from smimecli.cms import SPOOL_IN_MEMORY
-from smimecli.cms.envelope import (
-    CHUNK,
-    EnvelopeBuilder,
-    EnvelopeResult,
-    RecipientSummary,
-    read_chunks,
-)
+from smimecli.cms import spool as cms_spool
+from smimecli.cms.envelope import EnvelopeBuilder, EnvelopeResult, RecipientSummary
 from smimecli.cms.recipients import Recipient
 from smimecli.errors import DataError, UsageError
 from smimecli.mime import (
+    LINE_BYTES,
     Base64LineWriter,
     CanonicalCounter,
     HeaderBlock,
@@ -40,7 +35,7 @@ from smimecli.mime import (
     read_header_block,
     wrapper_header_block,
 )
-from smimecli.streams import THREADED_FROM, read_ahead
+from smimecli.streams import CHUNK, THREADED_FROM, read_ahead, read_chunks
 
 __all__ = ["EncryptOutcome", "Recipient", "encrypt_message", "encrypt_parsed"]
 
@@ -152,19 +147,17 @@ class _TnefSearch:
         return self.found
 
 
-def _measure_body(body: Any, headers: HeaderBlock, convert_tnef: bool) -> _Body:
-    """First pass over the body: canonical length and, if asked, a cheap search for TNEF."""
+def _measure_body(body: Any, has_tnef: bool, search: bool) -> _Body:
+    """First pass over the body: canonical length and, if asked (``search``), a cheap
+    search for TNEF (see :func:`_tnef_marks`)."""
     counter = CanonicalCounter()
-    has_tnef, search = _tnef_marks(headers, convert_tnef)
     searcher = _TnefSearch() if search else None
     spool: Any = None
     if _seekable(body):
         start = body.tell()
         target = body
     else:
-        import tempfile
-
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        spool = cms_spool()
         start = 0
         target = spool
     try:
@@ -204,8 +197,8 @@ class _HeadKeeper:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self.head_size < 0:
             self.head_size = len(data)
-        elif len(self.after) < Base64LineWriter.LINE_BYTES:
-            self.after += bytes(data[: Base64LineWriter.LINE_BYTES - len(self.after)])
+        elif len(self.after) < LINE_BYTES:
+            self.after += bytes(data[: LINE_BYTES - len(self.after)])
         return self._dst.write(data)
 
 
@@ -284,7 +277,7 @@ def _encrypt_one_pass(
     b64.close()
     # The lines that hold the header: whole 57-byte groups (or the whole DER when it ends
     # within them), re-encoded with the true head.
-    step = Base64LineWriter.LINE_BYTES
+    step = LINE_BYTES
     wanted = -len(head) % step
     prefix = head + bytes(keeper.after[:wanted])
     whole = len(keeper.after) < wanted  # the DER ended inside the header's last line
@@ -334,7 +327,7 @@ def encrypt_message(
     builder = _builder(recipients, cipher)
     stream: Any = BytesIO(bytes(src)) if isinstance(src, bytes | bytearray | memoryview) else src
     headers, body_stream = read_header_block(stream)
-    return _encrypt_parsed(builder, headers, body_stream, dst, recipients, cipher, convert_tnef)
+    return _encrypt_parsed(builder, headers, body_stream, dst, convert_tnef)
 
 
 def encrypt_parsed(
@@ -356,8 +349,7 @@ def encrypt_parsed(
     Raises:
         UsageError, DataError: as :func:`encrypt_message`.
     """
-    builder = _builder(recipients, cipher)
-    return _encrypt_parsed(builder, headers, body_stream, dst, recipients, cipher, convert_tnef)
+    return _encrypt_parsed(_builder(recipients, cipher), headers, body_stream, dst, convert_tnef)
 
 
 def _builder(recipients: Sequence[Recipient], cipher: str) -> EnvelopeBuilder:
@@ -374,8 +366,6 @@ def _encrypt_parsed(
     headers: HeaderBlock,
     body_stream: Any,
     dst: BinaryIO,
-    recipients: Sequence[Recipient],
-    cipher: str,
     convert_tnef: bool,
 ) -> EncryptOutcome:
     if not headers.fields:
@@ -391,16 +381,15 @@ def _encrypt_parsed(
         result = _encrypt_one_pass(builder, headers, body_stream, dst, size, search)
         if result is not None:
             return _outcome(result, [])
-    body = _measure_body(body_stream, headers, convert_tnef)
+    body = _measure_body(body_stream, has_tnef, search)
     try:
         tnef_warnings: list[str] = []
         if convert_tnef and body.has_tnef:
             data, count, tnef_warnings = _convert_tnef(headers, body)
             if count:
                 body.close()
-                outcome = encrypt_message(
-                    data, dst, recipients, cipher=cipher, convert_tnef=False
-                )
+                converted, converted_body = read_header_block(BytesIO(data))
+                outcome = _encrypt_parsed(builder, converted, converted_body, dst, False)
                 outcome.tnef_converted = count
                 outcome.warnings[:0] = tnef_warnings
                 return outcome

@@ -40,16 +40,10 @@ class LoadedKey:
     cert: x509.Certificate | None = None
     extra_certs: list[x509.Certificate] = field(default_factory=list)
 
-    @property
-    def certificates(self) -> list[x509.Certificate]:
-        """The key's own certificate first, then the rest of the chain."""
-        return ([self.cert] if self.cert is not None else []) + self.extra_certs
-
 
 def public_key_der(key: PrivateKey | PublicKeyTypes) -> bytes:
     """The SubjectPublicKeyInfo DER of a key, to compare keys with certificates."""
-    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) \
-        else key
+    public = key.public_key() if isinstance(key, PrivateKey) else key
     return public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -64,7 +58,7 @@ def cert_matches_key(cert: x509.Certificate, key: PrivateKey) -> bool:
 
 
 def _checked(key: object, what: str) -> PrivateKey:
-    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+    if isinstance(key, PrivateKey):
         return key
     raise DataError(f"{what}: only RSA and EC private keys can decrypt S/MIME")
 
@@ -216,12 +210,12 @@ def _load_pem(data: bytes, password: bytes | None, name: str) -> LoadedKey:
     return _pair(key, certs)
 
 
-def load_certificate(source: str | Path | bytes, *, what: str | None = None) -> x509.Certificate:
+def load_certificate(source: str | Path | bytes) -> x509.Certificate:
     """Load one certificate (PEM or DER) to name the recipient a key belongs to."""
     if isinstance(source, bytes):
-        data, name = source, what or "the certificate"
+        data, name = source, "the certificate"
     else:
-        data, name = read_input(source), what or str(source)
+        data, name = read_input(source), str(source)
     try:
         if b"-----BEGIN" in data:
             certs = x509.load_pem_x509_certificates(data)

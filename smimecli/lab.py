@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from smimecli.certs import names
+from smimecli.certs.formats import is_ca
 from smimecli.errors import DataError, UsageError
 from smimecli.keys import PrivateKey, cert_matches_key
 
@@ -396,11 +397,7 @@ class Signer:
             DataError: not a CA, no usable private key, or a key of another certificate (65).
         """
         what = f"{where} ({format_subject(cert.subject)})"
-        try:
-            constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        except x509.ExtensionNotFound:
-            constraints = None
-        if constraints is None or not constraints.ca:
+        if not is_ca(cert):
             raise DataError(f"{what} is not a CA certificate (basicConstraints CA:TRUE missing)")
         try:
             usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -410,7 +407,7 @@ class Signer:
             raise DataError(f"{what} may not sign certificates (keyUsage lacks keyCertSign)")
         if key is None:
             raise DataError(f"{what} has no private key; give a .pfx with the key")
-        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        if not isinstance(key, PrivateKey):
             raise DataError(f"{what} has a {type(key).__name__}; only RSA and EC keys can sign")
         if not cert_matches_key(cert, key):
             raise DataError(f"{what}: the private key does not belong to the certificate")

@@ -475,23 +475,15 @@ class Base64LineWriter:
     """Writes base64 of everything written to it, in lines of 76 characters, a batch of
     4096 lines at a time (:func:`base64_lines`)."""
 
-    LINE_BYTES = LINE_BYTES
-    LINE_CHARS = LINE_CHARS
-    BATCH_LINES = BATCH_LINES
-
     def __init__(self, dst: BinaryIO | Any, newline: bytes = CRLF) -> None:
         self._dst = dst
         self._newline = newline
         self._pending = bytearray()
-        self._batch = BATCH_BYTES
-
-    def _emit_batch(self, data: bytes | bytearray | memoryview) -> None:
-        self._dst.write(base64_lines(data, self._newline))
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Encode ``data`` (whole batches now, the rest later)."""
         size = len(data)
-        batch = self._batch
+        batch = BATCH_BYTES
         pending = self._pending
         with memoryview(data) as view:
             done = 0
@@ -501,11 +493,11 @@ class Base64LineWriter:
                 pending += view[:done]
                 if len(pending) < batch:
                     return size
-                self._emit_batch(pending)
+                self._dst.write(base64_lines(pending, self._newline))
                 pending.clear()
             # Whole batches straight from the caller's buffer: no copy into ``pending``.
             while size - done >= batch:
-                self._emit_batch(view[done : done + batch])
+                self._dst.write(base64_lines(view[done : done + batch], self._newline))
                 done += batch
             pending += view[done:]
         return size
@@ -515,6 +507,3 @@ class Base64LineWriter:
         if self._pending:
             self._dst.write(base64_lines(self._pending, self._newline))
             self._pending = bytearray()
-
-    def flush(self) -> None:
-        """Nothing to flush before :meth:`close`: partial lines must stay pending."""

@@ -45,6 +45,8 @@ from smimecli.rules import (
     check_any_source,
     example_address,
     load_rules,
+    pattern_regex,
+    shadow_warning,
     shadowed_patterns,
 )
 
@@ -52,13 +54,12 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from smimecli.cms.envelope import Recipient
+    from smimecli.encrypt import EncryptOutcome
     from smimecli.mime import HeaderBlock
 
 log = logging.getLogger("smimecli")
 
 EXPIRY_WARNING_DAYS = 30
-WEAK_CIPHERS = ("3des", "rc2-128", "rc2-64", "rc2-40")
-GCM_CIPHERS = ("aes128-gcm", "aes256-gcm")
 
 
 class Outcome(StrEnum):
@@ -250,7 +251,10 @@ def choose_certificate(
     spec = rule.source
     if rule.match == "any":
         check_any_source(rules, rule)
-        candidates = [e for e in source.certificates() if not is_ca(e.cert)]
+        if spec.kind == "store" and spec.thumbprint:
+            candidates = _store_by_thumbprint(rules, spec)
+        else:
+            candidates = [e for e in source.certificates() if not is_ca(e.cert)]
     else:
         candidates = list(source.for_address(address))
         if not candidates and spec.kind != "store":
@@ -314,6 +318,17 @@ def choose_certificate(
     else:
         how = "the usable certificate naming it in"
     return chosen, turned_down, f"{how} {spec.describe()}"
+
+
+def _store_by_thumbprint(rules: RuleSet, spec: SourceSpec) -> list[Any]:
+    """The end-entity certificates of a store source whose thumbprint starts with the
+    source's: the store's thumbprint index answers, instead of a listing of the whole store
+    for every message."""
+    from smimecli.certs.formats import CertEntry, is_ca
+
+    assert spec.thumbprint is not None
+    found = rules.store().find(spec.thumbprint, spec.store or "other")
+    return [CertEntry(c.cert, None, c.friendly_name) for c in found if not is_ca(c.cert)]
 
 
 def plan_recipients(
@@ -390,9 +405,13 @@ def _recipient_warnings(plan: RecipientPlan, at: dt.datetime) -> list[str]:
                 f"{plan.address} has an EC certificate: ECDH key agreement is used "
                 f"(key_transport = {plan.rule.key_transport} applies to RSA only)"
             )
-    elif plan.key_transport == "rsa-oaep" and plan.oaep_hash == "sha1":
-        warnings.append(f"RSA-OAEP with SHA-1 for {plan.address} is weak (old clients only)")
+    elif plan.algorithm == "rsa-oaep/sha1":
+        warnings.append(_oaep_sha1_warning(plan.address))
     return warnings
+
+
+def _oaep_sha1_warning(address: str) -> str:
+    return f"RSA-OAEP with SHA-1 for {address} is weak (old clients only)"
 
 
 def _finish(plan: Plan) -> Plan:
@@ -416,15 +435,28 @@ def _finish(plan: Plan) -> Plan:
 
 
 def cipher_warnings(cipher: str) -> list[str]:
-    """Warnings about recipients who may not be able to read this content cipher."""
-    if cipher in WEAK_CIPHERS:
-        return [f"weak content cipher {cipher}: use it only for clients that read nothing else"]
-    if cipher in GCM_CIPHERS:
+    """Warnings about recipients who may not be able to read this content cipher.
+
+    Which ciphers are weak or authenticated is the CMS layer's table; the wording is the
+    plan's own (the CMS layer says it again, its own way, when it encrypts).
+    """
+    from smimecli.cms.algorithms import CIPHERS
+
+    found = CIPHERS.get(cipher)
+    if found is None:
+        return []
+    if found.weak:
+        return [_weak_cipher_warning(cipher)]
+    if found.authenticated:
         return [
             f"{cipher} makes AuthEnvelopedData (RFC 5083), which many deployed clients "
             "(older Outlook versions, for example) cannot read; aes256 (CBC) reads everywhere"
         ]
     return []
+
+
+def _weak_cipher_warning(cipher: str) -> str:
+    return f"weak content cipher {cipher}: use it only for clients that read nothing else"
 
 
 # --- messages -------------------------------------------------------------------------------
@@ -446,7 +478,8 @@ class RulesOutcome:
         action: ``encrypted``, ``passed`` (nobody had a certificate: the input unchanged)
             or ``already-encrypted`` (copied unchanged).
         plan: the per-recipient decisions (rule, certificate, outcome, reason, warnings).
-        warnings: every warning of the plan and of the encryption.
+        warnings: every warning of the plan and of the encryption, each once (in the
+            plan's words when the CMS layer says the same).
         encryption: what :func:`smimecli.encrypt.encrypt_message` reported, when it ran.
     """
 
@@ -503,7 +536,7 @@ def encrypt_with_rules(
     dst: BinaryIO,
     rules_path: Path,
     envelope_recipients: list[str] | None,
-    store_dir: Path,
+    store_dir: Path | None,
     on_missing_cert: str | None = None,
 ) -> RulesOutcome:
     """Encrypt one message by rules (``smimecli encrypt --rules``).
@@ -514,7 +547,8 @@ def encrypt_with_rules(
         rules_path: the rules file (cached per process, see :func:`cached_rules`).
         envelope_recipients: the SMTP envelope recipients (``--recipient``); None reads
             the To, Cc and Bcc headers.
-        store_dir: the certificate store folder.
+        store_dir: the certificate store folder; None when there is none (a ``store``
+            source is then a ConfigError, and ``require_trusted`` finds no roots).
         on_missing_cert: pass | reject | tempfail, overriding every rule's policy.
 
     Returns:
@@ -554,12 +588,52 @@ def encrypt_with_rules(
         headers, rest, dst, plan.envelope_recipients(),
         cipher=plan.cipher, convert_tnef=plan.convert_tnef,
     )
-    # Weak cipher and OAEP SHA-1 warnings are logged by the CMS layer itself.
+    # The CMS layer logs the weak cipher and SHA-1 OAEP warnings in its own words: log the
+    # plan's other warnings, and report each warning once, in the plan's words.
+    said = _said_by_cms(plan)
     for warning in warnings:
-        if not warning.startswith(("weak content cipher", "RSA-OAEP with SHA-1")):
+        if warning not in said:
             log.warning(warning)
-    warnings.extend(w for w in result.warnings if w not in warnings)
+    warnings.extend(_new_warnings(plan, result, warnings))
     return RulesOutcome("encrypted", plan, warnings, result)
+
+
+def _new_warnings(plan: Plan, result: EncryptOutcome, known: list[str]) -> list[str]:
+    """The encryption's warnings (TNEF parts kept, for example) that the plan lacks."""
+    if not result.warnings:
+        return []
+    repeats = _cms_repeats(plan)
+    return [w for w in result.warnings if w not in known and w not in repeats]
+
+
+def _said_by_cms(plan: Plan) -> set[str]:
+    """The plan's warnings that the CMS layer also gives, and logs, when it encrypts."""
+    said = {
+        _oaep_sha1_warning(r.address) for r in plan.encrypted if r.algorithm == "rsa-oaep/sha1"
+    }
+    if plan.cipher is not None:
+        said.add(_weak_cipher_warning(plan.cipher))
+    return said
+
+
+def _cms_repeats(plan: Plan) -> set[str]:
+    """The CMS layer's words for the warnings the plan already gives: the weak cipher
+    (:func:`smimecli.cms.algorithms.weak_cipher_warning`) and RSA-OAEP with SHA-1
+    (:func:`smimecli.cms.recipients.oaep_sha1_warning`)."""
+    from smimecli.cms.algorithms import get_cipher, weak_cipher_warning
+    from smimecli.cms.recipients import oaep_sha1_warning
+
+    assert plan.cipher is not None
+    cipher = get_cipher(plan.cipher)
+    repeats: set[str] = set()
+    weak = weak_cipher_warning(cipher)
+    if weak:
+        repeats.add(weak)
+    for recipient in plan.envelope_recipients():
+        oaep = oaep_sha1_warning(recipient)
+        if oaep:
+            repeats.add(oaep)
+    return repeats
 
 
 # --- rules test -----------------------------------------------------------------------------
@@ -591,8 +665,13 @@ class RulesTestReport:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def tested(self) -> list[RecipientPlan]:
+        """Every tested recipient, rule after rule."""
+        return [r for report in self.reports for r in report.plan.recipients]
+
+    @property
     def all_encrypted(self) -> bool:
-        recipients = [r for report in self.reports for r in report.plan.recipients]
+        recipients = self.tested
         return bool(recipients) and all(r.outcome is Outcome.ENCRYPTED for r in recipients)
 
     def to_json(self) -> dict[str, Any]:
@@ -609,7 +688,6 @@ def source_addresses(rules: RuleSet, rule: Rule, pattern: str, at: dt.datetime) 
     """Addresses in the rule's source whose usable certificate matches a wildcard pattern."""
     from smimecli.certs.names import emails
     from smimecli.certs.usable import problems
-    from smimecli.rules import pattern_regex
 
     regex = pattern_regex(pattern)
     roots, intermediates = rules.trust() if rule.require_trusted else ([], [])
@@ -663,16 +741,18 @@ def run_rules_test(
         at: the time of the test (default: now).
     """
     at = _now(at)
-    tested = list(rules.rules) if all_rules else [rules.rule_named(n) for n in names]
-    tested = _unique(tested)
+    # Names are unique in a rule set, so each rule is one object: dict.fromkeys drops
+    # repeated names and keeps the order.
+    tested = list(dict.fromkeys(
+        rules.rules if all_rules else [rules.rule_named(n) for n in names]
+    ))
     rules.open_all()
     report = RulesTestReport(rules, [])
-    shadowed = shadowed_patterns(rules)
-    for later, pattern, earlier, cover in shadowed:
+    for later, pattern, earlier, cover in shadowed_patterns(rules):
         if later in tested:
+            where = f"rule {later.name!r}"
             report.warnings.append(
-                f"rule {later.name!r}: pattern {pattern!r} is shadowed by {cover!r} of the "
-                f"earlier rule {earlier.name!r}; no address reaches it"
+                f"{shadow_warning(where, pattern, earlier, cover)}; no address reaches it"
             )
     for rule in tested:
         notes: list[str] = []
@@ -713,27 +793,17 @@ def run_rules_test(
     return report
 
 
-def _unique(rules: list[Rule]) -> list[Rule]:
-    seen: set[str] = set()
-    out = []
-    for rule in rules:
-        if rule.name not in seen:
-            seen.add(rule.name)
-            out.append(rule)
-    return out
-
-
 def _encrypt_in_memory(plan: Plan, addresses: Sequence[str]) -> None:
     """The real CMS encryption of the virtual message, so that algorithm problems show."""
-    from smimecli.cms.envelope import EnvelopeBuilder
+    from io import BytesIO
+
+    from smimecli.encrypt import encrypt_message
 
     assert plan.cipher is not None
-    builder = EnvelopeBuilder()
-    builder.set_cipher(plan.cipher)
-    for recipient in plan.envelope_recipients():
-        builder.add_recipient(recipient)
-    body = virtual_message(addresses).split(b"\r\n\r\n", 1)[1]
-    builder.encrypt(b"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + body)
+    encrypt_message(
+        virtual_message(addresses), BytesIO(), plan.envelope_recipients(),
+        cipher=plan.cipher, convert_tnef=False,
+    )
 
 
 _NO_RULE = Rule(

@@ -616,3 +616,12 @@ def shadowed_patterns(rules: RuleSet) -> list[tuple[Rule, str, Rule, str]]:
                     found.append((rule, pattern, earlier, cover))
                     break
     return found
+
+
+def shadow_warning(where: str, pattern: str, earlier: Rule, cover: str) -> str:
+    """The warning for a pattern an earlier rule always catches first (``rules check`` and
+    ``rules test`` say it the same way, each with its own ``where``)."""
+    return (
+        f"{where}: pattern {pattern!r} is shadowed by {cover!r} of the earlier rule "
+        f"{earlier.name!r}"
+    )

@@ -1,4 +1,4 @@
-"""Read-ahead for big messages.
+"""Reading a message in chunks, and reading ahead for big messages.
 
 Encrypting a big message is a chain of steps in one Python thread: read, convert line
 endings, encrypt, base64-encode, write. Reads release the GIL, so a thread that reads the
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator, Iterator
-from typing import Any
+from typing import IO, Any
 
-__all__ = ["THREADED_FROM", "read_ahead"]
+__all__ = ["CHUNK", "THREADED_FROM", "read_ahead", "read_chunks"]
+
+CHUNK = 1 << 20  # bytes per read of a message
 
 # Below this many bytes everything stays in the calling thread: starting a thread would
 # cost more than the overlap it buys (a batch of 4 KB messages).
@@ -24,6 +26,12 @@ THREADED_FROM = 4 << 20
 
 _DEPTH = 4  # chunks in flight per thread
 _DONE = object()
+
+
+def read_chunks(src: IO[bytes], size: int = CHUNK) -> Generator[bytes, None, None]:
+    """The stream's bytes, ``size`` at a time, to its end."""
+    while chunk := src.read(size):
+        yield chunk
 
 
 def read_ahead(

@@ -37,6 +37,8 @@ from email.message import Message
 from email.policy import compat32
 from email.utils import format_datetime
 
+from smimecli.mime import base64_lines
+
 __all__ = ["TnefResult", "contains_tnef", "convert_message", "looks_like_message"]
 
 log = logging.getLogger("smimecli")
@@ -53,7 +55,6 @@ _FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 # MS-OXTNEF 2.1.3.3 attribute ids (low 16 bits of the attribute id).
-ATT_FROM = 0x8000
 ATT_SUBJECT = 0x8004
 ATT_DATE_SENT = 0x8005
 ATT_MESSAGE_CLASS = 0x8008
@@ -90,7 +91,6 @@ PR_ATTACH_MIME_TAG = 0x370E
 PR_ATTACH_CONTENT_ID = 0x3712
 PR_MESSAGE_CODEPAGE = 0x3FFD
 PR_INTERNET_CPID = 0x3FDE
-PR_ATTACHMENT_HIDDEN = 0x7FFE
 
 ATTACH_EMBEDDED_MSG = 5
 # IID_IMessage in little-endian GUID form: the PtypObject prefix of an embedded message.
@@ -681,11 +681,6 @@ def _header_with_params(
     return text.encode("ascii")
 
 
-def _base64_body(data: bytes, eol: bytes) -> bytes:
-    encoded = binascii.b2a_base64(data, newline=False)
-    return b"".join(encoded[i:i + 76] + eol for i in range(0, len(encoded), 76))
-
-
 def _text_entity(subtype: str, raw: bytes, charset: str, eol: bytes) -> _Entity:
     lines = raw.replace(b"\r\n", b"\n").split(b"\n")
     if raw.isascii() and b"\r" not in raw.replace(b"\r\n", b"") and b"\x00" not in raw and all(
@@ -698,7 +693,7 @@ def _text_entity(subtype: str, raw: bytes, charset: str, eol: bytes) -> _Entity:
         cte = "7bit"
         charset = "us-ascii" if charset in ("windows-1252", "utf-8") else charset
     else:
-        body, cte = _base64_body(raw, eol), "base64"
+        body, cte = base64_lines(raw, eol), "base64"
     return _Entity(
         f"text/{subtype}", [("charset", charset)], [f"Content-Transfer-Encoding: {cte}".encode()],
         body,
@@ -824,7 +819,7 @@ def _file_entity(data: bytes, name: str, content_type: str, eol: bytes) -> _Enti
         content_type,
         [("name", name)],
         [b"Content-Transfer-Encoding: base64", disposition[: -len(eol)]],
-        _base64_body(data, eol),
+        base64_lines(data, eol),
     )
 
 

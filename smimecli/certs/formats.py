@@ -19,7 +19,6 @@ import functools
 import logging
 import re
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,8 +77,8 @@ class CertEntry:
 class CertList(list[CertEntry]):
     """The certificates of one file, plus the messages of the ones that were skipped."""
 
-    def __init__(self, entries: list[CertEntry] | None = None) -> None:
-        super().__init__(entries or [])
+    def __init__(self) -> None:
+        super().__init__()
         self.skipped: list[str] = []
 
     def skip(self, message: str) -> None:
@@ -214,25 +213,21 @@ def _friendly(raw: bytes | None) -> str | None:
     return raw.decode("utf-8", "replace")
 
 
-def _pem_blocks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    for match in PEM_BLOCK.finditer(data):
-        yield match.group(1), match.group(0)
-
-
-def _pem_body(block: bytes) -> bytes:
-    lines = block.splitlines()[1:-1]
-    body = b"".join(line for line in lines if b":" not in line)
-    return base64.b64decode(body, validate=False)
+def _pem_body(body: bytes) -> bytes:
+    """Decode a PEM block's base64 body, without RFC 1421 ``Name: value`` header lines."""
+    text = b"".join(line for line in body.splitlines() if b":" not in line)
+    return base64.b64decode(text, validate=False)
 
 
 def _from_pem(data: bytes, password: bytes | None, source: str, out: CertList) -> None:
     keys: list[PrivateKey] = []
     found_any = False
-    for index, (label, block) in enumerate(_pem_blocks(data), 1):
+    for index, match in enumerate(PEM_BLOCK.finditer(data), 1):
         found_any = True
+        label = match.group(1)
         if label in _CERT_LABELS:
             try:
-                der = _pem_body(block)
+                der = _pem_body(match.group(2))
             except (binascii.Error, ValueError) as exc:
                 out.skip(f"skipped PEM block {index}{_where(source)}: bad base64 ({_short(exc)})")
                 continue
@@ -244,14 +239,14 @@ def _from_pem(data: bytes, password: bytes | None, source: str, out: CertList) -
                 out.skip(f"skipped certificate {index}{_where(source)}: {_short(exc)}")
         elif label in _PKCS7_LABELS:
             try:
-                der = _pem_body(block)
+                der = _pem_body(match.group(2))
             except (binascii.Error, ValueError) as exc:
                 raise DataError(
                     f"corrupt PEM PKCS#7 block{_where(source)}: {_short(exc)}"
                 ) from exc
             _from_pkcs7(der, source, out)
         elif label in _KEY_LABELS:
-            keys.append(_load_pem_key(block, password, source))
+            keys.append(_load_pem_key(match.group(0), password, source))
     if not found_any:
         raise DataError(f"no PEM blocks{_where(source)}")
     _attach_keys(out, keys, source)
@@ -270,14 +265,7 @@ def _load_pem_key(block: bytes, password: bytes | None, source: str) -> PrivateK
     from smimecli.keys import load_key_block  # key files only: not every run has one
 
     key = load_key_block("pem", block, password, f"the private key{_where(source)}")
-    if not isinstance(
-        key,
-        rsa.RSAPrivateKey
-        | ec.EllipticCurvePrivateKey
-        | dsa.DSAPrivateKey
-        | ed25519.Ed25519PrivateKey
-        | ed448.Ed448PrivateKey,
-    ):
+    if not isinstance(key, PrivateKey):
         raise DataError(f"unsupported private key type{_where(source)}")
     return key
 

@@ -33,6 +33,21 @@ def thumbprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA1()).hex().upper()
 
 
+def subject_key_identifier(cert: x509.Certificate) -> bytes:
+    """The SKI extension value, or the RFC 5280 section 4.2.1.2 method 1 value when absent
+    (SHA-1 of the subjectPublicKey BIT STRING), which is what Windows and OpenSSL compute.
+
+    CMS recipients named by SKI (``encrypt --recipient-id ski``) carry this value, so the
+    writer, the reader and the store's index must all compute it the same way.
+    """
+    try:
+        return bytes(
+            cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        )
+    except (x509.ExtensionNotFound, ValueError):
+        return bytes(x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest)
+
+
 def display_name(name: x509.Name) -> str:
     """The name as Windows shows it: most specific first, ``", "`` between RDNs, Windows
     attribute names (``E=``, ``S=``), values escaped as RFC 4514 section 2.4 says."""

@@ -10,7 +10,6 @@ and gpgsm 2.2 cannot read the modern form.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -18,7 +17,6 @@ from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 
 from smimecli.errors import UsageError
 
-PfxEncryption = Literal["modern", "legacy"]
 ENCRYPTIONS: tuple[str, ...] = ("modern", "legacy")
 
 _MODERN_ROUNDS = 20000

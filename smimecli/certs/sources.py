@@ -89,7 +89,7 @@ class StoreSource:
 class _PathSource:
     """A source backed by a file or a folder, read once on first use."""
 
-    kind = "path"
+    kind: str  # each source names itself: "pfx", "sst", "cer", "dir"
 
     def __init__(self, path: Path | str, password: bytes | None = None) -> None:
         self.path = Path(path)
@@ -122,8 +122,6 @@ class _PathSource:
 
 class _FileSource(_PathSource):
     """A source backed by one file."""
-
-    kind = "file"
 
     def _load(self) -> list[CertEntry]:
         try:

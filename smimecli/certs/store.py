@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from smimecli.certs import names
@@ -128,9 +129,12 @@ def iso(moment: dt.datetime) -> str:
 
 
 def _ski(cert: x509.Certificate) -> bytes | None:
+    """The SKI a CMS recipient names this certificate by (the extension, else RFC 5280
+    method 1: :func:`names.subject_key_identifier`, as ``encrypt --recipient-id ski``
+    writes it); None when the public key is of a type cryptography cannot read."""
     try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except (x509.ExtensionNotFound, ValueError):
+        return names.subject_key_identifier(cert)
+    except (ValueError, UnsupportedAlgorithm):
         return None
 
 
@@ -525,9 +529,16 @@ class Store:
         marks = ", ".join("?" for _ in ids)
         return self._select(f"c.id IN ({marks})", ids)
 
+    @names.quiet()
     def find_by_ski(self, ski: bytes) -> list[StoredCert]:
-        """Certificates with this subjectKeyIdentifier (CMS SubjectKeyIdentifier recipients)."""
-        return self._select("c.ski = ?", (bytes(ski),))
+        """Certificates with this subjectKeyIdentifier (CMS SubjectKeyIdentifier recipients).
+
+        Stores written before the method 1 value was recorded hold no ``ski`` for a
+        certificate without the extension: such rows are checked against their DER.
+        """
+        wanted = bytes(ski)
+        found = self._select("(c.ski = ? OR c.ski IS NULL)", (wanted,))
+        return [c for c in found if _ski(c.cert) == wanted]
 
     def private_key(self, thumbprint: str) -> PrivateKey | None:
         """The private key held for a certificate, or None.

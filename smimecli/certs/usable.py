@@ -12,6 +12,7 @@ usable certificates, the one valid the longest.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
@@ -30,8 +31,12 @@ T = TypeVar("T")
 
 def _key_type_problem(cert: x509.Certificate) -> tuple[str | None, str | None]:
     """Return (kind, problem): kind is 'rsa' or 'ec' when supported."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
     try:
         key = cert.public_key()
+    except UnsupportedAlgorithm:  # a key type cryptography does not know (GOST, ...)
+        return None, "unsupported key type"
     except (ValueError, TypeError) as exc:
         return None, f"unreadable public key ({exc})"
     if isinstance(key, rsa.RSAPublicKey):
@@ -101,8 +106,14 @@ def problems(
     return found
 
 
+@functools.lru_cache(maxsize=256)
 def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Whether ``issuer`` signed ``cert`` (names match and the signature verifies)."""
+    """Whether ``issuer`` signed ``cert`` (names match and the signature verifies).
+
+    Cached: the answer depends on the two certificates only, and ``require_trusted``
+    checks the same chains for every recipient of every message of a batch. Validity
+    times depend on the clock and are checked by the callers, uncached.
+    """
     if cert.issuer != issuer.subject:
         return False
     try:

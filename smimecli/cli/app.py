@@ -19,12 +19,7 @@ import typer
 
 from smimecli import __version__
 from smimecli.cli import coercion
-from smimecli.cli.common import (
-    STATE,
-    StorePasswordEnvOpt,
-    configure_logging,
-    store_password_from_env,
-)
+from smimecli.cli.common import STATE, StorePasswordEnvOpt, configure_logging
 from smimecli.errors import ExitStatus, SmimeError
 
 
@@ -82,28 +77,30 @@ def root(
     75 temporary failure, 77 wrong password or no key, 78 configuration error, 70 bug.
     """
     if store_password_env is not None:
-        import os
+        from smimecli.passwords import read_password
 
         # The store reads SMIMECLI_STORE_PASSWORD wherever it is opened (this process only).
-        os.environ["SMIMECLI_STORE_PASSWORD"] = store_password_from_env(store_password_env)
+        passphrase = read_password(password_env=store_password_env) or b""
+        os.environ["SMIMECLI_STORE_PASSWORD"] = passphrase.decode("utf-8")
     STATE.store = store
     STATE.verbose = verbose
     STATE.quiet = quiet
     configure_logging(verbose=verbose, quiet=quiet)
 
 
-# Top-level commands in --help order: name -> (module in smimecli.cli, attribute, kind).
-# A command's module is imported only when that command is built (STYLE principle 6).
-_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "encrypt": ("encrypt", "encrypt", "command"),
-    "decrypt": ("decrypt", "decrypt", "command"),
-    "inspect": ("decrypt", "inspect", "command"),
-    "certs": ("certs", "app", "group"),
-    "gen-root": ("lab", "gen_root", "command"),
-    "issue-user": ("lab", "issue_user", "command"),
-    "rules": ("rules", "app", "group"),
-    "tnef": ("tnef", "app", "group"),
-    "demo": ("demo", "demo", "command"),
+# Top-level commands in --help order: name -> (module in smimecli.cli, attribute); a Typer
+# attribute is a command group, a function a command. A command's module is imported only
+# when that command is built (STYLE principle 6).
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "encrypt": ("encrypt", "encrypt"),
+    "decrypt": ("decrypt", "decrypt"),
+    "inspect": ("decrypt", "inspect"),
+    "certs": ("certs", "app"),
+    "gen-root": ("lab", "gen_root"),
+    "issue-user": ("lab", "issue_user"),
+    "rules": ("rules", "app"),
+    "tnef": ("tnef", "app"),
+    "demo": ("demo", "demo"),
 }
 
 
@@ -111,10 +108,10 @@ def build_app(only: str | None = None) -> typer.Typer:
     """The root app with every command, or with the one top-level command ``only``."""
     new = _new_app()
     new.callback()(root)
-    for name, (module_name, attribute, kind) in _COMMANDS.items():
+    for name, (module_name, attribute) in _COMMANDS.items():
         if only is None or name == only:
             target = getattr(importlib.import_module(f"smimecli.cli.{module_name}"), attribute)
-            if kind == "group":
+            if isinstance(target, typer.Typer):
                 new.add_typer(target, name=name)
             else:
                 new.command(name)(target)

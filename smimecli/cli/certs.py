@@ -209,15 +209,17 @@ def list_(
     json: JsonOpt = False,
 ) -> None:
     """List the store's certificates with their problems (expired, no emailProtection...)."""
+    from smimecli import rules
     from smimecli.certs import info as certinfo
 
     with open_store() as store:
-        if email and not any(ch in email for ch in "*?["):
+        if email and not rules.is_wildcard(email):
             rows = store.by_email(email, store_name)
         else:
             rows = store.certificates(store_name)
             if email:
-                rows = [r for r in rows if certinfo.matches_email(r, email)]
+                pattern = certinfo.email_pattern(email)
+                rows = [r for r in rows if certinfo.matches_email(r, pattern)]
         docs = [certinfo.summary(r) for r in rows]
     if json:
         emit_json(docs)

@@ -18,6 +18,7 @@ pydantic.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 from enum import Enum
@@ -36,6 +37,14 @@ else:
     TYPER_INTERNALS = True
 
 __all__ = ["TYPER_INTERNALS", "install"]
+
+
+_PLAIN_INT = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
+def _plain_int(text: str) -> int | None:
+    """An integer written the plain way (ASCII digits, sign, spaces around), else None."""
+    return int(text) if _PLAIN_INT.fullmatch(text) else None
 
 
 def _text(value: Any) -> str:
@@ -66,18 +75,13 @@ class _Light(RuntimeParam):
             if annotation is bool and isinstance(value, bool):
                 return value
             if annotation is int and not isinstance(value, bool):
-                try:
-                    number = value if isinstance(value, int) else int(_text(value).strip(), 10)
-                except ValueError:
-                    raise BadParameter(f"{value!r} is not a valid integer.", ctx=ctx,
-                                       param=param) from None
-                if info.min is not None and number < info.min:
-                    raise BadParameter(f"{number} is smaller than the minimum {info.min}.",
-                                       ctx=ctx, param=param)
-                if info.max is not None and number > info.max:
-                    raise BadParameter(f"{number} is larger than the maximum {info.max}.",
-                                       ctx=ctx, param=param)
-                return number
+                number = value if isinstance(value, int) else _plain_int(_text(value))
+                in_range = number is not None and (info.min is None or number >= info.min) and (
+                    info.max is None or number <= info.max
+                )
+                if in_range:
+                    return number
+                # Anything else (and every refusal, with its message) is Typer's to say.
             if annotation is Path:
                 # Typer's own path checks, given a Path so that they need no pydantic.
                 path = value if isinstance(value, Path) else Path(

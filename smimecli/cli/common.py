@@ -89,23 +89,13 @@ def state() -> State:
     return STATE
 
 
-def store_password_from_env(name: str) -> str:
-    """The value of the variable named by --store-password-env; unset is a usage error."""
-    value = os.environ.get(name)
-    if value is None:
-        from smimecli.errors import UsageError
-
-        raise UsageError(f"environment variable {name} is not set")
-    return value
-
-
 def open_store(store_password_env: str | None = None, *, create: bool = True) -> Store:
-    """The store of --store; a command's own --store-password-env gives the passphrase."""
+    """The store of --store; a command's own --store-password-env gives the passphrase
+    (an unset variable is a usage error; without the option the store reads its own)."""
     from smimecli.certs.store import Store
+    from smimecli.passwords import read_password
 
-    passphrase = None
-    if store_password_env is not None:
-        passphrase = store_password_from_env(store_password_env).encode("utf-8")
+    passphrase = read_password(password_env=store_password_env)
     return Store.open(STATE.store_dir(), create=create, passphrase=passphrase)
 
 

@@ -89,10 +89,11 @@ def decrypt(
     """
     import contextlib
     import shutil
-    import tempfile
 
+    from smimecli.cms import spool
     from smimecli.decrypt import decrypt_message, store_key_lookup
     from smimecli.files import atomic_output, open_input
+    from smimecli.streams import CHUNK
 
     name = input_name(input)
     identity = None
@@ -114,11 +115,11 @@ def decrypt(
             decrypt_message(src, dst, identity, key_lookup=lookup, what=name)
             return
         # Standard output cannot be taken back: spool, and write only a complete result.
-        spool: Any = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=32 << 20))
-        decrypt_message(src, spool, identity, key_lookup=lookup, what=name)
-        spool.seek(0)
+        held = stack.enter_context(spool())
+        decrypt_message(src, held, identity, key_lookup=lookup, what=name)
+        held.seek(0)
         out = stdout_binary()
-        shutil.copyfileobj(spool, out, 1 << 20)
+        shutil.copyfileobj(held, out, CHUNK)
         out.flush()
 
 

@@ -39,17 +39,14 @@ def check(*, rules: RulesOpt, json: JsonOpt = False) -> None:
     """
     import logging
 
-    from smimecli.rules import load_rules, shadowed_patterns
+    from smimecli.rules import load_rules, shadow_warning, shadowed_patterns
 
     ruleset = load_rules(rules, store_dir=state().store_dir())
     ruleset.open_all()
     log = logging.getLogger("smimecli")
     warnings = []
     for later, pattern, earlier, cover in shadowed_patterns(ruleset):
-        warning = (
-            f"{ruleset.where(later, 'recipients')}: pattern {pattern!r} is shadowed by "
-            f"{cover!r} of the earlier rule {earlier.name!r}"
-        )
+        warning = shadow_warning(ruleset.where(later, "recipients"), pattern, earlier, cover)
         warnings.append(warning)
         log.warning(warning)
     count = len(ruleset.rules)
@@ -96,7 +93,7 @@ def rules_test(
     unencrypted or be rejected, 78 for a configuration error.
     """
     from smimecli.errors import RejectError, UsageError
-    from smimecli.plan import run_rules_test
+    from smimecli.plan import Outcome, run_rules_test
     from smimecli.rules import load_rules
 
     if not names and not all_rules:
@@ -107,7 +104,7 @@ def rules_test(
     report = run_rules_test(
         ruleset, names or [], all_rules=all_rules, recipients=recipient or []
     )
-    tested = [r for rep in report.reports for r in rep.plan.recipients]
+    tested = report.tested
     if recipient and not tested:
         raise UsageError(
             "none of the --recipient addresses matches the tested rules: nothing to test"
@@ -119,7 +116,7 @@ def rules_test(
     else:
         _print_plain(report)
     if not report.all_encrypted:
-        bad = [r for r in tested if str(r.outcome) != "ENCRYPTED"]
+        bad = [r for r in tested if r.outcome is not Outcome.ENCRYPTED]
         raise RejectError(
             f"{len(bad)} of {len(tested)} tested recipients would not be encrypted: "
             + ", ".join(f"{r.address} {r.outcome}" for r in bad)
@@ -151,7 +148,9 @@ def _algorithms(recipient: RecipientPlan, cipher: str | None) -> str:
 
 
 def _print_plain(report: RulesTestReport) -> None:
-    out: list[str] = [f"rules file: {report.rules.path}", "sender: test@localhost"]
+    from smimecli.plan import TEST_SENDER, Outcome
+
+    out: list[str] = [f"rules file: {report.rules.path}", f"sender: {TEST_SENDER}"]
     out.extend(f"warning: {w}" for w in report.warnings)
     for rule_report in report.reports:
         rule = rule_report.rule
@@ -173,8 +172,8 @@ def _print_plain(report: RulesTestReport) -> None:
                     f"    not chosen:  {turned.subject} ({turned.thumbprint[:16]}): "
                     + ", ".join(turned.reasons)
                 )
-    tested = [r for rep in report.reports for r in rep.plan.recipients]
-    good = sum(1 for r in tested if str(r.outcome) == "ENCRYPTED")
+    tested = report.tested
+    good = sum(1 for r in tested if r.outcome is Outcome.ENCRYPTED)
     out.append("")
     out.append(f"{good} of {len(tested)} tested recipients ENCRYPTED")
     print("\n".join(out))
@@ -184,8 +183,10 @@ def _print_rich(report: RulesTestReport) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from smimecli.plan import TEST_SENDER
+
     term: Any = console()
-    term.print(Text(f"rules file: {report.rules.path}  sender: test@localhost"))
+    term.print(Text(f"rules file: {report.rules.path}  sender: {TEST_SENDER}"))
 
     def warn(message: str) -> None:
         term.print(Text.assemble(("warning: ", "yellow"), message))

@@ -5,6 +5,8 @@ the RecipientInfos, ``algorithms`` the content ciphers both directions share, ``
 legacy RC2 cipher, and ``der`` the few TLV writers the streaming framing needs.
 """
 
+from typing import BinaryIO
+
 # RFC 5652 section 4 / 5.1 / 6.1 and RFC 5083 section 1: the ContentInfo content types.
 OID_DATA = "1.2.840.113549.1.7.1"
 OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -12,3 +14,10 @@ OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 OID_AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
 
 SPOOL_IN_MEMORY = 8 << 20  # a spooled stream goes to a temporary file beyond this
+
+
+def spool() -> BinaryIO:
+    """A temporary file held in memory up to :data:`SPOOL_IN_MEMORY`, on disk beyond."""
+    import tempfile  # not every run spools
+
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[return-value]

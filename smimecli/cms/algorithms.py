@@ -16,7 +16,6 @@ that is only renamed into place afterwards.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
@@ -24,8 +23,6 @@ from typing import Any
 
 from smimecli.cms import der, rc2
 from smimecli.errors import DataError, UsageError
-
-log = logging.getLogger("smimecli")
 
 # The one message for every content-decryption failure, so that no caller can turn the
 # difference between "bad padding" and "bad length" into an oracle.
@@ -218,17 +215,8 @@ class ContentAlgorithm:
         return self.cipher.name
 
 
-def _der_of(value: Any) -> bytes:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    dump = getattr(value, "dump", None)
-    if dump is None:
-        raise TypeError("algorithm identifier must be DER bytes or an asn1crypto value")
-    return bytes(dump())
-
-
-def parse_algorithm_identifier(algorithm_identifier: Any) -> ContentAlgorithm:
-    """Read a ContentEncryptionAlgorithmIdentifier (DER bytes or an asn1crypto value).
+def parse_algorithm_identifier(algorithm_identifier: bytes) -> ContentAlgorithm:
+    """Read a ContentEncryptionAlgorithmIdentifier (DER bytes).
 
     RC2 parameters are accepted as the RFC 3370 SEQUENCE (version numbers mapped with the
     RFC 2268 table, or the bit count itself from 256 up) or as a bare IV (32 bits, RFC 2268
@@ -236,7 +224,7 @@ def parse_algorithm_identifier(algorithm_identifier: Any) -> ContentAlgorithm:
     """
     asn1 = _asn1()
     try:
-        parsed = asn1.AlgorithmIdentifier.load(_der_of(algorithm_identifier))
+        parsed = asn1.AlgorithmIdentifier.load(bytes(algorithm_identifier))
         oid = parsed["algorithm"].dotted
         params = parsed["parameters"]
         raw_params = params.dump() if params.native is not None or params.contents else b""
@@ -349,14 +337,6 @@ class ContentEncryptor:
         return tail
 
 
-def content_encryptor(cipher: ContentCipher, key: bytes, iv: bytes) -> ContentEncryptor:
-    """A streaming encryptor; a weak cipher logs its warning (SPEC section 6)."""
-    warning = weak_cipher_warning(cipher)
-    if warning:
-        log.warning(warning)
-    return ContentEncryptor(cipher, key, iv)
-
-
 # --- streaming decryption ------------------------------------------------------------------
 
 
@@ -428,7 +408,7 @@ def content_decryptor(algorithm_identifier: Any, key: bytes) -> CBCDecryptor | G
     """A streaming decryptor for a ContentEncryptionAlgorithmIdentifier and key.
 
     Args:
-        algorithm_identifier: DER bytes, an asn1crypto value, or a parsed ContentAlgorithm.
+        algorithm_identifier: DER bytes, or a parsed ContentAlgorithm.
         key: the content-encryption key from the RecipientInfo.
     """
     if isinstance(algorithm_identifier, ContentAlgorithm):

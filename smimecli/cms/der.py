@@ -1,13 +1,14 @@
-"""A small DER writer for the outer CMS framing of big contents.
+"""A small DER writer (and header reader) for what encryption writes.
 
-asn1crypto builds whole values in memory, which is fine for RecipientInfos and
-AlgorithmIdentifiers but not for a 1 GB encryptedContent. The envelope writes the outer
-ContentInfo / EnvelopedData / EncryptedContentInfo headers with these functions instead.
+asn1crypto builds whole values in memory and costs start-up time, which is fine for reading
+but not for a 1 GB encryptedContent or a gateway that runs once per message. Encryption
+writes everything with these functions: the ContentInfo / EnvelopedData /
+EncryptedContentInfo framing, the RecipientInfos and the AlgorithmIdentifiers.
 
-Choice of encoding: the content length is known before encryption starts (the message is
-read once to measure its canonical CRLF length, or spooled when it cannot be re-read), and
-CBC/GCM ciphertext length follows from it, so every length is definite and the output is
-DER, as SPEC section 1.1 asks and as Windows writes it.
+Choice of encoding: the content length is known before the framing is final (the message is
+measured first, or the framing is written for a range of lengths and rewritten, see
+smimecli.encrypt), and CBC/GCM ciphertext length follows from it, so every length is
+definite and the output is DER, as SPEC section 1.1 asks and as Windows writes it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """EnvelopeBuilder: CMS EnvelopedData (RFC 5652 section 6) and AuthEnvelopedData (RFC 5083)
 written in constant memory.
 
-The small parts (RecipientInfos, the AlgorithmIdentifier) come from asn1crypto; the outer
-ContentInfo framing is written with :mod:`smimecli.cms.der` around a content that is read,
-encrypted and written in 1 MiB pieces into a reused buffer. All lengths are definite (the
-plaintext length is known in advance), so the output is DER.
+Everything is written with :mod:`smimecli.cms.der` (encrypting never imports asn1crypto):
+the RecipientInfos and AlgorithmIdentifier (recipients.py, algorithms.py), and the outer
+ContentInfo framing around a content that is read, encrypted and written in 1 MiB pieces
+into reused buffers. All lengths are definite, so the output is DER: the plaintext length
+is known in advance (:meth:`EnvelopeBuilder.encrypt_chunks`), or the header is written for
+a range of lengths and rewritten by the caller (:meth:`EnvelopeBuilder.encrypt_unmeasured`).
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ from smimecli.cms import (
     OID_AUTH_ENVELOPED_DATA,
     OID_DATA,
     OID_ENVELOPED_DATA,
-    SPOOL_IN_MEMORY,
     der,
+    spool,
 )
 from smimecli.cms.algorithms import (
     DEFAULT_CIPHER,
     GCM_TAG_LENGTH,
     ContentCipher,
+    ContentEncryptor,
     algorithm_identifier,
-    content_encryptor,
     get_cipher,
     new_iv,
     new_key,
@@ -36,13 +38,12 @@ from smimecli.cms.algorithms import (
 )
 from smimecli.cms.recipients import Recipient, build_recipient_info
 from smimecli.errors import IOFailedError, UsageError
-from smimecli.streams import THREADED_FROM
+from smimecli.streams import CHUNK, THREADED_FROM, read_chunks
 
 __all__ = ["EnvelopeBuilder", "EnvelopeResult", "Recipient"]
 
 log = logging.getLogger("smimecli")
 
-CHUNK = 1 << 20
 
 
 class Writable(Protocol):
@@ -69,15 +70,6 @@ class EnvelopeResult:
     recipients: list[RecipientSummary]
     warnings: list[str] = field(default_factory=list)
     size: int = 0  # bytes of DER written
-
-
-def read_chunks(src: BinaryIO) -> Generator[bytes, None, None]:
-    """The stream's bytes, CHUNK at a time, to its end."""
-    while True:
-        chunk = src.read(CHUNK)
-        if not chunk:
-            return
-        yield chunk
 
 
 class _UpdateInto(Protocol):
@@ -203,15 +195,11 @@ class EnvelopeBuilder:
             return self.encrypt_chunks(read_chunks(src), end - start, dst)
         except (OSError, ValueError, AttributeError):
             pass
-        import tempfile
-
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-            total = 0
-            for chunk in read_chunks(src):
-                spool.write(chunk)
-                total += len(chunk)
-            spool.seek(0)
-            return self.encrypt_chunks(read_chunks(spool), total, dst)  # type: ignore[arg-type]
+        with spool() as held:
+            held.writelines(read_chunks(src))
+            total = held.tell()
+            held.seek(0)
+            return self.encrypt_chunks(read_chunks(held), total, dst)
 
     def encrypt_chunks(
         self, chunks: Iterable[bytes | bytearray | memoryview], length: int, dst: Writable
@@ -280,8 +268,7 @@ class EnvelopeBuilder:
         ]
         # Logged by result(), once the envelope is written: an attempt given up (one pass
         # falling back to two) must not repeat them.
-        to_log = [warning for item in built for warning in item.warnings]
-        warnings.extend(to_log)
+        warnings.extend(warning for item in built for warning in item.warnings)
         # RFC 5652 section 6.1: version 0 when every RecipientInfo is v0 and there is no
         # originatorInfo or unprotectedAttrs, else 2. RFC 5083 section 2.1: always 0.
         if cipher.authenticated:
@@ -290,7 +277,7 @@ class EnvelopeBuilder:
             version = 0 if all(b.version == 0 for b in built) else 2
         # X.690 section 11.6: DER sorts SET OF elements by their encodings.
         recipient_infos = der.tlv(der.SET, b"".join(sorted(b.der for b in built)))
-        return _Framing(cipher, key, iv, version, recipient_infos, summaries, warnings, to_log)
+        return _Framing(cipher, key, iv, version, recipient_infos, summaries, warnings)
 
 
 class _Framing:
@@ -300,12 +287,11 @@ class _Framing:
     of a small message's time.
     """
 
-    __slots__ = ("cipher", "iv", "key", "recipient_infos", "summaries", "to_log", "version",
-                 "warnings")
+    __slots__ = ("cipher", "iv", "key", "recipient_infos", "summaries", "version", "warnings")
 
     def __init__(self, cipher: ContentCipher, key: bytes, iv: bytes, version: int,
                  recipient_infos: bytes, summaries: list[RecipientSummary],
-                 warnings: list[str], to_log: list[str]) -> None:
+                 warnings: list[str]) -> None:
         self.cipher = cipher
         self.key = key
         self.iv = iv
@@ -313,7 +299,6 @@ class _Framing:
         self.recipient_infos = recipient_infos
         self.summaries = summaries
         self.warnings = warnings
-        self.to_log = to_log
 
     def layout(self, length: int) -> tuple[bytes, int]:
         """Everything before the ciphertext for ``length`` plaintext bytes, and the size
@@ -349,7 +334,7 @@ class _Framing:
     ) -> tuple[int, int]:
         """Encrypt the chunks into ``dst`` and finish (padding, GCM tag): (plaintext bytes,
         bytes written). More than ``limit`` plaintext bytes is IOFailedError."""
-        encryptor = content_encryptor(self.cipher, self.key, self.iv)
+        encryptor = ContentEncryptor(self.cipher, self.key, self.iv)
         seen = 0
         written = 0
 
@@ -384,7 +369,7 @@ class _Framing:
         the DER framing."""
         if size != expected:  # pragma: no cover - a bug in the length arithmetic
             raise AssertionError(f"DER length mismatch: wrote {size}, framed {expected}")
-        for warning in self.to_log:
+        for warning in self.warnings:  # weak cipher (SPEC section 6), OAEP with SHA-1
             log.warning(warning)
         return EnvelopeResult(
             cipher=self.cipher.name,

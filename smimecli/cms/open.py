@@ -24,7 +24,6 @@ closes that gap.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -36,7 +35,7 @@ from smimecli.cms import (
     OID_DATA,
     OID_ENVELOPED_DATA,
     OID_SIGNED_DATA,
-    SPOOL_IN_MEMORY,
+    spool,
 )
 from smimecli.cms.ber import (
     CLASS_CONTEXT,
@@ -57,6 +56,7 @@ from smimecli.cms.unwrap import (
     list_recipients,
 )
 from smimecli.errors import AuthError, DataError
+from smimecli.streams import read_chunks
 
 CONTENT_TYPES = {
     OID_DATA: "data",
@@ -97,15 +97,11 @@ class EnvelopeHead:
     """What the message says before its encrypted content."""
 
     content_type: str  # OID of the outer ContentInfo
-    version: int = 0
-    recipient_infos: Any = None  # asn1crypto RecipientInfos
     recipients: list[RecipientEntry] = field(default_factory=list)
-    content_algorithm: Any = None  # asn1crypto EncryptionAlgorithm
+    content_algorithm_oid: str = ""  # the content-encryption algorithm, dotted
     cipher: Any = None  # smimecli.cms.algorithms.ContentAlgorithm (cipher, IV, tag length)
     content_algorithm_der: bytes = b""
-    inner_content_type: str = OID_DATA
     content_tlv: Tlv | None = None  # header of encryptedContent, None when absent
-    originator_certificates: list[bytes] = field(default_factory=list)
     # Children iterators of the containers still open, outermost first: ContentInfo, [0],
     # EnvelopedData, EncryptedContentInfo.
     levels: list[Iterator[Tlv]] = field(default_factory=list)
@@ -119,11 +115,6 @@ class EnvelopeHead:
     def is_auth_enveloped(self) -> bool:
         """True for AuthEnvelopedData (RFC 5083)."""
         return self.content_type == OID_AUTH_ENVELOPED_DATA
-
-    @property
-    def content_algorithm_oid(self) -> str:
-        """The dotted OID of the content-encryption algorithm."""
-        return str(self.content_algorithm["algorithm"].dotted)
 
     @property
     def key_length(self) -> int | None:
@@ -178,32 +169,30 @@ def read_head(
     body = reader.next_universal(levels[1], TAG_SEQUENCE, "the EnvelopedData SEQUENCE")
     fields = reader.children(body)
     version = reader.next_universal(fields, TAG_INTEGER, "the EnvelopedData version")
-    head.version = int.from_bytes(reader.read_content(version, max_size=8), "big")
+    reader.read_content(version, max_size=8)  # any version is read the same way
     tlv = next(fields, None)
-    if tlv is not None and tlv.is_context(0):  # originatorInfo [0] IMPLICIT (6.1)
-        raw = reader.read_element(tlv)
-        head.originator_certificates = _originator_certs(raw)
+    if tlv is not None and tlv.is_context(0):  # originatorInfo [0] IMPLICIT (6.1): unused
+        reader.read_element(tlv)
         tlv = next(fields, None)
     if tlv is None or not tlv.is_universal(TAG_SET):
         raise reader.error("expected the RecipientInfos SET")
     raw = reader.read_element(tlv)
     try:
-        head.recipient_infos = cms.RecipientInfos.load(raw)
-        head.recipients = list_recipients(head.recipient_infos)
+        head.recipients = list_recipients(cms.RecipientInfos.load(raw))
     except (ValueError, TypeError, KeyError) as exc:
         problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{what} has unreadable RecipientInfos ({problem})") from exc
     eci = reader.next_universal(fields, TAG_SEQUENCE, "the EncryptedContentInfo SEQUENCE")
     parts = reader.children(eci)
     first = reader.next_universal(parts, TAG_OID, "the encrypted content type")
-    head.inner_content_type = decode_oid(reader.read_content(first, max_size=256))
+    reader.read_content(first, max_size=256)  # the inner content type (id-data, in S/MIME)
     alg = reader.next_universal(
         parts, TAG_SEQUENCE, "the content-encryption AlgorithmIdentifier"
     )
     head.content_algorithm_der = reader.read_element(alg, max_size=4096)
     try:
-        head.content_algorithm = algos.EncryptionAlgorithm.load(head.content_algorithm_der)
-        head.content_algorithm["algorithm"].dotted  # noqa: B018 - forces the parse
+        algorithm = algos.EncryptionAlgorithm.load(head.content_algorithm_der)
+        head.content_algorithm_oid = str(algorithm["algorithm"].dotted)  # forces the parse
     except (ValueError, TypeError) as exc:
         raise DataError(f"{what} has an unreadable content-encryption algorithm") from exc
     if parse_cipher:
@@ -223,19 +212,7 @@ def read_head(
     return head
 
 
-def _originator_certs(raw: bytes) -> list[bytes]:
-    try:
-        info = cms.OriginatorInfo.load(b"\x30" + raw[1:])
-        return [c.chosen.dump() for c in info["certs"] or [] if c.name == "certificate"]
-    except (ValueError, TypeError, KeyError):
-        return []
-
-
 # --- content decryption -----------------------------------------------------------------------
-
-
-def _spool() -> IO[bytes]:
-    return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
 
 
 class _KeyRejectedError(Exception):
@@ -277,9 +254,9 @@ def _gcm_pass(
     if aad:
         # RFC 5083 2.2: the AAD is the DER encoding of authAttrs with a SET OF tag.
         decryptor.authenticate_additional_data(aad)
-    plain = _spool()
+    plain = spool()
     ciphertext.seek(0)
-    while chunk := ciphertext.read(_CHUNK):
+    for chunk in read_chunks(ciphertext, _CHUNK):
         plain.write(decryptor.update(chunk))
     try:
         plain.write(decryptor.finalize_with_tag(tag))
@@ -354,9 +331,8 @@ def decrypt_content(
         raise no_key_error(what)
     chunks = _content_chunks(reader, head, what)
     if head.is_auth_enveloped:
-        with _spool() as ciphertext:
-            for chunk in chunks:
-                ciphertext.write(chunk)
+        with spool() as ciphertext:
+            ciphertext.writelines(chunks)
             aad, tag = _finish(reader, head)
             plain = None
             for cek in candidates:
@@ -368,8 +344,7 @@ def decrypt_content(
         if plain is None:
             raise no_key_error(what)
         with plain:
-            while chunk := plain.read(_CHUNK):
-                yield chunk
+            yield from read_chunks(plain, _CHUNK)
         return
     if len(candidates) == 1:
         try:
@@ -378,9 +353,8 @@ def decrypt_content(
             raise no_key_error(what) from None
         _finish(reader, head)
         return
-    with _spool() as ciphertext:
-        for chunk in chunks:
-            ciphertext.write(chunk)
+    with spool() as ciphertext:
+        ciphertext.writelines(chunks)
         _finish(reader, head)
         # Several candidate keys (a key without its certificate): a wrong one still passes
         # the CBC padding check once in about 256 tries, so a key whose plaintext starts
@@ -390,7 +364,7 @@ def decrypt_content(
             ciphertext.seek(0)
             head_bytes = b""
             try:
-                for piece in _cbc_pass(head, cek, iter(lambda: ciphertext.read(_CHUNK), b"")):
+                for piece in _cbc_pass(head, cek, read_chunks(ciphertext, _CHUNK)):
                     if len(head_bytes) < BINARY_SAMPLE:
                         head_bytes += piece[: BINARY_SAMPLE - len(head_bytes)]
             except _KeyRejectedError:
@@ -402,6 +376,6 @@ def decrypt_content(
                 fallback = cek
         if fallback is not None:
             ciphertext.seek(0)
-            yield from _cbc_pass(head, fallback, iter(lambda: ciphertext.read(_CHUNK), b""))
+            yield from _cbc_pass(head, fallback, read_chunks(ciphertext, _CHUNK))
             return
     raise no_key_error(what)

@@ -10,7 +10,6 @@ ECC-CMS-SharedInfo, and AES key wrap (RFC 3394).
 from __future__ import annotations
 
 import functools
-import logging
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -19,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap, aes_key_wrap_with_padding
 
+# Re-exported: unwrap and callers import it from here; the store shares it (one definition).
+from smimecli.certs.names import subject_key_identifier as subject_key_identifier
 from smimecli.cms import der
 from smimecli.cms.algorithms import ContentCipher
 from smimecli.errors import DataError, UsageError
-
-log = logging.getLogger("smimecli")
 
 KEY_TRANSPORTS = ("rsa", "rsa-oaep")
 OAEP_HASHES = ("sha1", "sha256", "sha384", "sha512")
@@ -41,17 +40,26 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha512": hashes.SHA512,
 }
 
-# AES key wrap by key-encryption key size (RFC 3565 section 2.3.2), with padding (RFC 5649)
-# for content keys shorter than 16 bytes (RC2-40, RC2-64), which RFC 3394 cannot wrap.
-_WRAP = {16: "aes128_wrap", 24: "aes192_wrap", 32: "aes256_wrap"}
-_WRAP_PAD = {16: "aes128_wrap_pad", 24: "aes192_wrap_pad", 32: "aes256_wrap_pad"}
+# Key-encryption algorithms, both directions (unwrap.py reads them back).
+OID_RSA = "1.2.840.113549.1.1.1"  # rsaEncryption (PKCS#1 v1.5), RFC 3370 section 4.2.1
+OID_RSAES_OAEP = "1.2.840.113549.1.1.7"  # RFC 4055 section 4.1
+# RFC 3565 2.3.2: AES key wrap algorithms and their key-encryption key sizes in bytes.
+AES_WRAP: dict[str, tuple[str, int]] = {
+    "2.16.840.1.101.3.4.1.5": ("aes128-wrap", 16),
+    "2.16.840.1.101.3.4.1.25": ("aes192-wrap", 24),
+    "2.16.840.1.101.3.4.1.45": ("aes256-wrap", 32),
+    # RFC 5649 AES key wrap with padding (what smimecli uses for RC2-40/64 keys to EC peers).
+    "2.16.840.1.101.3.4.1.8": ("aes128-wrap-pad", 16),
+    "2.16.840.1.101.3.4.1.28": ("aes192-wrap-pad", 24),
+    "2.16.840.1.101.3.4.1.48": ("aes256-wrap-pad", 32),
+    # RFC 3217 Triple-DES key wrap (what OpenSSL picks for 3DES content to EC peers).
+    "1.2.840.113549.1.9.16.3.6": ("des3-wrap", 24),
+}
 _CONTEXT_2_CONSTRUCTED = 0xA2  # ECC-CMS-SharedInfo suppPubInfo [2] EXPLICIT
 
-# The OIDs the writers below need (RecipientInfos are written with smimecli.cms.der, so
-# that encrypting never imports asn1crypto; the readers in unwrap.py use asn1crypto).
+# The other OIDs the writers below need (RecipientInfos are written with smimecli.cms.der,
+# so that encrypting never imports asn1crypto; the readers in unwrap.py use asn1crypto).
 _OID = {
-    "rsaes_pkcs1v15": "1.2.840.113549.1.1.1",  # RFC 3370 section 4.2.1
-    "rsaes_oaep": "1.2.840.113549.1.1.7",  # RFC 4055 section 4.1
     "mgf1": "1.2.840.113549.1.1.8",
     "sha1": "1.3.14.3.2.26",
     "sha224": "2.16.840.1.101.3.4.2.4",
@@ -59,17 +67,9 @@ _OID = {
     "sha384": "2.16.840.1.101.3.4.2.2",
     "sha512": "2.16.840.1.101.3.4.2.3",
     "ec": "1.2.840.10045.2.1",  # id-ecPublicKey, RFC 5480
-    "aes128_wrap": "2.16.840.1.101.3.4.1.5",  # RFC 3565 section 2.3.2
-    "aes192_wrap": "2.16.840.1.101.3.4.1.25",
-    "aes256_wrap": "2.16.840.1.101.3.4.1.45",
-    "aes128_wrap_pad": "2.16.840.1.101.3.4.1.8",  # RFC 5649 section 3
-    "aes192_wrap_pad": "2.16.840.1.101.3.4.1.28",
-    "aes256_wrap_pad": "2.16.840.1.101.3.4.1.48",
 }
 _NULL = b"\x05\x00"
 _BIT_STRING = 0x03
-_CONTEXT_0_IMPLICIT_OCTETS = 0x80  # rid subjectKeyIdentifier [0] IMPLICIT OCTET STRING
-_CONTEXT_1_CONSTRUCTED = 0xA1  # originatorKey [1] IMPLICIT; the kari [1] IMPLICIT CHOICE
 
 
 @dataclass(frozen=True)
@@ -153,17 +153,6 @@ class BuiltRecipientInfo:
     warnings: list[str] = field(default_factory=list)
 
 
-def subject_key_identifier(cert: x509.Certificate) -> bytes:
-    """The SKI extension value, or the RFC 5280 section 4.2.1.2 method 1 value when absent
-    (SHA-1 of the subjectPublicKey BIT STRING), which is what Windows and OpenSSL compute."""
-    try:
-        return bytes(
-            cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-        )
-    except (x509.ExtensionNotFound, ValueError):
-        return bytes(x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest)
-
-
 def _issuer_and_serial(cert: x509.Certificate) -> bytes:
     """DER IssuerAndSerialNumber, copied from the certificate's own encoding: the issuer
     Name must match the certificate byte for byte (RFC 5652 section 10.2.4)."""
@@ -214,14 +203,15 @@ def _ktri_template(recipient: Recipient) -> tuple[bytes, bytes, int, str]:
     times."""
     if recipient.key_transport == "rsa-oaep":
         alg = der.tlv(
-            der.SEQUENCE, der.oid(_OID["rsaes_oaep"]) + _oaep_parameters(recipient.oaep_hash)
+            der.SEQUENCE, der.oid(OID_RSAES_OAEP) + _oaep_parameters(recipient.oaep_hash)
         )
         name = f"rsa-oaep-{recipient.oaep_hash}"
     else:
-        alg = der.tlv(der.SEQUENCE, der.oid(_OID["rsaes_pkcs1v15"]) + _NULL)
+        alg = der.tlv(der.SEQUENCE, der.oid(OID_RSA) + _NULL)
         name = "rsa"
     if recipient.recipient_id == "ski":
-        rid = der.tlv(_CONTEXT_0_IMPLICIT_OCTETS, subject_key_identifier(recipient.cert))
+        # subjectKeyIdentifier [0] IMPLICIT OCTET STRING
+        rid = der.tlv(der.CONTEXT_0_PRIMITIVE, subject_key_identifier(recipient.cert))
         version = 2  # RFC 5652 section 6.2.1: v2 with subjectKeyIdentifier
     else:
         rid = _issuer_and_serial(recipient.cert)
@@ -239,11 +229,9 @@ def _ktri(recipient: Recipient, cek: bytes) -> BuiltRecipientInfo:
             cek,
             padding.OAEP(mgf=padding.MGF1(hash_cls()), algorithm=hash_cls(), label=None),
         )
-        if recipient.oaep_hash == "sha1":
-            warnings.append(
-                f"RSA-OAEP with SHA-1 for {recipient.label} is weak; use sha256 unless the "
-                "recipient's client needs it"
-            )
+        weak = oaep_sha1_warning(recipient)
+        if weak:
+            warnings.append(weak)
     else:
         encrypted = public_key.encrypt(cek, padding.PKCS1v15())
     rid, alg, version, name = _ktri_template(recipient)
@@ -268,8 +256,8 @@ def ecc_cms_shared_info(wrap_algorithm_der: bytes, ukm: bytes | None, kek_bits: 
     return der.tlv(der.SEQUENCE, body)
 
 
-def _wrap_choice(cipher: ContentCipher) -> tuple[str, int]:
-    """The key-wrap algorithm name and KEK size for a content cipher.
+def _wrap_choice(cipher: ContentCipher) -> tuple[str, str, int]:
+    """The key-wrap algorithm (OID, name) and KEK size for a content cipher.
 
     AES content keys are wrapped with AES of the same size, as OpenSSL does. 3DES and
     RC2-128 (112- and 128-bit strength) use id-aes128-wrap rather than the RFC 3217 3DES
@@ -281,24 +269,24 @@ def _wrap_choice(cipher: ContentCipher) -> tuple[str, int]:
         kek_size = cipher.key_size
     else:
         kek_size = 16
-    if cipher.key_size < 16:
-        return _WRAP_PAD[kek_size], kek_size
-    return _WRAP[kek_size], kek_size
+    name = f"aes{kek_size * 8}-wrap" + ("-pad" if cipher.key_size < 16 else "")
+    oid = next(oid for oid, (known, _) in AES_WRAP.items() if known == name)
+    return oid, name, kek_size
 
 
 def _kari(recipient: Recipient, cek: bytes, cipher: ContentCipher) -> BuiltRecipientInfo:
     public_key = recipient.cert.public_key()
     assert isinstance(public_key, ec.EllipticCurvePublicKey)
-    wrap_name, kek_size = _wrap_choice(cipher)
+    wrap_oid, wrap_name, kek_size = _wrap_choice(cipher)
     ephemeral = ec.generate_private_key(public_key.curve)
     shared_secret = ephemeral.exchange(ec.ECDH(), public_key)
     # The wrap AlgorithmIdentifier has no parameters (RFC 3565 section 2.3.2).
-    wrap_alg = der.tlv(der.SEQUENCE, der.oid(_OID[wrap_name]))
+    wrap_alg = der.tlv(der.SEQUENCE, der.oid(wrap_oid))
     shared_info = ecc_cms_shared_info(wrap_alg, None, kek_size * 8)
     kek = X963KDF(algorithm=hashes.SHA256(), length=kek_size, sharedinfo=shared_info).derive(
         shared_secret
     )
-    if wrap_name.endswith("_pad"):
+    if wrap_name.endswith("-pad"):
         wrapped = aes_key_wrap_with_padding(kek, cek)
     else:
         wrapped = aes_key_wrap(kek, cek)
@@ -314,7 +302,7 @@ def _kari(recipient: Recipient, cek: bytes, cipher: ContentCipher) -> BuiltRecip
         _BIT_STRING, b"\x00" + point
     )
     originator = der.tlv(
-        der.CONTEXT_0_CONSTRUCTED, der.tlv(_CONTEXT_1_CONSTRUCTED, originator_key)
+        der.CONTEXT_0_CONSTRUCTED, der.tlv(der.CONTEXT_1_CONSTRUCTED, originator_key)
     )
     if recipient.recipient_id == "ski":
         # rKeyId [0] IMPLICIT RecipientKeyIdentifier ::= SEQUENCE { subjectKeyIdentifier }
@@ -329,11 +317,21 @@ def _kari(recipient: Recipient, cek: bytes, cipher: ContentCipher) -> BuiltRecip
     # KeyAgreeRecipientInfo { version 3, originator, keyEncryptionAlgorithm,
     # recipientEncryptedKeys SEQUENCE OF }, as the kari [1] IMPLICIT alternative.
     info = der.tlv(
-        _CONTEXT_1_CONSTRUCTED,
+        der.CONTEXT_1_CONSTRUCTED,  # the kari [1] IMPLICIT alternative
         der.integer(3) + originator + kari_alg + der.tlv(der.SEQUENCE, encrypted_key),
     )
-    name = f"ecdh-sha256kdf-{wrap_name.replace('_', '-')}"
+    name = f"ecdh-sha256kdf-{wrap_name}"
     return BuiltRecipientInfo(info, 3, name)
+
+
+def oaep_sha1_warning(recipient: Recipient) -> str | None:
+    """The warning for RSA-OAEP with SHA-1 (SPEC section 6), or None."""
+    if recipient.key_transport != "rsa-oaep" or recipient.oaep_hash != "sha1":
+        return None
+    return (
+        f"RSA-OAEP with SHA-1 for {recipient.label} is weak; use sha256 unless the "
+        "recipient's client needs it"
+    )
 
 
 def build_recipient_info(

@@ -39,12 +39,16 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_unwrap_with_padding,
 )
 
-from smimecli.cms.recipients import HASHES, ecc_cms_shared_info, subject_key_identifier
+from smimecli.cms.recipients import (
+    AES_WRAP,
+    HASHES,
+    OID_RSA,
+    OID_RSAES_OAEP,
+    ecc_cms_shared_info,
+    subject_key_identifier,
+)
 from smimecli.errors import DataError
 from smimecli.keys import PrivateKey
-
-OID_RSA = "1.2.840.113549.1.1.1"
-OID_RSAES_OAEP = "1.2.840.113549.1.1.7"
 
 # RFC 5753 7.1.4 / SEC 1; RFC 8418 uses the same layout for X25519 (not supported here).
 ECDH_SCHEMES: dict[str, tuple[str, str]] = {
@@ -58,18 +62,6 @@ ECDH_SCHEMES: dict[str, tuple[str, str]] = {
     "1.3.132.1.14.1": ("dhSinglePass-cofactorDH-sha256kdf-scheme", "sha256"),
     "1.3.132.1.14.2": ("dhSinglePass-cofactorDH-sha384kdf-scheme", "sha384"),
     "1.3.132.1.14.3": ("dhSinglePass-cofactorDH-sha512kdf-scheme", "sha512"),
-}
-# RFC 3565 2.3.2: AES key wrap algorithms and their key sizes in bytes.
-AES_WRAP: dict[str, tuple[str, int]] = {
-    "2.16.840.1.101.3.4.1.5": ("aes128-wrap", 16),
-    "2.16.840.1.101.3.4.1.25": ("aes192-wrap", 24),
-    "2.16.840.1.101.3.4.1.45": ("aes256-wrap", 32),
-    # RFC 5649 AES key wrap with padding (what smimecli uses for RC2-40/64 keys to EC peers).
-    "2.16.840.1.101.3.4.1.8": ("aes128-wrap-pad", 16),
-    "2.16.840.1.101.3.4.1.28": ("aes192-wrap-pad", 24),
-    "2.16.840.1.101.3.4.1.48": ("aes256-wrap-pad", 32),
-    # RFC 3217 Triple-DES key wrap (what OpenSSL picks for 3DES content to EC peers).
-    "1.2.840.113549.1.9.16.3.6": ("des3-wrap", 24),
 }
 # RFC 3217 section 3.1: the fixed IV of the second Triple-DES key wrap pass.
 _DES3_WRAP_IV = bytes.fromhex("4adda22c79e82105")

@@ -349,3 +349,76 @@ def test_without_jobs_a_big_batch_uses_one_worker_per_cpu(
     assert len(list(out.iterdir())) == 40
     decrypted = _decrypt(cli, out / "m039.eml", pki.alice.key_pem)
     assert decrypted.endswith(b"line\n" * 39)
+
+
+def test_run_batch_without_jobs_uses_default_jobs(pki: Any, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography import x509
+
+    from smimecli.cms.recipients import Recipient
+
+    asked: list[int] = []
+
+    def default_jobs(messages: int) -> int:
+        asked.append(messages)
+        return 1
+
+    monkeypatch.setattr(batch, "default_jobs", default_jobs)
+    inbox = _inbox(tmp_path / "inbox", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    cert = x509.load_pem_x509_certificate(pki.alice.cert_pem.read_bytes())
+    settings = batch.BatchSettings(recipients=(batch.RecipientSpec.of(Recipient(cert)),))
+    summary = batch.run_batch(batch.plan_outputs(batch.expand_inputs([inbox]), out), settings)
+    assert summary.status == 0 and summary.counts["encrypted"] == 3
+    assert asked == [3]
+
+
+def test_encrypt_one_direct_and_rules_mode(pki: Any, tmp_path: Path) -> None:
+    import io
+
+    from cryptography import x509
+
+    from smimecli.cms.recipients import Recipient
+
+    cert = x509.load_pem_x509_certificate(pki.alice.cert_pem.read_bytes())
+    out = io.BytesIO()
+    report = batch.encrypt_one(batch.BatchSettings(cipher="aes128"), [Recipient(cert)],
+                               io.BytesIO(_message(1)), out)
+    assert report["action"] == "encrypted" and report["cipher"] == "aes128"
+    assert b"smime-type=enveloped-data" in out.getvalue()
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        f'[[rule]]\nname = "alice"\nrecipients = ["alice@example.com"]\n'
+        f'source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}\n',
+        encoding="utf-8",
+    )
+    out = io.BytesIO()
+    settings = batch.BatchSettings(rules=rules, envelope_recipients=("alice@example.com",))
+    report = batch.encrypt_one(settings, [], io.BytesIO(_message(2, to="x@example.net")), out)
+    assert report["action"] == "encrypted"
+    assert [r["recipient"] for r in report["recipients"]] == ["alice@example.com"]
+
+
+def test_rules_batch_without_a_store_folder_opens_no_store(pki: Any, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nname = "store"\nrecipients = ["alice@example.com"]\n'
+        'source = { kind = "store", store = "other" }\n',
+        encoding="utf-8",
+    )
+    inbox = _inbox(tmp_path / "inbox", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    results: list[batch.MessageResult] = []
+    summary = batch.run_batch(batch.plan_outputs([inbox / "m000.eml"], out),
+                              batch.BatchSettings(rules=rules), jobs=1,
+                              on_result=results.append)
+    assert summary.status == 78
+    assert results[0].error is not None and "certificate store folder" in results[0].error
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no store in "."

@@ -250,3 +250,57 @@ def test_export_and_remove_json(cli, pki, tmp_path: Path) -> None:
     entry = json.loads(removed.stdout)["removed"][0]
     assert entry["thumbprint"] == pki.bob.thumbprint and entry["stores"] == ["other"]
     assert cli(["certs", "show", pki.bob.thumbprint]).exit_code == 65
+
+
+def test_list_email_bracket_is_literal(cli: Cli, pki: Pki) -> None:
+    odd = pki.ca.issue("H3 Bracket", "list[1]@example.com")
+    cli(["certs", "import", odd.cert_pem, pki.bob.cert_pem])
+    # Only * and ? are wildcards (SPEC 3): "[1]" names itself, "[a-z]" matches nothing.
+    literal = json.loads(cli(["certs", "list", "--json", "--email", "LIST[1]@example.com"]).stdout)
+    assert [r["thumbprint"] for r in literal] == [odd.thumbprint]
+    pattern = json.loads(cli(["certs", "list", "--json", "--email", "list[?]@*"]).stdout)
+    assert [r["thumbprint"] for r in pattern] == [odd.thumbprint]
+    assert json.loads(cli(["certs", "list", "--json", "--email", "[a-z]*"]).stdout) == []
+
+
+def test_decrypt_from_store_by_ski_without_the_extension(
+    cli: Cli, pki: Pki, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    # A recipient certificate with no subjectKeyIdentifier extension: encrypt names it by
+    # the RFC 5280 method 1 value, and the store must find it by that value.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "No SKI")]))
+        .issuer_name(pki.ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.RFC822Name("noski@example.com")]), critical=False
+        )
+        .sign(pki.ca.key, hashes.SHA256())
+    )
+    cert_pem = tmp_path / "noski.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    bundle = tmp_path / "noski-with-key.pem"
+    bundle.write_bytes(cert_pem.read_bytes() + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
+    assert cli(["certs", "import", bundle]).exit_code == 0
+    message = b"From: a@example.com\nTo: noski@example.com\nContent-Type: text/plain\n\nhi\n"
+    encrypted = cli(["encrypt", "--cert", cert_pem, "--recipient-id", "ski"], input=message)
+    assert encrypted.exit_code == 0, encrypted.output
+    result = cli(["decrypt"], input=encrypted.stdout)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith(b"\n\nhi\n")

@@ -22,7 +22,8 @@ from smimecli.cli import coercion
 from smimecli.cli.app import build_app
 
 STRINGS = ["x", "", " spaced ", "ümlaut@example.org", "-", "a=b;c", "0"]
-INTS = ["1", "0", "-3", "42", " 7 ", "x", "1.5", "", "99999999999999999999", "+4", "1e3"]
+INTS = ["1", "0", "-3", "42", " 7 ", "x", "1.5", "", "99999999999999999999", "+4", "1e3",
+        "1.0", "\u0663", "\uff11", "007", "1_000"]
 
 
 def _params() -> list[tuple[str, Any]]:

@@ -203,3 +203,23 @@ def test_recipient_in_direct_mode_warns_and_is_ignored(cli, pki) -> None:
         "smimecli: warning: --recipient is ignored in direct mode (--cert names the recipients)\n"
     )
     assert b"application/pkcs7-mime" in result.stdout
+
+
+def test_one_message_starts_no_pool_machinery(pki: Any, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = tmp_path / "in.eml"
+    src.write_bytes(MESSAGE)
+    out = tmp_path / "out.eml"
+    code = (
+        "import sys\n"
+        "from smimecli.cli.app import main\n"
+        f"status = main(['encrypt', '--cert', {str(pki.alice.cert_pem)!r}, {str(src)!r},"
+        f" '-o', {str(out)!r}])\n"
+        "print('STATUS', status, 'MULTIPROCESSING', 'multiprocessing' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "STATUS 0 MULTIPROCESSING False" in proc.stdout, proc.stdout + proc.stderr
+    assert b"smime-type=enveloped-data" in out.read_bytes()

@@ -346,3 +346,27 @@ def test_rules_check_json(cli, tmp_path, pki) -> None:
     result = cli(["rules", "check", "--rules", str(rules), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"ok": True, "rules": ["alice", "all"], "warnings": []}
+
+
+def test_encrypt_rules_json_gives_each_algorithm_warning_once(cli, tmp_path: Path, pki) -> None:
+    path = rules_file(tmp_path, f"""
+[[rule]]
+name = "old"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
+cipher = "3des"
+key_transport = "rsa-oaep"
+oaep_hash = "sha1"
+""")
+    src = tmp_path / "in.eml"
+    src.write_bytes(MESSAGE)
+    target = tmp_path / "out.eml"
+    result = cli(["encrypt", "--rules", path, "--recipient", "alice@example.com", src,
+                  "-o", target, "--json"])
+    assert result.exit_code == 0, result.output
+    warnings = json.loads(result.stdout)["warnings"]
+    # The plan's words, each once: the CMS layer's own wording of the same two is left out.
+    assert len(warnings) == 2, warnings
+    assert sum("3des" in w for w in warnings) == 1, warnings
+    assert sum("SHA-1" in w for w in warnings) == 1, warnings
+    assert any(w.startswith("weak content cipher 3des") for w in warnings), warnings

@@ -160,3 +160,53 @@ def test_base64_without_armour(pki: Pki) -> None:
 
     data = base64.encodebytes(pki.alice.cert_der.read_bytes())
     assert load_certificates(data)[0].thumbprint == pki.alice.thumbprint
+
+
+def test_pem_body_skips_rfc1421_headers_and_crlf(pki: Pki) -> None:
+    pem = pki.bob.cert_pem.read_bytes()
+    head, rest = pem.split(b"\n", 1)
+    with_header = head + b"\nComment: exported by hand\n\n" + rest
+    loaded = load_certificates(with_header.replace(b"\n", b"\r\n"))
+    assert [e.thumbprint for e in loaded] == [pki.bob.thumbprint]
+    assert loaded.skipped == []
+
+
+def test_unsupported_pem_key_type(pki: Pki) -> None:
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    key = x25519.X25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    with pytest.raises(DataError, match="unsupported private key type"):
+        load_certificates(pki.bob.cert_pem.read_bytes() + key, source="x.pem")
+
+
+def test_malformed_basic_constraints_is_not_a_ca() -> None:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtensionOID, NameOID
+
+    from smimecli.certs.formats import is_ca
+    from smimecli.lab import Signer
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Broken CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        # An OCTET STRING where BasicConstraints needs a SEQUENCE.
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x04\x00"),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    assert is_ca(cert) is False
+    # lab.Signer uses is_ca: a bad signer certificate is bad data (65), not a bug (70).
+    with pytest.raises(DataError, match="not a CA"):
+        Signer.checked(cert, key)

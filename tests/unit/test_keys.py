@@ -89,3 +89,22 @@ def test_load_certificate(pki) -> None:
     assert load_certificate(pki.alice.cert_pem) == pki.alice.cert
     with pytest.raises(DataError):
         load_certificate(b"nope")
+
+
+def test_only_rsa_and_ec_keys(tmp_path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    path = tmp_path / "ed.key"
+    path.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
+    with pytest.raises(DataError, match="only RSA and EC"):
+        load_private_key(path)
+
+
+def test_load_certificate_names_the_file(tmp_path) -> None:
+    path = tmp_path / "not.cer"
+    path.write_bytes(b"\x30\x03\x02\x01\x01")
+    with pytest.raises(DataError, match=r"not\.cer is not a PEM or DER certificate"):
+        load_certificate(path)

@@ -393,6 +393,43 @@ source = { kind = "store", store = "other" }
     assert alice.outcome is Outcome.ENCRYPTED and alice.thumbprint == pki.alice.thumbprint
 
 
+def test_match_any_store_source_uses_the_thumbprint_index(tmp_path: Path, pki,
+                                                          monkeypatch) -> None:
+    from smimecli.certs.store import Store
+
+    store_dir = tmp_path / "store"
+    with Store.open(store_dir) as store:
+        store.add(pki.ca.cert, store_name="other")
+        store.add(pki.alice.cert, store_name="other")
+        store.add(pki.bob.cert, store_name="other")
+        store.add(pki.carol_ec.cert, store_name="my")  # another store: never a candidate
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "team"
+recipients = ["team@example.com"]
+source = {{ kind = "store", store = "other", thumbprint = "{pki.bob.thumbprint[:12]}" }}
+match = "any"
+"""), store_dir=store_dir)
+
+    def listed(self: Store, store_name: str | None = None) -> list:
+        raise AssertionError("the whole store was listed")
+
+    monkeypatch.setattr(Store, "certificates", listed)
+    team = one(plan_recipients(rules, ["team@example.com"]), "team@example.com")
+    assert team.outcome is Outcome.ENCRYPTED and team.thumbprint == pki.bob.thumbprint
+    assert team.turned_down == []
+    rules = load_rules(rules_file(tmp_path, f"""
+[[rule]]
+name = "team"
+recipients = ["team@example.com"]
+source = {{ kind = "store", store = "other", thumbprint = "{pki.carol_ec.thumbprint[:12]}" }}
+match = "any"
+"""), store_dir=store_dir)
+    team = one(plan_recipients(rules, ["team@example.com"]), "team@example.com")
+    assert team.outcome is Outcome.PASSED
+    assert f"store other holds no certificate {pki.carol_ec.thumbprint[:12]}" in team.reason
+
+
 # --- policies and the message ---------------------------------------------------------------
 
 MESSAGE = (
@@ -491,6 +528,45 @@ def test_already_encrypted_passes_whatever_the_policy(tmp_path: Path, pki) -> No
     assert out.getvalue() == message
 
 
+def test_encrypt_with_rules_reports_each_algorithm_warning_once(tmp_path: Path, pki,
+                                                               caplog) -> None:
+    path = rules_file(tmp_path, f"""
+[[rule]]
+name = "old"
+recipients = ["alice@example.com", "bob@example.com"]
+source = {{ kind = "dir", path = "{cert_dir(tmp_path, "certs", pki.alice.cert, pki.bob.cert)}" }}
+cipher = "rc2-40"
+key_transport = "rsa-oaep"
+oaep_hash = "sha1"
+""")
+    with caplog.at_level("WARNING", logger="smimecli"):
+        outcome = encrypt_with_rules(io.BytesIO(MESSAGE), io.BytesIO(), path,
+                                     ["alice@example.com", "bob@example.com"], None)
+    assert outcome.action == "encrypted"
+    assert outcome.warnings == [
+        "RSA-OAEP with SHA-1 for alice@example.com is weak (old clients only)",
+        "RSA-OAEP with SHA-1 for bob@example.com is weak (old clients only)",
+        "weak content cipher rc2-40: use it only for clients that read nothing else",
+    ]
+    # The log has them once too, in the CMS layer's words.
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 3, logged
+    assert sum("rc2-40" in m for m in logged) == 1
+    assert sum("SHA-1" in m for m in logged) == 2
+
+
+def test_encrypt_with_rules_without_a_store_folder(tmp_path: Path, pki) -> None:
+    path = rules_file(tmp_path, """
+[[rule]]
+name = "store"
+recipients = ["alice@example.com"]
+source = { kind = "store", store = "other" }
+""")
+    with pytest.raises(ConfigError, match="needs a certificate store folder"):
+        encrypt_with_rules(io.BytesIO(MESSAGE), io.BytesIO(), path, ["alice@example.com"],
+                           None)
+
+
 def test_rules_and_sources_are_loaded_once(tmp_path: Path, pki, monkeypatch) -> None:
     from smimecli.certs import sources
 
@@ -542,8 +618,9 @@ source = {{ kind = "dir", path = "{folder.name}" }}
     assert any("example address" in w for w in rule_report.warnings)
 
 
-def test_rules_test_reports_shadowing(tmp_path: Path, pki) -> None:
-    rules = load_rules(rules_file(tmp_path, f"""
+def _shadowed_rules(pki) -> str:
+    """'all' (bob's certificate for *@example.com) before 'alice', which it shadows."""
+    return f"""
 [[rule]]
 name = "all"
 recipients = ["*@example.com"]
@@ -553,12 +630,31 @@ source = {{ kind = "cer", path = "{pki.bob.cert_pem}" }}
 name = "alice"
 recipients = ["alice@example.com"]
 source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
-"""))
+"""
+
+
+def test_rules_test_reports_shadowing(tmp_path: Path, pki) -> None:
+    rules = load_rules(rules_file(tmp_path, _shadowed_rules(pki)))
     report = run_rules_test(rules, ["alice"])
     assert any("shadowed" in w and "'all'" in w for w in report.warnings)
     alice = report.reports[0].plan.recipients[0]
     assert alice.rule is not None and alice.rule.name == "all"
     assert any("never sees it" in w for w in alice.warnings)
+
+
+def test_rules_test_names_once_each_and_lists_tested_recipients(tmp_path: Path, pki) -> None:
+    rules = load_rules(rules_file(tmp_path, _shadowed_rules(pki)))
+    report = run_rules_test(rules, ["alice", "all", "alice"])
+    assert [r.rule.name for r in report.reports] == ["alice", "all"]
+    assert report.warnings == [
+        "rule 'alice': pattern 'alice@example.com' is shadowed by '*@example.com' of the "
+        "earlier rule 'all'; no address reaches it"
+    ]
+    # alice reaches rule 'all' first, whose certificate is bob's.
+    assert [(r.address, r.outcome) for r in report.tested] == [
+        ("alice@example.com", Outcome.PASSED), ("bob@example.com", Outcome.ENCRYPTED),
+    ]
+    assert not report.all_encrypted
 
 
 def test_rules_test_unknown_rule_name(tmp_path: Path, pki) -> None:

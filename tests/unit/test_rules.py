@@ -13,6 +13,7 @@ from smimecli.rules import (
     load_rules,
     pattern_covers,
     pattern_regex,
+    shadow_warning,
     shadowed_patterns,
 )
 
@@ -193,6 +194,11 @@ source = { kind = "store" }
     shadowed = [(later.name, pattern, earlier.name) for later, pattern, earlier, _ in
                 shadowed_patterns(rules)]
     assert shadowed == [("late", "boss@example.com", "exact")]
+    later, pattern, earlier, cover = shadowed_patterns(rules)[0]
+    assert shadow_warning(rules.where(later, "recipients"), pattern, earlier, cover) == (
+        f"{rules.path}:{later.line}: rule 'late', key 'recipients': pattern "
+        "'boss@example.com' is shadowed by 'boss@example.com' of the earlier rule 'exact'"
+    )
 
 
 # --- validation errors (each: ConfigError naming file, rule and key) -------------------------

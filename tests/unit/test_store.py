@@ -187,3 +187,47 @@ def test_locked_store_is_tempfail(tmp_path: Path, pki: Pki) -> None:
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def _without_ski(pki: Pki) -> x509.Certificate:
+    """A user certificate with no subjectKeyIdentifier extension (as some CAs issue)."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "No SKI")]))
+        .issuer_name(pki.ca.cert.subject)
+        .public_key(pki.alice.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(pki.ca.key, hashes.SHA256())
+    )
+
+
+def test_find_by_ski_without_the_extension(store: Store, pki: Pki) -> None:
+    # CMS recipients name such a certificate by the RFC 5280 method 1 value.
+    cert = _without_ski(pki)
+    method_1 = x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+    store.add(cert)
+    store.add(pki.bob.cert)
+    assert [c.thumbprint for c in store.find_by_ski(method_1)] == [thumbprint(cert)]
+
+
+def test_find_by_ski_in_a_store_written_before_method_1(store: Store, pki: Pki) -> None:
+    cert = _without_ski(pki)
+    method_1 = x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+    store.add(cert)
+    store.add(pki.bob.cert)
+    # Older versions stored NULL when the extension was missing.
+    with store.transaction():
+        store._conn.execute("UPDATE certs SET ski = NULL")
+    assert [c.thumbprint for c in store.find_by_ski(method_1)] == [thumbprint(cert)]
+    bob_ski = pki.bob.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    assert [c.thumbprint for c in store.find_by_ski(bob_ski.value.digest)] == [
+        pki.bob.thumbprint
+    ]
+    assert store.find_by_ski(b"\x00" * 20) == []

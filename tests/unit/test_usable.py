@@ -119,3 +119,43 @@ def test_best_picks_longest_valid(pki: Pki) -> None:
     long = pki.ca.issue("H3 Alice Long", "alice@example.com", days=900)
     assert best([short.cert, long.cert, pki.alice.cert]) is long.cert
     assert best([]) is None
+
+
+def test_issued_by_is_cached_but_validity_is_not(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from smimecli.certs.usable import issued_by
+
+    root = TestCA(tmp_path_factory.mktemp("root"), cn="Cache Root")
+    mid = TestCA(tmp_path_factory.mktemp("mid"), cn="Cache Mid")
+    mid.cert = (
+        x509.CertificateBuilder()
+        .subject_name(mid.cert.subject).issuer_name(root.cert.subject)
+        .public_key(mid.key.public_key()).serial_number(8)
+        .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=9))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(root.key, hashes.SHA256())
+    )
+    user = mid.issue("Fay", "fay@example.com")
+    assert chains_to_root(user.cert, [root.cert], [mid.cert])
+    hits = issued_by.cache_info().hits
+    assert chains_to_root(user.cert, [root.cert], [mid.cert])
+    assert issued_by.cache_info().hits > hits
+    # The same signatures, checked at a time the intermediate has expired.
+    assert not chains_to_root(user.cert, [root.cert], [mid.cert], at=NOW + dt.timedelta(days=30))
+    assert not issued_by(user.cert, root.cert)
+
+
+def test_a_key_type_cryptography_does_not_know_is_a_problem_not_a_crash() -> None:
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    from smimecli.certs import usable
+
+    class Unknown:
+        def public_key(self) -> None:
+            raise UnsupportedAlgorithm("Unknown key type: 1.2.643.2.2.19")
+
+    assert usable._key_type_problem(Unknown()) == (None, "unsupported key type")  # type: ignore[arg-type]
