@@ -43,8 +43,11 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--size", type=int, default=4096, help="bytes per message")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--jobs", default="default,1",
-                        help="smimecli --jobs values to time; 'default' runs without --jobs")
+    parser.add_argument(
+        "--jobs",
+        default="default,1",
+        help="smimecli --jobs values to time; 'default' runs without --jobs",
+    )
     parser.add_argument("--tmp", type=Path, default=None, help="folder for the files")
     args = parser.parse_args()
     count = 200 if args.quick else args.count
@@ -69,8 +72,16 @@ def main() -> int:
 
         contenders: dict[str, Callable[[], Run]] = {}
         for jobs in (j.strip() for j in args.jobs.split(",") if j.strip()):
-            command = [*smime_cmd(), "--quiet", "encrypt", "--cert", str(cert),
-                       "--out-dir", str(out), str(spool)]
+            command = [
+                *smime_cmd(),
+                "--quiet",
+                "encrypt",
+                "--cert",
+                str(cert),
+                "--out-dir",
+                str(out),
+                str(spool),
+            ]
             label = "smimecli (default --jobs)"
             if jobs != "default":
                 command[-1:-1] = ["--jobs", jobs]
@@ -82,24 +93,29 @@ def main() -> int:
         if tool:
             loop = (
                 f"for f in {shlex.quote(str(spool))}/*.eml; do "
-                f"{shlex.quote(tool)} cms -encrypt -aes256 -in \"$f\" "
-                f"-out {shlex.quote(str(out))}/\"${{f##*/}}\" {shlex.quote(str(cert))} "
+                f'{shlex.quote(tool)} cms -encrypt -aes256 -in "$f" '
+                f'-out {shlex.quote(str(out))}/"${{f##*/}}" {shlex.quote(str(cert))} '
                 "|| exit 1; done"
             )
             contenders["shell loop of openssl"] = lambda: run([loop], shell=True)
             baseline = "shell loop of openssl"
             if count == 1000:  # SPEC 5 speaks of 1,000 messages; fewer amortise start-up less
-                targets = {name: (0.2, None) for name in contenders
-                           if name.startswith("smimecli")}
+                targets = {name: (0.2, None) for name in contenders if name.startswith("smimecli")}
         series = interleave(contenders, rounds, before=clean)
-        report(f"{count} messages of {args.size} bytes, {rounds} interleaved rounds",
-               series, baseline=baseline, targets=targets)
+        report(
+            f"{count} messages of {args.size} bytes, {rounds} interleaved rounds",
+            series,
+            baseline=baseline,
+            targets=targets,
+        )
         if tool:
             base = series[baseline].median
             for name, item in series.items():
                 if name != baseline:
-                    print(f"  {name}: {base / item.median:.1f}x faster than the shell loop "
-                          f"({item.median / count * 1000:.2f} ms per message)")
+                    print(
+                        f"  {name}: {base / item.median:.1f}x faster than the shell loop "
+                        f"({item.median / count * 1000:.2f} ms per message)"
+                    )
     return 0
 
 

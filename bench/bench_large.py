@@ -48,9 +48,7 @@ def bench_size(folder: Path, cert: Path, size_mb: int, rounds: int) -> None:
         base = [tool, "cms", "-encrypt", "-aes256", "-in", str(message), "-out", str(out)]
         if size_mb <= 300:
             contenders["openssl cms -encrypt"] = lambda: run([*base, str(cert)])
-        contenders["openssl cms -encrypt -stream"] = lambda: run(
-            [*base, "-stream", str(cert)]
-        )
+        contenders["openssl cms -encrypt -stream"] = lambda: run([*base, "-stream", str(cert)])
     if size_mb <= 50:
         targets["smimecli encrypt"] = (1.5, 64)
         baseline = "openssl cms -encrypt" if tool else "smimecli encrypt"
@@ -63,8 +61,12 @@ def bench_size(folder: Path, cert: Path, size_mb: int, rounds: int) -> None:
     # Every run starts with nothing left for the disk to write (os.sync): smimecli fsyncs
     # its output, and should not also wait for the previous contender's 33 MB.
     series = interleave(contenders, rounds, before=os.sync)
-    report(f"{size_mb} MB message, {rounds} interleaved rounds", series,
-           baseline=baseline, targets=targets)
+    report(
+        f"{size_mb} MB message, {rounds} interleaved rounds",
+        series,
+        baseline=baseline,
+        targets=targets,
+    )
     runs: list[Run] = series["smimecli encrypt"].runs
     mbps = size_mb / min(r.seconds for r in runs)
     print(f"  smimecli best throughput {mbps:.0f} MB/s; output {out.stat().st_size / MIB:.0f} MiB")

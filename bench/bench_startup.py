@@ -63,10 +63,12 @@ def main() -> int:
             ),
         }
         series = interleave(contenders, rounds)
-        report(f"start-up, {rounds} interleaved rounds", series,
-               baseline="hello-world typer",
-               targets={"smimecli --version": (1.3, None),
-                        "smimecli encrypt 4 KB": (2.0, None)})
+        report(
+            f"start-up, {rounds} interleaved rounds",
+            series,
+            baseline="hello-world typer",
+            targets={"smimecli --version": (1.3, None), "smimecli encrypt 4 KB": (2.0, None)},
+        )
     return 0
 
 

@@ -31,8 +31,9 @@ from smimecli.certs.store import DB_NAME, Store
 TARGET = "target@example.com"
 
 
-def _fill(folder: Path, count: int, ca_key: ec.EllipticCurvePrivateKey,
-          user_key: rsa.RSAPrivateKey) -> x509.Certificate:
+def _fill(
+    folder: Path, count: int, ca_key: ec.EllipticCurvePrivateKey, user_key: rsa.RSAPrivateKey
+) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench CA")])
     public = user_key.public_key()
@@ -42,19 +43,21 @@ def _fill(folder: Path, count: int, ca_key: ec.EllipticCurvePrivateKey,
             address = TARGET if index == count // 2 else f"user{index}@example.com"
             cert = (
                 x509.CertificateBuilder()
-                .subject_name(x509.Name([
-                    x509.NameAttribute(NameOID.EMAIL_ADDRESS, address),
-                    x509.NameAttribute(NameOID.COMMON_NAME, f"User {index}"),
-                ]))
+                .subject_name(
+                    x509.Name(
+                        [
+                            x509.NameAttribute(NameOID.EMAIL_ADDRESS, address),
+                            x509.NameAttribute(NameOID.COMMON_NAME, f"User {index}"),
+                        ]
+                    )
+                )
                 .issuer_name(ca_name)
                 .public_key(public)
                 .serial_number(index + 1)
                 .not_valid_before(now - dt.timedelta(days=1))
                 .not_valid_after(now + dt.timedelta(days=365))
                 .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), False)
-                .add_extension(
-                    x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False
-                )
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
                 .sign(ca_key, hashes.SHA256())
             )
             store.add(cert, store_name="other")
@@ -73,14 +76,23 @@ def _time_lookup(folder: Path) -> float:
 
 
 def _time_encrypt(folder: Path, rules: Path, message: Path) -> float | None:
-    command = [*smimecli_command(), "--store", str(folder), "encrypt", "--rules",
-               str(rules), str(message)]
+    command = [
+        *smimecli_command(),
+        "--store",
+        str(folder),
+        "encrypt",
+        "--rules",
+        str(rules),
+        str(message),
+    ]
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, check=False)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0 or b"pkcs7-mime" not in proc.stdout:
-        print(f"  encrypt --rules failed ({proc.returncode}): "
-              f"{proc.stderr.decode(errors='replace').strip()[:200]}")
+        print(
+            f"  encrypt --rules failed ({proc.returncode}): "
+            f"{proc.stderr.decode(errors='replace').strip()[:200]}"
+        )
         return None
     return elapsed
 
@@ -101,15 +113,19 @@ def main() -> None:
         _fill(large, args.count, ca_key, user_key)
         fill = time.perf_counter() - start
         size = (large / DB_NAME).stat().st_size
-        print(f"filled stores of 10 and {args.count} certificates in {fill:.1f} s "
-              f"(large database {size / 1e6:.1f} MB)")
+        print(
+            f"filled stores of 10 and {args.count} certificates in {fill:.1f} s "
+            f"(large database {size / 1e6:.1f} MB)"
+        )
         lookups: dict[str, list[float]] = {"small": [], "large": []}
         for _ in range(args.runs):
             lookups["small"].append(_time_lookup(small))
             lookups["large"].append(_time_lookup(large))
         s, l_ = statistics.median(lookups["small"]), statistics.median(lookups["large"])
-        print(f"library lookup (open + by_email + parse): 10 certs {s * 1e3:.2f} ms, "
-              f"{args.count} certs {l_ * 1e3:.2f} ms, ratio {l_ / s:.2f}")
+        print(
+            f"library lookup (open + by_email + parse): 10 certs {s * 1e3:.2f} ms, "
+            f"{args.count} certs {l_ * 1e3:.2f} ms, ratio {l_ / s:.2f}"
+        )
         rules = base / "rules.toml"
         rules.write_text(
             '[[rule]]\nname = "bench"\nrecipients = ["*@example.com"]\n'
@@ -117,8 +133,7 @@ def main() -> None:
         )
         message = base / "m.eml"
         message.write_bytes(
-            f"From: test@localhost\nTo: {TARGET}\nSubject: bench\n\n".encode()
-            + b"hello\n" * 600
+            f"From: test@localhost\nTo: {TARGET}\nSubject: bench\n\n".encode() + b"hello\n" * 600
         )
         runs: dict[str, list[float]] = {"small": [], "large": []}
         for _ in range(max(3, args.runs // 2)):
@@ -129,8 +144,10 @@ def main() -> None:
                     return
                 runs[name].append(took)
         s, l_ = statistics.median(runs["small"]), statistics.median(runs["large"])
-        print(f"smimecli encrypt --rules: 10 certs {s * 1e3:.1f} ms, {args.count} certs "
-              f"{l_ * 1e3:.1f} ms, ratio {l_ / s:.2f} (SPEC limit 1.2)")
+        print(
+            f"smimecli encrypt --rules: 10 certs {s * 1e3:.1f} ms, {args.count} certs "
+            f"{l_ * 1e3:.1f} ms, ratio {l_ / s:.2f} (SPEC limit 1.2)"
+        )
 
 
 if __name__ == "__main__":

@@ -78,10 +78,12 @@ def make_identity(folder: Path, name: str = "bench") -> tuple[Path, Path]:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     email = f"{name}@example.com"
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.EMAIL_ADDRESS, email),
-        x509.NameAttribute(NameOID.COMMON_NAME, name),
-    ])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.EMAIL_ADDRESS, email),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
+    )
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -130,8 +132,13 @@ class Run:
     status: int
 
 
-def run(command: Sequence[str], *, stdin: Path | None = None, stdout: Path | None = None,
-        shell: bool = False) -> Run:
+def run(
+    command: Sequence[str],
+    *,
+    stdin: Path | None = None,
+    stdout: Path | None = None,
+    shell: bool = False,
+) -> Run:
     """Run a command once; time it and read its peak RSS (GNU time, else ``wait4``).
 
     Both report the largest RSS of the process and of the children it waited for, so a
@@ -174,8 +181,10 @@ def run(command: Sequence[str], *, stdin: Path | None = None, stdout: Path | Non
         if text and text[-1].isdigit():
             peak = int(text[-1])
     if process.returncode != 0:
-        print(f"  ! {' '.join(command)[:120]} exited {process.returncode}: {errors[:300]}",
-              file=sys.stderr)
+        print(
+            f"  ! {' '.join(command)[:120]} exited {process.returncode}: {errors[:300]}",
+            file=sys.stderr,
+        )
     return Run(seconds, peak, process.returncode)
 
 
@@ -202,8 +211,12 @@ class Series:
         return any(r.status != 0 for r in self.runs)
 
 
-def interleave(contenders: dict[str, Callable[[], Run]], rounds: int, *,
-               before: Callable[[], None] | None = None) -> dict[str, Series]:
+def interleave(
+    contenders: dict[str, Callable[[], Run]],
+    rounds: int,
+    *,
+    before: Callable[[], None] | None = None,
+) -> dict[str, Series]:
     """Run every contender once per round, in turn (A B A B ...), ``rounds`` times."""
     series = {name: Series(name) for name in contenders}
     for _ in range(rounds):
@@ -227,14 +240,22 @@ def machine() -> str:
     ssl = "absent"
     tool = openssl()
     if tool:
-        ssl = subprocess.run([tool, "version"], capture_output=True, text=True,
-                             check=False).stdout.strip()
-    return (f"{cpu}, {os.cpu_count()} CPUs; Python {platform.python_version()}; {ssl}; "
-            f"load average {os.getloadavg()[0]:.2f}")
+        ssl = subprocess.run(
+            [tool, "version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs; Python {platform.python_version()}; {ssl}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
 
-def report(title: str, series: dict[str, Series], *, baseline: str,
-           targets: dict[str, tuple[float, float | None]] | None = None) -> None:
+def report(
+    title: str,
+    series: dict[str, Series],
+    *,
+    baseline: str,
+    targets: dict[str, tuple[float, float | None]] | None = None,
+) -> None:
     """Print medians, ratios to ``baseline``, peak memory, and pass/miss per target.
 
     Args:
@@ -245,8 +266,10 @@ def report(title: str, series: dict[str, Series], *, baseline: str,
     base = series[baseline].median
     for name, item in series.items():
         ratio = item.median / base if base else float("nan")
-        line = (f"  {name:<28} median {item.median:8.3f} s  ratio {ratio:5.2f}x  "
-                f"peak {item.peak_mib:7.1f} MiB  runs {len(item.runs)}")
+        line = (
+            f"  {name:<28} median {item.median:8.3f} s  ratio {ratio:5.2f}x  "
+            f"peak {item.peak_mib:7.1f} MiB  runs {len(item.runs)}"
+        )
         if item.failed:
             line += "  (FAILED runs)"
         if targets and name in targets:

@@ -165,9 +165,7 @@ def plan_outputs(inputs: Sequence[Path], out_dir: Path) -> list[tuple[Path, Path
         except OSError:
             same = False
         if same:
-            raise UsageError(
-                f"--out-dir {out_dir} holds the input {path}: choose another folder"
-            )
+            raise UsageError(f"--out-dir {out_dir} holds the input {path}: choose another folder")
         pairs.append((path, target))
     return pairs
 
@@ -310,8 +308,12 @@ def encrypt_one(
 
         envelope = settings.envelope_recipients
         outcome = encrypt_with_rules(
-            src, dst, settings.rules, list(envelope) if envelope is not None else None,
-            settings.store_dir, on_missing_cert=settings.on_missing_cert,
+            src,
+            dst,
+            settings.rules,
+            list(envelope) if envelope is not None else None,
+            settings.store_dir,
+            on_missing_cert=settings.on_missing_cert,
         )
     return dict(outcome.to_json())
 
@@ -374,11 +376,20 @@ class _Worker:
             # The temporary output is gone (atomic_output cleaned up); leave quietly.
             os._exit(int(ExitStatus.TEMPFAIL))
         except SmimeError as exc:
-            return MessageResult(str(src_path), None, "failed", int(exc.status), exc.message,
-                                 warnings=collector.messages)
+            return MessageResult(
+                str(src_path),
+                None,
+                "failed",
+                int(exc.status),
+                exc.message,
+                warnings=collector.messages,
+            )
         except Exception as exc:  # a bug must not stop the other messages
             return MessageResult(
-                str(src_path), None, "failed", int(ExitStatus.SOFTWARE),
+                str(src_path),
+                None,
+                "failed",
+                int(ExitStatus.SOFTWARE),
                 f"internal error: {type(exc).__name__}: {exc} (a bug)",
                 warnings=collector.messages,
             )
@@ -389,8 +400,9 @@ class _Worker:
                 logger.addHandler(handler)
             logger.propagate = saved_propagate
         outcome = str(report.pop("action", "encrypted"))
-        return MessageResult(str(src_path), str(dst_path), outcome, 0, None, report,
-                             collector.messages)
+        return MessageResult(
+            str(src_path), str(dst_path), outcome, 0, None, report, collector.messages
+        )
 
 
 def _sync_folder(folder: Path) -> None:
@@ -512,4 +524,3 @@ def run_batch(
             summary.status = worst_status((summary.status, int(exc.status)))
     summary.seconds = time.monotonic() - started
     return summary
-

@@ -167,9 +167,9 @@ def locate_cms(src: BinaryIO, what: str) -> LocatedCms:
     if ctype.mime_type == "multipart/signed":  # RFC 8551 3.5.3: signed outside
         return LocatedCms(body, headers, multipart_signed=True)
     is_p7m = has_p7m_name(headers, ctype)
-    if not (ctype.mime_type in PKCS7_TYPES or (
-        ctype.mime_type == "application/octet-stream" and is_p7m
-    )):
+    if not (
+        ctype.mime_type in PKCS7_TYPES or (ctype.mime_type == "application/octet-stream" and is_p7m)
+    ):
         raise _NotSmimeError(
             f"{what} is not an S/MIME encrypted message (Content-Type: {ctype.mime_type})"
         )
@@ -356,9 +356,17 @@ def decrypt_message(
 # --- inspect ----------------------------------------------------------------------------------
 
 _SHORT_NAMES = {
-    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "S", "2.5.4.10": "O",
-    "2.5.4.11": "OU", "2.5.4.5": "SERIALNUMBER", "1.2.840.113549.1.9.1": "E",
-    "0.9.2342.19200300.100.1.25": "DC", "2.5.4.9": "STREET", "2.5.4.12": "T",
+    "2.5.4.3": "CN",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "S",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.5": "SERIALNUMBER",
+    "1.2.840.113549.1.9.1": "E",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "2.5.4.9": "STREET",
+    "2.5.4.12": "T",
 }
 
 
@@ -461,16 +469,16 @@ def inspect_message(
         opened = open_envelope(src, what)
     except SignedOnlyError as exc:
         return InspectReport(
-            _header_list(exc.headers), "signed-data", OID_SIGNED_DATA,
+            _header_list(exc.headers),
+            "signed-data",
+            OID_SIGNED_DATA,
             signature_layers=exc.layers,
         )
     headers = _header_list(opened.headers)
     layers = len(opened.layers)
     head = _read_any_head(opened.reader, what, opened.known)
     if isinstance(head, str):
-        return InspectReport(
-            headers, CONTENT_TYPES.get(head, head), head, signature_layers=layers
-        )
+        return InspectReport(headers, CONTENT_TYPES.get(head, head), head, signature_layers=layers)
     report = InspectReport(
         headers, head.content_type_name, head.content_type, signature_layers=layers
     )

@@ -98,9 +98,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
     say(f"4. rules file: {rules} (*@example.net -> store 'my', match by email)")
 
     encrypted = io.BytesIO()
-    outcome = encrypt_with_rules(
-        io.BytesIO(MESSAGE), encrypted, rules, [DEMO_RECIPIENT], store_dir
-    )
+    outcome = encrypt_with_rules(io.BytesIO(MESSAGE), encrypted, rules, [DEMO_RECIPIENT], store_dir)
     if outcome.action != "encrypted":
         raise SmimeError(f"demo: the message was not encrypted ({outcome.action})")
     result.encrypted_to = [r.address for r in outcome.recipients if r.outcome is Outcome.ENCRYPTED]

@@ -89,8 +89,9 @@ class _Body:
 
     __slots__ = ("canonical_length", "has_tnef", "spool", "start", "stream")
 
-    def __init__(self, stream: Any, start: int, canonical_length: int, has_tnef: bool,
-                 spool: Any = None) -> None:
+    def __init__(
+        self, stream: Any, start: int, canonical_length: int, has_tnef: bool, spool: Any = None
+    ) -> None:
         self.stream = stream
         self.start = start
         self.canonical_length = canonical_length
@@ -124,8 +125,9 @@ def _tnef_marks(headers: HeaderBlock, convert_tnef: bool) -> tuple[bool, bool]:
     # it; a single-part body (text, a PDF...) is not searched. Any "multipart" or
     # "message" in the field, even a malformed one, means search.
     content_type = (headers.get("Content-Type") or "").lower()
-    search = (convert_tnef and not has_tnef
-              and ("multipart" in content_type or "message" in content_type))
+    search = (
+        convert_tnef and not has_tnef and ("multipart" in content_type or "message" in content_type)
+    )
     return has_tnef, search
 
 
@@ -237,7 +239,11 @@ def _one_pass_size(body: Any, dst: Any) -> int | None:
 
 
 def _encrypt_one_pass(
-    builder: EnvelopeBuilder, headers: HeaderBlock, body: Any, dst: Any, size: int,
+    builder: EnvelopeBuilder,
+    headers: HeaderBlock,
+    body: Any,
+    dst: Any,
+    size: int,
     search: bool,
 ) -> EnvelopeResult | None:
     """Encrypt a big message in one read: the DER lengths are written for the smallest

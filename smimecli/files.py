@@ -69,8 +69,11 @@ def _create_temporary(folder: Path, name: str, mode: int | None) -> tuple[int, s
     for _ in range(100):
         candidate = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
         try:
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                         0o666 if mode is None else 0o600)
+            fd = os.open(
+                candidate,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                0o666 if mode is None else 0o600,
+            )
         except FileExistsError:
             continue
         if mode is not None:  # exactly this mode, whatever the umask
@@ -101,8 +104,7 @@ class _WriteBehind:
         self._fd = fd
         self._stop = threading.Event()
         self._error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, name="smimecli-write-behind",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="smimecli-write-behind", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:

@@ -126,16 +126,15 @@ def load_key_block(encoding: str, data: bytes, password: bytes | None, what: str
         DataError: not a private key this tool reads (65).
     """
     load = (
-        serialization.load_pem_private_key if encoding == "pem"
+        serialization.load_pem_private_key
+        if encoding == "pem"
         else serialization.load_der_private_key
     )
     try:
         return load(data, password)
     except TypeError as exc:
         if password is None:
-            raise AuthError(
-                f"{what} is encrypted: give --password-file or --password-env"
-            ) from exc
+            raise AuthError(f"{what} is encrypted: give --password-file or --password-env") from exc
         # A password given for an unencrypted key: read it without.
         return load_key_block(encoding, data, None, what)
     except ValueError as exc:

@@ -254,8 +254,10 @@ def parse_key_usage(text: str) -> x509.KeyUsage | None:
     for name in names:
         attribute = _KEY_USAGE_NAMES.get(name.lower())
         if attribute is None:
-            known = "CRLSign, CertSign, KeyAgreement, DataEncipherment, KeyEncipherment, " \
+            known = (
+                "CRLSign, CertSign, KeyAgreement, DataEncipherment, KeyEncipherment, "
                 "DigitalSignature, NonRepudiation, EncipherOnly, DecipherOnly, None"
+            )
             raise UsageError(f"unknown key usage {name!r} in --key-usage (use {known})")
         flags[attribute] = True
     try:
@@ -344,8 +346,12 @@ def random_serial() -> int:
 
 def _check_email(email: str) -> None:
     local, at, domain = email.rpartition("@")
-    if not at or not local or not domain or not email.isascii() or any(
-        ch.isspace() or ch in "<>,;\"" for ch in email
+    if (
+        not at
+        or not local
+        or not domain
+        or not email.isascii()
+        or any(ch.isspace() or ch in '<>,;"' for ch in email)
     ):
         raise UsageError(
             f"--email {email!r} is not a plain ASCII mail address like user@example.net"
@@ -545,7 +551,8 @@ def issue_user(spec: UserSpec, signer: Signer, *, now: dt.datetime | None = None
         log.warning(
             "the new certificate (until %s) outlives its issuer (until %s); "
             "clients stop trusting it when the issuer expires",
-            not_after.date(), signer.cert.not_valid_after_utc.date(),
+            not_after.date(),
+            signer.cert.not_valid_after_utc.date(),
         )
     subject_emails = [
         str(attribute.value) for attribute in name.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
@@ -553,7 +560,8 @@ def issue_user(spec: UserSpec, signer: Signer, *, now: dt.datetime | None = None
     if subject_emails and spec.email.lower() not in (e.lower() for e in subject_emails):
         log.warning(
             "the subject's E= (%s) differs from --email %s; mail clients match the latter",
-            ", ".join(subject_emails), spec.email,
+            ", ".join(subject_emails),
+            spec.email,
         )
     key = spec.key.generate()
     is_rsa = isinstance(key, rsa.RSAPrivateKey)

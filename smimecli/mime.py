@@ -285,9 +285,9 @@ def parse_parameters(text: str) -> dict[str, str]:
             # RFC 2231 section 4: charset'language'percent-encoded
             charset, _, encoded = value.partition("'")
             encoded = encoded.partition("'")[2]
-            raw = re.sub(
-                r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), encoded
-            ).encode("latin-1")
+            raw = re.sub(r"%([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), encoded).encode(
+                "latin-1"
+            )
             try:
                 value = raw.decode(charset or "us-ascii")
             except (LookupError, UnicodeDecodeError):

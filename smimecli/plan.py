@@ -369,7 +369,10 @@ def plan_recipients(
                 "tempfail": Outcome.TEMPFAIL,
             }[policy]
             plan = RecipientPlan(
-                address, rule, outcome, f"{reason}; on_missing_cert = {policy}",
+                address,
+                rule,
+                outcome,
+                f"{reason}; on_missing_cert = {policy}",
                 turned_down=turned_down,
             )
             if policy == "pass":
@@ -378,7 +381,10 @@ def plan_recipients(
             continue
         cert = entry.cert
         plan = RecipientPlan(
-            address, rule, Outcome.ENCRYPTED, reason,
+            address,
+            rule,
+            Outcome.ENCRYPTED,
+            reason,
             cert=cert,
             thumbprint=entry.thumbprint,
             key_transport=rule.key_transport,
@@ -519,8 +525,11 @@ def cached_rules(rules_path: Path, store_dir: Path | None) -> RuleSet:
     except OSError as exc:
         raise ConfigError(f"cannot read rules file {rules_path}: {exc.strerror or exc}") from exc
     key = (
-        str(rules_path.resolve()), stat.st_mtime_ns, stat.st_size,
-        str(store_dir) if store_dir else None, os.getpid(),
+        str(rules_path.resolve()),
+        stat.st_mtime_ns,
+        stat.st_size,
+        str(store_dir) if store_dir else None,
+        os.getpid(),
     )
     found = _CACHE.get(key)
     if found is None:
@@ -585,8 +594,12 @@ def encrypt_with_rules(
 
     assert plan.cipher is not None
     result = encrypt_parsed(
-        headers, rest, dst, plan.envelope_recipients(),
-        cipher=plan.cipher, convert_tnef=plan.convert_tnef,
+        headers,
+        rest,
+        dst,
+        plan.envelope_recipients(),
+        cipher=plan.cipher,
+        convert_tnef=plan.convert_tnef,
     )
     # The CMS layer logs the weak cipher and SHA-1 OAEP warnings in its own words: log the
     # plan's other warnings, and report each warning once, in the plan's words.
@@ -608,9 +621,7 @@ def _new_warnings(plan: Plan, result: EncryptOutcome, known: list[str]) -> list[
 
 def _said_by_cms(plan: Plan) -> set[str]:
     """The plan's warnings that the CMS layer also gives, and logs, when it encrypts."""
-    said = {
-        _oaep_sha1_warning(r.address) for r in plan.encrypted if r.algorithm == "rsa-oaep/sha1"
-    }
+    said = {_oaep_sha1_warning(r.address) for r in plan.encrypted if r.algorithm == "rsa-oaep/sha1"}
     if plan.cipher is not None:
         said.add(_weak_cipher_warning(plan.cipher))
     return said
@@ -697,7 +708,11 @@ def source_addresses(rules: RuleSet, rule: Rule, pattern: str, at: dt.datetime) 
             if address.casefold() in found or not regex.fullmatch(address):
                 continue
             if not problems(
-                entry.cert, email=address, at=at, roots=roots, intermediates=intermediates,
+                entry.cert,
+                email=address,
+                at=at,
+                roots=roots,
+                intermediates=intermediates,
                 require_trusted=rule.require_trusted,
             ):
                 found[address.casefold()] = address
@@ -743,9 +758,7 @@ def run_rules_test(
     at = _now(at)
     # Names are unique in a rule set, so each rule is one object: dict.fromkeys drops
     # repeated names and keeps the order.
-    tested = list(dict.fromkeys(
-        rules.rules if all_rules else [rules.rule_named(n) for n in names]
-    ))
+    tested = list(dict.fromkeys(rules.rules if all_rules else [rules.rule_named(n) for n in names]))
     rules.open_all()
     report = RulesTestReport(rules, [])
     for later, pattern, earlier, cover in shadowed_patterns(rules):
@@ -801,13 +814,25 @@ def _encrypt_in_memory(plan: Plan, addresses: Sequence[str]) -> None:
 
     assert plan.cipher is not None
     encrypt_message(
-        virtual_message(addresses), BytesIO(), plan.envelope_recipients(),
-        cipher=plan.cipher, convert_tnef=False,
+        virtual_message(addresses),
+        BytesIO(),
+        plan.envelope_recipients(),
+        cipher=plan.cipher,
+        convert_tnef=False,
     )
 
 
 _NO_RULE = Rule(
-    name="(no rule)", index=-1, line=None, recipients=(), source=SourceSpec("store"),
-    match="email", cipher="aes256", key_transport="rsa", oaep_hash="sha256",
-    convert_tnef=False, on_missing_cert="pass", require_trusted=False,
+    name="(no rule)",
+    index=-1,
+    line=None,
+    recipients=(),
+    source=SourceSpec("store"),
+    match="email",
+    cipher="aes256",
+    key_transport="rsa",
+    oaep_hash="sha256",
+    convert_tnef=False,
+    on_missing_cert="pass",
+    require_trusted=False,
 )

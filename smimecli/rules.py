@@ -314,7 +314,7 @@ def check_any_source(rules: RuleSet, rule: Rule) -> None:
     leaves = [e for e in rules.source(rule).certificates() if not is_ca(e.cert)]
     if len(leaves) > 1:
         raise ConfigError(
-            f"{rules.where(rule, 'source.thumbprint')}: match = \"any\" but "
+            f'{rules.where(rule, "source.thumbprint")}: match = "any" but '
             f"{rule.source.describe()} holds {len(leaves)} certificates; "
             'add thumbprint = "..." to the source'
         )
@@ -385,9 +385,7 @@ def load_rules(path: str | Path, *, store_dir: Path | None = None) -> RuleSet:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(
-            f"cannot read rules file {path}: {exc.strerror or exc}"
-        ) from exc
+        raise ConfigError(f"cannot read rules file {path}: {exc.strerror or exc}") from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -417,7 +415,8 @@ class _Validator:
         for key in document:
             if key not in ("defaults", "rule"):
                 raise self.fail(
-                    f"key {key!r}", self.locator.key_line(0, key),
+                    f"key {key!r}",
+                    self.locator.key_line(0, key),
                     "unknown top-level key (expected [defaults] and [[rule]] tables)",
                 )
         defaults = dict(BUILTIN_DEFAULTS)
@@ -470,9 +469,7 @@ class _Validator:
             raise self.fail(*where("name"), "must be a non-empty string")
         recipients = raw["recipients"]
         if isinstance(recipients, str):
-            raise self.fail(
-                *where("recipients"), f'must be a list: recipients = ["{recipients}"]'
-            )
+            raise self.fail(*where("recipients"), f'must be a list: recipients = ["{recipients}"]')
         if not isinstance(recipients, list) or not recipients:
             raise self.fail(*where("recipients"), "must be a non-empty list of address patterns")
         for pattern in recipients:
@@ -572,7 +569,7 @@ class _Validator:
         path = None
         if kind != "store":
             if "path" not in raw:
-                raise fail("source.path", f"a {kind!r} source needs path = \"...\"")
+                raise fail("source.path", f'a {kind!r} source needs path = "..."')
             path = self.base / Path(raw["path"]).expanduser()
         if "password_env" in raw and "password_file" in raw:
             raise fail("source.password_file", "give password_env or password_file, not both")

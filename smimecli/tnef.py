@@ -104,19 +104,38 @@ PT_OBJECT = 0x000D
 PT_SYSTIME = 0x0040
 MV_FLAG = 0x1000
 _FIXED_SIZES = {
-    0x0002: 4, 0x000B: 4,  # PtypInteger16, PtypBoolean (padded)
-    0x0003: 4, 0x0004: 4, 0x000A: 4,  # Integer32, Floating32, ErrorCode
-    0x0005: 8, 0x0006: 8, 0x0007: 8, 0x0014: 8, 0x0040: 8,  # Floating64, Currency, ...
+    0x0002: 4,
+    0x000B: 4,  # PtypInteger16, PtypBoolean (padded)
+    0x0003: 4,
+    0x0004: 4,
+    0x000A: 4,  # Integer32, Floating32, ErrorCode
+    0x0005: 8,
+    0x0006: 8,
+    0x0007: 8,
+    0x0014: 8,
+    0x0040: 8,  # Floating64, Currency, ...
     0x0048: 16,  # PtypGuid
 }
 _VARIABLE = frozenset({PT_STRING8, PT_UNICODE, PT_BINARY, PT_OBJECT, 0x00FB})
 
 # Windows code page -> IANA charset name (the label written into Content-Type).
 _CHARSETS = {
-    437: "ibm437", 850: "ibm850", 866: "ibm866", 874: "windows-874", 932: "shift_jis",
-    936: "gbk", 949: "euc-kr", 950: "big5", 1200: "utf-16le", 20127: "us-ascii",
-    20866: "koi8-r", 21866: "koi8-u", 50220: "iso-2022-jp", 51932: "euc-jp",
-    54936: "gb18030", 65001: "utf-8",
+    437: "ibm437",
+    850: "ibm850",
+    866: "ibm866",
+    874: "windows-874",
+    932: "shift_jis",
+    936: "gbk",
+    949: "euc-kr",
+    950: "big5",
+    1200: "utf-16le",
+    20127: "us-ascii",
+    20866: "koi8-r",
+    21866: "koi8-u",
+    50220: "iso-2022-jp",
+    51932: "euc-jp",
+    54936: "gb18030",
+    65001: "utf-8",
     **{cp: f"windows-{cp}" for cp in range(1250, 1259)},
     **{28590 + n: f"iso-8859-{n}" for n in range(1, 16)},
 }
@@ -257,8 +276,11 @@ class _Converter:
             header_end, _ = _split_entity(self.data, 0, len(self.data))
             fields = _header_fields(self.data[:header_end])
             if any(_field_name(lines[0]) == b"content-length" for lines in fields):
-                kept = [b"".join(lines) for lines in fields
-                        if _field_name(lines[0]) != b"content-length"]
+                kept = [
+                    b"".join(lines)
+                    for lines in fields
+                    if _field_name(lines[0]) != b"content-length"
+                ]
                 self.replacements.append((0, header_end, b"".join(kept)))
         pieces: list[bytes] = []
         offset = 0
@@ -403,7 +425,7 @@ class TnefAttachment:
         """The TNEF stream of an embedded message (PtypObject with IID_IMessage)."""
         value = self.props.get(PR_ATTACH_DATA)
         if isinstance(value, bytes) and value.startswith(IID_IMESSAGE):
-            return value[len(IID_IMESSAGE):]
+            return value[len(IID_IMESSAGE) :]
         return None
 
     @property
@@ -444,7 +466,7 @@ class _Reader:
     def take(self, n: int) -> memoryview:
         if n < 0 or n > self.left():
             raise TnefFormatError(f"length {n} runs past the end of the TNEF data")
-        chunk = self.buf[self.pos:self.pos + n]
+        chunk = self.buf[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
@@ -655,9 +677,7 @@ _ATTR_CHAR = frozenset(
 )
 
 
-def _header_with_params(
-    name: str, value: str, params: list[tuple[str, str]], eol: bytes
-) -> bytes:
+def _header_with_params(name: str, value: str, params: list[tuple[str, str]], eol: bytes) -> bytes:
     """A header with one parameter per folded line; RFC 2231 for non-ASCII or long values."""
     lines = [f"{name}: {value}"]
     for key, val in params:
@@ -671,7 +691,7 @@ def _header_with_params(
         rest = "utf-8''" + encoded
         while rest:
             cut = min(len(rest), 60)
-            while cut < len(rest) and "%" in rest[max(0, cut - 2):cut]:
+            while cut < len(rest) and "%" in rest[max(0, cut - 2) : cut]:
                 cut -= 1
             chunks.append(rest[:cut])
             rest = rest[cut:]
@@ -683,8 +703,11 @@ def _header_with_params(
 
 def _text_entity(subtype: str, raw: bytes, charset: str, eol: bytes) -> _Entity:
     lines = raw.replace(b"\r\n", b"\n").split(b"\n")
-    if raw.isascii() and b"\r" not in raw.replace(b"\r\n", b"") and b"\x00" not in raw and all(
-        len(line) <= 998 for line in lines
+    if (
+        raw.isascii()
+        and b"\r" not in raw.replace(b"\r\n", b"")
+        and b"\x00" not in raw
+        and all(len(line) <= 998 for line in lines)
     ):
         # RFC 2045 section 2.7: short ASCII lines may go as 7bit, in the output's line ends.
         body = eol.join(lines)
@@ -695,7 +718,9 @@ def _text_entity(subtype: str, raw: bytes, charset: str, eol: bytes) -> _Entity:
     else:
         body, cte = base64_lines(raw, eol), "base64"
     return _Entity(
-        f"text/{subtype}", [("charset", charset)], [f"Content-Transfer-Encoding: {cte}".encode()],
+        f"text/{subtype}",
+        [("charset", charset)],
+        [f"Content-Transfer-Encoding: {cte}".encode()],
         body,
     )
 
@@ -718,9 +743,7 @@ def _body_bytes(value: object, codepage: int) -> tuple[bytes, str] | None:
     return None
 
 
-def _message_entity(
-    message: TnefMessage, eol: bytes, *, depth: int, notes: list[str]
-) -> _Entity:
+def _message_entity(message: TnefMessage, eol: bytes, *, depth: int, notes: list[str]) -> _Entity:
     """The multipart/mixed entity that replaces a TNEF message (or its embedded copy)."""
     klass = message.prop_str(PR_MESSAGE_CLASS) or message.message_class or "IPM.Note"
     if not _is_note(klass):
@@ -754,8 +777,9 @@ def _message_entity(
     if html:
         html_part = _text_entity("html", html[0], html[1], eol)
         if related:
-            html_part = _Entity("multipart/related", [("type", "text/html")],
-                                children=[html_part, *related])
+            html_part = _Entity(
+                "multipart/related", [("type", "text/html")], children=[html_part, *related]
+            )
         bodies.append(html_part)
     if len(bodies) == 2:
         bodies = [_Entity("multipart/alternative", children=bodies)]
@@ -847,8 +871,9 @@ def _embedded_entity(
     disposition = _header_with_params(
         "Content-Disposition", "attachment", [("filename", filename)], eol
     )
-    return _Entity("message/rfc822", [], [b"Content-Transfer-Encoding: 7bit",
-                                          disposition[: -len(eol)]], inner)
+    return _Entity(
+        "message/rfc822", [], [b"Content-Transfer-Encoding: 7bit", disposition[: -len(eol)]], inner
+    )
 
 
 def _encoded(name: str, value: str, eol: bytes) -> bytes:

@@ -167,9 +167,7 @@ def _first_part(body: BinaryIO, boundary: bytes, what: str, rest: list[bytes]) -
             rest.append(buffer[found[1] :])
             return
         if final:
-            raise DataError(
-                f"{what}: the multipart/signed entity ends before its closing boundary"
-            )
+            raise DataError(f"{what}: the multipart/signed entity ends before its closing boundary")
         if found:
             yield buffer[:found]
             buffer = buffer[found:]

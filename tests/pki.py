@@ -66,9 +66,15 @@ class TestCA:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=True,
-                    data_encipherment=True, key_agreement=True, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=True,
+                    data_encipherment=True,
+                    key_agreement=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=False,
             )
@@ -120,10 +126,15 @@ class TestCA:
             is_rsa = key_type == "rsa"
             builder = builder.add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False,
-                    key_encipherment=is_rsa, data_encipherment=False,
-                    key_agreement=not is_rsa, key_cert_sign=False, crl_sign=False,
-                    encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=is_rsa,
+                    data_encipherment=False,
+                    key_agreement=not is_rsa,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -156,7 +167,10 @@ class TestCA:
         key_pem.chmod(0o600)
         pfx.write_bytes(
             pkcs12.serialize_key_and_certificates(
-                name.encode(), key, cert, [self.cert],
+                name.encode(),
+                key,
+                cert,
+                [self.cert],
                 serialization.BestAvailableEncryption(PASSWORD),
             )
         )

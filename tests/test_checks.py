@@ -21,7 +21,9 @@ def _tool(name: str) -> list[str]:
 def test_ruff() -> None:
     proc = subprocess.run(
         [*_tool("ruff"), "check", "smimecli", "tests", "bench", "tools"],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -29,5 +31,15 @@ def test_ruff() -> None:
 def test_mypy_strict() -> None:
     proc = subprocess.run(
         [*_tool("mypy"), "--no-error-summary"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_format() -> None:
+    proc = subprocess.run(
+        [*_tool("ruff"), "format", "--check", "smimecli", "tests", "bench", "tools"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

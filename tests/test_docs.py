@@ -58,8 +58,10 @@ toy.add_typer(toy_sub, name="nest")
 @toy.callback()
 def _toy_root(
     *,
-    store: Annotated[Path | None, typer.Option("--store", envvar="TOY_STORE", metavar="DIR",
-                                               help="Store folder.")] = None,
+    store: Annotated[
+        Path | None,
+        typer.Option("--store", envvar="TOY_STORE", metavar="DIR", help="Store folder."),
+    ] = None,
 ) -> None:
     """Toy root.
 
@@ -73,14 +75,16 @@ def _toy_paint(
     *,
     colour: Annotated[Colour, typer.Option(help="Enum choice.")] = Colour.green,
     mode: Annotated[Literal["fast", "slow"], typer.Option(help="Literal choice.")] = "fast",
-    hash_name: Annotated[str, typer.Option("--hash", metavar="sha256|sha512",
-                                           help="Metavar choice.")] = "sha256",
-    out_dir: Annotated[Path | None, typer.Option("--out-dir", metavar="DIR",
-                                                 help="A folder.")] = None,
-    cert: Annotated[list[Path] | None, typer.Option("--cert", "-c", metavar="FILE",
-                                                    help="Repeatable file.")] = None,
-    tnef: Annotated[bool, typer.Option("--convert-tnef/--no-convert-tnef",
-                                       help="A pair.")] = True,
+    hash_name: Annotated[
+        str, typer.Option("--hash", metavar="sha256|sha512", help="Metavar choice.")
+    ] = "sha256",
+    out_dir: Annotated[
+        Path | None, typer.Option("--out-dir", metavar="DIR", help="A folder.")
+    ] = None,
+    cert: Annotated[
+        list[Path] | None, typer.Option("--cert", "-c", metavar="FILE", help="Repeatable file.")
+    ] = None,
+    tnef: Annotated[bool, typer.Option("--convert-tnef/--no-convert-tnef", help="A pair.")] = True,
     email: Annotated[str, typer.Option("--email", metavar="ADDR", help="Needed.")] = ...,
     secret: Annotated[str, typer.Option(hidden=True)] = "",
 ) -> None:
@@ -109,8 +113,7 @@ def toy_tree() -> Command:
 def test_committed_files_are_what_the_generator_makes_now() -> None:
     problems = gen_docs.differences()
     assert not problems, (
-        "man pages / completions are stale; run: python -m tools.gen_docs\n"
-        + "\n".join(problems)
+        "man pages / completions are stale; run: python -m tools.gen_docs\n" + "\n".join(problems)
     )
 
 
@@ -119,7 +122,7 @@ def test_check_mode_reports_stale_and_extra_files(tmp_path: Path) -> None:
     gen_docs.write(tmp_path, files)
     assert gen_docs.differences(tmp_path, files) == []
     page = tmp_path / "man" / "smimecli-encrypt.1"
-    page.write_text(page.read_text() + ".\\\" edited by hand\n")
+    page.write_text(page.read_text() + '.\\" edited by hand\n')
     (tmp_path / "man" / "smimecli-gone.1").write_text("old\n")
     (tmp_path / "completions" / "smimecli.fish").unlink()
     problems = "\n".join(gen_docs.differences(tmp_path, files))
@@ -127,15 +130,23 @@ def test_check_mode_reports_stale_and_extra_files(tmp_path: Path) -> None:
     assert "man/smimecli-gone.1: no longer generated" in problems
     assert "completions/smimecli.fish: missing" in problems
     changed = gen_docs.write(tmp_path, files)
-    assert set(changed) == {"man/smimecli-encrypt.1", "man/smimecli-gone.1",
-                            "completions/smimecli.fish"}
+    assert set(changed) == {
+        "man/smimecli-encrypt.1",
+        "man/smimecli-gone.1",
+        "completions/smimecli.fish",
+    }
     assert not (tmp_path / "man" / "smimecli-gone.1").exists()
     assert gen_docs.differences(tmp_path, files) == []
 
 
 def test_check_command_line() -> None:
-    proc = subprocess.run([sys.executable, "-m", "tools.gen_docs", "--check"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.gen_docs", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -158,8 +169,15 @@ def _page(cmd: Command) -> str:
 @pytest.mark.parametrize("cmd", COMMANDS, ids=_ids)
 def test_man_page_has_every_section_and_option(cmd: Command) -> None:
     page = _page(cmd)
-    for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "EXIT STATUS", "ENVIRONMENT",
-                    "FILES", "SEE ALSO"):
+    for section in (
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "FILES",
+        "SEE ALSO",
+    ):
         assert f"\n.SH {section}\n" in page, section
     for opt in cmd.options:
         for name in opt.all_opts:
@@ -187,8 +205,11 @@ def test_files_section_names_the_store_database() -> None:
 
 def test_examples_name_real_commands() -> None:
     paths = {c.path for c in COMMANDS}
-    stub_groups = {g.path for g in COMMANDS if not g.subcommands and g.path in
-                   {("certs",), ("rules",), ("tnef",)}}
+    stub_groups = {
+        g.path
+        for g in COMMANDS
+        if not g.subcommands and g.path in {("certs",), ("rules",), ("tnef",)}
+    }
     for path in gen_docs.EXAMPLES:
         assert path in paths or path[:1] in stub_groups, f"example for unknown command {path}"
 
@@ -214,10 +235,17 @@ def _help_options(help_text: str) -> set[str]:
 
 
 def _man_text(page: Path) -> str:
-    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "MANWIDTH": "250", "MANPAGER": "cat",
-           "PAGER": "cat"}
-    proc = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True, env=env,
-                          timeout=60)
+    env = {
+        **os.environ,
+        "LC_ALL": "C",
+        "LANG": "C",
+        "MANWIDTH": "250",
+        "MANPAGER": "cat",
+        "PAGER": "cat",
+    }
+    proc = subprocess.run(
+        ["man", "-l", str(page)], capture_output=True, text=True, env=env, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in proc.stderr.lower(), proc.stderr
     return re.sub(r".\x08", "", proc.stdout)  # overstrike bold, if any
@@ -285,22 +313,25 @@ COMPLETIONS = ROOT / "completions"
 
 def test_bash_completion_parses() -> None:
     bash = require_tool("bash")
-    proc = subprocess.run([bash, "-n", str(COMPLETIONS / "smimecli.bash")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [bash, "-n", str(COMPLETIONS / "smimecli.bash")], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_zsh_completion_parses() -> None:
     zsh = require_tool("zsh")
-    proc = subprocess.run([zsh, "-n", str(COMPLETIONS / "_smimecli")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [zsh, "-n", str(COMPLETIONS / "_smimecli")], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_fish_completion_parses() -> None:
     fish = require_tool("fish")
-    proc = subprocess.run([fish, "--no-execute", str(COMPLETIONS / "smimecli.fish")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [fish, "--no-execute", str(COMPLETIONS / "smimecli.fish")], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -310,11 +341,14 @@ def _bash_complete(script: Path, lines: list[list[str]], cwd: Path) -> list[list
     calls = []
     for words in lines:
         quoted = " ".join(_q(w) for w in words)
-        calls.append(f"COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; COMPREPLY=(); "
-                     "_smimecli; printf '%s\\n' \"${COMPREPLY[*]}\"")
+        calls.append(
+            f"COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; COMPREPLY=(); "
+            "_smimecli; printf '%s\\n' \"${COMPREPLY[*]}\""
+        )
     program = f"source {_q(str(script))}\n" + "\n".join(calls)
-    proc = subprocess.run([bash, "-c", program], cwd=cwd, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [bash, "-c", program], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     return [line.split() for line in proc.stdout.splitlines()]
 
@@ -329,7 +363,7 @@ def test_bash_completes_the_real_tree(tmp_path: Path) -> None:
     got = _bash_complete(COMPLETIONS / "smimecli.bash", lines, tmp_path)
     for group, reply in zip(GROUPS, got, strict=False):
         assert reply == [s.path[-1] for s in group.subcommands], group.name
-    for cmd, reply in zip(COMMANDS, got[len(GROUPS):], strict=True):
+    for cmd, reply in zip(COMMANDS, got[len(GROUPS) :], strict=True):
         assert sorted(reply) == sorted(o for opt in cmd.options for o in opt.all_opts), cmd.name
 
 
@@ -338,19 +372,23 @@ def test_bash_completes_choices_files_and_folders(toy_tree: Command, tmp_path: P
     script.write_text(gen_docs.render_bash(toy_tree))
     (tmp_path / "alpha.pem").write_text("x")
     (tmp_path / "albums").mkdir()
-    got = _bash_complete(script, [
-        ["smimecli", ""],
-        ["smimecli", "--store", "al"],
-        ["smimecli", "--store", "x", "pa"],
-        ["smimecli", "paint", "--colour", ""],
-        ["smimecli", "paint", "--hash", "sha5"],
-        ["smimecli", "paint", "--out-dir", "al"],
-        ["smimecli", "paint", "-c", "alp"],
-        ["smimecli", "paint", "--convert-tnef", "al"],
-        ["smimecli", "nest", ""],
-        ["smimecli", "nest", "deep", "--l"],
-        ["smimecli", "nest", "deep", "--level", ""],
-    ], tmp_path)
+    got = _bash_complete(
+        script,
+        [
+            ["smimecli", ""],
+            ["smimecli", "--store", "al"],
+            ["smimecli", "--store", "x", "pa"],
+            ["smimecli", "paint", "--colour", ""],
+            ["smimecli", "paint", "--hash", "sha5"],
+            ["smimecli", "paint", "--out-dir", "al"],
+            ["smimecli", "paint", "-c", "alp"],
+            ["smimecli", "paint", "--convert-tnef", "al"],
+            ["smimecli", "nest", ""],
+            ["smimecli", "nest", "deep", "--l"],
+            ["smimecli", "nest", "deep", "--level", ""],
+        ],
+        tmp_path,
+    )
     assert [sorted(reply) for reply in got] == [
         ["nest", "paint"],
         ["albums"],
@@ -370,9 +408,11 @@ def _fish_complete(script: Path, lines: list[str], cwd: Path) -> list[list[str]]
     fish = require_tool("fish")
     program = f"source {_q(str(script))}\n" + "\n".join(
         f"set -l reply (complete -C {_q(line)} | string replace -r '\\t.*' ''); echo \"$reply\""
-        for line in lines)
-    proc = subprocess.run([fish, "--no-config", "-c", program], cwd=cwd, capture_output=True,
-                          text=True, timeout=60)
+        for line in lines
+    )
+    proc = subprocess.run(
+        [fish, "--no-config", "-c", program], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     return [line.split() for line in proc.stdout.split("\n")[: len(lines)]]
 
@@ -388,16 +428,26 @@ def test_fish_completes_choices_and_nesting(toy_tree: Command, tmp_path: Path) -
     script = tmp_path / "toy.fish"
     script.write_text(gen_docs.render_fish(toy_tree).replace("smimecli", "toycli"))
     (tmp_path / "albums").mkdir()
-    got = _fish_complete(script, [
-        "toycli ",
-        "toycli --store x nest ",
-        "toycli paint --colour ",
-        "toycli paint --hash ",
-        "toycli paint --out-dir al",
-        "toycli nest deep --le",
-    ], tmp_path)
-    assert got == [["nest", "paint"], ["deep"], ["green", "red"], ["sha256", "sha512"],
-                   ["albums/"], ["--level"]]
+    got = _fish_complete(
+        script,
+        [
+            "toycli ",
+            "toycli --store x nest ",
+            "toycli paint --colour ",
+            "toycli paint --hash ",
+            "toycli paint --out-dir al",
+            "toycli nest deep --le",
+        ],
+        tmp_path,
+    )
+    assert got == [
+        ["nest", "paint"],
+        ["deep"],
+        ["green", "red"],
+        ["sha256", "sha512"],
+        ["albums/"],
+        ["--level"],
+    ]
 
 
 def _zsh_complete(script: Path, lines: list[list[str]], cwd: Path) -> list[str]:
@@ -405,43 +455,49 @@ def _zsh_complete(script: Path, lines: list[list[str]], cwd: Path) -> list[str]:
     zsh = require_tool("zsh")
     stubs = (
         "compdef() { :; }\n"
-        "_describe() { local -a arr; arr=(\"${(@P)${@[-1]}}\"); "
-        "print -r -- \"${(j: :)${(@)arr%%:*}}\"; }\n"
-        "compadd() { print -r -- \"${(P)2}\"; }\n"
-        "_files() { print -r -- \"files $*\"; }\n"
+        '_describe() { local -a arr; arr=("${(@P)${@[-1]}}"); '
+        'print -r -- "${(j: :)${(@)arr%%:*}}"; }\n'
+        'compadd() { print -r -- "${(P)2}"; }\n'
+        '_files() { print -r -- "files $*"; }\n'
         "_message() { print -r -- message; }\n"
     )
     calls = []
     for words in lines:
         quoted = " ".join(_q(w) for w in words)
-        calls.append(f"words=({quoted}); CURRENT={len(words)}; PREFIX={_q(words[-1])}; "
-                     "_smimecli || print")
+        calls.append(
+            f"words=({quoted}); CURRENT={len(words)}; PREFIX={_q(words[-1])}; _smimecli || print"
+        )
     program = stubs + f"source {_q(str(script))}\n" + "\n".join(calls)
-    proc = subprocess.run([zsh, "-f", "-c", program], cwd=cwd, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [zsh, "-f", "-c", program], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
 
 
 def test_zsh_completes_the_real_tree(tmp_path: Path) -> None:
-    got = _zsh_complete(COMPLETIONS / "_smimecli", [["smimecli", *g.path, ""] for g in GROUPS],
-                        tmp_path)
+    got = _zsh_complete(
+        COMPLETIONS / "_smimecli", [["smimecli", *g.path, ""] for g in GROUPS], tmp_path
+    )
     assert got == [" ".join(s.path[-1] for s in g.subcommands) for g in GROUPS]
 
 
 def test_zsh_completes_choices_files_and_folders(toy_tree: Command, tmp_path: Path) -> None:
     script = tmp_path / "_toy"
     script.write_text(gen_docs.render_zsh(toy_tree))
-    got = _zsh_complete(script, [
-        ["smimecli", "--store", "x", ""],
-        ["smimecli", "paint", "--colour", ""],
-        ["smimecli", "paint", "--out-dir", ""],
-        ["smimecli", "paint", "--cert", ""],
-        ["smimecli", "paint", "in.eml", ""],
-        ["smimecli", "nest", "deep", "--"],
-    ], tmp_path)
-    assert got == ["paint nest", "red green", "files -/", "files ", "files ",
-                   "--level -h --help"]
+    got = _zsh_complete(
+        script,
+        [
+            ["smimecli", "--store", "x", ""],
+            ["smimecli", "paint", "--colour", ""],
+            ["smimecli", "paint", "--out-dir", ""],
+            ["smimecli", "paint", "--cert", ""],
+            ["smimecli", "paint", "in.eml", ""],
+            ["smimecli", "nest", "deep", "--"],
+        ],
+        tmp_path,
+    )
+    assert got == ["paint nest", "red green", "files -/", "files ", "files ", "--level -h --help"]
 
 
 def test_readme_reference_lists_every_command_and_option() -> None:

@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run tests/fuzz with more examples; returns pytest's exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=5000, help="examples per fuzz test")
-    parser.add_argument("--deadline-ms", type=int, default=2000,
-                        help="per-example deadline in ms (0: none)")
+    parser.add_argument(
+        "--deadline-ms", type=int, default=2000, help="per-example deadline in ms (0: none)"
+    )
     parser.add_argument("-k", dest="select", default=None, help="pytest -k expression")
     args = parser.parse_args(argv)
     env = dict(

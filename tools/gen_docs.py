@@ -39,27 +39,34 @@ README_END = "<!-- end of command reference -->"
 EXAMPLES: dict[tuple[str, ...], list[tuple[str, str]]] = {
     (): [
         ("See the whole workflow in a throwaway store:", "smimecli demo"),
-        ("Encrypt a message by rules, as a mail filter does:",
-         "smimecli encrypt --rules /etc/smimecli/rules.toml "
-         "--recipient alice@example.com < in.eml > out.eml"),
+        (
+            "Encrypt a message by rules, as a mail filter does:",
+            "smimecli encrypt --rules /etc/smimecli/rules.toml "
+            "--recipient alice@example.com < in.eml > out.eml",
+        ),
         ("Use another certificate store:", "smimecli --store /var/lib/smimecli certs list"),
     ],
     ("encrypt",): [
-        ("Encrypt to a certificate file:",
-         "smimecli encrypt --cert alice.cer -o out.eml in.eml"),
-        ("Encrypt by rules for the envelope recipients (what the Postfix filter runs):",
-         "smimecli encrypt --rules rules.toml --recipient alice@example.com "
-         "< in.eml > out.eml"),
-        ("Encrypt a spool folder in batch with four workers:",
-         "smimecli encrypt --rules rules.toml --out-dir encrypted/ --jobs 4 spool/"),
-        ("AES-256-GCM (AuthEnvelopedData) with RSA-OAEP/SHA-256:",
-         "smimecli encrypt --cert bob.pem --cipher aes256-gcm "
-         "--key-transport rsa-oaep in.eml > out.eml"),
+        ("Encrypt to a certificate file:", "smimecli encrypt --cert alice.cer -o out.eml in.eml"),
+        (
+            "Encrypt by rules for the envelope recipients (what the Postfix filter runs):",
+            "smimecli encrypt --rules rules.toml --recipient alice@example.com < in.eml > out.eml",
+        ),
+        (
+            "Encrypt a spool folder in batch with four workers:",
+            "smimecli encrypt --rules rules.toml --out-dir encrypted/ --jobs 4 spool/",
+        ),
+        (
+            "AES-256-GCM (AuthEnvelopedData) with RSA-OAEP/SHA-256:",
+            "smimecli encrypt --cert bob.pem --cipher aes256-gcm "
+            "--key-transport rsa-oaep in.eml > out.eml",
+        ),
     ],
     ("decrypt",): [
-        ("Decrypt with a .pfx, the password in a file:",
-         "smimecli decrypt --key alice.pfx --password-file pw.txt -o plain.eml "
-         "smime.eml"),
+        (
+            "Decrypt with a .pfx, the password in a file:",
+            "smimecli decrypt --key alice.pfx --password-file pw.txt -o plain.eml smime.eml",
+        ),
         ("Decrypt with a private key held in the store:", "smimecli decrypt smime.eml"),
     ],
     ("inspect",): [
@@ -67,29 +74,41 @@ EXAMPLES: dict[tuple[str, ...], list[tuple[str, str]]] = {
         ("The same as JSON:", "smimecli inspect --json smime.eml"),
     ],
     ("certs",): [
-        ("Import a .pfx and list the store:",
-         "smimecli certs import --password-env PFX_PASSWORD alice.pfx && "
-         "smimecli certs list"),
+        (
+            "Import a .pfx and list the store:",
+            "smimecli certs import --password-env PFX_PASSWORD alice.pfx && smimecli certs list",
+        ),
     ],
     ("certs", "import"): [
-        ("Import recipient certificates from a Windows serialized store:",
-         "smimecli certs import partners.sst"),
-        ("Import a .pfx (key and certificate go to my):",
-         "smimecli certs import --password-file pw.txt alice.pfx"),
-        ("Trust a root certificate on purpose:",
-         "smimecli certs import --store-name root root.cer"),
+        (
+            "Import recipient certificates from a Windows serialized store:",
+            "smimecli certs import partners.sst",
+        ),
+        (
+            "Import a .pfx (key and certificate go to my):",
+            "smimecli certs import --password-file pw.txt alice.pfx",
+        ),
+        (
+            "Trust a root certificate on purpose:",
+            "smimecli certs import --store-name root root.cer",
+        ),
     ],
     ("certs", "export"): [
-        ("Export one certificate as DER .cer:",
-         "smimecli certs export alice@example.com -o alice.cer"),
-        ("Export a .pfx with its key for old Windows or gpgsm 2.2:",
-         "smimecli certs export alice@example.com --with-private-key "
-         "--pfx-encryption legacy --password-env PFX_PASSWORD -o alice.pfx"),
+        (
+            "Export one certificate as DER .cer:",
+            "smimecli certs export alice@example.com -o alice.cer",
+        ),
+        (
+            "Export a .pfx with its key for old Windows or gpgsm 2.2:",
+            "smimecli certs export alice@example.com --with-private-key "
+            "--pfx-encryption legacy --password-env PFX_PASSWORD -o alice.pfx",
+        ),
     ],
     ("certs", "list"): [
-        ("Certificates of a domain in Other People, as JSON:",
-         "smimecli certs list --store-name other --email '*@partner.example' "
-         "--json"),
+        (
+            "Certificates of a domain in Other People, as JSON:",
+            "smimecli certs list --store-name other --email '*@partner.example' --json",
+        ),
     ],
     ("certs", "show"): [
         ("Show a certificate by thumbprint prefix:", "smimecli certs show 3F2A9C1B"),
@@ -98,13 +117,17 @@ EXAMPLES: dict[tuple[str, ...], list[tuple[str, str]]] = {
         ("Remove a certificate by address:", "smimecli certs remove bob@example.com"),
     ],
     ("gen-root",): [
-        ("Create the lab root \"CN=Test Root V1\" in the store and as a .cer:",
-         "smimecli gen-root --out-cer root.cer"),
+        (
+            'Create the lab root "CN=Test Root V1" in the store and as a .cer:',
+            "smimecli gen-root --out-cer root.cer",
+        ),
     ],
     ("issue-user",): [
-        ("Issue a user certificate from the store's lab root and write a .pfx:",
-         "smimecli issue-user --email test@example.net --signer \"Test Root V1\" "
-         "--out-pfx user.pfx --password-env PFX_PASSWORD"),
+        (
+            "Issue a user certificate from the store's lab root and write a .pfx:",
+            'smimecli issue-user --email test@example.net --signer "Test Root V1" '
+            "--out-pfx user.pfx --password-env PFX_PASSWORD",
+        ),
     ],
     ("rules",): [
         ("Validate a rules file:", "smimecli rules check --rules rules.toml"),
@@ -113,19 +136,27 @@ EXAMPLES: dict[tuple[str, ...], list[tuple[str, str]]] = {
         ("Validate a rules file:", "smimecli rules check --rules rules.toml"),
     ],
     ("rules", "test"): [
-        ("Dry-run every rule on a virtual message:",
-         "smimecli rules test --rules rules.toml --all"),
-        ("Dry-run one rule for one address, as JSON:",
-         "smimecli rules test --rules rules.toml partners "
-         "--recipient john@partner.example --json"),
+        (
+            "Dry-run every rule on a virtual message:",
+            "smimecli rules test --rules rules.toml --all",
+        ),
+        (
+            "Dry-run one rule for one address, as JSON:",
+            "smimecli rules test --rules rules.toml partners "
+            "--recipient john@partner.example --json",
+        ),
     ],
     ("tnef",): [
-        ("Convert winmail.dat parts of a message to plain MIME:",
-         "smimecli tnef convert -o plain.eml in.eml"),
+        (
+            "Convert winmail.dat parts of a message to plain MIME:",
+            "smimecli tnef convert -o plain.eml in.eml",
+        ),
     ],
     ("tnef", "convert"): [
-        ("Convert winmail.dat parts of a message to plain MIME:",
-         "smimecli tnef convert -o plain.eml in.eml"),
+        (
+            "Convert winmail.dat parts of a message to plain MIME:",
+            "smimecli tnef convert -o plain.eml in.eml",
+        ),
     ],
     ("demo",): [
         ("Run the demo and keep its store and files:", "smimecli demo --keep ./demo"),
@@ -135,19 +166,24 @@ EXAMPLES: dict[tuple[str, ...], list[tuple[str, str]]] = {
 # Environment variables the program (or its test suite) reads besides option envvars.
 ENVIRONMENT: list[tuple[str, str]] = [
     ("SMIMECLI_STORE", "The certificate store folder, as --store."),
-    ("SMIMECLI_STORE_PASSWORD",
-     "The store passphrase: private keys in the store are encrypted with it."),
-    ("XDG_DATA_HOME",
-     "The store folder defaults to $XDG_DATA_HOME/smimecli (~/.local/share/smimecli)."),
-    ("SMIMECLI_INTEROP_DIR",
-     "Test suite only: the folder of interoperability files made by other tools."),
+    (
+        "SMIMECLI_STORE_PASSWORD",
+        "The store passphrase: private keys in the store are encrypted with it.",
+    ),
+    (
+        "XDG_DATA_HOME",
+        "The store folder defaults to $XDG_DATA_HOME/smimecli (~/.local/share/smimecli).",
+    ),
+    (
+        "SMIMECLI_INTEROP_DIR",
+        "Test suite only: the folder of interoperability files made by other tools.",
+    ),
 ]
 
 # Exit statuses that no SmimeError subclass carries, so their description lives here.
 _STATUS_WITHOUT_ERROR_CLASS = {
     0: "Done: encrypted, or passed through as the policy allows.",
-    70: "Internal error (a bug): one line on standard error, "
-        "the traceback only with --verbose.",
+    70: "Internal error (a bug): one line on standard error, the traceback only with --verbose.",
 }
 
 _SEE_ALSO_EXTERNAL = [("openssl-cms", "1"), ("gpgsm", "1"), ("pipe", "8"), ("sysexits.h", "3head")]
@@ -318,11 +354,16 @@ def build_tree(command: Any, ctx: Any = None, path: tuple[str, ...] = ()) -> Com
             choices = tuple(metavar.strip("{}").split("|"))
         if param.param_type_name == "argument":
             kind = ValueKind.CHOICE if choices else _annotation_kind(annotation, metavar)
-            node.arguments.append(Argument(
-                metavar=metavar, help=_clean_help(getattr(param, "help", None)),
-                required=bool(param.required), variadic=param.nargs == -1, kind=kind,
-                choices=choices,
-            ))
+            node.arguments.append(
+                Argument(
+                    metavar=metavar,
+                    help=_clean_help(getattr(param, "help", None)),
+                    required=bool(param.required),
+                    variadic=param.nargs == -1,
+                    kind=kind,
+                    choices=choices,
+                )
+            )
             continue
         if param.is_flag or getattr(param, "count", False):
             kind = ValueKind.NONE
@@ -332,12 +373,21 @@ def build_tree(command: Any, ctx: Any = None, path: tuple[str, ...] = ()) -> Com
             kind = _annotation_kind(annotation, metavar)
         envvar = param.envvar
         envvars = (envvar,) if isinstance(envvar, str) else tuple(envvar or ())
-        node.options.append(Option(
-            opts=tuple(param.opts), secondary_opts=tuple(param.secondary_opts),
-            metavar=metavar, help=_clean_help(param.help), default=_default_text(param),
-            choices=choices, envvars=envvars, required=bool(param.required),
-            multiple=bool(param.multiple), nargs=max(int(param.nargs), 1), kind=kind,
-        ))
+        node.options.append(
+            Option(
+                opts=tuple(param.opts),
+                secondary_opts=tuple(param.secondary_opts),
+                metavar=metavar,
+                help=_clean_help(param.help),
+                default=_default_text(param),
+                choices=choices,
+                envvars=envvars,
+                required=bool(param.required),
+                multiple=bool(param.multiple),
+                nargs=max(int(param.nargs), 1),
+                kind=kind,
+            )
+        )
     for name, sub in getattr(command, "commands", {}).items():
         if not getattr(sub, "hidden", False):
             node.subcommands.append(build_tree(sub, here, (*path, name)))
@@ -444,8 +494,12 @@ def exit_statuses() -> list[tuple[int, str]]:
 
     described: dict[int, str] = {}
     for obj in vars(errors).values():
-        if (isinstance(obj, type) and issubclass(obj, errors.SmimeError)
-                and obj is not errors.SmimeError and obj.__doc__):
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, errors.SmimeError)
+            and obj is not errors.SmimeError
+            and obj.__doc__
+        ):
             described.setdefault(int(obj.status), _first_sentence(_clean_help(obj.__doc__)) + ".")
     out = []
     for status in sorted(errors.ExitStatus, key=int):
@@ -491,8 +545,9 @@ class ManShared:
         return cls(exit_statuses(), environment(root), store_file_name())
 
 
-def render_man(cmd: Command, root: Command, version: str, *,
-               shared: ManShared | None = None) -> str:
+def render_man(
+    cmd: Command, root: Command, version: str, *, shared: ManShared | None = None
+) -> str:
     """One man page (roff) for one command or group (``shared``: computed when not given)."""
     if shared is None:
         shared = ManShared.of(root)
@@ -502,7 +557,9 @@ def render_man(cmd: Command, root: Command, version: str, *,
         f'.TH {roff(title)} 1 "" "{PROG} {roff(version)}" "{PROG} manual"',
         # No hyphenation (an.tmac re-reads HY at each paragraph) and no justification:
         # option names must survive as whole words for copy and paste.
-        ".nr HY 0", ".nh", ".ad l",
+        ".nr HY 0",
+        ".nh",
+        ".ad l",
         ".SH NAME",
         f"{roff(cmd.page)} \\- {roff(cmd.short or cmd.name)}",
         ".SH SYNOPSIS",
@@ -511,13 +568,19 @@ def render_man(cmd: Command, root: Command, version: str, *,
         *(_paragraphs(cmd.help) or [".PP\n" + roff(cmd.short)]),
     ]
     if cmd.path:
-        out += [".PP", f"Global options (\\-\\-store, \\-\\-verbose, \\-\\-quiet) go before "
-                f"the command word; see {_bold(PROG)}(1)."]
+        out += [
+            ".PP",
+            f"Global options (\\-\\-store, \\-\\-verbose, \\-\\-quiet) go before "
+            f"the command word; see {_bold(PROG)}(1).",
+        ]
     if cmd.subcommands:
         out.append(".SH COMMANDS")
         for sub in cmd.subcommands:
-            out += [".TP", _bold(" ".join(sub.path[len(cmd.path):])),
-                    roff(sub.short) + f". See {_bold(sub.page)}(1)."]
+            out += [
+                ".TP",
+                _bold(" ".join(sub.path[len(cmd.path) :])),
+                roff(sub.short) + f". See {_bold(sub.page)}(1).",
+            ]
     documented = list(cmd.arguments)
     if documented:
         out.append(".SH ARGUMENTS")
@@ -540,9 +603,11 @@ def render_man(cmd: Command, root: Command, version: str, *,
     store = shared.store
     out += [
         ".SH FILES",
-        ".TP", _italic("$XDG_DATA_HOME/smimecli/"),
+        ".TP",
+        _italic("$XDG_DATA_HOME/smimecli/"),
         "The default store folder (mode 0700); \\-\\-store or SMIMECLI_STORE chooses another.",
-        ".TP", _italic(f"STORE/{store}"),
+        ".TP",
+        _italic(f"STORE/{store}"),
         "The certificate store: one SQLite database (mode 0600) holding certificates, "
         "thumbprints, indexed addresses and private keys as PKCS#8.",
     ]
@@ -556,8 +621,11 @@ def render_man(cmd: Command, root: Command, version: str, *,
         see.append(f"{_bold('-'.join((PROG, *cmd.path[:-1])))}(1)")
     see += [f"{_bold(sub.page)}(1)" for sub in cmd.subcommands]
     if not cmd.path:
-        see += [f"{_bold(n.page)}(1)" for n in root.walk()
-                if n.path and not n.subcommands and len(n.path) > 1]
+        see += [
+            f"{_bold(n.page)}(1)"
+            for n in root.walk()
+            if n.path and not n.subcommands and len(n.path) > 1
+        ]
     see += [_bold(name) + f"({section})" for name, section in _SEE_ALSO_EXTERNAL]
     out += [".SH SEE ALSO", ", ".join(dict.fromkeys(see))]
     return "\n".join(out) + "\n"
@@ -596,18 +664,26 @@ def _case(patterns: Sequence[str], action: str) -> str:
 
 def _value_rows(nodes: Sequence[Command]) -> list[tuple[list[str], str]]:
     """("PATH:OPT" spellings, "NARGS KIND") for every option that takes a value."""
-    return [([f"{n.key}:{o}" for o in opt.all_opts], f"{opt.nargs} {_value_spec(opt)}")
-            for n in nodes for opt in n.options if opt.takes_value]
+    return [
+        ([f"{n.key}:{o}" for o in opt.all_opts], f"{opt.nargs} {_value_spec(opt)}")
+        for n in nodes
+        for opt in n.options
+        if opt.takes_value
+    ]
 
 
 def render_bash(root: Command) -> str:
     """A static bash completion: tables generated from the tree plus a small word walker."""
     nodes = list(root.walk())
-    sub_cases = [_case([n.key], "echo " + _sh_quote(" ".join(s.path[-1] for s in n.subcommands)))
-                 for n in nodes if n.subcommands]
-    opt_cases = [_case([n.key], "echo " + _sh_quote(" ".join(o for opt in n.options
-                                                               for o in opt.all_opts)))
-                 for n in nodes]
+    sub_cases = [
+        _case([n.key], "echo " + _sh_quote(" ".join(s.path[-1] for s in n.subcommands)))
+        for n in nodes
+        if n.subcommands
+    ]
+    opt_cases = [
+        _case([n.key], "echo " + _sh_quote(" ".join(o for opt in n.options for o in opt.all_opts)))
+        for n in nodes
+    ]
     value_cases = [_case(pats, "echo " + _sh_quote(spec)) for pats, spec in _value_rows(nodes)]
     arg_cases = [_case([n.key], "echo " + _sh_quote(_arg_spec(n))) for n in nodes]
     return f"""\
@@ -700,12 +776,27 @@ def _zsh_item(name: str, text: str) -> str:
 def render_zsh(root: Command) -> str:
     """A static zsh completion (#compdef) with descriptions, from the same tables."""
     nodes = list(root.walk())
-    sub_cases = [_case([n.key], "reply=(" + " ".join(_zsh_item(s.path[-1], s.short)
-                                                     for s in n.subcommands) + ")")
-                 for n in nodes if n.subcommands]
-    opt_cases = [_case([n.key], "reply=(" + " ".join(
-        _zsh_item(o, opt.help.split("\n")[0] or opt.metavar)
-        for opt in n.options for o in opt.all_opts) + ")") for n in nodes]
+    sub_cases = [
+        _case(
+            [n.key],
+            "reply=(" + " ".join(_zsh_item(s.path[-1], s.short) for s in n.subcommands) + ")",
+        )
+        for n in nodes
+        if n.subcommands
+    ]
+    opt_cases = [
+        _case(
+            [n.key],
+            "reply=("
+            + " ".join(
+                _zsh_item(o, opt.help.split("\n")[0] or opt.metavar)
+                for opt in n.options
+                for o in opt.all_opts
+            )
+            + ")",
+        )
+        for n in nodes
+    ]
     value_cases = [_case(pats, "REPLY=" + _sh_quote(spec)) for pats, spec in _value_rows(nodes)]
     arg_cases = [_case([n.key], "REPLY=" + _sh_quote(_arg_spec(n))) for n in nodes]
     return f"""\
@@ -840,7 +931,7 @@ def render_fish(root: Command) -> str:
         "    end",
         "end",
         "",
-        "# The command path typed so far (\"\", \"encrypt\", \"certs import\").",
+        '# The command path typed so far ("", "encrypt", "certs import").',
         f"function __{PROG}_path",
         "    set -l tokens (commandline -opc)",
         "    set -e tokens[1]",
@@ -875,8 +966,10 @@ def render_fish(root: Command) -> str:
     for n in nodes:
         cond = _fish_quote(f"__{PROG}_at {_fish_quote(n.key)}")
         for sub in n.subcommands:
-            lines.append(f"complete -c {PROG} -n {cond} -a {_fish_quote(sub.path[-1])} "
-                         f"-d {_fish_quote(sub.short)}")
+            lines.append(
+                f"complete -c {PROG} -n {cond} -a {_fish_quote(sub.path[-1])} "
+                f"-d {_fish_quote(sub.short)}"
+            )
         for opt in n.options:
             parts = [f"complete -c {PROG} -n {cond}"]
             for o in opt.all_opts:
@@ -976,8 +1069,9 @@ def render_readme(current: str, root: Command) -> str:
 def render_all(root: Command, version: str) -> dict[str, str]:
     """Every generated file, by path relative to the repository root."""
     shared = ManShared.of(root)
-    files = {f"{MAN_DIR}/{n.page}.1": render_man(n, root, version, shared=shared)
-             for n in root.walk()}
+    files = {
+        f"{MAN_DIR}/{n.page}.1": render_man(n, root, version, shared=shared) for n in root.walk()
+    }
     files[f"{COMPLETION_DIR}/{PROG}.bash"] = render_bash(root)
     files[f"{COMPLETION_DIR}/_{PROG}"] = render_zsh(root)
     files[f"{COMPLETION_DIR}/{PROG}.fish"] = render_fish(root)
@@ -999,8 +1093,11 @@ def generated_files() -> dict[str, str]:
 def _existing(base: Path) -> set[str]:
     """Generated-looking files already in the tree (stale pages of removed commands too)."""
     found = {f"{MAN_DIR}/{p.name}" for p in (base / MAN_DIR).glob(f"{PROG}*.1")}
-    found |= {f"{COMPLETION_DIR}/{p.name}" for p in (base / COMPLETION_DIR).glob("*")
-              if p.is_file() and PROG in p.name}
+    found |= {
+        f"{COMPLETION_DIR}/{p.name}"
+        for p in (base / COMPLETION_DIR).glob("*")
+        if p.is_file() and PROG in p.name
+    }
     return found
 
 
@@ -1015,8 +1112,13 @@ def differences(base: Path = ROOT, files: dict[str, str] | None = None) -> list[
             continue
         current = target.read_text(encoding="utf-8")
         if current != text:
-            diff = difflib.unified_diff(current.splitlines(), text.splitlines(),
-                                        f"{rel} (committed)", f"{rel} (generated)", lineterm="")
+            diff = difflib.unified_diff(
+                current.splitlines(),
+                text.splitlines(),
+                f"{rel} (committed)",
+                f"{rel} (generated)",
+                lineterm="",
+            )
             problems.append(f"{rel}: differs\n" + "\n".join(list(diff)[:40]))
     for rel in sorted(_existing(base) - set(files)):
         problems.append(f"{rel}: no longer generated (a removed command?)")
@@ -1041,10 +1143,16 @@ def write(base: Path = ROOT, files: dict[str, str] | None = None) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m tools.gen_docs``."""
-    parser = argparse.ArgumentParser(prog="python -m tools.gen_docs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 when the committed files are stale")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.gen_docs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when the committed files are stale",
+    )
     args = parser.parse_args(argv)
     if args.check:
         problems = differences()

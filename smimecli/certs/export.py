@@ -24,10 +24,7 @@ def chain_of(store: Store, cert: x509.Certificate) -> list[x509.Certificate]:
         if current.issuer == current.subject:
             break
         parent = next(
-            (
-                c for c in pool
-                if c not in chain and c != current and usable.issued_by(current, c)
-            ),
+            (c for c in pool if c not in chain and c != current and usable.issued_by(current, c)),
             None,
         )
         if parent is None:

@@ -52,9 +52,7 @@ _KEY_LABELS = {
     b"DSA PRIVATE KEY",
 }
 # One PEM block: its label and base64 body (RFC 7468). smimecli.keys reads key files with it.
-PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
-)
+PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 _BASE64_ONLY = re.compile(rb"^[A-Za-z0-9+/=\s]+$")
 
 
@@ -241,9 +239,7 @@ def _from_pem(data: bytes, password: bytes | None, source: str, out: CertList) -
             try:
                 der = _pem_body(match.group(2))
             except (binascii.Error, ValueError) as exc:
-                raise DataError(
-                    f"corrupt PEM PKCS#7 block{_where(source)}: {_short(exc)}"
-                ) from exc
+                raise DataError(f"corrupt PEM PKCS#7 block{_where(source)}: {_short(exc)}") from exc
             _from_pkcs7(der, source, out)
         elif label in _KEY_LABELS:
             keys.append(_load_pem_key(match.group(0), password, source))
@@ -329,9 +325,7 @@ def _from_mail(data: bytes, source: str, out: CertList) -> None:
 # --- entry points -------------------------------------------------------------------------
 
 
-def load_certificates(
-    data: bytes, *, password: bytes | None = None, source: str = ""
-) -> CertList:
+def load_certificates(data: bytes, *, password: bytes | None = None, source: str = "") -> CertList:
     """Load every certificate (and private key) a file holds, whatever its format.
 
     Args:

@@ -70,8 +70,13 @@ def _extension_lines(cert: x509.Certificate) -> dict[str, Any]:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
         flags = []
         for attr in (
-            "digital_signature", "content_commitment", "key_encipherment",
-            "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign",
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
         ):
             if getattr(usage, attr):
                 flags.append(attr)

@@ -53,9 +53,7 @@ def display_name(name: x509.Name) -> str:
     attribute names (``E=``, ``S=``), values escaped as RFC 4514 section 2.4 says."""
     try:
         with quiet():
-            return ", ".join(
-                rdn.rfc4514_string(_WINDOWS_ATTRS) for rdn in reversed(name.rdns)
-            )
+            return ", ".join(rdn.rfc4514_string(_WINDOWS_ATTRS) for rdn in reversed(name.rdns))
     except ValueError:  # pragma: no cover - undecodable attribute values
         return "<unprintable name>"
 

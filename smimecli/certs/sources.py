@@ -157,8 +157,7 @@ class CerSource(_FileSource):
         entries = super()._load()
         if len(entries) != 1:
             raise ConfigError(
-                f"cer source {self.path} must hold exactly one certificate, "
-                f"it holds {len(entries)}"
+                f"cer source {self.path} must hold exactly one certificate, it holds {len(entries)}"
             )
         return entries
 

@@ -61,9 +61,7 @@ def read_sst(data: bytes, *, source: str = "") -> list[SstElement]:
     found: list[SstElement] = []
     while True:
         if len(data) - pos < _HEADER.size:
-            raise DataError(
-                f"serialized store{where} is truncated at byte {pos} (no end marker)"
-            )
+            raise DataError(f"serialized store{where} is truncated at byte {pos} (no end marker)")
         prop_id, _encoding, length = _HEADER.unpack_from(data, pos)
         start = pos + _HEADER.size
         if prop_id == 0 and length == 0:
@@ -76,9 +74,7 @@ def read_sst(data: bytes, *, source: str = "") -> list[SstElement]:
         value = data[start : start + length]
         if prop_id == ELEMENT_CERT:
             name = props.get(PROP_FRIENDLY_NAME)
-            found.append(
-                SstElement(value, _decode_friendly_name(name) if name else None, pos)
-            )
+            found.append(SstElement(value, _decode_friendly_name(name) if name else None, pos))
             props = {}
         elif prop_id in (ELEMENT_CRL, ELEMENT_CTL):
             props = {}
@@ -100,9 +96,7 @@ def write_sst(entries: list[tuple[bytes, str | None]]) -> bytes:
     parts = [MAGIC]
     for der, friendly_name in entries:
         if friendly_name:
-            parts.append(
-                _element(PROP_FRIENDLY_NAME, (friendly_name + "\x00").encode("utf-16-le"))
-            )
+            parts.append(_element(PROP_FRIENDLY_NAME, (friendly_name + "\x00").encode("utf-16-le")))
         parts.append(_element(PROP_SHA1_HASH, hashlib.sha1(der).digest()))
         parts.append(_element(ELEMENT_CERT, der))
     parts.append(b"\x00" * _HEADER.size)

@@ -196,9 +196,7 @@ class Store:
             passphrase = env.encode("utf-8") if env else None
         if not path.exists():
             if not create:
-                raise ConfigError(
-                    f"no certificate store in {folder} (import certificates first)"
-                )
+                raise ConfigError(f"no certificate store in {folder} (import certificates first)")
             try:
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)
                 fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
@@ -559,9 +557,7 @@ class Store:
                 f"set {PASSWORD_ENV} to the store passphrase"
             )
         try:
-            key = serialization.load_der_private_key(
-                blob, self._passphrase if encrypted else None
-            )
+            key = serialization.load_der_private_key(blob, self._passphrase if encrypted else None)
         except ValueError as exc:
             raise AuthError(
                 f"cannot decrypt the private key of {thumbprint.upper()}: "

@@ -146,9 +146,7 @@ def chains_to_root(
     for _ in range(MAX_CHAIN):
         if any(issued_by(current, root) for root in root_list):
             return True
-        parent = next(
-            (c for c in cas if c is not current and issued_by(current, c)), None
-        )
+        parent = next((c for c in cas if c is not current and issued_by(current, c)), None)
         if parent is None or parent.tbs_certificate_bytes == current.tbs_certificate_bytes:
             return False
         current = parent

@@ -36,8 +36,15 @@ StoreNameOpt = Annotated[
     ),
 ]
 _EXTENSIONS = {
-    ".cer": "cer", ".crt": "cer", ".der": "cer", ".pem": "pem", ".p7b": "p7b",
-    ".p7c": "p7b", ".sst": "sst", ".pfx": "pfx", ".p12": "pfx",
+    ".cer": "cer",
+    ".crt": "cer",
+    ".der": "cer",
+    ".pem": "pem",
+    ".p7b": "p7b",
+    ".p7c": "p7b",
+    ".sst": "sst",
+    ".pfx": "pfx",
+    ".p12": "pfx",
 }
 _FORMATS = ("cer", "pem", "p7b", "pfx", "sst")
 
@@ -70,15 +77,14 @@ def import_(
     from smimecli.passwords import load_with_password, read_password
 
     forced = check_store_name(store_name) if store_name else None
-    password = read_password(
-        password_file=password_file, password_env=password_env
-    )
+    password = read_password(password_file=password_file, password_env=password_env)
     loaded: list[tuple[Path, CertList]] = []
     for path in files:
         data = read_input(path)
         entries = load_with_password(
             lambda secret: load_certificates(data, password=secret, source=str(path)),  # noqa: B023
-            password, str(path),
+            password,
+            str(path),
         )
         loaded.append((path, entries))
     skipped = sum(len(entries.skipped) for _, entries in loaded)
@@ -94,23 +100,31 @@ def import_(
                     "ca" if entry.chain else ("my" if entry.key is not None else "other")
                 )
                 store.add(
-                    entry.cert, key=entry.key, store_name=target,
+                    entry.cert,
+                    key=entry.key,
+                    store_name=target,
                     friendly_name=entry.friendly_name,
                 )
-                records.append({
-                    "file": str(path), "thumbprint": entry.thumbprint, "store": target,
-                    "subject": _subject(entry.cert), "has_key": entry.key is not None,
-                    "friendly_name": entry.friendly_name,
-                })
+                records.append(
+                    {
+                        "file": str(path),
+                        "thumbprint": entry.thumbprint,
+                        "store": target,
+                        "subject": _subject(entry.cert),
+                        "has_key": entry.key is not None,
+                        "friendly_name": entry.friendly_name,
+                    }
+                )
                 key_note = " (with private key)" if entry.key is not None else ""
                 info(f"{entry.thumbprint}  {target:<5}  {_subject(entry.cert)}{key_note}")
-    info(f"imported {len(records)} certificate(s)"
-         + (f", skipped {skipped}" if skipped else ""))
+    info(f"imported {len(records)} certificate(s)" + (f", skipped {skipped}" if skipped else ""))
     if json:
-        emit_json({
-            "imported": records,
-            "skipped": [message for _, entries in loaded for message in entries.skipped],
-        })
+        emit_json(
+            {
+                "imported": records,
+                "skipped": [message for _, entries in loaded for message in entries.skipped],
+            }
+        )
 
 
 def _subject(cert: Any) -> str:
@@ -173,7 +187,8 @@ def export(
         from smimecli.passwords import read_password
 
         password = read_password(
-            password_file=password_file, password_env=password_env,
+            password_file=password_file,
+            password_env=password_env,
             prompt="Export password: " if chosen == "pfx" else None,
         )
         if chosen == "pfx" and not password:
@@ -183,18 +198,27 @@ def export(
     with open_store(store_password_env, create=False) as store:
         picked = [store.select_one(selector) for selector in selectors]
         data = exporter.export(
-            store, picked, chosen, with_private_key=with_private_key, password=password,
+            store,
+            picked,
+            chosen,
+            with_private_key=with_private_key,
+            password=password,
             pfx_encryption=pfx_encryption,
         )
     private = chosen == "pfx" or with_private_key
     write_output(data, output, mode=0o600 if private else None)
     info(f"wrote {len(picked)} certificate(s) to {output} ({chosen})")
     if json:
-        emit_json({
-            "output": str(output), "format": chosen, "private_key": private,
-            "certificates": [{"thumbprint": c.thumbprint, "subject": _subject(c.cert)}
-                             for c in picked],
-        })
+        emit_json(
+            {
+                "output": str(output),
+                "format": chosen,
+                "private_key": private,
+                "certificates": [
+                    {"thumbprint": c.thumbprint, "subject": _subject(c.cert)} for c in picked
+                ],
+            }
+        )
 
 
 @app.command("list")
@@ -203,8 +227,11 @@ def list_(
     store_name: StoreNameOpt = None,
     email: Annotated[
         str | None,
-        typer.Option("--email", help="Only certificates naming a matching address (* and ?).",
-                     metavar="PATTERN"),
+        typer.Option(
+            "--email",
+            help="Only certificates naming a matching address (* and ?).",
+            metavar="PATTERN",
+        ),
     ] = None,
     json: JsonOpt = False,
 ) -> None:
@@ -302,7 +329,12 @@ def remove(
         for cert in {c.thumbprint: c for c in picked}.values():
             store.remove(cert.thumbprint, store_name)
             info(f"removed {cert.thumbprint}  {cert.subject}")
-            removed.append({"thumbprint": cert.thumbprint, "subject": cert.subject,
-                            "stores": [store_name] if store_name else list(cert.store_names)})
+            removed.append(
+                {
+                    "thumbprint": cert.thumbprint,
+                    "subject": cert.subject,
+                    "stores": [store_name] if store_name else list(cert.store_names),
+                }
+            )
     if json:
         emit_json({"removed": removed})

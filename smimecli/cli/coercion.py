@@ -76,16 +76,20 @@ class _Light(RuntimeParam):
                 return value
             if annotation is int and not isinstance(value, bool):
                 number = value if isinstance(value, int) else _plain_int(_text(value))
-                in_range = number is not None and (info.min is None or number >= info.min) and (
-                    info.max is None or number <= info.max
+                in_range = (
+                    number is not None
+                    and (info.min is None or number >= info.min)
+                    and (info.max is None or number <= info.max)
                 )
                 if in_range:
                     return number
                 # Anything else (and every refusal, with its message) is Typer's to say.
             if annotation is Path:
                 # Typer's own path checks, given a Path so that they need no pydantic.
-                path = value if isinstance(value, Path) else Path(
-                    os.fspath(value) if isinstance(value, os.PathLike) else _text(value)
+                path = (
+                    value
+                    if isinstance(value, Path)
+                    else Path(os.fspath(value) if isinstance(value, os.PathLike) else _text(value))
                 )
                 return coerce_cli_path(path, info, path_type=Path, param=param, ctx=ctx)
             if isinstance(annotation, type) and issubclass(annotation, Enum):

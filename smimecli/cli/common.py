@@ -57,8 +57,9 @@ PfxEncryptionOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 OutputOpt = Annotated[
     Path | None,
-    typer.Option("-o", "--output", help="Write to this file instead of standard output.",
-                 metavar="OUTPUT"),
+    typer.Option(
+        "-o", "--output", help="Write to this file instead of standard output.", metavar="OUTPUT"
+    ),
 ]
 
 

@@ -41,9 +41,7 @@ def _load_key(
     from smimecli.passwords import load_with_password, read_password
 
     password = read_password(password_file=password_file, password_env=password_env)
-    loaded = load_with_password(
-        lambda secret: load_private_key(key, secret), password, str(key)
-    )
+    loaded = load_with_password(lambda secret: load_private_key(key, secret), password, str(key))
     own = loaded.cert
     if cert is not None:
         own = load_certificate(cert)
@@ -131,8 +129,7 @@ def _print_report(report: Any) -> None:
     lines.append(f"CMS content type: {report.content_type} ({report.content_type_oid})")
     if report.signature_layers:
         lines.append(
-            f"Signature layers: {report.signature_layers} "
-            "(outside the envelope, not verified)"
+            f"Signature layers: {report.signature_layers} (outside the envelope, not verified)"
         )
     if report.cipher is not None:
         cipher = report.cipher

@@ -110,7 +110,8 @@ def _load_recipients(
         data = read_input(path)
         entries = load_with_password(
             lambda secret: load_certificates(data, password=secret, source=str(path)),  # noqa: B023
-            password, str(path),
+            password,
+            str(path),
         )
         # A bundle (.pfx with its chain, .p7b) names its CA certificates too: encrypt to the
         # end-entity ones. A file holding one certificate is used whatever it is.
@@ -189,8 +190,9 @@ def encrypt(
     ] = None,
     rules: Annotated[
         Path | None,
-        typer.Option("--rules", help="Rules mode: pick certificates by this rules file.",
-                     metavar="FILE"),
+        typer.Option(
+            "--rules", help="Rules mode: pick certificates by this rules file.", metavar="FILE"
+        ),
     ] = None,
     recipient: Annotated[
         list[str] | None,
@@ -202,41 +204,63 @@ def encrypt(
     ] = None,
     cipher: Annotated[
         Cipher | None,
-        typer.Option("--cipher", help="Content cipher; weak ones (3des, rc2-*) warn. "
-                     "[default: aes256]", show_default=False),
+        typer.Option(
+            "--cipher",
+            help="Content cipher; weak ones (3des, rc2-*) warn. [default: aes256]",
+            show_default=False,
+        ),
     ] = None,
     key_transport: Annotated[
         KeyTransport | None,
-        typer.Option("--key-transport",
-                     help="RSA key transport: rsa (PKCS#1 v1.5) or rsa-oaep. [default: rsa]",
-                     show_default=False),
+        typer.Option(
+            "--key-transport",
+            help="RSA key transport: rsa (PKCS#1 v1.5) or rsa-oaep. [default: rsa]",
+            show_default=False,
+        ),
     ] = None,
     oaep_hash: Annotated[
         OaepHash | None,
-        typer.Option("--oaep-hash", help="RSA-OAEP hash; implies rsa-oaep. [default: sha256]",
-                     show_default=False),
+        typer.Option(
+            "--oaep-hash",
+            help="RSA-OAEP hash; implies rsa-oaep. [default: sha256]",
+            show_default=False,
+        ),
     ] = None,
     recipient_id: Annotated[
         RecipientId | None,
-        typer.Option("--recipient-id", help="Name recipients by issuer and serial, or by "
-                     "subject key identifier. [default: issuer-serial]", show_default=False),
+        typer.Option(
+            "--recipient-id",
+            help="Name recipients by issuer and serial, or by "
+            "subject key identifier. [default: issuer-serial]",
+            show_default=False,
+        ),
     ] = None,
     convert_tnef: Annotated[
         bool,
-        typer.Option("--convert-tnef/--no-convert-tnef",
-                     help="Turn winmail.dat parts into plain MIME before encrypting."),
+        typer.Option(
+            "--convert-tnef/--no-convert-tnef",
+            help="Turn winmail.dat parts into plain MIME before encrypting.",
+        ),
     ] = True,
     on_missing_cert: Annotated[
         MissingCertPolicy | None,
-        typer.Option("--on-missing-cert", help="Rules mode: a recipient without a usable "
-                     "certificate lets the message pass, rejects it (67) or defers it (75). "
-                     "[default: the rules file's]", show_default=False),
+        typer.Option(
+            "--on-missing-cert",
+            help="Rules mode: a recipient without a usable "
+            "certificate lets the message pass, rejects it (67) or defers it (75). "
+            "[default: the rules file's]",
+            show_default=False,
+        ),
     ] = None,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", min=1, help="Batch mode: worker processes; 1 works in this "
-                     "process. [default: one per CPU, at most 8 and one per 16 messages]",
-                     show_default=False),
+        typer.Option(
+            "--jobs",
+            min=1,
+            help="Batch mode: worker processes; 1 works in this "
+            "process. [default: one per CPU, at most 8 and one per 16 messages]",
+            show_default=False,
+        ),
     ] = None,
     json_output: JsonOpt = False,
     password_file: PasswordFileOpt = None,
@@ -267,8 +291,10 @@ def encrypt(
     if key_transport is KeyTransport.rsa and oaep_hash is not None:
         raise UsageError("--oaep-hash needs --key-transport rsa-oaep (or no --key-transport)")
 
-    transport = "rsa-oaep" if oaep_hash is not None else (
-        key_transport.value if key_transport is not None else "rsa"
+    transport = (
+        "rsa-oaep"
+        if oaep_hash is not None
+        else (key_transport.value if key_transport is not None else "rsa")
     )
     args: dict[str, Any] = {
         "rules": rules,
@@ -308,8 +334,9 @@ def encrypt(
     _batch(given, out_dir, args, jobs=jobs, json_output=json_output)
 
 
-def _batch(inputs: list[Path], out_dir: Path, args: dict[str, Any], *, jobs: int | None,
-           json_output: bool) -> None:
+def _batch(
+    inputs: list[Path], out_dir: Path, args: dict[str, Any], *, jobs: int | None, json_output: bool
+) -> None:
     """Batch mode: every message to --out-dir, --jobs workers, worst status wins."""
     from smimecli import batch
 
@@ -366,22 +393,28 @@ def _progress(total: int) -> Any:
     from smimecli.cli.common import console
 
     progress = Progress(
-        "encrypting", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console(stderr=True), transient=True,
+        "encrypting",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console(stderr=True),
+        transient=True,
     )
     progress.add_task("encrypt", total=total)
     return progress
 
 
-def _single(src_path: Path | None, output: Path | None, args: dict[str, Any], *,
-            json_output: bool) -> None:
+def _single(
+    src_path: Path | None, output: Path | None, args: dict[str, Any], *, json_output: bool
+) -> None:
     from smimecli.errors import UsageError
     from smimecli.files import open_input
 
     to_stdout = is_std(output)
     if json_output and to_stdout:
-        raise UsageError("--json needs -o OUTPUT or --out-dir (standard output carries the "
-                         "message)")
+        raise UsageError(
+            "--json needs -o OUTPUT or --out-dir (standard output carries the message)"
+        )
     name = input_name(src_path)
     if is_std(src_path):
         report = _write(stdin_binary(), output, args, to_stdout)
@@ -395,8 +428,7 @@ def _single(src_path: Path | None, output: Path | None, args: dict[str, Any], *,
         info(_status_line(name, report))
 
 
-def _write(src: Any, output: Path | None, args: dict[str, Any], to_stdout: bool
-           ) -> dict[str, Any]:
+def _write(src: Any, output: Path | None, args: dict[str, Any], to_stdout: bool) -> dict[str, Any]:
     from smimecli.files import atomic_output
 
     if to_stdout:

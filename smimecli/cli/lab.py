@@ -161,8 +161,12 @@ class _Outputs:
         if self.pfx is not None:
             assert password is not None
             data = write_pfx(
-                issued.key, issued.cert, issued.chain, password=password,
-                encryption=self.pfx_encryption, friendly_name=friendly_name,
+                issued.key,
+                issued.cert,
+                issued.chain,
+                password=password,
+                encryption=self.pfx_encryption,
+                friendly_name=friendly_name,
             )
             contents.append(("pfx", self.pfx, data, 0o600))
         if self.cer is not None:
@@ -249,9 +253,7 @@ def _load_signer(
         return Signer.checked(entry.cert, store.private_key(entry.thumbprint), where=where)
     assert signer_pfx is not None
     if password_file is not None and password_env is not None:
-        raise UsageError(
-            "give either --signer-password-file or --signer-password-env, not both"
-        )
+        raise UsageError("give either --signer-password-file or --signer-password-env, not both")
     from smimecli.certs.formats import load_certificate_file
     from smimecli.passwords import read_password
 
@@ -278,9 +280,7 @@ def gen_root(
     *,
     subject: Annotated[
         str,
-        typer.Option(
-            "--subject", help='Subject, Windows style: "CN=Name,O=\\"Org, Inc.\\",C=US".'
-        ),
+        typer.Option("--subject", help='Subject, Windows style: "CN=Name,O=\\"Org, Inc.\\",C=US".'),
     ] = "CN=Test Root V1",
     key_algorithm: KeyAlgorithmOpt = "rsa",
     key_length: KeyLengthOpt = None,
@@ -319,7 +319,10 @@ def gen_root(
     from smimecli.lab import KeySpec, RootSpec, make_root
 
     spec = RootSpec(
-        subject=subject, key=KeySpec(key_algorithm, key_length), hash=hash_name, days=days,
+        subject=subject,
+        key=KeySpec(key_algorithm, key_length),
+        hash=hash_name,
+        days=days,
         key_usage=key_usage,
     )
     spec.validate(dt.datetime.now(dt.UTC))
@@ -333,13 +336,15 @@ def gen_root(
         def commit() -> None:
             if store is not None:
                 with store.transaction():
-                    store.add(issued.cert, key=issued.key, store_name="my",
-                              friendly_name=friendly_name)
+                    store.add(
+                        issued.cert, key=issued.key, store_name="my", friendly_name=friendly_name
+                    )
                     store.add(issued.cert, store_name="root", friendly_name=friendly_name)
 
         files = outputs.write(issued, password, friendly_name, commit)
-    _report(issued, spec.key, files, [] if store is None else ["my", "root"], hash_name,
-            json_out, {})
+    _report(
+        issued, spec.key, files, [] if store is None else ["my", "root"], hash_name, json_out, {}
+    )
 
 
 def issue_user(
@@ -359,32 +364,36 @@ def issue_user(
     upn: Annotated[
         str | None,
         typer.Option(
-            "--upn", help="User principal name, added to the SAN as a Microsoft UPN otherName.",
+            "--upn",
+            help="User principal name, added to the SAN as a Microsoft UPN otherName.",
             metavar="NAME",
         ),
     ] = None,
     signer: Annotated[
         str | None,
         typer.Option(
-            "--signer", help="The issuing CA in the store (thumbprint, email or CN).",
+            "--signer",
+            help="The issuing CA in the store (thumbprint, email or CN).",
             metavar="SELECTOR",
         ),
     ] = None,
     signer_pfx: Annotated[
         Path | None,
-        typer.Option("--signer-pfx", help="The issuing CA as a .pfx with its key.",
-                     metavar="FILE"),
+        typer.Option("--signer-pfx", help="The issuing CA as a .pfx with its key.", metavar="FILE"),
     ] = None,
     signer_password_file: Annotated[
         Path | None,
-        typer.Option("--signer-password-file", help="Password file of --signer-pfx.",
-                     metavar="FILE"),
+        typer.Option(
+            "--signer-password-file", help="Password file of --signer-pfx.", metavar="FILE"
+        ),
     ] = None,
     signer_password_env: Annotated[
         str | None,
-        typer.Option("--signer-password-env",
-                     help="Environment variable holding the password of --signer-pfx.",
-                     metavar="NAME"),
+        typer.Option(
+            "--signer-password-env",
+            help="Environment variable holding the password of --signer-pfx.",
+            metavar="NAME",
+        ),
     ] = None,
     key_algorithm: KeyAlgorithmOpt = "rsa",
     key_length: KeyLengthOpt = None,
@@ -422,8 +431,13 @@ def issue_user(
     from smimecli.lab import issue_user as build_user
 
     spec = UserSpec(
-        email=email, subject=subject, upn=upn, key=KeySpec(key_algorithm, key_length),
-        hash=hash_name, days=days, smime_capabilities=smime_capabilities,
+        email=email,
+        subject=subject,
+        upn=upn,
+        key=KeySpec(key_algorithm, key_length),
+        hash=hash_name,
+        days=days,
+        smime_capabilities=smime_capabilities,
     )
     spec.validate(dt.datetime.now(dt.UTC))
     outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption)
@@ -444,8 +458,7 @@ def issue_user(
 
         def commit() -> None:
             if store is not None and not no_store:
-                store.add(issued.cert, key=issued.key, store_name="my",
-                          friendly_name=friendly_name)
+                store.add(issued.cert, key=issued.key, store_name="my", friendly_name=friendly_name)
 
         files = outputs.write(issued, password, friendly_name, commit)
     extra = {"email": email, "upn": upn, "smime_capabilities": smime_capabilities}

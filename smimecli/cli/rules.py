@@ -101,9 +101,7 @@ def rules_test(
     if names and all_rules:
         raise UsageError("give rule names or --all, not both")
     ruleset = load_rules(rules, store_dir=state().store_dir())
-    report = run_rules_test(
-        ruleset, names or [], all_rules=all_rules, recipients=recipient or []
-    )
+    report = run_rules_test(ruleset, names or [], all_rules=all_rules, recipients=recipient or [])
     tested = report.tested
     if recipient and not tested:
         raise UsageError(
@@ -197,8 +195,14 @@ def _print_rich(report: RulesTestReport) -> None:
     for rule_report in report.reports:
         plan = rule_report.plan
         table = Table(title=Text(f"rule {rule_report.rule.name!r}"), title_justify="left")
-        for column, ratio in (("Recipient", 2), ("Rule", 1), ("Outcome", 1),
-                              ("Certificate", 3), ("Algorithms", 2), ("Reason", 4)):
+        for column, ratio in (
+            ("Recipient", 2),
+            ("Rule", 1),
+            ("Outcome", 1),
+            ("Certificate", 3),
+            ("Algorithms", 2),
+            ("Reason", 4),
+        ):
             table.add_column(column, overflow="fold", ratio=ratio)
         for recipient in plan.recipients:
             notes = [recipient.reason]
@@ -212,8 +216,11 @@ def _print_rich(report: RulesTestReport) -> None:
                 Text(recipient.address),
                 Text(recipient.rule.name if recipient.rule else "(none)"),
                 Text(outcome, style=colours[outcome]),
-                Text(_certificate(recipient).replace(", thumbprint ", "\n").replace(
-                    ", not after ", "\nnot after ")),
+                Text(
+                    _certificate(recipient)
+                    .replace(", thumbprint ", "\n")
+                    .replace(", not after ", "\nnot after ")
+                ),
                 Text(_algorithms(recipient, plan.cipher)),
                 Text("\n".join(notes)),
             )

@@ -18,8 +18,11 @@ app = typer.Typer(
 def convert(
     input: Annotated[
         Path | None,
-        typer.Argument(help="The message file; '-' or none reads standard input.",
-                       metavar="INPUT", show_default=False),
+        typer.Argument(
+            help="The message file; '-' or none reads standard input.",
+            metavar="INPUT",
+            show_default=False,
+        ),
     ] = None,
     *,
     output: OutputOpt = None,

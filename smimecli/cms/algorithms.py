@@ -90,22 +90,25 @@ CIPHERS: dict[str, ContentCipher] = {c.name: c for c in _TABLE}
 DEFAULT_CIPHER = "aes256"
 # The names SPEC section 1.1 offers on the command line, in the order it lists them.
 CIPHER_NAMES: tuple[str, ...] = (
-    "aes128", "aes192", "aes256", "3des", "rc2-128", "rc2-64", "rc2-40",
-    "aes128-gcm", "aes256-gcm",
+    "aes128",
+    "aes192",
+    "aes256",
+    "3des",
+    "rc2-128",
+    "rc2-64",
+    "rc2-40",
+    "aes128-gcm",
+    "aes256-gcm",
 )
 # OID -> cipher, for every OID but RC2's (whose size is in the parameters).
-CIPHER_BY_OID: dict[str, ContentCipher] = {
-    c.oid: c for c in _TABLE if c.family != "rc2"
-}
+CIPHER_BY_OID: dict[str, ContentCipher] = {c.oid: c for c in _TABLE if c.family != "rc2"}
 
 
 def get_cipher(name: str) -> ContentCipher:
     """The cipher for a CLI name; an unknown name is a usage error (64)."""
     cipher = CIPHERS.get(name.lower())
     if cipher is None:
-        raise UsageError(
-            f"unknown cipher {name!r}: choose one of {', '.join(CIPHER_NAMES)}"
-        )
+        raise UsageError(f"unknown cipher {name!r}: choose one of {', '.join(CIPHER_NAMES)}")
     return cipher
 
 
@@ -115,8 +118,15 @@ def rc2_cipher(effective_bits: int) -> ContentCipher:
         if cipher.family == "rc2" and cipher.effective_bits == effective_bits:
             return cipher
     return ContentCipher(
-        f"rc2-{effective_bits}", OID_RC2_CBC, "rc2", "cbc",
-        max(1, (effective_bits + 7) // 8), 8, 8, effective_bits, weak=True,
+        f"rc2-{effective_bits}",
+        OID_RC2_CBC,
+        "rc2",
+        "cbc",
+        max(1, (effective_bits + 7) // 8),
+        8,
+        8,
+        effective_bits,
+        weak=True,
     )
 
 
@@ -124,10 +134,7 @@ def weak_cipher_warning(cipher: ContentCipher) -> str | None:
     """The warning text for a weak cipher (SPEC section 6), or None."""
     if not cipher.weak:
         return None
-    return (
-        f"cipher {cipher.name} is weak; use it only for recipients whose clients cannot "
-        "read AES"
-    )
+    return f"cipher {cipher.name} is weak; use it only for recipients whose clients cannot read AES"
 
 
 def new_key(cipher: ContentCipher) -> bytes:
@@ -159,9 +166,7 @@ def algorithm_identifier(cipher: ContentCipher, iv: bytes) -> bytes:
     elif cipher.mode == "gcm":
         # RFC 5084 section 3.2: GCMParameters ::= SEQUENCE { aes-nonce, aes-ICVlen DEFAULT
         # 12 }; the 16-byte tag is not the default, so DER writes it.
-        params = der.tlv(
-            der.SEQUENCE, der.tlv(der.OCTET_STRING, iv) + der.integer(GCM_TAG_LENGTH)
-        )
+        params = der.tlv(der.SEQUENCE, der.tlv(der.OCTET_STRING, iv) + der.integer(GCM_TAG_LENGTH))
     else:
         # RFC 3565 section 4.1 / RFC 3370 section 5.1: the IV as an OCTET STRING.
         params = der.tlv(der.OCTET_STRING, iv)
@@ -191,8 +196,12 @@ def _asn1() -> Any:
             ("aes_icvlen", core.Integer, {"default": 12}),
         ]
 
-    return SimpleNamespace(core=core, AlgorithmIdentifier=AlgorithmIdentifier,
-                           RC2Parameters=RC2Parameters, GCMParameters=GCMParameters)
+    return SimpleNamespace(
+        core=core,
+        AlgorithmIdentifier=AlgorithmIdentifier,
+        RC2Parameters=RC2Parameters,
+        GCMParameters=GCMParameters,
+    )
 
 
 @dataclass(frozen=True)

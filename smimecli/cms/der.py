@@ -75,7 +75,6 @@ def oid(dotted: str) -> bytes:
     return tlv(OBJECT_IDENTIFIER, bytes(out))
 
 
-
 def read_header(data: bytes, pos: int) -> tuple[int, int, int | None]:
     """Read the TLV header at ``pos``: (tag, content start, content length, or None for a
     BER indefinite length).

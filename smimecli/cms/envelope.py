@@ -45,7 +45,6 @@ __all__ = ["EnvelopeBuilder", "EnvelopeResult", "Recipient"]
 log = logging.getLogger("smimecli")
 
 
-
 class Writable(Protocol):
     """Anything with ``write(bytes)``: a file, BytesIO, or a base64 line writer."""
 
@@ -219,8 +218,12 @@ class EnvelopeBuilder:
         return framing.result(len(head) + written, total)
 
     def encrypt_unmeasured(
-        self, chunks: Iterable[bytes | bytearray | memoryview], dst: Writable, *,
-        low: int, high: int,
+        self,
+        chunks: Iterable[bytes | bytearray | memoryview],
+        dst: Writable,
+        *,
+        low: int,
+        high: int,
     ) -> tuple[EnvelopeResult, bytes] | None:
         """Encrypt chunks whose total is only known to lie in ``[low, high]``.
 
@@ -289,9 +292,16 @@ class _Framing:
 
     __slots__ = ("cipher", "iv", "key", "recipient_infos", "summaries", "version", "warnings")
 
-    def __init__(self, cipher: ContentCipher, key: bytes, iv: bytes, version: int,
-                 recipient_infos: bytes, summaries: list[RecipientSummary],
-                 warnings: list[str]) -> None:
+    def __init__(
+        self,
+        cipher: ContentCipher,
+        key: bytes,
+        iv: bytes,
+        version: int,
+        recipient_infos: bytes,
+        summaries: list[RecipientSummary],
+        warnings: list[str],
+    ) -> None:
         self.cipher = cipher
         self.key = key
         self.iv = iv

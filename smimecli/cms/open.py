@@ -186,9 +186,7 @@ def read_head(
     parts = reader.children(eci)
     first = reader.next_universal(parts, TAG_OID, "the encrypted content type")
     reader.read_content(first, max_size=256)  # the inner content type (id-data, in S/MIME)
-    alg = reader.next_universal(
-        parts, TAG_SEQUENCE, "the content-encryption AlgorithmIdentifier"
-    )
+    alg = reader.next_universal(parts, TAG_SEQUENCE, "the content-encryption AlgorithmIdentifier")
     head.content_algorithm_der = reader.read_element(alg, max_size=4096)
     try:
         algorithm = algos.EncryptionAlgorithm.load(head.content_algorithm_der)

@@ -202,9 +202,7 @@ def _ktri_template(recipient: Recipient) -> tuple[bytes, bytes, int, str]:
     DER, and the key-encryption name. Cached: a batch encrypts to the same recipients many
     times."""
     if recipient.key_transport == "rsa-oaep":
-        alg = der.tlv(
-            der.SEQUENCE, der.oid(OID_RSAES_OAEP) + _oaep_parameters(recipient.oaep_hash)
-        )
+        alg = der.tlv(der.SEQUENCE, der.oid(OID_RSAES_OAEP) + _oaep_parameters(recipient.oaep_hash))
         name = f"rsa-oaep-{recipient.oaep_hash}"
     else:
         alg = der.tlv(der.SEQUENCE, der.oid(OID_RSA) + _NULL)

@@ -96,6 +96,8 @@ def key_unwrap(name: str, kek: bytes, wrapped: bytes) -> bytes:
         return aes_key_unwrap(kek, wrapped)
     except (InvalidUnwrap, InvalidTag, ValueError) as exc:
         raise UnwrapError("key unwrap failed") from exc
+
+
 class UnwrapError(Exception):
     """This key does not open this recipient (OAEP or key-unwrap check failed).
 
@@ -169,8 +171,9 @@ def _rejection_key(key: rsa.RSAPrivateKey, ciphertext: bytes, length: int) -> by
     it, and a given ciphertext always yields the same key (no timing or retry differences).
     """
     d = key.private_numbers().d
-    secret = hashlib.sha256(b"smimecli implicit rejection\x00" + d.to_bytes(
-        (d.bit_length() + 7) // 8, "big")).digest()
+    secret = hashlib.sha256(
+        b"smimecli implicit rejection\x00" + d.to_bytes((d.bit_length() + 7) // 8, "big")
+    ).digest()
     out = b""
     counter = 0
     while len(out) < length:
@@ -329,7 +332,11 @@ def list_recipients(recipient_infos: Any) -> list[RecipientEntry]:
             alg = ri["key_encryption_algorithm"]
             oid = alg["algorithm"].dotted
             entry = RecipientEntry(
-                "ktri", recipient_id(ri["rid"]), ri, ri["encrypted_key"].native, oid,
+                "ktri",
+                recipient_id(ri["rid"]),
+                ri,
+                ri["encrypted_key"].native,
+                oid,
                 {OID_RSA: "rsaEncryption", OID_RSAES_OAEP: "rsaes-oaep"}.get(oid, oid),
             )
             if oid == OID_RSAES_OAEP:
@@ -344,16 +351,26 @@ def list_recipients(recipient_infos: Any) -> list[RecipientEntry]:
             for rek in ri["recipient_encrypted_keys"]:
                 entries.append(
                     RecipientEntry(
-                        "kari", recipient_id(rek["rid"]), ri, rek["encrypted_key"].native, oid,
-                        scheme, hash=kdf_hash, wrap=wrap_name,
+                        "kari",
+                        recipient_id(rek["rid"]),
+                        ri,
+                        rek["encrypted_key"].native,
+                        oid,
+                        scheme,
+                        hash=kdf_hash,
+                        wrap=wrap_name,
                     )
                 )
         elif kind == "kekri":
             oid = ri["key_encryption_algorithm"]["algorithm"].dotted
             entries.append(
                 RecipientEntry(
-                    "kekri", RecipientId("kek_id", key_id=ri["kekid"]["key_identifier"].native),
-                    ri, ri["encrypted_key"].native, oid, AES_WRAP.get(oid, (oid, 0))[0],
+                    "kekri",
+                    RecipientId("kek_id", key_id=ri["kekid"]["key_identifier"].native),
+                    ri,
+                    ri["encrypted_key"].native,
+                    oid,
+                    AES_WRAP.get(oid, (oid, 0))[0],
                 )
             )
         else:
@@ -373,9 +390,10 @@ class KeyIdentity:
 
 def _compatible(entry: RecipientEntry, key: PrivateKey) -> bool:
     if entry.kind == "ktri":
-        return isinstance(key, rsa.RSAPrivateKey) and len(entry.encrypted_key) == (
-            key.key_size + 7
-        ) // 8
+        return (
+            isinstance(key, rsa.RSAPrivateKey)
+            and len(entry.encrypted_key) == (key.key_size + 7) // 8
+        )
     if entry.kind == "kari":
         return isinstance(key, ec.EllipticCurvePrivateKey)
     return False

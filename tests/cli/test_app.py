@@ -69,23 +69,55 @@ def test_command_help_and_unknown_command(cli) -> None:
 def test_root_help_lists_every_command(cli) -> None:
     result = cli(["--help"])
     assert result.exit_code == 0, result.output
-    for name in ("encrypt", "decrypt", "inspect", "certs", "gen-root", "issue-user", "rules",
-                 "tnef", "demo"):
+    for name in (
+        "encrypt",
+        "decrypt",
+        "inspect",
+        "certs",
+        "gen-root",
+        "issue-user",
+        "rules",
+        "tnef",
+        "demo",
+    ):
         assert name.encode() in result.stdout
 
 
 def test_global_store_password_env_encrypts_keys_for_every_command(cli, tmp_path) -> None:
     env = {"LAB_PASS": "store secret"}
-    made = cli(["--store-password-env", "LAB_PASS", "gen-root", "--subject", "CN=Pw Root"],
-               env=env)
+    made = cli(["--store-password-env", "LAB_PASS", "gen-root", "--subject", "CN=Pw Root"], env=env)
     assert made.exit_code == 0, made.output
     pfx = tmp_path / "root.pfx"
-    without = cli(["certs", "export", "Pw Root", "-o", str(pfx), "--with-private-key",
-                   "--password-env", "LAB_PASS"], env=env)
+    without = cli(
+        [
+            "certs",
+            "export",
+            "Pw Root",
+            "-o",
+            str(pfx),
+            "--with-private-key",
+            "--password-env",
+            "LAB_PASS",
+        ],
+        env=env,
+    )
     assert without.exit_code == 77, without.output
     assert not pfx.exists()
-    with_it = cli(["--store-password-env", "LAB_PASS", "certs", "export", "Pw Root", "-o",
-                   str(pfx), "--with-private-key", "--password-env", "LAB_PASS"], env=env)
+    with_it = cli(
+        [
+            "--store-password-env",
+            "LAB_PASS",
+            "certs",
+            "export",
+            "Pw Root",
+            "-o",
+            str(pfx),
+            "--with-private-key",
+            "--password-env",
+            "LAB_PASS",
+        ],
+        env=env,
+    )
     assert with_it.exit_code == 0, with_it.output
     assert pfx.stat().st_mode & 0o777 == 0o600
 
@@ -108,16 +140,33 @@ def test_console_script_flushes_everything_before_its_fast_exit(tmp_path, pki) -
     message = tmp_path / "m.eml"
     message.write_bytes(b"From: a@example.org\nTo: alice@example.com\nSubject: big\n\n" + body)
     proc = subprocess.run(
-        [sys.executable, "-m", "smimecli", "encrypt", "--cert", str(pki.alice.cert_pem),
-         str(message)], capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "smimecli",
+            "encrypt",
+            "--cert",
+            str(pki.alice.cert_pem),
+            str(message),
+        ],
+        capture_output=True,
     )
     assert proc.returncode == 0, proc.stderr
     out = io.BytesIO()
     decrypt_message(io.BytesIO(proc.stdout), out, KeyIdentity(pki.alice.key, pki.alice.cert))
     assert out.getvalue().endswith(b"\n\n" + body)
     missing = subprocess.run(
-        [sys.executable, "-m", "smimecli", "encrypt", "--cert", str(pki.alice.cert_pem),
-         str(tmp_path / "absent.eml")], capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "smimecli",
+            "encrypt",
+            "--cert",
+            str(pki.alice.cert_pem),
+            str(tmp_path / "absent.eml"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert missing.returncode == 66
     assert missing.stderr.startswith("smimecli: error: ") and missing.stderr.count("\n") == 1

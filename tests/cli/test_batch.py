@@ -39,16 +39,14 @@ def _decrypt(cli: Any, path: Path, key: Path) -> bytes:
 
 
 @pytest.mark.parametrize("jobs", ["1", "3"])
-def test_folder_batch_writes_every_output(cli: Any, pki: Any, tmp_path: Path,
-                                          jobs: str) -> None:
+def test_folder_batch_writes_every_output(cli: Any, pki: Any, tmp_path: Path, jobs: str) -> None:
     inbox = _inbox(tmp_path / "inbox", 7)
     (inbox / ".hidden.eml").write_bytes(_message(99))
     (inbox / "draft.eml~").write_bytes(_message(98))
     (inbox / "sub").mkdir()
     out = tmp_path / "out"
     out.mkdir()
-    result = cli(["encrypt", inbox, "--out-dir", out, "--jobs", jobs,
-                  "--cert", pki.alice.cert_pem])
+    result = cli(["encrypt", inbox, "--out-dir", out, "--jobs", jobs, "--cert", pki.alice.cert_pem])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [f"m{i:03d}.eml" for i in range(7)]
     assert "7 messages: 7 encrypted, 0 passed, 0 failed" in result.stderr
@@ -62,8 +60,20 @@ def test_jobs_1_and_4_give_the_same_messages(cli: Any, pki: Any, tmp_path: Path)
     for jobs in ("1", "4"):
         out = tmp_path / f"out{jobs}"
         out.mkdir()
-        result = cli(["encrypt", inbox, "--out-dir", out, "--jobs", jobs,
-                      "--cert", pki.alice.cert_pem, "--cert", pki.carol_ec.cert_pem])
+        result = cli(
+            [
+                "encrypt",
+                inbox,
+                "--out-dir",
+                out,
+                "--jobs",
+                jobs,
+                "--cert",
+                pki.alice.cert_pem,
+                "--cert",
+                pki.carol_ec.cert_pem,
+            ]
+        )
         assert result.exit_code == 0, result.output
         outputs[jobs] = out
     for name in sorted(p.name for p in inbox.iterdir()):
@@ -78,17 +88,18 @@ def test_jobs_1_and_4_give_the_same_messages(cli: Any, pki: Any, tmp_path: Path)
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_a_bad_message_does_not_stop_the_others(cli: Any, pki: Any, tmp_path: Path,
-                                                jobs: str) -> None:
+def test_a_bad_message_does_not_stop_the_others(
+    cli: Any, pki: Any, tmp_path: Path, jobs: str
+) -> None:
     inbox = _inbox(tmp_path / "inbox", 5)
     (inbox / "m002.eml").write_bytes(b"\x00\x01 not a message")
     out = tmp_path / "out"
     out.mkdir()
-    result = cli(["encrypt", inbox, "--out-dir", out, "--jobs", jobs, "--json",
-                  "--cert", pki.alice.cert_pem])
+    result = cli(
+        ["encrypt", inbox, "--out-dir", out, "--jobs", jobs, "--json", "--cert", pki.alice.cert_pem]
+    )
     assert result.exit_code == 65, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["m000.eml", "m001.eml", "m003.eml",
-                                                      "m004.eml"]
+    assert sorted(p.name for p in out.iterdir()) == ["m000.eml", "m001.eml", "m003.eml", "m004.eml"]
     assert _leftovers(out) == []
     assert result.stderr.count("smimecli: error:") == 1 and "m002.eml" in result.stderr
     assert "Traceback" not in result.stderr
@@ -110,8 +121,20 @@ def test_exit_status_is_the_worst(cli: Any, pki: Any, tmp_path: Path) -> None:
     missing = tmp_path / "missing.eml"
     out = tmp_path / "out"
     out.mkdir()
-    result = cli(["encrypt", missing, good, bad, "--out-dir", out, "--jobs", "2",
-                  "--cert", pki.alice.cert_pem])
+    result = cli(
+        [
+            "encrypt",
+            missing,
+            good,
+            bad,
+            "--out-dir",
+            out,
+            "--jobs",
+            "2",
+            "--cert",
+            pki.alice.cert_pem,
+        ]
+    )
     # 65 (bad data) outranks 66 (missing input), whatever the order of the inputs.
     assert result.exit_code == 65, result.output
     assert [p.name for p in out.iterdir()] == ["good.eml"]
@@ -128,8 +151,7 @@ def test_worst_status_order() -> None:
     assert batch.worst_status([64, 0, 66]) == 66
 
 
-def test_rules_batch_rejects_one_and_encrypts_the_rest(cli: Any, pki: Any,
-                                                      tmp_path: Path) -> None:
+def test_rules_batch_rejects_one_and_encrypts_the_rest(cli: Any, pki: Any, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     rules = tmp_path / "rules.toml"
     rules.write_text(
@@ -152,11 +174,11 @@ on_missing_cert = "reject"
     (inbox / "m002.eml").write_bytes(_message(2, to="nobody@elsewhere.example"))
     out = tmp_path / "out"
     out.mkdir()
-    result = cli(["encrypt", inbox, "--out-dir", out, "--rules", rules, "--jobs", "2",
-                  "--json"])
+    result = cli(["encrypt", inbox, "--out-dir", out, "--rules", rules, "--jobs", "2", "--json"])
     assert result.exit_code == 67, result.output
-    records = {Path(r["input"]).name: r
-               for r in map(json.loads, result.stdout.decode().splitlines())}
+    records = {
+        Path(r["input"]).name: r for r in map(json.loads, result.stdout.decode().splitlines())
+    }
     assert records["m001.eml"]["outcome"] == "failed"
     assert records["m001.eml"]["status"] == 67
     assert records["m002.eml"]["outcome"] == "passed"
@@ -194,8 +216,17 @@ def test_out_dir_that_is_a_file_is_73(tmp_path: Path) -> None:
 
 def test_output_option_with_several_inputs_is_64(cli: Any, pki: Any, tmp_path: Path) -> None:
     inbox = _inbox(tmp_path / "inbox", 2)
-    result = cli(["encrypt", inbox / "m000.eml", inbox / "m001.eml", "-o", tmp_path / "x",
-                  "--cert", pki.alice.cert_pem])
+    result = cli(
+        [
+            "encrypt",
+            inbox / "m000.eml",
+            inbox / "m001.eml",
+            "-o",
+            tmp_path / "x",
+            "--cert",
+            pki.alice.cert_pem,
+        ]
+    )
     assert result.exit_code == 64, result.output
     assert not (tmp_path / "x").exists()
 
@@ -221,13 +252,13 @@ def test_out_dir_holding_the_inputs_is_64(cli: Any, pki: Any, tmp_path: Path) ->
 def test_stdin_in_batch_is_64(cli: Any, pki: Any, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    result = cli(["encrypt", "-", "--out-dir", out, "--cert", pki.alice.cert_pem],
-                 input=_message(1))
+    result = cli(
+        ["encrypt", "-", "--out-dir", out, "--cert", pki.alice.cert_pem], input=_message(1)
+    )
     assert result.exit_code == 64, result.output
 
 
-def test_unwritable_out_dir_fails_every_message_with_73(cli: Any, pki: Any,
-                                                       tmp_path: Path) -> None:
+def test_unwritable_out_dir_fails_every_message_with_73(cli: Any, pki: Any, tmp_path: Path) -> None:
     if os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
     inbox = _inbox(tmp_path / "inbox", 3)
@@ -242,8 +273,9 @@ def test_unwritable_out_dir_fails_every_message_with_73(cli: Any, pki: Any,
     assert list(out.iterdir()) == []
 
 
-def test_workers_load_certificates_once_per_process(pki: Any, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_load_certificates_once_per_process(
+    pki: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cryptography import x509
 
     from smimecli.cms.recipients import Recipient
@@ -290,8 +322,7 @@ def test_plan_outputs_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
     for inputs in ([out / "a.eml"], [via_link / "a.eml"], [elsewhere / "b.eml"]):
         with pytest.raises(UsageError, match="holds the input"):
             batch.plan_outputs(inputs, out)
-    assert batch.plan_outputs([elsewhere / "c.eml"], out) == [(elsewhere / "c.eml",
-                                                                out / "c.eml")]
+    assert batch.plan_outputs([elsewhere / "c.eml"], out) == [(elsewhere / "c.eml", out / "c.eml")]
 
 
 def test_expand_inputs_takes_regular_files_in_name_order(tmp_path: Path) -> None:
@@ -305,19 +336,20 @@ def test_expand_inputs_takes_regular_files_in_name_order(tmp_path: Path) -> None
     named = tmp_path / ".explicit.tmp"
     named.write_bytes(b"x")
     assert batch.expand_inputs([inbox, named]) == [
-        inbox / "a.eml", inbox / "b.eml", inbox / "link.eml", named,
+        inbox / "a.eml",
+        inbox / "b.eml",
+        inbox / "link.eml",
+        named,
     ]
 
 
-def test_default_jobs_uses_the_cpus_for_big_batches_only(monkeypatch: pytest.MonkeyPatch
-                                                          ) -> None:
+def test_default_jobs_uses_the_cpus_for_big_batches_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(batch.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert batch.default_jobs(1000) == 4
     assert batch.default_jobs(40) == 2  # one worker per 16 messages at most
     assert batch.default_jobs(15) == 1  # a handful: this process
     assert batch.default_jobs(0) == 1
-    monkeypatch.setattr(batch.os, "sched_getaffinity", lambda pid: set(range(64)),
-                        raising=False)
+    monkeypatch.setattr(batch.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
     assert batch.default_jobs(100_000) == 8  # a big machine: at most 8 by default
 
     def unavailable(pid: int) -> set[int]:
@@ -351,8 +383,9 @@ def test_without_jobs_a_big_batch_uses_one_worker_per_cpu(
     assert decrypted.endswith(b"line\n" * 39)
 
 
-def test_run_batch_without_jobs_uses_default_jobs(pki: Any, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_batch_without_jobs_uses_default_jobs(
+    pki: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cryptography import x509
 
     from smimecli.cms.recipients import Recipient
@@ -383,8 +416,9 @@ def test_encrypt_one_direct_and_rules_mode(pki: Any, tmp_path: Path) -> None:
 
     cert = x509.load_pem_x509_certificate(pki.alice.cert_pem.read_bytes())
     out = io.BytesIO()
-    report = batch.encrypt_one(batch.BatchSettings(cipher="aes128"), [Recipient(cert)],
-                               io.BytesIO(_message(1)), out)
+    report = batch.encrypt_one(
+        batch.BatchSettings(cipher="aes128"), [Recipient(cert)], io.BytesIO(_message(1)), out
+    )
     assert report["action"] == "encrypted" and report["cipher"] == "aes128"
     assert b"smime-type=enveloped-data" in out.getvalue()
 
@@ -401,9 +435,9 @@ def test_encrypt_one_direct_and_rules_mode(pki: Any, tmp_path: Path) -> None:
     assert [r["recipient"] for r in report["recipients"]] == ["alice@example.com"]
 
 
-def test_rules_batch_without_a_store_folder_opens_no_store(pki: Any, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch
-                                                          ) -> None:
+def test_rules_batch_without_a_store_folder_opens_no_store(
+    pki: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text(
         '[[rule]]\nname = "store"\nrecipients = ["alice@example.com"]\n'
@@ -416,9 +450,12 @@ def test_rules_batch_without_a_store_folder_opens_no_store(pki: Any, tmp_path: P
     monkeypatch.chdir(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
     results: list[batch.MessageResult] = []
-    summary = batch.run_batch(batch.plan_outputs([inbox / "m000.eml"], out),
-                              batch.BatchSettings(rules=rules), jobs=1,
-                              on_result=results.append)
+    summary = batch.run_batch(
+        batch.plan_outputs([inbox / "m000.eml"], out),
+        batch.BatchSettings(rules=rules),
+        jobs=1,
+        on_result=results.append,
+    )
     assert summary.status == 78
     assert results[0].error is not None and "certificate store folder" in results[0].error
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no store in "."

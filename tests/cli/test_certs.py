@@ -62,9 +62,7 @@ def test_import_merges_and_store_name(cli: Cli, pki: Pki, tmp_path: Path) -> Non
     ],
     ids=["random", "der-length-past-end", "sst-length-past-end"],
 )
-def test_bad_file_changes_nothing(
-    cli: Cli, pki: Pki, tmp_path: Path, content: bytes
-) -> None:
+def test_bad_file_changes_nothing(cli: Cli, pki: Pki, tmp_path: Path, content: bytes) -> None:
     assert cli(["certs", "import", pki.bob.cert_pem]).exit_code == 0
     before = _dump(tmp_path)
     bad = tmp_path / "bad.cer"
@@ -134,8 +132,19 @@ def test_export_formats_reimport(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     sst_elements = sst.read_sst((tmp_path / "ab.sst").read_bytes())
     assert [e.friendly_name for e in sst_elements] == ["Alice", None]
     pfx = tmp_path / "a.pfx"
-    result = cli(["certs", "export", pki.alice.thumbprint[:10], "-o", pfx,
-                  "--with-private-key", "--password-env", "PFXPW"], env=PW)
+    result = cli(
+        [
+            "certs",
+            "export",
+            pki.alice.thumbprint[:10],
+            "-o",
+            pfx,
+            "--with-private-key",
+            "--password-env",
+            "PFXPW",
+        ],
+        env=PW,
+    )
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(pfx.stat().st_mode) == 0o600
     bundle = pkcs12.load_pkcs12(pfx.read_bytes(), PASSWORD)
@@ -144,8 +153,9 @@ def test_export_formats_reimport(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     # Re-import everything into a fresh store: same thumbprints, names and keys.
     fresh = {"SMIMECLI_STORE": str(tmp_path / "fresh")}
     for name in ("a.cer", "a.pem", "ab.p7b", "ab.sst", "a.pfx"):
-        result = cli(["certs", "import", tmp_path / name, "--password-env", "PFXPW"],
-                     env={**PW, **fresh})
+        result = cli(
+            ["certs", "import", tmp_path / name, "--password-env", "PFXPW"], env={**PW, **fresh}
+        )
         assert result.exit_code == 0, result.output
     with Store.open(tmp_path / "fresh") as store:
         rows = {c.thumbprint: c for c in store.certificates()}
@@ -158,12 +168,24 @@ def test_export_errors(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     cli(["certs", "import", pki.bob.cert_pem])
     out = tmp_path / "b.pfx"
     assert cli(["certs", "export", "bob@example.com", "-o", out]).exit_code == 64  # no password
-    result = cli(["certs", "export", "bob@example.com", "-o", out, "--with-private-key",
-                  "--password-env", "PFXPW"], env=PW)
+    result = cli(
+        [
+            "certs",
+            "export",
+            "bob@example.com",
+            "-o",
+            out,
+            "--with-private-key",
+            "--password-env",
+            "PFXPW",
+        ],
+        env=PW,
+    )
     assert result.exit_code == 65 and "no private key" in result.stderr
     assert cli(["certs", "export", "bob@example.com", "-o", tmp_path / "b.xyz"]).exit_code == 64
-    assert cli(["certs", "export", "bob@example.com", "bob", "-o", tmp_path / "b.cer"]
-               ).exit_code == 64
+    assert (
+        cli(["certs", "export", "bob@example.com", "bob", "-o", tmp_path / "b.cer"]).exit_code == 64
+    )
     assert not list(tmp_path.glob("b.*"))
     result = cli(["certs", "export", "bob@example.com", "-o", tmp_path / "no" / "b.cer"])
     assert result.exit_code == 73
@@ -183,9 +205,13 @@ def test_list_text_and_email_pattern(cli: Cli, pki: Pki) -> None:
 def test_list_shows_problems(cli: Cli, pki: Pki) -> None:
     import datetime as dt
 
-    old = pki.ca.issue("H3 CLI Old", "old@example.com",
-                       not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
-                       not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC), eku=True)
+    old = pki.ca.issue(
+        "H3 CLI Old",
+        "old@example.com",
+        not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+        not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC),
+        eku=True,
+    )
     cli(["certs", "import", old.cert_pem])
     listed = json.loads(cli(["certs", "list", "--json"]).stdout)
     assert listed[0]["problems"] == ["expired 2021-01-01"]
@@ -223,9 +249,18 @@ def test_import_json_lists_what_was_imported(cli, pki) -> None:
     from cryptography.hazmat.primitives import hashes
 
     ca_thumbprint = pki.ca.cert.fingerprint(hashes.SHA1()).hex().upper()
-    result = cli(["certs", "import", str(pki.alice.pfx), str(pki.bob.cert_pem),
-                  "--password-env", "PFXPW", "--json"],
-                 env={"PFXPW": PASSWORD.decode()})
+    result = cli(
+        [
+            "certs",
+            "import",
+            str(pki.alice.pfx),
+            str(pki.bob.cert_pem),
+            "--password-env",
+            "PFXPW",
+            "--json",
+        ],
+        env={"PFXPW": PASSWORD.decode()},
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     by_thumb = {r["thumbprint"]: r for r in document["imported"]}
@@ -293,10 +328,14 @@ def test_decrypt_from_store_by_ski_without_the_extension(
     cert_pem = tmp_path / "noski.pem"
     cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     bundle = tmp_path / "noski-with-key.pem"
-    bundle.write_bytes(cert_pem.read_bytes() + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
+    bundle.write_bytes(
+        cert_pem.read_bytes()
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     assert cli(["certs", "import", bundle]).exit_code == 0
     message = b"From: a@example.com\nTo: noski@example.com\nContent-Type: text/plain\n\nhi\n"
     encrypted = cli(["encrypt", "--cert", cert_pem, "--recipient-id", "ski"], input=message)

@@ -22,8 +22,24 @@ from smimecli.cli import coercion
 from smimecli.cli.app import build_app
 
 STRINGS = ["x", "", " spaced ", "ümlaut@example.org", "-", "a=b;c", "0"]
-INTS = ["1", "0", "-3", "42", " 7 ", "x", "1.5", "", "99999999999999999999", "+4", "1e3",
-        "1.0", "\u0663", "\uff11", "007", "1_000"]
+INTS = [
+    "1",
+    "0",
+    "-3",
+    "42",
+    " 7 ",
+    "x",
+    "1.5",
+    "",
+    "99999999999999999999",
+    "+4",
+    "1e3",
+    "1.0",
+    "\u0663",
+    "\uff11",
+    "007",
+    "1_000",
+]
 
 
 def _params() -> list[tuple[str, Any]]:
@@ -54,8 +70,14 @@ def _samples(annotation: Any, tmp_path: Path) -> list[Any]:
     if annotation is Path:
         existing = tmp_path / "exists.pem"
         existing.write_bytes(b"x")
-        return ["a/b.eml", "-", str(existing), str(tmp_path), str(tmp_path / "missing"),
-                Path("p.eml")]
+        return [
+            "a/b.eml",
+            "-",
+            str(existing),
+            str(tmp_path),
+            str(tmp_path / "missing"),
+            Path("p.eml"),
+        ]
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         values = [member.value for member in annotation]
         return [*values, values[0].upper(), "bogus", "", next(iter(annotation))]
@@ -79,8 +101,9 @@ def test_light_conversion_agrees_with_typer(where: str, param: Any, tmp_path: Pa
     descriptor = param.type_descriptor
     if not coercion._supported(descriptor.annotation, descriptor.parameter_info):
         pytest.fail(f"{where}: {descriptor.annotation!r} would fall back to pydantic")
-    light = coercion._Light(parameter_info=descriptor.parameter_info,
-                            annotation=descriptor.annotation)
+    light = coercion._Light(
+        parameter_info=descriptor.parameter_info, annotation=descriptor.annotation
+    )
     typer_own = build_runtime_param(descriptor)
     for value in [None, *_samples(descriptor.annotation, tmp_path)]:
         assert _outcome(light, value, param) == _outcome(typer_own, value, param), (

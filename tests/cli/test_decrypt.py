@@ -44,8 +44,9 @@ def _one_error_line(result, status: int) -> None:
 
 def test_decrypt_with_pfx_to_stdout(cli, pki, tmp_path) -> None:
     msg = _message(tmp_path, pki.alice.cert)
-    result = cli(["decrypt", msg, "--key", pki.alice.pfx,
-                  "--password-file", _password_file(tmp_path)])
+    result = cli(
+        ["decrypt", msg, "--key", pki.alice.pfx, "--password-file", _password_file(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == EXPECTED
 
@@ -53,12 +54,29 @@ def test_decrypt_with_pfx_to_stdout(cli, pki, tmp_path) -> None:
 def test_decrypt_stdin_to_file_with_pem_key_and_env_password(cli, pki, tmp_path) -> None:
     msg = _message(tmp_path, pki.bob.cert, pki.alice.cert)
     key = tmp_path / "bob.key"
-    key.write_bytes(pki.bob.key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(b"k3y")))
+    key.write_bytes(
+        pki.bob.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"k3y"),
+        )
+    )
     out = tmp_path / "out.eml"
-    result = cli(["decrypt", "-o", out, "--key", key, "--cert", pki.bob.cert_der,
-                  "--password-env", "KEYPASS"], input=msg.read_bytes(), env={"KEYPASS": "k3y"})
+    result = cli(
+        [
+            "decrypt",
+            "-o",
+            out,
+            "--key",
+            key,
+            "--cert",
+            pki.bob.cert_der,
+            "--password-env",
+            "KEYPASS",
+        ],
+        input=msg.read_bytes(),
+        env={"KEYPASS": "k3y"},
+    )
     assert result.exit_code == 0, result.output
     assert out.read_bytes() == EXPECTED
     assert result.stdout == b""
@@ -107,8 +125,21 @@ def test_openssl_smime_of_a_plain_text_file_decrypts(cli, pki, tmp_path) -> None
     out = tmp_path / "note.eml"
     import subprocess
 
-    subprocess.run([openssl, "smime", "-encrypt", "-aes256", "-in", str(text), "-out",
-                    str(out), str(pki.alice.cert_pem)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "smime",
+            "-encrypt",
+            "-aes256",
+            "-in",
+            str(text),
+            "-out",
+            str(out),
+            str(pki.alice.cert_pem),
+        ],
+        check=True,
+        capture_output=True,
+    )
     result = cli(["decrypt", out, "--key", pki.alice.key_pem])
     assert result.exit_code == 0, result.output
     # openssl writes only MIME-Version and Content-* outside: a blank line, then the text.
@@ -159,8 +190,12 @@ def test_wrong_password_is_77(cli, pki, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"From: a\n\nplain text\n", b"\x30\x80\x06\x09\x2a\x86\x48\x86", b"\x00\x01garbage",
-     b"-----BEGIN PKCS7-----\nMIAG\n-----END PKCS7-----\n"],
+    [
+        b"From: a\n\nplain text\n",
+        b"\x30\x80\x06\x09\x2a\x86\x48\x86",
+        b"\x00\x01garbage",
+        b"-----BEGIN PKCS7-----\nMIAG\n-----END PKCS7-----\n",
+    ],
 )
 def test_not_a_usable_message_is_65(cli, pki, tmp_path, content: bytes) -> None:
     path = tmp_path / "bad.eml"
@@ -194,8 +229,9 @@ def test_cert_not_matching_key_is_64(cli, pki, tmp_path) -> None:
 
 def test_unwritable_output_is_73(cli, pki, tmp_path) -> None:
     msg = _message(tmp_path, pki.alice.cert)
-    result = cli(["decrypt", msg, "-o", tmp_path / "no" / "dir" / "x.eml",
-                  "--key", pki.alice.key_pem])
+    result = cli(
+        ["decrypt", msg, "-o", tmp_path / "no" / "dir" / "x.eml", "--key", pki.alice.key_pem]
+    )
     _one_error_line(result, 73)
 
 
@@ -207,7 +243,8 @@ def _signed(entity: bytes, who, layers: int = 1) -> bytes:
 
     for _ in range(layers):
         entity = (
-            pkcs7.PKCS7SignatureBuilder().set_data(entity)
+            pkcs7.PKCS7SignatureBuilder()
+            .set_data(entity)
             .add_signer(who.cert, who.key, hashes.SHA256())
             .sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.Binary])
         )
@@ -238,9 +275,11 @@ def test_signatures_nested_too_deep_exit_65(cli, pki, tmp_path) -> None:
 
 def test_garbage_inside_multipart_signed_exits_65(cli, pki, tmp_path) -> None:
     msg = tmp_path / "garbage.eml"
-    msg.write_bytes(b"From: a@example.com\nContent-Type: multipart/signed; boundary=x\n\n--x\n"
-                    b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\n"
-                    b"Content-Transfer-Encoding: base64\n\nMIAGCSqGSIb3DQEH\n--x\n\nsig\n--x--\n")
+    msg.write_bytes(
+        b"From: a@example.com\nContent-Type: multipart/signed; boundary=x\n\n--x\n"
+        b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\n"
+        b"Content-Transfer-Encoding: base64\n\nMIAGCSqGSIb3DQEH\n--x\n\nsig\n--x--\n"
+    )
     out = tmp_path / "out.eml"
     result = cli(["decrypt", msg, "-o", out, "--key", pki.alice.key_pem])
     _one_error_line(result, 65)

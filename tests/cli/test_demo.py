@@ -32,9 +32,7 @@ def test_demo_keep_leaves_files_that_decrypt_again(cli, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     for name in ("rules.toml", "message.eml", "message.p7m.eml", "message.decrypted.eml"):
         assert (keep / name).is_file(), name
-    again = cli(
-        ["--store", str(keep / "store"), "decrypt", str(keep / "message.p7m.eml")]
-    )
+    again = cli(["--store", str(keep / "store"), "decrypt", str(keep / "message.p7m.eml")])
     assert again.exit_code == 0, again.output
     assert b"This text was encrypted by rules and decrypted again." in again.stdout
 
@@ -52,20 +50,50 @@ def test_demo_output_decrypts_in_openssl(cli, tmp_path: Path) -> None:
     # The key: export a pfx with a password from the environment, then let openssl read it.
     pfx = tmp_path / "user.pfx"
     exported = cli(
-        ["--store", str(keep / "store"), "certs", "export", "test@example.net", "-o", str(pfx),
-         "--with-private-key", "--password-env", "DEMO_PW"],
+        [
+            "--store",
+            str(keep / "store"),
+            "certs",
+            "export",
+            "test@example.net",
+            "-o",
+            str(pfx),
+            "--with-private-key",
+            "--password-env",
+            "DEMO_PW",
+        ],
         env={"DEMO_PW": "demo-password"},
     )
     assert exported.exit_code == 0, exported.output
     key = tmp_path / "user.key"
     subprocess.run(
-        [openssl, "pkcs12", "-in", str(pfx), "-nocerts", "-nodes", "-passin", "pass:demo-password",
-         "-out", str(key)],
-        check=True, capture_output=True,
+        [
+            openssl,
+            "pkcs12",
+            "-in",
+            str(pfx),
+            "-nocerts",
+            "-nodes",
+            "-passin",
+            "pass:demo-password",
+            "-out",
+            str(key),
+        ],
+        check=True,
+        capture_output=True,
     )
     proc = subprocess.run(
-        [openssl, "cms", "-decrypt", "-in", str(keep / "message.p7m.eml"), "-inkey", str(key),
-         "-recip", str(pem)],
+        [
+            openssl,
+            "cms",
+            "-decrypt",
+            "-in",
+            str(keep / "message.p7m.eml"),
+            "-inkey",
+            str(key),
+            "-recip",
+            str(pem),
+        ],
         capture_output=True,
     )
     assert proc.returncode == 0, proc.stderr

@@ -34,8 +34,20 @@ def test_file_to_output_file(cli: Any, pki: Any, tmp_path: Path) -> None:
     src = tmp_path / "in.eml"
     src.write_bytes(MESSAGE.replace(b"\n", b"\r\n"))
     out = tmp_path / "out.eml"
-    result = cli(["encrypt", src, "-o", out, "--cert", pki.alice.cert_der,
-                  "--cert", pki.carol_ec.cert_pem, "--cipher", "aes128-gcm"])
+    result = cli(
+        [
+            "encrypt",
+            src,
+            "-o",
+            out,
+            "--cert",
+            pki.alice.cert_der,
+            "--cert",
+            pki.carol_ec.cert_pem,
+            "--cipher",
+            "aes128-gcm",
+        ]
+    )
     assert result.exit_code == 0, result.output
     data = out.read_bytes()
     assert data.count(b"\n") == data.count(b"\r\n")
@@ -46,15 +58,29 @@ def test_file_to_output_file(cli: Any, pki: Any, tmp_path: Path) -> None:
 
 
 def test_options_reach_the_envelope(cli: Any, pki: Any) -> None:
-    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--oaep-hash", "sha384",
-                  "--recipient-id", "ski", "--cipher", "3des"], input=MESSAGE)
+    result = cli(
+        [
+            "encrypt",
+            "--cert",
+            pki.alice.cert_pem,
+            "--oaep-hash",
+            "sha384",
+            "--recipient-id",
+            "ski",
+            "--cipher",
+            "3des",
+        ],
+        input=MESSAGE,
+    )
     assert result.exit_code == 0, result.output
     assert "warning" in result.stderr and "3des" in result.stderr
     content = _content_info(result.stdout)["content"]
     ktri = content["recipient_infos"][0].chosen
     assert ktri["key_encryption_algorithm"]["algorithm"].native == "rsaes_oaep"
-    assert ktri["key_encryption_algorithm"]["parameters"]["hash_algorithm"][
-        "algorithm"].native == "sha384"
+    assert (
+        ktri["key_encryption_algorithm"]["parameters"]["hash_algorithm"]["algorithm"].native
+        == "sha384"
+    )
     assert ktri["rid"].name == "subject_key_identifier"
     alg = content["encrypted_content_info"]["content_encryption_algorithm"]
     assert alg["algorithm"].native == "tripledes_3key"
@@ -63,8 +89,7 @@ def test_options_reach_the_envelope(cli: Any, pki: Any) -> None:
 def test_pfx_public_part(cli: Any, pki: Any, tmp_path: Path) -> None:
     password = tmp_path / "pw"
     password.write_bytes(PASSWORD + b"\n")
-    result = cli(["encrypt", "--cert", pki.bob.pfx, "--password-file", password],
-                 input=MESSAGE)
+    result = cli(["encrypt", "--cert", pki.bob.pfx, "--password-file", password], input=MESSAGE)
     assert result.exit_code == 0, result.output
     ktri = _content_info(result.stdout)["content"]["recipient_infos"]
     assert len(ktri) == 1  # the CA in the .pfx chain is not a recipient
@@ -92,8 +117,7 @@ def test_batch_folder_to_out_dir_with_json(cli: Any, pki: Any, tmp_path: Path) -
     (inbox / ".hidden").write_bytes(b"skip me")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    result = cli(["encrypt", inbox, "--out-dir", out_dir, "--cert", pki.alice.cert_pem,
-                  "--json"])
+    result = cli(["encrypt", inbox, "--out-dir", out_dir, "--cert", pki.alice.cert_pem, "--json"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out_dir.iterdir()) == ["a.eml", "b.eml"]
     records = [json.loads(line) for line in result.stdout.decode().splitlines()]
@@ -157,8 +181,7 @@ def test_failure_leaves_no_partial_output(cli: Any, tmp_path: Path) -> None:
 
 
 def test_bad_cipher_is_64(cli: Any, pki: Any) -> None:
-    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--cipher", "aes512"],
-                 input=MESSAGE)
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--cipher", "aes512"], input=MESSAGE)
     assert result.exit_code == 64, result.output
 
 
@@ -176,8 +199,18 @@ def test_neither_cert_nor_rules_is_64(cli: Any) -> None:
 
 
 def test_oaep_hash_with_rsa_transport_is_64(cli: Any, pki: Any) -> None:
-    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--key-transport", "rsa",
-                  "--oaep-hash", "sha256"], input=MESSAGE)
+    result = cli(
+        [
+            "encrypt",
+            "--cert",
+            pki.alice.cert_pem,
+            "--key-transport",
+            "rsa",
+            "--oaep-hash",
+            "sha256",
+        ],
+        input=MESSAGE,
+    )
     assert result.exit_code == 64, result.output
 
 
@@ -196,8 +229,10 @@ def test_json_to_stdout_is_64(cli: Any, pki: Any) -> None:
 
 def test_recipient_in_direct_mode_warns_and_is_ignored(cli, pki) -> None:
     message = b"From: a@example.com\nTo: b@example.com\nSubject: x\n\nbody\n"
-    result = cli(["encrypt", "--cert", str(pki.alice.cert_pem), "--recipient", "z@example.com"],
-                 input=message)
+    result = cli(
+        ["encrypt", "--cert", str(pki.alice.cert_pem), "--recipient", "z@example.com"],
+        input=message,
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr == (
         "smimecli: warning: --recipient is ignored in direct mode (--cert names the recipients)\n"

@@ -10,8 +10,10 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 
 def _message(tmp_path, *certs):
-    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(b"x").set_content_encryption_algorithm(
-        algorithms.AES128
+    builder = (
+        pkcs7.PKCS7EnvelopeBuilder()
+        .set_data(b"x")
+        .set_content_encryption_algorithm(algorithms.AES128)
     )
     for cert in certs:
         builder = builder.add_recipient(cert)
@@ -37,8 +39,9 @@ def test_inspect_json_with_store_match(cli, pki, tmp_path) -> None:
 
     with Store.open(tmp_path / "store") as store:
         store.add(pki.bob.cert, key=pki.bob.key)
-    result = cli(["inspect", "--json"], input=_message(tmp_path, pki.alice.cert,
-                                                        pki.bob.cert).read_bytes())
+    result = cli(
+        ["inspect", "--json"], input=_message(tmp_path, pki.alice.cert, pki.bob.cert).read_bytes()
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["content_type"] == "enveloped-data"

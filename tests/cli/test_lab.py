@@ -41,14 +41,20 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     password_file.write_bytes(SECRET + b"\n")
     store = folder / "store"
     result = run_cli(
-        ["gen-root", "--out-pfx", folder / "root.pfx", "--out-pem", folder / "root.pem",
-         "--password-file", password_file],
+        [
+            "gen-root",
+            "--out-pfx",
+            folder / "root.pfx",
+            "--out-pem",
+            folder / "root.pem",
+            "--password-file",
+            password_file,
+        ],
         env={"SMIMECLI_STORE": str(store)},
     )
     assert result.exit_code == 0, result.output
     thumbprint = result.stdout.decode().split()[0]
-    return Lab(folder, store, password_file, folder / "root.pfx", folder / "root.pem",
-               thumbprint)
+    return Lab(folder, store, password_file, folder / "root.pfx", folder / "root.pem", thumbprint)
 
 
 def store_dump(folder: Path) -> list[object]:
@@ -89,11 +95,31 @@ def test_gen_root_defaults_into_store(cli: Cli, tmp_path: Path) -> None:
 def test_gen_root_files(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "pw").write_bytes(SECRET)
     result = cli(
-        ["gen-root", "--subject", 'CN=Lab Root,O="Example, Inc.",C=DE', "--key-algorithm",
-         "ecdsa-p384", "--hash", "sha384", "--days", "30", "--no-store", "--out-pfx",
-         tmp_path / "r.pfx", "--out-cer", tmp_path / "r.cer", "--out-pem", tmp_path / "r.pem",
-         "--out-key", tmp_path / "r.key", "--password-file", tmp_path / "pw",
-         "--friendly-name", "Lab Root", "--json"]
+        [
+            "gen-root",
+            "--subject",
+            'CN=Lab Root,O="Example, Inc.",C=DE',
+            "--key-algorithm",
+            "ecdsa-p384",
+            "--hash",
+            "sha384",
+            "--days",
+            "30",
+            "--no-store",
+            "--out-pfx",
+            tmp_path / "r.pfx",
+            "--out-cer",
+            tmp_path / "r.cer",
+            "--out-pem",
+            tmp_path / "r.pem",
+            "--out-key",
+            tmp_path / "r.key",
+            "--password-file",
+            tmp_path / "pw",
+            "--friendly-name",
+            "Lab Root",
+            "--json",
+        ]
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -120,8 +146,16 @@ def test_gen_root_files(cli: Cli, tmp_path: Path) -> None:
 
 def test_gen_root_password_from_env(cli: Cli, tmp_path: Path) -> None:
     result = cli(
-        ["gen-root", "--no-store", "--out-pfx", tmp_path / "r.pfx", "--password-env", "LABPW",
-         "--pfx-encryption", "legacy"],
+        [
+            "gen-root",
+            "--no-store",
+            "--out-pfx",
+            tmp_path / "r.pfx",
+            "--password-env",
+            "LABPW",
+            "--pfx-encryption",
+            "legacy",
+        ],
         env={"LABPW": "from-env"},
     )
     assert result.exit_code == 0, result.output
@@ -135,10 +169,21 @@ def test_gen_root_password_from_env(cli: Cli, tmp_path: Path) -> None:
 def test_issue_user_from_store(lab: Lab, tmp_path: Path) -> None:
     out = tmp_path / "user.pfx"
     result = run_cli(
-        ["issue-user", "--email", "test@example.net", "--subject",
-         "E=test@example.net,CN=SMIME Tester 2048", "--upn", "tester@corp.example",
-         "--signer", lab.thumbprint[:10], "--out-pfx", out, "--password-file",
-         lab.password_file],
+        [
+            "issue-user",
+            "--email",
+            "test@example.net",
+            "--subject",
+            "E=test@example.net,CN=SMIME Tester 2048",
+            "--upn",
+            "tester@corp.example",
+            "--signer",
+            lab.thumbprint[:10],
+            "--out-pfx",
+            out,
+            "--password-file",
+            lab.password_file,
+        ],
         env={"SMIMECLI_STORE": str(lab.store)},
     )
     assert result.exit_code == 0, result.output
@@ -162,9 +207,22 @@ def test_issue_user_from_store(lab: Lab, tmp_path: Path) -> None:
 
 def test_issue_user_from_pfx_without_store(lab: Lab, cli: Cli, tmp_path: Path) -> None:
     result = cli(
-        ["issue-user", "--email", "ec@example.net", "--key-algorithm", "ecdsa-p256",
-         "--signer-pfx", lab.root_pfx, "--signer-password-file", lab.password_file,
-         "--no-smime-capabilities", "--out-cer", tmp_path / "ec.cer", "--no-store", "--json"]
+        [
+            "issue-user",
+            "--email",
+            "ec@example.net",
+            "--key-algorithm",
+            "ecdsa-p256",
+            "--signer-pfx",
+            lab.root_pfx,
+            "--signer-password-file",
+            lab.password_file,
+            "--no-smime-capabilities",
+            "--out-cer",
+            tmp_path / "ec.cer",
+            "--no-store",
+            "--json",
+        ]
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -179,8 +237,16 @@ def test_issue_user_from_pfx_without_store(lab: Lab, cli: Cli, tmp_path: Path) -
 
 def test_issue_user_signer_password_env(lab: Lab, cli: Cli, tmp_path: Path) -> None:
     result = cli(
-        ["issue-user", "--email", "u@example.net", "--signer-pfx", lab.root_pfx,
-         "--signer-password-env", "SIGNERPW", "--no-store"],
+        [
+            "issue-user",
+            "--email",
+            "u@example.net",
+            "--signer-pfx",
+            lab.root_pfx,
+            "--signer-password-env",
+            "SIGNERPW",
+            "--no-store",
+        ],
         env={"SIGNERPW": SECRET.decode()},
     )
     assert result.exit_code == 0, result.output
@@ -219,15 +285,24 @@ def test_gen_root_usage_errors(cli: Cli, tmp_path: Path, args: list[str]) -> Non
     out.mkdir()
     (out / "empty").write_bytes(b"")
     before = {p.name for p in out.iterdir()}
-    result = cli(["gen-root", "--out-cer", out / "root.cer",
-                  *[a.format(dir=out) for a in args]], env={"PW": "pw"})
+    result = cli(
+        ["gen-root", "--out-cer", out / "root.cer", *[a.format(dir=out) for a in args]],
+        env={"PW": "pw"},
+    )
     assert_failed(result, 64, out, before)
     assert not (tmp_path / "store").exists()
 
 
 def test_gen_root_output_folder_missing(cli: Cli, tmp_path: Path) -> None:
-    result = cli(["gen-root", "--out-pem", tmp_path / "root.pem",
-                  "--out-cer", tmp_path / "missing" / "root.cer"])
+    result = cli(
+        [
+            "gen-root",
+            "--out-pem",
+            tmp_path / "root.pem",
+            "--out-cer",
+            tmp_path / "missing" / "root.cer",
+        ]
+    )
     assert_failed(result, 73, tmp_path, {"store"})
     with Store.open(tmp_path / "store", create=False) as store:
         assert store.certificates() == []
@@ -242,16 +317,54 @@ def test_gen_root_output_folder_missing(cli: Cli, tmp_path: Path) -> None:
         (["--email", "u@example.net", "--signer-pfx", "{root_pfx}", "--days", "0"], 64),
         (["--email", "u@example.net", "--signer-pfx", "{root_pfx}", "--subject", "CN"], 64),
         (["--email", "u@example.net", "--signer-pfx", "{root_pfx}", "--upn", " "], 64),
-        (["--email", "u@example.net", "--signer-pfx", "{root_pfx}",
-          "--signer-password-env", "PW", "--signer-password-file", "{pw}"], 64),
+        (
+            [
+                "--email",
+                "u@example.net",
+                "--signer-pfx",
+                "{root_pfx}",
+                "--signer-password-env",
+                "PW",
+                "--signer-password-file",
+                "{pw}",
+            ],
+            64,
+        ),
         (["--email", "u@example.net", "--signer-pfx", "{dir}/missing.pfx"], 66),
         (["--email", "u@example.net", "--signer-pfx", "{root_pem}"], 65),  # no key
-        (["--email", "u@example.net", "--signer-pfx", "{user_pfx}",
-          "--signer-password-env", "USERPW"], 65),  # not a CA
-        (["--email", "u@example.net", "--signer-pfx", "{keyless_pfx}",
-          "--signer-password-file", "{pw}"], 65),
-        (["--email", "u@example.net", "--signer-pfx", "{root_pfx}",
-          "--signer-password-env", "PW"], 77),  # wrong password
+        (
+            [
+                "--email",
+                "u@example.net",
+                "--signer-pfx",
+                "{user_pfx}",
+                "--signer-password-env",
+                "USERPW",
+            ],
+            65,
+        ),  # not a CA
+        (
+            [
+                "--email",
+                "u@example.net",
+                "--signer-pfx",
+                "{keyless_pfx}",
+                "--signer-password-file",
+                "{pw}",
+            ],
+            65,
+        ),
+        (
+            [
+                "--email",
+                "u@example.net",
+                "--signer-pfx",
+                "{root_pfx}",
+                "--signer-password-env",
+                "PW",
+            ],
+            77,
+        ),  # wrong password
         (["--email", "u@example.net", "--signer-pfx", "{root_pfx}"], 77),  # no password
     ],
 )
@@ -265,12 +378,24 @@ def test_issue_user_errors(
     keyless.write_bytes(write_pfx(None, root, (), password=SECRET))
     before = {p.name for p in out.iterdir()}
     values = {
-        "root_pfx": lab.root_pfx, "root_pem": lab.root_pem, "pw": lab.password_file,
-        "user_pfx": pki.alice.pfx, "keyless_pfx": keyless, "dir": out,
+        "root_pfx": lab.root_pfx,
+        "root_pem": lab.root_pem,
+        "pw": lab.password_file,
+        "user_pfx": pki.alice.pfx,
+        "keyless_pfx": keyless,
+        "dir": out,
     }
     result = cli(
-        ["issue-user", "--out-cer", out / "u.cer", "--out-pfx", out / "u.pfx",
-         "--password-file", lab.password_file, *[a.format(**values) for a in args]],
+        [
+            "issue-user",
+            "--out-cer",
+            out / "u.cer",
+            "--out-pfx",
+            out / "u.pfx",
+            "--password-file",
+            lab.password_file,
+            *[a.format(**values) for a in args],
+        ],
         env={"PW": "wrong", "USERPW": PASSWORD.decode()},
     )
     assert_failed(result, status, out, before)
@@ -285,8 +410,11 @@ def _store_with(folder: Path, *certs: tuple[x509.Certificate, object, str]) -> N
 
 @pytest.mark.parametrize(
     ("selector", "why"),
-    [("Nobody Root", "no certificate"), ("Test Root V1", "no private key"),
-     ("alice@example.com", "not a CA")],
+    [
+        ("Nobody Root", "no certificate"),
+        ("Test Root V1", "no private key"),
+        ("alice@example.com", "not a CA"),
+    ],
 )
 def test_issue_user_store_signer_errors(
     pki: Pki, cli: Cli, tmp_path: Path, selector: str, why: str
@@ -296,8 +424,9 @@ def test_issue_user_store_signer_errors(
     before_store = store_dump(store)
     out = tmp_path / "out"
     out.mkdir()
-    result = cli(["issue-user", "--email", "u@example.net", "--signer", selector,
-                  "--out-cer", out / "u.cer"])
+    result = cli(
+        ["issue-user", "--email", "u@example.net", "--signer", selector, "--out-cer", out / "u.cer"]
+    )
     assert_failed(result, 65, out, set())
     assert why in result.stderr
     assert store_dump(store) == before_store
@@ -305,7 +434,17 @@ def test_issue_user_store_signer_errors(
 
 @pytest.mark.parametrize("extra", [[], ["--no-store"]])
 def test_issue_user_signer_without_any_store(cli: Cli, tmp_path: Path, extra: list[str]) -> None:
-    result = cli(["issue-user", "--email", "u@example.net", "--signer", "Test Root V1",
-                  "--out-cer", tmp_path / "u.cer", *extra])
+    result = cli(
+        [
+            "issue-user",
+            "--email",
+            "u@example.net",
+            "--signer",
+            "Test Root V1",
+            "--out-cer",
+            tmp_path / "u.cer",
+            *extra,
+        ]
+    )
     assert_failed(result, 78, tmp_path, set())
     assert "no certificate store" in result.stderr

@@ -27,7 +27,9 @@ def good_rules(folder: Path, pki) -> Path:
         (certs / f"{identity.name}.pem").write_bytes(
             identity.cert.public_bytes(serialization.Encoding.PEM)
         )
-    return rules_file(folder, f"""
+    return rules_file(
+        folder,
+        f"""
 [defaults]
 cipher = "aes256"
 
@@ -43,7 +45,8 @@ recipients = ["*@example.com"]
 source = {{ kind = "dir", path = "certs" }}
 key_transport = "rsa-oaep"
 oaep_hash = "sha512"
-""")
+""",
+    )
 
 
 # --- rules check ----------------------------------------------------------------------------
@@ -72,8 +75,9 @@ def test_check_validation_errors_exit_78(cli, tmp_path: Path, case: str) -> None
 
 
 def test_check_unknown_cipher_exit_78(cli, tmp_path: Path) -> None:
-    path = rules_file(tmp_path, BAD["unknown rule key"][0].replace('colour = "red"',
-                                                                   'cipher = "blowfish"'))
+    path = rules_file(
+        tmp_path, BAD["unknown rule key"][0].replace('colour = "red"', 'cipher = "blowfish"')
+    )
     result = cli(["rules", "check", "--rules", path])
     assert result.exit_code == 78, result.output
     assert "rule 'r1', key 'cipher': unknown cipher 'blowfish'" in result.stderr
@@ -92,12 +96,15 @@ def test_check_opens_every_source(cli, tmp_path: Path, pki, source: str, key: st
     (tmp_path / "x.pfx").write_bytes(b"\x00garbage")
     two = pki.alice.cert_pem.read_bytes() + pki.bob.cert_pem.read_bytes()
     (tmp_path / "two.pem").write_bytes(two)
-    path = rules_file(tmp_path, f"""
+    path = rules_file(
+        tmp_path,
+        f"""
 [[rule]]
 name = "src"
 recipients = ["a@example.com"]
 source = {source}
-""")
+""",
+    )
     result = cli(["rules", "check", "--rules", path])
     assert result.exit_code == 78, result.output
     assert f"{path}:2: rule 'src', key '{key}" in result.stderr, result.stderr
@@ -111,7 +118,9 @@ def test_check_missing_rules_file(cli, tmp_path: Path) -> None:
 
 
 def test_check_warns_about_shadowed_patterns(cli, tmp_path: Path, pki) -> None:
-    path = rules_file(tmp_path, f"""
+    path = rules_file(
+        tmp_path,
+        f"""
 [[rule]]
 name = "all"
 recipients = ["*@example.com"]
@@ -121,7 +130,8 @@ source = {{ kind = "cer", path = "{pki.bob.cert_pem}" }}
 name = "late"
 recipients = ["alice@example.com"]
 source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
-""")
+""",
+    )
     result = cli(["rules", "check", "--rules", path])
     assert result.exit_code == 0, result.output
     assert "warning:" in result.stderr and "shadowed" in result.stderr
@@ -171,8 +181,20 @@ def test_test_all_encrypted_text(cli, tmp_path: Path, pki) -> None:
 
 def test_test_json(cli, tmp_path: Path, pki) -> None:
     path = good_rules(tmp_path, pki)
-    result = cli(["rules", "test", "--rules", path, "team", "--recipient", "bob@example.com",
-                  "--recipient", "unknown@example.org", "--json"])
+    result = cli(
+        [
+            "rules",
+            "test",
+            "--rules",
+            path,
+            "team",
+            "--recipient",
+            "bob@example.com",
+            "--recipient",
+            "unknown@example.org",
+            "--json",
+        ]
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["sender"] == "test@localhost" and doc["all_encrypted"] is True
@@ -182,7 +204,8 @@ def test_test_json(cli, tmp_path: Path, pki) -> None:
     assert bob["recipient"] == "bob@example.com" and bob["outcome"] == "ENCRYPTED"
     assert bob["certificate"]["thumbprint"] == pki.bob.thumbprint
     assert bob["certificate"]["not_after"].startswith(
-        pki.bob.cert.not_valid_after_utc.strftime("%Y-%m-%d"))
+        pki.bob.cert.not_valid_after_utc.strftime("%Y-%m-%d")
+    )
     assert bob["algorithm"] == "rsa-oaep/sha512"
 
 
@@ -194,8 +217,9 @@ def test_test_recipient_matching_no_tested_rule_is_usage_error(cli, tmp_path: Pa
 
 def test_test_all_reports_addresses_no_rule_matches(cli, tmp_path: Path, pki) -> None:
     path = good_rules(tmp_path, pki)
-    result = cli(["rules", "test", "--rules", path, "--all", "--recipient", "x@example.org",
-                  "--json"])
+    result = cli(
+        ["rules", "test", "--rules", path, "--all", "--recipient", "x@example.org", "--json"]
+    )
     assert result.exit_code == 67, result.output
     doc = json.loads(result.stdout)
     (entry,) = [r for rule in doc["rules"] for r in rule["recipients"]]
@@ -204,26 +228,35 @@ def test_test_all_reports_addresses_no_rule_matches(cli, tmp_path: Path, pki) ->
 
 @pytest.mark.parametrize(
     ("flaw", "why"),
-    [("expired", "expired"), ("other-address", "does not name dora@example.com"),
-     ("missing", "no certificate for dora@example.com")],
+    [
+        ("expired", "expired"),
+        ("other-address", "does not name dora@example.com"),
+        ("missing", "no certificate for dora@example.com"),
+    ],
 )
 def test_test_says_why_no_certificate(cli, tmp_path: Path, pki, flaw: str, why: str) -> None:
     folder = tmp_path / "dora"
     folder.mkdir()
     if flaw == "expired":
-        old = pki.ca.issue("Dora Old", "dora@example.com",
-                           not_before=NOW - dt.timedelta(days=30),
-                           not_after=NOW - dt.timedelta(days=2))
+        old = pki.ca.issue(
+            "Dora Old",
+            "dora@example.com",
+            not_before=NOW - dt.timedelta(days=30),
+            not_after=NOW - dt.timedelta(days=2),
+        )
         (folder / "dora.pem").write_bytes(old.cert_pem.read_bytes())
     elif flaw == "other-address":
         (folder / "bob.pem").write_bytes(pki.bob.cert_pem.read_bytes())
-    path = rules_file(tmp_path, """
+    path = rules_file(
+        tmp_path,
+        """
 [[rule]]
 name = "dora"
 recipients = ["dora@example.com"]
 source = { kind = "dir", path = "dora" }
 on_missing_cert = "reject"
-""")
+""",
+    )
     result = cli(["rules", "test", "--rules", path, "dora"])
     assert result.exit_code == 67, result.output
     text = result.stdout.decode()
@@ -234,7 +267,9 @@ on_missing_cert = "reject"
 
 
 def test_test_gcm_and_weak_cipher_warnings(cli, tmp_path: Path, pki) -> None:
-    path = rules_file(tmp_path, f"""
+    path = rules_file(
+        tmp_path,
+        f"""
 [[rule]]
 name = "gcm"
 recipients = ["alice@example.com"]
@@ -246,7 +281,8 @@ name = "old"
 recipients = ["bob@example.com"]
 source = {{ kind = "cer", path = "{pki.bob.cert_pem}" }}
 cipher = "3des"
-""")
+""",
+    )
     result = cli(["rules", "test", "--rules", path, "--all"])
     assert result.exit_code == 0, result.output
     text = result.stdout.decode()
@@ -269,7 +305,9 @@ MESSAGE = (
 
 def policy_rules(folder: Path, pki, policy: str) -> Path:
     (folder / "empty").mkdir(exist_ok=True)
-    return rules_file(folder, f"""
+    return rules_file(
+        folder,
+        f"""
 [[rule]]
 name = "alice"
 recipients = ["alice@example.com"]
@@ -280,12 +318,14 @@ name = "nobody"
 recipients = ["nobody@example.com"]
 source = {{ kind = "dir", path = "empty" }}
 on_missing_cert = "{policy}"
-""")
+""",
+    )
 
 
 @pytest.mark.parametrize(("policy", "status"), [("reject", 67), ("tempfail", 75)])
-def test_encrypt_rules_policy_writes_nothing(cli, tmp_path: Path, pki, policy: str,
-                                              status: int) -> None:
+def test_encrypt_rules_policy_writes_nothing(
+    cli, tmp_path: Path, pki, policy: str, status: int
+) -> None:
     path = policy_rules(tmp_path, pki, policy)
     src = tmp_path / "in.eml"
     src.write_bytes(MESSAGE)
@@ -318,8 +358,20 @@ def test_encrypt_rules_pass_through_byte_for_byte(cli, tmp_path: Path, pki) -> N
     src = tmp_path / "in.eml"
     src.write_bytes(MESSAGE)
     target = tmp_path / "out.eml"
-    result = cli(["encrypt", "--rules", path, "--recipient", "nobody@example.com",
-                  "--recipient", "someone@else.example", src, "-o", target])
+    result = cli(
+        [
+            "encrypt",
+            "--rules",
+            path,
+            "--recipient",
+            "nobody@example.com",
+            "--recipient",
+            "someone@else.example",
+            src,
+            "-o",
+            target,
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert target.read_bytes() == MESSAGE
 
@@ -349,7 +401,9 @@ def test_rules_check_json(cli, tmp_path, pki) -> None:
 
 
 def test_encrypt_rules_json_gives_each_algorithm_warning_once(cli, tmp_path: Path, pki) -> None:
-    path = rules_file(tmp_path, f"""
+    path = rules_file(
+        tmp_path,
+        f"""
 [[rule]]
 name = "old"
 recipients = ["alice@example.com"]
@@ -357,12 +411,24 @@ source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
 cipher = "3des"
 key_transport = "rsa-oaep"
 oaep_hash = "sha1"
-""")
+""",
+    )
     src = tmp_path / "in.eml"
     src.write_bytes(MESSAGE)
     target = tmp_path / "out.eml"
-    result = cli(["encrypt", "--rules", path, "--recipient", "alice@example.com", src,
-                  "-o", target, "--json"])
+    result = cli(
+        [
+            "encrypt",
+            "--rules",
+            path,
+            "--recipient",
+            "alice@example.com",
+            src,
+            "-o",
+            target,
+            "--json",
+        ]
+    )
     assert result.exit_code == 0, result.output
     warnings = json.loads(result.stdout)["warnings"]
     # The plan's words, each once: the CMS layer's own wording of the same two is left out.

@@ -31,7 +31,11 @@ def _smimecli(*args: object, stdin: int | None = None, store: Path) -> subproces
     env = dict(os.environ, SMIMECLI_STORE=str(store), PYTHONPATH=str(ROOT))
     return subprocess.Popen(
         [sys.executable, "-m", "smimecli", *map(str, args)],
-        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
     )
 
 
@@ -85,7 +89,8 @@ def _assert_interrupted(sig: int, status: int, err: str) -> None:
     assert "Traceback" not in err
     if status == 75:
         assert err.strip().splitlines() == [
-            "smimecli: error: interrupted; no partial output was left, retry later"], err
+            "smimecli: error: interrupted; no partial output was left, retry later"
+        ], err
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
@@ -93,8 +98,15 @@ def test_signal_during_stdin_to_output(pki: Pki, tmp_path: Path, sig: int) -> No
     """-o OUTPUT: a signal mid-way leaves no output and no temporary file; status 75."""
     out = tmp_path / "out"
     out.mkdir()
-    proc = _smimecli("encrypt", "--cert", pki.alice.cert_pem, "-o", out / "msg.eml",
-                     stdin=subprocess.PIPE, store=tmp_path / "store")
+    proc = _smimecli(
+        "encrypt",
+        "--cert",
+        pki.alice.cert_pem,
+        "-o",
+        out / "msg.eml",
+        stdin=subprocess.PIPE,
+        store=tmp_path / "store",
+    )
     assert proc.stdin is not None
     _feed_until_temp(proc, proc.stdin, out)
     status, err = _finish(proc, sig, proc.stdin)
@@ -106,15 +118,21 @@ def test_signal_during_stdin_to_output(pki: Pki, tmp_path: Path, sig: int) -> No
 
 @pytest.mark.parametrize("more", [0, 100], ids=["1MiB", "7MiB"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
-def test_signal_while_the_producer_stalls(pki: Pki, tmp_path: Path, sig: int,
-                                          more: int) -> None:
+def test_signal_while_the_producer_stalls(pki: Pki, tmp_path: Path, sig: int, more: int) -> None:
     """Standard input stops arriving but stays open: the signal interrupts the blocked read
     and ends smimecli at once, with status 75 and nothing left behind. Past 4 MiB too,
     where big messages get helper threads: standard input is still read in the main thread."""
     out = tmp_path / "out"
     out.mkdir()
-    proc = _smimecli("encrypt", "--cert", pki.alice.cert_pem, "-o", out / "msg.eml",
-                     stdin=subprocess.PIPE, store=tmp_path / "store")
+    proc = _smimecli(
+        "encrypt",
+        "--cert",
+        pki.alice.cert_pem,
+        "-o",
+        out / "msg.eml",
+        stdin=subprocess.PIPE,
+        store=tmp_path / "store",
+    )
     assert proc.stdin is not None
     _feed_until_temp(proc, proc.stdin, out)
     for _ in range(more):  # 64 KiB each
@@ -140,8 +158,9 @@ def test_signal_during_batch_to_out_dir(pki: Pki, tmp_path: Path, sig: int) -> N
     out.mkdir()
     fifo = tmp_path / "slow.eml"
     os.mkfifo(fifo)
-    proc = _smimecli("encrypt", fifo, "--cert", pki.alice.cert_pem, "--out-dir", out,
-                     store=tmp_path / "store")
+    proc = _smimecli(
+        "encrypt", fifo, "--cert", pki.alice.cert_pem, "--out-dir", out, store=tmp_path / "store"
+    )
     with open(fifo, "wb") as pipe:  # blocks until smimecli opens the FIFO
         _feed_until_temp(proc, pipe, out)
         status, err = _finish(proc, sig, pipe)
@@ -156,8 +175,11 @@ def _small_tmpfs(folder: Path) -> Iterator[Path]:
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("a full disk is simulated with a 1 MiB tmpfs: needs root and mount")
     folder.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     try:
@@ -171,8 +193,15 @@ def test_full_disk_gives_74_and_no_partial_file(pki: Pki, tmp_path: Path) -> Non
     message = tmp_path / "big.eml"
     message.write_bytes(HEAD + LINE * 2048)
     with _small_tmpfs(tmp_path / "small") as small:
-        proc = _smimecli("encrypt", message, "--cert", pki.alice.cert_pem, "-o",
-                         small / "big.eml", store=tmp_path / "store")
+        proc = _smimecli(
+            "encrypt",
+            message,
+            "--cert",
+            pki.alice.cert_pem,
+            "-o",
+            small / "big.eml",
+            store=tmp_path / "store",
+        )
         _, err = proc.communicate(timeout=60)
         leftover = sorted(p.name for p in small.iterdir())
     text = err.decode()

@@ -61,9 +61,9 @@ def fuzz_settings(default_examples: int, deadline_ms: int = 500) -> settings:
 
 @st.composite
 def _mutation(draw: st.DrawFn, size: int) -> tuple[str, int, bytes]:
-    kind = draw(st.sampled_from(
-        ["flip", "truncate", "splice", "delete", "repeat", "length", "byte"]
-    ))
+    kind = draw(
+        st.sampled_from(["flip", "truncate", "splice", "delete", "repeat", "length", "byte"])
+    )
     position = draw(st.integers(0, max(size - 1, 0)))
     if kind == "flip":
         return kind, position, bytes([draw(st.integers(1, 255))])

@@ -40,8 +40,14 @@ def _seeds(pki: Pki) -> list[bytes]:
         pkcs7.serialize_certificates(certs, serialization.Encoding.DER),
         pkcs7.serialize_certificates(certs, serialization.Encoding.PEM),
         alice.pfx.read_bytes(),
-        write_pfx(pki.carol_ec.key, pki.carol_ec.cert, [pki.ca.cert], password=PASSWORD,
-                  encryption="legacy", friendly_name="Carol"),
+        write_pfx(
+            pki.carol_ec.key,
+            pki.carol_ec.cert,
+            [pki.ca.cert],
+            password=PASSWORD,
+            encryption="legacy",
+            friendly_name="Carol",
+        ),
         encrypted_key,
         b"From: alice@example.com\nSubject: signed\n" + signed,
     ]
@@ -61,9 +67,9 @@ def test_load_certificates_damaged(pki: Pki) -> None:
     @fuzz_settings(200, deadline_ms=1000)  # PKCS#12 key derivation is slow by design
     @given(mutated(seeds))
     def run(data: bytes) -> None:
-        outcomes[only_smime_errors(
-            lambda: load_certificates(data, password=PASSWORD, source="fuzz.bin")
-        )] += 1
+        outcomes[
+            only_smime_errors(lambda: load_certificates(data, password=PASSWORD, source="fuzz.bin"))
+        ] += 1
 
     with quiet_library():
         run()

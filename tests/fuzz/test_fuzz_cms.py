@@ -46,11 +46,7 @@ def _seeds(pki: Pki) -> list[bytes]:
     alice = Recipient(pki.alice.cert)
     carol = Recipient(pki.carol_ec.cert)
     plain = der("aes256", alice)
-    pem = (
-        b"-----BEGIN PKCS7-----\n"
-        + base64.encodebytes(plain)
-        + b"-----END PKCS7-----\n"
-    )
+    pem = b"-----BEGIN PKCS7-----\n" + base64.encodebytes(plain) + b"-----END PKCS7-----\n"
     body = base64.encodebytes(der("aes128", alice, carol))
     mail = (
         b"From: a@example.com\nTo: alice@example.com\nSubject: x\nMIME-Version: 1.0\n"
@@ -92,9 +88,9 @@ def test_decrypt_damaged_cms(pki: Pki) -> None:
     @fuzz_settings(250)
     @given(mutated(seeds))
     def run(data: bytes) -> None:
-        outcomes[only_smime_errors(
-            lambda: decrypt_message(io.BytesIO(data), io.BytesIO(), identities)
-        )] += 1
+        outcomes[
+            only_smime_errors(lambda: decrypt_message(io.BytesIO(data), io.BytesIO(), identities))
+        ] += 1
 
     with quiet_library():
         run()

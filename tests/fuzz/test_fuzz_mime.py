@@ -25,11 +25,11 @@ SEEDS = [
     b"caf\xc3\xa9\r\n--b1\r\nContent-Type: application/octet-stream; name*=UTF-8''%C3%A9.bin\r\n"
     b"Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b1--\r\n",
     b"Subject: =?utf-8?q?folded?=\n =?utf-8?q?header?=\nTo: alice@example.com\n"
-    b"Content-Type: text/plain;\n\tcharset=\"us-ascii\"; format=flowed\n\nline\n",
+    b'Content-Type: text/plain;\n\tcharset="us-ascii"; format=flowed\n\nline\n',
     b"To: alice@example.com\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\n"
     b"Content-Transfer-Encoding: base64\n\nMIAGCSqGSIb3DQEHA6CAMIACAQA=\n",
-    b"To: alice@example.com\nContent-Type: multipart/signed; protocol=\"application/pkcs7-"
-    b"signature\"; boundary=s\n\n--s\nContent-Type: text/plain\n\nsigned\n--s--\n",
+    b'To: alice@example.com\nContent-Type: multipart/signed; protocol="application/pkcs7-'
+    b'signature"; boundary=s\n\n--s\nContent-Type: text/plain\n\nsigned\n--s--\n',
 ]
 
 

@@ -65,12 +65,15 @@ def test_rules_loader_damaged(pki: Pki, tmp_path: Path) -> None:
     assert outcomes["ConfigError"] >= 10
 
 
-@pytest.mark.parametrize("text", [
-    "a = " + "[" * 5000 + "]" * 5000,
-    "a = " + "{b = " * 3000 + "1" + "}" * 3000,
-    "[[rule]]\n" * 20000,
-    "name = \"" + "x" * 1_000_000 + "\"",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a = " + "[" * 5000 + "]" * 5000,
+        "a = " + "{b = " * 3000 + "1" + "}" * 3000,
+        "[[rule]]\n" * 20000,
+        'name = "' + "x" * 1_000_000 + '"',
+    ],
+)
 def test_rules_pathological(tmp_path: Path, text: str) -> None:
     """Deep nesting and huge values are configuration errors, not RecursionError or 70."""
     target = tmp_path / "rules.toml"

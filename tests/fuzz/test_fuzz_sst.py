@@ -39,11 +39,11 @@ def test_sst_damaged(pki: Pki) -> None:
     @fuzz_settings(300)
     @given(mutated(seeds))
     def run(data: bytes) -> None:
-        data = MAGIC + data[len(MAGIC):]  # keep it an .sst so the element walk is reached
+        data = MAGIC + data[len(MAGIC) :]  # keep it an .sst so the element walk is reached
         outcomes["read-" + only_smime_errors(lambda: read_sst(data, source="fuzz.sst"))] += 1
-        outcomes["load-" + only_smime_errors(
-            lambda: load_certificates(data, source="fuzz.sst")
-        )] += 1
+        outcomes[
+            "load-" + only_smime_errors(lambda: load_certificates(data, source="fuzz.sst"))
+        ] += 1
 
     with quiet_library():
         run()

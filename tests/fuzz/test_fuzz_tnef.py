@@ -16,10 +16,13 @@ from tests.unit.test_tnef import PT_UNICODE, attachment, mapi, tnef, wrap
 
 def _streams() -> list[bytes]:
     seeds = [
-        tnef(mapi((PT_UNICODE, 0x1000, "plain body")),
-             [attachment("report.pdf", b"%PDF-1.4 fuzz", mime="application/pdf")]),
-        tnef(b"", [attachment("a.txt", b"aaa"), attachment("b.bin", b"\0" * 40,
-                                                            legacy_data=False)]),
+        tnef(
+            mapi((PT_UNICODE, 0x1000, "plain body")),
+            [attachment("report.pdf", b"%PDF-1.4 fuzz", mime="application/pdf")],
+        ),
+        tnef(
+            b"", [attachment("a.txt", b"aaa"), attachment("b.bin", b"\0" * 40, legacy_data=False)]
+        ),
     ]
     corpus = interop_dir()
     if corpus is not None:  # the tnefparse examples (real Outlook output), small ones only

@@ -38,19 +38,55 @@ def test_openssl_made_files_import(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     der = tmp_path / "bob.der"
     _openssl("x509", "-in", pki.bob.cert_pem, "-outform", "DER", "-out", der)
     p7b = tmp_path / "chain.p7b"
-    _openssl("crl2pkcs7", "-nocrl", "-certfile", pki.alice.cert_pem, "-certfile",
-             pki.ca.cert_pem, "-outform", "DER", "-out", p7b)
+    _openssl(
+        "crl2pkcs7",
+        "-nocrl",
+        "-certfile",
+        pki.alice.cert_pem,
+        "-certfile",
+        pki.ca.cert_pem,
+        "-outform",
+        "DER",
+        "-out",
+        p7b,
+    )
     p7b_pem = tmp_path / "carol.p7c"
     _openssl("crl2pkcs7", "-nocrl", "-certfile", pki.carol_ec.cert_pem, "-out", p7b_pem)
     pw = tmp_path / "pw"
     pw.write_bytes(PASSWORD + b"\n")
     modern = tmp_path / "dave.pfx"
-    _openssl("pkcs12", "-export", "-inkey", pki.dave_p384.key_pem, "-in",
-             pki.dave_p384.cert_pem, "-certfile", pki.ca.cert_pem, "-name", "Dave OpenSSL",
-             "-passout", f"file:{pw}", "-out", modern)
+    _openssl(
+        "pkcs12",
+        "-export",
+        "-inkey",
+        pki.dave_p384.key_pem,
+        "-in",
+        pki.dave_p384.cert_pem,
+        "-certfile",
+        pki.ca.cert_pem,
+        "-name",
+        "Dave OpenSSL",
+        "-passout",
+        f"file:{pw}",
+        "-out",
+        modern,
+    )
     legacy = tmp_path / "bob-legacy.p12"
-    _openssl("pkcs12", "-export", "-legacy", "-inkey", pki.bob.key_pem, "-in",
-             pki.bob.cert_pem, "-name", "Bob Legacy", "-passout", f"file:{pw}", "-out", legacy)
+    _openssl(
+        "pkcs12",
+        "-export",
+        "-legacy",
+        "-inkey",
+        pki.bob.key_pem,
+        "-in",
+        pki.bob.cert_pem,
+        "-name",
+        "Bob Legacy",
+        "-passout",
+        f"file:{pw}",
+        "-out",
+        legacy,
+    )
     for path in (der, p7b, p7b_pem):
         assert cli(["certs", "import", path]).exit_code == 0
     for path in (modern, legacy):
@@ -72,9 +108,24 @@ def test_openssl_signed_mail_imports_to_other(
 ) -> None:
     body = tmp_path / "body.txt"
     body.write_bytes(b"Content-Type: text/plain\r\n\r\nsigned by openssl\r\n")
-    signed = _openssl(command, "-sign", "-in", body, "-signer", pki.alice.cert_pem, "-inkey",
-                      pki.alice.key_pem, "-certfile", pki.ca.cert_pem, "-from",
-                      "alice@example.com", "-to", "bob@example.com", "-subject", "hi")
+    signed = _openssl(
+        command,
+        "-sign",
+        "-in",
+        body,
+        "-signer",
+        pki.alice.cert_pem,
+        "-inkey",
+        pki.alice.key_pem,
+        "-certfile",
+        pki.ca.cert_pem,
+        "-from",
+        "alice@example.com",
+        "-to",
+        "bob@example.com",
+        "-subject",
+        "hi",
+    )
     mail = tmp_path / "signed.eml"
     mail.write_bytes(signed)
     result = cli(["certs", "import", mail])
@@ -86,26 +137,52 @@ def test_openssl_signed_mail_imports_to_other(
 
 def test_exports_open_in_openssl(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     env = {"PFXPW": PASSWORD.decode()}
-    assert cli(["certs", "import", pki.alice.pfx, "--password-env", "PFXPW"], env=env
-               ).exit_code == 0
+    assert (
+        cli(["certs", "import", pki.alice.pfx, "--password-env", "PFXPW"], env=env).exit_code == 0
+    )
     cli(["certs", "import", pki.bob.cert_pem])
     cer, p7b = tmp_path / "a.cer", tmp_path / "ab.p7b"
     assert cli(["certs", "export", "alice@example.com", "-o", cer]).exit_code == 0
-    assert cli(["certs", "export", "alice@example.com", "bob@example.com", "-o", p7b]
-               ).exit_code == 0
+    assert (
+        cli(["certs", "export", "alice@example.com", "bob@example.com", "-o", p7b]).exit_code == 0
+    )
     text = _openssl("x509", "-inform", "DER", "-in", cer, "-noout", "-fingerprint", "-sha1")
     assert pki.alice.thumbprint in text.decode().replace(":", "")
     printed = _openssl("pkcs7", "-inform", "DER", "-in", p7b, "-print_certs").decode()
     assert "CN=Alice" in printed.replace(" = ", "=") and "CN=Bob" in printed.replace(" = ", "=")
     for encryption, extra in (("modern", []), ("legacy", ["-legacy"])):
         pfx = tmp_path / f"a-{encryption}.pfx"
-        result = cli(["certs", "export", "alice@example.com", "-o", pfx, "--with-private-key",
-                      "--pfx-encryption", encryption, "--password-env", "PFXPW"], env=env)
+        result = cli(
+            [
+                "certs",
+                "export",
+                "alice@example.com",
+                "-o",
+                pfx,
+                "--with-private-key",
+                "--pfx-encryption",
+                encryption,
+                "--password-env",
+                "PFXPW",
+            ],
+            env=env,
+        )
         assert result.exit_code == 0, result.output
         info = subprocess.run(
-            [require_tool("openssl"), "pkcs12", "-info", "-nokeys", *extra, "-in", str(pfx),
-             "-passin", "env:PFXPW"],
-            capture_output=True, env={**env, "PATH": "/usr/bin:/bin"}, check=False,
+            [
+                require_tool("openssl"),
+                "pkcs12",
+                "-info",
+                "-nokeys",
+                *extra,
+                "-in",
+                str(pfx),
+                "-passin",
+                "env:PFXPW",
+            ],
+            capture_output=True,
+            env={**env, "PATH": "/usr/bin:/bin"},
+            check=False,
         )
         assert info.returncode == 0, info.stderr.decode()
         report = info.stderr.decode() + info.stdout.decode()
@@ -114,8 +191,16 @@ def test_exports_open_in_openssl(cli: Cli, pki: Pki, tmp_path: Path) -> None:
         else:
             assert "AES-256-CBC" in report and "MAC: sha256" in report
         assert "friendlyName: Alice" in report
-        key = _openssl("pkcs12", "-in", pfx, "-nocerts", "-nodes", *extra, "-passin",
-                       f"pass:{PASSWORD.decode()}")
+        key = _openssl(
+            "pkcs12",
+            "-in",
+            pfx,
+            "-nocerts",
+            "-nodes",
+            *extra,
+            "-passin",
+            f"pass:{PASSWORD.decode()}",
+        )
         assert b"PRIVATE KEY" in key
 
 
@@ -145,14 +230,17 @@ def test_cryptography_vectors_friendly_names(interop: Path) -> None:
 
 def test_thunderbird_nss_p12(cli: Cli, interop: Path) -> None:
     folder = interop / "thunderbird-comm-central" / "mailnews" / "test" / "data" / "smime"
-    result = cli(["certs", "import", folder / "Alice.p12", folder / "Bob.p12",
-                  "--password-env", "PW"], env={"PW": "nss"})
+    result = cli(
+        ["certs", "import", folder / "Alice.p12", folder / "Bob.p12", "--password-env", "PW"],
+        env={"PW": "nss"},
+    )
     assert result.exit_code == 0, result.output
     rows = _listed(cli)
     emails = {e for r in rows.values() for e in r["emails"]}  # type: ignore[attr-defined]
     assert {"alice@example.com", "bob@example.com"} <= emails
-    result = cli(["certs", "import", folder / "Eve.p12", "--password-env", "PW"],
-                 env={"PW": "wrong"})
+    result = cli(
+        ["certs", "import", folder / "Eve.p12", "--password-env", "PW"], env={"PW": "wrong"}
+    )
     assert result.exit_code == 77
 
 
@@ -170,9 +258,7 @@ def test_windows_roots_sst(cli: Cli, interop: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     original = sst.read_sst(roots.read_bytes())
     again = sst.read_sst(out.read_bytes())
-    assert [(e.der, e.friendly_name) for e in again] == [
-        (e.der, e.friendly_name) for e in original
-    ]
+    assert [(e.der, e.friendly_name) for e in again] == [(e.der, e.friendly_name) for e in original]
 
 
 def test_wine_sst_skips_unparsable_certificate(cli: Cli, interop: Path) -> None:

@@ -27,7 +27,8 @@ TB = "thunderbird-comm-central/mailnews/test/data/smime"
 def _expected(interop: Path) -> list[dict]:
     entries = json.loads((interop / "thunderbird-comm-central/expected-results.json").read_text())
     return [
-        e for e in entries
+        e
+        for e in entries
         if e.get("enc") and (e["filename"].endswith(".env.eml") or "smime-interop" in e["filename"])
     ]
 
@@ -102,8 +103,10 @@ def test_cryptography_vectors(interop: Path) -> None:
     base = interop / "cryptography-vectors/cryptography_vectors"
     key = load_private_key(base / "x509/custom/ca/rsa_key.pem").key
     cert = load_certificate(base / "x509/custom/ca/rsa_ca.pem")
-    for name, expected in (("enveloped-triple-des.pem", b"Hello, World!\r\n"),
-                           ("enveloped-rsa-oaep.pem", b"Hello, world!")):
+    for name, expected in (
+        ("enveloped-triple-des.pem", b"Hello, World!\r\n"),
+        ("enveloped-rsa-oaep.pem", b"Hello, world!"),
+    ):
         out = io.BytesIO()
         with (base / "pkcs7" / name).open("rb") as src:
             decrypt_message(src, out, key, cert)
@@ -114,8 +117,9 @@ def test_cryptography_vectors_detached_and_foreign(interop: Path) -> None:
     base = interop / "cryptography-vectors/cryptography_vectors"
     key = load_private_key(base / "x509/custom/ca/rsa_key.pem").key
     cert = load_certificate(base / "x509/custom/ca/rsa_ca.pem")
-    with (base / "pkcs7/enveloped-no-content.der").open("rb") as src, pytest.raises(
-        DataError, match="no encrypted content"
+    with (
+        (base / "pkcs7/enveloped-no-content.der").open("rb") as src,
+        pytest.raises(DataError, match="no encrypted content"),
     ):
         decrypt_message(src, io.BytesIO(), key, cert)
     with (base / "pkcs7/enveloped.pem").open("rb") as src:

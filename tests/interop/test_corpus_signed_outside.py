@@ -79,14 +79,32 @@ def openssl_signed(pki, tmp_path: Path):
     plain = tmp_path / "plain.eml"
     plain.write_bytes(b"Content-Type: text/plain\r\n\r\nhello from openssl\r\n")
     env = tmp_path / "env.eml"
-    subprocess.run([openssl, "cms", "-encrypt", "-aes256", "-in", plain, "-out", env,
-                    pki.bob.cert_pem], check=True)
+    subprocess.run(
+        [openssl, "cms", "-encrypt", "-aes256", "-in", plain, "-out", env, pki.bob.cert_pem],
+        check=True,
+    )
 
     def sign(detached: bool) -> Path:
         out = tmp_path / ("dsig.eml" if detached else "sig.eml")
-        args = [openssl, "cms", "-sign", "-in", env, "-out", out, "-signer",
-                pki.alice.cert_pem, "-inkey", pki.alice.key_pem,
-                "-subject", "signed outside", "-from", pki.alice.email, "-to", pki.bob.email]
+        args = [
+            openssl,
+            "cms",
+            "-sign",
+            "-in",
+            env,
+            "-out",
+            out,
+            "-signer",
+            pki.alice.cert_pem,
+            "-inkey",
+            pki.alice.key_pem,
+            "-subject",
+            "signed outside",
+            "-from",
+            pki.alice.email,
+            "-to",
+            pki.bob.email,
+        ]
         if not detached:
             args.append("-nodetach")
         subprocess.run(args, check=True)
@@ -119,8 +137,22 @@ def test_openssl_signed_only_is_65(cli, pki, tmp_path) -> None:
     plain = tmp_path / "plain.eml"
     plain.write_bytes(b"Content-Type: text/plain\r\n\r\nonly signed\r\n")
     msg = tmp_path / "signed.eml"
-    subprocess.run([openssl, "cms", "-sign", "-in", plain, "-out", msg, "-signer",
-                    pki.alice.cert_pem, "-inkey", pki.alice.key_pem], check=True)
+    subprocess.run(
+        [
+            openssl,
+            "cms",
+            "-sign",
+            "-in",
+            plain,
+            "-out",
+            msg,
+            "-signer",
+            pki.alice.cert_pem,
+            "-inkey",
+            pki.alice.key_pem,
+        ],
+        check=True,
+    )
     out = tmp_path / "out.eml"
     result = cli(["decrypt", msg, "-o", out, "--key", pki.bob.key_pem])
     assert result.exit_code == 65, result.output

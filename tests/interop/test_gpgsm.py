@@ -23,9 +23,22 @@ def _gpgsm(home: Path, args: list[str], data: bytes) -> subprocess.CompletedProc
     gpgsm = require_tool("gpgsm")
     env = dict(os.environ, GNUPGHOME=str(home))
     return subprocess.run(
-        [gpgsm, "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
-         "--disable-crl-checks", "--disable-policy-checks", *args],
-        input=data, capture_output=True, env=env, timeout=60, check=False,
+        [
+            gpgsm,
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase-fd",
+            "0",
+            "--disable-crl-checks",
+            "--disable-policy-checks",
+            *args,
+        ],
+        input=data,
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
 
 
@@ -43,7 +56,10 @@ def test_gpgsm_decrypts_aes256_rsa(gnupg_home: Path, tmp_path: Path, pki: Any) -
 
     # gpgsm 2.2 reads only the legacy PKCS#12 form (3DES, SHA-1 MAC).
     legacy = pkcs12.serialize_key_and_certificates(
-        b"alice", pki.alice.key, pki.alice.cert, [pki.ca.cert],
+        b"alice",
+        pki.alice.key,
+        pki.alice.cert,
+        [pki.ca.cert],
         serialization.PrivateFormat.PKCS12.encryption_builder()
         .kdf_rounds(2048)
         .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
@@ -55,8 +71,7 @@ def test_gpgsm_decrypts_aes256_rsa(gnupg_home: Path, tmp_path: Path, pki: Any) -
     imported = _gpgsm(gnupg_home, ["--import", str(pfx)], PASSWORD + b"\n")
     assert imported.returncode == 0, imported.stderr.decode()
 
-    message = (b"From: a@example.com\nSubject: gpgsm\nContent-Type: text/plain\n\n"
-               b"for gpgsm\n")
+    message = b"From: a@example.com\nSubject: gpgsm\nContent-Type: text/plain\n\nfor gpgsm\n"
     out = io.BytesIO()
     encrypt_message(message, out, [Recipient(pki.alice.cert)], cipher="aes256")
     # gpgsm reads the CMS object, not the MIME message around it: hand it the DER.
@@ -67,5 +82,9 @@ def test_gpgsm_decrypts_aes256_rsa(gnupg_home: Path, tmp_path: Path, pki: Any) -
         assert done.returncode == 0, done.stderr.decode()
         assert done.stdout == b"Content-Type: text/plain\r\n\r\nfor gpgsm\r\n"
     finally:
-        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=dict(os.environ,
-                       GNUPGHOME=str(gnupg_home)), capture_output=True, check=False)
+        subprocess.run(
+            ["gpgconf", "--kill", "gpg-agent"],
+            env=dict(os.environ, GNUPGHOME=str(gnupg_home)),
+            capture_output=True,
+            check=False,
+        )

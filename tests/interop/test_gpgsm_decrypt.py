@@ -32,16 +32,21 @@ def gnupg_home(tmp_path: Path, pki: Any) -> Iterator[Path]:
         assert done.returncode == 0, done.stderr.decode()
     yield home
     subprocess.run(
-        ["gpgconf", "--kill", "gpg-agent"], env=dict(os.environ, GNUPGHOME=str(home)),
-        capture_output=True, check=False,
+        ["gpgconf", "--kill", "gpg-agent"],
+        env=dict(os.environ, GNUPGHOME=str(home)),
+        capture_output=True,
+        check=False,
     )
 
 
 def _gpgsm(home: Path, args: list[str], data: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         ["gpgsm", "--batch", "--disable-crl-checks", "--disable-policy-checks", *args],
-        input=data, capture_output=True, env=dict(os.environ, GNUPGHOME=str(home)),
-        timeout=60, check=False,
+        input=data,
+        capture_output=True,
+        env=dict(os.environ, GNUPGHOME=str(home)),
+        timeout=60,
+        check=False,
     )
 
 
@@ -99,7 +104,8 @@ def test_gpgsm_message_for_someone_else_is_77(
     out = tmp_path / "bob-only.p7m"
     done = _gpgsm(gnupg_home, ["--encrypt", "-r", pki.bob.email, "--output", str(out)], ENTITY)
     assert done.returncode == 0, done.stderr.decode()
-    result = cli(["decrypt", str(out), "--key", str(pki.alice.key_pem), "--cert",
-                  str(pki.alice.cert_pem)])
+    result = cli(
+        ["decrypt", str(out), "--key", str(pki.alice.key_pem), "--cert", str(pki.alice.cert_pem)]
+    )
     assert result.exit_code == 77, result.output
     assert result.stdout == b""

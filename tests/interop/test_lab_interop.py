@@ -48,19 +48,68 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Files:
     files = Files(folder, folder / "password", folder / "store")
     files.password.write_text(SECRET + "\n")
     pw = ("--password-file", files.password)
-    smimecli(files, "gen-root", "--out-pem", files["root.pem"], "--out-cer", files["root.cer"],
-             "--out-pfx", files["root.pfx"], *pw)
-    smimecli(files, "issue-user", "--email", "test@example.net", "--subject",
-             "E=test@example.net,CN=SMIME Tester 2048", "--upn", "tester@corp.example",
-             "--signer", "Test Root V1", "--out-pem", files["rsa.pem"],
-             "--out-key", files["rsa.key"], "--out-pfx", files["rsa.pfx"], *pw)
-    smimecli(files, "issue-user", "--email", "test@example.net", "--signer", "Test Root V1",
-             "--pfx-encryption", "legacy", "--out-pfx", files["rsa-legacy.pfx"], *pw)
+    smimecli(
+        files,
+        "gen-root",
+        "--out-pem",
+        files["root.pem"],
+        "--out-cer",
+        files["root.cer"],
+        "--out-pfx",
+        files["root.pfx"],
+        *pw,
+    )
+    smimecli(
+        files,
+        "issue-user",
+        "--email",
+        "test@example.net",
+        "--subject",
+        "E=test@example.net,CN=SMIME Tester 2048",
+        "--upn",
+        "tester@corp.example",
+        "--signer",
+        "Test Root V1",
+        "--out-pem",
+        files["rsa.pem"],
+        "--out-key",
+        files["rsa.key"],
+        "--out-pfx",
+        files["rsa.pfx"],
+        *pw,
+    )
+    smimecli(
+        files,
+        "issue-user",
+        "--email",
+        "test@example.net",
+        "--signer",
+        "Test Root V1",
+        "--pfx-encryption",
+        "legacy",
+        "--out-pfx",
+        files["rsa-legacy.pfx"],
+        *pw,
+    )
     for curve in ("p256", "p384"):
-        smimecli(files, "issue-user", "--email", f"{curve}@example.net", "--key-algorithm",
-                 f"ecdsa-{curve}", "--signer-pfx", files["root.pfx"],
-                 "--signer-password-file", files.password, "--out-pem", files[f"{curve}.pem"],
-                 "--out-key", files[f"{curve}.key"], "--no-store", *pw)
+        smimecli(
+            files,
+            "issue-user",
+            "--email",
+            f"{curve}@example.net",
+            "--key-algorithm",
+            f"ecdsa-{curve}",
+            "--signer-pfx",
+            files["root.pfx"],
+            "--signer-password-file",
+            files.password,
+            "--out-pem",
+            files[f"{curve}.pem"],
+            "--out-key",
+            files[f"{curve}.key"],
+            "--no-store",
+            *pw,
+        )
     return files
 
 
@@ -95,8 +144,10 @@ def check_serial_and_validity(path: Path) -> None:
     assert int(serial.group(1)[:2], 16) < 0x80  # positive: high bit clear
     cert = x509.load_pem_x509_certificate(path.read_bytes())
     shown = " ".join(out.split())
-    for field, moment in (("notBefore", cert.not_valid_before_utc),
-                          ("notAfter", cert.not_valid_after_utc)):
+    for field, moment in (
+        ("notBefore", cert.not_valid_before_utc),
+        ("notAfter", cert.not_valid_after_utc),
+    ):
         assert f"{field}={moment.strftime('%b %-d %H:%M:%S %Y GMT')}" in shown, out
     age = dt.datetime.now(dt.UTC) - cert.not_valid_before_utc
     assert dt.timedelta(minutes=10) <= age < dt.timedelta(minutes=30)
@@ -110,7 +161,9 @@ def test_root_in_openssl(lab: Files, tmp_path: Path) -> None:
     assert "Issuer: CN = Test Root V1" in text and "Subject: CN = Test Root V1" in text
     assert "Public-Key: (2048 bit)" in text and "sha256WithRSAEncryption" in text
     assert extension_titles(text) == [
-        "X509v3 Basic Constraints", "X509v3 Key Usage", "X509v3 Subject Key Identifier",
+        "X509v3 Basic Constraints",
+        "X509v3 Key Usage",
+        "X509v3 Subject Key Identifier",
     ]
     assert extension_block(text, "X509v3 Basic Constraints") == (True, "CA:TRUE")
     assert extension_block(text, "X509v3 Key Usage") == (
@@ -134,17 +187,23 @@ def test_rsa_user_in_openssl(lab: Files) -> None:
     root_ski = extension_block(x509_text(lab["root.pem"]), "X509v3 Subject Key Identifier")[1]
     assert "Subject: CN = SMIME Tester 2048, emailAddress = test@example.net" in text
     assert extension_titles(text) == [
-        "X509v3 Basic Constraints", "X509v3 Key Usage", "X509v3 Extended Key Usage",
-        "X509v3 Subject Alternative Name", "S/MIME Capabilities",
-        "X509v3 Subject Key Identifier", "X509v3 Authority Key Identifier",
+        "X509v3 Basic Constraints",
+        "X509v3 Key Usage",
+        "X509v3 Extended Key Usage",
+        "X509v3 Subject Alternative Name",
+        "S/MIME Capabilities",
+        "X509v3 Subject Key Identifier",
+        "X509v3 Authority Key Identifier",
     ]
     assert extension_block(text, "X509v3 Basic Constraints") == (True, "CA:FALSE")
     assert extension_block(text, "X509v3 Key Usage") == (
-        True, "Digital Signature, Key Encipherment"
+        True,
+        "Digital Signature, Key Encipherment",
     )
     assert extension_block(text, "X509v3 Extended Key Usage") == (False, "E-mail Protection")
     assert extension_block(text, "X509v3 Subject Alternative Name") == (
-        False, "email:test@example.net, othername: UPN::tester@corp.example"
+        False,
+        "email:test@example.net, othername: UPN::tester@corp.example",
     )
     assert not extension_block(text, "S/MIME Capabilities")[0]
     assert not extension_block(text, "X509v3 Subject Key Identifier")[0]
@@ -161,8 +220,12 @@ def test_smime_capabilities_in_openssl(lab: Files) -> None:
     assert "OCTET STRING" in lines[index + 1]
     inner = openssl("asn1parse", "-in", lab["rsa.pem"], "-strparse", offset)
     assert re.findall(r"OBJECT\s+:(\S+)|INTEGER\s+:(\S+)", inner) == [
-        ("aes-256-cbc", ""), ("aes-192-cbc", ""), ("aes-128-cbc", ""),
-        ("des-ede3-cbc", ""), ("rc2-cbc", ""), ("", "80"),
+        ("aes-256-cbc", ""),
+        ("aes-192-cbc", ""),
+        ("aes-128-cbc", ""),
+        ("des-ede3-cbc", ""),
+        ("rc2-cbc", ""),
+        ("", "80"),
     ]
 
 
@@ -172,7 +235,8 @@ def test_ec_user_in_openssl(lab: Files, name: str, bits: str) -> None:
     assert f"Public-Key: ({bits} bit)" in text
     assert extension_block(text, "X509v3 Key Usage") == (True, "Digital Signature, Key Agreement")
     assert extension_block(text, "X509v3 Subject Alternative Name") == (
-        False, f"email:{name}@example.net"
+        False,
+        f"email:{name}@example.net",
     )
     check_serial_and_validity(lab[f"{name}.pem"])
 
@@ -181,15 +245,13 @@ def test_ec_user_in_openssl(lab: Files, name: str, bits: str) -> None:
 
 
 def test_openssl_verify_rsa_smimeencrypt(lab: Files) -> None:
-    out = openssl("verify", "-purpose", "smimeencrypt", "-CAfile", lab["root.pem"],
-                  lab["rsa.pem"])
+    out = openssl("verify", "-purpose", "smimeencrypt", "-CAfile", lab["root.pem"], lab["rsa.pem"])
     assert out.strip().endswith(": OK")
 
 
 @pytest.mark.parametrize("name", ["p256", "p384"])
 def test_openssl_verify_ec_smimesign(lab: Files, name: str) -> None:
-    out = openssl("verify", "-purpose", "smimesign", "-CAfile", lab["root.pem"],
-                  lab[f"{name}.pem"])
+    out = openssl("verify", "-purpose", "smimesign", "-CAfile", lab["root.pem"], lab[f"{name}.pem"])
     assert out.strip().endswith(": OK")
 
 
@@ -203,9 +265,19 @@ def test_openssl_verify_ec_smimesign(lab: Files, name: str) -> None:
 )
 def test_pfx_opens_in_openssl(lab: Files, name: str, extra: tuple[str, ...], expect: str) -> None:
     proc = subprocess.run(
-        [require_tool("openssl"), "pkcs12", "-info", "-noout", "-in", str(lab[name]),
-         "-passin", f"file:{lab.password}", *extra],
-        capture_output=True, text=True,
+        [
+            require_tool("openssl"),
+            "pkcs12",
+            "-info",
+            "-noout",
+            "-in",
+            str(lab[name]),
+            "-passin",
+            f"file:{lab.password}",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode and extra and "legacy" in proc.stderr.lower():
         pytest.skip("openssl has no legacy provider here")
@@ -219,8 +291,18 @@ def test_pfx_wrong_password_rejected_by_openssl(lab: Files, tmp_path: Path) -> N
     wrong = tmp_path / "wrong"
     wrong.write_text("not it\n")
     proc = subprocess.run(
-        [require_tool("openssl"), "pkcs12", "-info", "-noout", "-in", str(lab["rsa.pfx"]),
-         "-passin", f"file:{wrong}"], capture_output=True, text=True,
+        [
+            require_tool("openssl"),
+            "pkcs12",
+            "-info",
+            "-noout",
+            "-in",
+            str(lab["rsa.pfx"]),
+            "-passin",
+            f"file:{wrong}",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode != 0
 
@@ -234,8 +316,20 @@ def cms_round_trip(lab: Files, tmp_path: Path, cert: str, key: str, cipher: str)
     encrypted = tmp_path / "enc.eml"
     openssl("cms", "-encrypt", f"-{cipher}", "-in", plain, "-out", encrypted, lab[cert])
     out = tmp_path / "dec.txt"
-    openssl("cms", "-decrypt", "-in", encrypted, "-inkey", lab[key], "-passin",
-            f"file:{lab.password}", "-recip", lab[cert], "-out", out)
+    openssl(
+        "cms",
+        "-decrypt",
+        "-in",
+        encrypted,
+        "-inkey",
+        lab[key],
+        "-passin",
+        f"file:{lab.password}",
+        "-recip",
+        lab[cert],
+        "-out",
+        out,
+    )
     return out.read_bytes()
 
 
@@ -277,14 +371,17 @@ def gnupghome(tmp_path: Path) -> Iterator[Path]:
     (home / "gpg-agent.conf").write_text("allow-loopback-pinentry\n")
     yield home
     gpgconf = require_tool("gpgconf")
-    subprocess.run([gpgconf, "--kill", "all"], env={**os.environ, "GNUPGHOME": str(home)},
-                   capture_output=True)
+    subprocess.run(
+        [gpgconf, "--kill", "all"], env={**os.environ, "GNUPGHOME": str(home)}, capture_output=True
+    )
 
 
 def gpgsm(home: Path, *args: object, input: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [require_tool("gpgsm"), "--batch", "--pinentry-mode", "loopback", *map(str, args)],
-        input=input, capture_output=True, env={**os.environ, "GNUPGHOME": str(home)},
+        input=input,
+        capture_output=True,
+        env={**os.environ, "GNUPGHOME": str(home)},
         timeout=60,
     )
 
@@ -293,8 +390,9 @@ def test_gpgsm_imports_root_and_legacy_pfx(lab: Files, gnupghome: Path, tmp_path
     passphrase = SECRET.encode() + b"\n"
     root = gpgsm(gnupghome, "--import", lab["root.cer"])
     assert root.returncode == 0, root.stderr.decode()
-    user = gpgsm(gnupghome, "--passphrase-fd", "0", "--import", lab["rsa-legacy.pfx"],
-                 input=passphrase)
+    user = gpgsm(
+        gnupghome, "--passphrase-fd", "0", "--import", lab["rsa-legacy.pfx"], input=passphrase
+    )
     assert user.returncode == 0, user.stderr.decode()
     assert b"secret keys imported: 1" in user.stderr
     listing = gpgsm(gnupghome, "--list-secret-keys", "--with-colons")
@@ -305,11 +403,29 @@ def test_gpgsm_imports_root_and_legacy_pfx(lab: Files, gnupghome: Path, tmp_path
     plain.write_bytes(MESSAGE)
     encrypted = tmp_path / "enc.der"
     legacy_cert = tmp_path / "legacy.pem"
-    openssl("pkcs12", "-in", lab["rsa-legacy.pfx"], "-passin", f"file:{lab.password}",
-            "-clcerts", "-nokeys", "-out", legacy_cert)
-    openssl("cms", "-encrypt", "-aes256", "-outform", "DER", "-in", plain, "-out", encrypted,
-            legacy_cert)
-    decrypted = gpgsm(gnupghome, "--passphrase-fd", "0", "--decrypt", encrypted,
-                      input=passphrase)
+    openssl(
+        "pkcs12",
+        "-in",
+        lab["rsa-legacy.pfx"],
+        "-passin",
+        f"file:{lab.password}",
+        "-clcerts",
+        "-nokeys",
+        "-out",
+        legacy_cert,
+    )
+    openssl(
+        "cms",
+        "-encrypt",
+        "-aes256",
+        "-outform",
+        "DER",
+        "-in",
+        plain,
+        "-out",
+        encrypted,
+        legacy_cert,
+    )
+    decrypted = gpgsm(gnupghome, "--passphrase-fd", "0", "--decrypt", encrypted, input=passphrase)
     assert decrypted.returncode == 0, decrypted.stderr.decode()
     assert decrypted.stdout == MESSAGE

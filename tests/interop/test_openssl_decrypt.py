@@ -23,9 +23,22 @@ def _openssl_encrypt(tmp_path: Path, args: list[str], certs: list[Path]) -> byte
     src.write_bytes(ENTITY)
     out = tmp_path / "out.der"
     proc = subprocess.run(
-        [openssl, "cms", "-encrypt", "-binary", "-outform", "DER", "-in", str(src),
-         "-out", str(out), *args, *[str(c) for c in certs]],
-        capture_output=True, text=True,
+        [
+            openssl,
+            "cms",
+            "-encrypt",
+            "-binary",
+            "-outform",
+            "DER",
+            "-in",
+            str(src),
+            "-out",
+            str(out),
+            *args,
+            *[str(c) for c in certs],
+        ],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         if "unsupported" in proc.stderr or "legacy" in proc.stderr.lower():
@@ -58,8 +71,9 @@ def test_rsa_ciphers(pki, tmp_path, args: list[str], name: str) -> None:
     assert inspect_message(io.BytesIO(data)).cipher["name"] == name
 
 
-@pytest.mark.parametrize(("flag", "name"), [("-rc2-40", "rc2-40"), ("-rc2-64", "rc2-64"),
-                                            ("-rc2-128", "rc2-128")])
+@pytest.mark.parametrize(
+    ("flag", "name"), [("-rc2-40", "rc2-40"), ("-rc2-64", "rc2-64"), ("-rc2-128", "rc2-128")]
+)
 def test_rc2_with_legacy_provider(pki, tmp_path, flag: str, name: str) -> None:
     data = _openssl_encrypt(
         tmp_path, ["-provider", "legacy", "-provider", "default", flag], [pki.alice.cert_pem]
@@ -72,8 +86,15 @@ def test_rc2_with_legacy_provider(pki, tmp_path, flag: str, name: str) -> None:
 def test_rsa_oaep(pki, tmp_path, md: str) -> None:
     data = _openssl_encrypt(
         tmp_path,
-        ["-aes256", "-recip", str(pki.bob.cert_pem), "-keyopt", "rsa_padding_mode:oaep",
-         "-keyopt", f"rsa_oaep_md:{md}"],
+        [
+            "-aes256",
+            "-recip",
+            str(pki.bob.cert_pem),
+            "-keyopt",
+            "rsa_padding_mode:oaep",
+            "-keyopt",
+            f"rsa_oaep_md:{md}",
+        ],
         [],
     )
     rec = inspect_message(io.BytesIO(data)).recipients[0]
@@ -100,8 +121,9 @@ def test_ec_recipients(pki, tmp_path, who: str, cipher: str, wrap: str) -> None:
     assert _decrypt(data, identity, with_cert=False) == ENTITY
 
 
-@pytest.mark.parametrize(("flag", "name"), [("-aes-128-gcm", "aes128-gcm"),
-                                            ("-aes-256-gcm", "aes256-gcm")])
+@pytest.mark.parametrize(
+    ("flag", "name"), [("-aes-128-gcm", "aes128-gcm"), ("-aes-256-gcm", "aes256-gcm")]
+)
 def test_aes_gcm_auth_enveloped(pki, tmp_path, flag: str, name: str) -> None:
     data = _openssl_encrypt(tmp_path, [flag], [pki.alice.cert_pem])
     report = inspect_message(io.BytesIO(data))
@@ -117,8 +139,9 @@ def test_aes_gcm_auth_enveloped(pki, tmp_path, flag: str, name: str) -> None:
 
 
 def test_two_recipients_rsa_and_ec(pki, tmp_path) -> None:
-    data = _openssl_encrypt(tmp_path, ["-aes256", "-stream"],
-                            [pki.alice.cert_pem, pki.carol_ec.cert_pem])
+    data = _openssl_encrypt(
+        tmp_path, ["-aes256", "-stream"], [pki.alice.cert_pem, pki.carol_ec.cert_pem]
+    )
     kinds = [r["kind"] for r in inspect_message(io.BytesIO(data)).recipients]
     assert kinds == ["ktri", "kari"]
     assert _decrypt(data, pki.alice) == ENTITY
@@ -130,9 +153,23 @@ def test_smime_message_with_headers(pki, tmp_path) -> None:
     src = tmp_path / "in.txt"
     src.write_bytes(ENTITY)
     proc = subprocess.run(
-        [openssl, "cms", "-encrypt", "-in", str(src), "-aes256", "-from", "a@example.com",
-         "-to", "alice@example.com", "-subject", "Hi", str(pki.alice.cert_pem)],
-        capture_output=True, check=True,
+        [
+            openssl,
+            "cms",
+            "-encrypt",
+            "-in",
+            str(src),
+            "-aes256",
+            "-from",
+            "a@example.com",
+            "-to",
+            "alice@example.com",
+            "-subject",
+            "Hi",
+            str(pki.alice.cert_pem),
+        ],
+        capture_output=True,
+        check=True,
     )
     out = _decrypt(proc.stdout, pki.alice)
     assert out.startswith(b"To: alice@example.com\nFrom: a@example.com\nSubject: Hi\n")

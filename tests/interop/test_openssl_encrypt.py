@@ -29,18 +29,22 @@ MESSAGE = (
     b"line two\r\n"
     b"\n"
 )
-INNER = (
-    b"Content-Type: text/plain; charset=us-ascii\r\n\r\nline one\r\nline two\r\n\r\n"
-)
-TRANSPORTS = [("rsa", "sha256"), ("rsa-oaep", "sha1"), ("rsa-oaep", "sha256"),
-              ("rsa-oaep", "sha384"), ("rsa-oaep", "sha512")]
+INNER = b"Content-Type: text/plain; charset=us-ascii\r\n\r\nline one\r\nline two\r\n\r\n"
+TRANSPORTS = [
+    ("rsa", "sha256"),
+    ("rsa-oaep", "sha1"),
+    ("rsa-oaep", "sha256"),
+    ("rsa-oaep", "sha384"),
+    ("rsa-oaep", "sha512"),
+]
 
 
 @functools.cache
 def _legacy_provider(openssl: str) -> bool:
     proc = subprocess.run(
         [openssl, "list", "-cipher-algorithms", "-provider", "legacy"],
-        capture_output=True, check=False,
+        capture_output=True,
+        check=False,
     )
     return proc.returncode == 0 and b"RC2" in proc.stdout.upper()
 
@@ -69,10 +73,12 @@ def encrypt(recipients: list[Recipient], cipher: str) -> bytes:
 @pytest.mark.parametrize("recipient_id", ["issuer-serial", "ski"])
 @pytest.mark.parametrize(("transport", "oaep_hash"), TRANSPORTS)
 @pytest.mark.parametrize("cipher", CIPHER_NAMES)
-def test_rsa_matrix(tmp_path: Path, pki: Any, cipher: str, transport: str, oaep_hash: str,
-                    recipient_id: str) -> None:
-    recipient = Recipient(pki.alice.cert, key_transport=transport, oaep_hash=oaep_hash,
-                          recipient_id=recipient_id)
+def test_rsa_matrix(
+    tmp_path: Path, pki: Any, cipher: str, transport: str, oaep_hash: str, recipient_id: str
+) -> None:
+    recipient = Recipient(
+        pki.alice.cert, key_transport=transport, oaep_hash=oaep_hash, recipient_id=recipient_id
+    )
     message = encrypt([recipient], cipher)
     assert openssl_decrypt(tmp_path, message, pki.alice, cipher) == INNER
 
@@ -88,8 +94,11 @@ def test_ec_matrix(tmp_path: Path, pki: Any, cipher: str, who: str, recipient_id
 
 def test_two_recipients_each_decrypt(tmp_path: Path, pki: Any) -> None:
     message = encrypt(
-        [Recipient(pki.alice.cert), Recipient(pki.bob.cert, key_transport="rsa-oaep"),
-         Recipient(pki.carol_ec.cert)],
+        [
+            Recipient(pki.alice.cert),
+            Recipient(pki.bob.cert, key_transport="rsa-oaep"),
+            Recipient(pki.carol_ec.cert),
+        ],
         "aes256",
     )
     for identity in (pki.alice, pki.bob, pki.carol_ec):
@@ -113,7 +122,8 @@ def test_openssl_verifies_der(tmp_path: Path, pki: Any) -> None:
     src.write_bytes(message)
     proc = subprocess.run(
         [openssl, "cms", "-cmsout", "-in", str(src), "-outform", "DER"],
-        capture_output=True, check=False,
+        capture_output=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr.decode()
     import base64

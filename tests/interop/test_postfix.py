@@ -53,8 +53,16 @@ def _free_port() -> int:
 
 def _as_user(user: pwd.struct_passwd, args: list[str], env: dict[str, str]) -> bool:
     try:
-        proc = subprocess.run(args, user=user.pw_uid, group=user.pw_gid, extra_groups=[],
-                              env=env, capture_output=True, timeout=60, cwd="/")
+        proc = subprocess.run(
+            args,
+            user=user.pw_uid,
+            group=user.pw_gid,
+            extra_groups=[],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            cwd="/",
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return proc.returncode == 0
@@ -62,8 +70,18 @@ def _as_user(user: pwd.struct_passwd, args: list[str], env: dict[str, str]) -> b
 
 # Packages the filter does not need at run time: left out of a readable copy.
 _NOT_AT_RUN_TIME = shutil.ignore_patterns(
-    "mypy", "mypyc", "hypothesis", "_pytest", "pytest", "pip", "setuptools", "ruff",
-    "*.dist-info", "__pycache__", "*.pth", "__editable__*",
+    "mypy",
+    "mypyc",
+    "hypothesis",
+    "_pytest",
+    "pytest",
+    "pip",
+    "setuptools",
+    "ruff",
+    "*.dist-info",
+    "__pycache__",
+    "*.pth",
+    "__editable__*",
 )
 
 
@@ -79,11 +97,13 @@ def _readable_copy() -> str:
     folder = Path(tempfile.mkdtemp(prefix="smimecli-filter-", dir="/tmp"))
     atexit.register(shutil.rmtree, folder, True)
     folder.chmod(0o755)
-    shutil.copytree(ROOT / "smimecli", folder / "smimecli",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "smimecli", folder / "smimecli", ignore=shutil.ignore_patterns("__pycache__")
+    )
     for packages in site.getsitepackages():
-        shutil.copytree(packages, folder, ignore=_NOT_AT_RUN_TIME, symlinks=True,
-                        dirs_exist_ok=True)
+        shutil.copytree(
+            packages, folder, ignore=_NOT_AT_RUN_TIME, symlinks=True, dirs_exist_ok=True
+        )
     for path in folder.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return str(folder)
@@ -105,14 +125,19 @@ def _smimecli_for(user: pwd.struct_passwd) -> tuple[list[str], str]:
     for pythonpath in pythonpaths:
         for python in candidates:
             command = [python, "-m", "smimecli"]
-            env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath,
-                   "PYTHONDONTWRITEBYTECODE": "1"}
+            env = {
+                "PATH": "/usr/bin:/bin",
+                "PYTHONPATH": pythonpath,
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
             if _as_user(user, [*command, "--version"], env):
                 return command, pythonpath
         if len(pythonpaths) == 1:
             pythonpaths.append(_readable_copy())
-    pytest.skip(f"the pipe user {user.pw_name!r} cannot run smimecli with {sys.executable} "
-                f"or a system {version}, even from a readable copy")
+    pytest.skip(
+        f"the pipe user {user.pw_name!r} cannot run smimecli with {sys.executable} "
+        f"or a system {version}, even from a readable copy"
+    )
 
 
 MASTER_CF = """\
@@ -194,11 +219,13 @@ def _snippet_master_cf(user: str, conf: Path, filter_script: Path) -> tuple[str,
     option = next(line for line in lines if "content_filter=smimecli:" in line)
     start = next(i for i, line in enumerate(lines) if line.startswith("smimecli "))
     service = [lines[start]]
-    service += [line for line in lines[start + 1:] if line.startswith((" ", "\t"))]
+    service += [line for line in lines[start + 1 :] if line.startswith((" ", "\t"))]
     text = "\n".join(service)
-    for documented, here in (("user=filter", f"user={user}"),
-                             ("/usr/local/libexec/smimecli-filter", str(filter_script)),
-                             ("/etc/smimecli/filter.conf", str(conf))):
+    for documented, here in (
+        ("user=filter", f"user={user}"),
+        ("/usr/local/libexec/smimecli-filter", str(filter_script)),
+        ("/etc/smimecli/filter.conf", str(conf)),
+    ):
         assert documented in text, f"master.cf.snippet no longer has {documented!r}"
         text = text.replace(documented, here)
     return option, text
@@ -218,8 +245,12 @@ class Postfix:
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run a Postfix command inside the instance's mount namespace."""
         binds = [word for name, target in BINDS for word in (str(self.base / name), target)]
-        return subprocess.run(["unshare", "--mount", "sh", "-c", NAMESPACE_SCRIPT, "sh", *binds,
-                               "--", *args], capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            ["unshare", "--mount", "sh", "-c", NAMESPACE_SCRIPT, "sh", *binds, "--", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run("postfix", *args)
@@ -244,8 +275,9 @@ class Postfix:
                 time.sleep(0.2)  # let the writer finish
                 return found
             time.sleep(0.25)
-        raise AssertionError(f"nothing delivered in {WAIT_SECONDS} s\nqueue:\n{self.mailq()}\n"
-                             f"log:\n{self.log()}")
+        raise AssertionError(
+            f"nothing delivered in {WAIT_SECONDS} s\nqueue:\n{self.mailq()}\nlog:\n{self.log()}"
+        )
 
 
 @pytest.fixture
@@ -290,9 +322,16 @@ def postfix_instance() -> Iterator[Postfix]:
         shutil.copy2(FILTER, filter_script)
         filter_script.chmod(0o755)
         option, service = _snippet_master_cf(PIPE_USER, conf, filter_script)
-        (base / "etc" / "master.cf").write_text(MASTER_CF.format(
-            port=instance.port, user=PIPE_USER, smtpd_filter_option=option,
-            filter_service=service, base=base, out=instance.out))
+        (base / "etc" / "master.cf").write_text(
+            MASTER_CF.format(
+                port=instance.port,
+                user=PIPE_USER,
+                smtpd_filter_option=option,
+                filter_service=service,
+                base=base,
+                out=instance.out,
+            )
+        )
         (base / "etc" / "main.cf").write_text(MAIN_CF.format(base=base))
         command, pythonpath = _smimecli_for(user)
         conf.write_text(
@@ -362,20 +401,29 @@ def _message(to: str) -> EmailMessage:
     message["To"] = to
     message["Subject"] = "quarterly figures"
     message.set_content("The figures are attached.\n")
-    message.add_attachment(b"\x00\x01binary figures\xff" * 50, maintype="application",
-                           subtype="octet-stream", filename="figures.bin")
+    message.add_attachment(
+        b"\x00\x01binary figures\xff" * 50,
+        maintype="application",
+        subtype="octet-stream",
+        filename="figures.bin",
+    )
     return message
 
 
-def test_postfix_filter_encrypts_by_rules(postfix_instance: Postfix, pki: Pki,
-                                          tmp_path: Path) -> None:
+def test_postfix_filter_encrypts_by_rules(
+    postfix_instance: Postfix, pki: Pki, tmp_path: Path
+) -> None:
     openssl = require_tool("openssl")
-    _write_rules(postfix_instance, pki, """\
+    _write_rules(
+        postfix_instance,
+        pki,
+        """\
 [[rule]]
 name = "alice"
 recipients = ["alice@example.com"]
 source = { kind = "cer", path = "alice.pem" }
-""")
+""",
+    )
     sent = _message("alice@example.com")
     postfix_instance.send(sent, "sender@example.org", ["alice@example.com"])
     (delivered,) = postfix_instance.wait_for_delivery()
@@ -385,9 +433,19 @@ source = { kind = "cer", path = "alice.pem" }
     assert outer["Subject"] == "quarterly figures"
     assert b"binary figures" not in raw and b"The figures are attached" not in raw
     proc = subprocess.run(
-        [openssl, "cms", "-decrypt", "-in", str(delivered), "-inkey", str(pki.alice.key_pem),
-         "-recip", str(pki.alice.cert_pem)],
-        capture_output=True, timeout=60,
+        [
+            openssl,
+            "cms",
+            "-decrypt",
+            "-in",
+            str(delivered),
+            "-inkey",
+            str(pki.alice.key_pem),
+            "-recip",
+            str(pki.alice.cert_pem),
+        ],
+        capture_output=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr.decode()
     inner = email.message_from_bytes(proc.stdout, policy=email.policy.default)
@@ -398,15 +456,18 @@ source = { kind = "cer", path = "alice.pem" }
 
 
 def test_postfix_filter_defers_on_tempfail(postfix_instance: Postfix, pki: Pki) -> None:
-    _write_rules(postfix_instance, pki, """\
+    _write_rules(
+        postfix_instance,
+        pki,
+        """\
 [[rule]]
 name = "bob"
 recipients = ["bob@example.com"]
 source = { kind = "dir", path = "empty" }
 on_missing_cert = "tempfail"
-""")
-    postfix_instance.send(_message("bob@example.com"), "sender@example.org",
-                          ["bob@example.com"])
+""",
+    )
+    postfix_instance.send(_message("bob@example.com"), "sender@example.org", ["bob@example.com"])
     deadline = time.monotonic() + WAIT_SECONDS
     queue = ""
     while time.monotonic() < deadline:
@@ -424,20 +485,24 @@ on_missing_cert = "tempfail"
 
 
 def test_postfix_filter_bounces_on_reject(postfix_instance: Postfix, pki: Pki) -> None:
-    _write_rules(postfix_instance, pki, """\
+    _write_rules(
+        postfix_instance,
+        pki,
+        """\
 [[rule]]
 name = "carol"
 recipients = ["carol@example.com"]
 source = { kind = "dir", path = "empty" }
 on_missing_cert = "reject"
-""")
-    postfix_instance.send(_message("carol@example.com"), "sender@example.org",
-                          ["carol@example.com"])
+""",
+    )
+    postfix_instance.send(
+        _message("carol@example.com"), "sender@example.org", ["carol@example.com"]
+    )
     (delivered,) = postfix_instance.wait_for_delivery()
     report = email.message_from_bytes(delivered.read_bytes(), policy=email.policy.default)
     # The only delivery is the bounce to the sender (EX_NOUSER -> 5.1.1), never the plaintext.
     assert report.get_content_type() == "multipart/report", str(report)[:2000]
     assert "sender@example.org" in str(report["To"])
-    status = next(p for p in report.walk()
-                  if p.get_content_type() == "message/delivery-status")
+    status = next(p for p in report.walk() if p.get_content_type() == "message/delivery-status")
     assert "5.1.1" in str(status) and "carol@example.com" in str(status)

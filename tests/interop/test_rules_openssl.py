@@ -47,7 +47,8 @@ def make_rules(folder: Path, pki) -> Path:
             identity.cert.public_bytes(serialization.Encoding.PEM)
         )
     path = folder / "rules.toml"
-    path.write_text(f"""
+    path.write_text(
+        f"""
 [[rule]]
 name = "alice"
 recipients = ["alice@example.com"]
@@ -62,7 +63,9 @@ source = {{ kind = "dir", path = "team" }}
 key_transport = "rsa-oaep"
 oaep_hash = "sha256"
 cipher = "aes256"
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -96,9 +99,22 @@ def openssl_decrypt(openssl: str, folder: Path, der: bytes, identity) -> bytes:
     src = folder / "msg.der"
     src.write_bytes(der)
     proc = subprocess.run(
-        [openssl, "cms", "-decrypt", "-binary", "-inform", "DER", "-in", str(src),
-         "-inkey", str(identity.key_pem), "-recip", str(identity.cert_pem)],
-        capture_output=True, timeout=60,
+        [
+            openssl,
+            "cms",
+            "-decrypt",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            str(src),
+            "-inkey",
+            str(identity.key_pem),
+            "-recip",
+            str(identity.cert_pem),
+        ],
+        capture_output=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr.decode()
     return proc.stdout
@@ -117,8 +133,7 @@ def check(openssl: str, folder: Path, output: bytes, pki) -> None:
         (cms.Name.load(issuer.public_bytes()).human_friendly, i.cert.serial_number): a
         for i, a in expected
     }
-    carol = (cms.Name.load(issuer.public_bytes()).human_friendly,
-             pki.carol_ec.cert.serial_number)
+    carol = (cms.Name.load(issuer.public_bytes()).human_friendly, pki.carol_ec.cert.serial_number)
     assert set(ids) == {*want, carol}  # dora (no cert), dave (no rule), stranger: none
     for key, value in want.items():
         assert ids[key] == value
@@ -134,7 +149,9 @@ def test_rule_encrypted_message_decrypts_in_openssl(tmp_path: Path, pki) -> None
     outcome = encrypt_with_rules(io.BytesIO(MESSAGE), out, path, None, tmp_path / "store")
     assert outcome.action == "encrypted"
     assert [r.address for r in outcome.plan.encrypted] == [
-        "alice@example.com", "bob@example.com", "carol@example.com",
+        "alice@example.com",
+        "bob@example.com",
+        "carol@example.com",
     ]
     check(openssl, tmp_path, out.getvalue(), pki)
 
@@ -147,8 +164,8 @@ def test_encrypt_rules_cli_decrypts_in_openssl(cli, tmp_path: Path, pki) -> None
     target = tmp_path / "out.eml"
     result = cli(["encrypt", "--rules", path, src, "-o", target])
     if result.exit_code == 64 and any(
-        text in result.stderr for text in ("No such option: --rules", "not available",
-                                           "not implemented")
+        text in result.stderr
+        for text in ("No such option: --rules", "not available", "not implemented")
     ):
         pytest.skip("encrypt --rules is not wired in cli/encrypt.py yet")
     assert result.exit_code == 0, result.output

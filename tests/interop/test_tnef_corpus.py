@@ -31,16 +31,22 @@ TNEFPARSE_CONVERTED = {
     "two-files": (["AUTHORS", "README"], None),
     "data-before-name": (["AUTOEXEC.BAT", "CONFIG.SYS", "boot.ini"], "rtf"),
     "MAPI_ATTACH_DATA_OBJ": (
-        ["VIA_Nytt_1402.doc", "VIA_Nytt_1402.pdf", "VIA_Nytt_14021.htm"], "rtf"),
+        ["VIA_Nytt_1402.doc", "VIA_Nytt_1402.pdf", "VIA_Nytt_14021.htm"],
+        "rtf",
+    ),
     "MAPI_OBJECT": (["Untitled_Attachment"], "rtf"),
     "long-filename": (["allproductsmar2000.dat"], "rtf"),
     "missing-filenames": (
-        ["generpts.src", "TechlibDEC99.doc", "TechlibDEC99-JAN00.doc", "TechlibNOV99.doc"], "rtf"),
+        ["generpts.src", "TechlibDEC99.doc", "TechlibDEC99-JAN00.doc", "TechlibNOV99.doc"],
+        "rtf",
+    ),
     "multi-value-attribute": (["208225__5_seconds__Voice_Mail.mp3"], "rtf"),
     "one-file": (["AUTHORS"], None),
     "rtf": ([], "rtf"),
     "unicode-mapi-attr-name": (
-        ["spaconsole2.cfg", "image001.png", "image002.png", "image003.png"], "html"),
+        ["spaconsole2.cfg", "image001.png", "image002.png", "image003.png"],
+        "html",
+    ),
     # README says "body (plain)": tnefparse takes PR_PREVIEW (0x3FD9, a snippet) for the
     # plain body; the message's real body is HTML.
     "unicode-mapi-attr": (["example.dat"], "html"),
@@ -57,9 +63,21 @@ TNEFPARSE_KEPT = {
     "triples": "IPM.Appointment",
 }
 MIMEKIT_CONVERTED = [
-    "MAPI_ATTACH_DATA_OBJ", "MAPI_OBJECT", "attachments", "body", "christmas", "data-before-name",
-    "long-filename", "missing-filenames", "multi-value-attribute", "one-file", "rtf", "two-files",
-    "unicode-mapi-attr", "unicode-mapi-attr-name", "winmail",
+    "MAPI_ATTACH_DATA_OBJ",
+    "MAPI_OBJECT",
+    "attachments",
+    "body",
+    "christmas",
+    "data-before-name",
+    "long-filename",
+    "missing-filenames",
+    "multi-value-attribute",
+    "one-file",
+    "rtf",
+    "two-files",
+    "unicode-mapi-attr",
+    "unicode-mapi-attr-name",
+    "winmail",
 ]
 MIMEKIT_KEPT = {
     "garbage-at-end": "stray bytes",
@@ -96,14 +114,17 @@ def same_file(ours: bytes, expected: bytes) -> bool:
 def check_against_tnefparse(stream: bytes, leaves: list[EmailMessage]) -> None:
     """Every attachment tnefparse extracts is there, same order, same bytes."""
     reference = TNEF(stream)
-    ours = [p for p in leaves if p.get_filename() and p.get_filename() != "body.rtf"
-            and p.get_content_type() != "application/ms-tnef"]
+    ours = [
+        p
+        for p in leaves
+        if p.get_filename()
+        and p.get_filename() != "body.rtf"
+        and p.get_content_type() != "application/ms-tnef"
+    ]
     theirs = [a for a in reference.attachments if not hasattr(a, "embed")]
     # Inline images move next to the HTML (multipart/related), so compare without order;
     # tnefparse strips trailing NUL bytes from MAPI attachment data, we do not.
-    assert sorted(
-        (str(p.get_filename()), payload(p).rstrip(b"\0")) for p in ours
-    ) == sorted(
+    assert sorted((str(p.get_filename()), payload(p).rstrip(b"\0")) for p in ours) == sorted(
         (a.long_filename() or "Untitled Attachment", a.data.rstrip(b"\0")) for a in theirs
     )
 
@@ -191,7 +212,8 @@ def test_mimekit_sample_matches_expected_output(interop: Path, name: str) -> Non
             continue
         if expected.name.startswith("message."):
             kind = {"rtf": "application/rtf", "html": "text/html", "txt": "text/plain"}[
-                expected.suffix[1:]]
+                expected.suffix[1:]
+            ]
             part = next(p for p in leaves if p.get_content_type() == kind)
             assert same_file(payload(part).rstrip(b"\0"), data.rstrip(b"\0")), expected.name
         elif expected.name.startswith("Untitled Attachment."):
@@ -249,15 +271,17 @@ def openssl_decrypt(encrypted: bytes, key: Path, cert: Path, tmp_path: Path) -> 
     source.write_bytes(encrypted)
     proc = subprocess.run(
         [openssl, "cms", "-decrypt", "-in", str(source), "-inkey", str(key), "-recip", str(cert)],
-        capture_output=True, check=False,
+        capture_output=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     return proc.stdout
 
 
 @pytest.mark.parametrize("convert", [True, False])
-def test_encrypt_converts_winmail_dat(cli, pki, interop: Path, tmp_path: Path,
-                                      convert: bool) -> None:
+def test_encrypt_converts_winmail_dat(
+    cli, pki, interop: Path, tmp_path: Path, convert: bool
+) -> None:
     stream = (mimekit_dir(interop) / "two-files.tnef").read_bytes()
     source = wrap(stream)
     flag = "--convert-tnef" if convert else "--no-convert-tnef"
@@ -267,8 +291,9 @@ def test_encrypt_converts_winmail_dat(cli, pki, interop: Path, tmp_path: Path,
     assert result.exit_code == 0, result.output
     assert b"ms-tnef" not in result.stdout and b"AUTHORS" not in result.stdout
     inner = openssl_decrypt(result.stdout, pki.alice.key_pem, pki.alice.cert_pem, tmp_path)
-    tnef_part = source[source.index(b"Content-Type: application/ms-tnef"):
-                       source.rindex(b"\r\n--XX--")]
+    tnef_part = source[
+        source.index(b"Content-Type: application/ms-tnef") : source.rindex(b"\r\n--XX--")
+    ]
     if convert:
         assert b"application/ms-tnef" not in inner
         message = parse(inner)

@@ -58,8 +58,12 @@ def test_wrong_key_is_auth_error(pki) -> None:
         _open(der, [KeyIdentity(pki.bob.key, pki.bob.cert)])
     # A key alone is tried on the recipient; AES-GCM makes the outcome deterministic (with
     # CBC a wrong key passes the padding check once in about 256 tries).
-    gcm = EnvelopeBuilder().set_cipher("aes256-gcm").add_recipient(
-        Recipient(pki.alice.cert)).encrypt(ENTITY)
+    gcm = (
+        EnvelopeBuilder()
+        .set_cipher("aes256-gcm")
+        .add_recipient(Recipient(pki.alice.cert))
+        .encrypt(ENTITY)
+    )
     with pytest.raises(AuthError) as key_only:
         _open(gcm, [KeyIdentity(pki.bob.key)])
     assert str(with_cert.value) == str(key_only.value)
@@ -105,8 +109,12 @@ def test_implicit_rejection_same_error_as_wrong_key(pki) -> None:
 def test_implicit_rejection_with_gcm_always_fails_like_a_wrong_key(pki) -> None:
     from smimecli.cms.envelope import EnvelopeBuilder, Recipient
 
-    der = EnvelopeBuilder().set_cipher("aes256-gcm").add_recipient(
-        Recipient(pki.alice.cert)).encrypt(ENTITY)
+    der = (
+        EnvelopeBuilder()
+        .set_cipher("aes256-gcm")
+        .add_recipient(Recipient(pki.alice.cert))
+        .encrypt(ENTITY)
+    )
     info = cms.ContentInfo.load(der)
     ktri = info["content"]["recipient_infos"][0].chosen
     block = bytearray(ktri["encrypted_key"].native)
@@ -163,7 +171,7 @@ def test_pem_and_bare_der(pki) -> None:
 def test_octet_stream_p7m_binary(pki) -> None:
     der = _envelope(pki.bob.cert)
     message = (
-        b"Subject: x\nContent-Type: application/octet-stream; name=\"smime.p7m\"\n"
+        b'Subject: x\nContent-Type: application/octet-stream; name="smime.p7m"\n'
         b"Content-Transfer-Encoding: binary\n\n" + der
     )
     out = io.BytesIO()
@@ -179,8 +187,11 @@ def test_octet_stream_p7m_binary(pki) -> None:
         (b"\x30\x03\x02\x01\x00", "not valid BER/DER"),
         (b"\x30\x84\xff\xff\xff\xff\x06", "not valid BER/DER"),
         (b"-----BEGIN PKCS7-----\n!!!!\n-----END PKCS7-----\n", "base64"),
-        (b"Content-Type: application/pkcs7-mime\nContent-Transfer-Encoding: base64\n\n"
-         b"MIAGCSqGSIb3DQEHAqCAMIACAQEx\n", "signed-data"),
+        (
+            b"Content-Type: application/pkcs7-mime\nContent-Transfer-Encoding: base64\n\n"
+            b"MIAGCSqGSIb3DQEHAqCAMIACAQEx\n",
+            "signed-data",
+        ),
     ],
 )
 def test_not_a_usable_message(pki, data: bytes, match: str) -> None:
@@ -215,10 +226,14 @@ def test_inspect_lists_recipients(pki) -> None:
     report = inspect_message(io.BytesIO(_envelope(pki.alice.cert, pki.bob.cert)))
     assert report.content_type == "enveloped-data"
     assert report.cipher == {
-        "name": "aes256", "oid": "2.16.840.1.101.3.4.1.42", "key_bits": 256, "supported": True
+        "name": "aes256",
+        "oid": "2.16.840.1.101.3.4.1.42",
+        "key_bits": 256,
+        "supported": True,
     }
     serials = {r["id"]["serial"] for r in report.recipients}
     assert serials == {f"{pki.alice.cert.serial_number:X}", f"{pki.bob.cert.serial_number:X}"}
-    assert all(r["kind"] == "ktri" and r["key_encryption"] == "rsaEncryption"
-               for r in report.recipients)
+    assert all(
+        r["kind"] == "ktri" and r["key_encryption"] == "rsaEncryption" for r in report.recipients
+    )
     assert "CN=Test Root V1" in report.recipients[0]["id"]["issuer"]

@@ -26,8 +26,12 @@ from smimecli.encrypt import encrypt_message
 from smimecli.errors import DataError, UsageError
 from smimecli.mime import parse_header_block
 
-_HASH = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
-         "sha512": hashes.SHA512}
+_HASH = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
 
 
 def open_envelope(der: bytes, identity: Any) -> bytes:
@@ -167,8 +171,11 @@ def test_unknown_cipher_name_is_usage_error() -> None:
 
 @pytest.mark.parametrize("name", algorithms.CIPHER_NAMES)
 def test_envelope_round_trip_every_cipher(pki: Any, name: str) -> None:
-    der = EnvelopeBuilder().set_cipher(name).add_recipient(Recipient(pki.alice.cert)).encrypt(
-        CANONICAL
+    der = (
+        EnvelopeBuilder()
+        .set_cipher(name)
+        .add_recipient(Recipient(pki.alice.cert))
+        .encrypt(CANONICAL)
     )
     assert open_envelope(der, pki.alice) == CANONICAL
     info = cms.ContentInfo.load(der)
@@ -207,8 +214,10 @@ def test_versions_and_recipient_ids(pki: Any) -> None:
     assert rid.name == "issuer_and_serial_number"
     assert rid.chosen["serial_number"].native == pki.alice.cert.serial_number
 
-    der = EnvelopeBuilder().add_recipient(Recipient(pki.alice.cert, recipient_id="ski")).encrypt(
-        CANONICAL
+    der = (
+        EnvelopeBuilder()
+        .add_recipient(Recipient(pki.alice.cert, recipient_id="ski"))
+        .encrypt(CANONICAL)
     )
     content = cms.ContentInfo.load(der)["content"]
     ktri = content["recipient_infos"][0].chosen
@@ -254,9 +263,7 @@ def test_no_recipient_is_usage_error() -> None:
 @settings(max_examples=25, deadline=None)
 @given(st.binary(max_size=5000), st.sampled_from(["aes128", "aes256-gcm", "3des"]))
 def test_hypothesis_round_trip(pki: Any, data: bytes, name: str) -> None:
-    der = EnvelopeBuilder().set_cipher(name).add_recipient(Recipient(pki.alice.cert)).encrypt(
-        data
-    )
+    der = EnvelopeBuilder().set_cipher(name).add_recipient(Recipient(pki.alice.cert)).encrypt(data)
     assert open_envelope(der, pki.alice) == data
 
 
@@ -339,8 +346,11 @@ def test_gcm_message_says_auth_enveloped(pki: Any) -> None:
     ],
 )
 def test_already_encrypted_passes_byte_for_byte(pki: Any, content_type: bytes) -> None:
-    src = (b"From: a@example.com\r\nBcc: keep-as-is@example.com\r\nContent-Type: "
-           + content_type + b"\r\n\r\nMIIBxyz\r\nabc\n")
+    src = (
+        b"From: a@example.com\r\nBcc: keep-as-is@example.com\r\nContent-Type: "
+        + content_type
+        + b"\r\n\r\nMIIBxyz\r\nabc\n"
+    )
     out = io.BytesIO()
     outcome = encrypt_message(io.BytesIO(src), out, [Recipient(pki.alice.cert)])
     assert outcome.action == "already-encrypted"
@@ -403,9 +413,13 @@ def test_dsa_certificate_is_data_error(pki: Any) -> None:
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "dsa")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
     with pytest.raises(DataError, match="RSA and EC"):
@@ -458,7 +472,10 @@ def test_memory_does_not_grow_with_size(pki: Any) -> None:
     size = 64 << 20
     proc = subprocess.run(
         [sys.executable, "-c", STREAM_SCRIPT, str(pki.alice.cert_pem), str(size)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     before, after, written = (int(x) for x in proc.stdout.split())

@@ -67,8 +67,12 @@ def test_pfx_from_fixture(pki: Pki) -> None:
 @pytest.mark.parametrize("encryption", ["modern", "legacy"])
 def test_write_pfx_round_trip(pki: Pki, encryption: str) -> None:
     data = write_pfx(
-        pki.dave_p384.key, pki.dave_p384.cert, [pki.ca.cert],
-        password=b"secret", encryption=encryption, friendly_name="Dave ä",
+        pki.dave_p384.key,
+        pki.dave_p384.cert,
+        [pki.ca.cert],
+        password=b"secret",
+        encryption=encryption,
+        friendly_name="Dave ä",
     )
     loaded = load_certificates(data, password=b"secret")
     assert loaded[0].friendly_name == "Dave ä"
@@ -140,9 +144,7 @@ def test_truncated_containers(pki: Pki) -> None:
         load_certificates(pfx[: len(pfx) // 2], password=PASSWORD)
 
 
-def test_bad_certificate_inside_pem_is_skipped(
-    pki: Pki, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_bad_certificate_inside_pem_is_skipped(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     junk = b"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n"
     with caplog.at_level(logging.WARNING, logger="smimecli"):
         loaded = load_certificates(junk + pki.bob.cert_pem.read_bytes(), source="mixed.pem")
@@ -175,7 +177,8 @@ def test_unsupported_pem_key_type(pki: Pki) -> None:
     from cryptography.hazmat.primitives.asymmetric import x25519
 
     key = x25519.X25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     with pytest.raises(DataError, match="unsupported private key type"):
@@ -196,9 +199,13 @@ def test_malformed_basic_constraints_is_not_a_ca() -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Broken CA")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
         # An OCTET STRING where BasicConstraints needs a SEQUENCE.
         .add_extension(
             x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x04\x00"),

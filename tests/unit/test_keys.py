@@ -29,12 +29,12 @@ def test_legacy_pfx(pki, tmp_path) -> None:
     encryption = (
         serialization.PrivateFormat.PKCS12.encryption_builder()
         .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-        .hmac_hash(__import__("cryptography.hazmat.primitives.hashes").hazmat.primitives
-                   .hashes.SHA1())
+        .hmac_hash(
+            __import__("cryptography.hazmat.primitives.hashes").hazmat.primitives.hashes.SHA1()
+        )
         .build(b"legacy")
     )
-    data = pkcs12.serialize_key_and_certificates(b"x", pki.bob.key, pki.bob.cert, None,
-                                                 encryption)
+    data = pkcs12.serialize_key_and_certificates(b"x", pki.bob.key, pki.bob.cert, None, encryption)
     loaded = load_private_key(data, b"legacy")
     assert loaded.cert == pki.bob.cert
 
@@ -44,8 +44,11 @@ def test_legacy_pfx(pki, tmp_path) -> None:
 @pytest.mark.parametrize("who", ["alice", "carol_ec"])
 def test_key_files(pki, fmt: str, encoding: str, who: str) -> None:
     identity = getattr(pki, who)
-    private_format = (serialization.PrivateFormat.PKCS8 if fmt == "pkcs8"
-                      else serialization.PrivateFormat.TraditionalOpenSSL)
+    private_format = (
+        serialization.PrivateFormat.PKCS8
+        if fmt == "pkcs8"
+        else serialization.PrivateFormat.TraditionalOpenSSL
+    )
     enc = getattr(serialization.Encoding, encoding)
     if fmt == "traditional" and encoding == "DER":
         encrypted = None  # traditional DER cannot be encrypted
@@ -71,8 +74,13 @@ def test_pem_bundle_with_certificate(pki) -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b"garbage", b"\x30\x03\x02\x01\x00", b"-----BEGIN CERTIFICATE-----\nAA==\n"
-             b"-----END CERTIFICATE-----\n", b"   "]
+    "data",
+    [
+        b"garbage",
+        b"\x30\x03\x02\x01\x00",
+        b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        b"   ",
+    ],
 )
 def test_garbage_is_data_error(data: bytes) -> None:
     with pytest.raises(DataError):
@@ -95,10 +103,13 @@ def test_only_rsa_and_ec_keys(tmp_path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     path = tmp_path / "ed.key"
-    path.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
+    path.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     with pytest.raises(DataError, match="only RSA and EC"):
         load_private_key(path)
 

@@ -60,7 +60,8 @@ def test_lab_subject_is_encoded_in_windows_order() -> None:
     name = lab.parse_subject("E=test@example.net,CN=SMIME Tester 2048")
     # The string lists the most specific first; the encoding starts from the other end.
     assert [rdn.get_attributes_for_oid(NameOID.COMMON_NAME) != [] for rdn in name.rdns] == [
-        True, False,
+        True,
+        False,
     ]
     assert name.rdns[1].get_attributes_for_oid(NameOID.EMAIL_ADDRESS)[0].value == (
         "test@example.net"
@@ -70,15 +71,31 @@ def test_lab_subject_is_encoded_in_windows_order() -> None:
 
 def test_subject_all_windows_keys() -> None:
     name = lab.parse_subject("E=a@b.c, CN=Ann, OU=IT, O=Example, L=Town, S=State, C=DE")
-    oids = [rdn.get_attributes_for_oid(oid) for rdn, oid in zip(
-        name.rdns,
-        [NameOID.COUNTRY_NAME, NameOID.STATE_OR_PROVINCE_NAME, NameOID.LOCALITY_NAME,
-         NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.COMMON_NAME,
-         NameOID.EMAIL_ADDRESS],
-        strict=True,
-    )]
-    assert [attrs[0].value for attrs in oids] == ["DE", "State", "Town", "Example", "IT", "Ann",
-                                                  "a@b.c"]
+    oids = [
+        rdn.get_attributes_for_oid(oid)
+        for rdn, oid in zip(
+            name.rdns,
+            [
+                NameOID.COUNTRY_NAME,
+                NameOID.STATE_OR_PROVINCE_NAME,
+                NameOID.LOCALITY_NAME,
+                NameOID.ORGANIZATION_NAME,
+                NameOID.ORGANIZATIONAL_UNIT_NAME,
+                NameOID.COMMON_NAME,
+                NameOID.EMAIL_ADDRESS,
+            ],
+            strict=True,
+        )
+    ]
+    assert [attrs[0].value for attrs in oids] == [
+        "DE",
+        "State",
+        "Town",
+        "Example",
+        "IT",
+        "Ann",
+        "a@b.c",
+    ]
 
 
 def test_subject_quoting() -> None:
@@ -132,12 +149,19 @@ _values = st.text(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["CN", "O", "OU", "L", "S"]), _values),
-                min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["CN", "O", "OU", "L", "S"]), _values), min_size=1, max_size=5
+    )
+)
 def test_format_then_parse_round_trip(pairs: list[tuple[str, str]]) -> None:
-    oids = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME,
-            "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "L": NameOID.LOCALITY_NAME,
-            "S": NameOID.STATE_OR_PROVINCE_NAME}
+    oids = {
+        "CN": NameOID.COMMON_NAME,
+        "O": NameOID.ORGANIZATION_NAME,
+        "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+        "L": NameOID.LOCALITY_NAME,
+        "S": NameOID.STATE_OR_PROVINCE_NAME,
+    }
     name = x509.Name([x509.NameAttribute(oids[key], value) for key, value in pairs])
     assert lab.parse_subject(lab.format_subject(name)) == name
 
@@ -148,9 +172,15 @@ def test_format_then_parse_round_trip(pairs: list[tuple[str, str]]) -> None:
 def test_default_key_usage_is_all_six() -> None:
     usage = lab.parse_key_usage(lab.DEFAULT_ROOT_KEY_USAGE)
     assert usage == x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=True,
-        data_encipherment=True, key_agreement=True, key_cert_sign=True, crl_sign=True,
-        encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=True,
+        data_encipherment=True,
+        key_agreement=True,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
@@ -169,8 +199,16 @@ def test_bad_key_usage(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("algorithm", "length"),
-    [("rsa", 1024), ("rsa", 2047), ("rsa", 2049), ("rsa", 16392), ("rsa", 0),
-     ("ecdsa-p256", 384), ("ecdsa-p384", 2048), ("dsa", None)],
+    [
+        ("rsa", 1024),
+        ("rsa", 2047),
+        ("rsa", 2049),
+        ("rsa", 16392),
+        ("rsa", 0),
+        ("ecdsa-p256", 384),
+        ("ecdsa-p384", 2048),
+        ("dsa", None),
+    ],
 )
 def test_bad_key_spec(algorithm: str, length: int | None) -> None:
     with pytest.raises(UsageError):
@@ -195,8 +233,9 @@ def test_bad_hash() -> None:
         lab.make_root(lab.RootSpec(hash="md5"), now=NOW)
 
 
-@pytest.mark.parametrize("email", ["", "nobody", "@example.net", "a@", "a b@c.d", "jö@x.de",
-                                   "<a@b.c>"])
+@pytest.mark.parametrize(
+    "email", ["", "nobody", "@example.net", "a@", "a b@c.d", "jö@x.de", "<a@b.c>"]
+)
 def test_bad_email(email: str, signer: lab.Signer) -> None:
     with pytest.raises(UsageError, match="--email"):
         lab.issue_user(lab.UserSpec(email=email), signer, now=NOW)
@@ -238,8 +277,11 @@ def test_root_fields(root: lab.Issued) -> None:
 
 def test_root_options() -> None:
     spec = lab.RootSpec(
-        subject="CN=Lab EC Root,O=Example,C=DE", key=lab.KeySpec("ecdsa-p384"), hash="sha384",
-        days=30, key_usage="CertSign,CRLSign",
+        subject="CN=Lab EC Root,O=Example,C=DE",
+        key=lab.KeySpec("ecdsa-p384"),
+        hash="sha384",
+        days=30,
+        key_usage="CertSign,CRLSign",
     )
     root = lab.make_root(spec, now=NOW)
     assert isinstance(root.key, ec.EllipticCurvePrivateKey)
@@ -272,16 +314,27 @@ def test_rsa_user_fields(rsa_user: lab.Issued, root: lab.Issued) -> None:
     cert.verify_directly_issued_by(root.cert)
     assert rsa_user.chain == (root.cert,)
     assert [e.oid.dotted_string for e in cert.extensions] == [
-        "2.5.29.19", "2.5.29.15", "2.5.29.37", "2.5.29.17", "1.2.840.113549.1.9.15",
-        "2.5.29.14", "2.5.29.35",
+        "2.5.29.19",
+        "2.5.29.15",
+        "2.5.29.37",
+        "2.5.29.17",
+        "1.2.840.113549.1.9.15",
+        "2.5.29.14",
+        "2.5.29.35",
     ]
     bc = ext(cert, x509.BasicConstraints)
     assert bc.critical and bc.value == x509.BasicConstraints(ca=False, path_length=None)
     ku = ext(cert, x509.KeyUsage)
     assert ku.critical and ku.value == x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=True,
-        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-        encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=True,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
     )
     eku = ext(cert, x509.ExtendedKeyUsage)
     assert not eku.critical and list(eku.value) == [ExtendedKeyUsageOID.EMAIL_PROTECTION]
@@ -324,9 +377,15 @@ def test_ec_user_key_agreement(ec_user: lab.Issued, root: lab.Issued) -> None:
     assert ec_user.key.curve.name == "secp256r1"
     usage = ext(cert, x509.KeyUsage)
     assert usage.critical and usage.value == x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=True, key_cert_sign=False, crl_sign=False,
-        encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=True,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
     )
     # Default subject: E=ADDR,CN=ADDR; no UPN unless asked.
     assert ec_user.subject == "E=ec@example.net, CN=ec@example.net"
@@ -344,7 +403,10 @@ def test_default_subject_of_a_long_address(signer: lab.Signer) -> None:
 
 def test_user_options(signer: lab.Signer) -> None:
     spec = lab.UserSpec(
-        email="p384@example.net", key=lab.KeySpec("ecdsa-p384"), hash="sha512", days=7,
+        email="p384@example.net",
+        key=lab.KeySpec("ecdsa-p384"),
+        hash="sha512",
+        days=7,
         smime_capabilities=False,
     )
     user = lab.issue_user(spec, signer, now=NOW)
@@ -357,7 +419,8 @@ def test_user_options(signer: lab.Signer) -> None:
 def test_ec_signer_issues_rsa_user() -> None:
     ec_root = lab.make_root(lab.RootSpec(key=lab.KeySpec("ecdsa-p256")), now=NOW)
     user = lab.issue_user(
-        lab.UserSpec(email="u@example.net"), lab.Signer.checked(ec_root.cert, ec_root.key),
+        lab.UserSpec(email="u@example.net"),
+        lab.Signer.checked(ec_root.cert, ec_root.key),
         now=NOW,
     )
     user.cert.verify_directly_issued_by(ec_root.cert)
@@ -380,7 +443,8 @@ def test_warnings_outlive_issuer_and_email_mismatch(signer: lab.Signer) -> None:
     try:
         lab.issue_user(
             lab.UserSpec(email="a@example.net", subject="E=b@example.net,CN=B", days=9000),
-            signer, now=NOW,
+            signer,
+            now=NOW,
         )
     finally:
         logger.removeHandler(handler)

@@ -30,7 +30,12 @@ MESSAGE_LF = (
 def test_parse_header_block_from_bytes() -> None:
     block, offset = mime.parse_header_block(MESSAGE_LF)
     assert [f.name for f in block.fields] == [
-        "From", "To", "Subject", "Bcc", "MIME-Version", "Content-Type",
+        "From",
+        "To",
+        "Subject",
+        "Bcc",
+        "MIME-Version",
+        "Content-Type",
     ]
     assert block.newline == b"\n"
     assert block.has_separator
@@ -80,7 +85,7 @@ def test_outer_and_content_fields() -> None:
 
 def test_parameters() -> None:
     ctype = mime.parse_content_type(
-        'Application/PKCS7-MIME; smime-type="enveloped-data"; name*=utf-8\'\'sm%69me.p7m'
+        "Application/PKCS7-MIME; smime-type=\"enveloped-data\"; name*=utf-8''sm%69me.p7m"
     )
     assert ctype.mime_type == "application/pkcs7-mime"
     assert ctype.param("Smime-Type") == "enveloped-data"
@@ -97,7 +102,7 @@ def test_parameters() -> None:
         ("application/x-pkcs7-mime; smime-type=authEnveloped-data", None, True),
         ("application/pkcs7-mime; smime-type=signed-data; name=smime.p7m", None, False),
         ("application/x-pkcs7-mime; name=smime.p7m", None, True),
-        ("application/pkcs7-mime", "attachment; filename=\"SMIME.P7M\"", True),
+        ("application/pkcs7-mime", 'attachment; filename="SMIME.P7M"', True),
         ("application/pkcs7-mime; name=smime.p7s", None, False),
         ('multipart/encrypted; protocol="application/pgp-encrypted"; boundary=x', None, True),
         ('multipart/signed; protocol="application/pkcs7-signature"; boundary=x', None, False),
@@ -140,8 +145,11 @@ def test_canonical_form() -> None:
     assert b"".join(mime.canonicalize([b"a\r"])) == b"a\r"
 
 
-@given(st.binary(max_size=3000), st.lists(st.integers(min_value=0, max_value=3000),
-                                          max_size=5), st.sampled_from([b"\n", b"\r\n"]))
+@given(
+    st.binary(max_size=3000),
+    st.lists(st.integers(min_value=0, max_value=3000), max_size=5),
+    st.sampled_from([b"\n", b"\r\n"]),
+)
 def test_base64_writer(data: bytes, cuts: list[int], newline: bytes) -> None:
     out = io.BytesIO()
     writer = mime.Base64LineWriter(out, newline)

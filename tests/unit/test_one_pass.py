@@ -54,8 +54,15 @@ def fixed(monkeypatch: pytest.MonkeyPatch) -> Any:
     return monkeypatch
 
 
-def _encrypt(path: Path, recipients: list[Recipient], *, one_pass: bool, cipher: str = "aes256",
-             monkeypatch: pytest.MonkeyPatch, threshold: int = 64) -> tuple[bytes, Any]:
+def _encrypt(
+    path: Path,
+    recipients: list[Recipient],
+    *,
+    one_pass: bool,
+    cipher: str = "aes256",
+    monkeypatch: pytest.MonkeyPatch,
+    threshold: int = 64,
+) -> tuple[bytes, Any]:
     calls: list[Any] = []
     real = encrypt_module._encrypt_one_pass
 
@@ -74,16 +81,22 @@ def _encrypt(path: Path, recipients: list[Recipient], *, one_pass: bool, cipher:
 
 BODIES = st.one_of(
     st.binary(min_size=0, max_size=3000),
-    st.lists(st.sampled_from([b"line\n", b"crlf\r\n", b"\r", b"\n", b"x" * 100, b"\r\n\r\n"]),
-             max_size=400).map(b"".join),
+    st.lists(
+        st.sampled_from([b"line\n", b"crlf\r\n", b"\r", b"\n", b"x" * 100, b"\r\n\r\n"]),
+        max_size=400,
+    ).map(b"".join),
     st.integers(min_value=0, max_value=70_000).map(lambda n: (b"abc\n" * (n // 4 + 1))[:n]),
 )
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=BODIES, crlf_headers=st.booleans(), cipher=st.sampled_from(["aes256", "aes128-gcm",
-                                                                        "3des"]))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=BODIES,
+    crlf_headers=st.booleans(),
+    cipher=st.sampled_from(["aes256", "aes128-gcm", "3des"]),
+)
 def test_one_pass_output_is_the_two_pass_output(
     fixed: Any, pki: Any, tmp_path: Path, body: bytes, crlf_headers: bool, cipher: str
 ) -> None:
@@ -97,11 +110,31 @@ def test_one_pass_output_is_the_two_pass_output(
     assert len(calls) <= 1  # at most one attempt; a None is a fall-back to two passes
 
 
-@pytest.mark.parametrize("size", [64, 100, 127, 128, 255, 256, 300, 4000, 32767, 32768, 40000,
-                                  65535, 65536, 70000, 140000, 200000])
+@pytest.mark.parametrize(
+    "size",
+    [
+        64,
+        100,
+        127,
+        128,
+        255,
+        256,
+        300,
+        4000,
+        32767,
+        32768,
+        40000,
+        65535,
+        65536,
+        70000,
+        140000,
+        200000,
+    ],
+)
 @pytest.mark.parametrize("line", [b"abcdefghi\n", b"abcdefgh\r\n", b"\n", b"\r\n", b"x"])
-def test_sizes_around_der_length_boundaries(fixed: Any, pki: Any, tmp_path: Path, size: int,
-                                            line: bytes) -> None:
+def test_sizes_around_der_length_boundaries(
+    fixed: Any, pki: Any, tmp_path: Path, size: int, line: bytes
+) -> None:
     path = tmp_path / "m.eml"
     path.write_bytes(HEADER + b"\n" + (line * (size // len(line) + 1))[:size])
     recipients = [Recipient(pki.alice.cert)]
@@ -131,9 +164,7 @@ def test_length_range_across_a_boundary_falls_back(fixed: Any, pki: Any, tmp_pat
     assert one == two
 
 
-def test_tnef_found_late_starts_again_with_conversion(
-    fixed: Any, pki: Any, tmp_path: Path
-) -> None:
+def test_tnef_found_late_starts_again_with_conversion(fixed: Any, pki: Any, tmp_path: Path) -> None:
     stream = tnef(NOTE_PROPS, [attachment("report.pdf", b"%PDF-1.4 fake", mime="application/pdf")])
     filler = b"a long first part before the attachment\r\n" * 3000
     path = tmp_path / "m.eml"
@@ -160,7 +191,7 @@ def test_appending_output_is_not_rewritten(fixed: Any, pki: Any, tmp_path: Path)
         encrypt_module.encrypt_message(src, dst, [Recipient(pki.alice.cert)])
     data = out.read_bytes()
     assert data.startswith(b"earlier message\nFrom: a@example.com")
-    opened = _open(data[len(b"earlier message\n"):], pki.alice)
+    opened = _open(data[len(b"earlier message\n") :], pki.alice)
     assert opened.endswith(b"0123456789 abcdefghij\n")
 
 
@@ -177,8 +208,9 @@ def test_pipe_input_takes_two_passes(fixed: Any, pki: Any) -> None:
     assert opened.endswith(b"x" * 5000 + b"\n")
 
 
-def test_compressed_input_is_not_sized_by_its_descriptor(fixed: Any, pki: Any,
-                                                         tmp_path: Path) -> None:
+def test_compressed_input_is_not_sized_by_its_descriptor(
+    fixed: Any, pki: Any, tmp_path: Path
+) -> None:
     # gzip's fileno() is the compressed file's, its tell() the uncompressed position: such
     # a stream must take two passes, not fail as "the message changed".
     import gzip
@@ -220,8 +252,9 @@ def test_a_given_up_pass_does_not_repeat_warnings(
     assert len(weak) == 1
 
 
-def test_a_failed_write_stops_the_read_ahead_thread(pki: Any, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_write_stops_the_read_ahead_thread(
+    pki: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import threading
 
     class Full(io.BytesIO):

@@ -41,14 +41,26 @@ def cert_dir(folder: Path, name: str, *certs: x509.Certificate) -> Path:
     return target
 
 
-def odd_cert(pki, email: str, *, eku_oid: x509.ObjectIdentifier | None = None,
-             days: int = 365, key_encipherment: bool = True) -> x509.Certificate:
+def odd_cert(
+    pki,
+    email: str,
+    *,
+    eku_oid: x509.ObjectIdentifier | None = None,
+    days: int = 365,
+    key_encipherment: bool = True,
+) -> x509.Certificate:
     """A certificate with what tests.pki cannot make: a foreign EKU, no keyEncipherment."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.EMAIL_ADDRESS, email),
-                                 x509.NameAttribute(NameOID.COMMON_NAME, "Odd")]))
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.EMAIL_ADDRESS, email),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "Odd"),
+                ]
+            )
+        )
         .issuer_name(pki.ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -57,10 +69,15 @@ def odd_cert(pki, email: str, *, eku_oid: x509.ObjectIdentifier | None = None,
         .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False,
-                key_encipherment=key_encipherment, data_encipherment=False,
-                key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=key_encipherment,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -78,13 +95,18 @@ def one(plan, address):
 
 
 def test_cer_source_match_any(tmp_path: Path, pki) -> None:
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "alice"
 recipients = ["ali@other.example"]
 source = {{ kind = "cer", path = "{pki.alice.cert_der}" }}
 match = "any"
-"""))
+""",
+        )
+    )
     plan = plan_recipients(rules, ["ali@other.example"])
     recipient = one(plan, "ali@other.example")
     assert recipient.outcome is Outcome.ENCRYPTED
@@ -93,12 +115,17 @@ match = "any"
 
 
 def test_match_email_refuses_a_certificate_for_another_address(tmp_path: Path, pki) -> None:
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "alice"
 recipients = ["alice@example.com"]
 source = {{ kind = "cer", path = "{pki.bob.cert_pem}" }}
-"""))
+""",
+        )
+    )
     recipient = one(plan_recipients(rules, ["alice@example.com"]), "alice@example.com")
     assert recipient.outcome is Outcome.PASSED
     assert recipient.cert is None
@@ -111,12 +138,17 @@ def test_longest_valid_wins(tmp_path: Path, pki) -> None:
     long = pki.ca.issue("Alice Long", "alice@example.com", days=700)
     mid = pki.ca.issue("Alice Mid", "alice@example.com", days=400)
     folder = cert_dir(tmp_path, "certs", short.cert, long.cert, mid.cert)
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "dir"
 recipients = ["*@example.com"]
 source = {{ kind = "dir", path = "{folder.name}" }}
-"""))
+""",
+        )
+    )
     recipient = one(plan_recipients(rules, ["Alice@Example.com"]), "Alice@Example.com")
     assert recipient.outcome is Outcome.ENCRYPTED
     assert recipient.thumbprint == long.thumbprint
@@ -127,28 +159,40 @@ source = {{ kind = "dir", path = "{folder.name}" }}
 @pytest.mark.parametrize("flaw", ["expired", "not-yet-valid", "no-email-eku", "no-key-enc"])
 def test_unusable_certificate_never_chosen(tmp_path: Path, pki, flaw: str) -> None:
     if flaw == "expired":
-        bad = pki.ca.issue("Old", "alice@example.com", not_before=NOW - dt.timedelta(days=400),
-                           not_after=NOW - dt.timedelta(days=1)).cert
+        bad = pki.ca.issue(
+            "Old",
+            "alice@example.com",
+            not_before=NOW - dt.timedelta(days=400),
+            not_after=NOW - dt.timedelta(days=1),
+        ).cert
         reason = "expired"
     elif flaw == "not-yet-valid":
-        bad = pki.ca.issue("Future", "alice@example.com", not_before=NOW + dt.timedelta(days=2),
-                           not_after=NOW + dt.timedelta(days=5000)).cert
+        bad = pki.ca.issue(
+            "Future",
+            "alice@example.com",
+            not_before=NOW + dt.timedelta(days=2),
+            not_after=NOW + dt.timedelta(days=5000),
+        ).cert
         reason = "not yet valid"
     elif flaw == "no-email-eku":
-        bad = odd_cert(pki, "alice@example.com", eku_oid=ExtendedKeyUsageOID.CLIENT_AUTH,
-                       days=5000)
+        bad = odd_cert(pki, "alice@example.com", eku_oid=ExtendedKeyUsageOID.CLIENT_AUTH, days=5000)
         reason = "no emailProtection"
     else:
         bad = odd_cert(pki, "alice@example.com", key_encipherment=False, days=5000)
         reason = "key encipherment"
     alone = cert_dir(tmp_path, "alone", bad)
     both = cert_dir(tmp_path, "both", bad, pki.alice.cert)
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "alone"
 recipients = ["alice@example.com"]
 source = {{ kind = "dir", path = "{alone.name}" }}
-"""))
+""",
+        )
+    )
     recipient = one(plan_recipients(rules, ["alice@example.com"]), "alice@example.com")
     assert recipient.outcome is Outcome.PASSED
     assert reason in recipient.reason
@@ -156,12 +200,17 @@ source = {{ kind = "dir", path = "{alone.name}" }}
 
     # With a good certificate beside it, the good one is chosen (the flawed one even
     # though it may be valid longer).
-    rules2 = load_rules(rules_file(tmp_path, f"""
+    rules2 = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "both"
 recipients = ["alice@example.com"]
 source = {{ kind = "dir", path = "{both.name}" }}
-"""))
+""",
+        )
+    )
     recipient = one(plan_recipients(rules2, ["alice@example.com"]), "alice@example.com")
     assert recipient.thumbprint == pki.alice.thumbprint
     assert any(reason in r for t in recipient.turned_down for r in t.reasons)
@@ -170,7 +219,10 @@ source = {{ kind = "dir", path = "{both.name}" }}
 def test_first_matching_rule_decides(tmp_path: Path, pki) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "nobody"
 recipients = ["alice@example.com"]
@@ -180,7 +232,9 @@ source = {{ kind = "dir", path = "empty" }}
 name = "everybody"
 recipients = ["*@example.com"]
 source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
-"""))
+""",
+        )
+    )
     plan = plan_recipients(rules, ["alice@example.com", "x@example.net"])
     alice = one(plan, "alice@example.com")
     assert alice.rule is not None and alice.rule.name == "nobody"
@@ -191,18 +245,26 @@ source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
 
 
 def test_duplicate_recipients_count_once(tmp_path: Path, pki) -> None:
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "a"
 recipients = ["alice@example.com"]
 source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
-"""))
+""",
+        )
+    )
     plan = plan_recipients(rules, ["alice@example.com", "ALICE@example.com", " alice@example.com"])
     assert len(plan.recipients) == 1
 
 
 def test_cipher_of_first_rule_in_file_order_and_own_key_transport(tmp_path: Path, pki) -> None:
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "bob"
 recipients = ["bob@example.com"]
@@ -218,7 +280,9 @@ recipients = ["alice@example.com"]
 source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
 cipher = "aes192"
 convert_tnef = true
-"""))
+""",
+        )
+    )
     # Recipient order does not matter: file order does.
     plan = plan_recipients(rules, ["alice@example.com", "bob@example.com"])
     assert plan.cipher == "aes128"
@@ -233,13 +297,18 @@ convert_tnef = true
 
 
 def test_ec_recipient_uses_ecdh(tmp_path: Path, pki) -> None:
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "carol"
 recipients = ["carol@example.com"]
 source = {{ kind = "cer", path = "{pki.carol_ec.cert_pem}" }}
 key_transport = "rsa-oaep"
-"""))
+""",
+        )
+    )
     carol = one(plan_recipients(rules, ["carol@example.com"]), "carol@example.com")
     assert carol.outcome is Outcome.ENCRYPTED and carol.algorithm == "ecdh"
     assert any("ECDH" in w for w in carol.warnings)
@@ -247,17 +316,26 @@ key_transport = "rsa-oaep"
 
 @pytest.mark.parametrize(
     ("cipher", "text"),
-    [("3des", "weak content cipher"), ("rc2-40", "weak content cipher"),
-     ("aes256-gcm", "AuthEnvelopedData"), ("aes256", None)],
+    [
+        ("3des", "weak content cipher"),
+        ("rc2-40", "weak content cipher"),
+        ("aes256-gcm", "AuthEnvelopedData"),
+        ("aes256", None),
+    ],
 )
 def test_cipher_warnings(tmp_path: Path, pki, cipher: str, text: str | None) -> None:
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "a"
 recipients = ["alice@example.com"]
 source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
 cipher = "{cipher}"
-"""))
+""",
+        )
+    )
     plan = plan_recipients(rules, ["alice@example.com"])
     if text is None:
         assert plan.warnings == []
@@ -267,14 +345,19 @@ cipher = "{cipher}"
 
 def test_oaep_sha1_and_expiry_warnings(tmp_path: Path, pki) -> None:
     soon = pki.ca.issue("Soon", "soon@example.com", days=10)
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "soon"
 recipients = ["soon@example.com"]
 source = {{ kind = "cer", path = "{soon.cert_pem}" }}
 key_transport = "rsa-oaep"
 oaep_hash = "sha1"
-"""))
+""",
+        )
+    )
     recipient = one(plan_recipients(rules, ["soon@example.com"]), "soon@example.com")
     assert recipient.outcome is Outcome.ENCRYPTED
     assert any("expires" in w and "in 9 days" in w for w in recipient.warnings), recipient.warnings
@@ -293,8 +376,11 @@ match = "any"
     rules = load_rules(rules_file(tmp_path, text))
     with pytest.raises(ConfigError, match=r"rule 'pick', key 'source.thumbprint'"):
         rules.open_all()
-    rules = load_rules(rules_file(tmp_path, text.replace(
-        '" }', f'", thumbprint = "{pki.bob.thumbprint[:10].lower()}" }}')))
+    rules = load_rules(
+        rules_file(
+            tmp_path, text.replace('" }', f'", thumbprint = "{pki.bob.thumbprint[:10].lower()}" }}')
+        )
+    )
     recipient = one(plan_recipients(rules, ["team@example.com"]), "team@example.com")
     assert recipient.thumbprint == pki.bob.thumbprint
 
@@ -331,12 +417,15 @@ match = "any"
 )
 def test_unreadable_sources_are_config_errors(tmp_path: Path, source: str, detail: str) -> None:
     (tmp_path / "garbage.cer").write_bytes(b"\x30\x82\xff\xffnot a certificate")
-    path = rules_file(tmp_path, f"""
+    path = rules_file(
+        tmp_path,
+        f"""
 [[rule]]
 name = "broken"
 recipients = ["a@example.com"]
 source = {source}
-""")
+""",
+    )
     rules = load_rules(path)
     with pytest.raises(ConfigError) as info:
         rules.open_all()
@@ -347,12 +436,17 @@ source = {source}
 
 def test_empty_dir_is_not_an_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    rules = load_rules(rules_file(tmp_path, """
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            """
 [[rule]]
 name = "e"
 recipients = ["a@example.com"]
 source = { kind = "dir", path = "empty" }
-"""))
+""",
+        )
+    )
     rules.open_all()
     recipient = one(plan_recipients(rules, ["a@example.com"]), "a@example.com")
     assert recipient.outcome is Outcome.PASSED
@@ -393,8 +487,7 @@ source = { kind = "store", store = "other" }
     assert alice.outcome is Outcome.ENCRYPTED and alice.thumbprint == pki.alice.thumbprint
 
 
-def test_match_any_store_source_uses_the_thumbprint_index(tmp_path: Path, pki,
-                                                          monkeypatch) -> None:
+def test_match_any_store_source_uses_the_thumbprint_index(tmp_path: Path, pki, monkeypatch) -> None:
     from smimecli.certs.store import Store
 
     store_dir = tmp_path / "store"
@@ -403,13 +496,19 @@ def test_match_any_store_source_uses_the_thumbprint_index(tmp_path: Path, pki,
         store.add(pki.alice.cert, store_name="other")
         store.add(pki.bob.cert, store_name="other")
         store.add(pki.carol_ec.cert, store_name="my")  # another store: never a candidate
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "team"
 recipients = ["team@example.com"]
 source = {{ kind = "store", store = "other", thumbprint = "{pki.bob.thumbprint[:12]}" }}
 match = "any"
-"""), store_dir=store_dir)
+""",
+        ),
+        store_dir=store_dir,
+    )
 
     def listed(self: Store, store_name: str | None = None) -> list:
         raise AssertionError("the whole store was listed")
@@ -418,13 +517,19 @@ match = "any"
     team = one(plan_recipients(rules, ["team@example.com"]), "team@example.com")
     assert team.outcome is Outcome.ENCRYPTED and team.thumbprint == pki.bob.thumbprint
     assert team.turned_down == []
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "team"
 recipients = ["team@example.com"]
 source = {{ kind = "store", store = "other", thumbprint = "{pki.carol_ec.thumbprint[:12]}" }}
 match = "any"
-"""), store_dir=store_dir)
+""",
+        ),
+        store_dir=store_dir,
+    )
     team = one(plan_recipients(rules, ["team@example.com"]), "team@example.com")
     assert team.outcome is Outcome.PASSED
     assert f"store other holds no certificate {pki.carol_ec.thumbprint[:12]}" in team.reason
@@ -435,7 +540,7 @@ match = "any"
 MESSAGE = (
     b"From: sender@example.net\n"
     b"To: Alice <alice@example.com>, nobody@example.com\n"
-    b"Cc: \"Bob, B.\" <bob@example.com>\n"
+    b'Cc: "Bob, B." <bob@example.com>\n'
     b"Bcc: hidden@example.com\n"
     b"Subject: plan\n"
     b"Content-Type: text/plain\n"
@@ -449,7 +554,10 @@ def test_header_recipients() -> None:
 
     headers, _ = parse_header_block(MESSAGE)
     assert header_recipients(headers) == [
-        "alice@example.com", "nobody@example.com", "bob@example.com", "hidden@example.com",
+        "alice@example.com",
+        "nobody@example.com",
+        "bob@example.com",
+        "hidden@example.com",
     ]
 
 
@@ -467,8 +575,9 @@ on_missing_cert = "{policy}"
 """
 
 
-@pytest.mark.parametrize(("policy", "error"), [("reject", RejectError),
-                                              ("tempfail", TempFailError)])
+@pytest.mark.parametrize(
+    ("policy", "error"), [("reject", RejectError), ("tempfail", TempFailError)]
+)
 def test_reject_and_tempfail_write_nothing(tmp_path: Path, pki, policy: str, error: type) -> None:
     (tmp_path / "empty").mkdir()
     path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy=policy))
@@ -481,10 +590,14 @@ def test_reject_and_tempfail_write_nothing(tmp_path: Path, pki, policy: str, err
 
 def test_reject_wins_over_tempfail(tmp_path: Path, pki) -> None:
     (tmp_path / "empty").mkdir()
-    path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy="reject")
-                      + POLICY_RULES.format(alice=pki.alice.cert_pem, policy="tempfail")
-                      .replace('"known"', '"k2"').replace('"unknown"', '"u2"')
-                      .replace("nobody@", "other@"))
+    path = rules_file(
+        tmp_path,
+        POLICY_RULES.format(alice=pki.alice.cert_pem, policy="reject")
+        + POLICY_RULES.format(alice=pki.alice.cert_pem, policy="tempfail")
+        .replace('"known"', '"k2"')
+        .replace('"unknown"', '"u2"')
+        .replace("nobody@", "other@"),
+    )
     rules = load_rules(path)
     plan = plan_recipients(rules, ["other@example.com", "nobody@example.com"])
     assert plan.decision == "reject"
@@ -520,17 +633,22 @@ def test_pass_through_byte_for_byte(tmp_path: Path, pki, crlf: bool) -> None:
 def test_already_encrypted_passes_whatever_the_policy(tmp_path: Path, pki) -> None:
     (tmp_path / "empty").mkdir()
     path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy="reject"))
-    message = (b"To: nobody@example.com\nContent-Type: application/pkcs7-mime; "
-               b"smime-type=enveloped-data; name=smime.p7m\n\nMIAGCSqGSIb3DQEHA6CAMIACAQAx\n")
+    message = (
+        b"To: nobody@example.com\nContent-Type: application/pkcs7-mime; "
+        b"smime-type=enveloped-data; name=smime.p7m\n\nMIAGCSqGSIb3DQEHA6CAMIACAQAx\n"
+    )
     out = io.BytesIO()
     outcome = encrypt_with_rules(io.BytesIO(message), out, path, None, tmp_path / "s")
     assert outcome.action == "already-encrypted"
     assert out.getvalue() == message
 
 
-def test_encrypt_with_rules_reports_each_algorithm_warning_once(tmp_path: Path, pki,
-                                                               caplog) -> None:
-    path = rules_file(tmp_path, f"""
+def test_encrypt_with_rules_reports_each_algorithm_warning_once(
+    tmp_path: Path, pki, caplog
+) -> None:
+    path = rules_file(
+        tmp_path,
+        f"""
 [[rule]]
 name = "old"
 recipients = ["alice@example.com", "bob@example.com"]
@@ -538,10 +656,12 @@ source = {{ kind = "dir", path = "{cert_dir(tmp_path, "certs", pki.alice.cert, p
 cipher = "rc2-40"
 key_transport = "rsa-oaep"
 oaep_hash = "sha1"
-""")
+""",
+    )
     with caplog.at_level("WARNING", logger="smimecli"):
-        outcome = encrypt_with_rules(io.BytesIO(MESSAGE), io.BytesIO(), path,
-                                     ["alice@example.com", "bob@example.com"], None)
+        outcome = encrypt_with_rules(
+            io.BytesIO(MESSAGE), io.BytesIO(), path, ["alice@example.com", "bob@example.com"], None
+        )
     assert outcome.action == "encrypted"
     assert outcome.warnings == [
         "RSA-OAEP with SHA-1 for alice@example.com is weak (old clients only)",
@@ -556,15 +676,17 @@ oaep_hash = "sha1"
 
 
 def test_encrypt_with_rules_without_a_store_folder(tmp_path: Path, pki) -> None:
-    path = rules_file(tmp_path, """
+    path = rules_file(
+        tmp_path,
+        """
 [[rule]]
 name = "store"
 recipients = ["alice@example.com"]
 source = { kind = "store", store = "other" }
-""")
+""",
+    )
     with pytest.raises(ConfigError, match="needs a certificate store folder"):
-        encrypt_with_rules(io.BytesIO(MESSAGE), io.BytesIO(), path, ["alice@example.com"],
-                           None)
+        encrypt_with_rules(io.BytesIO(MESSAGE), io.BytesIO(), path, ["alice@example.com"], None)
 
 
 def test_rules_and_sources_are_loaded_once(tmp_path: Path, pki, monkeypatch) -> None:
@@ -572,12 +694,15 @@ def test_rules_and_sources_are_loaded_once(tmp_path: Path, pki, monkeypatch) -> 
 
     folder = cert_dir(tmp_path, "certs", pki.alice.cert)
     (folder / "junk.pem").write_bytes(b"junk")
-    path = rules_file(tmp_path, f"""
+    path = rules_file(
+        tmp_path,
+        f"""
 [[rule]]
 name = "d"
 recipients = ["x@example.net"]
 source = {{ kind = "dir", path = "{folder.name}" }}
-""")
+""",
+    )
     loads: list[Path] = []
     real_load = sources.DirSource._load
 
@@ -600,15 +725,24 @@ source = {{ kind = "dir", path = "{folder.name}" }}
 
 
 def test_rules_test_wildcards_use_source_addresses(tmp_path: Path, pki) -> None:
-    expired = pki.ca.issue("Eve Old", "eve@example.com", not_before=NOW - dt.timedelta(days=9),
-                           not_after=NOW - dt.timedelta(days=1))
+    expired = pki.ca.issue(
+        "Eve Old",
+        "eve@example.com",
+        not_before=NOW - dt.timedelta(days=9),
+        not_after=NOW - dt.timedelta(days=1),
+    )
     folder = cert_dir(tmp_path, "certs", pki.alice.cert, pki.bob.cert, expired.cert)
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "team"
 recipients = ["*@example.com", "j?hn@example.org"]
 source = {{ kind = "dir", path = "{folder.name}" }}
-"""))
+""",
+        )
+    )
     report = run_rules_test(rules, ["team"])
     (rule_report,) = report.reports
     addresses = [r.address for r in rule_report.plan.recipients]
@@ -652,18 +786,24 @@ def test_rules_test_names_once_each_and_lists_tested_recipients(tmp_path: Path, 
     ]
     # alice reaches rule 'all' first, whose certificate is bob's.
     assert [(r.address, r.outcome) for r in report.tested] == [
-        ("alice@example.com", Outcome.PASSED), ("bob@example.com", Outcome.ENCRYPTED),
+        ("alice@example.com", Outcome.PASSED),
+        ("bob@example.com", Outcome.ENCRYPTED),
     ]
     assert not report.all_encrypted
 
 
 def test_rules_test_unknown_rule_name(tmp_path: Path, pki) -> None:
-    rules = load_rules(rules_file(tmp_path, f"""
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            f"""
 [[rule]]
 name = "alice"
 recipients = ["alice@example.com"]
 source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
-"""))
+""",
+        )
+    )
     with pytest.raises(ConfigError, match="no rule named 'bob'"):
         run_rules_test(rules, ["bob"])
 
@@ -672,15 +812,25 @@ def test_sst_source(tmp_path: Path, pki) -> None:
     from smimecli.certs.sst import write_sst
 
     der = serialization.Encoding.DER
-    (tmp_path / "people.sst").write_bytes(write_sst([
-        (pki.alice.cert.public_bytes(der), "Alice"), (pki.bob.cert.public_bytes(der), None),
-    ]))
-    rules = load_rules(rules_file(tmp_path, """
+    (tmp_path / "people.sst").write_bytes(
+        write_sst(
+            [
+                (pki.alice.cert.public_bytes(der), "Alice"),
+                (pki.bob.cert.public_bytes(der), None),
+            ]
+        )
+    )
+    rules = load_rules(
+        rules_file(
+            tmp_path,
+            """
 [[rule]]
 name = "sst"
 recipients = ["*@example.com"]
 source = { kind = "sst", path = "people.sst" }
-"""))
+""",
+        )
+    )
     rules.open_all()
     plan = plan_recipients(rules, ["bob@example.com", "alice@example.com", "eve@example.com"])
     assert one(plan, "bob@example.com").thumbprint == pki.bob.thumbprint

@@ -76,15 +76,30 @@ def test_partial_block_is_data_error() -> None:
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize(("name", "bits"), [("rc2-40-cbc", 40), ("rc2-64-cbc", 64),
-                                            ("rc2-cbc", 128)])
+@pytest.mark.parametrize(
+    ("name", "bits"), [("rc2-40-cbc", 40), ("rc2-64-cbc", 64), ("rc2-cbc", 128)]
+)
 def test_matches_openssl(name: str, bits: int) -> None:
     openssl = require_tool("openssl")
     key, iv, data = os.urandom(bits // 8), os.urandom(8), os.urandom(64)
     proc = subprocess.run(
-        [openssl, "enc", f"-{name}", "-nopad", "-K", key.hex(), "-iv", iv.hex(),
-         "-provider", "legacy", "-provider", "default"],
-        input=data, capture_output=True, check=False,
+        [
+            openssl,
+            "enc",
+            f"-{name}",
+            "-nopad",
+            "-K",
+            key.hex(),
+            "-iv",
+            iv.hex(),
+            "-provider",
+            "legacy",
+            "-provider",
+            "default",
+        ],
+        input=data,
+        capture_output=True,
+        check=False,
     )
     if proc.returncode != 0:
         pytest.skip(f"openssl legacy provider unavailable: {proc.stderr.decode()[:100]}")

@@ -75,15 +75,21 @@ def messages(draw: Any) -> bytes:
         lines = [*head, b"Content-Type: text/plain; charset=utf-8"]
     elif kind == "8bit":
         body = draw(_text).encode("latin-1", "replace").replace(b"\n", newline)
-        lines = [*head, b"Content-Type: text/plain; charset=iso-8859-1",
-                 b"Content-Transfer-Encoding: 8bit"]
+        lines = [
+            *head,
+            b"Content-Type: text/plain; charset=iso-8859-1",
+            b"Content-Transfer-Encoding: 8bit",
+        ]
     elif kind == "binary":
         import base64
 
         blob = draw(st.binary(max_size=2000))
         encoded = base64.encodebytes(blob).replace(b"\n", newline)
-        lines = [*head, b"Content-Type: application/octet-stream",
-                 b"Content-Transfer-Encoding: base64"]
+        lines = [
+            *head,
+            b"Content-Type: application/octet-stream",
+            b"Content-Transfer-Encoding: base64",
+        ]
         body = encoded
     else:
         import base64
@@ -91,14 +97,26 @@ def messages(draw: Any) -> bytes:
         text = draw(_text).encode("utf-8").replace(b"\n", newline)
         blob = base64.encodebytes(draw(st.binary(max_size=500))).replace(b"\n", newline)
         boundary = b"=_boundary_42"
-        lines = [*head, b"MIME-Version: 1.0",
-                 b'Content-Type: multipart/mixed; boundary="' + boundary + b'"']
-        body = newline.join([
-            b"--" + boundary, b"Content-Type: text/plain; charset=utf-8", b"", text,
-            b"--" + boundary, b"Content-Type: application/octet-stream",
-            b"Content-Transfer-Encoding: base64", b"", blob,
-            b"--" + boundary + b"--", b"",
-        ])
+        lines = [
+            *head,
+            b"MIME-Version: 1.0",
+            b'Content-Type: multipart/mixed; boundary="' + boundary + b'"',
+        ]
+        body = newline.join(
+            [
+                b"--" + boundary,
+                b"Content-Type: text/plain; charset=utf-8",
+                b"",
+                text,
+                b"--" + boundary,
+                b"Content-Type: application/octet-stream",
+                b"Content-Transfer-Encoding: base64",
+                b"",
+                blob,
+                b"--" + boundary + b"--",
+                b"",
+            ]
+        )
     return newline.join(lines) + newline + newline + body
 
 

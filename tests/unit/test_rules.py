@@ -63,12 +63,17 @@ def test_spec_example_loads(tmp_path: Path) -> None:
 
 
 def test_builtin_defaults(tmp_path: Path) -> None:
-    rules = load_rules(write(tmp_path, """
+    rules = load_rules(
+        write(
+            tmp_path,
+            """
 [[rule]]
 name = "r"
 recipients = ["a@example.com"]
 source = { kind = "store" }
-"""))
+""",
+        )
+    )
     rule = rules.rules[0]
     for key, value in BUILTIN_DEFAULTS.items():
         assert getattr(rule, key) == value, key
@@ -76,7 +81,10 @@ source = { kind = "store" }
 
 
 def test_defaults_table_applies_and_rules_override(tmp_path: Path) -> None:
-    rules = load_rules(write(tmp_path, """
+    rules = load_rules(
+        write(
+            tmp_path,
+            """
 [defaults]
 key_transport = "rsa-oaep"
 oaep_hash = "sha512"
@@ -94,7 +102,9 @@ recipients = ["b@example.com"]
 source = { kind = "store" }
 on_missing_cert = "tempfail"
 key_transport = "rsa"
-"""))
+""",
+        )
+    )
     one, two = rules.rules
     assert (one.key_transport, one.oaep_hash) == ("rsa-oaep", "sha512")
     assert one.on_missing_cert == "reject"
@@ -103,14 +113,19 @@ key_transport = "rsa"
 
 
 def test_pfx_source_password_file_relative(tmp_path: Path) -> None:
-    rules = load_rules(write(tmp_path, """
+    rules = load_rules(
+        write(
+            tmp_path,
+            """
 [[rule]]
 name = "p"
 recipients = ["a@example.com"]
 source = { kind = "pfx", path = "a.pfx", password_file = "secret/pw", \
 thumbprint = "ab:cd:ef:01 23 45 67 89" }
 match = "any"
-"""))
+""",
+        )
+    )
     source = rules.rules[0].source
     assert source.password_file == tmp_path / "secret" / "pw"
     assert source.thumbprint == "ABCDEF0123456789"
@@ -171,7 +186,10 @@ def test_example_address_matches_its_pattern(pattern: str) -> None:
 
 
 def test_first_match_in_file_order(tmp_path: Path) -> None:
-    rules = load_rules(write(tmp_path, """
+    rules = load_rules(
+        write(
+            tmp_path,
+            """
 [[rule]]
 name = "exact"
 recipients = ["boss@example.com"]
@@ -186,13 +204,17 @@ source = { kind = "store" }
 name = "late"
 recipients = ["boss@example.com", "x@example.org"]
 source = { kind = "store" }
-"""))
+""",
+        )
+    )
     assert rules.first_match("BOSS@example.com").name == "exact"  # type: ignore[union-attr]
     assert rules.first_match("clerk@example.com").name == "domain"  # type: ignore[union-attr]
     assert rules.first_match("x@example.org").name == "late"  # type: ignore[union-attr]
     assert rules.first_match("x@example.net") is None
-    shadowed = [(later.name, pattern, earlier.name) for later, pattern, earlier, _ in
-                shadowed_patterns(rules)]
+    shadowed = [
+        (later.name, pattern, earlier.name)
+        for later, pattern, earlier, _ in shadowed_patterns(rules)
+    ]
     assert shadowed == [("late", "boss@example.com", "exact")]
     later, pattern, earlier, cover = shadowed_patterns(rules)[0]
     assert shadow_warning(rules.where(later, "recipients"), pattern, earlier, cover) == (
@@ -213,21 +235,29 @@ source = { kind = "store" }
 BAD = {
     "unknown rule key": (RULE + 'colour = "red"\n', "r1", "colour"),
     "unknown source key": (
-        RULE.replace('{ kind = "store" }', '{ kind = "store", folder = "x" }'), "r1",
+        RULE.replace('{ kind = "store" }', '{ kind = "store", folder = "x" }'),
+        "r1",
         "source.folder",
     ),
     "unknown defaults key": ('[defaults]\nciphers = "aes256"\n' + RULE, "[defaults]", "ciphers"),
-    "unknown top-level key": ('rulez = 1\n' + RULE, None, "rulez"),
+    "unknown top-level key": ("rulez = 1\n" + RULE, None, "rulez"),
     "missing name": (RULE.replace('name = "r1"\n', ""), "rule #1", "name"),
-    "missing recipients": (RULE.replace('recipients = ["a@example.com"]\n', ""), "r1",
-                           "recipients"),
+    "missing recipients": (
+        RULE.replace('recipients = ["a@example.com"]\n', ""),
+        "r1",
+        "recipients",
+    ),
     "missing source": (RULE.replace('source = { kind = "store" }\n', ""), "r1", "source"),
-    "recipients not a list": (RULE.replace('["a@example.com"]', '"a@example.com"'), "r1",
-                              "recipients"),
+    "recipients not a list": (
+        RULE.replace('["a@example.com"]', '"a@example.com"'),
+        "r1",
+        "recipients",
+    ),
     "recipients empty": (RULE.replace('["a@example.com"]', "[]"), "r1", "recipients"),
     "recipient not a string": (RULE.replace('["a@example.com"]', "[1]"), "r1", "recipients"),
     "two addresses in one string": (
-        RULE.replace('["a@example.com"]', '["a@example.com, b@example.com"]'), "r1",
+        RULE.replace('["a@example.com"]', '["a@example.com, b@example.com"]'),
+        "r1",
         "recipients",
     ),
     "name not a string": (RULE.replace('"r1"', "7"), "rule #1", "name"),
@@ -238,31 +268,44 @@ BAD = {
     "bad policy": (RULE + 'on_missing_cert = "drop"\n', "r1", "on_missing_cert"),
     "bad match": (RULE + 'match = "subject"\n', "r1", "match"),
     "bad source kind": (RULE.replace('kind = "store"', 'kind = "ldap"'), "r1", "source.kind"),
-    "missing source kind": (RULE.replace('kind = "store"', 'store = "other"'), "r1",
-                            "source.kind"),
+    "missing source kind": (RULE.replace('kind = "store"', 'store = "other"'), "r1", "source.kind"),
     "source not a table": (RULE.replace('{ kind = "store" }', '"store"'), "r1", "source"),
-    "bad store name": (RULE.replace('kind = "store"', 'kind = "store", store = "trash"'),
-                       "r1", "source.store"),
-    "file source without path": (RULE.replace('kind = "store"', 'kind = "cer"'), "r1",
-                                 "source.path"),
+    "bad store name": (
+        RULE.replace('kind = "store"', 'kind = "store", store = "trash"'),
+        "r1",
+        "source.store",
+    ),
+    "file source without path": (
+        RULE.replace('kind = "store"', 'kind = "cer"'),
+        "r1",
+        "source.path",
+    ),
     "path on a store source": (
-        RULE.replace('kind = "store"', 'kind = "store", path = "x.cer"'), "r1", "source.path",
+        RULE.replace('kind = "store"', 'kind = "store", path = "x.cer"'),
+        "r1",
+        "source.path",
     ),
     "password on a cer source": (
-        RULE.replace('kind = "store"', 'kind = "cer", path = "x", password_env = "P"'), "r1",
+        RULE.replace('kind = "store"', 'kind = "cer", path = "x", password_env = "P"'),
+        "r1",
         "source.password_env",
     ),
     "two password sources": (
         RULE.replace(
             'kind = "store"', 'kind = "pfx", path = "x", password_env = "P", password_file = "f"'
-        ), "r1", "source.password_file",
+        ),
+        "r1",
+        "source.password_file",
     ),
-    "bad thumbprint": (RULE.replace('kind = "store"', 'kind = "store", thumbprint = "xyz"'),
-                       "r1", "source.thumbprint"),
-    "empty path": (RULE.replace('kind = "store"', 'kind = "cer", path = ""'), "r1",
-                   "source.path"),
+    "bad thumbprint": (
+        RULE.replace('kind = "store"', 'kind = "store", thumbprint = "xyz"'),
+        "r1",
+        "source.thumbprint",
+    ),
+    "empty path": (RULE.replace('kind = "store"', 'kind = "cer", path = ""'), "r1", "source.path"),
     "match any with wildcard": (
-        RULE.replace('["a@example.com"]', '["*@example.com"]') + 'match = "any"\n', "r1",
+        RULE.replace('["a@example.com"]', '["*@example.com"]') + 'match = "any"\n',
+        "r1",
         "match",
     ),
     "duplicate names": (RULE + RULE, "r1", "name"),
@@ -292,8 +335,18 @@ def test_unknown_cipher(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "cipher", ["aes128", "aes192", "aes256", "3des", "rc2-128", "rc2-64", "rc2-40",
-               "aes128-gcm", "aes256-gcm"],
+    "cipher",
+    [
+        "aes128",
+        "aes192",
+        "aes256",
+        "3des",
+        "rc2-128",
+        "rc2-64",
+        "rc2-40",
+        "aes128-gcm",
+        "aes256-gcm",
+    ],
 )
 def test_every_spec_cipher_is_accepted(tmp_path: Path, cipher: str) -> None:
     rules = load_rules(write(tmp_path, RULE + f'cipher = "{cipher}"\n'))

@@ -55,8 +55,9 @@ def test_pfx_without_password_is_refused(cli: Cli, tmp_path: Path) -> None:
     assert result.exit_code == 64, result.output
     empty = tmp_path / "empty"
     empty.write_text("\n")
-    result = cli(["gen-root", "--no-store", "--out-pfx", tmp_path / "root.pfx",
-                  "--password-file", empty])
+    result = cli(
+        ["gen-root", "--no-store", "--out-pfx", tmp_path / "root.pfx", "--password-file", empty]
+    )
     assert result.exit_code == 64, result.output
     assert not (tmp_path / "root.pfx").exists()
 
@@ -64,8 +65,9 @@ def test_pfx_without_password_is_refused(cli: Cli, tmp_path: Path) -> None:
     pw.write_text(PASSWORD.decode())
     result = cli(["gen-root", "--subject", "CN=Secret Root"])
     assert result.exit_code == 0, result.output
-    result = cli(["certs", "export", "Secret Root", "-o", tmp_path / "out.pfx",
-                  "--with-private-key"])
+    result = cli(
+        ["certs", "export", "Secret Root", "-o", tmp_path / "out.pfx", "--with-private-key"]
+    )
     assert result.exit_code == 64, result.output
     assert list(tmp_path.glob("*.pfx")) == [] and list(tmp_path.glob(".*.tmp")) == []
 
@@ -73,18 +75,51 @@ def test_pfx_without_password_is_refused(cli: Cli, tmp_path: Path) -> None:
 def test_private_key_files_and_store_are_0600(cli: Cli, tmp_path: Path) -> None:
     pw = tmp_path / "pw"
     pw.write_text(SECRET + "\n")
-    result = cli(["gen-root", "--subject", "CN=Perm Root", "--out-pfx", tmp_path / "root.pfx",
-                  "--out-key", tmp_path / "root.key", "--out-cer", tmp_path / "root.cer",
-                  "--password-file", pw])
+    result = cli(
+        [
+            "gen-root",
+            "--subject",
+            "CN=Perm Root",
+            "--out-pfx",
+            tmp_path / "root.pfx",
+            "--out-key",
+            tmp_path / "root.key",
+            "--out-cer",
+            tmp_path / "root.cer",
+            "--password-file",
+            pw,
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert _mode(tmp_path / "root.pfx") == 0o600
     assert _mode(tmp_path / "root.key") == 0o600
-    result = cli(["issue-user", "--email", "perm@example.com", "--signer", "Perm Root",
-                  "--out-pfx", tmp_path / "user.pfx", "--password-file", pw])
+    result = cli(
+        [
+            "issue-user",
+            "--email",
+            "perm@example.com",
+            "--signer",
+            "Perm Root",
+            "--out-pfx",
+            tmp_path / "user.pfx",
+            "--password-file",
+            pw,
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert _mode(tmp_path / "user.pfx") == 0o600
-    result = cli(["certs", "export", "perm@example.com", "-o", tmp_path / "again.pfx",
-                  "--with-private-key", "--password-file", pw])
+    result = cli(
+        [
+            "certs",
+            "export",
+            "perm@example.com",
+            "-o",
+            tmp_path / "again.pfx",
+            "--with-private-key",
+            "--password-file",
+            pw,
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert _mode(tmp_path / "again.pfx") == 0o600
     store = tmp_path / "store"
@@ -95,7 +130,8 @@ def test_private_key_files_and_store_are_0600(cli: Cli, tmp_path: Path) -> None:
 
 def _pkcs8(pki: Pki) -> bytes:
     return pki.alice.key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
 
@@ -118,8 +154,11 @@ def test_store_passphrase_encrypts_keys_at_rest(cli: Cli, pki: Pki, tmp_path: Pa
     assert SECRET.encode() not in raw
 
     message = tmp_path / "m.p7m"
-    message.write_bytes(EnvelopeBuilder().add_recipient(Recipient(pki.alice.cert)).encrypt(
-        b"Content-Type: text/plain\r\n\r\nat rest\r\n"))
+    message.write_bytes(
+        EnvelopeBuilder()
+        .add_recipient(Recipient(pki.alice.cert))
+        .encrypt(b"Content-Type: text/plain\r\n\r\nat rest\r\n")
+    )
     result = cli(["decrypt", message], env=env)
     assert result.exit_code == 0, result.output
     assert b"at rest" in result.stdout
@@ -139,14 +178,20 @@ def test_errors_show_no_password_or_key(cli: Cli, pki: Pki, tmp_path: Path) -> N
     pw.write_text(SECRET + "\n")
     message = tmp_path / "m.p7m"
     # AES-GCM so that the wrong key (bob) always fails, never 1 in 256 garbage.
-    message.write_bytes(EnvelopeBuilder().set_cipher("aes256-gcm").add_recipient(
-        Recipient(pki.alice.cert)).encrypt(b"Content-Type: text/plain\r\n\r\nx\r\n"))
+    message.write_bytes(
+        EnvelopeBuilder()
+        .set_cipher("aes256-gcm")
+        .add_recipient(Recipient(pki.alice.cert))
+        .encrypt(b"Content-Type: text/plain\r\n\r\nx\r\n")
+    )
     broken_key = tmp_path / "broken.key"
     broken_key.write_bytes(pki.alice.key_pem.read_bytes()[:-200] + b"\n-----END PRIVATE KEY-----\n")
     runs = [
         cli(["decrypt", message, "--key", pki.alice.pfx, "--password-file", pw]),
-        cli(["decrypt", message, "--key", pki.alice.pfx, "--password-env", "H9_PW"],
-            env={"H9_PW": SECRET}),
+        cli(
+            ["decrypt", message, "--key", pki.alice.pfx, "--password-env", "H9_PW"],
+            env={"H9_PW": SECRET},
+        ),
         cli(["certs", "import", pki.alice.pfx, "--password-file", pw]),
         cli(["decrypt", message, "--key", broken_key]),
         cli(["decrypt", message, "--key", pki.bob.key_pem]),
@@ -167,15 +212,21 @@ def test_implicit_rejection_has_no_oracle(cli: Cli, pki: Pki, tmp_path: Path) ->
 
     # AES-GCM content: a pseudo-random content key always fails the tag, so the outcome is
     # deterministic (with CBC it passes the padding check once in about 256 tries).
-    der = EnvelopeBuilder().set_cipher("aes256-gcm").add_recipient(
-        Recipient(pki.alice.cert)).encrypt(b"Content-Type: text/plain\r\n\r\noracle\r\n")
+    der = (
+        EnvelopeBuilder()
+        .set_cipher("aes256-gcm")
+        .add_recipient(Recipient(pki.alice.cert))
+        .encrypt(b"Content-Type: text/plain\r\n\r\noracle\r\n")
+    )
     info = cms.ContentInfo.load(der)
     block = info["content"]["recipient_infos"][0].chosen["encrypted_key"].native
     at = der.index(block)
     message = tmp_path / "message.p7m"
     outcomes = []
     for flip in (0, 100, len(block) - 1):
-        message.write_bytes(der[: at + flip] + bytes([der[at + flip] ^ 0x5A]) + der[at + flip + 1:])
+        message.write_bytes(
+            der[: at + flip] + bytes([der[at + flip] ^ 0x5A]) + der[at + flip + 1 :]
+        )
         outcomes.append(cli(["decrypt", message, "--key", pki.alice.key_pem]))
     message.write_bytes(der)
     outcomes.append(cli(["decrypt", message, "--key", pki.bob.key_pem]))

@@ -50,8 +50,11 @@ def test_pfx_source(pki: Pki) -> None:
 
 def test_sst_source(tmp_path: Path, pki: Pki) -> None:
     path = tmp_path / "a.sst"
-    path.write_bytes(sst.write_sst([(pki.alice.cert_der.read_bytes(), "A"),
-                                    (pki.bob.cert_der.read_bytes(), None)]))
+    path.write_bytes(
+        sst.write_sst(
+            [(pki.alice.cert_der.read_bytes(), "A"), (pki.bob.cert_der.read_bytes(), None)]
+        )
+    )
     source = SstSource(path)
     assert _thumbs(source.for_address("bob@example.com")) == [pki.bob.thumbprint]
     assert "sst" in source.describe()

@@ -30,7 +30,9 @@ def test_round_trip_keeps_order_and_friendly_names(pki: Pki) -> None:
     assert [e.friendly_name for e in elements] == ["Alice ☺", None, "Root"]
     loaded = load_certificates(data)
     assert [e.thumbprint for e in loaded] == [
-        pki.alice.thumbprint, pki.bob.thumbprint, thumbprint(pki.ca.cert)
+        pki.alice.thumbprint,
+        pki.bob.thumbprint,
+        thumbprint(pki.ca.cert),
     ]
     assert loaded[0].friendly_name == "Alice ☺" and not loaded.skipped
 

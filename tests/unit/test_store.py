@@ -227,7 +227,5 @@ def test_find_by_ski_in_a_store_written_before_method_1(store: Store, pki: Pki) 
         store._conn.execute("UPDATE certs SET ski = NULL")
     assert [c.thumbprint for c in store.find_by_ski(method_1)] == [thumbprint(cert)]
     bob_ski = pki.bob.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    assert [c.thumbprint for c in store.find_by_ski(bob_ski.value.digest)] == [
-        pki.bob.thumbprint
-    ]
+    assert [c.thumbprint for c in store.find_by_ski(bob_ski.value.digest)] == [pki.bob.thumbprint]
     assert store.find_by_ski(b"\x00" * 20) == []

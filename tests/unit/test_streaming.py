@@ -85,7 +85,10 @@ def test_encrypting_200_mb_from_a_stream_keeps_memory_flat(pki: Any) -> None:
     size = 200 * 1000 * 1000
     result = subprocess.run(
         [sys.executable, "-c", _ENCRYPT_CHILD, str(pki.alice.cert_pem), str(size)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     written, peak_kib = (int(v) for v in result.stdout.split())
@@ -108,15 +111,40 @@ def test_decrypting_a_big_ber_stream_keeps_memory_flat(pki: Any, tmp_path: Path)
     sealed = tmp_path / "sealed.eml"
     # -stream: BER, indefinite lengths and a constructed OCTET STRING (what NSS writes too).
     subprocess.run(
-        [tool, "cms", "-encrypt", "-stream", "-binary", "-aes256", "-in", str(plain),
-         "-out", str(sealed), str(pki.alice.cert_pem)],
-        check=True, capture_output=True, timeout=120,
+        [
+            tool,
+            "cms",
+            "-encrypt",
+            "-stream",
+            "-binary",
+            "-aes256",
+            "-in",
+            str(plain),
+            "-out",
+            str(sealed),
+            str(pki.alice.cert_pem),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     out = tmp_path / "out.eml"
     result = subprocess.run(
-        [sys.executable, "-c", _MAIN_CHILD, "decrypt", str(sealed), "--key",
-         str(pki.alice.key_pem), "-o", str(out)],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-c",
+            _MAIN_CHILD,
+            "decrypt",
+            str(sealed),
+            "--key",
+            str(pki.alice.key_pem),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     status, peak_kib = (int(v) for v in result.stdout.split())

@@ -78,8 +78,7 @@ def test_cipher_thread_stops_when_the_writer_fails() -> None:
     assert _threads() == set()
 
 
-def test_write_behind_syncs_a_growing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
+def test_write_behind_syncs_a_growing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
     real = os.fdatasync
 
@@ -109,8 +108,10 @@ def test_a_disk_error_in_the_write_behind_thread_fails_the_output(
     monkeypatch.setattr(files._WriteBehind, "STEP", 1)
     monkeypatch.setattr(files.os, "fdatasync", broken)
     target = tmp_path / "out.bin"
-    with pytest.raises(IOFailedError, match="I/O error writing"), \
-            files.atomic_output(target) as handle:
+    with (
+        pytest.raises(IOFailedError, match="I/O error writing"),
+        files.atomic_output(target) as handle,
+    ):
         handle.write(b"z" * 4096)
         handle.flush()
         threading.Event().wait(0.1)  # the thread polls every 10 ms

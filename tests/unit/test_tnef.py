@@ -30,8 +30,11 @@ PT_I4, PT_BOOL, PT_STRING8, PT_UNICODE, PT_BINARY, PT_OBJECT = 3, 0xB, 0x1E, 0x1
 
 def attribute(level: int, attr_id: int, attr_type: int, data: bytes, *, bad: bool = False) -> bytes:
     checksum = (sum(data) + (1 if bad else 0)) & 0xFFFF
-    return (struct.pack("<BII", level, (attr_type << 16) | attr_id, len(data)) + data
-            + struct.pack("<H", checksum))
+    return (
+        struct.pack("<BII", level, (attr_type << 16) | attr_id, len(data))
+        + data
+        + struct.pack("<H", checksum)
+    )
 
 
 def mapi(*props: tuple[int, int, object]) -> bytes:
@@ -56,20 +59,34 @@ def mapi(*props: tuple[int, int, object]) -> bytes:
     return b"".join(out)
 
 
-def tnef(message_props: bytes = b"", attachments: list[bytes] | None = None,
-         message_class: str = "IPM.Microsoft Mail.Note", *, codepage: int = 1252) -> bytes:
-    parts = [struct.pack("<IH", TNEF_SIGNATURE, 0x1234),
-             attribute(1, 0x9006, 0x8, struct.pack("<I", 0x10000)),
-             attribute(1, 0x9007, 0xB, struct.pack("<II", codepage, 0)),
-             attribute(1, 0x8008, 0x7, message_class.encode() + b"\0")]
+def tnef(
+    message_props: bytes = b"",
+    attachments: list[bytes] | None = None,
+    message_class: str = "IPM.Microsoft Mail.Note",
+    *,
+    codepage: int = 1252,
+) -> bytes:
+    parts = [
+        struct.pack("<IH", TNEF_SIGNATURE, 0x1234),
+        attribute(1, 0x9006, 0x8, struct.pack("<I", 0x10000)),
+        attribute(1, 0x9007, 0xB, struct.pack("<II", codepage, 0)),
+        attribute(1, 0x8008, 0x7, message_class.encode() + b"\0"),
+    ]
     if message_props:
         parts.append(attribute(1, 0x9003, 0x6, message_props))
     parts.extend(attachments or [])
     return b"".join(parts)
 
 
-def attachment(name: str, data: bytes, *, mime: str | None = None, cid: str | None = None,
-               short: str = "ATTACH~1.DAT", legacy_data: bool = True) -> bytes:
+def attachment(
+    name: str,
+    data: bytes,
+    *,
+    mime: str | None = None,
+    cid: str | None = None,
+    short: str = "ATTACH~1.DAT",
+    legacy_data: bool = True,
+) -> bytes:
     props: list[tuple[int, int, object]] = [(PT_I4, 0x3705, 1), (PT_UNICODE, 0x3707, name)]
     if mime:
         props.append((PT_STRING8, 0x370E, mime))
@@ -77,24 +94,43 @@ def attachment(name: str, data: bytes, *, mime: str | None = None, cid: str | No
         props.append((PT_STRING8, 0x3712, cid))
     if not legacy_data:
         props.append((PT_BINARY, 0x3701, data))
-    out = [attribute(2, 0x9002, 0x6, b"\x01\x00\xff\xff\xff\xff" + b"\0" * 8),
-           attribute(2, 0x8010, 0x1, short.encode() + b"\0")]
+    out = [
+        attribute(2, 0x9002, 0x6, b"\x01\x00\xff\xff\xff\xff" + b"\0" * 8),
+        attribute(2, 0x8010, 0x1, short.encode() + b"\0"),
+    ]
     if legacy_data:
         out.append(attribute(2, 0x800F, 0x6, data))
     out.append(attribute(2, 0x9005, 0x6, mapi(*props)))
     return b"".join(out)
 
 
-def wrap(stream: bytes, *, eol: bytes = b"\r\n", ctype: bytes = b"application/ms-tnef",
-         name: bytes = b"winmail.dat") -> bytes:
+def wrap(
+    stream: bytes,
+    *,
+    eol: bytes = b"\r\n",
+    ctype: bytes = b"application/ms-tnef",
+    name: bytes = b"winmail.dat",
+) -> bytes:
     """A message: a text part, then the TNEF stream as a base64 part."""
     b64 = base64.encodebytes(stream).replace(b"\n", eol)
-    head = [b"From: a@example.com", b"To: b@example.com", b"Subject: tnef", b"MIME-Version: 1.0",
-            b'Content-Type: multipart/mixed; boundary="XX"', b"", b"preamble stays", b"--XX",
-            b"Content-Type: text/plain; charset=us-ascii", b"", b"outer text", b"--XX",
-            b'Content-Type: ' + ctype + b'; name="' + name + b'"',
-            b"Content-Transfer-Encoding: base64",
-            b'Content-Disposition: attachment; filename="' + name + b'"', b""]
+    head = [
+        b"From: a@example.com",
+        b"To: b@example.com",
+        b"Subject: tnef",
+        b"MIME-Version: 1.0",
+        b'Content-Type: multipart/mixed; boundary="XX"',
+        b"",
+        b"preamble stays",
+        b"--XX",
+        b"Content-Type: text/plain; charset=us-ascii",
+        b"",
+        b"outer text",
+        b"--XX",
+        b"Content-Type: " + ctype + b'; name="' + name + b'"',
+        b"Content-Transfer-Encoding: base64",
+        b'Content-Disposition: attachment; filename="' + name + b'"',
+        b"",
+    ]
     return eol.join(head) + eol + b64 + b"--XX--" + eol + b"epilogue stays" + eol
 
 
@@ -123,8 +159,13 @@ NOTE_PROPS = mapi((PT_STRING8, 0x1000, "Hello from Outlook\r\nsecond line\r\n"))
 
 def test_plain_body_and_attachments_come_out_as_mime() -> None:
     pdf = b"%PDF-1.4 fake\x00\x00"  # trailing NULs must survive (tnefparse strips them)
-    stream = tnef(NOTE_PROPS, [attachment("report.pdf", pdf, mime="application/pdf"),
-                               attachment("notes.txt", b"abc\r\n", legacy_data=False)])
+    stream = tnef(
+        NOTE_PROPS,
+        [
+            attachment("report.pdf", pdf, mime="application/pdf"),
+            attachment("notes.txt", b"abc\r\n", legacy_data=False),
+        ],
+    )
     result = convert_message(wrap(stream))
     assert result.converted == 1, result.warnings
     assert result.warnings == []
@@ -142,7 +183,7 @@ def test_plain_body_and_attachments_come_out_as_mime() -> None:
 def test_other_parts_are_copied_byte_for_byte() -> None:
     source = wrap(tnef(NOTE_PROPS, [attachment("a.bin", b"x")]))
     result = convert_message(source)
-    tnef_start = source.index(b'Content-Type: application/ms-tnef')
+    tnef_start = source.index(b"Content-Type: application/ms-tnef")
     assert result.data[:tnef_start] == source[:tnef_start]
     tail = b"\r\n--XX--\r\nepilogue stays\r\n"
     assert source.endswith(tail) and result.data.endswith(tail)
@@ -208,14 +249,25 @@ def test_inline_image_referenced_by_cid_goes_into_related() -> None:
 
 
 def test_embedded_message_becomes_message_rfc822() -> None:
-    inner = tnef(mapi((PT_UNICODE, 0x0037, "Inner subject é"), (PT_STRING8, 0x1000, "inner body"),
-                      (PT_STRING8, 0x0C1A, "Carol"), (PT_STRING8, 0x0C1F, "carol@example.com")),
-                 [attachment("deep.txt", b"deep data")], message_class="IPM.Note")
-    props: list[tuple[int, int, object]] = [(PT_I4, 0x3705, 5), (PT_OBJECT, 0x3701,
-                                                                 IID_IMESSAGE + inner)]
-    embedded = (attribute(2, 0x9002, 0x6, b"\x01\x00" + b"\0" * 12)
-                + attribute(2, 0x8010, 0x1, b"Forwarded\0")
-                + attribute(2, 0x9005, 0x6, mapi(*props)))
+    inner = tnef(
+        mapi(
+            (PT_UNICODE, 0x0037, "Inner subject é"),
+            (PT_STRING8, 0x1000, "inner body"),
+            (PT_STRING8, 0x0C1A, "Carol"),
+            (PT_STRING8, 0x0C1F, "carol@example.com"),
+        ),
+        [attachment("deep.txt", b"deep data")],
+        message_class="IPM.Note",
+    )
+    props: list[tuple[int, int, object]] = [
+        (PT_I4, 0x3705, 5),
+        (PT_OBJECT, 0x3701, IID_IMESSAGE + inner),
+    ]
+    embedded = (
+        attribute(2, 0x9002, 0x6, b"\x01\x00" + b"\0" * 12)
+        + attribute(2, 0x8010, 0x1, b"Forwarded\0")
+        + attribute(2, 0x9005, 0x6, mapi(*props))
+    )
     result = convert_message(wrap(tnef(NOTE_PROPS, [embedded])))
     assert result.converted == 1, result.warnings
     message = parse(result.data)
@@ -230,9 +282,10 @@ def test_embedded_message_becomes_message_rfc822() -> None:
 
 def test_top_level_tnef_message_keeps_its_headers() -> None:
     stream = tnef(NOTE_PROPS, [attachment("a.bin", b"123")])
-    source = (b"Received: by mx\nFrom: a@example.com\nContent-Type: application/ms-tnef\n"
-              b"Subject: top\nContent-Transfer-Encoding: base64\n\n"
-              + base64.encodebytes(stream))
+    source = (
+        b"Received: by mx\nFrom: a@example.com\nContent-Type: application/ms-tnef\n"
+        b"Subject: top\nContent-Transfer-Encoding: base64\n\n" + base64.encodebytes(stream)
+    )
     result = convert_message(source)
     assert result.converted == 1
     head = result.data.split(b"\n\n", 1)[0]
@@ -250,8 +303,9 @@ def test_octet_stream_named_winmail_dat_is_converted() -> None:
 
 def test_tnef_inside_forwarded_message_is_converted() -> None:
     inner = wrap(tnef(NOTE_PROPS, [attachment("a.bin", b"z")]))
-    source = (b"From: x@example.com\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n"
-              + inner)
+    source = (
+        b"From: x@example.com\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n" + inner
+    )
     result = convert_message(source)
     assert result.converted == 1
     assert result.data.startswith(b"From: x@example.com\r\nMIME-Version: 1.0\r\n")
@@ -260,9 +314,14 @@ def test_tnef_inside_forwarded_message_is_converted() -> None:
 def test_two_tnef_parts_are_both_converted() -> None:
     one = wrap(tnef(NOTE_PROPS, [attachment("one.bin", b"1")]))
     two = wrap(tnef(NOTE_PROPS, [attachment("two.bin", b"2")]))
-    source = (b"From: x@example.com\r\nContent-Type: multipart/mixed; boundary=OUT\r\n\r\n"
-              b"--OUT\r\nContent-Type: message/rfc822\r\n\r\n" + one
-              + b"\r\n--OUT\r\nContent-Type: message/rfc822\r\n\r\n" + two + b"\r\n--OUT--\r\n")
+    source = (
+        b"From: x@example.com\r\nContent-Type: multipart/mixed; boundary=OUT\r\n\r\n"
+        b"--OUT\r\nContent-Type: message/rfc822\r\n\r\n"
+        + one
+        + b"\r\n--OUT\r\nContent-Type: message/rfc822\r\n\r\n"
+        + two
+        + b"\r\n--OUT--\r\n"
+    )
     result = convert_message(source)
     assert result.converted == 2
     names = [p.get_filename() for p in leaves(parse(result.data))]
@@ -310,8 +369,9 @@ def test_meeting_request_is_kept(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_mapi_message_class_overrides_the_legacy_one(caplog: pytest.LogCaptureFixture) -> None:
-    props = mapi((PT_STRING8, 0x1000, "When: tomorrow"),
-                 (PT_STRING8, 0x001A, "IPM.Schedule.Meeting.Request"))
+    props = mapi(
+        (PT_STRING8, 0x1000, "When: tomorrow"), (PT_STRING8, 0x001A, "IPM.Schedule.Meeting.Request")
+    )
     assert_kept(wrap(tnef(props)), caplog, "IPM.Schedule.Meeting.Request")
 
 
@@ -384,8 +444,9 @@ def test_random_bytes_never_crash_or_lose_content(noise: bytes, with_signature: 
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1,
-                max_size=4))
+@given(
+    st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=4)
+)
 def test_mutated_tnef_never_crashes(edits: list[tuple[int, int]]) -> None:
     stream = bytearray(VALID)
     for offset, value in edits:
@@ -401,14 +462,17 @@ def test_encrypt_converts_an_octet_stream_winmail_dat(pki) -> None:
     from smimecli.decrypt import decrypt_message
     from smimecli.encrypt import encrypt_message
 
-    source = wrap(tnef(NOTE_PROPS, [attachment("report.pdf", b"%PDF-1.4 data")]),
-                  ctype=b"application/octet-stream")
+    source = wrap(
+        tnef(NOTE_PROPS, [attachment("report.pdf", b"%PDF-1.4 data")]),
+        ctype=b"application/octet-stream",
+    )
     assert b"ms-tnef" not in source
     encrypted = io.BytesIO()
     outcome = encrypt_message(source, encrypted, [Recipient(pki.alice.cert)])
     assert outcome.tnef_converted == 1
     plain = io.BytesIO()
-    decrypt_message(io.BytesIO(encrypted.getvalue()), plain,
-                    KeyIdentity(pki.alice.key, pki.alice.cert))
+    decrypt_message(
+        io.BytesIO(encrypted.getvalue()), plain, KeyIdentity(pki.alice.key, pki.alice.cert)
+    )
     names = [part.get_filename() for part in leaves(parse(plain.getvalue()))]
     assert "report.pdf" in names and "winmail.dat" not in names

@@ -95,7 +95,10 @@ def test_signed_only_is_an_error(pki, detached) -> None:
     assert out.getvalue() == b""
     report = inspect_message(io.BytesIO(msg))
     assert (report.content_type, report.signature_layers, report.recipients) == (
-        "signed-data", 1, [])
+        "signed-data",
+        1,
+        [],
+    )
 
 
 def test_wrong_key_inside_a_signature_is_still_auth_error(pki) -> None:
@@ -130,7 +133,8 @@ def test_broken_multipart_signed_is_data_error(pki, body) -> None:
 
 def test_detached_signed_data_without_content_is_data_error(pki) -> None:
     der = (
-        pkcs7.PKCS7SignatureBuilder().set_data(b"x")
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(b"x")
         .add_signer(pki.alice.cert, pki.alice.key, hashes.SHA256())
         .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature])
     )
@@ -143,8 +147,10 @@ def test_first_part_across_small_blocks(monkeypatch, block) -> None:
     # Boundaries split across reads, a longer boundary that starts with ours, CRLF before
     # the delimiter belonging to the delimiter (RFC 2046 5.1.1).
     monkeypatch.setattr(unsign, "_BLOCK", block)
-    body = (b"preamble\r\n--b\r\nContent-Type: text/plain\r\n\r\nline\r\n--bb not it\r\n"
-            b"\r\n--b  \r\nsignature\r\n--b--\r\n")
+    body = (
+        b"preamble\r\n--b\r\nContent-Type: text/plain\r\n\r\nline\r\n--bb not it\r\n"
+        b"\r\n--b  \r\nsignature\r\n--b--\r\n"
+    )
     stream, _layer = unsign.multipart_signed_content("b", io.BytesIO(body), "test")
     assert stream.read() == b"Content-Type: text/plain\r\n\r\nline\r\n--bb not it\r\n"
     stream = unsign.multipart_signed_content("b", io.BytesIO(body), "test")[0]

@@ -19,12 +19,14 @@ def test_good_certificates_have_no_problems(pki: Pki) -> None:
 
 
 def test_expired_and_not_yet_valid(pki: Pki) -> None:
-    old = pki.ca.issue("H3 Old", "old@example.com",
-                       not_before=dt.datetime(2023, 1, 1, tzinfo=dt.UTC),
-                       not_after=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    old = pki.ca.issue(
+        "H3 Old",
+        "old@example.com",
+        not_before=dt.datetime(2023, 1, 1, tzinfo=dt.UTC),
+        not_after=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    )
     assert problems(old.cert) == ["expired 2024-01-01"]
-    future = pki.ca.issue("H3 Future", "future@example.com",
-                          not_before=NOW + dt.timedelta(days=3))
+    future = pki.ca.issue("H3 Future", "future@example.com", not_before=NOW + dt.timedelta(days=3))
     assert problems(future.cert)[0].startswith("not yet valid")
     assert problems(future.cert, at=NOW + dt.timedelta(days=5)) == []
 
@@ -75,9 +77,13 @@ def test_unsupported_key_type() -> None:
     key = dsa.generate_private_key(2048)
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "dsa")])
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
     assert problems(cert) == ["unsupported key type DSA"]
@@ -102,9 +108,12 @@ def test_trust_through_intermediate(tmp_path_factory: pytest.TempPathFactory) ->
     # Re-sign the intermediate's certificate by the root.
     mid.cert = (
         x509.CertificateBuilder()
-        .subject_name(mid.cert.subject).issuer_name(root.cert.subject)
-        .public_key(mid.key.public_key()).serial_number(7)
-        .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=9))
+        .subject_name(mid.cert.subject)
+        .issuer_name(root.cert.subject)
+        .public_key(mid.key.public_key())
+        .serial_number(7)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=9))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(root.key, hashes.SHA256())
     )
@@ -133,9 +142,12 @@ def test_issued_by_is_cached_but_validity_is_not(
     mid = TestCA(tmp_path_factory.mktemp("mid"), cn="Cache Mid")
     mid.cert = (
         x509.CertificateBuilder()
-        .subject_name(mid.cert.subject).issuer_name(root.cert.subject)
-        .public_key(mid.key.public_key()).serial_number(8)
-        .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=9))
+        .subject_name(mid.cert.subject)
+        .issuer_name(root.cert.subject)
+        .public_key(mid.key.public_key())
+        .serial_number(8)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=9))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(root.key, hashes.SHA256())
     )
