@@ -15,6 +15,7 @@ shows ``CN = SMIME Tester 2048, emailAddress = test@example.net`` for the lab su
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -319,18 +320,64 @@ def _check_hash(name: str) -> SignatureHash:
         raise UsageError(f"unknown --hash {name!r} (use {', '.join(HASHES)})") from None
 
 
-def _validity(days: int, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    """notBefore 10 minutes back (clock skew), notAfter ``days`` from now."""
+def parse_date(text: str, option: str) -> dt.datetime:
+    """Read an ISO 8601 date (``2030-01-31``, midnight) or date-time, in UTC.
+
+    A date-time without an offset is UTC; one with an offset is converted to UTC.
+
+    Raises:
+        UsageError: the text is not an ISO 8601 date or date-time (exit 64).
+    """
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        if len(value) == 10:
+            moment = dt.datetime.combine(dt.date.fromisoformat(value), dt.time())
+        else:
+            moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r} is not an ISO 8601 date or date-time "
+            "(write 2030-01-31 or 2030-01-31T12:00:00Z; times are UTC)"
+        ) from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
+
+
+def _validity(
+    days: int,
+    now: dt.datetime,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> tuple[dt.datetime, dt.datetime]:
+    """notBefore 10 minutes back (clock skew), notAfter ``days`` from now.
+
+    ``not_before`` / ``not_after`` (``--not-before`` / ``--not-after``) replace either end;
+    with only ``--not-before``, ``days`` count from it.
+    """
     if days <= 0:
         raise UsageError(f"--days must be at least 1 (got {days})")
-    try:
-        not_after = now + dt.timedelta(days=days)
-    except OverflowError:
-        not_after = None
-    # RFC 5280 section 4.1.2.5: GeneralizedTime ends with the year 9999.
-    if not_after is None or not_after.year > 9999:
-        raise UsageError(f"--days {days} reaches beyond the year 9999")
-    return now - BACKDATE, not_after
+    start = now - BACKDATE if not_before is None else not_before
+    if not_after is None:
+        try:
+            end: dt.datetime | None = (now if not_before is None else not_before) + dt.timedelta(
+                days=days
+            )
+        except OverflowError:
+            end = None
+        # RFC 5280 section 4.1.2.5: GeneralizedTime ends with the year 9999.
+        if end is None or end.year > 9999:
+            raise UsageError(f"--days {days} reaches beyond the year 9999")
+    else:
+        end = not_after
+    if end <= start:
+        raise UsageError(
+            f"--not-after {end:%Y-%m-%dT%H:%M:%SZ} must lie after "
+            f"--not-before {start:%Y-%m-%dT%H:%M:%SZ}"
+        )
+    return start, end
 
 
 def random_serial() -> int:
@@ -363,10 +410,13 @@ def _check_email(email: str) -> None:
 
 @dataclass(frozen=True)
 class Issued:
-    """A new certificate with its private key and the CA certificates above it."""
+    """A new certificate with its private key and the CA certificates above it.
+
+    ``key`` is None for a certificate issued for a CSR: its key stays with the requester.
+    """
 
     cert: x509.Certificate
-    key: PrivateKey
+    key: PrivateKey | None
     chain: tuple[x509.Certificate, ...] = ()
 
     @property
@@ -422,6 +472,54 @@ class Signer:
 
 # --- building -----------------------------------------------------------------------------
 
+PROFILES: Final = ("powershell", "strict")
+# CA/Browser Forum S/MIME Baseline Requirements 7.1.6.1: mailbox-validated, strict.
+MAILBOX_STRICT_OID: Final = ObjectIdentifier("2.23.140.1.5.1.3")
+# S/MIME BR 6.3.2: a strict certificate's validity period is at most 825 days.
+STRICT_MAX_DAYS: Final = 825
+DEFAULT_CA_SUBJECT: Final = "CN=Test Intermediate CA V1"
+DEFAULT_CA_KEY_USAGE: Final = "CertSign,CRLSign,DigitalSignature"
+DEFAULT_CA_DAYS: Final = 3650
+DEFAULT_CRL_DAYS: Final = 30
+
+
+def _check_crl_url(url: str | None) -> None:
+    if url is not None and not (url.startswith(("http://", "https://")) and url.isascii()):
+        raise UsageError(f"--crl-url {url!r} must be an http:// or https:// URL")
+
+
+def _crl_distribution_points(url: str) -> x509.CRLDistributionPoints:
+    """RFC 5280 section 4.2.1.13: one distribution point with a full URI name."""
+    return x509.CRLDistributionPoints(
+        [
+            x509.DistributionPoint(
+                full_name=[x509.UniformResourceIdentifier(url)],
+                relative_name=None,
+                reasons=None,
+                crl_issuer=None,
+            )
+        ]
+    )
+
+
+def _authority_key_identifier(signer: Signer) -> x509.AuthorityKeyIdentifier:
+    """The issuer's SKI when it has one, else one computed from its key (RFC 5280 4.2.1.1)."""
+    try:
+        issuer_ski = signer.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski.value)
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.key.public_key())
+
+
+def _warn_outlives(not_after: dt.datetime, signer: Signer) -> None:
+    if not_after > signer.cert.not_valid_after_utc:
+        log.warning(
+            "the new certificate (until %s) outlives its issuer (until %s); "
+            "clients stop trusting it when the issuer expires",
+            not_after.date(),
+            signer.cert.not_valid_after_utc.date(),
+        )
+
 
 @dataclass(frozen=True)
 class RootSpec:
@@ -432,13 +530,15 @@ class RootSpec:
     hash: str = "sha256"
     days: int = DEFAULT_ROOT_DAYS
     key_usage: str = DEFAULT_ROOT_KEY_USAGE
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
 
     def validate(self, now: dt.datetime) -> tuple[x509.Name, x509.KeyUsage | None]:
         """Check the options; return the parsed subject and key usage."""
         name = parse_subject(self.subject)
         self.key.validate()
         _check_hash(self.hash)
-        _validity(self.days, now)
+        _validity(self.days, now, self.not_before, self.not_after)
         return name, parse_key_usage(self.key_usage)
 
 
@@ -450,7 +550,7 @@ def make_root(spec: RootSpec, *, now: dt.datetime | None = None) -> Issued:
     """
     now = now or dt.datetime.now(dt.UTC)
     name, usage = spec.validate(now)
-    not_before, not_after = _validity(spec.days, now)
+    not_before, not_after = _validity(spec.days, now, spec.not_before, spec.not_after)
     key = spec.key.generate()
     builder = (
         x509.CertificateBuilder()
@@ -469,6 +569,63 @@ def make_root(spec: RootSpec, *, now: dt.datetime | None = None) -> Issued:
     )
     cert = builder.sign(key, _check_hash(spec.hash))
     return Issued(cert, key)
+
+
+@dataclass(frozen=True)
+class CASpec:
+    """What ``gen-ca`` builds: an intermediate CA signed by a CA of the store."""
+
+    subject: str = DEFAULT_CA_SUBJECT
+    key: KeySpec = field(default_factory=KeySpec)
+    hash: str = "sha256"
+    days: int = DEFAULT_CA_DAYS
+    key_usage: str = DEFAULT_CA_KEY_USAGE
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    crl_url: str | None = None
+
+    def validate(self, now: dt.datetime) -> tuple[x509.Name, x509.KeyUsage]:
+        """Check the options; return the parsed subject and key usage (with keyCertSign)."""
+        name = parse_subject(self.subject)
+        self.key.validate()
+        _check_hash(self.hash)
+        _validity(self.days, now, self.not_before, self.not_after)
+        _check_crl_url(self.crl_url)
+        usage = parse_key_usage(self.key_usage)
+        if usage is None or not usage.key_cert_sign:
+            raise UsageError("--key-usage of a CA must include CertSign")
+        return name, usage
+
+
+def make_ca(spec: CASpec, signer: Signer, *, now: dt.datetime | None = None) -> Issued:
+    """Build an intermediate CA certificate with a new key, signed by ``signer``.
+
+    Extensions (RFC 5280 section 4.2.1): basicConstraints CA:TRUE with pathLenConstraint 0
+    (critical; it issues end-entity certificates only), keyUsage (critical), SKI, AKI, and
+    the CRL distribution point of its issuer's CRL when ``crl_url`` is given.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    name, usage = spec.validate(now)
+    not_before, not_after = _validity(spec.days, now, spec.not_before, spec.not_after)
+    _warn_outlives(not_after, signer)
+    key = spec.key.generate()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(signer.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(random_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(_authority_key_identifier(signer), critical=False)
+    )
+    if spec.crl_url is not None:
+        builder = builder.add_extension(_crl_distribution_points(spec.crl_url), critical=False)
+    cert = builder.sign(signer.key, _check_hash(spec.hash))
+    return Issued(cert, key, (signer.cert, *signer.chain))
 
 
 def smime_capabilities_der() -> bytes:
@@ -499,85 +656,209 @@ def _utf8_der(text: str) -> bytes:
     return data
 
 
+def load_csr(data: bytes, source: str) -> x509.CertificateSigningRequest:
+    """Read a PKCS#10 request (PEM or DER) and check its self-signature (RFC 2986).
+
+    Raises:
+        DataError: not a CSR, a bad signature, or a key that cannot be an S/MIME key (65).
+    """
+    try:
+        if b"-----BEGIN" in data:
+            csr = x509.load_pem_x509_csr(data)
+        else:
+            csr = x509.load_der_x509_csr(data)
+    except ValueError:
+        raise DataError(
+            f"{source} is not a PKCS#10 certificate request (PEM or DER); "
+            "create one with 'openssl req -new'"
+        ) from None
+    try:
+        valid = csr.is_signature_valid
+        public = csr.public_key()
+    except Exception as exc:  # unsupported algorithms raise several types
+        raise DataError(f"{source}: cannot check the request's signature ({exc})") from None
+    if not valid:
+        raise DataError(f"{source}: the request's signature does not verify (altered request?)")
+    if isinstance(public, rsa.RSAPublicKey):
+        if public.key_size < RSA_MIN_BITS:
+            raise DataError(
+                f"{source}: an RSA key of {public.key_size} bits is too short "
+                f"(at least {RSA_MIN_BITS})"
+            )
+    elif not isinstance(public, ec.EllipticCurvePublicKey):
+        raise DataError(f"{source}: only RSA and EC keys can be S/MIME keys")
+    return csr
+
+
+def csr_emails(csr: x509.CertificateSigningRequest) -> list[str]:
+    """The addresses a request asks for: SAN rfc822Names, then subject emailAddress."""
+    found: list[str] = []
+    with contextlib.suppress(x509.ExtensionNotFound):
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        found.extend(san.get_values_for_type(x509.RFC822Name))
+    for attribute in csr.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
+        found.append(str(attribute.value))
+    return _unique(found)
+
+
+def _unique(addresses: list[str]) -> list[str]:
+    seen: set[str] = set()
+    kept: list[str] = []
+    for address in addresses:
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            kept.append(address)
+    return kept
+
+
+# S/MIME BR 7.1.4.2.2: a mailbox-validated subject holds only these attributes.
+_STRICT_SUBJECT: Final = {NameOID.COMMON_NAME, NameOID.EMAIL_ADDRESS, NameOID.SERIAL_NUMBER}
+
+
 @dataclass(frozen=True)
 class UserSpec:
     """What ``issue-user`` builds; validate() checks every option before any key exists.
 
-    ``subject`` None means ``E=<email>,CN=<email>`` (CN the local part when the address is
-    longer than the 64 characters a CN may hold).
+    ``subject`` None means the CSR's subject when there is one, else
+    ``E=<email>,CN=<email>`` (CN the local part when the address is longer than the 64
+    characters a CN may hold). ``email`` may be None with a ``csr`` naming addresses.
     """
 
-    email: str
+    email: str | None
     subject: str | None = None
     upn: str | None = None
     key: KeySpec = field(default_factory=KeySpec)
     hash: str = "sha256"
     days: int = DEFAULT_USER_DAYS
     smime_capabilities: bool = True
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    profile: str = "powershell"
+    crl_url: str | None = None
+    csr: x509.CertificateSigningRequest | None = None
+
+    def emails(self) -> list[str]:
+        """The addresses for the SAN: --email first, then those the CSR asks for."""
+        given = [self.email] if self.email is not None else []
+        return _unique(given + (csr_emails(self.csr) if self.csr is not None else []))
 
     def subject_text(self) -> str:
         """The subject string to use, the default filled in."""
         if self.subject is not None:
             return self.subject
-        # RFC 5280 appendix A.1: ub-common-name is 64 characters.
-        common_name = self.email if len(self.email) <= 64 else self.email.split("@")[0][:64]
-        return f"E={_quote(self.email)},CN={_quote(common_name)}"
+        if self.csr is not None and len(self.csr.subject):
+            return format_subject(self.csr.subject)
+        emails = self.emails()
+        email = emails[0] if emails else ""
+        # RFC 5280 appendix A.1: ub-common-name is 64 characters. A strict subject's CN
+        # must be a mailbox address (S/MIME BR 7.1.4.2.2), so there it is left out.
+        if len(email) > 64 and self.profile == "strict":
+            return f"E={_quote(email)}"
+        common_name = email if len(email) <= 64 else email.split("@")[0][:64]
+        return f"E={_quote(email)},CN={_quote(common_name)}"
 
-    def validate(self, now: dt.datetime) -> x509.Name:
-        """Check the options; return the parsed subject."""
-        _check_email(self.email)
-        name = parse_subject(self.subject_text())
+    def validate(self, now: dt.datetime) -> tuple[x509.Name, list[str]]:
+        """Check the options; return the parsed subject and the SAN addresses."""
+        if self.profile not in PROFILES:
+            raise UsageError(f"unknown --profile {self.profile!r} (use {', '.join(PROFILES)})")
+        emails = self.emails()
+        if not emails:
+            raise UsageError("give --email ADDR (the request names no mail address)")
+        for email in emails:
+            _check_email(email)
+        if self.csr is not None and self.subject is None and len(self.csr.subject):
+            name = self.csr.subject
+        else:
+            name = parse_subject(self.subject_text())
         if self.upn is not None and not self.upn.strip():
             raise UsageError("--upn is empty")
-        self.key.validate()
+        if self.csr is None:
+            self.key.validate()
         _check_hash(self.hash)
-        _validity(self.days, now)
-        return name
+        not_before, not_after = _validity(self.days, now, self.not_before, self.not_after)
+        _check_crl_url(self.crl_url)
+        if self.profile == "strict":
+            emails = self._check_strict(name, emails, not_after - not_before)
+        return name, emails
+
+    def _check_strict(self, name: x509.Name, emails: list[str], period: dt.timedelta) -> list[str]:
+        """S/MIME Baseline Requirements, mailbox-validated strict: return the SAN list."""
+        if self.upn is not None:
+            raise UsageError(
+                "--profile strict allows mail addresses only in the subjectAltName: leave out --upn"
+            )
+        for attribute in name:
+            if attribute.oid not in _STRICT_SUBJECT:
+                label = _NAME_LABELS.get(attribute.oid, attribute.oid.dotted_string)
+                raise UsageError(
+                    f"--profile strict (mailbox-validated) allows only CN, E and "
+                    f"SERIALNUMBER in the subject, not {label}"
+                )
+        for attribute in name.get_attributes_for_oid(NameOID.COMMON_NAME):
+            if "@" not in str(attribute.value):
+                raise UsageError(
+                    f"--profile strict needs the subject CN to be a mail address "
+                    f"(got {attribute.value!r})"
+                )
+        # BR 7.1.4.2.1: every address in the subject appears in the subjectAltName.
+        in_subject = [
+            str(a.value) for a in name if a.oid in (NameOID.EMAIL_ADDRESS, NameOID.COMMON_NAME)
+        ]
+        for email in in_subject:
+            _check_email(email)
+        # BR 6.3.2 counts notBefore to notAfter inclusive, so the period stays under 825 days.
+        if period >= dt.timedelta(days=STRICT_MAX_DAYS):
+            raise UsageError(
+                f"--profile strict allows a validity under {STRICT_MAX_DAYS} days "
+                "(notBefore lies 10 minutes back: use --days 824 or less)"
+            )
+        return _unique(emails + in_subject)
 
 
 def issue_user(spec: UserSpec, signer: Signer, *, now: dt.datetime | None = None) -> Issued:
-    """Issue an S/MIME user certificate with a new key, signed by ``signer``.
+    """Issue an S/MIME user certificate, signed by ``signer``.
 
-    Profile (RFC 8550 section 4.4, RFC 5280 section 4.2.1): basicConstraints CA:FALSE
-    (critical), keyUsage digitalSignature + keyEncipherment for RSA (key transport) or
-    digitalSignature + keyAgreement for EC (ECDH, RFC 5753), critical as RFC 5280 4.2.1.3
+    The key is new, or the public key of ``spec.csr`` (then the result has no private key).
+
+    Profile ``powershell`` (RFC 8550 section 4.4, RFC 5280 section 4.2.1): basicConstraints
+    CA:FALSE (critical), keyUsage digitalSignature + keyEncipherment for RSA (key transport)
+    or digitalSignature + keyAgreement for EC (ECDH, RFC 5753), critical as RFC 5280 4.2.1.3
     recommends; extendedKeyUsage emailProtection; subjectAltName rfc822Name (+ UPN
     otherName); SMIMECapabilities; subjectKeyIdentifier; authorityKeyIdentifier.
+    Profile ``strict`` adds what the CA/Browser Forum S/MIME Baseline Requirements ask of a
+    mailbox-validated strict certificate: every subject address in the subjectAltName,
+    certificatePolicies 2.23.140.1.5.1.3, at most 825 days (checked by validate()).
     """
     now = now or dt.datetime.now(dt.UTC)
-    name = spec.validate(now)
-    not_before, not_after = _validity(spec.days, now)
-    if not_after > signer.cert.not_valid_after_utc:
-        log.warning(
-            "the new certificate (until %s) outlives its issuer (until %s); "
-            "clients stop trusting it when the issuer expires",
-            not_after.date(),
-            signer.cert.not_valid_after_utc.date(),
-        )
+    name, emails = spec.validate(now)
+    not_before, not_after = _validity(spec.days, now, spec.not_before, spec.not_after)
+    _warn_outlives(not_after, signer)
     subject_emails = [
         str(attribute.value) for attribute in name.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
     ]
-    if subject_emails and spec.email.lower() not in (e.lower() for e in subject_emails):
+    if subject_emails and not {e.lower() for e in subject_emails} & {e.lower() for e in emails}:
         log.warning(
             "the subject's E= (%s) differs from --email %s; mail clients match the latter",
             ", ".join(subject_emails),
-            spec.email,
+            ", ".join(emails),
         )
-    key = spec.key.generate()
-    is_rsa = isinstance(key, rsa.RSAPrivateKey)
-    general_names: list[x509.GeneralName] = [x509.RFC822Name(spec.email)]
+    key: PrivateKey | None
+    if spec.csr is not None:
+        key = None
+        public = spec.csr.public_key()
+        assert isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    else:
+        key = spec.key.generate()
+        public = key.public_key()
+    is_rsa = isinstance(public, rsa.RSAPublicKey)
+    general_names: list[x509.GeneralName] = [x509.RFC822Name(e) for e in emails]
     if spec.upn is not None:
         general_names.append(x509.OtherName(UPN_OID, _utf8_der(spec.upn.strip())))
-    try:
-        issuer_ski = signer.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski.value)
-    except x509.ExtensionNotFound:
-        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.key.public_key())
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(signer.cert.subject)
-        .public_key(key.public_key())
+        .public_key(public)
         .serial_number(random_serial())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
@@ -607,7 +888,73 @@ def issue_user(spec: UserSpec, signer: Signer, *, now: dt.datetime | None = None
             critical=False,
         )
     builder = builder.add_extension(
-        x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-    ).add_extension(aki, critical=False)
+        x509.SubjectKeyIdentifier.from_public_key(public), critical=False
+    ).add_extension(_authority_key_identifier(signer), critical=False)
+    if spec.profile == "strict":
+        builder = builder.add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(MAILBOX_STRICT_OID, None)]),
+            critical=False,
+        )
+    if spec.crl_url is not None:
+        builder = builder.add_extension(_crl_distribution_points(spec.crl_url), critical=False)
     cert = builder.sign(signer.key, _check_hash(spec.hash))
     return Issued(cert, key, (signer.cert, *signer.chain))
+
+
+# --- revocation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """One revoked certificate: its serial and when it was revoked."""
+
+    serial: int
+    revoked_at: dt.datetime
+
+
+def make_crl(
+    signer: Signer,
+    revoked: list[Revoked],
+    *,
+    next_update_days: int = DEFAULT_CRL_DAYS,
+    hash_name: str = "sha256",
+    now: dt.datetime | None = None,
+) -> x509.CertificateRevocationList:
+    """A CRL signed by ``signer`` listing ``revoked`` (RFC 5280 section 5).
+
+    thisUpdate is now, nextUpdate ``next_update_days`` later; extensions: the issuer's
+    authorityKeyIdentifier (5.2.1) and a cRLNumber (5.2.3) taken from the clock, so each
+    new CRL of a CA has a larger number than the one before.
+    """
+    if next_update_days <= 0:
+        raise UsageError(f"--next-update must be at least 1 day (got {next_update_days})")
+    usage = None
+    with contextlib.suppress(x509.ExtensionNotFound):
+        usage = signer.cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    if usage is not None and not usage.crl_sign:
+        raise DataError(
+            f"{format_subject(signer.cert.subject)} may not sign CRLs (keyUsage lacks cRLSign)"
+        )
+    now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+    try:
+        next_update = now + dt.timedelta(days=next_update_days)
+    except OverflowError:
+        next_update = dt.datetime.max.replace(tzinfo=dt.UTC)
+    if next_update.year > 9999:
+        raise UsageError(f"--next-update {next_update_days} reaches beyond the year 9999")
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(signer.cert.subject)
+        .last_update(now)
+        .next_update(next_update)
+        .add_extension(_authority_key_identifier(signer), critical=False)
+        .add_extension(x509.CRLNumber(int(now.timestamp() * 1000)), critical=False)
+    )
+    for entry in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(entry.serial)
+            .revocation_date(entry.revoked_at)
+            .build()
+        )
+    return builder.sign(signer.key, _check_hash(hash_name))

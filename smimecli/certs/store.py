@@ -42,7 +42,7 @@ STORE_NAMES: tuple[str, ...] = ("my", "other", "root", "ca")
 DB_NAME = "store.sqlite3"
 PASSWORD_ENV = "SMIMECLI_STORE_PASSWORD"
 LOCK_TIMEOUT = 10.0  # seconds a writer waits for another before giving up (exit 75)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -77,7 +77,18 @@ CREATE TABLE IF NOT EXISTS emails (
     PRIMARY KEY (email, cert_id)
 );
 CREATE INDEX IF NOT EXISTS emails_cert ON emails (cert_id);
+CREATE TABLE IF NOT EXISTS revocations (
+    issuer_der BLOB NOT NULL,
+    serial TEXT NOT NULL,
+    revoked_at TEXT NOT NULL,
+    thumbprint TEXT,
+    PRIMARY KEY (issuer_der, serial)
+);
 """
+# Schema 2 added ``revocations`` (gen-crl): a version 1 store gains the table on opening.
+_MIGRATIONS: dict[int, str] = {
+    2: _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS revocations") :],
+}
 
 _COLUMNS = (
     "c.id, c.thumbprint, c.der, c.subject, c.issuer, c.not_after, c.friendly_name, "
@@ -244,6 +255,23 @@ class Store:
             raise ConfigError(
                 f"certificate store {self.path} has an unknown schema version "
                 f"({version[0] if version else 'none'}); upgrade smimecli"
+            )
+        if int(version[0]) < SCHEMA_VERSION:
+            self._migrate(int(version[0]))
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older store up to SCHEMA_VERSION; each step only adds tables."""
+        with self.transaction():
+            # Another process may have migrated while this one waited for the lock.
+            current = int(
+                self._conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
+            )
+            for step in range(max(version, current) + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+            self._conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
             )
 
     def close(self) -> None:
@@ -565,6 +593,50 @@ class Store:
             ) from exc
         return key  # type: ignore[return-value]
 
+    # --- revocations (gen-crl) --------------------------------------------------------------
+
+    def revoke(self, cert: x509.Certificate, at: dt.datetime) -> bool:
+        """Record that ``cert`` is revoked (by its issuer and serial); False if it was."""
+        with self.transaction():
+            try:
+                cursor = self._conn.execute(
+                    "INSERT OR IGNORE INTO revocations (issuer_der, serial, revoked_at, "
+                    "thumbprint) VALUES (?, ?, ?, ?)",
+                    (
+                        cert.issuer.public_bytes(),
+                        _serial_hex(cert.serial_number),
+                        iso(at),
+                        names.thumbprint(cert),
+                    ),
+                )
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path) from exc
+        return cursor.rowcount > 0
+
+    def revocations(self, issuer: x509.Name) -> list[tuple[int, dt.datetime]]:
+        """(serial, revocation time) of every certificate ``issuer`` revoked, oldest first."""
+        rows = self._query(
+            "SELECT serial, revoked_at FROM revocations WHERE issuer_der = ? "
+            "ORDER BY revoked_at, serial",
+            (issuer.public_bytes(),),
+        )
+        return [
+            (
+                int(serial, 16),
+                dt.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC),
+            )
+            for serial, at in rows
+        ]
+
+    def is_revoked(self, cert: x509.Certificate) -> bool:
+        """Whether the store recorded ``cert`` as revoked."""
+        return bool(
+            self._query(
+                "SELECT 1 FROM revocations WHERE issuer_der = ? AND serial = ?",
+                (cert.issuer.public_bytes(), _serial_hex(cert.serial_number)),
+            )
+        )
+
     def dump(self) -> list[tuple[Any, ...]]:
         """Every row of every table in a stable order (tests compare stores with it)."""
         rows: list[tuple[Any, ...]] = []
@@ -572,6 +644,7 @@ class Store:
             ("certs", "id"),
             ("memberships", "cert_id, store_name"),
             ("emails", "cert_id, email"),
+            ("revocations", "issuer_der, serial"),
         ):
             rows.extend((table, *r) for r in self._query(f"SELECT * FROM {table} ORDER BY {order}"))
         return rows

@@ -124,6 +124,39 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 @names.quiet()
+def chain_to_root(
+    cert: x509.Certificate,
+    roots: Iterable[x509.Certificate],
+    intermediates: Iterable[x509.Certificate] = (),
+    *,
+    at: dt.datetime | None = None,
+) -> list[x509.Certificate] | None:
+    """The chain from ``cert`` through CA certificates to one of ``roots`` (cert first,
+    root last), or None when signatures lead to no root.
+
+    Each CA on the way must be within its validity; the root itself is trusted as given
+    (it was put in ``root`` on purpose, SPEC 1.3).
+    """
+    now = at or dt.datetime.now(dt.UTC)
+    root_list = list(roots)
+    for root in root_list:
+        if cert.tbs_certificate_bytes == root.tbs_certificate_bytes:
+            return [cert]
+    cas = [c for c in intermediates if c.not_valid_before_utc <= now <= c.not_valid_after_utc]
+    current = cert
+    path = [cert]
+    for _ in range(MAX_CHAIN):
+        root = next((r for r in root_list if issued_by(current, r)), None)
+        if root is not None:
+            return [*path, root]
+        found = next((c for c in cas if c is not current and issued_by(current, c)), None)
+        if found is None or found.tbs_certificate_bytes == current.tbs_certificate_bytes:
+            return None
+        current = found
+        path.append(found)
+    return None
+
+
 def chains_to_root(
     cert: x509.Certificate,
     roots: Iterable[x509.Certificate],
@@ -131,26 +164,38 @@ def chains_to_root(
     *,
     at: dt.datetime | None = None,
 ) -> bool:
-    """Whether signatures lead from ``cert`` through CA certificates to one of ``roots``.
+    """Whether signatures lead from ``cert`` through CA certificates to one of ``roots``."""
+    return chain_to_root(cert, roots, intermediates, at=at) is not None
 
-    Each CA on the way must be within its validity; the root itself is trusted as given
-    (it was put in ``root`` on purpose, SPEC 1.3).
-    """
+
+@names.quiet()
+def signing_problems(cert: x509.Certificate, *, at: dt.datetime | None = None) -> list[str]:
+    """Every reason ``cert`` cannot sign mail (RFC 8550 4.4.2 and 4.4.4); empty when it can."""
+    found: list[str] = []
     now = at or dt.datetime.now(dt.UTC)
-    root_list = list(roots)
-    root_ders = {r.tbs_certificate_bytes for r in root_list}
-    if cert.tbs_certificate_bytes in root_ders:
-        return True
-    cas = [c for c in intermediates if c.not_valid_before_utc <= now <= c.not_valid_after_utc]
-    current = cert
-    for _ in range(MAX_CHAIN):
-        if any(issued_by(current, root) for root in root_list):
-            return True
-        parent = next((c for c in cas if c is not current and issued_by(current, c)), None)
-        if parent is None or parent.tbs_certificate_bytes == current.tbs_certificate_bytes:
-            return False
-        current = parent
-    return False
+    if cert.not_valid_after_utc < now:
+        found.append(f"expired {cert.not_valid_after_utc:%Y-%m-%d}")
+    if cert.not_valid_before_utc > now:
+        found.append(f"not yet valid (from {cert.not_valid_before_utc:%Y-%m-%d})")
+    _kind, key_problem = _key_type_problem(cert)
+    if key_problem:
+        found.append(key_problem)
+    try:
+        usage = _ext(cert, x509.KeyUsage)
+        if (
+            isinstance(usage, x509.KeyUsage)
+            and not usage.digital_signature
+            and not usage.content_commitment
+        ):
+            found.append("key usage does not allow digital signature")
+        eku = _ext(cert, x509.ExtendedKeyUsage)
+        if isinstance(eku, x509.ExtendedKeyUsage):
+            oids = list(eku)
+            if ExtendedKeyUsageOID.EMAIL_PROTECTION not in oids and _ANY_EKU not in oids:
+                found.append("no emailProtection in extended key usage")
+    except ValueError as exc:
+        found.append(f"unreadable extensions ({exc})")
+    return found
 
 
 def best(certs: Iterable[T]) -> T | None:

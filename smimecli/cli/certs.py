@@ -233,12 +233,29 @@ def list_(
             metavar="PATTERN",
         ),
     ] = None,
+    expiring: Annotated[
+        str | None,
+        typer.Option(
+            "--expiring",
+            help="Only certificates expired or expiring within this period (30d, 4w); "
+            "exit 1 when any is listed, for monitoring.",
+            metavar="PERIOD",
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
-    """List the store's certificates with their problems (expired, no emailProtection...)."""
+    """List the store's certificates with their problems (expired, no emailProtection...).
+
+    With --expiring the exit status is 1 when a certificate is listed, 0 when none.
+    """
+    import datetime as dt
+
     from smimecli import rules
     from smimecli.certs import info as certinfo
 
+    limit = None
+    if expiring is not None:
+        limit = dt.datetime.now(dt.UTC) + _period(expiring)
     with open_store() as store:
         if email and not rules.is_wildcard(email):
             rows = store.by_email(email, store_name)
@@ -247,11 +264,29 @@ def list_(
             if email:
                 pattern = certinfo.email_pattern(email)
                 rows = [r for r in rows if certinfo.matches_email(r, pattern)]
+        if limit is not None:
+            rows = [r for r in rows if r.cert.not_valid_after_utc <= limit]
         docs = [certinfo.summary(r) for r in rows]
     if json:
         emit_json(docs)
-        return
-    _print_table(docs)
+    else:
+        _print_table(docs)
+    if limit is not None and docs:
+        raise typer.Exit(1)
+
+
+def _period(text: str) -> Any:
+    """``30d`` or ``4w`` as a timedelta (64 for anything else)."""
+    import datetime as dt
+    import re
+
+    from smimecli.errors import UsageError
+
+    found = re.fullmatch(r"\s*(\d{1,6})\s*([dwDW])\s*", text)
+    if found is None:
+        raise UsageError(f"--expiring {text!r}: give a period like 30d (days) or 4w (weeks)")
+    count = int(found.group(1))
+    return dt.timedelta(days=count * (7 if found.group(2).lower() == "w" else 1))
 
 
 _COLUMNS = ("store", "subject", "emails", "issuer", "not after", "thumbprint", "key", "problems")
@@ -308,6 +343,130 @@ def show(
         elif value is None:
             value = "-"
         sys.stdout.write(f"{label.replace('_', ' ') + ':':<20} {value}\n")
+
+
+_VERIFY_UNTRUSTED = 77
+_CERT_SUFFIXES = (".pem", ".cer", ".crt", ".der", ".p7b", ".p7c", ".sst", ".eml")
+
+
+@app.command("verify")
+def verify(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="Thumbprint (8+ hex digits), e-mail or CN of a stored certificate, or a "
+            "certificate file (PEM, DER, PKCS#7; further certificates in it help the chain).",
+            metavar="SELECTOR|FILE",
+        ),
+    ],
+    *,
+    purpose: Annotated[
+        str,
+        typer.Option(
+            "--purpose",
+            help="What the certificate must be usable for: encrypt, sign or both.",
+            metavar="encrypt|sign|both",
+        ),
+    ] = "both",
+    json: JsonOpt = False,
+) -> None:
+    """Check a certificate: chain to the store's roots, validity, revocation, usage.
+
+    The chain is built through the store's 'ca' certificates to a 'root'; revocations are
+    those gen-crl recorded. Exit 0 when the certificate is trusted, within its validity,
+    not revoked and usable for --purpose; 77 otherwise (the reasons are printed); 65 when
+    the file is not a certificate; 66 when the file is missing.
+    """
+    import datetime as dt
+    import os
+
+    from smimecli.certs import usable
+    from smimecli.certs.formats import load_certificate_file
+    from smimecli.errors import InputError, UsageError
+
+    if purpose not in ("encrypt", "sign", "both"):
+        raise UsageError(f"unknown --purpose {purpose!r} (use encrypt, sign or both)")
+    now = dt.datetime.now(dt.UTC)
+    extra: list[Any] = []
+    path = Path(target)
+    is_file = path.exists() or os.sep in target or path.suffix.lower() in _CERT_SUFFIXES
+    if is_file and not path.exists():
+        raise InputError(f"cannot read {target}: no such file (give a file or a selector)")
+    with open_store(create=False) as store:
+        if is_file:
+            entries = load_certificate_file(path)
+            if not entries:
+                from smimecli.errors import DataError
+
+                raise DataError(f"{target} holds no certificate")
+            cert = entries[0].cert
+            extra = [e.cert for e in entries[1:]]
+            name = str(path)
+        else:
+            stored = store.select_one(target)
+            cert = stored.cert
+            name = stored.thumbprint
+        roots = [c.cert for c in store.certificates("root")]
+        cas = [c.cert for c in store.certificates("ca")] + extra
+        chain = usable.chain_to_root(cert, roots, cas, at=now)
+        revoked = any(store.is_revoked(c) for c in (chain or [cert])[:-1] or [cert])
+    doc = _verify_doc(cert, name, chain, revoked, purpose, now)
+    if json:
+        emit_json(doc)
+    else:
+        _print_verify(doc)
+    if not doc["ok"]:
+        raise typer.Exit(_VERIFY_UNTRUSTED)
+
+
+def _verify_doc(
+    cert: Any, name: str, chain: list[Any] | None, revoked: bool, purpose: str, now: Any
+) -> dict[str, Any]:
+    from smimecli.certs import names, usable
+
+    encrypt = usable.problems(cert, at=now)
+    sign = usable.signing_problems(cert, at=now)
+    problems: list[str] = []
+    if chain is None:
+        problems.append("does not chain to a trusted root of the store")
+    if revoked:
+        problems.append("revoked (recorded by gen-crl)")
+    wanted = {"encrypt": encrypt, "sign": sign, "both": encrypt + sign}[purpose]
+    for reason in wanted:
+        if reason not in problems:
+            problems.append(reason)
+    return {
+        "certificate": name,
+        "thumbprint": names.thumbprint(cert),
+        "subject": _subject(cert),
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "trusted": chain is not None,
+        "chain": [] if chain is None else [_subject(c) for c in chain],
+        "revoked": revoked,
+        "encryption": {"usable": not encrypt, "problems": encrypt},
+        "signing": {"usable": not sign, "problems": sign},
+        "purpose": purpose,
+        "ok": not problems,
+        "problems": problems,
+    }
+
+
+def _print_verify(doc: dict[str, Any]) -> None:
+    def state(part: dict[str, Any]) -> str:
+        return "yes" if part["usable"] else "no (" + "; ".join(part["problems"]) + ")"
+
+    lines = [
+        ("certificate", f"{doc['thumbprint']}  {doc['subject']}"),
+        ("valid", f"{doc['not_before'][:10]} to {doc['not_after'][:10]}"),
+        ("chain", " -> ".join(doc["chain"]) if doc["trusted"] else "none to a trusted root"),
+        ("revoked", "yes" if doc["revoked"] else "no"),
+        ("encryption", state(doc["encryption"])),
+        ("signing", state(doc["signing"])),
+        ("result", "OK" if doc["ok"] else "NOT OK: " + "; ".join(doc["problems"])),
+    ]
+    for label, value in lines:
+        sys.stdout.write(f"{label + ':':<12} {value}\n")
 
 
 @app.command("remove")

@@ -28,6 +28,8 @@ from smimecli.cli.common import (
 )
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from smimecli.certs.store import Store
     from smimecli.lab import Issued, KeySpec, Signer
 
@@ -90,6 +92,43 @@ FriendlyNameOpt = Annotated[
     ),
 ]
 DaysHelp = "Validity in days from now (notBefore is 10 minutes in the past)."
+NotBeforeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--not-before",
+        help="Start of validity: ISO 8601 date or date-time, UTC (e.g. 2030-01-31T08:00:00Z); "
+        "--days then count from it.",
+        metavar="DATE",
+    ),
+]
+NotAfterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--not-after",
+        help="End of validity: ISO 8601 date or date-time, UTC (replaces --days).",
+        metavar="DATE",
+    ),
+]
+CrlUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--crl-url",
+        help="Put this CRL distribution point (http:// URL of the issuer's CRL) in the "
+        "certificate.",
+        metavar="URL",
+    ),
+]
+
+
+def _dates(
+    not_before: str | None, not_after: str | None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    from smimecli.lab import parse_date
+
+    return (
+        None if not_before is None else parse_date(not_before, "--not-before"),
+        None if not_after is None else parse_date(not_after, "--not-after"),
+    )
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -159,7 +198,7 @@ class _Outputs:
 
         contents: list[tuple[str, Path, bytes, int | None]] = []
         if self.pfx is not None:
-            assert password is not None
+            assert password is not None and issued.key is not None
             data = write_pfx(
                 issued.key,
                 issued.cert,
@@ -176,7 +215,7 @@ class _Outputs:
             pem = issued.cert.public_bytes(serialization.Encoding.PEM)
             contents.append(("pem", self.pem, pem, None))
         if self.key is not None:
-            assert password is not None
+            assert password is not None and issued.key is not None
             key_pem = issued.key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
@@ -296,6 +335,8 @@ def gen_root(
             show_default=False,
         ),
     ] = _ROOT_KEY_USAGE,
+    not_before: NotBeforeOpt = None,
+    not_after: NotAfterOpt = None,
     out_pfx: OutPfxOpt = None,
     out_cer: OutCerOpt = None,
     out_pem: OutPemOpt = None,
@@ -318,12 +359,15 @@ def gen_root(
 
     from smimecli.lab import KeySpec, RootSpec, make_root
 
+    start, end = _dates(not_before, not_after)
     spec = RootSpec(
         subject=subject,
         key=KeySpec(key_algorithm, key_length),
         hash=hash_name,
         days=days,
         key_usage=key_usage,
+        not_before=start,
+        not_after=end,
     )
     spec.validate(dt.datetime.now(dt.UTC))
     outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption)
@@ -347,17 +391,33 @@ def gen_root(
     )
 
 
+SignerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--signer",
+        help="The issuing CA in the store (thumbprint, email or CN).",
+        metavar="SELECTOR",
+    ),
+]
+
+
 def issue_user(
     *,
     email: Annotated[
-        str, typer.Option("--email", help="The user's mail address (SAN rfc822Name).")
-    ],
+        str | None,
+        typer.Option(
+            "--email",
+            help="The user's mail address (SAN rfc822Name); with --csr, the addresses the "
+            "request names are added.",
+            show_default=False,
+        ),
+    ] = None,
     subject: Annotated[
         str | None,
         typer.Option(
             "--subject",
             help='Subject, Windows style, e.g. "E=test@example.net,CN=SMIME Tester 2048" '
-            "(default: E=ADDR,CN=ADDR).",
+            "(default: the request's subject with --csr, else E=ADDR,CN=ADDR).",
             show_default=False,
         ),
     ] = None,
@@ -369,14 +429,7 @@ def issue_user(
             metavar="NAME",
         ),
     ] = None,
-    signer: Annotated[
-        str | None,
-        typer.Option(
-            "--signer",
-            help="The issuing CA in the store (thumbprint, email or CN).",
-            metavar="SELECTOR",
-        ),
-    ] = None,
+    signer: SignerOpt = None,
     signer_pfx: Annotated[
         Path | None,
         typer.Option("--signer-pfx", help="The issuing CA as a .pfx with its key.", metavar="FILE"),
@@ -395,10 +448,31 @@ def issue_user(
             metavar="NAME",
         ),
     ] = None,
+    csr: Annotated[
+        Path | None,
+        typer.Option(
+            "--csr",
+            help="Certify the public key of this PKCS#10 request (PEM or DER) instead of "
+            "making a key; no private key is written.",
+            metavar="FILE",
+        ),
+    ] = None,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            help="powershell (like New-SelfSignedCertificate) or strict (CA/Browser Forum "
+            "S/MIME Baseline Requirements, mailbox-validated strict).",
+            metavar="powershell|strict",
+        ),
+    ] = "powershell",
     key_algorithm: KeyAlgorithmOpt = "rsa",
     key_length: KeyLengthOpt = None,
     hash_name: HashOpt = "sha256",
     days: Annotated[int, typer.Option("--days", help=DaysHelp)] = 365,
+    not_before: NotBeforeOpt = None,
+    not_after: NotAfterOpt = None,
+    crl_url: CrlUrlOpt = None,
     smime_capabilities: Annotated[
         bool,
         typer.Option(
@@ -421,15 +495,31 @@ def issue_user(
 
     The user gets basicConstraints CA:FALSE, keyUsage digitalSignature with keyEncipherment
     (RSA) or keyAgreement (EC), EKU emailProtection, the address (and --upn) in the
-    subjectAltName, SMIMECapabilities, SKI and AKI. The CA comes from the store (--signer)
-    or a .pfx (--signer-pfx). The new certificate goes into the store as 'my' with its key
-    unless --no-store; a .pfx also holds the issuing CA. Prints the thumbprint and subject.
+    subjectAltName, SMIMECapabilities, SKI and AKI; --profile strict adds the Baseline
+    Requirements' certificatePolicies and checks subject and validity. The CA comes from
+    the store (--signer) or a .pfx (--signer-pfx). The new certificate goes into the store
+    as 'my' with its key unless --no-store ('other' with --csr, whose key stays with the
+    requester); a .pfx also holds the issuing CA. Prints the thumbprint and subject.
     """
     import datetime as dt
 
-    from smimecli.lab import KeySpec, UserSpec
+    from smimecli.errors import UsageError
+    from smimecli.lab import KeySpec, UserSpec, load_csr
     from smimecli.lab import issue_user as build_user
 
+    request = None
+    if csr is not None:
+        if out_pfx is not None or out_key is not None:
+            raise UsageError(
+                "--csr: the private key stays with the requester, so --out-pfx and "
+                "--out-key are not available (use --out-pem or --out-cer)"
+            )
+        from smimecli.files import read_input
+
+        request = load_csr(read_input(csr), str(csr))
+    elif email is None:
+        raise UsageError("give --email ADDR (or --csr FILE naming the address)")
+    start, end = _dates(not_before, not_after)
     spec = UserSpec(
         email=email,
         subject=subject,
@@ -438,13 +528,16 @@ def issue_user(
         hash=hash_name,
         days=days,
         smime_capabilities=smime_capabilities,
+        not_before=start,
+        not_after=end,
+        profile=profile,
+        crl_url=crl_url,
+        csr=request,
     )
-    spec.validate(dt.datetime.now(dt.UTC))
+    _name, emails = spec.validate(dt.datetime.now(dt.UTC))
     outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption)
     outputs.check()
     if (signer is None) == (signer_pfx is None):
-        from smimecli.errors import UsageError
-
         raise UsageError("give exactly one of --signer SELECTOR and --signer-pfx FILE")
     password = outputs.password(password_file, password_env)
     # The store is opened only when needed, after a .pfx signer proved usable, so that a
@@ -453,13 +546,216 @@ def issue_user(
     issuer = _load_signer(signer, signer_pfx, signer_password_file, signer_password_env, store)
     if store is None:
         store = _open_store(no_store)
+    store_name = "other" if request is not None else "my"
     with store if store is not None else contextlib.nullcontext():
         issued = build_user(spec, issuer)
 
         def commit() -> None:
             if store is not None and not no_store:
-                store.add(issued.cert, key=issued.key, store_name="my", friendly_name=friendly_name)
+                store.add(
+                    issued.cert, key=issued.key, store_name=store_name, friendly_name=friendly_name
+                )
 
         files = outputs.write(issued, password, friendly_name, commit)
-    extra = {"email": email, "upn": upn, "smime_capabilities": smime_capabilities}
-    _report(issued, spec.key, files, [] if no_store else ["my"], hash_name, json_out, extra)
+    extra = {
+        "email": emails[0],
+        "emails": emails,
+        "upn": upn,
+        "smime_capabilities": smime_capabilities,
+        "profile": profile,
+        "csr": None if csr is None else str(csr),
+        "crl_url": crl_url,
+    }
+    key_spec = spec.key if request is None else _csr_key_spec(issued.cert)
+    _report(issued, key_spec, files, [] if no_store else [store_name], hash_name, json_out, extra)
+
+
+def _csr_key_spec(cert: Any) -> KeySpec:
+    """Describe the requester's key in the report as the key options would."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from smimecli.lab import KeySpec
+
+    public = cert.public_key()
+    if isinstance(public, rsa.RSAPublicKey):
+        return KeySpec("rsa", public.key_size)
+    return KeySpec("ecdsa-p384" if public.curve.key_size == 384 else "ecdsa-p256")
+
+
+def gen_ca(
+    *,
+    signer: Annotated[
+        str,
+        typer.Option(
+            "--signer",
+            help="The issuing CA in the store (thumbprint, email or CN), usually the root.",
+            metavar="SELECTOR",
+        ),
+    ],
+    subject: Annotated[
+        str,
+        typer.Option("--subject", help='Subject, Windows style: "CN=Name,O=\\"Org, Inc.\\",C=US".'),
+    ] = "CN=Test Intermediate CA V1",
+    key_algorithm: KeyAlgorithmOpt = "rsa",
+    key_length: KeyLengthOpt = None,
+    hash_name: HashOpt = "sha256",
+    days: Annotated[int, typer.Option("--days", help=DaysHelp)] = 3650,
+    key_usage: Annotated[
+        str,
+        typer.Option(
+            "--key-usage",
+            help="Comma list of key usage names as for gen-root; must include CertSign "
+            "(default: CertSign,CRLSign,DigitalSignature).",
+            show_default=False,
+        ),
+    ] = "CertSign,CRLSign,DigitalSignature",
+    not_before: NotBeforeOpt = None,
+    not_after: NotAfterOpt = None,
+    crl_url: CrlUrlOpt = None,
+    out_pfx: OutPfxOpt = None,
+    out_cer: OutCerOpt = None,
+    out_pem: OutPemOpt = None,
+    out_key: OutKeyOpt = None,
+    no_store: NoStoreOpt = False,
+    pfx_encryption: PfxEncryptionOpt = "modern",
+    friendly_name: FriendlyNameOpt = None,
+    password_file: PasswordFileOpt = None,
+    password_env: PasswordEnvOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create an intermediate CA certificate signed by a CA of the store.
+
+    The CA gets basicConstraints CA:TRUE with pathLenConstraint 0 (critical: it issues
+    user certificates only), the key usages asked for (critical), SKI, AKI and, with
+    --crl-url, the CRL distribution point of its issuer. It goes into the store as 'ca'
+    (chain building) and 'my' (with its key, to sign with issue-user --signer) unless
+    --no-store, and to the files asked for; a .pfx also holds the issuing CA.
+    """
+    import datetime as dt
+
+    from smimecli.lab import CASpec, KeySpec, make_ca
+
+    start, end = _dates(not_before, not_after)
+    spec = CASpec(
+        subject=subject,
+        key=KeySpec(key_algorithm, key_length),
+        hash=hash_name,
+        days=days,
+        key_usage=key_usage,
+        not_before=start,
+        not_after=end,
+        crl_url=crl_url,
+    )
+    spec.validate(dt.datetime.now(dt.UTC))
+    outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption)
+    outputs.check()
+    password = outputs.password(password_file, password_env)
+    store = open_store(create=False)
+    with store:
+        issuer = _load_signer(signer, None, None, None, store)
+        issued = make_ca(spec, issuer)
+
+        def commit() -> None:
+            if not no_store:
+                with store.transaction():
+                    store.add(
+                        issued.cert, key=issued.key, store_name="my", friendly_name=friendly_name
+                    )
+                    store.add(issued.cert, store_name="ca", friendly_name=friendly_name)
+
+        files = outputs.write(issued, password, friendly_name, commit)
+    extra = {"crl_url": crl_url}
+    _report(issued, spec.key, files, [] if no_store else ["my", "ca"], hash_name, json_out, extra)
+
+
+def gen_crl(
+    *,
+    signer: Annotated[
+        str,
+        typer.Option(
+            "--signer",
+            help="The CA in the store whose CRL this is (thumbprint, email or CN).",
+            metavar="SELECTOR",
+        ),
+    ],
+    revoke: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--revoke",
+            help="Record this certificate of the store (issued by the CA) as revoked; "
+            "repeatable. Revocations stay recorded for later CRLs.",
+            metavar="SELECTOR",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Write the CRL (PEM) here [default: stdout].", metavar="FILE"
+        ),
+    ] = None,
+    der: Annotated[bool, typer.Option("--der", help="Write DER instead of PEM.")] = False,
+    next_update: Annotated[
+        int,
+        typer.Option("--next-update", help="Days until the CRL's nextUpdate.", metavar="DAYS"),
+    ] = 30,
+    hash_name: HashOpt = "sha256",
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a CRL signed by a CA of the store, listing the certificates it revoked.
+
+    Each --revoke records the certificate (by issuer and serial) in the store first, so the
+    next gen-crl lists it again; the CRL lists every certificate this CA revoked. The CRL
+    carries the CA's authorityKeyIdentifier and a cRLNumber that grows with each CRL.
+    """
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import serialization
+
+    from smimecli.certs.usable import issued_by
+    from smimecli.cli.common import is_std, write_output
+    from smimecli.errors import DataError, UsageError
+    from smimecli.lab import Revoked, make_crl
+
+    if next_update <= 0:
+        raise UsageError(f"--next-update must be at least 1 day (got {next_update})")
+    if json_out and is_std(output):
+        raise UsageError("--json needs -o FILE (standard output carries the CRL)")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    newly: list[dict[str, str]] = []
+    with open_store(create=False) as store:
+        ca = _load_signer(signer, None, None, None, store)
+        with store.transaction():
+            for selector in revoke or []:
+                entry = store.select_one(selector)
+                if not issued_by(entry.cert, ca.cert):
+                    raise DataError(
+                        f"{entry.thumbprint} ({entry.subject}) was not issued by the CA "
+                        f"{_subject_of(ca.cert)}; give the CA that issued it as --signer"
+                    )
+                if store.revoke(entry.cert, now):
+                    info(f"revoked {entry.thumbprint}  {entry.subject}")
+                    newly.append({"thumbprint": entry.thumbprint, "subject": entry.subject})
+            listed = [Revoked(serial, at) for serial, at in store.revocations(ca.cert.subject)]
+            crl = make_crl(ca, listed, next_update_days=next_update, hash_name=hash_name, now=now)
+            encoding = serialization.Encoding.DER if der else serialization.Encoding.PEM
+            write_output(crl.public_bytes(encoding), output)
+    info(f"CRL lists {len(listed)} revoked certificate(s)")
+    if json_out:
+        emit_json(
+            {
+                "output": str(output),
+                "issuer": _subject_of(ca.cert),
+                "this_update": crl.last_update_utc.isoformat(),
+                "next_update": None
+                if crl.next_update_utc is None
+                else crl.next_update_utc.isoformat(),
+                "revoked_now": newly,
+                "revoked": [format(r.serial, "032x") for r in listed],
+            }
+        )
+
+
+def _subject_of(cert: Any) -> str:
+    from smimecli.lab import format_subject
+
+    return format_subject(cert.subject)
