@@ -3,8 +3,8 @@
 
 _smimecli_subcommands() {
     case "$1" in
-        '') echo 'encrypt decrypt inspect gen-root issue-user demo certs rules tnef' ;;
-        'certs') echo 'import export list show remove' ;;
+        '') echo 'encrypt decrypt inspect gen-root gen-ca issue-user gen-crl demo certs rules tnef' ;;
+        'certs') echo 'import export list show verify remove' ;;
         'rules') echo 'check test' ;;
         'tnef') echo 'convert' ;;
     esac
@@ -16,14 +16,17 @@ _smimecli_options() {
         'encrypt') echo '-o --output --out-dir --cert --rules --recipient --cipher --key-transport --oaep-hash --recipient-id --convert-tnef --no-convert-tnef --on-missing-cert --jobs --json --password-file --password-env -h --help' ;;
         'decrypt') echo '-o --output --key --cert --password-file --password-env -h --help' ;;
         'inspect') echo '--json -h --help' ;;
-        'gen-root') echo '--subject --key-algorithm --key-length --hash --days --key-usage --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
-        'issue-user') echo '--email --subject --upn --signer --signer-pfx --signer-password-file --signer-password-env --key-algorithm --key-length --hash --days --smime-capabilities --no-smime-capabilities --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
+        'gen-root') echo '--subject --key-algorithm --key-length --hash --days --key-usage --not-before --not-after --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
+        'gen-ca') echo '--signer --subject --key-algorithm --key-length --hash --days --key-usage --not-before --not-after --crl-url --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
+        'issue-user') echo '--email --subject --upn --signer --signer-pfx --signer-password-file --signer-password-env --csr --profile --key-algorithm --key-length --hash --days --not-before --not-after --crl-url --smime-capabilities --no-smime-capabilities --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
+        'gen-crl') echo '--signer --revoke -o --output --der --next-update --hash --json -h --help' ;;
         'demo') echo '--keep --json -h --help' ;;
         'certs') echo '-h --help' ;;
         'certs import') echo '--store-name --strict --password-file --password-env --store-password-env --json -h --help' ;;
         'certs export') echo '-o --output --format --with-private-key --pfx-encryption --password-file --password-env --store-password-env --json -h --help' ;;
-        'certs list') echo '--store-name --email --json -h --help' ;;
+        'certs list') echo '--store-name --email --expiring --json -h --help' ;;
         'certs show') echo '--json -h --help' ;;
+        'certs verify') echo '--purpose --json -h --help' ;;
         'certs remove') echo '--store-name --json -h --help' ;;
         'rules') echo '-h --help' ;;
         'rules check') echo '--rules --json -h --help' ;;
@@ -62,6 +65,8 @@ _smimecli_value() {
         'gen-root:--hash') echo '1 choice:sha256 sha384 sha512' ;;
         'gen-root:--days') echo '1 text' ;;
         'gen-root:--key-usage') echo '1 text' ;;
+        'gen-root:--not-before') echo '1 text' ;;
+        'gen-root:--not-after') echo '1 text' ;;
         'gen-root:--out-pfx') echo '1 file' ;;
         'gen-root:--out-cer') echo '1 file' ;;
         'gen-root:--out-pem') echo '1 file' ;;
@@ -70,6 +75,24 @@ _smimecli_value() {
         'gen-root:--friendly-name') echo '1 text' ;;
         'gen-root:--password-file') echo '1 file' ;;
         'gen-root:--password-env') echo '1 text' ;;
+        'gen-ca:--signer') echo '1 text' ;;
+        'gen-ca:--subject') echo '1 text' ;;
+        'gen-ca:--key-algorithm') echo '1 choice:rsa ecdsa-p256 ecdsa-p384' ;;
+        'gen-ca:--key-length') echo '1 text' ;;
+        'gen-ca:--hash') echo '1 choice:sha256 sha384 sha512' ;;
+        'gen-ca:--days') echo '1 text' ;;
+        'gen-ca:--key-usage') echo '1 text' ;;
+        'gen-ca:--not-before') echo '1 text' ;;
+        'gen-ca:--not-after') echo '1 text' ;;
+        'gen-ca:--crl-url') echo '1 text' ;;
+        'gen-ca:--out-pfx') echo '1 file' ;;
+        'gen-ca:--out-cer') echo '1 file' ;;
+        'gen-ca:--out-pem') echo '1 file' ;;
+        'gen-ca:--out-key') echo '1 file' ;;
+        'gen-ca:--pfx-encryption') echo '1 choice:modern legacy' ;;
+        'gen-ca:--friendly-name') echo '1 text' ;;
+        'gen-ca:--password-file') echo '1 file' ;;
+        'gen-ca:--password-env') echo '1 text' ;;
         'issue-user:--email') echo '1 text' ;;
         'issue-user:--subject') echo '1 text' ;;
         'issue-user:--upn') echo '1 text' ;;
@@ -77,10 +100,15 @@ _smimecli_value() {
         'issue-user:--signer-pfx') echo '1 file' ;;
         'issue-user:--signer-password-file') echo '1 file' ;;
         'issue-user:--signer-password-env') echo '1 text' ;;
+        'issue-user:--csr') echo '1 file' ;;
+        'issue-user:--profile') echo '1 choice:powershell strict' ;;
         'issue-user:--key-algorithm') echo '1 choice:rsa ecdsa-p256 ecdsa-p384' ;;
         'issue-user:--key-length') echo '1 text' ;;
         'issue-user:--hash') echo '1 choice:sha256 sha384 sha512' ;;
         'issue-user:--days') echo '1 text' ;;
+        'issue-user:--not-before') echo '1 text' ;;
+        'issue-user:--not-after') echo '1 text' ;;
+        'issue-user:--crl-url') echo '1 text' ;;
         'issue-user:--out-pfx') echo '1 file' ;;
         'issue-user:--out-cer') echo '1 file' ;;
         'issue-user:--out-pem') echo '1 file' ;;
@@ -89,6 +117,11 @@ _smimecli_value() {
         'issue-user:--friendly-name') echo '1 text' ;;
         'issue-user:--password-file') echo '1 file' ;;
         'issue-user:--password-env') echo '1 text' ;;
+        'gen-crl:--signer') echo '1 text' ;;
+        'gen-crl:--revoke') echo '1 text' ;;
+        'gen-crl:-o'|'gen-crl:--output') echo '1 file' ;;
+        'gen-crl:--next-update') echo '1 text' ;;
+        'gen-crl:--hash') echo '1 choice:sha256 sha384 sha512' ;;
         'demo:--keep') echo '1 dir' ;;
         'certs import:--store-name') echo '1 text' ;;
         'certs import:--password-file') echo '1 file' ;;
@@ -102,6 +135,8 @@ _smimecli_value() {
         'certs export:--store-password-env') echo '1 text' ;;
         'certs list:--store-name') echo '1 text' ;;
         'certs list:--email') echo '1 text' ;;
+        'certs list:--expiring') echo '1 text' ;;
+        'certs verify:--purpose') echo '1 choice:encrypt sign both' ;;
         'certs remove:--store-name') echo '1 text' ;;
         'rules check:--rules') echo '1 file' ;;
         'rules test:--rules') echo '1 file' ;;
@@ -117,13 +152,16 @@ _smimecli_arguments() {
         'decrypt') echo 'file' ;;
         'inspect') echo 'file' ;;
         'gen-root') echo 'none' ;;
+        'gen-ca') echo 'none' ;;
         'issue-user') echo 'none' ;;
+        'gen-crl') echo 'none' ;;
         'demo') echo 'none' ;;
         'certs') echo 'none' ;;
         'certs import') echo 'file' ;;
         'certs export') echo 'text' ;;
         'certs list') echo 'none' ;;
         'certs show') echo 'text' ;;
+        'certs verify') echo 'text' ;;
         'certs remove') echo 'text' ;;
         'rules') echo 'none' ;;
         'rules check') echo 'none' ;;

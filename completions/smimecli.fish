@@ -4,9 +4,9 @@
 function __smimecli_subcommands
     switch $argv[1]
         case ''
-            echo encrypt decrypt inspect gen-root issue-user demo certs rules tnef
+            echo encrypt decrypt inspect gen-root gen-ca issue-user gen-crl demo certs rules tnef
         case 'certs'
-            echo import export list show remove
+            echo import export list show verify remove
         case 'rules'
             echo check test
         case 'tnef'
@@ -68,6 +68,10 @@ function __smimecli_nargs
             echo 1
         case 'gen-root:--key-usage'
             echo 1
+        case 'gen-root:--not-before'
+            echo 1
+        case 'gen-root:--not-after'
+            echo 1
         case 'gen-root:--out-pfx'
             echo 1
         case 'gen-root:--out-cer'
@@ -84,6 +88,42 @@ function __smimecli_nargs
             echo 1
         case 'gen-root:--password-env'
             echo 1
+        case 'gen-ca:--signer'
+            echo 1
+        case 'gen-ca:--subject'
+            echo 1
+        case 'gen-ca:--key-algorithm'
+            echo 1
+        case 'gen-ca:--key-length'
+            echo 1
+        case 'gen-ca:--hash'
+            echo 1
+        case 'gen-ca:--days'
+            echo 1
+        case 'gen-ca:--key-usage'
+            echo 1
+        case 'gen-ca:--not-before'
+            echo 1
+        case 'gen-ca:--not-after'
+            echo 1
+        case 'gen-ca:--crl-url'
+            echo 1
+        case 'gen-ca:--out-pfx'
+            echo 1
+        case 'gen-ca:--out-cer'
+            echo 1
+        case 'gen-ca:--out-pem'
+            echo 1
+        case 'gen-ca:--out-key'
+            echo 1
+        case 'gen-ca:--pfx-encryption'
+            echo 1
+        case 'gen-ca:--friendly-name'
+            echo 1
+        case 'gen-ca:--password-file'
+            echo 1
+        case 'gen-ca:--password-env'
+            echo 1
         case 'issue-user:--email'
             echo 1
         case 'issue-user:--subject'
@@ -98,6 +138,10 @@ function __smimecli_nargs
             echo 1
         case 'issue-user:--signer-password-env'
             echo 1
+        case 'issue-user:--csr'
+            echo 1
+        case 'issue-user:--profile'
+            echo 1
         case 'issue-user:--key-algorithm'
             echo 1
         case 'issue-user:--key-length'
@@ -105,6 +149,12 @@ function __smimecli_nargs
         case 'issue-user:--hash'
             echo 1
         case 'issue-user:--days'
+            echo 1
+        case 'issue-user:--not-before'
+            echo 1
+        case 'issue-user:--not-after'
+            echo 1
+        case 'issue-user:--crl-url'
             echo 1
         case 'issue-user:--out-pfx'
             echo 1
@@ -121,6 +171,16 @@ function __smimecli_nargs
         case 'issue-user:--password-file'
             echo 1
         case 'issue-user:--password-env'
+            echo 1
+        case 'gen-crl:--signer'
+            echo 1
+        case 'gen-crl:--revoke'
+            echo 1
+        case 'gen-crl:-o' 'gen-crl:--output'
+            echo 1
+        case 'gen-crl:--next-update'
+            echo 1
+        case 'gen-crl:--hash'
             echo 1
         case 'demo:--keep'
             echo 1
@@ -147,6 +207,10 @@ function __smimecli_nargs
         case 'certs list:--store-name'
             echo 1
         case 'certs list:--email'
+            echo 1
+        case 'certs list:--expiring'
+            echo 1
+        case 'certs verify:--purpose'
             echo 1
         case 'certs remove:--store-name'
             echo 1
@@ -198,7 +262,9 @@ complete -c smimecli -n '__smimecli_at \'\'' -a 'encrypt' -d 'Encrypt messages t
 complete -c smimecli -n '__smimecli_at \'\'' -a 'decrypt' -d 'Decrypt an S/MIME enveloped message with a private key'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'inspect' -d 'Show what an S/MIME message holds (recipients, algorithms) without a key'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'gen-root' -d 'Create a self-signed root CA certificate (like New-SelfSignedCertificate)'
+complete -c smimecli -n '__smimecli_at \'\'' -a 'gen-ca' -d 'Create an intermediate CA certificate signed by a CA of the store'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'issue-user' -d 'Issue an S/MIME user certificate from a CA certificate'
+complete -c smimecli -n '__smimecli_at \'\'' -a 'gen-crl' -d 'Write a CRL signed by a CA of the store, listing the certificates it revoked'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'demo' -d 'Run the whole workflow end to end in a throwaway store'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'certs' -d 'Manage the certificate store (import, export, list, show, remove)'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'rules' -d 'Check recipient rules files and try them on a virtual message'
@@ -242,6 +308,8 @@ complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'key-length' -x -d 'RSA 
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'hash' -x -a 'sha256 sha384 sha512' -d 'Signature hash.'
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'days' -x -d 'Validity in days from now (notBefore is 10 minutes in the past).'
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'key-usage' -x -d 'Comma list of CRLSign, CertSign, KeyAgreement, DataEncipherment, KeyEncipherment, DigitalSignature, NonRepudiation, EncipherOnly, DecipherOnly, or None (default: the first six).'
+complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'not-before' -x -d 'Start of validity: ISO 8601 date or date-time, UTC (e.g. 2030-01-31T08:00:00Z); --days then count from it.'
+complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'not-after' -x -d 'End of validity: ISO 8601 date or date-time, UTC (replaces --days).'
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'out-pfx' -r -F -d 'Write certificate, private key and chain as a password-protected .pfx (0600).'
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'out-cer' -r -F -d 'Write the certificate as DER (.cer).'
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'out-pem' -r -F -d 'Write the certificate as PEM (certificate only).'
@@ -253,17 +321,43 @@ complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'password-file' -r -F -d
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'password-env' -x -d 'Read the password from this environment variable.'
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -s 'h' -l 'help' -d 'Show this message and exit.'
-complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'email' -x -d 'The user\'s mail address (SAN rfc822Name).'
-complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'subject' -x -d 'Subject, Windows style, e.g. "E=test@example.net,CN=SMIME Tester 2048" (default: E=ADDR,CN=ADDR).'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'signer' -x -d 'The issuing CA in the store (thumbprint, email or CN), usually the root.'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'subject' -x -d 'Subject, Windows style: "CN=Name,O=\\"Org, Inc.\\",C=US".'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'key-algorithm' -x -a 'rsa ecdsa-p256 ecdsa-p384' -d 'Key pair to generate.'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'key-length' -x -d 'RSA key size in bits, 2048 to 16384 (default 2048); for ECDSA only the curve size (256, 384) is accepted.'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'hash' -x -a 'sha256 sha384 sha512' -d 'Signature hash.'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'days' -x -d 'Validity in days from now (notBefore is 10 minutes in the past).'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'key-usage' -x -d 'Comma list of key usage names as for gen-root; must include CertSign (default: CertSign,CRLSign,DigitalSignature).'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'not-before' -x -d 'Start of validity: ISO 8601 date or date-time, UTC (e.g. 2030-01-31T08:00:00Z); --days then count from it.'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'not-after' -x -d 'End of validity: ISO 8601 date or date-time, UTC (replaces --days).'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'crl-url' -x -d 'Put this CRL distribution point (http:// URL of the issuer\'s CRL) in the certificate.'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'out-pfx' -r -F -d 'Write certificate, private key and chain as a password-protected .pfx (0600).'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'out-cer' -r -F -d 'Write the certificate as DER (.cer).'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'out-pem' -r -F -d 'Write the certificate as PEM (certificate only).'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'out-key' -r -F -d 'Write the private key as PEM PKCS#8 encrypted with the password (0600).'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'no-store' -d 'Do not add the certificate to the store.'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'pfx-encryption' -x -a 'modern legacy' -d 'modern = AES-256/PBKDF2/SHA-256 MAC; legacy = 3DES/SHA-1 MAC (old Windows, macOS, gpgsm 2.2).'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'friendly-name' -x -d 'Friendly name in the .pfx and the store.'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'password-file' -r -F -d 'Read the password from this file (one trailing newline is ignored).'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'password-env' -x -d 'Read the password from this environment variable.'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -l 'json' -d 'Print JSON instead of text.'
+complete -c smimecli -n '__smimecli_at \'gen-ca\'' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'email' -x -d 'The user\'s mail address (SAN rfc822Name); with --csr, the addresses the request names are added.'
+complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'subject' -x -d 'Subject, Windows style, e.g. "E=test@example.net,CN=SMIME Tester 2048" (default: the request\'s subject with --csr, else E=ADDR,CN=ADDR).'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'upn' -x -d 'User principal name, added to the SAN as a Microsoft UPN otherName.'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'signer' -x -d 'The issuing CA in the store (thumbprint, email or CN).'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'signer-pfx' -r -F -d 'The issuing CA as a .pfx with its key.'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'signer-password-file' -r -F -d 'Password file of --signer-pfx.'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'signer-password-env' -x -d 'Environment variable holding the password of --signer-pfx.'
+complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'csr' -r -F -d 'Certify the public key of this PKCS#10 request (PEM or DER) instead of making a key; no private key is written.'
+complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'profile' -x -a 'powershell strict' -d 'powershell (like New-SelfSignedCertificate) or strict (CA/Browser Forum S/MIME Baseline Requirements, mailbox-validated strict).'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'key-algorithm' -x -a 'rsa ecdsa-p256 ecdsa-p384' -d 'Key pair to generate.'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'key-length' -x -d 'RSA key size in bits, 2048 to 16384 (default 2048); for ECDSA only the curve size (256, 384) is accepted.'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'hash' -x -a 'sha256 sha384 sha512' -d 'Signature hash.'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'days' -x -d 'Validity in days from now (notBefore is 10 minutes in the past).'
+complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'not-before' -x -d 'Start of validity: ISO 8601 date or date-time, UTC (e.g. 2030-01-31T08:00:00Z); --days then count from it.'
+complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'not-after' -x -d 'End of validity: ISO 8601 date or date-time, UTC (replaces --days).'
+complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'crl-url' -x -d 'Put this CRL distribution point (http:// URL of the issuer\'s CRL) in the certificate.'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'smime-capabilities' -l 'no-smime-capabilities' -d 'Add the SMIMECapabilities extension (AES-256/192/128, 3DES, RC2-128).'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'out-pfx' -r -F -d 'Write certificate, private key and chain as a password-protected .pfx (0600).'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'out-cer' -r -F -d 'Write the certificate as DER (.cer).'
@@ -276,6 +370,14 @@ complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'password-file' -r -F 
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'password-env' -x -d 'Read the password from this environment variable.'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c smimecli -n '__smimecli_at \'gen-crl\'' -l 'signer' -x -d 'The CA in the store whose CRL this is (thumbprint, email or CN).'
+complete -c smimecli -n '__smimecli_at \'gen-crl\'' -l 'revoke' -x -d 'Record this certificate of the store (issued by the CA) as revoked; repeatable. Revocations stay recorded for later CRLs.'
+complete -c smimecli -n '__smimecli_at \'gen-crl\'' -s 'o' -l 'output' -r -F -d 'Write the CRL (PEM) here [default: stdout].'
+complete -c smimecli -n '__smimecli_at \'gen-crl\'' -l 'der' -d 'Write DER instead of PEM.'
+complete -c smimecli -n '__smimecli_at \'gen-crl\'' -l 'next-update' -x -d 'Days until the CRL\'s nextUpdate.'
+complete -c smimecli -n '__smimecli_at \'gen-crl\'' -l 'hash' -x -a 'sha256 sha384 sha512' -d 'Signature hash.'
+complete -c smimecli -n '__smimecli_at \'gen-crl\'' -l 'json' -d 'Print JSON instead of text.'
+complete -c smimecli -n '__smimecli_at \'gen-crl\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'demo\'' -l 'keep' -x -a '(__fish_complete_directories)' -d 'Work in this folder and keep it (store, rules.toml, messages) instead of a throwaway one.'
 complete -c smimecli -n '__smimecli_at \'demo\'' -l 'json' -d 'Print the result as JSON.'
 complete -c smimecli -n '__smimecli_at \'demo\'' -s 'h' -l 'help' -d 'Show this message and exit.'
@@ -283,6 +385,7 @@ complete -c smimecli -n '__smimecli_at \'certs\'' -a 'import' -d 'Import certifi
 complete -c smimecli -n '__smimecli_at \'certs\'' -a 'export' -d 'Export certificates from the store'
 complete -c smimecli -n '__smimecli_at \'certs\'' -a 'list' -d 'List the store\'s certificates with their problems (expired, no emailProtection...)'
 complete -c smimecli -n '__smimecli_at \'certs\'' -a 'show' -d 'Show one certificate in detail, with the reasons it may not be usable'
+complete -c smimecli -n '__smimecli_at \'certs\'' -a 'verify' -d 'Check a certificate: chain to the store\'s roots, validity, revocation, usage'
 complete -c smimecli -n '__smimecli_at \'certs\'' -a 'remove' -d 'Remove certificates (with their keys) from the store, or from one named store'
 complete -c smimecli -n '__smimecli_at \'certs\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'certs import\'' -l 'store-name' -x -d 'Store: my (personal, with keys), other (recipients), root (trusted), ca.'
@@ -304,10 +407,14 @@ complete -c smimecli -n '__smimecli_at \'certs export\'' -l 'json' -d 'Print JSO
 complete -c smimecli -n '__smimecli_at \'certs export\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'certs list\'' -l 'store-name' -x -d 'Store: my (personal, with keys), other (recipients), root (trusted), ca.'
 complete -c smimecli -n '__smimecli_at \'certs list\'' -l 'email' -x -d 'Only certificates naming a matching address (* and ?).'
+complete -c smimecli -n '__smimecli_at \'certs list\'' -l 'expiring' -x -d 'Only certificates expired or expiring within this period (30d, 4w); exit 1 when any is listed, for monitoring.'
 complete -c smimecli -n '__smimecli_at \'certs list\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'certs list\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'certs show\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'certs show\'' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c smimecli -n '__smimecli_at \'certs verify\'' -l 'purpose' -x -a 'encrypt sign both' -d 'What the certificate must be usable for: encrypt, sign or both.'
+complete -c smimecli -n '__smimecli_at \'certs verify\'' -l 'json' -d 'Print JSON instead of text.'
+complete -c smimecli -n '__smimecli_at \'certs verify\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'certs remove\'' -l 'store-name' -x -d 'Store: my (personal, with keys), other (recipients), root (trusted), ca.'
 complete -c smimecli -n '__smimecli_at \'certs remove\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'certs remove\'' -s 'h' -l 'help' -d 'Show this message and exit.'

@@ -146,9 +146,9 @@ def chain_to_root(
     current = cert
     path = [cert]
     for _ in range(MAX_CHAIN):
-        root = next((r for r in root_list if issued_by(current, r)), None)
-        if root is not None:
-            return [*path, root]
+        top = next((r for r in root_list if issued_by(current, r)), None)
+        if top is not None:
+            return [*path, top]
         found = next((c for c in cas if c is not current and issued_by(current, c)), None)
         if found is None or found.tbs_certificate_bytes == current.tbs_certificate_bytes:
             return None

@@ -476,3 +476,250 @@ def test_signer_ca_without_cert_sign() -> None:
     )
     with pytest.raises(DataError, match="keyCertSign"):
         lab.Signer.checked(crl_only.cert, crl_only.key)
+
+
+# --- absolute dates -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2031-02-03", dt.datetime(2031, 2, 3, tzinfo=dt.UTC)),
+        ("2031-02-03T04:05:06Z", dt.datetime(2031, 2, 3, 4, 5, 6, tzinfo=dt.UTC)),
+        ("2031-02-03T04:05:06", dt.datetime(2031, 2, 3, 4, 5, 6, tzinfo=dt.UTC)),
+        ("2031-02-03T06:05:06+02:00", dt.datetime(2031, 2, 3, 4, 5, 6, tzinfo=dt.UTC)),
+    ],
+)
+def test_parse_date_reads_iso_8601_in_utc(text: str, expected: dt.datetime) -> None:
+    assert lab.parse_date(text, "--not-after") == expected
+
+
+@pytest.mark.parametrize("text", ["", "tomorrow", "2031-13-01", "31.01.2031", "2031-02-30"])
+def test_parse_date_refuses_other_text(text: str) -> None:
+    with pytest.raises(UsageError, match=r"--not-before .* is not an ISO 8601 date"):
+        lab.parse_date(text, "--not-before")
+
+
+def test_absolute_dates_are_used_exactly() -> None:
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    end = dt.datetime(2040, 1, 1, tzinfo=dt.UTC)
+    root = lab.make_root(lab.RootSpec(not_before=start, not_after=end), now=NOW)
+    assert root.cert.not_valid_before_utc == start
+    assert root.cert.not_valid_after_utc == end
+
+
+def test_days_count_from_not_before(signer: lab.Signer) -> None:
+    start = dt.datetime(2030, 3, 1, tzinfo=dt.UTC)
+    user = lab.issue_user(
+        lab.UserSpec(email="a@example.net", days=10, not_before=start), signer, now=NOW
+    )
+    assert user.cert.not_valid_before_utc == start
+    assert user.cert.not_valid_after_utc == start + dt.timedelta(days=10)
+
+
+def test_not_after_must_follow_not_before(signer: lab.Signer) -> None:
+    start = dt.datetime(2030, 3, 1, tzinfo=dt.UTC)
+    with pytest.raises(UsageError, match="--not-after 2030-03-01T00:00:00Z must lie after"):
+        lab.make_root(lab.RootSpec(not_before=start, not_after=start), now=NOW)
+    with pytest.raises(UsageError, match="must lie after"):
+        lab.issue_user(
+            lab.UserSpec(email="a@example.net", not_after=NOW - dt.timedelta(days=1)),
+            signer,
+            now=NOW,
+        )
+    with pytest.raises(UsageError, match="must lie after"):
+        lab.make_ca(lab.CASpec(not_after=NOW - dt.timedelta(hours=1)), signer, now=NOW)
+
+
+# --- intermediate CA ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def intermediate(signer: lab.Signer) -> lab.Issued:
+    return lab.make_ca(lab.CASpec(crl_url="http://crl.example/root.crl"), signer, now=NOW)
+
+
+def test_intermediate_ca_profile(intermediate: lab.Issued, root: lab.Issued) -> None:
+    cert = intermediate.cert
+    constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical
+    assert constraints.value.ca and constraints.value.path_length == 0
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.key_cert_sign and usage.value.crl_sign
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    root_ski = root.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == root_ski.digest
+    assert cert.issuer == root.cert.subject
+    points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert [n.value for n in points[0].full_name or []] == ["http://crl.example/root.crl"]
+    cert.verify_directly_issued_by(root.cert)
+    assert intermediate.chain == (root.cert,)
+
+
+def test_intermediate_ca_issues_users(intermediate: lab.Issued, root: lab.Issued) -> None:
+    ca = lab.Signer.checked(intermediate.cert, intermediate.key, intermediate.chain)
+    user = lab.issue_user(lab.UserSpec(email="a@example.net"), ca, now=NOW)
+    user.cert.verify_directly_issued_by(intermediate.cert)
+    assert user.chain == (intermediate.cert, root.cert)
+
+
+def test_ca_key_usage_needs_cert_sign(signer: lab.Signer) -> None:
+    with pytest.raises(UsageError, match="must include CertSign"):
+        lab.make_ca(lab.CASpec(key_usage="DigitalSignature"), signer, now=NOW)
+    with pytest.raises(UsageError, match="must include CertSign"):
+        lab.make_ca(lab.CASpec(key_usage="None"), signer, now=NOW)
+
+
+@pytest.mark.parametrize("url", ["ftp://x/crl", "crl.example/x.crl", "http://ex\u00e4mple/x"])
+def test_crl_url_must_be_http(signer: lab.Signer, url: str) -> None:
+    with pytest.raises(UsageError, match="--crl-url"):
+        lab.issue_user(lab.UserSpec(email="a@example.net", crl_url=url), signer, now=NOW)
+
+
+# --- CSR ----------------------------------------------------------------------------------
+
+
+def _csr(
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+    subject: str = "E=req@example.net,CN=Requester",
+    emails: tuple[str, ...] = ("req@example.net",),
+) -> x509.CertificateSigningRequest:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(lab.parse_subject(subject))
+    if emails:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.RFC822Name(e) for e in emails]), critical=False
+        )
+    return builder.sign(key, hashes.SHA256())
+
+
+def test_csr_key_and_names_are_certified(signer: lab.Signer) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    data = _csr(key, emails=("req@example.net", "alias@example.net")).public_bytes(
+        serialization.Encoding.DER
+    )
+    request = lab.load_csr(data, "req.der")
+    user = lab.issue_user(lab.UserSpec(email=None, csr=request), signer, now=NOW)
+    assert user.key is None
+    assert user.cert.public_key() == key.public_key()
+    assert user.cert.subject == request.subject
+    san = user.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.RFC822Name) == ["req@example.net", "alias@example.net"]
+    usage = user.cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.key_agreement and not usage.key_encipherment
+
+
+def test_csr_with_email_and_subject_options(signer: lab.Signer) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    request = _csr(key, subject="CN=Nobody", emails=())
+    spec = lab.UserSpec(email="given@example.net", subject="E=given@example.net,CN=G", csr=request)
+    user = lab.issue_user(spec, signer, now=NOW)
+    assert user.subject == "E=given@example.net, CN=G"
+    san = user.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.RFC822Name) == ["given@example.net"]
+    with pytest.raises(UsageError, match="names no mail address"):
+        lab.issue_user(lab.UserSpec(email=None, csr=request), signer, now=NOW)
+
+
+def test_csr_with_a_bad_signature_is_refused() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    der = bytearray(_csr(key).public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0x01  # inside the signature
+    with pytest.raises(DataError, match=r"req\.der: the request's signature does not verify"):
+        lab.load_csr(bytes(der), "req.der")
+
+
+def test_csr_garbage_and_short_keys_are_refused() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    with pytest.raises(DataError, match=r"x\.csr is not a PKCS#10 certificate request"):
+        lab.load_csr(b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n", "x.csr")
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    pem = _csr(short).public_bytes(serialization.Encoding.PEM)
+    with pytest.raises(DataError, match="1024 bits is too short"):
+        lab.load_csr(pem, "short.csr")
+
+
+# --- strict profile -----------------------------------------------------------------------
+
+
+def test_strict_profile_extensions(signer: lab.Signer) -> None:
+    spec = lab.UserSpec(
+        email="a@example.net",
+        subject="E=b@example.net,CN=c@example.net",
+        profile="strict",
+        key=lab.KeySpec("ecdsa-p256"),
+    )
+    cert = lab.issue_user(spec, signer, now=NOW).cert
+    policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    assert [p.policy_identifier.dotted_string for p in policies] == ["2.23.140.1.5.1.3"]
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    # Every address of the subject is repeated in the SAN.
+    addresses = san.get_values_for_type(x509.RFC822Name)
+    assert addresses[0] == "a@example.net"
+    assert sorted(addresses) == ["a@example.net", "b@example.net", "c@example.net"]
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.EMAIL_PROTECTION]
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.key_agreement and usage.value.digital_signature
+    cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+
+
+def test_powershell_profile_has_no_policies(rsa_user: lab.Issued) -> None:
+    with pytest.raises(x509.ExtensionNotFound):
+        rsa_user.cert.extensions.get_extension_for_class(x509.CertificatePolicies)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"upn": "u@corp.example"}, "leave out --upn"),
+        ({"subject": "E=a@example.net,CN=A,O=Org"}, "not O"),
+        ({"subject": "E=a@example.net,CN=Alice"}, "CN to be a mail address"),
+        ({"days": 825}, "under 825 days"),
+        ({"profile": "windows"}, "unknown --profile 'windows'"),
+    ],
+)
+def test_strict_profile_refusals(
+    signer: lab.Signer, changes: dict[str, object], message: str
+) -> None:
+    options: dict[str, object] = {"profile": "strict", **changes}
+    spec = lab.UserSpec(email="a@example.net", **options)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=message):
+        lab.issue_user(spec, signer, now=NOW)
+
+
+def test_strict_profile_allows_824_days(signer: lab.Signer) -> None:
+    spec = lab.UserSpec(email="a@example.net", profile="strict", days=824)
+    cert = lab.issue_user(spec, signer, now=NOW).cert
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc < dt.timedelta(days=825)
+
+
+# --- CRL ----------------------------------------------------------------------------------
+
+
+def test_crl_lists_revoked_serials(signer: lab.Signer, root: lab.Issued) -> None:
+    revoked = [lab.Revoked(12345, NOW - dt.timedelta(days=1)), lab.Revoked(99, NOW)]
+    crl = lab.make_crl(signer, revoked, next_update_days=7, now=NOW)
+    assert crl.is_signature_valid(root.cert.public_key())  # type: ignore[arg-type]
+    assert crl.issuer == root.cert.subject
+    assert crl.last_update_utc == NOW
+    assert crl.next_update_utc == NOW + dt.timedelta(days=7)
+    assert sorted(r.serial_number for r in crl) == [99, 12345]
+    assert crl.get_revoked_certificate_by_serial_number(12345) is not None
+    crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    later = lab.make_crl(signer, [], now=NOW + dt.timedelta(seconds=1))
+    assert later.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number > number
+
+
+def test_crl_needs_crl_sign(signer: lab.Signer) -> None:
+    ca = lab.make_ca(lab.CASpec(key_usage="CertSign"), signer, now=NOW)
+    with pytest.raises(DataError, match="may not sign CRLs"):
+        lab.make_crl(lab.Signer.checked(ca.cert, ca.key), [], now=NOW)
+    with pytest.raises(UsageError, match="--next-update must be at least 1"):
+        lab.make_crl(signer, [], next_update_days=0, now=NOW)
