@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import stat
 from collections.abc import Callable
@@ -448,3 +449,351 @@ def test_issue_user_signer_without_any_store(cli: Cli, tmp_path: Path, extra: li
     )
     assert_failed(result, 78, tmp_path, set())
     assert "no certificate store" in result.stderr
+
+
+# --- gen-ca, --csr, dates, gen-crl, strict ------------------------------------------------
+
+
+def _pki(cli: Cli, tmp_path: Path) -> None:
+    """A root and an intermediate CA made through the CLI in the test's store."""
+    assert cli(["gen-root", "--out-pem", tmp_path / "root.pem"]).exit_code == 0
+    result = cli(
+        [
+            "gen-ca",
+            "--signer",
+            "Test Root V1",
+            "--out-pem",
+            tmp_path / "ca.pem",
+            "--crl-url",
+            "http://crl.example/root.crl",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_gen_ca_goes_to_my_and_ca(cli: Cli, tmp_path: Path) -> None:
+    _pki(cli, tmp_path)
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    with Store.open(tmp_path / "store", create=False) as store:
+        (entry,) = store.find("Test Intermediate CA V1")
+        assert entry.store_names == ("my", "ca")
+        assert entry.has_key
+    result = cli(
+        ["issue-user", "--signer", "Test Intermediate CA V1", "--email", "u@example.net", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["issuer"] == "CN=Test Intermediate CA V1"
+
+
+def test_gen_ca_needs_a_stored_signer(cli: Cli, tmp_path: Path) -> None:
+    assert cli(["gen-root", "--no-store", "--out-pem", tmp_path / "r.pem"]).exit_code == 0
+    before = {p.name for p in tmp_path.iterdir()}
+    result = cli(["gen-ca", "--signer", "Test Root V1", "--out-pem", tmp_path / "ca.pem"])
+    assert_failed(result, 78, tmp_path, before)
+    assert "no certificate store" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["gen-root", "gen-ca", "issue-user"])
+def test_not_after_before_not_before_is_64(cli: Cli, tmp_path: Path, command: str) -> None:
+    _pki(cli, tmp_path)
+    before = {p.name for p in tmp_path.iterdir()}
+    signer = {"gen-root": [], "gen-ca": ["--signer", "Test Root V1"]}.get(
+        command, ["--signer", "Test Root V1", "--email", "u@example.net"]
+    )
+    args = [command, *signer, "--not-before", "2031-01-02", "--not-after", "2031-01-01"]
+    result = cli([*args, "--out-pem", tmp_path / "x.pem"])
+    assert_failed(result, 64, tmp_path, before)
+    assert "--not-after 2031-01-01T00:00:00Z must lie after --not-before" in result.stderr
+
+
+def test_absolute_dates_on_the_command_line(cli: Cli, tmp_path: Path) -> None:
+    result = cli(
+        [
+            "gen-root",
+            "--no-store",
+            "--not-before",
+            "2030-01-01T08:00:00+02:00",
+            "--not-after",
+            "2035-06-30",
+            "--out-pem",
+            tmp_path / "r.pem",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    cert = x509.load_pem_x509_certificate((tmp_path / "r.pem").read_bytes())
+    assert cert.not_valid_before_utc.isoformat() == "2030-01-01T06:00:00+00:00"
+    assert cert.not_valid_after_utc.isoformat() == "2035-06-30T00:00:00+00:00"
+    result = cli(["gen-root", "--no-store", "--not-after", "someday", "--out-pem", tmp_path / "x"])
+    assert result.exit_code == 64
+    assert "--not-after 'someday' is not an ISO 8601 date" in result.stderr
+
+
+def _write_csr(path: Path, email: str = "req@example.net") -> ec.EllipticCurvePrivateKey:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, email)]))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    return key
+
+
+def test_issue_user_from_csr(cli: Cli, tmp_path: Path) -> None:
+    _pki(cli, tmp_path)
+    key = _write_csr(tmp_path / "req.csr")
+    result = cli(
+        [
+            "issue-user",
+            "--signer",
+            "Test Intermediate CA V1",
+            "--csr",
+            tmp_path / "req.csr",
+            "--out-pem",
+            tmp_path / "req.pem",
+            "--json",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["emails"] == ["req@example.net"]
+    assert doc["stores"] == ["other"]
+    assert doc["key_algorithm"] == "ecdsa-p256"
+    cert = x509.load_pem_x509_certificate((tmp_path / "req.pem").read_bytes())
+    assert cert.public_key() == key.public_key()
+    with Store.open(tmp_path / "store", create=False) as store:
+        (entry,) = store.find("req@example.net")
+        assert entry.store_names == ("other",)
+        assert not entry.has_key
+
+
+def test_issue_user_csr_refuses_key_outputs_and_bad_requests(cli: Cli, tmp_path: Path) -> None:
+    _pki(cli, tmp_path)
+    _write_csr(tmp_path / "req.csr")
+    before = {p.name for p in tmp_path.iterdir()}
+    signer = ["issue-user", "--signer", "Test Root V1"]
+    result = cli([*signer, "--csr", tmp_path / "req.csr", "--out-pfx", tmp_path / "x.pfx"])
+    assert_failed(result, 64, tmp_path, before)
+    assert "the private key stays with the requester" in result.stderr
+    (tmp_path / "bad.csr").write_bytes(b"not a request")
+    before = {p.name for p in tmp_path.iterdir()}
+    result = cli([*signer, "--csr", tmp_path / "bad.csr", "--out-pem", tmp_path / "x.pem"])
+    assert_failed(result, 65, tmp_path, before)
+    assert "is not a PKCS#10 certificate request" in result.stderr
+    result = cli([*signer, "--csr", tmp_path / "missing.csr", "--out-pem", tmp_path / "x.pem"])
+    assert_failed(result, 66, tmp_path, before)
+    result = cli([*signer, "--out-pem", tmp_path / "x.pem"])
+    assert_failed(result, 64, tmp_path, before)
+    assert "give --email ADDR" in result.stderr
+
+
+def test_gen_crl_records_revocations(cli: Cli, tmp_path: Path) -> None:
+    _pki(cli, tmp_path)
+    issue = ["issue-user", "--signer", "Test Intermediate CA V1", "--email"]
+    assert cli([*issue, "gone@example.net"]).exit_code == 0
+    assert cli([*issue, "kept@example.net"]).exit_code == 0
+    result = cli(["gen-crl", "--signer", "Test Intermediate CA V1", "--revoke", "gone@example.net"])
+    assert result.exit_code == 0, result.output
+    crl = x509.load_pem_x509_crl(result.stdout)
+    with Store.open(tmp_path / "store", create=False) as store:
+        gone = store.find("gone@example.net")[0].cert
+        kept = store.find("kept@example.net")[0].cert
+    assert crl.get_revoked_certificate_by_serial_number(gone.serial_number) is not None
+    assert crl.get_revoked_certificate_by_serial_number(kept.serial_number) is None
+    # The revocation stays recorded: a later CRL (DER, to a file) lists it again.
+    result = cli(
+        ["gen-crl", "--signer", "Test Intermediate CA V1", "--der", "-o", tmp_path / "ca.crl"]
+    )
+    assert result.exit_code == 0, result.output
+    again = x509.load_der_x509_crl((tmp_path / "ca.crl").read_bytes())
+    assert [r.serial_number for r in again] == [gone.serial_number]
+    # The root's CRL is separate and empty.
+    result = cli(["gen-crl", "--signer", "Test Root V1", "--next-update", "7"])
+    assert result.exit_code == 0, result.output
+    root_crl = x509.load_pem_x509_crl(result.stdout)
+    assert list(root_crl) == []
+    assert root_crl.next_update_utc is not None
+    assert root_crl.next_update_utc - root_crl.last_update_utc == dt.timedelta(days=7)
+
+
+def test_gen_crl_refuses_a_foreign_certificate(cli: Cli, tmp_path: Path) -> None:
+    _pki(cli, tmp_path)
+    assert (
+        cli(["issue-user", "--signer", "Test Root V1", "--email", "r@example.net"]).exit_code == 0
+    )
+    result = cli(["gen-crl", "--signer", "Test Intermediate CA V1", "--revoke", "r@example.net"])
+    assert result.exit_code == 65
+    assert "was not issued by the CA CN=Test Intermediate CA V1" in result.stderr
+    assert result.stdout == b""
+    with Store.open(tmp_path / "store", create=False) as store:
+        assert not store.is_revoked(store.find("r@example.net")[0].cert)
+    result = cli(["gen-crl", "--signer", "Test Root V1", "--next-update", "0"])
+    assert result.exit_code == 64
+    assert "--next-update must be at least 1 day" in result.stderr
+
+
+def test_strict_profile_on_the_command_line(cli: Cli, tmp_path: Path) -> None:
+    _pki(cli, tmp_path)
+    base = ["issue-user", "--signer", "Test Intermediate CA V1", "--email", "s@example.net"]
+    result = cli([*base, "--profile", "strict", "--out-pem", tmp_path / "s.pem", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["profile"] == "strict"
+    cert = x509.load_pem_x509_certificate((tmp_path / "s.pem").read_bytes())
+    cert.extensions.get_extension_for_class(x509.CertificatePolicies)
+    before = {p.name for p in tmp_path.iterdir()}
+    result = cli([*base, "--profile", "strict", "--days", "900", "--out-pem", tmp_path / "x"])
+    assert_failed(result, 64, tmp_path, before)
+    assert "--profile strict allows a validity under 825 days" in result.stderr
+
+
+def _lint_findings(pem: Path) -> list[str]:
+    import shutil
+    import subprocess
+
+    tool = shutil.which("lint_cabf_smime_cert")
+    if tool is None:
+        pytest.skip("pkilint is not installed (pip install -e '.[test]')")
+    done = subprocess.run(
+        [tool, "lint", "-t", "MAILBOX-STRICT", "-s", "ERROR", "-f", "TEXT", str(pem)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return [
+        line.strip() for line in done.stdout.splitlines() if "(ERROR)" in line or "(FATAL)" in line
+    ]
+
+
+@pytest.mark.parametrize("algorithm", ["rsa", "ecdsa-p256", "ecdsa-p384"])
+def test_strict_profile_passes_pkilint(cli: Cli, tmp_path: Path, algorithm: str) -> None:
+    """pkilint's mailbox-strict validation finds no ERROR or FATAL in a strict certificate.
+
+    Only -s ERROR findings are counted: pkilint also warns that authorityInformationAccess
+    and (without --crl-url) cRLDistributionPoints are missing. A lab CA publishes neither
+    an OCSP responder nor an issuer URL, and the Baseline Requirements make both a SHOULD
+    for the CA's operations, not a property of the certificate profile; a lab root is not
+    a publicly trusted CA, so findings about the issuer are not the profile's business.
+    """
+    _pki(cli, tmp_path)
+    pem = tmp_path / "strict.pem"
+    result = cli(
+        [
+            "issue-user",
+            "--signer",
+            "Test Intermediate CA V1",
+            "--email",
+            "strict@example.net",
+            "--profile",
+            "strict",
+            "--key-algorithm",
+            algorithm,
+            "--crl-url",
+            "http://crl.example.com/ca.crl",  # a public name: pkilint refuses .example
+            "--out-pem",
+            pem,
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert _lint_findings(pem) == []
+
+
+def test_powershell_profile_fails_pkilint_strict(cli: Cli, tmp_path: Path) -> None:
+    """The check above can fail: the default profile lacks the policy OID (and has a UPN)."""
+    _pki(cli, tmp_path)
+    pem = tmp_path / "ps.pem"
+    result = cli(
+        [
+            "issue-user",
+            "--signer",
+            "Test Root V1",
+            "--email",
+            "p@example.net",
+            "--upn",
+            "p@corp.example",
+            "--out-pem",
+            pem,
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    findings = _lint_findings(pem)
+    assert any("certificate_policies_extension_missing" in f for f in findings), findings
+
+
+# --- certs verify and certs list --expiring -----------------------------------------------
+
+
+def test_certs_verify_exit_statuses(cli: Cli, tmp_path: Path) -> None:
+    _pki(cli, tmp_path)
+    issue = ["issue-user", "--signer", "Test Intermediate CA V1", "--email"]
+    assert cli([*issue, "ok@example.net", "--out-pem", tmp_path / "ok.pem"]).exit_code == 0
+    result = cli(["certs", "verify", "ok@example.net"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout.decode()
+    assert "CN=ok@example.net -> CN=Test Intermediate CA V1 -> CN=Test Root V1" in text
+    assert "result:      OK" in text
+    # A file works too, and --json says the same.
+    result = cli(["certs", "verify", tmp_path / "ok.pem", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["trusted"] and doc["ok"] and doc["encryption"]["usable"]
+    assert len(doc["chain"]) == 3
+    # Revoked by gen-crl: 77 with the reason.
+    assert cli(["gen-crl", "--signer", "Test Intermediate CA V1", "--revoke", "ok@example.net"])
+    result = cli(["certs", "verify", "ok@example.net"])
+    assert result.exit_code == 77, result.output
+    assert "NOT OK: revoked (recorded by gen-crl)" in result.stdout.decode()
+    # Expired: 77.
+    args = ["--not-before", "2020-01-01", "--not-after", "2021-01-01"]
+    assert cli([*issue, "old@example.net", *args]).exit_code == 0
+    result = cli(["certs", "verify", "old@example.net", "--json"])
+    assert result.exit_code == 77
+    assert json.loads(result.stdout)["problems"] == ["expired 2021-01-01"]
+    # Untrusted: a root outside the store.
+    assert cli(["gen-root", "--no-store", "--subject", "CN=Other", "--out-pem", tmp_path / "o.pem"])
+    result = cli(["certs", "verify", tmp_path / "o.pem"])
+    assert result.exit_code == 77
+    assert "does not chain to a trusted root of the store" in result.stdout.decode()
+    # Unparseable 65, missing 66, each with one line on stderr.
+    (tmp_path / "junk.pem").write_bytes(b"junk")
+    result = cli(["certs", "verify", tmp_path / "junk.pem"])
+    assert result.exit_code == 65
+    assert "is not a certificate file" in result.stderr
+    result = cli(["certs", "verify", tmp_path / "missing.pem"])
+    assert result.exit_code == 66
+    assert result.stderr.count("\n") == 1 and "missing.pem" in result.stderr
+
+
+def test_certs_verify_purpose(cli: Cli, tmp_path: Path) -> None:
+    _pki(cli, tmp_path)
+    result = cli(["certs", "verify", "Test Intermediate CA V1", "--purpose", "sign", "--json"])
+    # A CA without emailProtection restrictions and with digitalSignature can sign mail.
+    assert result.exit_code == 0, result.output
+    result = cli(["certs", "verify", "Test Intermediate CA V1", "--purpose", "encrypt"])
+    assert result.exit_code == 77
+    assert "key usage does not allow key encipherment" in result.stdout.decode()
+    result = cli(["certs", "verify", "Test Root V1", "--purpose", "any"])
+    assert result.exit_code == 64
+    assert "unknown --purpose 'any'" in result.stderr
+
+
+def test_certs_list_expiring(cli: Cli, tmp_path: Path) -> None:
+    _pki(cli, tmp_path)
+    issue = ["issue-user", "--signer", "Test Root V1", "--email"]
+    assert cli([*issue, "soon@example.net", "--days", "10"]).exit_code == 0
+    assert cli([*issue, "later@example.net", "--days", "100"]).exit_code == 0
+    result = cli(["certs", "list", "--expiring", "2w", "--json"])
+    assert result.exit_code == 1, result.output
+    assert [d["emails"] for d in json.loads(result.stdout)] == [["soon@example.net"]]
+    result = cli(["certs", "list", "--expiring", "200d"])
+    assert result.exit_code == 1
+    assert "later@example.net" in result.stdout.decode()
+    result = cli(["certs", "list", "--expiring", "5d"])
+    assert result.exit_code == 0, result.output
+    assert "soon@example.net" not in result.stdout.decode()
+    for bad in ("30", "1m", "d"):
+        result = cli(["certs", "list", "--expiring", bad])
+        assert result.exit_code == 64
+        assert "give a period like 30d (days) or 4w (weeks)" in result.stderr

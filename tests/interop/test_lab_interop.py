@@ -429,3 +429,96 @@ def test_gpgsm_imports_root_and_legacy_pfx(lab: Files, gnupghome: Path, tmp_path
     decrypted = gpgsm(gnupghome, "--passphrase-fd", "0", "--decrypt", encrypted, input=passphrase)
     assert decrypted.returncode == 0, decrypted.stderr.decode()
     assert decrypted.stdout == MESSAGE
+
+
+# --- intermediate CA, CSR and CRL with openssl --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Files:
+    """Root -> intermediate -> users (one from an openssl CSR), a revoked user and CRLs."""
+    require_tool("openssl")
+    folder = tmp_path_factory.mktemp("lab-pki")
+    files = Files(folder, folder / "password", folder / "store")
+    smimecli(files, "gen-root", "--out-pem", files["root.pem"])
+    smimecli(files, "gen-ca", "--signer", "Test Root V1", "--out-pem", files["ca.pem"])
+    issue = ("issue-user", "--signer", "Test Intermediate CA V1")
+    smimecli(files, *issue, "--email", "ok@example.net", "--out-pem", files["ok.pem"])
+    smimecli(files, *issue, "--email", "gone@example.net", "--out-pem", files["gone.pem"])
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            files["req.key"],
+            "-subj",
+            "/CN=req@example.net/emailAddress=req@example.net",
+            "-out",
+            files["req.csr"],
+        ],
+        check=True,
+        capture_output=True,
+    )
+    smimecli(files, *issue, "--csr", files["req.csr"], "--out-pem", files["req.pem"])
+    ca_crl = smimecli(
+        files, "gen-crl", "--signer", "Test Intermediate CA V1", "--revoke", "gone@example.net"
+    )
+    files["ca.crl"].write_text(ca_crl)
+    files["root.crl"].write_text(smimecli(files, "gen-crl", "--signer", "Test Root V1"))
+    files["chain.pem"].write_bytes(files["ca.pem"].read_bytes() + files["root.pem"].read_bytes())
+    files["crls.pem"].write_bytes(files["ca.crl"].read_bytes() + files["root.crl"].read_bytes())
+    return files
+
+
+def run_openssl(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["openssl", *(str(a) for a in args)], capture_output=True, text=True, check=False
+    )
+
+
+def test_openssl_verifies_the_chain_through_the_intermediate(pki: Files) -> None:
+    for name in ("ok.pem", "gone.pem", "req.pem"):
+        done = run_openssl(
+            "verify", "-purpose", "smimeencrypt", "-CAfile", pki["root.pem"], "-untrusted",
+            pki["ca.pem"], pki[name],
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"{pki[name]}: OK" in done.stdout
+    # pathLenConstraint 0: without the intermediate there is no chain.
+    done = run_openssl("verify", "-CAfile", pki["root.pem"], pki["ok.pem"])
+    assert done.returncode != 0
+
+
+def test_csr_certificate_matches_the_openssl_key(pki: Files) -> None:
+    cert_key = run_openssl("x509", "-in", pki["req.pem"], "-noout", "-pubkey").stdout
+    own_key = run_openssl("pkey", "-in", pki["req.key"], "-pubout").stdout
+    assert cert_key == own_key
+    text = run_openssl("x509", "-in", pki["req.pem"], "-noout", "-ext", "subjectAltName").stdout
+    assert "email:req@example.net" in text
+
+
+def test_openssl_verifies_the_crls(pki: Files) -> None:
+    done = run_openssl(
+        "crl", "-in", pki["ca.crl"], "-CAfile", pki["chain.pem"], "-verify", "-noout"
+    )
+    assert done.returncode == 0 and "verify OK" in done.stdout + done.stderr, done.stderr
+    done = run_openssl(
+        "crl", "-in", pki["root.crl"], "-CAfile", pki["root.pem"], "-verify", "-noout"
+    )
+    assert done.returncode == 0 and "verify OK" in done.stdout + done.stderr, done.stderr
+    # A CRL checked against the wrong CA fails.
+    done = run_openssl("crl", "-in", pki["ca.crl"], "-CAfile", pki["root.pem"], "-verify", "-noout")
+    assert done.returncode != 0
+
+
+def test_openssl_crl_check_sees_the_revocation(pki: Files) -> None:
+    check = ("verify", "-crl_check_all", "-CAfile", pki["chain.pem"], "-CRLfile", pki["crls.pem"])
+    done = run_openssl(*check, pki["ok.pem"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_openssl(*check, pki["gone.pem"])
+    assert done.returncode != 0
+    assert "certificate revoked" in done.stdout + done.stderr

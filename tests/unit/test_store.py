@@ -229,3 +229,31 @@ def test_find_by_ski_in_a_store_written_before_method_1(store: Store, pki: Pki) 
     bob_ski = pki.bob.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     assert [c.thumbprint for c in store.find_by_ski(bob_ski.value.digest)] == [pki.bob.thumbprint]
     assert store.find_by_ski(b"\x00" * 20) == []
+
+
+def test_schema_1_store_gains_the_revocations_table(tmp_path: Path) -> None:
+    """A store written before gen-crl existed opens, keeps its rows and records revocations."""
+    import datetime as dt
+
+    from smimecli import lab
+
+    root = lab.make_root(lab.RootSpec())
+    with Store.open(tmp_path) as store:
+        store.add(root.cert, store_name="root")
+        before = store.dump()
+    conn = sqlite3.connect(tmp_path / "store.sqlite3")
+    conn.execute("DROP TABLE revocations")
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    conn.commit()
+    conn.close()
+    with Store.open(tmp_path) as store:
+        assert store.dump() == before
+        assert store.revoke(root.cert, dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+        assert not store.revoke(root.cert, dt.datetime(2030, 1, 2, tzinfo=dt.UTC))
+        assert store.is_revoked(root.cert)
+        assert store.revocations(root.cert.issuer) == [
+            (root.cert.serial_number, dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+        ]
+    conn = sqlite3.connect(tmp_path / "store.sqlite3")
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    conn.close()
