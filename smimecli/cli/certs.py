@@ -93,7 +93,7 @@ def import_(
             f"{skipped} certificate(s) could not be parsed (--strict): nothing imported"
         )
     records: list[dict[str, Any]] = []
-    with open_store(store_password_env) as store, store.transaction():
+    with open_store(store_password_env, create=True) as store, store.transaction():
         for path, entries in loaded:
             for entry in entries:
                 target = forced or (
@@ -195,7 +195,7 @@ def export(
             raise UsageError(
                 "a .pfx always needs a password: give --password-file or --password-env"
             )
-    with open_store(store_password_env, create=False) as store:
+    with open_store(store_password_env, readonly=True) as store:
         picked = [store.select_one(selector) for selector in selectors]
         data = exporter.export(
             store,
@@ -239,7 +239,7 @@ def list_(
     from smimecli import rules
     from smimecli.certs import info as certinfo
 
-    with open_store() as store:
+    with open_store(readonly=True) as store:
         if email and not rules.is_wildcard(email):
             rows = store.by_email(email, store_name)
         else:
@@ -297,7 +297,7 @@ def show(
     """Show one certificate in detail, with the reasons it may not be usable."""
     from smimecli.certs import info as certinfo
 
-    with open_store(create=False) as store:
+    with open_store(readonly=True) as store:
         doc = certinfo.details(store.select_one(selector))
     if json:
         emit_json(doc)
@@ -324,7 +324,7 @@ def remove(
     With --json, one document lists what was removed.
     """
     removed: list[dict[str, Any]] = []
-    with open_store(create=False) as store, store.transaction():
+    with open_store() as store, store.transaction():
         picked = [store.select_one(selector, store_name) for selector in selectors]
         for cert in {c.thumbprint: c for c in picked}.values():
             store.remove(cert.thumbprint, store_name)

@@ -26,7 +26,7 @@ def _dump(tmp_path: Path) -> list[Any]:
     folder = tmp_path / "store"
     if not folder.exists():
         return []
-    with Store.open(folder) as store:
+    with Store.open(folder, create=True) as store:
         return store.dump()
 
 
@@ -157,7 +157,7 @@ def test_export_formats_reimport(cli: Cli, pki: Pki, tmp_path: Path) -> None:
             ["certs", "import", tmp_path / name, "--password-env", "PFXPW"], env={**PW, **fresh}
         )
         assert result.exit_code == 0, result.output
-    with Store.open(tmp_path / "fresh") as store:
+    with Store.open(tmp_path / "fresh", create=True) as store:
         rows = {c.thumbprint: c for c in store.certificates()}
     assert set(rows) == {pki.alice.thumbprint, pki.bob.thumbprint, thumbprint(pki.ca.cert)}
     alice = rows[pki.alice.thumbprint]
