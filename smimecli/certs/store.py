@@ -411,6 +411,10 @@ class Store:
 
     def _key_blob(self, key: PrivateKey) -> tuple[bytes, int]:
         encryption: serialization.KeySerializationEncryption
+        if not self._passphrase and self._query(
+            "SELECT 1 FROM certs WHERE key_encrypted = 1 LIMIT 1"
+        ):
+            raise AuthError(f"this store's keys are encrypted: set {PASSWORD_ENV}")
         if self._passphrase:
             encryption = serialization.BestAvailableEncryption(self._passphrase)
         else:

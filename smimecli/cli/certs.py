@@ -153,6 +153,13 @@ def export(
     with_private_key: Annotated[
         bool, typer.Option("--with-private-key", help="Include the private key (pfx, pem).")
     ] = False,
+    no_key_password: Annotated[
+        bool,
+        typer.Option(
+            "--no-key-password",
+            help="With --format pem --with-private-key: write the key unencrypted, on purpose.",
+        ),
+    ] = False,
     pfx_encryption: PfxEncryptionOpt = "modern",
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
@@ -195,6 +202,11 @@ def export(
             raise UsageError(
                 "a .pfx always needs a password: give --password-file or --password-env"
             )
+    if with_private_key and chosen == "pem" and not password and not no_key_password:
+        raise UsageError(
+            "refusing to write an unencrypted private key: give --password-file or "
+            "--password-env, or --no-key-password to write it in the clear on purpose"
+        )
     with open_store(store_password_env, readonly=True) as store:
         picked = [store.select_one(selector) for selector in selectors]
         data = exporter.export(
