@@ -23,7 +23,7 @@ _smimecli_options() {
         'demo') echo '--keep --json -h --help' ;;
         'certs') echo '-h --help' ;;
         'certs import') echo '--store-name --strict --password-file --password-env --store-password-env --json -h --help' ;;
-        'certs export') echo '-o --output --format --with-private-key --pfx-encryption --password-file --password-env --store-password-env --json -h --help' ;;
+        'certs export') echo '-o --output --format --with-private-key --no-key-password --pfx-encryption --password-file --password-env --store-password-env --json -h --help' ;;
         'certs list') echo '--store-name --email --expiring --json -h --help' ;;
         'certs show') echo '--json -h --help' ;;
         'certs verify') echo '--purpose --json -h --help' ;;

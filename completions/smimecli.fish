@@ -399,6 +399,7 @@ complete -c smimecli -n '__smimecli_at \'certs import\'' -F
 complete -c smimecli -n '__smimecli_at \'certs export\'' -s 'o' -l 'output' -r -F -d 'The file to write.'
 complete -c smimecli -n '__smimecli_at \'certs export\'' -l 'format' -x -d 'cer, pem, p7b, pfx or sst [default: from the -o extension].'
 complete -c smimecli -n '__smimecli_at \'certs export\'' -l 'with-private-key' -d 'Include the private key (pfx, pem).'
+complete -c smimecli -n '__smimecli_at \'certs export\'' -l 'no-key-password' -d 'With --format pem --with-private-key: write the key unencrypted, on purpose.'
 complete -c smimecli -n '__smimecli_at \'certs export\'' -l 'pfx-encryption' -x -a 'modern legacy' -d 'modern = AES-256/PBKDF2/SHA-256 MAC; legacy = 3DES/SHA-1 MAC (old Windows, macOS, gpgsm 2.2).'
 complete -c smimecli -n '__smimecli_at \'certs export\'' -l 'password-file' -r -F -d 'Read the password from this file (one trailing newline is ignored).'
 complete -c smimecli -n '__smimecli_at \'certs export\'' -l 'password-env' -x -d 'Read the password from this environment variable.'

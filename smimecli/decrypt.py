@@ -505,14 +505,16 @@ def _read_any_head(
 
 
 def open_store_if_exists(folder: Any) -> Any:
-    """The store in ``folder``, or None when none was created there yet."""
-    from smimecli.certs.store import Store
-    from smimecli.errors import ConfigError
+    """The store in ``folder`` opened read-only, or None when there is none (``inspect``
+    then shows no store matches). A damaged, locked or unreadable store is its error
+    (78, 75, 74), never "no store"."""
+    from pathlib import Path
 
-    try:
-        return Store.open(folder, create=False)
-    except ConfigError:
-        return None  # no store yet: nothing to match
+    from smimecli.certs.store import DB_NAME, Store
+
+    if not (Path(folder) / DB_NAME).exists():
+        return None
+    return Store.open(folder, readonly=True)
 
 
 def _store_rows(store: Any, rid: RecipientId) -> list[Any]:
@@ -527,9 +529,10 @@ def store_key_lookup(folder: Any) -> KeyLookup:
     """A key lookup in the store's certificates with private keys (``decrypt`` without --key)."""
 
     def lookup(recipients: list[RecipientEntry]) -> list[KeyIdentity]:
-        store = open_store_if_exists(folder)
-        if store is None:
-            return []
+        from smimecli.certs.store import Store
+
+        # The keys must come from the store: a missing one is 78, not "no key" (77).
+        store: Any = Store.open(folder, readonly=True)
         found: list[KeyIdentity] = []
         seen: set[str] = set()
         with store:

@@ -78,7 +78,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
 
     say(f"1. A throwaway certificate store in {store_dir}")
     root = lab.make_root(lab.RootSpec())
-    with Store.open(store_dir) as store:
+    with Store.open(store_dir, create=True) as store:
         store.add(root.cert, key=root.key, store_name="my")
         store.add(root.cert, store_name="root")
         result.root_thumbprint = root.thumbprint
@@ -119,7 +119,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
         + ("round trip OK, the text is back" if result.ok else "round trip FAILED")
     )
 
-    with Store.open(store_dir) as store:
+    with Store.open(store_dir, create=True) as store:
         report = inspect_message(io.BytesIO(encrypted.getvalue()), store_finder=store_finder(store))
     cipher_info = report.cipher or {}
     say(f"7. inspect: {report.content_type}, content cipher {cipher_info.get('name', '?')}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smimecli.errors import ConfigError, SmimeError
+from smimecli.errors import ConfigError, IOFailedError, SmimeError, TempFailError
 
 if TYPE_CHECKING:
     from smimecli.certs.sources import CertificateSource
@@ -219,7 +219,7 @@ class RuleSet:
                 raise ConfigError(f"{self.path}: a store source needs a certificate store folder")
             from smimecli.certs.store import Store
 
-            self._store = Store.open(self.store_dir)
+            self._store = Store.open(self.store_dir, readonly=True)
         return self._store
 
     def trust(self) -> tuple[list[Any], list[Any]]:
@@ -278,6 +278,8 @@ class RuleSet:
             if exc.message.startswith(str(self.path)):
                 raise
             raise ConfigError(f"{self.where(rule, 'source')}: {exc.message}") from exc
+        except (TempFailError, IOFailedError):
+            raise  # a locked store or a disk fault: retry later, not a configuration fault
         except SmimeError as exc:
             raise ConfigError(
                 f"{self.where(rule, 'source')}: cannot read {spec.describe()}: {exc.message}"

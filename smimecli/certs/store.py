@@ -36,7 +36,14 @@ from cryptography.hazmat.primitives import serialization
 
 from smimecli.certs import names
 from smimecli.certs.formats import PrivateKey, load_der_certificate
-from smimecli.errors import AuthError, ConfigError, DataError, TempFailError, UsageError
+from smimecli.errors import (
+    AuthError,
+    ConfigError,
+    DataError,
+    IOFailedError,
+    TempFailError,
+    UsageError,
+)
 
 STORE_NAMES: tuple[str, ...] = ("my", "other", "root", "ca")
 DB_NAME = "store.sqlite3"
@@ -161,15 +168,44 @@ def check_store_name(store_name: str) -> str:
     return lowered
 
 
+def default_store_dir() -> Path:
+    """The store folder when --store is not given: $SMIMECLI_STORE, else
+    $XDG_DATA_HOME/smimecli (``~/.local/share/smimecli``)."""
+    env = os.environ.get("SMIMECLI_STORE")
+    if env:
+        return Path(env)
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "smimecli"
+
+
 def _translate(exc: sqlite3.Error, path: Path) -> Exception:
+    """An SQLite error as the smimecli error a caller can act on: locked 75, full disk or
+    I/O error 74, read-only or unopenable 78, anything else (damage) 78."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
     text = str(exc).lower()
-    if "locked" in text or "busy" in text:
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
         return TempFailError(f"certificate store {path} is locked by another process; retry later")
-    if isinstance(exc, sqlite3.OperationalError) and (
-        "readonly" in text or "unable to open" in text or "disk i/o" in text
-    ):
-        return ConfigError(f"cannot use certificate store {path}: {exc}")
+    if name == "SQLITE_FULL" or "disk is full" in text:
+        return IOFailedError(
+            f"cannot write the certificate store {path}: the disk is full; free space and retry"
+        )
+    if name.startswith("SQLITE_IOERR") or "disk i/o" in text:
+        return IOFailedError(f"I/O error on the certificate store {path}: {exc}")
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return ConfigError(f"certificate store {path} is read-only: cannot change it ({exc})")
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return ConfigError(f"cannot open certificate store {path}: {exc}")
     return ConfigError(f"certificate store {path} is unreadable or corrupt: {exc}")
+
+
+def _connect(path: Path, timeout: float, *, readonly: bool, immutable: bool = False) -> Any:
+    target: str | Path = path
+    if readonly:
+        # A URI opens the file O_RDONLY: reading never needs (or uses) write access.
+        target = path.absolute().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
+    return sqlite3.connect(
+        target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=readonly
+    )
 
 
 class Store:
@@ -188,15 +224,22 @@ class Store:
         cls,
         folder: Path | str,
         *,
-        create: bool = True,
+        create: bool = False,
+        readonly: bool = False,
         passphrase: bytes | None = None,
         timeout: float = LOCK_TIMEOUT,
     ) -> Store:
-        """Open (and on first use create) the store in ``folder``.
+        """Open the store in ``folder``; only commands that add certificates create it.
 
         Args:
-            folder: the store folder (created 0700).
-            create: when False, a missing store is a ConfigError instead of being created.
+            folder: the store folder (created 0700 when ``create``).
+            create: create a missing store; otherwise a missing store is a ConfigError (78,
+                ``no certificate store in DIR``), so a mistyped folder never looks like an
+                empty store.
+            readonly: open the database read-only (``mode=ro``): nothing in the folder is
+                written, so a read-only folder or mount can be read. When SQLite cannot
+                set up its shared-memory file there and no write-ahead log is pending,
+                the database is read as immutable.
             passphrase: encrypts private keys; default ``$SMIMECLI_STORE_PASSWORD``.
             timeout: seconds to wait for a lock held by another process (then exit 75).
         """
@@ -205,9 +248,18 @@ class Store:
         if passphrase is None:
             env = os.environ.get(PASSWORD_ENV)
             passphrase = env.encode("utf-8") if env else None
-        if not path.exists():
-            if not create:
-                raise ConfigError(f"no certificate store in {folder} (import certificates first)")
+        try:
+            present = path.exists()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot open certificate store {path}: {exc.strerror or exc}"
+            ) from exc
+        if not present:
+            if not create or readonly:
+                raise ConfigError(
+                    f"no certificate store in {folder} (check --store or SMIMECLI_STORE; "
+                    "'smimecli certs import' creates one)"
+                )
             try:
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)
                 fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
@@ -217,22 +269,48 @@ class Store:
                     f"cannot create certificate store {path}: {exc.strerror or exc}"
                 ) from exc
         try:
-            conn = sqlite3.connect(
-                path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
+            return cls._connect_setup(path, passphrase, timeout, readonly=readonly)
+        except sqlite3.Error as exc:
+            wal = Path(f"{path}-wal")
+            if not (
+                readonly
+                and str(getattr(exc, "sqlite_errorname", "")).startswith(
+                    ("SQLITE_CANTOPEN", "SQLITE_READONLY")
+                )
+            ) or (wal.exists() and wal.stat().st_size):
+                raise _translate(exc, path) from exc
+        # A read-only folder or mount: no shared-memory file can be made, and no log is
+        # pending, so the database file alone is the whole store.
+        try:
+            return cls._connect_setup(path, passphrase, timeout, readonly=True, immutable=True)
         except sqlite3.Error as exc:
             raise _translate(exc, path) from exc
+
+    @classmethod
+    def _connect_setup(
+        cls,
+        path: Path,
+        passphrase: bytes | None,
+        timeout: float,
+        *,
+        readonly: bool,
+        immutable: bool = False,
+    ) -> Store:
+        conn = _connect(path, timeout, readonly=readonly, immutable=immutable)
         store = cls(conn, path, passphrase)
         try:
-            store._setup()
-        except sqlite3.Error as exc:
+            store._setup(readonly=readonly)
+        except BaseException:
             conn.close()
-            raise _translate(exc, path) from exc
+            raise
         return store
 
-    def _setup(self) -> None:
+    def _setup(self, *, readonly: bool = False) -> None:
         conn = self._conn
         conn.execute("PRAGMA foreign_keys = ON")
+        if readonly:
+            self._check_readable()
+            return
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         if str(mode).lower() != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
@@ -258,6 +336,7 @@ class Store:
             )
         if int(version[0]) < SCHEMA_VERSION:
             self._migrate(int(version[0]))
+        self._check_size()
 
     def _migrate(self, version: int) -> None:
         """Bring an older store up to SCHEMA_VERSION; each step only adds tables."""
@@ -272,6 +351,45 @@ class Store:
                         self._conn.execute(statement)
             self._conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
+            )
+
+    def _check_readable(self) -> None:
+        """A read-only open: the schema must be there (nothing is created)."""
+        have = self._conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'certs'"
+        ).fetchone()[0]
+        version = self._conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if not have or version is None:
+            raise ConfigError(
+                f"certificate store {self.path} is unreadable or corrupt: no certificate table"
+            )
+        if int(version[0]) > SCHEMA_VERSION:
+            raise ConfigError(
+                f"certificate store {self.path} has an unknown schema version "
+                f"({version[0]}); upgrade smimecli"
+            )
+        if int(version[0]) < SCHEMA_VERSION:
+            # An older store read where it cannot be upgraded: the tables a later schema
+            # added are empty, so stand in for them with empty temporary tables.
+            for step in range(int(version[0]) + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        self._conn.execute(
+                            statement.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE")
+                        )
+        self._check_size()
+
+    def _check_size(self) -> None:
+        """A truncated database file is damage (78), not a smaller store: with no pending
+        write-ahead log the file must hold every page its header counts."""
+        wal = Path(f"{self.path}-wal")
+        if wal.exists() and wal.stat().st_size:
+            return
+        pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+        if self.path.stat().st_size < pages * size:
+            raise ConfigError(
+                f"certificate store {self.path} is unreadable or corrupt: the file is truncated"
             )
 
     def close(self) -> None:
@@ -330,6 +448,10 @@ class Store:
 
     def _key_blob(self, key: PrivateKey) -> tuple[bytes, int]:
         encryption: serialization.KeySerializationEncryption
+        if not self._passphrase and self._query(
+            "SELECT 1 FROM certs WHERE key_encrypted = 1 LIMIT 1"
+        ):
+            raise AuthError(f"this store's keys are encrypted: set {PASSWORD_ENV}")
         if self._passphrase:
             encryption = serialization.BestAvailableEncryption(self._passphrase)
         else:

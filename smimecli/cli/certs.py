@@ -93,7 +93,7 @@ def import_(
             f"{skipped} certificate(s) could not be parsed (--strict): nothing imported"
         )
     records: list[dict[str, Any]] = []
-    with open_store(store_password_env) as store, store.transaction():
+    with open_store(store_password_env, create=True) as store, store.transaction():
         for path, entries in loaded:
             for entry in entries:
                 target = forced or (
@@ -153,6 +153,13 @@ def export(
     with_private_key: Annotated[
         bool, typer.Option("--with-private-key", help="Include the private key (pfx, pem).")
     ] = False,
+    no_key_password: Annotated[
+        bool,
+        typer.Option(
+            "--no-key-password",
+            help="With --format pem --with-private-key: write the key unencrypted, on purpose.",
+        ),
+    ] = False,
     pfx_encryption: PfxEncryptionOpt = "modern",
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
@@ -195,7 +202,12 @@ def export(
             raise UsageError(
                 "a .pfx always needs a password: give --password-file or --password-env"
             )
-    with open_store(store_password_env, create=False) as store:
+    if with_private_key and chosen == "pem" and not password and not no_key_password:
+        raise UsageError(
+            "refusing to write an unencrypted private key: give --password-file or "
+            "--password-env, or --no-key-password to write it in the clear on purpose"
+        )
+    with open_store(store_password_env, readonly=True) as store:
         picked = [store.select_one(selector) for selector in selectors]
         data = exporter.export(
             store,
@@ -256,7 +268,7 @@ def list_(
     limit = None
     if expiring is not None:
         limit = dt.datetime.now(dt.UTC) + _period(expiring)
-    with open_store() as store:
+    with open_store(readonly=True) as store:
         if email and not rules.is_wildcard(email):
             rows = store.by_email(email, store_name)
         else:
@@ -332,7 +344,7 @@ def show(
     """Show one certificate in detail, with the reasons it may not be usable."""
     from smimecli.certs import info as certinfo
 
-    with open_store(create=False) as store:
+    with open_store(readonly=True) as store:
         doc = certinfo.details(store.select_one(selector))
     if json:
         emit_json(doc)
@@ -483,7 +495,7 @@ def remove(
     With --json, one document lists what was removed.
     """
     removed: list[dict[str, Any]] = []
-    with open_store(create=False) as store, store.transaction():
+    with open_store() as store, store.transaction():
         picked = [store.select_one(selector, store_name) for selector in selectors]
         for cert in {c.thumbprint: c for c in picked}.values():
             store.remove(cert.thumbprint, store_name)

@@ -7,7 +7,6 @@ command modules may import only typer and the light parts of smimecli at module 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,14 +71,12 @@ class State:
     quiet: bool = False
 
     def store_dir(self) -> Path:
-        """The store folder: --store, $SMIMECLI_STORE, or $XDG_DATA_HOME/smimecli."""
+        """The store folder: --store, else :func:`smimecli.certs.store.default_store_dir`."""
         if self.store is not None:
             return self.store
-        env = os.environ.get("SMIMECLI_STORE")
-        if env:
-            return Path(env)
-        data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-        return Path(data_home) / "smimecli"
+        from smimecli.certs.store import default_store_dir
+
+        return default_store_dir()
 
 
 STATE = State()
@@ -90,14 +87,18 @@ def state() -> State:
     return STATE
 
 
-def open_store(store_password_env: str | None = None, *, create: bool = True) -> Store:
+def open_store(
+    store_password_env: str | None = None, *, create: bool = False, readonly: bool = False
+) -> Store:
     """The store of --store; a command's own --store-password-env gives the passphrase
-    (an unset variable is a usage error; without the option the store reads its own)."""
+    (an unset variable is a usage error; without the option the store reads its own).
+    Only commands that add certificates pass ``create``; commands that only read pass
+    ``readonly`` (a missing store is 78 either way)."""
     from smimecli.certs.store import Store
     from smimecli.passwords import read_password
 
     passphrase = read_password(password_env=store_password_env)
-    return Store.open(STATE.store_dir(), create=create, passphrase=passphrase)
+    return Store.open(STATE.store_dir(), create=create, readonly=readonly, passphrase=passphrase)
 
 
 def check_pfx_encryption(pfx_encryption: str) -> None:

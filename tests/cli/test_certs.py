@@ -26,7 +26,7 @@ def _dump(tmp_path: Path) -> list[Any]:
     folder = tmp_path / "store"
     if not folder.exists():
         return []
-    with Store.open(folder) as store:
+    with Store.open(folder, create=True) as store:
         return store.dump()
 
 
@@ -157,7 +157,7 @@ def test_export_formats_reimport(cli: Cli, pki: Pki, tmp_path: Path) -> None:
             ["certs", "import", tmp_path / name, "--password-env", "PFXPW"], env={**PW, **fresh}
         )
         assert result.exit_code == 0, result.output
-    with Store.open(tmp_path / "fresh") as store:
+    with Store.open(tmp_path / "fresh", create=True) as store:
         rows = {c.thumbprint: c for c in store.certificates()}
     assert set(rows) == {pki.alice.thumbprint, pki.bob.thumbprint, thumbprint(pki.ca.cert)}
     alice = rows[pki.alice.thumbprint]
@@ -343,3 +343,42 @@ def test_decrypt_from_store_by_ski_without_the_extension(
     result = cli(["decrypt"], input=encrypted.stdout)
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(b"\n\nhi\n")
+
+
+def test_pem_key_export_needs_a_password_or_no_key_password(
+    cli: Cli, pki: Pki, tmp_path: Path
+) -> None:
+    cli(["certs", "import", pki.alice.pfx, "--password-env", "PFXPW"], env=PW)
+    out = tmp_path / "k.pem"
+    args = ["certs", "export", "alice@example.com", "-o", out, "--format", "pem"]
+    refused = cli([*args, "--with-private-key"])
+    assert refused.exit_code == 64
+    assert "refusing to write an unencrypted private key" in refused.stderr
+    assert "--no-key-password" in refused.stderr
+    assert not out.exists()
+    encrypted = cli([*args, "--with-private-key", "--password-env", "PFXPW"], env=PW)
+    assert encrypted.exit_code == 0, encrypted.stderr
+    assert b"ENCRYPTED PRIVATE KEY" in out.read_bytes()
+    clear = cli([*args, "--with-private-key", "--no-key-password"])
+    assert clear.exit_code == 0, clear.stderr
+    assert b"-----BEGIN PRIVATE KEY" in out.read_bytes()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_key_into_encrypted_store_without_passphrase_is_77(
+    cli: Cli, pki: Pki, tmp_path: Path
+) -> None:
+    secret = {**PW, "SMIMECLI_STORE_PASSWORD": "store secret"}
+    assert (
+        cli(["certs", "import", pki.alice.pfx, "--password-env", "PFXPW"], env=secret).exit_code
+        == 0
+    )
+    before = _dump(tmp_path)
+    result = cli(["certs", "import", pki.bob.pfx, "--password-env", "PFXPW"], env=PW)
+    assert result.exit_code == 77
+    assert "this store's keys are encrypted: set SMIMECLI_STORE_PASSWORD" in result.stderr
+    assert _dump(tmp_path) == before
+    lab = cli(["gen-root"])
+    assert lab.exit_code == 77, lab.stderr
+    assert "this store's keys are encrypted" in lab.stderr
+    assert _dump(tmp_path) == before

@@ -86,9 +86,13 @@ def test_decrypt_with_store_key(cli, pki, tmp_path) -> None:
     from smimecli.certs.store import Store
 
     msg = _message(tmp_path, pki.alice.cert)
-    assert cli(["decrypt", msg]).exit_code == 77  # nothing in the store yet
-    with Store.open(tmp_path / "store") as store:
+    missing = cli(["decrypt", msg])  # no store at all: a configuration fault, not "no key"
+    assert missing.exit_code == 78
+    assert "no certificate store in" in missing.stderr
+    assert not (tmp_path / "store").exists()
+    with Store.open(tmp_path / "store", create=True) as store:
         store.add(pki.bob.cert, key=pki.bob.key)
+        assert cli(["decrypt", msg]).exit_code == 77  # not the key it needs
         store.add(pki.alice.cert, key=pki.alice.key)
     result = cli(["decrypt", msg])
     assert result.exit_code == 0, result.output

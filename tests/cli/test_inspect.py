@@ -37,7 +37,7 @@ def test_inspect_text(cli, pki, tmp_path) -> None:
 def test_inspect_json_with_store_match(cli, pki, tmp_path) -> None:
     from smimecli.certs.store import Store
 
-    with Store.open(tmp_path / "store") as store:
+    with Store.open(tmp_path / "store", create=True) as store:
         store.add(pki.bob.cert, key=pki.bob.key)
     result = cli(
         ["inspect", "--json"], input=_message(tmp_path, pki.alice.cert, pki.bob.cert).read_bytes()

@@ -404,7 +404,7 @@ def test_issue_user_errors(
 
 
 def _store_with(folder: Path, *certs: tuple[x509.Certificate, object, str]) -> None:
-    with Store.open(folder) as store:
+    with Store.open(folder, create=True) as store:
         for cert, key, name in certs:
             store.add(cert, key=key, store_name=name)  # type: ignore[arg-type]
 

@@ -460,7 +460,7 @@ def test_store_source_and_require_trusted(tmp_path: Path, pki) -> None:
     from smimecli.certs.store import Store
 
     store_dir = tmp_path / "store"
-    with Store.open(store_dir) as store:
+    with Store.open(store_dir, create=True) as store:
         store.add(pki.alice.cert, store_name="other")
         store.add(pki.bob.cert, store_name="other")
     text = """
@@ -480,7 +480,7 @@ source = { kind = "store", store = "other" }
     carol = one(plan, "carol@example.com")
     assert "no certificate for carol@example.com in store" in carol.reason
 
-    with Store.open(store_dir) as store:
+    with Store.open(store_dir, create=True) as store:
         store.add(pki.ca.cert, store_name="root")
     rules = load_rules(rules_file(tmp_path, text), store_dir=store_dir)
     alice = one(plan_recipients(rules, ["alice@example.com"]), "alice@example.com")
@@ -491,7 +491,7 @@ def test_match_any_store_source_uses_the_thumbprint_index(tmp_path: Path, pki, m
     from smimecli.certs.store import Store
 
     store_dir = tmp_path / "store"
-    with Store.open(store_dir) as store:
+    with Store.open(store_dir, create=True) as store:
         store.add(pki.ca.cert, store_name="other")
         store.add(pki.alice.cert, store_name="other")
         store.add(pki.bob.cert, store_name="other")

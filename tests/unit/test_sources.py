@@ -27,7 +27,7 @@ def _thumbs(entries: list) -> list[str]:  # type: ignore[type-arg]
 
 
 def test_store_source(tmp_path: Path, pki: Pki) -> None:
-    with Store.open(tmp_path / "s") as store:
+    with Store.open(tmp_path / "s", create=True) as store:
         store.add(pki.alice.cert)
         store.add(pki.bob.cert, key=pki.bob.key)
         source = StoreSource(store, "other")

@@ -20,14 +20,14 @@ from tests.conftest import Pki
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "store")
+    opened = Store.open(tmp_path / "store", create=True)
     yield opened
     opened.close()
 
 
 def test_created_private_with_wal(tmp_path: Path) -> None:
     folder = tmp_path / "new" / "store"
-    with Store.open(folder) as store:
+    with Store.open(folder, create=True) as store:
         assert store.journal_mode() == "wal"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE((folder / DB_NAME).stat().st_mode) == 0o600
@@ -43,7 +43,7 @@ def test_corrupt_database_is_config_error(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / DB_NAME).write_bytes(b"this is not a database at all" * 100)
     with pytest.raises(ConfigError, match="corrupt"):
-        Store.open(folder)
+        Store.open(folder, create=True)
 
 
 def test_default_store_and_merge(store: Store, pki: Pki) -> None:
@@ -128,13 +128,13 @@ def test_private_key_round_trip(store: Store, pki: Pki) -> None:
 
 def test_key_encrypted_with_passphrase(tmp_path: Path, pki: Pki) -> None:
     folder = tmp_path / "store"
-    with Store.open(folder, passphrase=b"store secret") as store:
+    with Store.open(folder, create=True, passphrase=b"store secret") as store:
         store.add(pki.carol_ec.cert, key=pki.carol_ec.key)
         assert store.private_key(pki.carol_ec.thumbprint) is not None
     blob = sqlite3.connect(folder / DB_NAME).execute("SELECT private_key FROM certs").fetchone()
     with pytest.raises(TypeError):  # encrypted PKCS#8: needs a password
         serialization.load_der_private_key(blob[0], None)
-    with Store.open(folder, passphrase=b"wrong") as store, pytest.raises(AuthError):
+    with Store.open(folder, create=True, passphrase=b"wrong") as store, pytest.raises(AuthError):
         store.private_key(pki.carol_ec.thumbprint)
 
 
@@ -143,10 +143,13 @@ def test_key_encrypted_needs_passphrase(
 ) -> None:
     folder = tmp_path / "store"
     monkeypatch.setenv("SMIMECLI_STORE_PASSWORD", "from-env")
-    with Store.open(folder) as store:
+    with Store.open(folder, create=True) as store:
         store.add(pki.alice.cert, key=pki.alice.key)
     monkeypatch.delenv("SMIMECLI_STORE_PASSWORD")
-    with Store.open(folder) as store, pytest.raises(AuthError, match="SMIMECLI_STORE_PASSWORD"):
+    with (
+        Store.open(folder, create=True) as store,
+        pytest.raises(AuthError, match="SMIMECLI_STORE_PASSWORD"),
+    ):
         store.private_key(pki.alice.thumbprint)
 
 
@@ -178,7 +181,7 @@ def test_failed_transaction_changes_nothing(store: Store, pki: Pki) -> None:
 
 def test_locked_store_is_tempfail(tmp_path: Path, pki: Pki) -> None:
     folder = tmp_path / "store"
-    Store.open(folder).close()
+    Store.open(folder, create=True).close()
     holder = sqlite3.connect(folder / DB_NAME, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     try:
@@ -238,13 +241,20 @@ def test_schema_1_store_gains_the_revocations_table(tmp_path: Path) -> None:
     from smimecli import lab
 
     root = lab.make_root(lab.RootSpec())
-    with Store.open(tmp_path) as store:
+    with Store.open(tmp_path, create=True) as store:
         store.add(root.cert, store_name="root")
         before = store.dump()
     conn = sqlite3.connect(tmp_path / "store.sqlite3")
     conn.execute("DROP TABLE revocations")
     conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     conn.commit()
+    conn.close()
+    with Store.open(tmp_path, readonly=True) as store:
+        # Read where it cannot be upgraded: no revocations, nothing written.
+        assert not store.is_revoked(root.cert)
+        assert store.revocations(root.cert.issuer) == []
+    conn = sqlite3.connect(tmp_path / "store.sqlite3")
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("1",)
     conn.close()
     with Store.open(tmp_path) as store:
         assert store.dump() == before
