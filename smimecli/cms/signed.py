@@ -96,6 +96,11 @@ class SignedDataBuilder:
         self._cert, self._key, self._scheme = cert, key, scheme
         return self
 
+    @property
+    def micalg(self) -> str:
+        """The RFC 8551 section 3.5.3.2 ``micalg`` value of the chosen hash (``sha-256``)."""
+        return self._digest.micalg
+
     def set_hash(self, name: str) -> SignedDataBuilder:
         """The digest algorithm: ``sha256`` (default), ``sha384`` or ``sha512``."""
         self._digest = signing_digest(name)

@@ -114,9 +114,13 @@ def load_signed_data(data: bytes, what: str = "the signature") -> Any:
         if info["content_type"].native != "signed_data":
             raise DataError(f"{what}: CMS content type is {info['content_type'].native}")
         signed = info["content"]
-        signed.native  # noqa: B018 - parse every field now, so damage is found here
+        # Parse the framing now, so damage is found here; attributes are read one by one.
+        signed["encap_content_info"]["content_type"].native  # noqa: B018
+        for si in signed["signer_infos"]:
+            si["sid"].native  # noqa: B018
+            si["signature"].native  # noqa: B018
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-        raise DataError(f"{what}: not a valid CMS signed-data structure ({exc})") from exc
+        raise DataError(f"{what}: not a valid CMS signed-data structure ({_short(exc)})") from exc
     if not len(signed["signer_infos"]):
         raise DataError(f"{what}: the signed-data has no signer")
     return signed
@@ -130,7 +134,9 @@ def _certificates(signed: Any, what: str) -> list[x509.Certificate]:
         try:
             out.append(x509.load_der_x509_certificate(choice.chosen.dump()))
         except ValueError as exc:
-            raise DataError(f"{what}: a certificate in the signature is damaged ({exc})") from exc
+            raise DataError(
+                f"{what}: a certificate in the signature is damaged ({_short(exc)})"
+            ) from exc
     return out
 
 
@@ -203,7 +209,7 @@ def verify_signed_data(
         infos = list(signed["signer_infos"])
         digests = {digest_by_name(si["digest_algorithm"]["algorithm"].native).name for si in infos}
     except (ValueError, TypeError, KeyError) as exc:
-        raise DataError(f"{what}: not a valid CMS signed-data structure ({exc})") from exc
+        raise DataError(f"{what}: not a valid CMS signed-data structure ({_short(exc)})") from exc
     if content is None and econtent is None:
         raise DataError(f"{what}: a detached signature, but no signed content was given")
     source = content if content is not None else econtent
@@ -236,10 +242,26 @@ def _signed_attrs_der(si: Any) -> bytes:
     return b"\x31" + bytes(raw[1:])
 
 
+def _short(exc: Exception) -> str:
+    """The first clause of an asn1crypto error (the rest is its parse stack)."""
+    return str(exc).split(";")[0].split("\n")[0][:160]
+
+
 def _attr(attrs: Any, name: str) -> Any:
+    """The first value of the signed attribute ``name``; None when absent. An attribute
+    whose value asn1crypto cannot parse counts as absent unless it is one the check needs."""
     for attr in attrs:
-        if attr["type"].native == name:
-            return attr["values"][0]
+        if attr["type"].native != name:
+            continue
+        try:
+            value = attr["values"][0]
+            value.native  # noqa: B018 - parse now
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            if name in ("message_digest", "content_type"):
+                raise
+            del exc
+            return None
+        return value
     return None
 
 
@@ -272,7 +294,7 @@ def _check_signer(
             check.problems.append("the signature does not match: the message was changed")
         return check
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise DataError(f"{what}: a SignerInfo is damaged ({exc})") from exc
+        raise DataError(f"{what}: a SignerInfo is damaged ({_short(exc)})") from exc
 
 
 def _check_attributes(
