@@ -49,6 +49,9 @@ SMIME_CAPABILITIES = (
     ("rsaes_oaep", "1.2.840.113549.1.1.7"),
 )
 _CHUNK = 1 << 20
+# By OID: asn1crypto learns the name only when asn1crypto.tsp is imported, and a name map
+# built before that import would not know it.
+_SIGNING_CERTIFICATE_V2 = "1.2.840.113549.1.9.16.2.47"
 _UTC_TIME_UNTIL = 2050  # RFC 5652 section 11.3: UTCTime up to 2049, GeneralizedTime after
 
 
@@ -224,7 +227,7 @@ class SignedDataBuilder:
             {"type": "message_digest", "values": [digest]},
             {"type": "smime_capabilities", "values": [capabilities]},
             {"type": "encrypt_key_pref", "values": [key_pref]},
-            {"type": "signing_certificate_v2", "values": [{"certs": [ess_cert_id]}]},
+            {"type": _SIGNING_CERTIFICATE_V2, "values": [{"certs": [ess_cert_id]}]},
         ]
 
     def _frame(self, signer_info: Any, held: bytearray | None) -> bytes:
