@@ -1,0 +1,168 @@
+"""Whether a signer is trusted: a chain to a trusted root, judged the S/MIME way (RFC 8550).
+
+Separate from checking the signature (:mod:`smimecli.cms.verify`): a good signature by an
+unknown or expired certificate is *untrusted*, not malformed. The chain is built by name and
+verified signature from the signer through the given intermediates (the ones the message
+carries, the store's) to one of the given roots. Every certificate on it must be valid at
+the signing time (when known) and now; issuers must be CAs (basicConstraints, RFC 5280
+section 4.2.1.9) allowed to sign certificates (keyUsage keyCertSign), and the signer's
+extendedKeyUsage, when present, must allow emailProtection (RFC 8550 section 4.4.4).
+Revocation is not checked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+__all__ = ["TrustResult", "evaluate_trust"]
+
+MAX_DEPTH = 8  # certificates between signer and root; hostile bundles must not loop
+
+
+@dataclass
+class TrustResult:
+    """The outcome of :func:`evaluate_trust`.
+
+    Attributes:
+        chain: signer first, then issuers; ends in a trusted root when one was reached.
+        reasons: why the signer is not trusted; empty when it is.
+    """
+
+    chain: list[x509.Certificate]
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def trusted(self) -> bool:
+        """True when a chain to a trusted root holds and nothing is wrong with it."""
+        return not self.reasons
+
+
+def _name(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string() or "(empty subject)"
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    if cert.issuer != issuer.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception:  # InvalidSignature, or a key type that cannot have signed it
+        return False
+    return True
+
+
+def _same(a: x509.Certificate, b: x509.Certificate) -> bool:
+    return a.fingerprint(hashes.SHA256()) == b.fingerprint(hashes.SHA256())
+
+
+def _build(
+    cert: x509.Certificate,
+    roots: Sequence[x509.Certificate],
+    pool: Sequence[x509.Certificate],
+    depth: int,
+) -> list[x509.Certificate] | None:
+    """A path from ``cert`` to a root (excluding ``cert``), depth first; None if none."""
+    for root in roots:
+        if _same(cert, root):
+            return []
+        if _issued_by(cert, root):
+            return [root]
+    if depth >= MAX_DEPTH:
+        return None
+    for issuer in pool:
+        if _same(issuer, cert) or not _issued_by(cert, issuer):
+            continue
+        rest = _build(issuer, roots, pool, depth + 1)
+        if rest is not None:
+            return [issuer, *rest]
+    return None
+
+
+def _validity(cert: x509.Certificate, when: dt.datetime, label: str) -> list[str]:
+    if when < cert.not_valid_before_utc:
+        start = f"{cert.not_valid_before_utc:%Y-%m-%d}"
+        return [f"{_name(cert)} was not yet valid {label} (valid from {start})"]
+    if when > cert.not_valid_after_utc:
+        return [f"{_name(cert)} had expired {label} (on {cert.not_valid_after_utc:%Y-%m-%d})"]
+    return []
+
+
+def _issuer_problems(cert: x509.Certificate) -> list[str]:
+    """An issuer must be a CA allowed to sign certificates."""
+    out = []
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if not bc.ca:
+            out.append(f"{_name(cert)} is not a CA (basicConstraints) but issued a certificate")
+    except x509.ExtensionNotFound:
+        out.append(f"{_name(cert)} has no basicConstraints: it cannot act as a CA")
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not ku.key_cert_sign:
+            out.append(f"{_name(cert)} may not sign certificates (keyUsage)")
+    except x509.ExtensionNotFound:
+        pass
+    return out
+
+
+def _signer_problems(cert: x509.Certificate) -> list[str]:
+    """RFC 8550 section 4.4: emailProtection (or anyExtendedKeyUsage) when EKU is present,
+    and digitalSignature or nonRepudiation when keyUsage is present."""
+    out = []
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        allowed = {ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+        if not allowed.intersection(eku):
+            out.append(f"{_name(cert)} is not for email protection (extendedKeyUsage)")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not (ku.digital_signature or ku.content_commitment):
+            out.append(f"{_name(cert)} may not sign (keyUsage lacks digitalSignature)")
+    except x509.ExtensionNotFound:
+        pass
+    return out
+
+
+def evaluate_trust(
+    signer: x509.Certificate,
+    roots: Iterable[x509.Certificate],
+    intermediates: Iterable[x509.Certificate] = (),
+    *,
+    signing_time: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> TrustResult:
+    """Build and judge the chain from ``signer`` to one of ``roots``.
+
+    Args:
+        signer: the signer's certificate (from :func:`smimecli.cms.verify.verify_signed_data`).
+        roots: the trusted roots (trust anchors).
+        intermediates: certificates that may complete the chain (the message's, a store's).
+        signing_time: the signingTime attribute; the chain must have been valid then too.
+        now: the time to judge against (default: now).
+    """
+    roots = list(roots)
+    path = _build(signer, roots, list(intermediates), 0)
+    if path is None:
+        issuer = signer.issuer.rfc4514_string()
+        return TrustResult(
+            [signer], [f"no chain to a trusted root: the issuer {issuer} is not trusted"]
+        )
+    chain = [signer, *path]
+    reasons = _signer_problems(signer)
+    moments = [(now or dt.datetime.now(dt.UTC), "now")]
+    if signing_time is not None:
+        moments.append((signing_time, "at signing time"))
+    for index, cert in enumerate(chain):
+        if index > 0 and not any(_same(cert, root) for root in roots):
+            reasons += _issuer_problems(cert)
+        for when, label in moments:
+            reasons += _validity(cert, when, label)
+    return TrustResult(chain, reasons)

@@ -1,0 +1,158 @@
+"""verify_message: check the S/MIME signature of one email (RFC 8551 3.5, RFC 1847 2.1).
+
+Two forms are read. ``multipart/signed``: the signed bytes are the first body part exactly
+as it stands between its delimiter lines, without the line ending before the second
+delimiter (RFC 2046 section 5.1.1: it belongs to the boundary), canonicalised to CRLF the
+way OpenSSL does (so a message re-written with LF by a relay or a sloppy client verifies as
+it does with OpenSSL); the SignedData is the second part. Opaque
+``application/(x-)pkcs7-mime; smime-type=signed-data`` (or a ``.p7m`` holding a SignedData):
+the entity is the encapsulated content. The message is read into memory, up to
+:data:`MAX_MESSAGE` bytes.
+
+A damaged structure raises :class:`DataError`; a signature that does not hold is reported
+in the result's problems.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from cryptography import x509
+
+from smimecli.cms.verify import SignatureCheck, verify_signed_data
+from smimecli.errors import DataError
+from smimecli.mime import PKCS7_TYPES, HeaderBlock, parse_header_block
+from smimecli.transport import canonical_openssl
+
+__all__ = ["MAX_MESSAGE", "MessageSignature", "split_signed", "verify_message"]
+
+MAX_MESSAGE = 64 << 20
+_SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+
+
+@dataclass
+class MessageSignature:
+    """A signed message taken apart, and its signature checked.
+
+    Attributes:
+        form: ``multipart/signed`` or ``signed-data``.
+        headers: the outer header block of the message.
+        entity: the signed MIME entity (canonical CRLF for multipart/signed; the
+            encapsulated content as carried for signed-data).
+        check: the signature check (signers, certificates, problems).
+    """
+
+    form: str
+    headers: HeaderBlock
+    entity: bytes
+    check: SignatureCheck
+
+    @property
+    def valid(self) -> bool:
+        """True when every signature and digest holds (trust is judged separately)."""
+        return self.check.valid
+
+
+def _delimiters(body: bytes, boundary: bytes) -> list[re.Match[bytes]]:
+    pattern = re.compile(
+        rb"(?:^|(?<=\n))--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r?\n|\Z)", re.M
+    )
+    return list(pattern.finditer(body))
+
+
+def _eol_before(body: bytes, pos: int) -> int:
+    """The position of the line ending that precedes a delimiter at ``pos``."""
+    if body[pos - 2 : pos] == b"\r\n":
+        return pos - 2
+    return pos - 1 if body[pos - 1 : pos] == b"\n" else pos
+
+
+def _part_body(part: bytes, what: str) -> bytes:
+    """The DER of an application/pkcs7-signature part (base64 or binary)."""
+    head, offset = parse_header_block(part)
+    ctype = (head.get("Content-Type") or "").split(";")[0].strip().lower()
+    if ctype and ctype not in _SIGNATURE_TYPES:
+        raise DataError(f"{what}: the second part of multipart/signed is {ctype}, not a signature")
+    return _decode(head, part[offset:], what)
+
+
+def _decode(head: HeaderBlock, body: bytes, what: str) -> bytes:
+    cte = (head.get("Content-Transfer-Encoding") or "").strip().lower()
+    if cte != "base64":
+        return body
+    try:
+        return binascii.a2b_base64(body.translate(None, b" \t\r\n"))
+    except binascii.Error as exc:
+        raise DataError(f"{what}: the signature is not valid base64 ({exc})") from exc
+
+
+def split_signed(data: bytes, what: str = "the message") -> tuple[HeaderBlock, bytes, bytes | None]:
+    """Take a signed message apart.
+
+    Returns:
+        the outer header block, and either (the canonical signed entity, the DER
+        signature) for multipart/signed, or (the DER SignedData, None) for the opaque form.
+
+    Raises:
+        DataError: not a signed message, or its structure is damaged.
+    """
+    headers, offset = parse_header_block(data)
+    ctype = headers.content_type()
+    body = data[offset:]
+    if ctype.mime_type == "multipart/signed":
+        boundary = ctype.param("boundary")
+        if not boundary:
+            raise DataError(f"{what}: the multipart/signed Content-Type has no boundary")
+        found = _delimiters(body, boundary.encode("utf-8", "replace"))
+        if len(found) < 2 or found[0].group(1):
+            raise DataError(f"{what}: the multipart/signed entity lacks its two parts")
+        entity = body[found[0].end() : _eol_before(body, found[1].start())]
+        end = len(body) if len(found) < 3 else _eol_before(body, found[2].start())
+        signature = _part_body(body[found[1].end() : end], what)
+        return headers, canonical_openssl(entity), signature
+    if ctype.mime_type in PKCS7_TYPES or ctype.mime_type == "application/octet-stream":
+        smime_type = (ctype.param("smime-type") or "signed-data").strip().lower()
+        if smime_type != "signed-data":
+            raise DataError(f"{what}: an S/MIME {smime_type} message, not a signed one")
+        return headers, _decode(headers, body, what), None
+    raise DataError(f"{what}: not a signed message (Content-Type {ctype.mime_type})")
+
+
+def verify_message(
+    src: BinaryIO | bytes,
+    *,
+    extra_certificates: Iterable[x509.Certificate] = (),
+    now: dt.datetime | None = None,
+    what: str = "the message",
+) -> MessageSignature:
+    """Check the signature of a signed message (multipart/signed or opaque signed-data).
+
+    Args:
+        src: the message, as bytes or a binary stream.
+        extra_certificates: more certificates to find the signer among (a store).
+        now: the time to judge a signingTime in the future against.
+
+    Raises:
+        DataError: not a signed message, or damaged (exit 65).
+    """
+    data = src if isinstance(src, bytes) else _read(src, what)
+    headers, first, second = split_signed(data, what)
+    if second is None:
+        check = verify_signed_data(first, extra_certificates=extra_certificates, now=now, what=what)
+        return MessageSignature("signed-data", headers, check.content or b"", check)
+    check = verify_signed_data(
+        second, first, extra_certificates=extra_certificates, now=now, what=what
+    )
+    return MessageSignature("multipart/signed", headers, first, check)
+
+
+def _read(src: Any, what: str) -> bytes:
+    data = src.read(MAX_MESSAGE + 1)
+    if len(data) > MAX_MESSAGE:
+        raise DataError(f"{what}: larger than {MAX_MESSAGE >> 20} MiB, too large to verify")
+    return bytes(data)
