@@ -307,6 +307,8 @@ def show(
             value = ", ".join(str(v) for v in value) or "-"
         elif value is None:
             value = "-"
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
         sys.stdout.write(f"{label.replace('_', ' ') + ':':<20} {value}\n")
 
 

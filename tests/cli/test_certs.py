@@ -343,3 +343,19 @@ def test_decrypt_from_store_by_ski_without_the_extension(
     result = cli(["decrypt"], input=encrypted.stdout)
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(b"\n\nhi\n")
+
+
+def test_show_uses_the_key_usage_names_of_gen_root(cli: Cli) -> None:
+    usage = "DigitalSignature,NonRepudiation,CertSign,CRLSign"
+    made = cli(["gen-root", "--key-usage", usage])
+    assert made.exit_code == 0, made.output
+    selector = made.stdout.decode().split()[0]
+    shown = cli(["certs", "show", selector])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.decode().splitlines()
+    assert "key usage:           DigitalSignature, NonRepudiation, CertSign, CRLSign" in lines
+    assert "has key:             yes" in lines
+    assert "ca:                  yes" in lines
+    doc = json.loads(cli(["certs", "show", selector, "--json"]).stdout)
+    assert doc["key_usage"] == usage.split(",")
+    assert doc["has_key"] is True
