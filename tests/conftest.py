@@ -148,3 +148,35 @@ def cli(tmp_path: Path) -> Iterator[object]:
         return run_cli(args, input=input, env=merged)
 
     yield invoke
+
+
+def run_on_terminal(args: list[str], columns: int, env: dict[str, str]) -> str:
+    """Run ``python -m smimecli ARGS`` with stdout and stderr on a pseudo-terminal of
+    ``columns`` columns; the text it shows."""
+    import pty
+    import subprocess as sp
+
+    master, slave = pty.openpty()
+    full = dict(os.environ, COLUMNS=str(columns), LINES="60", TERM="dumb", **env)
+    full.pop("NO_COLOR", None)
+    proc = sp.Popen(
+        [sys.executable, "-m", "smimecli", *map(str, args)],
+        stdin=sp.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env=full,
+        cwd=ROOT,
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    proc.wait(timeout=60)
+    return out.decode("utf-8", "replace").replace("\r\n", "\n")

@@ -248,10 +248,14 @@ def list_(
                 pattern = certinfo.email_pattern(email)
                 rows = [r for r in rows if certinfo.matches_email(r, pattern)]
         docs = [certinfo.summary(r) for r in rows]
+        terminal = not json and sys.stdout.isatty()
+        everyone = [c.thumbprint for c in store.certificates()] if terminal else []
     if json:
         emit_json(docs)
-        return
-    _print_table(docs)
+    elif terminal:
+        _print_rich(docs, everyone)
+    else:
+        _print_table(docs)
 
 
 _COLUMNS = ("store", "subject", "emails", "issuer", "not after", "thumbprint", "key", "problems")
@@ -270,17 +274,56 @@ def _cells(doc: dict[str, Any]) -> list[str]:
     ]
 
 
+def selector_lengths(thumbprints: list[str]) -> dict[str, int]:
+    """Per thumbprint, the shortest prefix that selects it alone among ``thumbprints``
+    (at least the 8 hex digits a selector needs)."""
+    ordered = sorted(set(thumbprints))
+    lengths: dict[str, int] = {}
+    for index, thumb in enumerate(ordered):
+        need = 8
+        for neighbour in ordered[max(index - 1, 0) : index + 2]:
+            if neighbour != thumb:
+                common = 0
+                while common < len(thumb) and thumb[common] == neighbour[common]:
+                    common += 1
+                need = max(need, common + 1)
+        lengths[thumb] = min(need, len(thumb))
+    return lengths
+
+
+def _print_rich(docs: list[dict[str, Any]], everyone: list[str]) -> None:
+    """The terminal table: dates, keys and thumbprint selectors never cut; the subject,
+    its addresses (one a line), the issuer and the problems share one column that folds
+    only a line longer than the terminal leaves room for."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from smimecli.cli.common import console
+
+    lengths = selector_lengths(everyone + [doc["thumbprint"] for doc in docs])
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for name in ("thumbprint", "not after", "key", "store"):
+        table.add_column(name, no_wrap=True, overflow="ignore")
+    table.add_column("subject, emails, issuer, problems", overflow="fold", min_width=20)
+    for doc in docs:
+        about = Text(doc["subject"], style="bold")
+        for email in doc["emails"]:
+            about.append("\n" + email)
+        about.append(f"\nissuer: {doc['issuer']}", style="dim")
+        for problem in doc["problems"]:
+            about.append(f"\nproblem: {problem}", style="red")
+        table.add_row(
+            doc["thumbprint"][: lengths[doc["thumbprint"]]],
+            doc["not_after"][:10],
+            "yes" if doc["has_key"] else "no",
+            "\n".join(doc["stores"]),
+            about,
+        )
+    console().print(table)
+
+
 def _print_table(docs: list[dict[str, Any]]) -> None:
-    if sys.stdout.isatty():
-        from rich.table import Table
-
-        from smimecli.cli.common import console
-
-        table = Table(*_COLUMNS)
-        for doc in docs:
-            table.add_row(*_cells(doc))
-        console().print(table)
-        return
     rows = [list(_COLUMNS)] + [_cells(doc) for doc in docs]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     for row in rows:
