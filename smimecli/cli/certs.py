@@ -32,7 +32,7 @@ StoreNameOpt = Annotated[
     typer.Option(
         "--store-name",
         help="Store: my (personal, with keys), other (recipients), root (trusted), ca.",
-        metavar="NAME",
+        metavar="my|other|root|ca",
     ),
 ]
 _EXTENSIONS = {
@@ -146,8 +146,8 @@ def export(
         str | None,
         typer.Option(
             "--format",
-            help="cer, pem, p7b, pfx or sst [default: from the -o extension].",
-            metavar="FORMAT",
+            help="The file format [default: from the -o extension].",
+            metavar="cer|pem|p7b|pfx|sst",
         ),
     ] = None,
     with_private_key: Annotated[

@@ -22,7 +22,7 @@ RulesOpt = Annotated[
     Path,
     typer.Option(
         "--rules",
-        help="The rules file (TOML, SPEC section 3).",
+        help='The rules file (TOML; see the README, section "Encrypting by rules").',
         metavar="FILE",
         show_default=False,
     ),
