@@ -77,12 +77,12 @@ def run_demo(
     Raises:
         SmimeError: a step failed (the message names it).
     """
+    import shlex
+
     from smimecli import lab
     from smimecli.certs.store import Store
     from smimecli.decrypt import inspect_message, store_finder, store_key_lookup
     from smimecli.plan import Outcome, encrypt_with_rules
-
-    import shlex
 
     result = DemoResult(folder)
     store_dir = folder / "store"
