@@ -62,12 +62,23 @@ def _body(message: bytes) -> bytes:
     return text.split(b"\n\n", 1)[1]
 
 
-def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
+def run_demo(
+    folder: Path,
+    say: Callable[[str], None],
+    *,
+    command: Callable[[str], None] | None = None,
+    kept: bool = False,
+) -> DemoResult:
     """Run the whole workflow in ``folder`` and report each step through ``say``.
+
+    ``command`` receives, before each step, the ``smimecli`` command line that does the
+    same by hand (``kept``: the folder stays, so the store is not called throwaway).
 
     Raises:
         SmimeError: a step failed (the message names it).
     """
+    import shlex
+
     from smimecli import lab
     from smimecli.certs.store import Store
     from smimecli.decrypt import inspect_message, store_finder, store_key_lookup
@@ -76,13 +87,28 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
     result = DemoResult(folder)
     store_dir = folder / "store"
 
-    say(f"1. A throwaway certificate store in {store_dir}")
+    def run(*args: str | Path) -> None:
+        if command is not None:
+            words = ["smimecli", "--store", str(store_dir), *map(str, args)]
+            command(" ".join(shlex.quote(word) for word in words))
+
+    say(f"1. A {'' if kept else 'throwaway '}certificate store in {store_dir}")
+    run("gen-root")
     root = lab.make_root(lab.RootSpec())
     with Store.open(store_dir, create=True) as store:
         store.add(root.cert, key=root.key, store_name="my")
         store.add(root.cert, store_name="root")
         result.root_thumbprint = root.thumbprint
         say(f"2. gen-root:   {root.subject}  {root.thumbprint}  (stores my, root)")
+        run(
+            "issue-user",
+            "--signer",
+            root.thumbprint,
+            "--email",
+            DEMO_RECIPIENT,
+            "--subject",
+            DEMO_USER_SUBJECT,
+        )
         user = lab.issue_user(
             lab.UserSpec(email=DEMO_RECIPIENT, subject=DEMO_USER_SUBJECT),
             lab.Signer.checked(root.cert, root.key),
@@ -97,6 +123,16 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
     plain.write_bytes(MESSAGE)
     say(f"4. rules file: {rules} (*@example.net -> store 'my', match by email)")
 
+    run(
+        "encrypt",
+        "--rules",
+        rules,
+        "--recipient",
+        DEMO_RECIPIENT,
+        "-o",
+        folder / "message.p7m.eml",
+        plain,
+    )
     encrypted = io.BytesIO()
     outcome = encrypt_with_rules(io.BytesIO(MESSAGE), encrypted, rules, [DEMO_RECIPIENT], store_dir)
     if outcome.action != "encrypted":
@@ -106,6 +142,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
     cipher = outcome.encryption.cipher if outcome.encryption is not None else "?"
     say(f"5. encrypt --rules: ENCRYPTED for {', '.join(result.encrypted_to)} ({cipher})")
 
+    run("decrypt", "-o", folder / "message.decrypted.eml", folder / "message.p7m.eml")
     decrypted = io.BytesIO()
     from smimecli.decrypt import decrypt_message
 
@@ -119,6 +156,7 @@ def run_demo(folder: Path, say: Callable[[str], None]) -> DemoResult:
         + ("round trip OK, the text is back" if result.ok else "round trip FAILED")
     )
 
+    run("inspect", folder / "message.p7m.eml")
     with Store.open(store_dir, create=True) as store:
         report = inspect_message(io.BytesIO(encrypted.getvalue()), store_finder=store_finder(store))
     cipher_info = report.cipher or {}

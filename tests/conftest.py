@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,13 +29,26 @@ def interop_dir() -> Path | None:
     return None
 
 
+INTEROP_ABSENT = (
+    "interop corpus absent: the real S/MIME, PKCS#12, SST and TNEF files made by "
+    "Thunderbird/NSS, OpenSSL, MimeKit, pyca and Windows that these tests read live in the "
+    "shared folder ../shared/interop beside the checkout (or the folder named by "
+    "SMIMECLI_INTEROP_DIR); it is not part of the repository"
+)
+
+
+def require_interop() -> Path:
+    """The interop corpus folder, or skip the test saying what the corpus is."""
+    found = interop_dir()
+    if found is None:
+        pytest.skip(INTEROP_ABSENT)
+    return found
+
+
 @pytest.fixture(scope="session")
 def interop() -> Path:
     """The interop corpus folder; skips the test with a reason when it is absent."""
-    found = interop_dir()
-    if found is None:
-        pytest.skip("interop corpus absent: set SMIMECLI_INTEROP_DIR or check out ../shared")
-    return found
+    return require_interop()
 
 
 def require_tool(name: str) -> str:
@@ -43,6 +57,21 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not installed (.ci/run installs it with apt-get)")
     return path
+
+
+def stop_gnupg(home: Path) -> None:
+    """Stop the daemons gpgsm started for GNUPGHOME ``home`` (gpg-agent, dirmngr...), so a
+    test run leaves no process behind."""
+    gpgconf = shutil.which("gpgconf")
+    if gpgconf is None:
+        return
+    subprocess.run(
+        [gpgconf, "--homedir", str(home), "--kill", "all"],
+        env=dict(os.environ, GNUPGHOME=str(home)),
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
 
 
 @dataclass
@@ -119,3 +148,35 @@ def cli(tmp_path: Path) -> Iterator[object]:
         return run_cli(args, input=input, env=merged)
 
     yield invoke
+
+
+def run_on_terminal(args: list[str], columns: int, env: dict[str, str]) -> str:
+    """Run ``python -m smimecli ARGS`` with stdout and stderr on a pseudo-terminal of
+    ``columns`` columns; the text it shows."""
+    import pty
+    import subprocess as sp
+
+    master, slave = pty.openpty()
+    full = dict(os.environ, COLUMNS=str(columns), LINES="60", TERM="dumb", **env)
+    full.pop("NO_COLOR", None)
+    proc = sp.Popen(
+        [sys.executable, "-m", "smimecli", *map(str, args)],
+        stdin=sp.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env=full,
+        cwd=ROOT,
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    proc.wait(timeout=60)
+    return out.decode("utf-8", "replace").replace("\r\n", "\n")

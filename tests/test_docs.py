@@ -516,3 +516,38 @@ def test_readme_reference_lists_every_command_and_option() -> None:
 def test_readme_without_markers_is_an_error() -> None:
     with pytest.raises(ValueError, match="markers"):
         gen_docs.render_readme("# no markers here\n", _tree())
+
+
+def test_fixed_value_options_complete_their_values() -> None:
+    bash = (ROOT / "completions" / "smimecli.bash").read_text()
+    fish = (ROOT / "completions" / "smimecli.fish").read_text()
+    zsh = (ROOT / "completions" / "_smimecli").read_text()
+    for command in ("certs import", "certs list", "certs remove"):
+        assert f"'{command}:--store-name') echo '1 choice:my other root ca'" in bash
+        assert f"'{command}:--store-name') REPLY='1 choice:my other root ca'" in zsh
+    assert "'certs export:--format') echo '1 choice:cer pem p7b pfx sst'" in bash
+    assert "-l 'format' -x -a 'cer pem p7b pfx sst'" in fish
+    help_text = run_cli(["certs", "export", "--help"], env=WIDE).stdout.decode()
+    assert "--format cer|pem|p7b|pfx|sst" in help_text
+
+
+def test_no_document_cites_a_spec_the_repository_does_not_hold() -> None:
+    folders = ("man", "completions", "contrib")
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file():
+                assert not re.search(r"\bSPEC\b", path.read_text(errors="replace")), path
+    for args in (["rules", "check", "--help"], ["rules", "test", "--help"]):
+        assert "SPEC" not in run_cli(args, env=WIDE).stdout.decode()
+
+
+def test_interop_skip_reason_says_what_the_corpus_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.conftest as conftest
+
+    monkeypatch.setattr(conftest, "interop_dir", lambda: None)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        conftest.require_interop()
+    reason = str(skipped.value)
+    for word in ("S/MIME", "PKCS#12", "SST", "TNEF", "Thunderbird", "OpenSSL", "MimeKit"):
+        assert word in reason
+    assert "../shared/interop" in reason and "SMIMECLI_INTEROP_DIR" in reason

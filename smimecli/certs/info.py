@@ -64,22 +64,32 @@ def summary(stored: StoredCert, *, at: dt.datetime | None = None) -> dict[str, A
     }
 
 
+# The names a person reads (and gives to ``gen-root --key-usage``): Windows/PowerShell's.
+KEY_USAGE_NAMES: tuple[tuple[str, str], ...] = (
+    ("digital_signature", "DigitalSignature"),
+    ("content_commitment", "NonRepudiation"),
+    ("key_encipherment", "KeyEncipherment"),
+    ("data_encipherment", "DataEncipherment"),
+    ("key_agreement", "KeyAgreement"),
+    ("key_cert_sign", "CertSign"),
+    ("crl_sign", "CRLSign"),
+    ("encipher_only", "EncipherOnly"),
+    ("decipher_only", "DecipherOnly"),
+)
+
+
+def _usage_flag(usage: x509.KeyUsage, attribute: str) -> bool:
+    try:
+        return bool(getattr(usage, attribute))
+    except ValueError:  # encipher_only/decipher_only without key_agreement
+        return False
+
+
 def _extension_lines(cert: x509.Certificate) -> dict[str, Any]:
     result: dict[str, Any] = {}
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        flags = []
-        for attr in (
-            "digital_signature",
-            "content_commitment",
-            "key_encipherment",
-            "data_encipherment",
-            "key_agreement",
-            "key_cert_sign",
-            "crl_sign",
-        ):
-            if getattr(usage, attr):
-                flags.append(attr)
+        flags = [name for attr, name in KEY_USAGE_NAMES if _usage_flag(usage, attr)]
         result["key_usage"] = flags
     except (x509.ExtensionNotFound, ValueError):
         result["key_usage"] = None

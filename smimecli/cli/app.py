@@ -158,6 +158,69 @@ def _click_command(args: list[str]) -> Any:
     return command
 
 
+def _takes_value(param: Any) -> bool:
+    return not getattr(param, "is_flag", False) and not getattr(param, "count", False)
+
+
+def hoist_global_options(command: Any, args: list[str]) -> list[str]:
+    """Move the root's options given after the command (``certs list --store DIR``,
+    ``encrypt -v``) to the front, where Click reads them.
+
+    Only whole option tokens before ``--`` move; the value of an option that takes one is
+    never taken for an option (``--password-env -v`` stays); an option the command
+    defines itself (``certs import --store-password-env``) stays with the command.
+    """
+    globals_ = {
+        name: takes
+        for name, takes in _own_options(command).items()
+        if name not in ("--version", "-h", "--help")
+    }
+    front: list[str] = []
+    rest: list[str] = []
+    current = command
+    at_root = True
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+        own = {} if at_root else _own_options(current)
+        if name in own or (at_root and name in globals_):
+            takes = own[name] if name in own else globals_[name]
+            rest.append(arg)
+            if takes and "=" not in arg and index + 1 < len(args):
+                rest.append(args[index + 1])
+                index += 1
+        elif name in globals_:
+            front.append(arg)
+            if globals_[name] and "=" not in arg and index + 1 < len(args):
+                front.append(args[index + 1])
+                index += 1
+        else:
+            rest.append(arg)
+            if not arg.startswith("-") and hasattr(current, "commands"):
+                sub = current.commands.get(arg)
+                if sub is None:  # an unknown command: leave the rest to Click
+                    rest.extend(args[index + 1 :])
+                    break
+                current = sub
+                at_root = False
+        index += 1
+    return front + rest
+
+
+def _own_options(command: Any) -> dict[str, bool]:
+    """A command's options: name -> whether it takes a value."""
+    own: dict[str, bool] = {}
+    for param in command.params:
+        if getattr(param, "param_type_name", None) == "option":
+            for name in param.opts + param.secondary_opts:
+                own[name] = _takes_value(param)
+    return own
+
+
 _INTERRUPTED = "interrupted; no partial output was left, retry later"
 
 
@@ -201,6 +264,8 @@ def run() -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (the ``smimecli`` console script)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    command = _click_command(args)
+    args = hoist_global_options(command, args)
     verbose = "--verbose" in args or "-v" in args
     STATE.store = None
     STATE.verbose = verbose
@@ -213,7 +278,6 @@ def main(argv: list[str] | None = None) -> int:
             previous[signum] = signal.signal(signum, _on_signal)
         except ValueError:  # not the main thread (tests)
             pass
-    command = _click_command(args)
     try:
         result = command.main(args=args, prog_name="smimecli", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0

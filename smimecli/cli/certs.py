@@ -32,7 +32,7 @@ StoreNameOpt = Annotated[
     typer.Option(
         "--store-name",
         help="Store: my (personal, with keys), other (recipients), root (trusted), ca.",
-        metavar="NAME",
+        metavar="my|other|root|ca",
     ),
 ]
 _EXTENSIONS = {
@@ -146,8 +146,8 @@ def export(
         str | None,
         typer.Option(
             "--format",
-            help="cer, pem, p7b, pfx or sst [default: from the -o extension].",
-            metavar="FORMAT",
+            help="The file format [default: from the -o extension].",
+            metavar="cer|pem|p7b|pfx|sst",
         ),
     ] = None,
     with_private_key: Annotated[
@@ -279,8 +279,12 @@ def list_(
         if limit is not None:
             rows = [r for r in rows if r.cert.not_valid_after_utc <= limit]
         docs = [certinfo.summary(r) for r in rows]
+        terminal = not json and sys.stdout.isatty()
+        everyone = [c.thumbprint for c in store.certificates()] if terminal else []
     if json:
         emit_json(docs)
+    elif terminal:
+        _print_rich(docs, everyone)
     else:
         _print_table(docs)
     if limit is not None and docs:
@@ -317,17 +321,56 @@ def _cells(doc: dict[str, Any]) -> list[str]:
     ]
 
 
+def selector_lengths(thumbprints: list[str]) -> dict[str, int]:
+    """Per thumbprint, the shortest prefix that selects it alone among ``thumbprints``
+    (at least the 8 hex digits a selector needs)."""
+    ordered = sorted(set(thumbprints))
+    lengths: dict[str, int] = {}
+    for index, thumb in enumerate(ordered):
+        need = 8
+        for neighbour in ordered[max(index - 1, 0) : index + 2]:
+            if neighbour != thumb:
+                common = 0
+                while common < len(thumb) and thumb[common] == neighbour[common]:
+                    common += 1
+                need = max(need, common + 1)
+        lengths[thumb] = min(need, len(thumb))
+    return lengths
+
+
+def _print_rich(docs: list[dict[str, Any]], everyone: list[str]) -> None:
+    """The terminal table: dates, keys and thumbprint selectors never cut; the subject,
+    its addresses (one a line), the issuer and the problems share one column that folds
+    only a line longer than the terminal leaves room for."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from smimecli.cli.common import console
+
+    lengths = selector_lengths(everyone + [doc["thumbprint"] for doc in docs])
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for name in ("thumbprint", "not after", "key", "store"):
+        table.add_column(name, no_wrap=True, overflow="ignore")
+    table.add_column("subject, emails, issuer, problems", overflow="fold", min_width=20)
+    for doc in docs:
+        about = Text(doc["subject"], style="bold")
+        for email in doc["emails"]:
+            about.append("\n" + email)
+        about.append(f"\nissuer: {doc['issuer']}", style="dim")
+        for problem in doc["problems"]:
+            about.append(f"\nproblem: {problem}", style="red")
+        table.add_row(
+            doc["thumbprint"][: lengths[doc["thumbprint"]]],
+            doc["not_after"][:10],
+            "yes" if doc["has_key"] else "no",
+            "\n".join(doc["stores"]),
+            about,
+        )
+    console().print(table)
+
+
 def _print_table(docs: list[dict[str, Any]]) -> None:
-    if sys.stdout.isatty():
-        from rich.table import Table
-
-        from smimecli.cli.common import console
-
-        table = Table(*_COLUMNS)
-        for doc in docs:
-            table.add_row(*_cells(doc))
-        console().print(table)
-        return
     rows = [list(_COLUMNS)] + [_cells(doc) for doc in docs]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     for row in rows:
@@ -354,6 +397,8 @@ def show(
             value = ", ".join(str(v) for v in value) or "-"
         elif value is None:
             value = "-"
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
         sys.stdout.write(f"{label.replace('_', ' ') + ':':<20} {value}\n")
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from smimecli.cli.common import emit_json
+from smimecli.cli.common import emit_json, info
 
 
 def demo(
@@ -29,6 +29,8 @@ def demo(
     2048" in a private store, writes a rules file, encrypts a sample message by the rules
     (printing ENCRYPTED and the recipients), decrypts it with the key from the store,
     checks the round trip, and shows what inspect sees. Your own store is not touched.
+    Each step's equivalent smimecli command line is printed on stderr ("$ ...") so that
+    you can repeat it by hand (with --keep, in the kept folder).
     """
     import tempfile
 
@@ -42,6 +44,10 @@ def demo(
         if not json:
             print(line, flush=True)
 
+    def show(command_line: str) -> None:
+        # The same step by hand, on stderr so that stdout stays the report.
+        info(f"$ {command_line}")
+
     if keep is not None:
         try:
             keep.mkdir(parents=True, exist_ok=True)
@@ -49,10 +55,10 @@ def demo(
             from smimecli.errors import OutputError
 
             raise OutputError(f"cannot create {keep}: {exc.strerror or exc}") from exc
-        result = run_demo(keep, say)
+        result = run_demo(keep, say, command=show, kept=True)
     else:
         with tempfile.TemporaryDirectory(prefix="smimecli-demo-") as folder:
-            result = run_demo(Path(folder), say)
+            result = run_demo(Path(folder), say, command=show)
     if json:
         emit_json(
             {

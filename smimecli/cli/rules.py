@@ -22,7 +22,7 @@ RulesOpt = Annotated[
     Path,
     typer.Option(
         "--rules",
-        help="The rules file (TOML, SPEC section 3).",
+        help='The rules file (TOML; see the README, section "Encrypting by rules").',
         metavar="FILE",
         show_default=False,
     ),
@@ -135,6 +135,19 @@ def _certificate(recipient: RecipientPlan) -> str:
     )
 
 
+def _certificate_lines(recipient: RecipientPlan) -> str:
+    """The certificate for the terminal table: subject, a 16-digit thumbprint prefix (a
+    selector that fits a narrow column unbroken), and the not-after date."""
+    if recipient.cert is None:
+        return "-"
+    from smimecli.certs.names import display_name
+
+    return (
+        f"{display_name(recipient.cert.subject)}\n{(recipient.thumbprint or '')[:16]}\n"
+        f"not after {recipient.cert.not_valid_after_utc:%Y-%m-%d}"
+    )
+
+
 def _algorithms(recipient: RecipientPlan, cipher: str | None) -> str:
     if recipient.cert is None:
         return "-"
@@ -178,6 +191,7 @@ def _print_plain(report: RulesTestReport) -> None:
 
 
 def _print_rich(report: RulesTestReport) -> None:
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
@@ -194,16 +208,26 @@ def _print_rich(report: RulesTestReport) -> None:
     colours = {"ENCRYPTED": "green", "PASSED": "yellow", "REJECTED": "red", "TEMPFAIL": "red"}
     for rule_report in report.reports:
         plan = rule_report.plan
-        table = Table(title=Text(f"rule {rule_report.rule.name!r}"), title_justify="left")
+        table = Table(
+            title=Text(f"rule {rule_report.rule.name!r}"),
+            title_justify="left",
+            expand=True,
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            padding=(0, 1, 0, 0),
+        )
+        # Recipient, rule and outcome keep their width; at 80 columns the certificate column
+        # still holds its 16-digit thumbprint prefix on one line.
         for column, ratio in (
-            ("Recipient", 2),
-            ("Rule", 1),
-            ("Outcome", 1),
+            ("Recipient", None),
+            ("Rule", None),
+            ("Outcome", None),
             ("Certificate", 3),
             ("Algorithms", 2),
-            ("Reason", 4),
+            ("Reason", 2),
         ):
-            table.add_column(column, overflow="fold", ratio=ratio)
+            table.add_column(column, overflow="fold", ratio=ratio, no_wrap=ratio is None)
         for recipient in plan.recipients:
             notes = [recipient.reason]
             notes.extend(f"warning: {w}" for w in recipient.warnings)
@@ -216,11 +240,7 @@ def _print_rich(report: RulesTestReport) -> None:
                 Text(recipient.address),
                 Text(recipient.rule.name if recipient.rule else "(none)"),
                 Text(outcome, style=colours[outcome]),
-                Text(
-                    _certificate(recipient)
-                    .replace(", thumbprint ", "\n")
-                    .replace(", not after ", "\nnot after ")
-                ),
+                Text(_certificate_lines(recipient)),
                 Text(_algorithms(recipient, plan.cipher)),
                 Text("\n".join(notes)),
             )

@@ -170,3 +170,47 @@ def test_console_script_flushes_everything_before_its_fast_exit(tmp_path, pki) -
     )
     assert missing.returncode == 66
     assert missing.stderr.startswith("smimecli: error: ") and missing.stderr.count("\n") == 1
+
+
+def test_global_options_after_the_command(cli, pki, tmp_path) -> None:
+    import json
+
+    other = tmp_path / "other-store"
+    for args in (
+        ["--store", other, "certs", "import", pki.alice.cert_pem],
+        ["certs", "import", pki.bob.cert_pem, "--store", other],
+        ["certs", "import", "--store=" + str(other), pki.carol_ec.cert_pem, "-q"],
+    ):
+        result = cli(args)
+        assert result.exit_code == 0, result.output
+    assert "imported" not in result.stderr  # -q after the command was honoured
+    before = json.loads(cli(["--store", other, "certs", "list", "--json"]).stdout)
+    after = json.loads(cli(["certs", "list", "--json", "--store", other]).stdout)
+    assert before == after and len(after) == 3
+    assert json.loads(cli(["certs", "list", "--json"]).stdout) == []  # the default store
+    # -v after the command: a traceback with the error, as before the command.
+    for args in (["-v", "certs", "show", "nobody@x"], ["certs", "show", "nobody@x", "-v"]):
+        shown = cli(["--store", other, *args])
+        assert shown.exit_code == 65, shown.output
+        assert "Traceback" in shown.stderr
+
+
+def test_option_values_and_arguments_after_dash_dash_stay(cli, tmp_path) -> None:
+    from smimecli.cli.app import _click_command, hoist_global_options
+
+    def hoist(*args: str) -> list[str]:
+        return hoist_global_options(_click_command(list(args)), list(args))
+
+    assert hoist("encrypt", "-v") == ["-v", "encrypt"]
+    assert hoist("certs", "list", "--store", "D", "-q") == ["--store", "D", "-q", "certs", "list"]
+    # a value that looks like a global option belongs to the option before it
+    assert hoist("encrypt", "--password-env", "-v") == ["encrypt", "--password-env", "-v"]
+    assert hoist("tnef", "convert", "--", "-v") == ["tnef", "convert", "--", "-v"]
+    # the command's own option of the same name stays with the command
+    assert hoist("certs", "import", "--store-password-env", "X", "f") == [
+        "certs",
+        "import",
+        "--store-password-env",
+        "X",
+        "f",
+    ]

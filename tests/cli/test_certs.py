@@ -382,3 +382,62 @@ def test_key_into_encrypted_store_without_passphrase_is_77(
     assert lab.exit_code == 77, lab.stderr
     assert "this store's keys are encrypted" in lab.stderr
     assert _dump(tmp_path) == before
+
+
+def test_show_uses_the_key_usage_names_of_gen_root(cli: Cli) -> None:
+    usage = "DigitalSignature,NonRepudiation,CertSign,CRLSign"
+    made = cli(["gen-root", "--key-usage", usage])
+    assert made.exit_code == 0, made.output
+    selector = made.stdout.decode().split()[0]
+    shown = cli(["certs", "show", selector])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.decode().splitlines()
+    assert "key usage:           DigitalSignature, NonRepudiation, CertSign, CRLSign" in lines
+    assert "has key:             yes" in lines
+    assert "ca:                  yes" in lines
+    doc = json.loads(cli(["certs", "show", selector, "--json"]).stdout)
+    assert doc["key_usage"] == usage.split(",")
+    assert doc["has_key"] is True
+
+
+def test_list_on_an_80_column_terminal_cuts_nothing(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    from tests.conftest import run_on_terminal
+
+    long = pki.ca.issue(
+        "A person with a rather long common name, Department of Examples",
+        "first.last@subdomain.example.org",
+    )
+    cli(["certs", "import", pki.alice.cert_pem, pki.bob.cert_pem, long.cert_pem])
+    cli(["certs", "import", pki.ca.cert_pem, "--store-name", "root"])
+    docs = json.loads(cli(["certs", "list", "--json"]).stdout)
+    env = {"SMIMECLI_STORE": str(tmp_path / "store")}
+    for columns in (80, 150):
+        shown = run_on_terminal(["certs", "list"], columns, env)
+        lines = shown.splitlines()
+        assert all(len(line) <= columns for line in lines), shown
+        assert "…" not in shown
+        words = shown.split()
+        for doc in docs:
+            prefix = next(w for w in words if doc["thumbprint"].startswith(w) and len(w) >= 8)
+            # a selector: copied from the table, it names this certificate alone
+            picked = json.loads(cli(["certs", "show", prefix, "--json"]).stdout)
+            assert picked["thumbprint"] == doc["thumbprint"]
+            assert doc["not_after"][:10] in words
+            for email in doc["emails"]:
+                assert email in words, shown
+    # piped: the full thumbprints
+    piped = cli(["certs", "list"]).stdout.decode()
+    assert all(doc["thumbprint"] in piped for doc in docs)
+
+
+def test_selector_lengths_are_unique_prefixes() -> None:
+    from smimecli.cli.certs import selector_lengths
+
+    thumbs = ["AB" * 20, "ABABABABABAB" + "0" * 28, "ABABABABABAC" + "0" * 28, "1" * 40]
+    lengths = selector_lengths(thumbs)
+    assert lengths["1" * 40] == 8
+    assert lengths["AB" * 20] == 13
+    assert lengths["ABABABABABAB" + "0" * 28] == 13
+    assert lengths["ABABABABABAC" + "0" * 28] == 12
+    for thumb, length in lengths.items():
+        assert [t for t in thumbs if t.startswith(thumb[:length])] == [thumb]

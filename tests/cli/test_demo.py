@@ -115,3 +115,29 @@ def test_demo_keep_into_unwritable_place_is_73(cli, tmp_path: Path) -> None:
     result = cli(["demo", "--keep", str(blocker / "sub")])
     assert result.exit_code == 73, result.output
     assert result.stderr.count("\n") == 1
+
+
+def test_demo_prints_each_command_to_repeat_by_hand(cli, tmp_path: Path) -> None:
+    import shlex
+
+    keep = tmp_path / "kept"
+    result = cli(["demo", "--keep", str(keep)])
+    assert result.exit_code == 0, result.output
+    assert "throwaway" not in result.stdout.decode()
+    commands = [line[2:] for line in result.stderr.splitlines() if line.startswith("$ ")]
+    assert [shlex.split(c)[3] for c in commands] == [
+        "gen-root",
+        "issue-user",
+        "encrypt",
+        "decrypt",
+        "inspect",
+    ]
+    # repeat the decrypt and inspect steps by hand, from the printed lines
+    (keep / "message.decrypted.eml").unlink()
+    for line in commands[3:]:
+        words = shlex.split(line)
+        assert words[0] == "smimecli"
+        again = cli(words[1:])
+        assert again.exit_code == 0, again.output
+    assert b"demo" in (keep / "message.decrypted.eml").read_bytes().lower()
+    assert "throwaway" in cli(["demo"]).stdout.decode()

@@ -436,3 +436,24 @@ oaep_hash = "sha1"
     assert sum("3des" in w for w in warnings) == 1, warnings
     assert sum("SHA-1" in w for w in warnings) == 1, warnings
     assert any(w.startswith("weak content cipher 3des") for w in warnings), warnings
+
+
+def test_rules_test_on_an_80_column_terminal_keeps_thumbprints_whole(cli, pki, tmp_path) -> None:
+    from tests.conftest import run_on_terminal
+
+    cli(["certs", "import", pki.alice.cert_pem, "--store-name", "other"])
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nname = "alice"\nrecipients = ["alice@example.com"]\n'
+        'source = { kind = "store" }\n'
+    )
+    shown = run_on_terminal(
+        ["rules", "test", "--all", "--rules", rules],
+        80,
+        {"SMIMECLI_STORE": str(tmp_path / "store")},
+    )
+    assert "ENCRYPTED" in shown, shown
+    assert all(len(line) <= 80 for line in shown.splitlines()), shown
+    words = shown.split()
+    assert pki.alice.thumbprint[:16] in words, shown
+    assert "alice@example.com" in words, shown

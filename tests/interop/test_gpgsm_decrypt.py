@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes
 
-from tests.conftest import require_tool
+from tests.conftest import require_tool, stop_gnupg
 
 pytestmark = pytest.mark.interop
 
@@ -31,12 +31,7 @@ def gnupg_home(tmp_path: Path, pki: Any) -> Iterator[Path]:
         done = _gpgsm(home, ["--import", str(pem)])
         assert done.returncode == 0, done.stderr.decode()
     yield home
-    subprocess.run(
-        ["gpgconf", "--kill", "gpg-agent"],
-        env=dict(os.environ, GNUPGHOME=str(home)),
-        capture_output=True,
-        check=False,
-    )
+    stop_gnupg(home)
 
 
 def _gpgsm(home: Path, args: list[str], data: bytes = b"") -> subprocess.CompletedProcess[bytes]:
