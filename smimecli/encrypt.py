@@ -31,8 +31,8 @@ from smimecli.mime import (
     base64_lines,
     canonicalize,
     inner_entity_header,
-    is_encrypted,
     read_header_block,
+    sniff_encrypted,
     wrapper_header_block,
 )
 from smimecli.streams import CHUNK, THREADED_FROM, read_ahead, read_chunks
@@ -376,7 +376,8 @@ def _encrypt_parsed(
 ) -> EncryptOutcome:
     if not headers.fields:
         raise DataError("input is not an email message: it does not start with header fields")
-    if is_encrypted(headers):
+    encrypted, body_stream = sniff_encrypted(headers, body_stream)
+    if encrypted:
         dst.write(headers.raw)
         shutil.copyfileobj(body_stream, dst, CHUNK)
         return EncryptOutcome(action="already-encrypted")

@@ -37,14 +37,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from smimecli.errors import ConfigError, RejectError, TempFailError
+from smimecli.errors import ConfigError, DataError, RejectError, TempFailError
 from smimecli.rules import (
     Rule,
     RuleSet,
     SourceSpec,
+    address_problem,
     check_any_source,
     example_address,
     load_rules,
+    normalize_address,
     pattern_regex,
     shadow_warning,
     shadowed_patterns,
@@ -348,17 +350,10 @@ def plan_recipients(
     """
     at = _now(at)
     plans: list[RecipientPlan] = []
-    seen: set[str] = set()
-    for raw in addresses:
-        address = raw.strip()
-        if not address or address.casefold() in seen:
-            continue
-        seen.add(address.casefold())
+    for given, address in _unique(addresses):
         rule = rules.first_match(address)
         if rule is None:
-            plans.append(
-                RecipientPlan(address, None, Outcome.PASSED, "no rule matches; left alone")
-            )
+            plans.append(RecipientPlan(given, None, Outcome.PASSED, "no rule matches; left alone"))
             continue
         entry, turned_down, reason = choose_certificate(rules, rule, address, at=at)
         if entry is None:
@@ -369,19 +364,19 @@ def plan_recipients(
                 "tempfail": Outcome.TEMPFAIL,
             }[policy]
             plan = RecipientPlan(
-                address,
+                given,
                 rule,
                 outcome,
                 f"{reason}; on_missing_cert = {policy}",
                 turned_down=turned_down,
             )
             if policy == "pass":
-                plan.warnings.append(f"{address} gets the message without encryption")
+                plan.warnings.append(f"{given} gets the message without encryption")
             plans.append(plan)
             continue
         cert = entry.cert
         plan = RecipientPlan(
-            address,
+            given,
             rule,
             Outcome.ENCRYPTED,
             reason,
@@ -394,6 +389,29 @@ def plan_recipients(
         plan.warnings.extend(_recipient_warnings(plan, at))
         plans.append(plan)
     return _finish(Plan(plans))
+
+
+def _unique(addresses: Iterable[str]) -> list[tuple[str, str]]:
+    """Each address once, in order: (as given, as rules compare it).
+
+    Rules compare :func:`~smimecli.rules.normalize_address`'s form, as the MTA does:
+    ``bob@Partner.Example.`` is ``bob@partner.example``; reports show the address as given.
+
+    Raises:
+        DataError: an address longer than SMTP allows (65): no MTA delivers to it, so no
+            rule can be said to cover it.
+    """
+    unique: dict[str, tuple[str, str]] = {}
+    for raw in addresses:
+        given = raw.strip()
+        address = normalize_address(given)
+        if not address:
+            continue
+        problem = address_problem(address)
+        if problem is not None:
+            raise DataError(f"{problem}; nothing was written")
+        unique.setdefault(address.casefold(), (given, address))
+    return list(unique.values())
 
 
 def _recipient_warnings(plan: RecipientPlan, at: dt.datetime) -> list[str]:
@@ -422,6 +440,17 @@ def _oaep_sha1_warning(address: str) -> str:
 
 def _finish(plan: Plan) -> Plan:
     encrypted = plan.encrypted
+    unmatched = [r.address for r in plan.recipients if r.rule is None]
+    if unmatched:
+        what = (
+            "gets the encrypted message, which it may not be able to read"
+            if encrypted
+            else "gets the message without encryption"
+        )
+        plan.warnings.append(
+            f"no rule matches {', '.join(unmatched)}: "
+            f"{'each' if len(unmatched) > 1 else 'it'} {what}"
+        )
     if not encrypted:
         return plan
     # SPEC 3: the cipher of the first rule in file order that found a certificate.
@@ -570,17 +599,27 @@ def encrypt_with_rules(
     """
     from smimecli import mime
 
-    rules = cached_rules(Path(rules_path), store_dir)
     headers, rest = mime.read_header_block(src)
     if envelope_recipients is None:
         addresses = header_recipients(headers)
     else:
         addresses = envelope_recipients
-    plan = plan_recipients(rules, addresses, on_missing_cert=on_missing_cert)
-    if mime.is_encrypted(headers):
+    # Before the rules are read: an encrypted message leaks nothing, and a broken rules
+    # file or source must not hold it back. "Encrypted" means a CMS EnvelopedData body,
+    # not a Content-Type that claims it.
+    encrypted, rest = mime.sniff_encrypted(headers, rest)
+    if encrypted:
         dst.write(headers.raw)
         shutil.copyfileobj(rest, dst, 1 << 20)
+        plan = Plan(
+            [
+                RecipientPlan(given, None, Outcome.PASSED, "already encrypted")
+                for given, _ in _unique(addresses)
+            ]
+        )
         return RulesOutcome("already-encrypted", plan, ["already encrypted: passed unchanged"])
+    rules = cached_rules(Path(rules_path), store_dir)
+    plan = plan_recipients(rules, addresses, on_missing_cert=on_missing_cert)
     plan.raise_for_policy()
     warnings = [w for r in plan.recipients for w in r.warnings] + plan.warnings
     if not plan.encrypted:
@@ -700,12 +739,12 @@ def source_addresses(rules: RuleSet, rule: Rule, pattern: str, at: dt.datetime) 
     from smimecli.certs.names import emails
     from smimecli.certs.usable import problems
 
-    regex = pattern_regex(pattern)
+    regex = pattern_regex(normalize_address(pattern))
     roots, intermediates = rules.trust() if rule.require_trusted else ([], [])
     found: dict[str, str] = {}
     for entry in rules.source(rule).certificates():
         for address in emails(entry.cert):
-            if address.casefold() in found or not regex.fullmatch(address):
+            if address.casefold() in found or not regex.fullmatch(normalize_address(address)):
                 continue
             if not problems(
                 entry.cert,
@@ -799,6 +838,7 @@ def run_rules_test(
         unmatched = [a for a in recipients if rules.first_match(a) is None]
         if unmatched:
             plan = plan_recipients(rules, unmatched, at=at)
+            plan.warnings.clear()  # the same "no rule matches" as the report's warning
             report.warnings.append(
                 f"no rule matches {', '.join(unmatched)}: sent without encryption"
             )

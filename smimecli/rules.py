@@ -69,26 +69,128 @@ def is_wildcard(pattern: str) -> bool:
     return "*" in pattern or "?" in pattern
 
 
-def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """Translate a recipient pattern to a regex matching the whole address, ignoring case.
+# RFC 5321 section 4.5.3.1.3: a path (the address between ``<`` and ``>``) is at most 256
+# octets with its brackets; a longer address is no address an MTA delivers to.
+MAX_ADDRESS_OCTETS = 254
 
-    Only ``*`` and ``?`` are special; every other character is escaped, so ``[``, ``.``
+
+def address_problem(address: str) -> str | None:
+    """Why an address is not usable (too long for SMTP), or None."""
+    size = len(address.encode("utf-8", "surrogatepass"))
+    if size > MAX_ADDRESS_OCTETS:
+        return (
+            f"recipient address {address[:40]}... has {size} octets, more than SMTP allows "
+            f"({MAX_ADDRESS_OCTETS}, RFC 5321): not a usable address"
+        )
+    return None
+
+
+def _domain_to_ascii(domain: str) -> str:
+    """A domain as an MTA compares it: no trailing dot, lower case, IDN labels as A-labels.
+
+    A label holding a wildcard, or one Python's IDNA codec refuses, stays in lower case.
+    """
+    domain = domain.rstrip(".").lower()
+    if domain.isascii():
+        return domain
+    labels = []
+    for label in domain.split("."):
+        if label.isascii() or is_wildcard(label):
+            labels.append(label)
+            continue
+        try:
+            labels.append(label.encode("idna").decode("ascii").lower())
+        except UnicodeError:
+            labels.append(label)
+    return ".".join(labels)
+
+
+def normalize_address(address: str) -> str:
+    """An address (or a recipient pattern) in the form rules compare.
+
+    Surrounding space and ``<>`` go; the domain (after the last ``@``) loses a trailing dot,
+    is lower-cased and has its internationalised labels as A-labels (``xn--``), as Postfix
+    does before it delivers. The local part is kept: matching ignores its case anyway.
+    """
+    address = address.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1].strip()
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address
+    return f"{local}@{_domain_to_ascii(domain)}"
+
+
+def fold(text: str) -> str:
+    """``text`` case-folded character by character, as patterns compare it."""
+    return "".join(_fold(text))
+
+
+def _fold(text: str) -> list[str]:
+    """One case-folded string per character (lengths stay, so ``?`` stays one character)."""
+    return [c.lower() for c in text]
+
+
+def _glob(pattern: list[str], text: list[str], star: str, one: str, not_one: str) -> bool:
+    """Whole-text glob match without backtracking: O(len(pattern) * len(text)) at worst.
+
+    ``star`` in the pattern matches any run, ``one`` any single character except
+    ``not_one``; every other pattern character matches itself (already case-folded).
+    The classic two-pointer method: on a mismatch, only the last ``*`` is retried, one
+    character further; earlier stars never need to take back what they gave.
+    """
+    p = t = 0
+    star_p = -1
+    star_t = 0
+    plen, tlen = len(pattern), len(text)
+    while t < tlen:
+        if p < plen and pattern[p] == star:
+            star_p, star_t = p, t
+            p += 1
+            continue
+        if p < plen and (pattern[p] == text[t] or (pattern[p] == one and text[t] != not_one)):
+            p += 1
+            t += 1
+            continue
+        if star_p < 0:
+            return False
+        star_t += 1
+        p, t = star_p + 1, star_t
+    while p < plen and pattern[p] == star:
+        p += 1
+    return p == plen
+
+
+class Glob:
+    """A compiled recipient pattern: ``*`` any run of characters, ``?`` one, whole address,
+    case-insensitive, in time linear in the address for a given pattern (no regex, so no
+    catastrophic backtracking on a hostile address)."""
+
+    __slots__ = ("_folded", "_literal", "_suffix", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._folded = _fold(pattern)
+        self._literal = fold(pattern) if not is_wildcard(pattern) else None
+        rest = pattern[1:]
+        self._suffix = fold(rest) if pattern.startswith("*") and not is_wildcard(rest) else None
+
+    def fullmatch(self, text: str) -> str | None:
+        """``text`` when the pattern matches all of it, else None (like ``re.fullmatch``)."""
+        if self._literal is not None:
+            return text if fold(text) == self._literal else None
+        if self._suffix is not None:
+            return text if fold(text).endswith(self._suffix) else None
+        return text if _glob(self._folded, _fold(text), "*", "?", "") else None
+
+
+def pattern_regex(pattern: str) -> Glob:
+    """Compile a recipient pattern (see :class:`Glob`); matching is case-insensitive.
+
+    Only ``*`` and ``?`` are special; every other character is literal, so ``[``, ``.``
     and ``+`` (common in addresses) match themselves.
     """
-    return _wildcards(pattern, ".")
-
-
-def _wildcards(pattern: str, one: str) -> re.Pattern[str]:
-    """``*`` as ``.*``, ``?`` as the regex ``one``, every other character literal."""
-    parts = []
-    for char in pattern:
-        if char == "*":
-            parts.append(".*")
-        elif char == "?":
-            parts.append(one)
-        else:
-            parts.append(re.escape(char))
-    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+    return Glob(pattern)
 
 
 # Pattern containment (for "rule shadowed" warnings): a wildcard of the later pattern is
@@ -102,9 +204,8 @@ def pattern_covers(earlier: str, later: str) -> bool:
     ``*`` in ``earlier`` absorbs anything, ``?`` any one character or a ``?`` of ``later``
     (never a ``*``), a literal only the same literal.
     """
-    regex = _wildcards(earlier, f"[^{_STAR}]")
     encoded = later.replace("*", _STAR).replace("?", _QMARK)
-    return regex.fullmatch(encoded) is not None
+    return _glob(_fold(earlier), _fold(encoded), "*", "?", _STAR)
 
 
 def example_address(pattern: str) -> str:
@@ -157,10 +258,12 @@ class Rule:
     convert_tnef: bool
     on_missing_cert: str
     require_trusted: bool
-    _regexes: tuple[re.Pattern[str], ...] = field(repr=False, compare=False, default=())
+    _regexes: tuple[Glob, ...] = field(repr=False, compare=False, default=())
 
     def matches(self, address: str) -> bool:
-        """Whether one of this rule's patterns matches the whole address (any case)."""
+        """Whether one of this rule's patterns matches the whole address (any case, the
+        domain compared as :func:`normalize_address` writes it)."""
+        address = normalize_address(address)
         return any(regex.fullmatch(address) for regex in self._regexes)
 
     @property
@@ -191,12 +294,18 @@ class RuleSet:
     _store: Store | None = field(default=None, repr=False)
     _trust: tuple[list[Any], list[Any]] | None = field(default=None, repr=False)
 
+    _index: _MatchIndex | None = field(default=None, repr=False)
+
     def first_match(self, address: str) -> Rule | None:
-        """The first rule in file order whose pattern matches ``address``."""
-        for rule in self.rules:
-            if rule.matches(address):
-                return rule
-        return None
+        """The first rule in file order whose pattern matches ``address``.
+
+        Exact addresses and ``*@domain`` patterns are looked up in dicts; only the other
+        wildcard patterns are tried one by one, so a file of thousands of plain rules stays
+        fast.
+        """
+        if self._index is None:
+            self._index = _MatchIndex(self.rules)
+        return self._index.first(normalize_address(address))
 
     def rule_named(self, name: str) -> Rule:
         """The rule called ``name``; ConfigError when there is none."""
@@ -302,6 +411,50 @@ class RuleSet:
             )
         except SmimeError as exc:
             raise ConfigError(f"{self.where(rule, key)}: {exc.message}") from exc
+
+
+def _domain_pattern(pattern: str) -> str | None:
+    """The folded domain of a ``*@domain`` pattern (no other wildcard), else None."""
+    if pattern.startswith("*@") and not is_wildcard(pattern[2:]):
+        return fold(pattern[2:])
+    return None
+
+
+class _MatchIndex:
+    """Which rule first matches an address, without trying every pattern of every rule."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = list(rules)
+        self.exact: dict[str, int] = {}
+        self.domains: dict[str, int] = {}
+        self.others: list[tuple[int, Glob]] = []
+        for position, rule in enumerate(self.rules):
+            for regex in rule._regexes:
+                pattern = regex.pattern
+                domain = _domain_pattern(pattern)
+                if not is_wildcard(pattern):
+                    self.exact.setdefault(fold(pattern), position)
+                elif domain is not None:
+                    self.domains.setdefault(domain, position)
+                else:
+                    self.others.append((position, regex))
+
+    def first(self, address: str) -> Rule | None:
+        folded = fold(address)
+        best = self.exact.get(folded, len(self.rules))
+        at = folded.find("@")
+        while at >= 0:
+            found = self.domains.get(folded[at + 1 :])
+            if found is not None and found < best:
+                best = found
+            at = folded.find("@", at + 1)
+        for position, regex in self.others:
+            if position >= best:
+                break
+            if regex.fullmatch(address):
+                best = position
+                break
+        return self.rules[best] if best < len(self.rules) else None
 
 
 def check_any_source(rules: RuleSet, rule: Rule) -> None:
@@ -508,7 +661,7 @@ class _Validator:
             convert_tnef=settings["convert_tnef"],
             on_missing_cert=settings["on_missing_cert"],
             require_trusted=settings["require_trusted"],
-            _regexes=tuple(pattern_regex(p) for p in recipients),
+            _regexes=tuple(pattern_regex(normalize_address(p)) for p in recipients),
         )
 
     def setting(self, key: str, value: Any, where: str, line: int | None) -> Any:
@@ -603,17 +756,50 @@ def _one_of(choices: Iterable[str]) -> str:
 def shadowed_patterns(rules: RuleSet) -> list[tuple[Rule, str, Rule, str]]:
     """Patterns no address can reach because an earlier rule's pattern covers them.
 
+    Exact addresses and ``*@domain`` patterns are indexed in dicts; only the other wildcard
+    patterns are compared pair by pair, so a file of thousands of plain rules is checked
+    in about linear time.
+
     Returns:
         (later rule, its pattern, earlier rule, the covering pattern) tuples.
     """
+    exact: dict[str, int] = {}
+    domains: dict[str, int] = {}
+    others: list[tuple[int, str]] = []
     found = []
     for position, rule in enumerate(rules.rules):
         for pattern in rule.recipients:
-            for earlier in rules.rules[:position]:
-                cover = next((p for p in earlier.recipients if pattern_covers(p, pattern)), None)
-                if cover is not None:
-                    found.append((rule, pattern, earlier, cover))
+            normal = normalize_address(pattern)
+            key = fold(normal)
+            best = position
+            if not is_wildcard(normal):
+                best = min(best, exact.get(key, best))
+            at = key.find("@")
+            while at >= 0:
+                if not is_wildcard(key[at:]):
+                    best = min(best, domains.get(key[at + 1 :], best))
+                at = key.find("@", at + 1)
+            for earlier_position, other in others:
+                if earlier_position >= best:
                     break
+                if pattern_covers(other, normal):
+                    best = earlier_position
+                    break
+            if best < position:
+                earlier = rules.rules[best]
+                cover = next(
+                    p for p in earlier.recipients if pattern_covers(normalize_address(p), normal)
+                )
+                found.append((rule, pattern, earlier, cover))
+        for pattern in rule.recipients:
+            normal = normalize_address(pattern)
+            domain = _domain_pattern(normal)
+            if not is_wildcard(normal):
+                exact.setdefault(fold(normal), position)
+            elif domain is not None:
+                domains.setdefault(domain, position)
+            else:
+                others.append((position, normal))
     return found
 
 

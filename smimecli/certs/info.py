@@ -7,7 +7,6 @@ fields.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 from cryptography import x509
@@ -125,14 +124,14 @@ def details(stored: StoredCert, *, at: dt.datetime | None = None) -> dict[str, A
     return doc
 
 
-def email_pattern(pattern: str) -> re.Pattern[str]:
+def email_pattern(pattern: str) -> rules.Glob:
     """Compile a ``*``/``?`` address pattern for :func:`matches_email`, once per listing.
 
     Only ``*`` and ``?`` are wildcards (SPEC 3), as in the rules file: ``[`` is literal.
     """
-    return rules.pattern_regex(pattern.strip().lower())
+    return rules.pattern_regex(rules.normalize_address(pattern.strip().lower()))
 
 
-def matches_email(stored: StoredCert, pattern: re.Pattern[str]) -> bool:
+def matches_email(stored: StoredCert, pattern: rules.Glob) -> bool:
     """Whether one of the certificate's addresses matches an :func:`email_pattern`."""
-    return any(pattern.fullmatch(address) for address in stored.emails)
+    return any(pattern.fullmatch(rules.normalize_address(a)) for a in stored.emails)

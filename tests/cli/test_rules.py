@@ -457,3 +457,82 @@ def test_rules_test_on_an_80_column_terminal_keeps_thumbprints_whole(cli, pki, t
     words = shown.split()
     assert pki.alice.thumbprint[:16] in words, shown
     assert "alice@example.com" in words, shown
+
+
+def test_encrypt_names_unmatched_recipients_on_stderr_and_in_json(cli, pki, tmp_path: Path) -> None:
+    rules = rules_file(
+        tmp_path,
+        f'[[rule]]\nname = "alice"\nrecipients = ["alice@example.com"]\n'
+        f'source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}\n',
+    )
+    message = b"From: a@example.org\nTo: alice@example.com\nSubject: x\n\nhi\n"
+    args = ["encrypt", "--rules", rules, "--recipient", "alice@example.com"]
+    result = cli([*args, "--recipient", "Stranger@Else.Example."], input=message)
+    assert result.exit_code == 0, result.output
+    warning = (
+        "no rule matches Stranger@Else.Example.: it gets the encrypted message, "
+        "which it may not be able to read"
+    )
+    assert warning in result.stderr
+    out = tmp_path / "out.eml"
+    result = cli(
+        [*args, "--recipient", "stranger@else.example", "-o", out, "--json"], input=message
+    )
+    assert result.exit_code == 0, result.output
+    assert any("stranger@else.example" in w for w in json.loads(result.stdout)["warnings"])
+
+
+def test_encrypt_header_recipient_with_trailing_dot_meets_its_rule(
+    cli, pki, tmp_path: Path
+) -> None:
+    (tmp_path / "empty").mkdir()
+    rules = rules_file(
+        tmp_path,
+        '[[rule]]\nname = "partner"\nrecipients = ["*@partner.example"]\n'
+        'source = { kind = "dir", path = "empty" }\non_missing_cert = "reject"\n',
+    )
+    message = b"From: a@example.org\nTo: bob@partner.example.\nSubject: x\n\nSecret plan.\n"
+    result = cli(["encrypt", "--rules", rules], input=message)
+    assert result.exit_code == 67, result.output
+    assert result.stdout == b""
+    assert "no usable certificate for bob@partner.example." in result.stderr
+
+
+def test_encrypt_claimed_encryption_with_plaintext_is_rejected(cli, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    rules = rules_file(
+        tmp_path,
+        '[[rule]]\nname = "partner"\nrecipients = ["*@partner.example"]\n'
+        'source = { kind = "dir", path = "empty" }\non_missing_cert = "reject"\n',
+    )
+    message = (
+        b"From: a@example.org\nTo: bob@partner.example\n"
+        b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\n\nSecret plan.\n"
+    )
+    result = cli(["encrypt", "--rules", rules], input=message)
+    assert result.exit_code == 67, result.output
+    assert result.stdout == b""
+    assert "rule 'partner'" in result.stderr
+
+
+def test_rules_check_of_thousands_of_rules(cli, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    blocks = [
+        f'[[rule]]\nname = "r{n}"\nrecipients = ["user{n}@partner{n}.example"]\n'
+        'source = { kind = "dir", path = "empty" }'
+        for n in range(3000)
+    ]
+    blocks.append(
+        '[[rule]]\nname = "late"\nrecipients = ["USER5@partner5.example."]\n'
+        'source = { kind = "dir", path = "empty" }'
+    )
+    rules = rules_file(tmp_path, "\n\n".join(blocks) + "\n")
+    started = dt.datetime.now()
+    result = cli(["rules", "check", "--rules", rules])
+    elapsed = (dt.datetime.now() - started).total_seconds()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.decode() == "OK: 3001 rules\n"
+    assert "pattern 'USER5@partner5.example.' is shadowed by 'user5@partner5.example'" in (
+        result.stderr
+    )
+    assert elapsed < 5, f"{elapsed:.1f} s"

@@ -194,7 +194,7 @@ alias_database =
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_recipient_restrictions = permit_mynetworks, reject
 capture_destination_recipient_limit = 1
-smimecli_destination_recipient_limit = 100
+smimecli_destination_recipient_limit = 1
 queue_run_delay = 5s
 minimal_backoff_time = 5s
 maximal_backoff_time = 10s
@@ -503,6 +503,39 @@ on_missing_cert = "reject"
     report = email.message_from_bytes(delivered.read_bytes(), policy=email.policy.default)
     # The only delivery is the bounce to the sender (EX_NOUSER -> 5.1.1), never the plaintext.
     assert report.get_content_type() == "multipart/report", str(report)[:2000]
+    assert "sender@example.org" in str(report["To"])
+    status = next(p for p in report.walk() if p.get_content_type() == "message/delivery-status")
+    assert "5.1.1" in str(status) and "carol@example.com" in str(status)
+
+
+def test_postfix_filter_bounces_a_message_that_only_claims_encryption(
+    postfix_instance: Postfix, pki: Pki
+) -> None:
+    """A Content-Type that says enveloped-data over a plaintext body is plaintext: the
+    reject rule bounces it instead of passing it as "already encrypted"."""
+    _write_rules(
+        postfix_instance,
+        pki,
+        """\
+[[rule]]
+name = "carol"
+recipients = ["carol@example.com"]
+source = { kind = "dir", path = "empty" }
+on_missing_cert = "reject"
+""",
+    )
+    fake = EmailMessage()
+    fake["From"] = "sender@example.org"
+    fake["To"] = "carol@example.com"
+    fake["Subject"] = "not really encrypted"
+    fake.set_content("The secret merger plan.\n")
+    del fake["Content-Type"]
+    fake["Content-Type"] = "application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m"
+    postfix_instance.send(fake, "sender@example.org", ["carol@example.com"])
+    (delivered,) = postfix_instance.wait_for_delivery()
+    raw = delivered.read_bytes()
+    report = email.message_from_bytes(raw, policy=email.policy.default)
+    assert report.get_content_type() == "multipart/report", raw[:2000]
     assert "sender@example.org" in str(report["To"])
     status = next(p for p in report.walk() if p.get_content_type() == "message/delivery-status")
     assert "5.1.1" in str(status) and "carol@example.com" in str(status)

@@ -337,24 +337,54 @@ def test_gcm_message_says_auth_enveloped(pki: Any) -> None:
     assert block.content_type().param("smime-type") == "authEnveloped-data"
 
 
+# The first octets of a BER ContentInfo of EnvelopedData, as a streaming encoder writes
+# them: SEQUENCE, id-envelopedData, [0], SEQUENCE, version 0, SET.
+ENVELOPED_START = b"MIAGCSqGSIb3DQEHA6CAMIACAQAx"
+
+
 @pytest.mark.parametrize(
     "content_type",
     [
         b"application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m",
         b"application/x-pkcs7-mime; name=smime.p7m",
-        b'multipart/encrypted; protocol="application/pgp-encrypted"; boundary=b',
     ],
 )
 def test_already_encrypted_passes_byte_for_byte(pki: Any, content_type: bytes) -> None:
     src = (
         b"From: a@example.com\r\nBcc: keep-as-is@example.com\r\nContent-Type: "
         + content_type
-        + b"\r\n\r\nMIIBxyz\r\nabc\n"
+        + b"\r\n\r\n"
+        + ENVELOPED_START
+        + b"\r\nabc\n"
     )
     out = io.BytesIO()
     outcome = encrypt_message(io.BytesIO(src), out, [Recipient(pki.alice.cert)])
     assert outcome.action == "already-encrypted"
     assert out.getvalue() == src
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        # The claim alone is not enough: a plaintext body is encrypted.
+        (b"application/pkcs7-mime; smime-type=enveloped-data", b"Secret plan.\r\n"),
+        # A CMS SignedData (1.2.840.113549.1.7.2) is not encrypted.
+        (b"application/pkcs7-mime; smime-type=enveloped-data", b"MIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n"),
+        # PGP/MIME is not S/MIME: treated as plaintext.
+        (
+            b'multipart/encrypted; protocol="application/pgp-encrypted"; boundary=b',
+            b"--b\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--b--\r\n",
+        ),
+    ],
+)
+def test_claimed_encryption_is_checked(pki: Any, content_type: bytes, body: bytes) -> None:
+    src = b"From: a@example.com\r\nContent-Type: " + content_type + b"\r\n\r\n" + body
+    out = io.BytesIO()
+    outcome = encrypt_message(io.BytesIO(src), out, [Recipient(pki.alice.cert)])
+    assert outcome.action == "encrypted"
+    _, wrapped = _split_output(out.getvalue(), b"\r\n")
+    inner = open_envelope(base64.b64decode(wrapped), pki.alice)
+    assert inner.endswith(body)
 
 
 def test_signed_message_is_encrypted_whole(pki: Any) -> None:

@@ -187,3 +187,70 @@ def test_base64_writer_across_batches() -> None:
         writer.write(data[start : start + 70_000])
     writer.close()
     assert out.getvalue() == base64.encodebytes(data)
+
+
+# The first octets of BER ContentInfo structures, as streaming encoders write them.
+ENVELOPED = base64.b64decode("MIAGCSqGSIb3DQEHA6CAMIACAQAx")  # EnvelopedData, version 0
+AUTH_ENVELOPED = bytes.fromhex("3080060b2a864886f70d0109100117a080308002010031")
+SIGNED = base64.b64decode("MIAGCSqGSIb3DQEHAqCAMIACAQEx")  # SignedData
+
+
+def _sniff(content_type: str, body: bytes) -> tuple[bool, bytes]:
+    block, _ = mime.parse_header_block(f"Content-Type: {content_type}\n\n".encode())
+    found, rest = mime.sniff_encrypted(block, io.BytesIO(body))
+    return found, rest.read()
+
+
+SMIME = "application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "expected"),
+    [
+        (SMIME, base64.encodebytes(ENVELOPED + b"\x00" * 300), True),
+        (SMIME, base64.encodebytes(AUTH_ENVELOPED + b"\x00" * 300), True),
+        (SMIME, ENVELOPED + b"\n\x00\r\n" * 30, True),  # binary transfer encoding
+        (SMIME, b"\r\n" + base64.encodebytes(ENVELOPED), True),  # a blank line first
+        ("application/x-pkcs7-mime; name=smime.p7m", base64.encodebytes(ENVELOPED), True),
+        (SMIME, b"The secret merger plan.\r\n", False),  # the claim alone
+        (SMIME, base64.encodebytes(b"The secret merger plan, in base64.\n" * 5), False),
+        (SMIME, base64.encodebytes(SIGNED + b"\x00" * 300), False),
+        (SMIME, base64.encodebytes(ENVELOPED[:15]), False),  # cut short
+        (SMIME, b"", False),
+        ('multipart/encrypted; protocol="application/pgp-encrypted"; boundary=x', b"", False),
+        # PGP/MIME is never "already encrypted", not even around a CMS body.
+        ("multipart/encrypted; boundary=x", base64.encodebytes(ENVELOPED), False),
+        ("text/plain", base64.encodebytes(ENVELOPED), False),
+        ("application/pkcs7-mime; smime-type=signed-data", base64.encodebytes(ENVELOPED), False),
+    ],
+)
+def test_sniff_encrypted_checks_the_body(content_type: str, body: bytes, expected: bool) -> None:
+    found, rest = _sniff(content_type, body)
+    assert found is expected
+    assert rest == body  # the whole body is still there for the copy or the encryption
+
+
+class _CountingStream(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.taken = 0
+
+    def readline(self, size: int | None = -1, /) -> bytes:
+        line = super().readline(size)
+        self.taken += len(line)
+        return line
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        self.taken += len(data)
+        return data
+
+
+def test_sniff_encrypted_reads_a_bounded_head() -> None:
+    block, _ = mime.parse_header_block(f"Content-Type: {SMIME}\n\n".encode())
+    # 10 MB of one base64 "line" and of a body of short plaintext lines.
+    for body in (b"A" * (10 << 20), b"x\n" * (5 << 20)):
+        stream = _CountingStream(body)
+        found, _ = mime.sniff_encrypted(block, stream)
+        assert found is False
+        assert stream.taken <= 64 << 10

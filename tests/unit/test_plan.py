@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from smimecli.errors import ConfigError, RejectError, TempFailError
+from smimecli.errors import ConfigError, DataError, RejectError, TempFailError
 from smimecli.plan import (
     Outcome,
     cached_rules,
@@ -836,3 +836,141 @@ source = { kind = "sst", path = "people.sst" }
     assert one(plan, "bob@example.com").thumbprint == pki.bob.thumbprint
     assert one(plan, "alice@example.com").thumbprint == pki.alice.thumbprint
     assert one(plan, "eve@example.com").outcome is Outcome.PASSED
+
+
+# --- already encrypted means a CMS body; addresses as the MTA sees them; unmatched --------
+
+ENVELOPED_BODY = b"MIAGCSqGSIb3DQEHA6CAMIACAQAxggE4MIIBNAIBADCBnDCBjzELMAkGA1UEBhMC\n"
+SMIME_HEAD = b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\n"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        b"application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m",
+        b"application/x-pkcs7-mime; smime-type=authEnveloped-data",
+        b'multipart/encrypted; protocol="application/pgp-encrypted"; boundary=b',
+    ],
+)
+def test_a_claim_of_encryption_does_not_pass_a_reject_rule(
+    tmp_path: Path, pki, content_type: bytes
+) -> None:
+    (tmp_path / "empty").mkdir()
+    path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy="reject"))
+    message = b"To: nobody@example.com\nContent-Type: " + content_type + b"\n\nSecret plan.\n"
+    out = io.BytesIO()
+    with pytest.raises(RejectError, match=r"nobody@example\.com"):
+        encrypt_with_rules(io.BytesIO(message), out, path, None, tmp_path / "s")
+    assert out.getvalue() == b""
+
+
+@pytest.mark.parametrize(
+    "rules_text",
+    [
+        None,  # no rules file at all
+        "[[rule]]\nname = 'x'\nrecipients = ['*@example.com']\n"
+        "source = { kind = 'cer', path = 'missing.pem' }\n",
+        "this is not TOML",
+    ],
+)
+def test_already_encrypted_passes_even_with_broken_rules(
+    tmp_path: Path, rules_text: str | None
+) -> None:
+    path = tmp_path / "rules.toml"
+    if rules_text is not None:
+        path.write_text(rules_text)
+    message = b"To: nobody@example.com\n" + SMIME_HEAD + b"\n" + ENVELOPED_BODY
+    out = io.BytesIO()
+    outcome = encrypt_with_rules(io.BytesIO(message), out, path, None, tmp_path / "s")
+    assert outcome.action == "already-encrypted"
+    assert out.getvalue() == message
+    assert outcome.to_json()["recipients"][0]["recipient"] == "nobody@example.com"
+
+
+def test_broken_rules_still_fail_a_plaintext_message(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text("this is not TOML")
+    message = b"To: nobody@example.com\n" + SMIME_HEAD + b"\nSecret plan.\n"
+    with pytest.raises(ConfigError, match="TOML syntax error"):
+        encrypt_with_rules(io.BytesIO(message), io.BytesIO(), path, None, tmp_path / "s")
+
+
+PARTNER_RULES = """
+[[rule]]
+name = "partner"
+recipients = ["*@partner.example", "*@bücher.example", "*@xn--caf-dma.example"]
+source = {{ kind = "dir", path = "empty" }}
+on_missing_cert = "reject"
+
+[[rule]]
+name = "alice"
+recipients = ["alice@example.com"]
+source = {{ kind = "cer", path = "{alice}" }}
+"""
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "bob@partner.example.",  # Postfix strips the trailing dot and delivers
+        "bob@PARTNER.Example",
+        "<bob@partner.example>",
+        "bob@xn--bcher-kva.example",  # A-label of a U-label pattern
+        "bob@BÜCHER.example",
+        "bob@café.example",  # U-label of an A-label pattern
+        "bob@café.example.",
+    ],
+)
+@pytest.mark.parametrize("header_mode", [True, False])
+def test_addresses_match_as_the_mta_delivers_them(
+    tmp_path: Path, pki, address: str, header_mode: bool
+) -> None:
+    (tmp_path / "empty").mkdir()
+    path = rules_file(tmp_path, PARTNER_RULES.format(alice=pki.alice.cert_pem))
+    message = f"To: {address}\nSubject: x\n\nSecret plan.\n".encode()
+    envelope = None if header_mode else [address]
+    out = io.BytesIO()
+    with pytest.raises(RejectError, match="rule 'partner'"):
+        encrypt_with_rules(io.BytesIO(message), out, path, envelope, tmp_path / "s")
+    assert out.getvalue() == b""
+
+
+def test_unmatched_recipients_are_named_in_a_warning(tmp_path: Path, pki, caplog) -> None:
+    path = rules_file(
+        tmp_path,
+        f'[[rule]]\nname = "alice"\nrecipients = ["alice@example.com"]\n'
+        f'source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}\n',
+    )
+    message = b"To: alice@example.com, stranger@else.example\nSubject: x\n\nhi\n"
+    outcome = encrypt_with_rules(io.BytesIO(message), io.BytesIO(), path, None, None)
+    assert outcome.action == "encrypted"
+    expected = (
+        "no rule matches stranger@else.example: it gets the encrypted message, "
+        "which it may not be able to read"
+    )
+    assert expected in outcome.to_json()["warnings"]
+    assert expected in caplog.text
+    caplog.clear()
+    message = b"To: stranger@else.example, other@else.example\nSubject: x\n\nhi\n"
+    outcome = encrypt_with_rules(io.BytesIO(message), io.BytesIO(), path, None, None)
+    assert outcome.action == "passed"
+    expected = (
+        "no rule matches stranger@else.example, other@else.example: "
+        "each gets the message without encryption"
+    )
+    assert outcome.to_json()["warnings"] == [expected]
+    assert expected in caplog.text
+
+
+def test_an_address_longer_than_smtp_allows_is_bad_data(tmp_path: Path, pki) -> None:
+    path = rules_file(
+        tmp_path,
+        "[[rule]]\nname='p'\nrecipients=['*@*.partner.example']\nsource={kind='dir', path='.'}\n",
+    )
+    rules = load_rules(path)
+    local = "a" * 64
+    ok = f"{local}@{'b' * 60}.{'c' * 60}.{'d' * 50}.partner.example"
+    assert len(ok) <= 254
+    assert plan_recipients(rules, [ok]).recipients[0].rule is not None
+    with pytest.raises(DataError, match=r"more than SMTP allows \(254, RFC 5321\)"):
+        plan_recipients(rules, ["x" * 180_000 + "@a.partner.example"])
