@@ -299,9 +299,14 @@ def _from_mail(data: bytes, source: str, out: CertList) -> None:
     import email
     import email.policy
 
-    message = email.message_from_bytes(data, policy=email.policy.compat32)
+    try:
+        # The email package recurses once per nested multipart: a hostile mail thousands
+        # of levels deep is bad input (65), not a crash.
+        parts = list(email.message_from_bytes(data, policy=email.policy.compat32).walk())
+    except RecursionError:
+        raise DataError(f"mail nests its parts too deeply to read{_where(source)}") from None
     found = False
-    for part in message.walk():
+    for part in parts:
         ctype = part.get_content_type()
         if ctype not in (
             "application/pkcs7-signature",
