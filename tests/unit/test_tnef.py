@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import struct
 import time
 from email import message_from_bytes, policy
@@ -476,3 +477,45 @@ def test_encrypt_converts_an_octet_stream_winmail_dat(pki) -> None:
     )
     names = [part.get_filename() for part in leaves(parse(plain.getvalue()))]
     assert "report.pdf" in names and "winmail.dat" not in names
+
+
+# --- hostile TNEF: bounded memory and output ---------------------------------------------------
+
+
+def test_too_many_attachments_is_kept(caplog: pytest.LogCaptureFixture) -> None:
+    # 680,000 empty attachments in 10 MB took 1 GB of memory, 19 s and wrote 197 MB.
+    import tracemalloc
+
+    from smimecli.tnef import MAX_ATTACHMENTS
+
+    empty = attribute(2, 0x9002, 0x6, b"\x01\x00\xff\xff\xff\xff" + b"\0" * 8)
+    source = wrap(tnef(NOTE_PROPS, [empty] * 100_000))
+    started = time.monotonic()
+    tracemalloc.start()
+    try:
+        assert_kept(source, caplog, f"more than {MAX_ATTACHMENTS:,} attachments")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 5
+    assert peak < 20 * len(source), peak
+
+
+def test_attachments_of_embedded_messages_count_too(caplog: pytest.LogCaptureFixture) -> None:
+    empty = attribute(2, 0x9002, 0x6, b"\x01\x00\xff\xff\xff\xff" + b"\0" * 8)
+    inner = tnef(NOTE_PROPS, [empty] * 6_000)
+    props = mapi((PT_I4, 0x3705, 5), (PT_OBJECT, 0x3701, IID_IMESSAGE + inner))
+    outer = attribute(2, 0x9002, 0x6, b"\x01\x00\xff\xff\xff\xff" + b"\0" * 8) + attribute(
+        2, 0x9005, 0x6, props
+    )
+    # A big attachment makes room for the output, so the count is what stops it.
+    big = attachment("big.bin", os.urandom(3 << 20))
+    source = wrap(tnef(NOTE_PROPS, [big, outer, outer]))
+    assert_kept(source, caplog, "more than 10,000 attachments")
+
+
+def test_output_growth_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    # Names that RFC 2231 encoding blows up ninefold, twice per attachment.
+    name = "\u00e9" * 200
+    files = [attachment(name, b"", short="A.DAT") for _ in range(300)]
+    assert_kept(wrap(tnef(NOTE_PROPS, files)), caplog, "more than 4 times the size")
