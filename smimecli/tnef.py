@@ -672,15 +672,21 @@ class _Entity:
     def render(self, eol: bytes) -> bytes:
         """Content-Type and the other headers, a blank line, the body."""
         params = list(self.params)
+        rendered = [child.render(eol) for child in self.children]
         if self.children:
-            params.append(("boundary", "=_smimecli_" + secrets.token_hex(12)))
+            # A fresh boundary, checked against what it encloses (RFC 2046 5.1.1).
+            while True:
+                boundary = "=_smimecli_" + secrets.token_hex(12)
+                if not any(boundary.encode("ascii") in part for part in rendered):
+                    break
+            params.append(("boundary", boundary))
         lines = [_header_with_params("Content-Type", self.content_type, params, eol)]
         lines.extend(header + eol for header in self.headers)
         out = [*lines, eol]
         if self.children:
             delimiter = b"--" + params[-1][1].encode("ascii")
-            for child in self.children:
-                out.extend([delimiter, eol, child.render(eol), eol])
+            for part in rendered:
+                out.extend([delimiter, eol, part, eol])
             out.extend([delimiter, b"--", eol])
         else:
             out.append(self.body)
@@ -724,9 +730,11 @@ def _text_entity(subtype: str, raw: bytes, charset: str, eol: bytes) -> _Entity:
         raw.isascii()
         and b"\r" not in raw.replace(b"\r\n", b"")
         and b"\x00" not in raw
-        and all(len(line) <= 998 for line in lines)
+        and all(len(line) <= 998 and not line.startswith(b"--") for line in lines)
     ):
         # RFC 2045 section 2.7: short ASCII lines may go as 7bit, in the output's line ends.
+        # A line starting with "--" could close an enclosing part (the boundary of the
+        # message around the TNEF part is not ours to choose): base64 then.
         body = eol.join(lines)
         if not body.endswith(eol):
             body += eol
@@ -903,7 +911,9 @@ def _embedded_entity(
         headers = [
             field_lines[: -len(eol)]
             for field_lines in _non_content_headers(block, eol)
-            if _field_name(field_lines) != b"mime-version" and b":" in field_lines
+            if _field_name(field_lines) != b"mime-version"
+            and b":" in field_lines
+            and not field_lines.startswith(b"-")  # never a boundary line of the parts around
         ]
     if not headers:
         headers = _synthetic_headers(message, eol)

@@ -519,3 +519,39 @@ def test_output_growth_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
     name = "\u00e9" * 200
     files = [attachment(name, b"", short="A.DAT") for _ in range(300)]
     assert_kept(wrap(tnef(NOTE_PROPS, files)), caplog, "more than 4 times the size")
+
+
+def test_body_with_a_boundary_line_cannot_split_the_enclosing_part() -> None:
+    # A 7bit body holding "--XX" (the message's own boundary) closed the part early and
+    # injected a sibling part of the sender's choosing.
+    evil = "Hi\r\n--XX\r\nContent-Type: text/html\r\n\r\n<b>injected</b>\r\n--XX--\r\n"
+    source = wrap(tnef(mapi((PT_STRING8, 0x1000, evil))))
+    result = convert_message(source)
+    assert result.converted == 1
+    message = parse(result.data)
+    parts = [part.get_content_type() for part in message.walk()]
+    assert parts.count("text/html") == 0, parts
+    bodies = [payload(part) for part in leaves(message)]
+    assert any(b"<b>injected</b>" in body for body in bodies)
+    assert b"\n--XX\r\nContent-Type: text/html" not in result.data
+
+
+def test_embedded_transport_headers_cannot_hold_a_boundary_line() -> None:
+    inner = tnef(
+        mapi(
+            (PT_STRING8, 0x1000, "inner"),
+            (
+                PT_STRING8,
+                0x007D,
+                "Subject: x\r\n--XX--: lenient parsers end the part here\r\nFrom: y@x.org\r\n",
+            ),
+        )
+    )
+    props = mapi((PT_I4, 0x3705, 5), (PT_OBJECT, 0x3701, IID_IMESSAGE + inner))
+    outer = attribute(2, 0x9002, 0x6, b"\x01\x00\xff\xff\xff\xff" + b"\0" * 8) + attribute(
+        2, 0x9005, 0x6, props
+    )
+    result = convert_message(wrap(tnef(NOTE_PROPS, [outer])))
+    assert result.converted == 1
+    assert b"lenient parsers" not in result.data
+    assert result.data.count(b"\n--XX--") == 1
