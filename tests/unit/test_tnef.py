@@ -555,3 +555,77 @@ def test_embedded_transport_headers_cannot_hold_a_boundary_line() -> None:
     assert result.converted == 1
     assert b"lenient parsers" not in result.data
     assert result.data.count(b"\n--XX--") == 1
+
+
+# --- encrypt: only a part's own header makes the message load whole -----------------------
+
+
+def _search(data: bytes, chunk: int) -> bool:
+    from smimecli.encrypt import _TnefSearch
+
+    searcher = _TnefSearch()
+    found = False
+    for i in range(0, len(data), chunk):
+        found = searcher.feed(data[i : i + chunk]) or found
+    return found
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+def test_search_finds_part_headers_across_chunks(chunk: int) -> None:
+    body = wrap(tnef(NOTE_PROPS)).split(b"\r\n\r\n", 1)[1]
+    assert _search(body, chunk)
+    octet = wrap(tnef(NOTE_PROPS), ctype=b"application/octet-stream").split(b"\r\n\r\n", 1)[1]
+    assert _search(octet, chunk)
+    folded = b'--XX\nContent-Type: application/octet-stream;\n\tname="WINMAIL.DAT"\n\nx\n--XX--\n'
+    assert _search(folded, chunk)
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_search_ignores_mere_mentions(chunk: int) -> None:
+    body = (
+        b"--XX\nContent-Type: text/plain\n\nPlease resend winmail.dat\n"
+        b"Content-Type: application/ms-tnef, said the log\n"
+        b" winmail.dat\n--XX\nSubject: winmail.dat\nContent-Type: text/plain\n\nms-tnef\n--XX--\n"
+    )
+    assert not _search(body, chunk)
+
+
+def test_a_body_that_mentions_winmail_dat_is_streamed(pki, tmp_path) -> None:
+    # The first pass saw "winmail.dat" anywhere and then read the whole message into
+    # memory: a 100 MB body took 229 MiB instead of 47 MiB.
+    import subprocess
+    import sys
+
+    line = b"Forwarding the winmail.dat and ms-tnef logs, as asked. " * 2 + b"\r\n"
+    size = 48 << 20
+    head = (
+        b"From: a@example.com\r\nTo: b@example.com\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n--XX\r\n'
+        b"Content-Type: text/plain\r\n\r\n"
+    )
+    source = tmp_path / "in.eml"
+    with source.open("wb") as out:
+        out.write(head)
+        block = line * (1 << 14)
+        for _ in range(size // len(block)):
+            out.write(block)
+        out.write(b"--XX--\r\n")
+    script = (
+        "import resource, sys\n"
+        "from smimecli.cms.envelope import Recipient\n"
+        "from smimecli.encrypt import encrypt_message\n"
+        "from smimecli.keys import load_certificate\n"
+        "cert = load_certificate(sys.argv[1])\n"
+        "with open(sys.argv[2], 'rb') as src, open(sys.argv[3], 'wb') as dst:\n"
+        "    outcome = encrypt_message(src, dst, [Recipient(cert)])\n"
+        "assert outcome.tnef_converted == 0\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = tmp_path / "out.eml"
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(pki.alice.cert_pem), str(source), str(out)],
+        capture_output=True,
+        check=True,
+    )
+    peak_kib = int(run.stdout)
+    assert peak_kib < (size >> 10) // 2 + 60_000, peak_kib  # far less than the message
