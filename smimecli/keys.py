@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from smimecli.certs.formats import PEM_BLOCK
+from smimecli.certs.formats import pem_blocks
 from smimecli.errors import AuthError, DataError
 from smimecli.files import read_input
 
@@ -239,9 +239,9 @@ def load_private_key(
 def _load_pem(data: bytes, password: bytes | None, name: str) -> LoadedKey:
     key: PrivateKey | None = None
     certs: list[x509.Certificate] = []
-    for match in PEM_BLOCK.finditer(data):
-        label = match.group(1)
-        block = match.group(0)
+    for found in pem_blocks(data):
+        label = found.label
+        block = found.whole
         if label in _KEY_LABELS:
             if key is None:
                 key = _load_key_bytes("pem", block + b"\n", password, name)

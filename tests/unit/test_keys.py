@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 
 from smimecli.errors import AuthError, DataError, InputError
 from smimecli.keys import load_certificate, load_private_key
+from tests.conftest import ROOT
 from tests.pki import PASSWORD
 
 
@@ -169,7 +170,13 @@ def test_pfx_with_absurd_iterations_is_refused_before_any_derivation(
     run = subprocess.run(
         [sys.executable, "-m", "smimecli", "certs", "import", str(path), "--password-env", "PW"],
         capture_output=True,
-        env={**os.environ, "PW": PASSWORD.decode(), "SMIMECLI_STORE": str(tmp_path / "s")},
+        env={
+            **os.environ,
+            "PW": PASSWORD.decode(),
+            "SMIMECLI_STORE": str(tmp_path / "s"),
+            "PYTHONPATH": str(ROOT),
+        },
+        cwd=ROOT,
         timeout=20,
     )
     assert time.monotonic() - started < 10
