@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from smimecli.certs.formats import PEM_BLOCK
+from smimecli.certs.formats import pem_blocks
 from smimecli.errors import AuthError, DataError
 from smimecli.files import read_input
 
@@ -69,6 +69,46 @@ def _pair(key: PrivateKey, certs: list[x509.Certificate]) -> LoadedKey:
     return LoadedKey(key, own, [c for c in certs if c is not own])
 
 
+# Real files use 2,000 (Windows legacy) to a few hundred thousand iterations; a file that
+# asks for more than this would burn minutes of CPU per password try: refused (65) before
+# any key derivation.
+MAX_PKCS12_ITERATIONS = 10_000_000
+
+
+def _pkcs12_iterations(data: bytes) -> list[int]:
+    """Every iteration count a PFX asks for: its MAC, each encrypted content and each
+    shrouded key bag in clear contents (RFC 7292 4, 4.1, 4.2.2; RFC 8018 A.2)."""
+    from asn1crypto import pkcs12 as a_pkcs12
+
+    counts: list[int] = []
+
+    def algorithm(value: Any) -> None:
+        try:
+            counts.append(int(value.kdf_iterations))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            pass
+
+    try:
+        pfx = a_pkcs12.Pfx.load(data)
+        mac = pfx["mac_data"]
+        if mac.native is not None:
+            counts.append(int(mac["iterations"].native))
+        auth_safe = pfx["auth_safe"]
+        if auth_safe["content_type"].native != "data":
+            return counts
+        for info in a_pkcs12.AuthenticatedSafe.load(auth_safe["content"].native):
+            kind = info["content_type"].native
+            if kind == "encrypted_data":
+                algorithm(info["content"]["encrypted_content_info"]["content_encryption_algorithm"])
+            elif kind == "data":
+                for bag in a_pkcs12.SafeContents.load(info["content"].native):
+                    if bag["bag_id"].native == "pkcs8_shrouded_key_bag":
+                        algorithm(bag["bag_value"]["encryption_algorithm"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        pass  # not parseable here: cryptography gives its own answer
+    return counts
+
+
 def open_pkcs12(data: bytes, password: bytes | None, what: str) -> Any:
     """Open a PFX with ``password``, or without one, as files exported without a password
     use either no password or the empty one (RFC 7292 appendix B.1); a password given for a
@@ -77,6 +117,12 @@ def open_pkcs12(data: bytes, password: bytes | None, what: str) -> Any:
     Raises:
         AuthError: no password opens it (77): none given, or a wrong one.
     """
+    worst = max(_pkcs12_iterations(data), default=0)
+    if worst > MAX_PKCS12_ITERATIONS:
+        raise DataError(
+            f"{what} asks for {worst:,} key derivation iterations, more than the "
+            f"{MAX_PKCS12_ITERATIONS:,} any real file uses; refused"
+        )
     attempts: list[bytes | None] = [None, b""] if not password else [password, None, b""]
     last: Exception | None = None
     for attempt in attempts:
@@ -193,9 +239,9 @@ def load_private_key(
 def _load_pem(data: bytes, password: bytes | None, name: str) -> LoadedKey:
     key: PrivateKey | None = None
     certs: list[x509.Certificate] = []
-    for match in PEM_BLOCK.finditer(data):
-        label = match.group(1)
-        block = match.group(0)
+    for found in pem_blocks(data):
+        label = found.label
+        block = found.whole
         if label in _KEY_LABELS:
             if key is None:
                 key = _load_key_bytes("pem", block + b"\n", password, name)

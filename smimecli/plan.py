@@ -502,7 +502,17 @@ def header_recipients(headers: HeaderBlock) -> list[str]:
     values: list[str] = []
     for name in ("To", "Cc", "Bcc"):
         values.extend(headers.get_all(name))
-    return [address for _, address in email.utils.getaddresses(values) if "@" in address]
+    try:
+        pairs = email.utils.getaddresses(values)
+    except RecursionError:
+        # The address parser recurses once per nested comment "(": a hostile header with
+        # thousands of them is bad input (65), not a crash of the gateway.
+        from smimecli.errors import DataError
+
+        raise DataError(
+            "To/Cc/Bcc header nests comments too deeply to read; the message is malformed"
+        ) from None
+    return [address for _, address in pairs if "@" in address]
 
 
 @dataclass

@@ -49,6 +49,13 @@ TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 # How deep MIME entities and embedded TNEF messages may nest before we stop looking.
 MAX_MIME_DEPTH = 64
 MAX_EMBED_DEPTH = 8
+# Hostile TNEF (tiny empty attachments by the hundred thousand) must not turn a 10 MB
+# message into gigabytes of memory: a TNEF part with more attachments than this (embedded
+# messages' included), or whose MIME would be more than MAX_GROWTH times its own size plus
+# GROWTH_ALLOWANCE bytes, is kept unchanged with a warning.
+MAX_ATTACHMENTS = 10_000
+MAX_GROWTH = 4
+GROWTH_ALLOWANCE = 1 << 16
 
 _TNEF_HINT = re.compile(rb"ms-tnef|winmail\.dat", re.IGNORECASE)
 _FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
@@ -144,6 +151,10 @@ DEFAULT_CODEPAGE = 1252
 
 class TnefFormatError(ValueError):
     """The TNEF stream is malformed; its part is kept unchanged."""
+
+
+class _OverLimitError(TnefFormatError):
+    """Over a limit (MAX_ATTACHMENTS, MAX_GROWTH): the whole TNEF part is kept unchanged."""
 
 
 @dataclass
@@ -254,18 +265,21 @@ class _Converter:
         try:
             stream = _decode_body(self.data[body_start:end], cte)
             parsed = parse_tnef(stream)
-            notes: list[str] = []
-            entity = _message_entity(parsed, self.eol, depth=0, notes=notes)
+            work = _Work(output_left=MAX_GROWTH * (end - start) + GROWTH_ALLOWANCE)
+            work.count_attachments(len(parsed.attachments))
+            entity = _message_entity(parsed, self.eol, depth=0, work=work)
+            rendered = entity.render(self.eol)
+            work.charge(len(rendered))
         except Exception as exc:  # hostile input of any shape must not stop the message
             self.warn(f"{where} kept unchanged: {_reason(exc)}")
             return
-        for note in notes:
+        for note in work.notes:
             self.warn(f"{where}: {note}")
         kept = _non_content_headers(self.data[start:header_end], self.eol)
         top = start == 0
         if top and not any(_field_name(line) == b"mime-version" for line in kept):
             kept.append(b"MIME-Version: 1.0" + self.eol)
-        self.replacements.append((start, end, b"".join(kept) + entity.render(self.eol)))
+        self.replacements.append((start, end, b"".join(kept) + rendered))
         self.converted += 1
 
     def splice(self) -> bytes:
@@ -492,11 +506,12 @@ def _python_codec(codepage: int) -> str:
     return label
 
 
-def parse_tnef(data: bytes) -> TnefMessage:
+def parse_tnef(data: bytes, *, limit: int = MAX_ATTACHMENTS) -> TnefMessage:
     """Read a TNEF stream (MS-OXTNEF 2.1.3) into a :class:`TnefMessage`.
 
     Raises:
-        TnefFormatError: wrong signature, bad checksum, truncated attribute, trailing bytes.
+        TnefFormatError: wrong signature, bad checksum, truncated attribute, trailing bytes,
+            more than ``limit`` attachments.
     """
     reader = _Reader(memoryview(data))
     if reader.left() < 6 or reader.u32() != TNEF_SIGNATURE:
@@ -520,6 +535,8 @@ def parse_tnef(data: bytes) -> TnefMessage:
             _message_attribute(message, attr_id, value)
         elif level == LVL_ATTACHMENT:
             if attr_id == ATT_ATTACH_REND_DATA or current is None:
+                if len(message.attachments) >= limit:
+                    raise _OverLimitError(f"more than {MAX_ATTACHMENTS:,} attachments")
                 current = TnefAttachment()
                 message.attachments.append(current)
             _attachment_attribute(current, attr_id, value, message.codepage)
@@ -655,15 +672,21 @@ class _Entity:
     def render(self, eol: bytes) -> bytes:
         """Content-Type and the other headers, a blank line, the body."""
         params = list(self.params)
+        rendered = [child.render(eol) for child in self.children]
         if self.children:
-            params.append(("boundary", "=_smimecli_" + secrets.token_hex(12)))
+            # A fresh boundary, checked against what it encloses (RFC 2046 5.1.1).
+            while True:
+                boundary = "=_smimecli_" + secrets.token_hex(12)
+                if not any(boundary.encode("ascii") in part for part in rendered):
+                    break
+            params.append(("boundary", boundary))
         lines = [_header_with_params("Content-Type", self.content_type, params, eol)]
         lines.extend(header + eol for header in self.headers)
         out = [*lines, eol]
         if self.children:
             delimiter = b"--" + params[-1][1].encode("ascii")
-            for child in self.children:
-                out.extend([delimiter, eol, child.render(eol), eol])
+            for part in rendered:
+                out.extend([delimiter, eol, part, eol])
             out.extend([delimiter, b"--", eol])
         else:
             out.append(self.body)
@@ -707,9 +730,11 @@ def _text_entity(subtype: str, raw: bytes, charset: str, eol: bytes) -> _Entity:
         raw.isascii()
         and b"\r" not in raw.replace(b"\r\n", b"")
         and b"\x00" not in raw
-        and all(len(line) <= 998 for line in lines)
+        and all(len(line) <= 998 and not line.startswith(b"--") for line in lines)
     ):
         # RFC 2045 section 2.7: short ASCII lines may go as 7bit, in the output's line ends.
+        # A line starting with "--" could close an enclosing part (the boundary of the
+        # message around the TNEF part is not ours to choose): base64 then.
         body = eol.join(lines)
         if not body.endswith(eol):
             body += eol
@@ -743,7 +768,28 @@ def _body_bytes(value: object, codepage: int) -> tuple[bytes, str] | None:
     return None
 
 
-def _message_entity(message: TnefMessage, eol: bytes, *, depth: int, notes: list[str]) -> _Entity:
+@dataclass
+class _Work:
+    """What converting one TNEF part may still cost, and the notes it made."""
+
+    output_left: int
+    attachments: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def count_attachments(self, count: int) -> None:
+        self.attachments += count
+        if self.attachments > MAX_ATTACHMENTS:
+            raise _OverLimitError(f"more than {MAX_ATTACHMENTS:,} attachments")
+
+    def charge(self, size: int) -> None:
+        self.output_left -= size
+        if self.output_left < 0:
+            raise _OverLimitError(
+                f"its MIME would be more than {MAX_GROWTH} times the size of the TNEF part"
+            )
+
+
+def _message_entity(message: TnefMessage, eol: bytes, *, depth: int, work: _Work) -> _Entity:
     """The multipart/mixed entity that replaces a TNEF message (or its embedded copy)."""
     klass = message.prop_str(PR_MESSAGE_CLASS) or message.message_class or "IPM.Note"
     if not _is_note(klass):
@@ -764,7 +810,8 @@ def _message_entity(message: TnefMessage, eol: bytes, *, depth: int, notes: list
     related: list[_Entity] = []
     html_bytes = html[0] if html else b""
     for attachment in message.attachments:
-        part = _attachment_entity(attachment, eol, depth=depth, notes=notes)
+        part = _attachment_entity(attachment, eol, depth=depth, work=work)
+        work.charge(len(part.body) + 256)
         cid = attachment.prop_str(PR_ATTACH_CONTENT_ID)
         if cid and html and b"cid:" + cid.strip("<>").encode("utf-8", "replace") in html_bytes:
             related.append(part)
@@ -811,19 +858,22 @@ def _safe_name(name: str | None) -> str:
 
 
 def _attachment_entity(
-    attachment: TnefAttachment, eol: bytes, *, depth: int, notes: list[str]
+    attachment: TnefAttachment, eol: bytes, *, depth: int, work: _Work
 ) -> _Entity:
     name = _safe_name(attachment.file_name)
     embedded = attachment.embedded
     if embedded is not None and attachment.method == ATTACH_EMBEDDED_MSG:
         if depth < MAX_EMBED_DEPTH:
             try:
-                inner = parse_tnef(embedded)
-                return _embedded_entity(inner, name, eol, depth=depth + 1, notes=notes)
+                inner = parse_tnef(embedded, limit=MAX_ATTACHMENTS - work.attachments)
+                work.count_attachments(len(inner.attachments))
+                return _embedded_entity(inner, name, eol, depth=depth + 1, work=work)
+            except _OverLimitError:
+                raise
             except Exception as exc:  # keep the embedded stream itself, as a TNEF file
-                notes.append(f"embedded message {name!r} attached as TNEF: {_reason(exc)}")
+                work.notes.append(f"embedded message {name!r} attached as TNEF: {_reason(exc)}")
         else:
-            notes.append(f"embedded message {name!r} nested too deep: attached as TNEF")
+            work.notes.append(f"embedded message {name!r} nested too deep: attached as TNEF")
         return _file_entity(embedded, name + ".dat", "application/ms-tnef", eol)
     mime_tag = (attachment.prop_str(PR_ATTACH_MIME_TAG) or "").strip().lower()
     if not re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", mime_tag):
@@ -848,10 +898,10 @@ def _file_entity(data: bytes, name: str, content_type: str, eol: bytes) -> _Enti
 
 
 def _embedded_entity(
-    message: TnefMessage, name: str, eol: bytes, *, depth: int, notes: list[str]
+    message: TnefMessage, name: str, eol: bytes, *, depth: int, work: _Work
 ) -> _Entity:
     """An embedded message as message/rfc822 (RFC 2046 section 5.2.1: 7bit only)."""
-    body = _message_entity(message, eol, depth=depth, notes=notes)
+    body = _message_entity(message, eol, depth=depth, work=work)
     headers: list[bytes] = []
     transport = message.prop_str(PR_TRANSPORT_MESSAGE_HEADERS)
     if transport and transport.isascii():
@@ -861,7 +911,9 @@ def _embedded_entity(
         headers = [
             field_lines[: -len(eol)]
             for field_lines in _non_content_headers(block, eol)
-            if _field_name(field_lines) != b"mime-version" and b":" in field_lines
+            if _field_name(field_lines) != b"mime-version"
+            and b":" in field_lines
+            and not field_lines.startswith(b"-")  # never a boundary line of the parts around
         ]
     if not headers:
         headers = _synthetic_headers(message, eol)

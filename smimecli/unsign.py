@@ -25,6 +25,10 @@ from smimecli.errors import DataError
 MAX_SIGNATURE_LAYERS = 8  # hostile input must not make unwrapping recurse without end
 MAX_SIGNATURE_PART = 4 << 20  # the signature part or SignerInfos read to name the signer
 _BLOCK = 1 << 20
+# A delimiter line is ``--boundary``, maybe ``--``, then transport padding: a line that goes
+# on longer than this is not one (RFC 5322 2.1.1 caps lines at 998 characters), so a
+# ``--boundary`` that never ends its line cannot make the whole body wait in memory.
+_MAX_DELIMITER_TAIL = 998
 SOMEONE = "someone"
 
 
@@ -129,14 +133,27 @@ def _scan(buffer: bytes, delimiter: bytes, final: bool) -> tuple[int, int, bool]
             # Keep a possible partial delimiter and the CR before it (RFC 2046 5.1.1: the
             # CRLF before a boundary belongs to the boundary).
             return max(0, len(buffer) - len(delimiter) - 1)
-        eol = buffer.find(b"\n", found + len(delimiter))
-        if eol < 0 and not final:
-            return max(0, found - 1)
+        after = found + len(delimiter)
+        eol = buffer.find(b"\n", after, after + _MAX_DELIMITER_TAIL + 1)
+        if eol < 0 and not final and _may_end_a_delimiter(buffer[after:]):
+            return max(0, found - 1)  # the rest of the line is still to come
         end = len(buffer) if eol < 0 else eol + 1
-        tail = buffer[found + len(delimiter) : end].rstrip(b" \t\r\n")
-        if tail in (b"", b"--"):
+        tail = buffer[after:end].rstrip(b" \t\r\n")
+        if tail in (b"", b"--") and (eol >= 0 or len(buffer) - after <= _MAX_DELIMITER_TAIL):
             return found, end, tail == b"--"
-        pos = found + 1  # a longer boundary that starts with ours: not a delimiter
+        pos = found + 1  # a longer boundary that starts with ours, or text: not a delimiter
+
+
+def _may_end_a_delimiter(partial: bytes) -> bool:
+    """Whether ``partial`` (what follows ``--boundary`` so far, no LF yet) may still turn
+    out to be the end of a delimiter line: ``--`` or a part of it, then padding."""
+    if len(partial) > _MAX_DELIMITER_TAIL:
+        return False
+    if partial[:2] == b"--":
+        partial = partial[2:]
+    elif partial == b"-":
+        return True
+    return not partial.strip(b" \t\r")
 
 
 def _first_part(body: BinaryIO, boundary: bytes, what: str, rest: list[bytes]) -> Iterator[bytes]:

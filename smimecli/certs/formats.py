@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import functools
 import logging
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +53,46 @@ _KEY_LABELS = {
     b"EC PRIVATE KEY",
     b"DSA PRIVATE KEY",
 }
-# One PEM block: its label and base64 body (RFC 7468). smimecli.keys reads key files with it.
-PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+# PEM blocks (RFC 7468): BEGIN and END lines found in one pass each, then paired, so a file
+# of many BEGIN lines without their END costs linear time (a backtracking regex spanning
+# BEGIN..END rescanned the rest of the file for each one). smimecli.keys reads key files
+# with it too.
+_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,64})-----\r?\n")
+_PEM_END = re.compile(rb"-----END ([A-Z0-9 ]{1,64})-----")
+
+
+@dataclass
+class PemBlock:
+    """One PEM block: ``label`` (``CERTIFICATE``...), base64 ``body``, the ``whole`` block."""
+
+    label: bytes
+    body: bytes
+    whole: bytes
+
+
+def pem_blocks(data: bytes) -> Iterator[PemBlock]:
+    """Every PEM block of ``data``, in order: each BEGIN line with the first END line of the
+    same label after it; a BEGIN without its END is skipped."""
+    ends: dict[bytes, list[int]] = {}
+    for end in _PEM_END.finditer(data):
+        ends.setdefault(end.group(1), []).append(end.start())
+    pos = 0
+    while True:
+        begin = _PEM_BEGIN.search(data, pos)
+        if begin is None:
+            return
+        label = begin.group(1)
+        starts = ends.get(label, [])
+        index = bisect.bisect_left(starts, begin.end())
+        if index == len(starts):
+            pos = begin.start() + 1
+            continue
+        stop = starts[index]
+        close = stop + len(label) + 14  # "-----END " + label + "-----"
+        yield PemBlock(label, data[begin.end() : stop], data[begin.start() : close])
+        pos = close
+
+
 _BASE64_ONLY = re.compile(rb"^[A-Za-z0-9+/=\s]+$")
 
 
@@ -220,12 +260,12 @@ def _pem_body(body: bytes) -> bytes:
 def _from_pem(data: bytes, password: bytes | None, source: str, out: CertList) -> None:
     keys: list[PrivateKey] = []
     found_any = False
-    for index, match in enumerate(PEM_BLOCK.finditer(data), 1):
+    for index, block in enumerate(pem_blocks(data), 1):
         found_any = True
-        label = match.group(1)
+        label = block.label
         if label in _CERT_LABELS:
             try:
-                der = _pem_body(match.group(2))
+                der = _pem_body(block.body)
             except (binascii.Error, ValueError) as exc:
                 out.skip(f"skipped PEM block {index}{_where(source)}: bad base64 ({_short(exc)})")
                 continue
@@ -237,12 +277,12 @@ def _from_pem(data: bytes, password: bytes | None, source: str, out: CertList) -
                 out.skip(f"skipped certificate {index}{_where(source)}: {_short(exc)}")
         elif label in _PKCS7_LABELS:
             try:
-                der = _pem_body(match.group(2))
+                der = _pem_body(block.body)
             except (binascii.Error, ValueError) as exc:
                 raise DataError(f"corrupt PEM PKCS#7 block{_where(source)}: {_short(exc)}") from exc
             _from_pkcs7(der, source, out)
         elif label in _KEY_LABELS:
-            keys.append(_load_pem_key(match.group(0), password, source))
+            keys.append(_load_pem_key(block.whole, password, source))
     if not found_any:
         raise DataError(f"no PEM blocks{_where(source)}")
     _attach_keys(out, keys, source)
@@ -299,9 +339,14 @@ def _from_mail(data: bytes, source: str, out: CertList) -> None:
     import email
     import email.policy
 
-    message = email.message_from_bytes(data, policy=email.policy.compat32)
+    try:
+        # The email package recurses once per nested multipart: a hostile mail thousands
+        # of levels deep is bad input (65), not a crash.
+        parts = list(email.message_from_bytes(data, policy=email.policy.compat32).walk())
+    except RecursionError:
+        raise DataError(f"mail nests its parts too deeply to read{_where(source)}") from None
     found = False
-    for part in message.walk():
+    for part in parts:
         ctype = part.get_content_type()
         if ctype not in (
             "application/pkcs7-signature",

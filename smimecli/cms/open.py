@@ -24,6 +24,7 @@ closes that gap.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -217,12 +218,13 @@ class _KeyRejectedError(Exception):
     """Internal: this content key does not fit (size, padding, tag)."""
 
 
-def _decryptor(head: EnvelopeHead, cek: bytes) -> Any:
+def _decryptor(head: EnvelopeHead, cek: bytes, iv: bytes | None = None) -> Any:
     from smimecli.cms.algorithms import content_decryptor
 
+    algorithm = head.cipher if iv is None else dataclasses.replace(head.cipher, iv=iv)
     try:
         # The cipher was parsed by read_head, so a DataError here is about the key's size.
-        return content_decryptor(head.cipher, cek)
+        return content_decryptor(algorithm, cek)
     except (DataError, ValueError) as exc:
         raise _KeyRejectedError() from exc
 
@@ -240,6 +242,40 @@ def _cbc_pass(head: EnvelopeHead, cek: bytes, chunks: Iterator[bytes]) -> Iterat
         raise _KeyRejectedError() from exc
     if tail:
         yield tail
+
+
+def _cbc_probe(head: EnvelopeHead, cek: bytes, first: bytes, last: bytes, whole: bool) -> bytes:
+    """What a whole CBC pass with ``cek`` would tell, from two small pieces of the content:
+    its first plaintext bytes (up to BINARY_SAMPLE), from ``first`` (``whole``: all of the
+    content); whether its padding is right, from ``last`` (the last two ciphertext blocks,
+    or the only one). Raises _KeyRejectedError on a bad padding, as the whole pass would."""
+    size = head.cipher.cipher.block_size
+    iv = head.cipher.iv if len(last) == size else last[:size]
+    tail = _decryptor(head, cek, iv)
+    tail.update(last[-size:])
+    try:
+        tail.finalize()
+    except (DataError, ValueError) as exc:
+        raise _KeyRejectedError() from exc
+    start = _decryptor(head, cek)
+    plain = bytes(start.update(first))
+    if whole:
+        try:
+            plain += start.finalize()
+        except (DataError, ValueError) as exc:
+            raise _KeyRejectedError() from exc
+    return plain[:BINARY_SAMPLE]
+
+
+def _gcm_looks_binary(head: EnvelopeHead, cek: bytes, first: bytes) -> bool:
+    """Whether the first plaintext bytes under ``cek`` look binary: AES-GCM is counter
+    mode, its first block counter being the 96-bit nonce then 2 (NIST SP 800-38D 7.2)."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    if len(head.cipher.iv) != 12 or len(cek) not in (16, 24, 32):
+        return False
+    ctr = Cipher(algorithms.AES(cek), modes.CTR(head.cipher.iv + b"\0\0\0\2")).decryptor()
+    return looks_binary(ctr.update(first[:BINARY_SAMPLE]))
 
 
 def _gcm_pass(
@@ -333,6 +369,12 @@ def decrypt_content(
             ciphertext.writelines(chunks)
             aad, tag = _finish(reader, head)
             plain = None
+            if len(candidates) > 1:
+                # Only the right key passes the tag (each try is a whole pass): keys whose
+                # first bytes look like text go first, so a wrong key rarely costs a pass.
+                ciphertext.seek(0)
+                first = ciphertext.read(BINARY_SAMPLE)
+                candidates.sort(key=lambda cek: _gcm_looks_binary(head, cek, first))
             for cek in candidates:
                 try:
                     plain = _gcm_pass(head, cek, ciphertext, aad, tag)
@@ -357,14 +399,21 @@ def decrypt_content(
         # Several candidate keys (a key without its certificate): a wrong one still passes
         # the CBC padding check once in about 256 tries, so a key whose plaintext starts
         # like binary data is kept only as a fallback while another one may give text.
+        # Each key is judged from the first and the last blocks only (the padding is in
+        # the last block, decrypted with the one before it as IV), so the content is read
+        # once more in all, whatever the number of recipients.
+        size = head.cipher.cipher.block_size
+        total = ciphertext.tell()
+        if total < size or total % size:
+            raise no_key_error(what)  # no key can give a right padding
+        ciphertext.seek(0)
+        first = ciphertext.read(BINARY_SAMPLE + size)
+        ciphertext.seek(max(0, total - 2 * size))
+        last = ciphertext.read(2 * size)
         fallback = None
         for cek in candidates:
-            ciphertext.seek(0)
-            head_bytes = b""
             try:
-                for piece in _cbc_pass(head, cek, read_chunks(ciphertext, _CHUNK)):
-                    if len(head_bytes) < BINARY_SAMPLE:
-                        head_bytes += piece[: BINARY_SAMPLE - len(head_bytes)]
+                head_bytes = _cbc_probe(head, cek, first, last, len(first) == total)
             except _KeyRejectedError:
                 continue
             if not looks_binary(head_bytes):

@@ -441,3 +441,20 @@ def test_selector_lengths_are_unique_prefixes() -> None:
     assert lengths["ABABABABABAC" + "0" * 28] == 12
     for thumb, length in lengths.items():
         assert [t for t in thumbs if t.startswith(thumb[:length])] == [thumb]
+
+
+def test_import_deeply_nested_signed_mail_is_65(cli, tmp_path: Path) -> None:
+    # The email package recursed once per nested multipart: 2,000 levels crashed with 70.
+    depth = 2000
+    head = b"".join(
+        b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
+        b'boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    mail = b"From: a@example.com\r\n" + head + b"Content-Type: text/plain\r\n\r\nx\r\n"
+    path = tmp_path / "deep.eml"
+    path.write_bytes(mail)
+    result = cli(["certs", "import", path])
+    assert result.exit_code == 65, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "too deeply" in lines[0] and "deep.eml" in lines[0], result.stderr

@@ -536,3 +536,41 @@ def test_rules_check_of_thousands_of_rules(cli, tmp_path: Path) -> None:
         result.stderr
     )
     assert elapsed < 5, f"{elapsed:.1f} s"
+
+
+def _nested_to(depth: int) -> bytes:
+    return (
+        b"From: a@example.com\r\nTo: alice@example.com "
+        + b"(" * depth
+        + b")" * depth
+        + b"\r\nSubject: deep\r\n\r\nBody.\r\n"
+    )
+
+
+def test_encrypt_rules_deeply_nested_comment_in_to_is_65(cli, tmp_path: Path, pki) -> None:
+    # The address parser recursed once per "(": 2,000 of them crashed with 70.
+    path = policy_rules(tmp_path, pki, "pass")
+    result = cli(["encrypt", "--rules", path], input=_nested_to(2000))
+    assert result.exit_code == 65, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "nests comments too deeply" in lines[0], result.stderr
+    assert result.stdout == b""
+
+
+def test_batch_rules_deeply_nested_comment_fails_only_that_message(
+    cli, tmp_path: Path, pki
+) -> None:
+    path = policy_rules(tmp_path, pki, "pass")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "bad.eml").write_bytes(_nested_to(2000))
+    (inbox / "good.eml").write_bytes(MESSAGE.replace(b"nobody@example.com", b"x@example.org"))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = cli(["encrypt", inbox, "--out-dir", out, "--rules", path, "--json"])
+    assert result.exit_code == 65, result.output
+    records = {
+        Path(r["input"]).name: r for r in map(json.loads, result.stdout.decode().splitlines())
+    }
+    assert records["bad.eml"]["status"] == 65
+    assert records["good.eml"]["outcome"] == "encrypted"

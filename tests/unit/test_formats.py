@@ -217,3 +217,40 @@ def test_malformed_basic_constraints_is_not_a_ca() -> None:
     # lab.Signer uses is_ca: a bad signer certificate is bad data (65), not a bug (70).
     with pytest.raises(DataError, match="not a CA"):
         Signer.checked(cert, key)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"-----BEGIN CERTIFICATE-----\n" * 14_000,
+        b"".join(b"-----BEGIN L%d-----\n" % i for i in range(20_000)),
+        b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n" * 7_000
+        + b"-----BEGIN PRIVATE KEY-----\n" * 14_000,
+    ],
+    ids=["same-label", "distinct-labels", "mixed"],
+)
+def test_pem_scan_is_linear(data: bytes) -> None:
+    # A backtracking BEGIN..END regex took 33-41 s on 392 KB of BEGIN lines.
+    import time
+
+    from smimecli.keys import load_private_key
+
+    started = time.monotonic()
+    try:
+        load_certificates(data, source="hostile.pem")
+    except DataError:
+        pass
+    with pytest.raises(DataError):
+        load_private_key(data)
+    assert time.monotonic() - started < 3
+
+
+def test_pem_blocks_pair_each_begin_with_its_own_end(pki) -> None:
+    from smimecli.certs.formats import pem_blocks
+
+    cert = pki.alice.cert_pem.read_bytes()
+    data = b"-----BEGIN X509 CRL-----\njunk\n" + cert + b"-----END X509 CR-----\n" + cert
+    blocks = list(pem_blocks(data))
+    assert [b.label for b in blocks] == [b"CERTIFICATE", b"CERTIFICATE"]
+    assert blocks[1].whole == blocks[0].whole == cert.strip()
+    assert len(load_certificates(data)) == 2

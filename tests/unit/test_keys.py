@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from smimecli.errors import AuthError, DataError, InputError
 from smimecli.keys import load_certificate, load_private_key
+from tests.conftest import ROOT
 from tests.pki import PASSWORD
 
 
@@ -119,3 +122,71 @@ def test_load_certificate_names_the_file(tmp_path) -> None:
     path.write_bytes(b"\x30\x03\x02\x01\x01")
     with pytest.raises(DataError, match=r"not\.cer is not a PEM or DER certificate"):
         load_certificate(path)
+
+
+def _hostile_pfx(data: bytes, *, mac: int | None = None, key_bag: int | None = None) -> bytes:
+    """``data`` with its MAC or its shrouded key bag asking for ``mac``/``key_bag`` rounds."""
+    from asn1crypto import cms as a_cms
+    from asn1crypto import pkcs12 as a_pkcs12
+
+    pfx = a_pkcs12.Pfx.load(data)
+    if mac is not None:
+        pfx["mac_data"]["iterations"] = mac
+    if key_bag is not None:
+        safe = a_pkcs12.AuthenticatedSafe.load(pfx["auth_safe"]["content"].native)
+        infos = []
+        for info in safe:
+            if info["content_type"].native == "data":
+                contents = a_pkcs12.SafeContents.load(info["content"].native)
+                for bag in contents:
+                    if bag["bag_id"].native == "pkcs8_shrouded_key_bag":
+                        kdf = bag["bag_value"]["encryption_algorithm"]["parameters"]
+                        kdf["key_derivation_func"]["parameters"]["iteration_count"] = key_bag
+                info = a_cms.ContentInfo(
+                    {"content_type": "data", "content": contents.dump(force=True)}
+                )
+            infos.append(info)
+        pfx["auth_safe"] = a_cms.ContentInfo(
+            {"content_type": "data", "content": a_pkcs12.AuthenticatedSafe(infos).dump()}
+        )
+    return pfx.dump(force=True)
+
+
+@pytest.mark.parametrize("where", ["mac", "key_bag"])
+def test_pfx_with_absurd_iterations_is_refused_before_any_derivation(
+    pki, tmp_path, where: str
+) -> None:
+    # 2**31 - 1 rounds took minutes of CPU per password try (and ignored SIGTERM meanwhile).
+    import subprocess
+    import sys
+    import time
+
+    from smimecli.keys import MAX_PKCS12_ITERATIONS, _pkcs12_iterations
+
+    data = pki.alice.pfx.read_bytes()
+    path = tmp_path / "hostile.pfx"
+    path.write_bytes(_hostile_pfx(data, **{where: 2**31 - 1}))
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "smimecli", "certs", "import", str(path), "--password-env", "PW"],
+        capture_output=True,
+        env={
+            **os.environ,
+            "PW": PASSWORD.decode(),
+            "SMIMECLI_STORE": str(tmp_path / "s"),
+            "PYTHONPATH": str(ROOT),
+        },
+        cwd=ROOT,
+        timeout=20,
+    )
+    assert time.monotonic() - started < 10
+    assert run.returncode == 65, run.stderr
+    lines = run.stderr.decode().splitlines()
+    assert len(lines) == 1 and "hostile.pfx" in lines[0], lines
+    assert "2,147,483,647 key derivation iterations" in lines[0], lines
+    path.write_bytes(_hostile_pfx(data, **{where: MAX_PKCS12_ITERATIONS + 1}))
+    with pytest.raises(DataError, match="iterations"):
+        load_private_key(path, PASSWORD)
+    # The limit is far above real files: the fixture's own counts still open.
+    path.write_bytes(_hostile_pfx(data, **{where: 300_000}))
+    assert max(_pkcs12_iterations(path.read_bytes())) == 300_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import struct
 import time
 from email import message_from_bytes, policy
@@ -22,6 +23,7 @@ from smimecli.tnef import (
     looks_like_message,
     parse_tnef,
 )
+from tests.conftest import ROOT
 
 # --- a small TNEF writer (MS-OXTNEF 2.1.3) ----------------------------------------------------
 
@@ -476,3 +478,159 @@ def test_encrypt_converts_an_octet_stream_winmail_dat(pki) -> None:
     )
     names = [part.get_filename() for part in leaves(parse(plain.getvalue()))]
     assert "report.pdf" in names and "winmail.dat" not in names
+
+
+# --- hostile TNEF: bounded memory and output ---------------------------------------------------
+
+
+def test_too_many_attachments_is_kept(caplog: pytest.LogCaptureFixture) -> None:
+    # 680,000 empty attachments in 10 MB took 1 GB of memory, 19 s and wrote 197 MB.
+    import tracemalloc
+
+    from smimecli.tnef import MAX_ATTACHMENTS
+
+    empty = attribute(2, 0x9002, 0x6, b"\x01\x00\xff\xff\xff\xff" + b"\0" * 8)
+    source = wrap(tnef(NOTE_PROPS, [empty] * 100_000))
+    started = time.monotonic()
+    tracemalloc.start()
+    try:
+        assert_kept(source, caplog, f"more than {MAX_ATTACHMENTS:,} attachments")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 5
+    assert peak < 20 * len(source), peak
+
+
+def test_attachments_of_embedded_messages_count_too(caplog: pytest.LogCaptureFixture) -> None:
+    empty = attribute(2, 0x9002, 0x6, b"\x01\x00\xff\xff\xff\xff" + b"\0" * 8)
+    inner = tnef(NOTE_PROPS, [empty] * 6_000)
+    props = mapi((PT_I4, 0x3705, 5), (PT_OBJECT, 0x3701, IID_IMESSAGE + inner))
+    outer = attribute(2, 0x9002, 0x6, b"\x01\x00\xff\xff\xff\xff" + b"\0" * 8) + attribute(
+        2, 0x9005, 0x6, props
+    )
+    # A big attachment makes room for the output, so the count is what stops it.
+    big = attachment("big.bin", os.urandom(3 << 20))
+    source = wrap(tnef(NOTE_PROPS, [big, outer, outer]))
+    assert_kept(source, caplog, "more than 10,000 attachments")
+
+
+def test_output_growth_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    # Names that RFC 2231 encoding blows up ninefold, twice per attachment.
+    name = "\u00e9" * 200
+    files = [attachment(name, b"", short="A.DAT") for _ in range(300)]
+    assert_kept(wrap(tnef(NOTE_PROPS, files)), caplog, "more than 4 times the size")
+
+
+def test_body_with_a_boundary_line_cannot_split_the_enclosing_part() -> None:
+    # A 7bit body holding "--XX" (the message's own boundary) closed the part early and
+    # injected a sibling part of the sender's choosing.
+    evil = "Hi\r\n--XX\r\nContent-Type: text/html\r\n\r\n<b>injected</b>\r\n--XX--\r\n"
+    source = wrap(tnef(mapi((PT_STRING8, 0x1000, evil))))
+    result = convert_message(source)
+    assert result.converted == 1
+    message = parse(result.data)
+    parts = [part.get_content_type() for part in message.walk()]
+    assert parts.count("text/html") == 0, parts
+    bodies = [payload(part) for part in leaves(message)]
+    assert any(b"<b>injected</b>" in body for body in bodies)
+    assert b"\n--XX\r\nContent-Type: text/html" not in result.data
+
+
+def test_embedded_transport_headers_cannot_hold_a_boundary_line() -> None:
+    inner = tnef(
+        mapi(
+            (PT_STRING8, 0x1000, "inner"),
+            (
+                PT_STRING8,
+                0x007D,
+                "Subject: x\r\n--XX--: lenient parsers end the part here\r\nFrom: y@x.org\r\n",
+            ),
+        )
+    )
+    props = mapi((PT_I4, 0x3705, 5), (PT_OBJECT, 0x3701, IID_IMESSAGE + inner))
+    outer = attribute(2, 0x9002, 0x6, b"\x01\x00\xff\xff\xff\xff" + b"\0" * 8) + attribute(
+        2, 0x9005, 0x6, props
+    )
+    result = convert_message(wrap(tnef(NOTE_PROPS, [outer])))
+    assert result.converted == 1
+    assert b"lenient parsers" not in result.data
+    assert result.data.count(b"\n--XX--") == 1
+
+
+# --- encrypt: only a part's own header makes the message load whole -----------------------
+
+
+def _search(data: bytes, chunk: int) -> bool:
+    from smimecli.encrypt import _TnefSearch
+
+    searcher = _TnefSearch()
+    found = False
+    for i in range(0, len(data), chunk):
+        found = searcher.feed(data[i : i + chunk]) or found
+    return found
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+def test_search_finds_part_headers_across_chunks(chunk: int) -> None:
+    body = wrap(tnef(NOTE_PROPS)).split(b"\r\n\r\n", 1)[1]
+    assert _search(body, chunk)
+    octet = wrap(tnef(NOTE_PROPS), ctype=b"application/octet-stream").split(b"\r\n\r\n", 1)[1]
+    assert _search(octet, chunk)
+    folded = b'--XX\nContent-Type: application/octet-stream;\n\tname="WINMAIL.DAT"\n\nx\n--XX--\n'
+    assert _search(folded, chunk)
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_search_ignores_mere_mentions(chunk: int) -> None:
+    body = (
+        b"--XX\nContent-Type: text/plain\n\nPlease resend winmail.dat\n"
+        b"Content-Type: application/ms-tnef, said the log\n"
+        b" winmail.dat\n--XX\nSubject: winmail.dat\nContent-Type: text/plain\n\nms-tnef\n--XX--\n"
+    )
+    assert not _search(body, chunk)
+
+
+def test_a_body_that_mentions_winmail_dat_is_streamed(pki, tmp_path) -> None:
+    # The first pass saw "winmail.dat" anywhere and then read the whole message into
+    # memory: a 100 MB body took 229 MiB instead of 47 MiB.
+    import subprocess
+    import sys
+
+    line = b"Forwarding the winmail.dat and ms-tnef logs, as asked. " * 2 + b"\r\n"
+    size = 48 << 20
+    head = (
+        b"From: a@example.com\r\nTo: b@example.com\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n--XX\r\n'
+        b"Content-Type: text/plain\r\n\r\n"
+    )
+    source = tmp_path / "in.eml"
+    with source.open("wb") as out:
+        out.write(head)
+        block = line * (1 << 14)
+        for _ in range(size // len(block)):
+            out.write(block)
+        out.write(b"--XX--\r\n")
+    script = (
+        "import sys\n"
+        "from smimecli.cms.envelope import Recipient\n"
+        "from smimecli.encrypt import encrypt_message\n"
+        "from smimecli.keys import load_certificate\n"
+        "cert = load_certificate(sys.argv[1])\n"
+        "with open(sys.argv[2], 'rb') as src, open(sys.argv[3], 'wb') as dst:\n"
+        "    outcome = encrypt_message(src, dst, [Recipient(cert)])\n"
+        "assert outcome.tnef_converted == 0\n"
+        # VmHWM, not ru_maxrss: the latter keeps the parent's size across fork and exec.
+        "status = open('/proc/self/status').read()\n"
+        "print(status.split('VmHWM:')[1].split()[0])\n"
+    )
+    out = tmp_path / "out.eml"
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(pki.alice.cert_pem), str(source), str(out)],
+        capture_output=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    peak_kib = int(run.stdout)
+    assert peak_kib < (size >> 10) // 2 + 60_000, peak_kib  # far less than the message
