@@ -22,9 +22,10 @@ from typing import Any, BinaryIO
 from smimecli.cms import spool as cms_spool
 from smimecli.cms.envelope import EnvelopeBuilder, EnvelopeResult, RecipientSummary
 from smimecli.cms.recipients import Recipient
-from smimecli.errors import DataError, UsageError
+from smimecli.errors import UsageError
 from smimecli.mime import (
     LINE_BYTES,
+    MAX_LINE,
     Base64LineWriter,
     CanonicalCounter,
     HeaderBlock,
@@ -32,6 +33,7 @@ from smimecli.mime import (
     canonicalize,
     inner_entity_header,
     is_encrypted,
+    not_a_message,
     read_header_block,
     wrapper_header_block,
 )
@@ -375,7 +377,7 @@ def _encrypt_parsed(
     convert_tnef: bool,
 ) -> EncryptOutcome:
     if not headers.fields:
-        raise DataError("input is not an email message: it does not start with header fields")
+        raise not_a_message(headers.raw or body_stream.readline(MAX_LINE))
     if is_encrypted(headers):
         dst.write(headers.raw)
         shutil.copyfileobj(body_stream, dst, CHUNK)

@@ -128,6 +128,29 @@ def _der_kind(data: bytes) -> str | None:
     return None
 
 
+def holds_only_private_key(data: bytes) -> bool:
+    """Whether a file holds a private key and no certificate (a key given as a certificate).
+
+    PEM: key blocks and no certificate or PKCS#7 block. DER: a PKCS#8 (RFC 5958), encrypted
+    PKCS#8 or traditional RSA/EC key structure; a PKCS#12 file holds certificates too.
+    """
+    if b"-----BEGIN " in data[:65536]:
+        labels = {m.group(1) for m in PEM_BLOCK.finditer(data)}
+        return bool(labels & _KEY_LABELS) and not labels & (_CERT_LABELS | _PKCS7_LABELS)
+    if _der_kind(data) not in ("pkcs12", "cert"):
+        return False
+    from asn1crypto import keys
+
+    specs = (keys.PrivateKeyInfo, keys.EncryptedPrivateKeyInfo, keys.RSAPrivateKey)
+    for spec in specs:
+        try:
+            spec.load(data, strict=True).native  # noqa: B018 - parses every field
+        except (ValueError, TypeError, KeyError):
+            continue
+        return True
+    return False
+
+
 # --- individual formats ---------------------------------------------------------------------
 
 

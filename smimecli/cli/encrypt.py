@@ -96,7 +96,7 @@ def _load_recipients(
     import datetime as dt
     import logging
 
-    from smimecli.certs.formats import is_ca, load_certificates
+    from smimecli.certs.formats import holds_only_private_key, is_ca, load_certificates
     from smimecli.cms.recipients import Recipient
     from smimecli.errors import DataError
     from smimecli.files import read_input
@@ -108,6 +108,12 @@ def _load_recipients(
     now = dt.datetime.now(dt.UTC)
     for path in cert_files:
         data = read_input(path)
+        if holds_only_private_key(data):
+            raise DataError(
+                f"{path} holds a private key, not a certificate: give it to "
+                "'smimecli decrypt --key', or give --cert the recipient's certificate "
+                "(.cer/.pem)"
+            )
         entries = load_with_password(
             lambda secret: load_certificates(data, password=secret, source=str(path)),  # noqa: B023
             password,
@@ -407,7 +413,7 @@ def _progress(total: int) -> Any:
 def _single(
     src_path: Path | None, output: Path | None, args: dict[str, Any], *, json_output: bool
 ) -> None:
-    from smimecli.errors import UsageError
+    from smimecli.errors import DataError, UsageError
     from smimecli.files import open_input
 
     to_stdout = is_std(output)
@@ -417,11 +423,24 @@ def _single(
         )
     name = input_name(src_path)
     if is_std(src_path):
-        report = _write(stdin_binary(), output, args, to_stdout)
+        src_in: Any = stdin_binary()
+        if src_path is None and sys.stdin.isatty():
+            import io
+
+            info("smimecli: reading the message from standard input (end it with Ctrl-D)")
+            # A terminal ends input once per Ctrl-D: read it whole, so one Ctrl-D ends it.
+            src_in = io.BytesIO(src_in.read())
+        report = _write(src_in, output, args, to_stdout)
     else:
         assert src_path is not None
-        with open_input(src_path) as src:
-            report = _write(src, output, args, to_stdout)
+        try:
+            with open_input(src_path) as src:
+                report = _write(src, output, args, to_stdout)
+        except DataError as exc:
+            if exc.message.startswith(f"{src_path}:"):
+                raise
+            # Name the file, as batch mode does for each of its messages.
+            raise DataError(f"{src_path}: {exc.message}") from exc
     if json_output:
         emit_json({"input": name, "output": str(output), **report})
     elif state().verbose:

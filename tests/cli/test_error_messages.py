@@ -1,0 +1,181 @@
+"""Errors a person meets say which file, what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from tests.conftest import ROOT
+from tests.pki import PASSWORD
+
+MESSAGE = b"From: a@example.com\nTo: alice@example.com\nSubject: hi\n\nhello\n"
+
+
+def test_not_a_message_names_the_file(cli: Any, pki: Any, tmp_path: Path) -> None:
+    src = tmp_path / "in.eml"
+    src.write_bytes(b"just some text\nno headers\n")
+    out = tmp_path / "out.eml"
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, src, "-o", out])
+    assert result.exit_code == 65, result.output
+    assert f"error: {src}: input is not an email message" in result.stderr
+    assert not out.exists()
+
+
+def test_mbox_gets_a_hint(cli: Any, pki: Any, tmp_path: Path) -> None:
+    src = tmp_path / "box.eml"
+    src.write_bytes(b"From MAILER-DAEMON Thu Jan  1 00:00:00 2024\n" + MESSAGE + b"\n" * 2)
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, src])
+    assert result.exit_code == 65, result.output
+    assert f"{src}: " in result.stderr
+    assert "looks like an mbox file with many messages: split it first" in result.stderr
+    assert "formail -s" in result.stderr and result.stdout == b""
+    # From standard input there is no file to name, the hint stays.
+    piped = cli(["encrypt", "--cert", pki.alice.cert_pem], input=src.read_bytes())
+    assert piped.exit_code == 65 and "looks like an mbox file" in piped.stderr
+
+
+def test_out_dir_that_is_a_file(cli: Any, pki: Any, tmp_path: Path) -> None:
+    src = tmp_path / "in.eml"
+    src.write_bytes(MESSAGE)
+    target = tmp_path / "out.eml"
+    target.write_bytes(b"keep me")
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--out-dir", target, src])
+    assert result.exit_code == 73, result.output
+    assert f"--out-dir {target} is a file, not a folder" in result.stderr
+    assert target.read_bytes() == b"keep me"
+
+
+def _key_files(pki: Any, folder: Path) -> list[Path]:
+    key = pki.alice.key
+    encrypted = folder / "enc.key"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(PASSWORD),
+        )
+    )
+    der = folder / "key.der"
+    der.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    traditional = folder / "rsa.der"
+    traditional.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return [pki.alice.key_pem, encrypted, der, traditional]
+
+
+def test_key_file_given_as_cert(cli: Any, pki: Any, tmp_path: Path) -> None:
+    for key_file in _key_files(pki, tmp_path):
+        # No password source: an encrypted key must be recognised before any prompt.
+        result = cli(["encrypt", "--cert", key_file], input=MESSAGE)
+        assert result.exit_code == 65, (key_file, result.output)
+        assert f"{key_file} holds a private key, not a certificate" in result.stderr
+        assert "decrypt --key" in result.stderr and ".cer/.pem" in result.stderr
+        assert "password" not in result.stderr
+    # A .pfx holds the certificate too: still a certificate file for --cert.
+    ok = cli(
+        ["encrypt", "--cert", pki.alice.pfx, "--password-env", "PW"],
+        input=MESSAGE,
+        env={"PW": PASSWORD.decode()},
+    )
+    assert ok.exit_code == 0, ok.output
+
+
+def _encrypt_on_a_terminal(pki: Any, tty: bool) -> tuple[int, bytes, str]:
+    command = [sys.executable, "-m", "smimecli", "encrypt", "--cert", str(pki.alice.cert_pem)]
+    if not tty:
+        done = subprocess.run(command, input=MESSAGE, capture_output=True, cwd=ROOT, timeout=60)
+        return done.returncode, done.stdout, done.stderr.decode()
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            command, stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+        )
+        os.close(follower)
+        # Canonical terminal input: lines, then Ctrl-D at the start of a line ends it.
+        os.write(leader, MESSAGE + b"\x04")
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError("encrypt did not end at one Ctrl-D") from None
+    finally:
+        os.close(leader)
+    return proc.returncode, out, err.decode()
+
+
+def test_reading_standard_input_on_a_terminal_says_so(pki: Any) -> None:
+    code, out, err = _encrypt_on_a_terminal(pki, tty=True)
+    assert code == 0, err
+    assert b"smime-type=enveloped-data" in out
+    lines = err.splitlines()
+    assert lines == ["smimecli: reading the message from standard input (end it with Ctrl-D)"]
+    code, out, err = _encrypt_on_a_terminal(pki, tty=False)
+    assert code == 0 and err == "", err
+
+
+def test_short_thumbprint_prefix(cli: Any, pki: Any) -> None:
+    imported = cli(["certs", "import", pki.alice.cert_der, "--store-name", "other"])
+    assert imported.exit_code == 0, imported.output
+    prefix = pki.alice.thumbprint[:6]
+    result = cli(["certs", "show", prefix])
+    assert result.exit_code == 65, result.output
+    assert "a thumbprint prefix needs 8 or more hex digits" in result.stderr
+    assert cli(["certs", "show", pki.alice.thumbprint[:8]]).exit_code == 0
+    other = cli(["certs", "show", "nobody@example.com"])
+    assert other.exit_code == 65 and "8 or more" not in other.stderr
+
+
+def test_no_key_lists_the_recipients(cli: Any, pki: Any, tmp_path: Path) -> None:
+    imported = cli(["certs", "import", pki.alice.cert_der, "--store-name", "other"])
+    assert imported.exit_code == 0, imported.output
+    enc = tmp_path / "enc.eml"
+    for extra in ([], ["--recipient-id", "ski"]):
+        made = cli(
+            [
+                "encrypt",
+                "--cert",
+                pki.alice.cert_pem,
+                "--cert",
+                pki.carol_ec.cert_pem,
+                "-o",
+                enc,
+                *extra,
+            ],
+            input=MESSAGE,
+        )
+        assert made.exit_code == 0, made.output
+        result = cli(["decrypt", "--key", pki.bob.key_pem, enc])
+        assert result.exit_code == 77, result.output
+        line = result.stderr.strip()
+        assert "\n" not in line
+        assert f"cannot decrypt {enc}: no private key for any recipient" in line
+        if extra:
+            assert "(1) subject key identifier" in line
+        else:
+            serial = f"{pki.alice.cert.serial_number:X}"
+            assert f"(1) issuer CN=Test Root V1, serial {serial}" in line
+            assert "(2) issuer CN=Test Root V1, serial" in line
+        # The store knows Alice (without her key), not Carol.
+        assert "(CN=Alice, E=alice@example.com, no private key)" in line
+        assert line.count("E=") == 1
+        assert f"see 'smimecli inspect {enc}'" in line
+    piped = cli(["decrypt", "--key", pki.bob.key_pem], input=enc.read_bytes())
+    assert piped.exit_code == 77 and "see 'smimecli inspect'" in piped.stderr
