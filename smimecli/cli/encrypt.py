@@ -97,6 +97,7 @@ def _load_recipients(
     import logging
 
     from smimecli.certs.formats import holds_only_private_key, is_ca, load_certificates
+    from smimecli.certs.names import display_name
     from smimecli.cms.recipients import Recipient
     from smimecli.errors import DataError
     from smimecli.files import read_input
@@ -127,10 +128,17 @@ def _load_recipients(
         if not certs:
             raise DataError(f"{path} holds no end-entity certificate to encrypt to")
         for cert in certs:
-            if cert.not_valid_after_utc < now or cert.not_valid_before_utc > now:
+            problems = []
+            if is_ca(cert):
+                problems.append("is a CA certificate, not a person's")
+            if cert.not_valid_after_utc < now:
+                problems.append(f"expired {cert.not_valid_after_utc:%Y-%m-%d}")
+            elif cert.not_valid_before_utc > now:
+                problems.append(f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
+            if problems:
                 log.warning(
-                    f"certificate {cert.subject.rfc4514_string()} in {path} is not valid "
-                    "now; encrypting to it anyway because --cert names it"
+                    f"certificate {display_name(cert.subject)} in {path} "
+                    f"{' and '.join(problems)}; encrypting to it anyway because --cert names it"
                 )
             recipients.append(
                 Recipient(

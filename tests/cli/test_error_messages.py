@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import pty
 import subprocess
@@ -179,3 +180,35 @@ def test_no_key_lists_the_recipients(cli: Any, pki: Any, tmp_path: Path) -> None
         assert f"see 'smimecli inspect {enc}'" in line
     piped = cli(["decrypt", "--key", pki.bob.key_pem], input=enc.read_bytes())
     assert piped.exit_code == 77 and "see 'smimecli inspect'" in piped.stderr
+
+
+def test_direct_mode_warns_for_ca_and_expired_certificates(
+    cli: Any, pki: Any, tmp_path: Path
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    old = pki.ca.issue(
+        "Dora Old",
+        "dora@example.com",
+        not_before=now - dt.timedelta(days=400),
+        not_after=now - dt.timedelta(days=3),
+    )
+    expired_on = f"{old.cert.not_valid_after_utc:%Y-%m-%d}"
+    result = cli(["encrypt", "--cert", old.cert_pem], input=MESSAGE)
+    assert result.exit_code == 0, result.output
+    # The subject reads as in 'certs list'.
+    imported = cli(["certs", "import", old.cert_pem, "--store-name", "other"])
+    assert imported.exit_code == 0, imported.output
+    listed = cli(["certs", "list"]).stdout.decode()
+    subject = "CN=Dora Old, E=dora@example.com"
+    assert subject in listed
+    assert (
+        f"warning: certificate {subject} in {old.cert_pem} expired {expired_on}; "
+        "encrypting to it anyway because --cert names it"
+    ) in result.stderr
+    ca = cli(["encrypt", "--cert", pki.ca.cert_pem], input=MESSAGE)
+    assert ca.exit_code == 0, ca.output
+    assert (
+        f"warning: certificate CN=Test Root V1 in {pki.ca.cert_pem} is a CA certificate"
+    ) in ca.stderr
+    fine = cli(["encrypt", "--cert", pki.alice.cert_pem], input=MESSAGE)
+    assert "warning" not in fine.stderr
