@@ -212,3 +212,47 @@ def test_direct_mode_warns_for_ca_and_expired_certificates(
     ) in ca.stderr
     fine = cli(["encrypt", "--cert", pki.alice.cert_pem], input=MESSAGE)
     assert "warning" not in fine.stderr
+
+
+BAD_RULES = """\
+[defaults]
+cipher = "aes256"
+
+[[rule]]
+name = "a"
+recipients = ["a@example.com"]
+cipher = "aes999"
+source = { kind = "store" }
+
+[[rule]]
+name = "b"
+recipients = "b@example.com"
+source = { kind = "store", path = "x" }
+
+[[rule]]
+name = "c"
+recipients = ["c@example.com"]
+source = { kind = "file", path = "x" }
+"""
+
+
+def test_rules_errors_are_all_reported_at_their_key_lines(cli: Any, tmp_path: Path) -> None:
+    rules = tmp_path / "bad.toml"
+    rules.write_text(BAD_RULES)
+    result = cli(["rules", "check", "--rules", rules])
+    assert result.exit_code == 78, result.output
+    lines = result.stderr.splitlines()
+    assert lines == [
+        f"smimecli: error: {rules}:7: rule 'a', key 'cipher': unknown cipher 'aes999' "
+        "(choose aes128 | aes192 | aes256 | 3des | rc2-128 | rc2-64 | rc2-40 | aes128-gcm "
+        "| aes256-gcm)",
+        f"smimecli: error: {rules}:12: rule 'b', key 'recipients': must be a list: "
+        'recipients = ["b@example.com"]',
+        f"smimecli: error: {rules}:13: rule 'b', key 'source.path': not used by a 'store' source",
+        f"smimecli: error: {rules}:18: rule 'c', key 'source.kind': unknown kind 'file' "
+        "(choose store | pfx | sst | cer | dir)",
+    ]
+    # One problem stays one line.
+    rules.write_text(BAD_RULES.split('\n\n[[rule]]\nname = "b"')[0])
+    single = cli(["rules", "check", "--rules", rules])
+    assert single.exit_code == 78 and len(single.stderr.splitlines()) == 1, single.output
