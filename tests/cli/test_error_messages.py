@@ -256,3 +256,21 @@ def test_rules_errors_are_all_reported_at_their_key_lines(cli: Any, tmp_path: Pa
     rules.write_text(BAD_RULES.split('\n\n[[rule]]\nname = "b"')[0])
     single = cli(["rules", "check", "--rules", rules])
     assert single.exit_code == 78 and len(single.stderr.splitlines()) == 1, single.output
+
+
+def test_sst_skip_warning_in_plain_words(cli: Any, pki: Any, tmp_path: Path) -> None:
+    from smimecli.certs import sst
+
+    good = pki.alice.cert.public_bytes(serialization.Encoding.DER)
+    bad = b"\x30\x03\x04\x01\x00"  # a SEQUENCE holding an OCTET STRING: no certificate
+    store = tmp_path / "people.sst"
+    store.write_bytes(sst.write_sst([(good, "Alice"), (bad, "Broken")]))
+    result = cli(["certs", "import", store, "--store-name", "other"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "skipped certificate 2 (Broken) at byte" in result.stderr
+        and f"in {store}: not a valid X.509 certificate: its DER encoding has a field of the "
+        "wrong type where another belongs"
+        in result.stderr
+    ), result.stderr
+    assert "ParseError" not in result.stderr and "UnexpectedTag" not in result.stderr
