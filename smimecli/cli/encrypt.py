@@ -151,6 +151,51 @@ def _load_recipients(
     return recipients
 
 
+def _store_recipients(addresses: list[str], **options: str) -> list[Any]:
+    """The Recipient of each --to address: its usable certificate in the store, ``other``
+    first, then ``my`` (the one valid the longest), as ``gpgsm -r`` does.
+
+    Raises:
+        RejectError: an address without a usable certificate (67), naming it and why.
+    """
+    from smimecli.certs import usable
+    from smimecli.certs.store import Store
+    from smimecli.cms.recipients import Recipient
+    from smimecli.errors import ConfigError, RejectError
+
+    folder = state().store_dir()
+    try:
+        store = Store.open(folder, create=False)
+    except ConfigError as exc:
+        raise RejectError(
+            f"--to {addresses[0]}: no certificate (no store in {folder}: import the "
+            "recipient's certificate with 'smimecli certs import')"
+        ) from exc
+    recipients: list[Any] = []
+    with store:
+        for address in addresses:
+            why = "no certificate in the store"
+            chosen = None
+            for name in ("other", "my"):
+                found = store.by_email(address, name)
+                fit = [c for c in found if not usable.problems(c.cert, email=address)]
+                chosen = usable.best(fit)
+                if chosen is not None:
+                    break
+                if found and why.startswith("no certificate"):
+                    latest = usable.best(found)
+                    assert latest is not None
+                    reasons = usable.problems(latest.cert, email=address)
+                    why = f"certificate {latest.thumbprint} {', '.join(reasons)}"
+            if chosen is None:
+                raise RejectError(
+                    f"--to {address}: {why}; import a usable certificate "
+                    "('smimecli certs import') or leave the address out"
+                )
+            recipients.append(Recipient(chosen.cert, **options))
+    return recipients
+
+
 def _encrypt_one(src: Any, dst: Any, args: dict[str, Any]) -> dict[str, Any]:
     """Encrypt one message in direct or rules mode; returns its JSON report."""
     if args["rules"] is not None:
@@ -200,6 +245,15 @@ def encrypt(
             help="Direct mode: encrypt to this certificate file (PEM, DER, .p7b, .pfx/.p12 "
             "public part); repeat for several recipients.",
             metavar="FILE",
+        ),
+    ] = None,
+    to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--to",
+            help="Direct mode: encrypt to this address's usable certificate in the store "
+            "('other', then 'my'); repeatable, combines with --cert.",
+            metavar="ADDRESS",
         ),
     ] = None,
     rules: Annotated[
@@ -280,7 +334,7 @@ def encrypt(
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
 ) -> None:
-    """Encrypt messages to certificates (--cert) or by rules (--rules).
+    """Encrypt messages to certificates (--cert), store addresses (--to) or by rules (--rules).
 
     One message from INPUT or standard input goes to -o OUTPUT or standard output; several
     INPUTs or a folder go to --out-dir under the same names. The result is an S/MIME
@@ -291,8 +345,12 @@ def encrypt(
 
     if cert and rules is not None:
         raise UsageError("--cert and --rules are exclusive: give one of them")
-    if not cert and rules is None:
-        raise UsageError("give --cert FILE (direct mode) or --rules FILE (rules mode)")
+    if to and rules is not None:
+        raise UsageError("--to and --rules are exclusive: the rules pick the certificates")
+    if not cert and not to and rules is None:
+        raise UsageError(
+            "give --cert FILE or --to ADDRESS (direct mode) or --rules FILE (rules mode)"
+        )
     if output is not None and out_dir is not None:
         raise UsageError("-o and --out-dir are exclusive")
     if rules is not None and any(
@@ -318,21 +376,28 @@ def encrypt(
         "convert_tnef": convert_tnef,
         "recipients": [],
     }
-    if cert:
+    if cert or to:
         if recipient:
             import logging
 
             logging.getLogger("smimecli").warning(
-                "--recipient is ignored in direct mode (--cert names the recipients)"
+                f"--recipient is ignored in direct mode ({'--cert' if cert else '--to'} "
+                "names the recipients)"
             )
-        args["recipients"] = _load_recipients(
-            list(cert),
-            key_transport=transport,
-            oaep_hash=oaep_hash.value if oaep_hash is not None else "sha256",
-            recipient_id=recipient_id.value if recipient_id is not None else "issuer-serial",
-            password_file=password_file,
-            password_env=password_env,
-        )
+        options = {
+            "key_transport": transport,
+            "oaep_hash": oaep_hash.value if oaep_hash is not None else "sha256",
+            "recipient_id": recipient_id.value if recipient_id is not None else "issuer-serial",
+        }
+        if cert:
+            args["recipients"] = _load_recipients(
+                list(cert),
+                **options,
+                password_file=password_file,
+                password_env=password_env,
+            )
+        if to:
+            args["recipients"] += _store_recipients(list(to), **options)
 
     given = list(inputs or [])
     batch = len(given) > 1 or any(p.is_dir() for p in given if not is_std(p))

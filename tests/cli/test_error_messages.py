@@ -274,3 +274,76 @@ def test_sst_skip_warning_in_plain_words(cli: Any, pki: Any, tmp_path: Path) -> 
         in result.stderr
     ), result.stderr
     assert "ParseError" not in result.stderr and "UnexpectedTag" not in result.stderr
+
+
+def _recipient_serials(data: bytes) -> list[int]:
+    import base64
+
+    from asn1crypto import cms
+
+    body = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1]
+    info = cms.ContentInfo.load(base64.b64decode(body))
+    return [
+        ri.chosen["rid"].chosen["serial_number"].native
+        for ri in info["content"]["recipient_infos"]
+        if ri.name == "ktri"
+    ]
+
+
+def test_encrypt_to_store_addresses(cli: Any, pki: Any, tmp_path: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
+    old = pki.ca.issue(
+        "Erin",
+        "erin@example.com",
+        not_after=now - dt.timedelta(days=1),
+        not_before=now - dt.timedelta(days=30),
+    )
+    for identity in (pki.alice, old):
+        assert cli(["certs", "import", identity.cert_der, "--store-name", "other"]).exit_code == 0
+    assert cli(["certs", "import", pki.bob.cert_der, "--store-name", "my"]).exit_code == 0
+    # An expired certificate next to a valid one: the valid one wins.
+    longer = pki.ca.issue("Alice", "alice@example.com", days=700)
+    assert cli(["certs", "import", longer.cert_der, "--store-name", "other"]).exit_code == 0
+    src = tmp_path / "in.eml"
+    src.write_bytes(MESSAGE)
+    out = tmp_path / "out.eml"
+    result = cli(
+        [
+            "encrypt",
+            src,
+            "-o",
+            out,
+            "--to",
+            "Alice@Example.com",
+            "--to",
+            "bob@example.com",
+            "--cert",
+            pki.carol_ec.cert_pem,
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    serials = _recipient_serials(out.read_bytes())
+    # A DER SET OF sorts the RecipientInfos; Carol's EC recipient is a kari.
+    assert sorted(serials) == sorted([longer.cert.serial_number, pki.bob.cert.serial_number])
+    for address, why in (
+        ("erin@example.com", "expired"),
+        ("nobody@example.com", "no certificate"),
+    ):
+        missing = tmp_path / "missing.eml"
+        failed = cli(["encrypt", src, "-o", missing, "--to", "alice@example.com", "--to", address])
+        assert failed.exit_code == 67, failed.output
+        assert f"error: --to {address}: " in failed.stderr and why in failed.stderr
+        assert not missing.exists()
+    both = cli(["encrypt", src, "--to", "alice@example.com", "--rules", tmp_path / "r.toml"])
+    assert both.exit_code == 64 and "--to and --rules are exclusive" in both.stderr
+    # Batch: a folder to --out-dir.
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(MESSAGE)
+    (folder / "b.eml").write_bytes(MESSAGE)
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    batch = cli(["encrypt", folder, "--out-dir", outs, "--to", "alice@example.com", "--jobs", "1"])
+    assert batch.exit_code == 0, batch.output
+    for name in ("a.eml", "b.eml"):
+        assert _recipient_serials((outs / name).read_bytes()) == [longer.cert.serial_number]
