@@ -26,6 +26,8 @@ function __smimecli_nargs
             echo 1
         case 'encrypt:--cert'
             echo 1
+        case 'encrypt:--to'
+            echo 1
         case 'encrypt:--rules'
             echo 1
         case 'encrypt:--recipient'
@@ -258,7 +260,7 @@ function __smimecli_at
 end
 
 complete -c smimecli -f
-complete -c smimecli -n '__smimecli_at \'\'' -a 'encrypt' -d 'Encrypt messages to certificates (--cert) or by rules (--rules)'
+complete -c smimecli -n '__smimecli_at \'\'' -a 'encrypt' -d 'Encrypt messages to certificates (--cert), store addresses (--to) or by rules (--rules)'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'decrypt' -d 'Decrypt an S/MIME enveloped message with a private key'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'inspect' -d 'Show what an S/MIME message holds (recipients, algorithms) without a key'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'gen-root' -d 'Create a self-signed root CA certificate (like New-SelfSignedCertificate)'
@@ -278,6 +280,7 @@ complete -c smimecli -n '__smimecli_at \'\'' -s 'h' -l 'help' -d 'Show this mess
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -s 'o' -l 'output' -r -F -d 'Write to this file instead of standard output.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'out-dir' -x -a '(__fish_complete_directories)' -d 'Batch mode: write each result here under its input\'s name.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'cert' -r -F -d 'Direct mode: encrypt to this certificate file (PEM, DER, .p7b, .pfx/.p12 public part); repeat for several recipients.'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'to' -x -d 'Direct mode: encrypt to this address\'s usable certificate in the store (\'other\', then \'my\'); repeatable, combines with --cert.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'rules' -r -F -d 'Rules mode: pick certificates by this rules file.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'recipient' -x -d 'Rules mode: envelope recipient (repeatable) [default: To, Cc, Bcc headers].'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'cipher' -x -a 'aes128 aes192 aes256 3des rc2-128 rc2-64 rc2-40 aes128-gcm aes256-gcm' -d 'Content cipher; weak ones (3des, rc2-*) warn. [default: aes256]'

@@ -137,8 +137,13 @@ def plan_outputs(inputs: Sequence[Path], out_dir: Path) -> list[tuple[Path, Path
         UsageError: two inputs share a name, or an output would overwrite its input (64).
     """
     if not out_dir.is_dir():
-        what = "is not a folder" if out_dir.exists() else "does not exist"
-        raise OutputError(f"output folder {out_dir} {what}: create it first")
+        if out_dir.exists():
+            what = "is a file" if out_dir.is_file() else "exists"
+            raise OutputError(
+                f"--out-dir {out_dir} {what}, not a folder: give a folder "
+                "(or -o FILE for one message)"
+            )
+        raise OutputError(f"output folder {out_dir} does not exist: create it first")
     pairs: list[tuple[Path, Path]] = []
     seen: dict[str, Path] = {}
     out_real = out_dir.resolve()

@@ -33,6 +33,7 @@ from smimecli.cms.ber import BerReader, Tlv
 from smimecli.cms.open import (
     CONTENT_TYPES,
     EnvelopeHead,
+    NoKeyError,
     decrypt_content,
     looks_binary,
     no_key_error,
@@ -323,6 +324,7 @@ def decrypt_message(
     key_lookup: KeyLookup | None = None,
     kek: bytes | None = None,
     what: str = "the message",
+    store_finder: StoreFinder | None = None,
 ) -> DecryptResult:
     """Decrypt an S/MIME message (or bare DER/PEM CMS) from ``src`` into ``dst``.
 
@@ -332,9 +334,11 @@ def decrypt_message(
         key_lookup: called with the message's recipients when no key is given (the store).
         kek: a key-encryption key for KEKRecipientInfo.
         what: how to name the input in error messages.
+        store_finder: names the store's certificates of the recipients when no key fits.
 
     Raises:
-        AuthError: no key for any recipient, or the message was altered (77).
+        AuthError: no key for any recipient, or the message was altered (77); the message
+            lists the recipients.
         DataError: not an S/MIME message, or a broken CMS structure (65).
     """
     opened = open_envelope(src, what)
@@ -344,13 +348,49 @@ def decrypt_message(
     if not identities and key_lookup is not None:
         identities = key_lookup(head.recipients)
     plaintext = decrypt_content(reader, head, identities, what=what, kek=kek)
-    if opened.headers is None:
-        for chunk in plaintext:
-            dst.write(chunk)
-    else:
-        write_entity(opened.headers, plaintext, dst, what=what)
+    try:
+        if opened.headers is None:
+            for chunk in plaintext:
+                dst.write(chunk)
+        else:
+            write_entity(opened.headers, plaintext, dst, what=what)
+    except NoKeyError:
+        # The recipient list is public: every case (no key, wrong key, altered message)
+        # still reads the same.
+        detail = describe_recipients(head.recipients, store_finder, what)
+        raise no_key_error(what, detail) from None
     warn_unverified(opened.layers)
     return DecryptResult(head.content_type_name, head.cipher.name, len(head.recipients))
+
+
+MAX_LISTED = 10
+
+
+def describe_recipients(
+    recipients: list[RecipientEntry], finder: StoreFinder | None, what: str
+) -> str:
+    """``; it is for: ...; see ...``: the recipients of a message no key opened, each by
+    issuer and serial or SKI, with the subject of the store's certificate when known."""
+    parts: list[str] = []
+    for number, entry in enumerate(recipients[:MAX_LISTED], 1):
+        rid = entry.rid
+        if rid.kind == "issuer_serial" and rid.issuer is not None:
+            who = f"issuer {format_name(rid.issuer)}, serial {rid.serial or 0:X}"
+        elif rid.kind == "ski":
+            who = f"subject key identifier {(rid.key_id or b'').hex().upper()}"
+        else:
+            who = f"KEK id {(rid.key_id or b'').hex().upper()}"
+        matches = finder(rid) if finder is not None and rid.kind != "kek_id" else []
+        if matches:
+            known = matches[0]
+            held = "key held" if known.has_key else "no private key"
+            who += f" ({known.subject}, {held})"
+        parts.append(f"({number}) {who}")
+    if not parts:
+        return ""
+    more = f" and {len(recipients) - MAX_LISTED} more" if len(recipients) > MAX_LISTED else ""
+    named = "" if what in ("standard input", "the message") else f" {what}"
+    return f"; it is for {' '.join(parts)}{more}; see 'smimecli inspect{named}'"
 
 
 # --- inspect ----------------------------------------------------------------------------------
@@ -547,6 +587,24 @@ def store_key_lookup(folder: Any) -> KeyLookup:
         return found
 
     return lookup
+
+
+def lazy_store_finder(folder: Any) -> StoreFinder:
+    """A :func:`store_finder` that opens the store only when asked (error messages), and
+    finds nothing when the store cannot be opened."""
+    from smimecli.errors import SmimeError
+
+    def find(rid: RecipientId) -> list[StoreMatch]:
+        try:
+            store = open_store_if_exists(folder)
+            if store is None:
+                return []
+            with store:
+                return store_finder(store)(rid)
+        except SmimeError:
+            return []
+
+    return find
 
 
 def store_finder(store: Any) -> StoreFinder:

@@ -23,15 +23,17 @@ from typing import Any, BinaryIO
 from smimecli.cms import spool as cms_spool
 from smimecli.cms.envelope import EnvelopeBuilder, EnvelopeResult, RecipientSummary
 from smimecli.cms.recipients import Recipient
-from smimecli.errors import DataError, UsageError
+from smimecli.errors import UsageError
 from smimecli.mime import (
     LINE_BYTES,
+    MAX_LINE,
     Base64LineWriter,
     CanonicalCounter,
     HeaderBlock,
     base64_lines,
     canonicalize,
     inner_entity_header,
+    not_a_message,
     read_header_block,
     sniff_encrypted,
     wrapper_header_block,
@@ -434,7 +436,7 @@ def _encrypt_parsed(
     convert_tnef: bool,
 ) -> EncryptOutcome:
     if not headers.fields:
-        raise DataError("input is not an email message: it does not start with header fields")
+        raise not_a_message(headers.raw or body_stream.readline(MAX_LINE))
     encrypted, body_stream = sniff_encrypted(headers, body_stream)
     if encrypted:
         dst.write(headers.raw)

@@ -7,6 +7,7 @@ outcome from the exit code. The CLI converts them to one stderr line in one plac
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
 
 
@@ -97,3 +98,17 @@ class ConfigError(SmimeError):
     """A configuration error: rules file or store."""
 
     status = ExitStatus.CONFIG
+
+
+def several(errors: Sequence[SmimeError]) -> SmimeError:
+    """One error reporting several problems of one input (a rules file), one per line.
+
+    The first error's class (and so its exit status) stands for all; a single error is
+    returned as it is.
+    """
+    if len(errors) == 1:
+        return errors[0]
+    combined = type(errors[0])(errors[0].message)
+    combined.message = "\n".join(error.message for error in errors)
+    combined.args = (combined.message,)
+    return combined

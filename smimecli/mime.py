@@ -254,6 +254,25 @@ def read_header_block(src: LineReader) -> tuple[HeaderBlock, LineReader]:
     return parser.result(), src
 
 
+def not_a_message(first_line: bytes) -> DataError:
+    """The error for an input without a header block, with a hint for what it looks like.
+
+    Args:
+        first_line: the input's first line (what stood where the header fields should be).
+    """
+    if first_line.startswith(b"From "):
+        # The mbox separator line (RFC 4155): a mailbox of many messages, not one message.
+        return DataError(
+            "input is not an email message but looks like an mbox file with many messages: "
+            "split it first (formail -s, git mailsplit) or give one message"
+        )
+    if not first_line:
+        return DataError("input is empty: not an email message")
+    if not first_line.strip():
+        return DataError("input is not an email message: it starts with an empty line")
+    return DataError("input is not an email message: it does not start with header fields")
+
+
 # --- Content-Type and friends ----------------------------------------------------------------
 
 _TOKEN = re.compile(r'\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)\s*(?:;|$)', re.S)

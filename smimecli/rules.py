@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smimecli.errors import ConfigError, IOFailedError, SmimeError, TempFailError
+from smimecli.errors import ConfigError, IOFailedError, SmimeError, TempFailError, several
 
 if TYPE_CHECKING:
     from smimecli.certs.sources import CertificateSource
@@ -561,18 +561,39 @@ class _Validator:
         self.base = path.parent
         self.locator = _Locator(text)
         self.ciphers: tuple[str, ...] | None = None
+        self.problems: list[ConfigError] = []
 
     def fail(self, where: str, line: int | None, message: str) -> ConfigError:
         at = f":{line}" if line else ""
         return ConfigError(f"{self.path}{at}: {where}: {message}")
 
     def build(self, document: dict[str, Any], store_dir: Path | None) -> RuleSet:
+        """Validate the whole file; every problem found is reported in one error."""
+        try:
+            rules = self.collect(document)
+        except ConfigError as exc:
+            self.problems.append(exc)
+        if self.problems:
+            # In the order of the file: a rule's source is checked before its other keys.
+            ordered = sorted(self.problems, key=self.line_of)
+            raise several(ordered)
+        return RuleSet(path=self.path, rules=rules, store_dir=store_dir)
+
+    def line_of(self, error: ConfigError) -> int:
+        """The line an error of :meth:`fail` names (0 when none)."""
+        head = error.message.partition(": ")[0]
+        number = head[len(str(self.path)) + 1 :]
+        return int(number) if head.startswith(f"{self.path}:") and number.isdigit() else 0
+
+    def collect(self, document: dict[str, Any]) -> list[Rule]:
         for key in document:
             if key not in ("defaults", "rule"):
-                raise self.fail(
-                    f"key {key!r}",
-                    self.locator.key_line(0, key),
-                    "unknown top-level key (expected [defaults] and [[rule]] tables)",
+                self.problems.append(
+                    self.fail(
+                        f"key {key!r}",
+                        self.locator.key_line(0, key),
+                        "unknown top-level key (expected [defaults] and [[rule]] tables)",
+                    )
                 )
         defaults = dict(BUILTIN_DEFAULTS)
         raw_defaults = document.get("defaults", {})
@@ -582,9 +603,14 @@ class _Validator:
         for key, value in raw_defaults.items():
             where = f"[defaults], key {key!r}"
             line = self.locator.key_line(defaults_line, key)
-            if key not in _SETTING_KEYS:
-                raise self.fail(where, line, f"unknown key (allowed: {', '.join(_SETTING_KEYS)})")
-            defaults[key] = self.setting(key, value, where, line)
+            try:
+                if key not in _SETTING_KEYS:
+                    raise self.fail(
+                        where, line, f"unknown key (allowed: {', '.join(_SETTING_KEYS)})"
+                    )
+                defaults[key] = self.setting(key, value, where, line)
+            except ConfigError as exc:
+                self.problems.append(exc)
         raw_rules = document.get("rule")
         if raw_rules is None:
             raise self.fail("key 'rule'", None, "no [[rule]] tables: nothing to do")
@@ -596,17 +622,32 @@ class _Validator:
         seen: dict[str, int] = {}
         for index, raw in enumerate(raw_rules):
             rule = self.rule(index, raw, defaults)
+            if rule is None:
+                continue
             if rule.name in seen:
-                raise self.fail(
-                    f"rule {rule.name!r}, key 'name'",
-                    self.locator.key_line(rule.line, "name"),
-                    f"duplicate rule name (rule #{seen[rule.name] + 1} has it too)",
+                self.problems.append(
+                    self.fail(
+                        f"rule {rule.name!r}, key 'name'",
+                        self.locator.key_line(rule.line, "name"),
+                        f"duplicate rule name (rule #{seen[rule.name] + 1} has it too)",
+                    )
                 )
+                continue
             seen[rule.name] = index
             rules.append(rule)
-        return RuleSet(path=self.path, rules=rules, store_dir=store_dir)
+        return rules
 
-    def rule(self, index: int, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Rule:
+    def rule(self, index: int, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Rule | None:
+        """The rule, or None when it has problems (each added to ``self.problems``)."""
+        found = len(self.problems)
+        try:
+            rule = self._rule(index, raw, defaults)
+        except ConfigError as exc:
+            self.problems.append(exc)
+            return None
+        return rule if len(self.problems) == found else None
+
+    def _rule(self, index: int, raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Rule:
         line = self.locator.rule_line(index)
         name = raw.get("name")
         label = f"rule #{index + 1}" if not isinstance(name, str) or not name else f"rule {name!r}"
@@ -616,10 +657,19 @@ class _Validator:
 
         for key in raw:
             if key not in _RULE_KEYS:
-                raise self.fail(*where(key), f"unknown key (allowed: {', '.join(_RULE_KEYS)})")
-        for key in ("name", "recipients", "source"):
-            if key not in raw:
-                raise self.fail(label, line, f"missing key {key!r}")
+                self.problems.append(
+                    self.fail(*where(key), f"unknown key (allowed: {', '.join(_RULE_KEYS)})")
+                )
+        missing = [key for key in ("name", "recipients", "source") if key not in raw]
+        for key in missing[:-1]:
+            self.problems.append(self.fail(label, line, f"missing key {key!r}"))
+        if missing:
+            raise self.fail(label, line, f"missing key {missing[-1]!r}")
+        try:  # checked first, so that a problem below does not hide one of the source
+            source: SourceSpec | None = self.source(raw["source"], label, line)
+        except ConfigError as exc:
+            self.problems.append(exc)
+            source = None
         if not isinstance(name, str) or not name.strip():
             raise self.fail(*where("name"), "must be a non-empty string")
         recipients = raw["recipients"]
@@ -638,7 +688,10 @@ class _Validator:
         settings = dict(defaults)
         for key in _SETTING_KEYS:
             if key in raw:
-                settings[key] = self.setting(key, raw[key], *where(key))
+                try:
+                    settings[key] = self.setting(key, raw[key], *where(key))
+                except ConfigError as exc:
+                    self.problems.append(exc)
         if settings["match"] == "any":
             wild = [p for p in recipients if is_wildcard(p)]
             if wild:
@@ -647,7 +700,8 @@ class _Validator:
                     f'match = "any" with the wildcard pattern {wild[0]!r}: one certificate '
                     'cannot serve many addresses (use match = "email" or exact addresses)',
                 )
-        source = self.source(raw["source"], label, line)
+        if source is None:
+            raise self.problems.pop()
         return Rule(
             name=name,
             index=index,

@@ -168,6 +168,29 @@ def _der_kind(data: bytes) -> str | None:
     return None
 
 
+def holds_only_private_key(data: bytes) -> bool:
+    """Whether a file holds a private key and no certificate (a key given as a certificate).
+
+    PEM: key blocks and no certificate or PKCS#7 block. DER: a PKCS#8 (RFC 5958), encrypted
+    PKCS#8 or traditional RSA/EC key structure; a PKCS#12 file holds certificates too.
+    """
+    if b"-----BEGIN " in data[:65536]:
+        labels = {block.label for block in pem_blocks(data)}
+        return bool(labels & _KEY_LABELS) and not labels & (_CERT_LABELS | _PKCS7_LABELS)
+    if _der_kind(data) not in ("pkcs12", "cert"):
+        return False
+    from asn1crypto import keys
+
+    specs = (keys.PrivateKeyInfo, keys.EncryptedPrivateKeyInfo, keys.RSAPrivateKey)
+    for spec in specs:
+        try:
+            spec.load(data, strict=True).native  # noqa: B018 - parses every field
+        except (ValueError, TypeError, KeyError):
+            continue
+        return True
+    return False
+
+
 # --- individual formats ---------------------------------------------------------------------
 
 
@@ -205,12 +228,31 @@ def _from_sst(data: bytes, source: str, out: CertList) -> None:
             label = f" ({element.friendly_name})" if element.friendly_name else ""
             out.skip(
                 f"skipped certificate {index}{label} at byte {element.offset}"
-                f"{_where(source)}: not a valid X.509 certificate ({_short(exc)})"
+                f"{_where(source)}: not a valid X.509 certificate: {_short(exc)}"
             )
+
+
+# What the ASN.1 parser's error kinds (``ParseError { kind: ... }``) mean, in plain words.
+_PARSE_ERRORS = {
+    "ShortData": "its DER encoding is cut short",
+    "UnexpectedTag": "its DER encoding has a field of the wrong type where another belongs",
+    "ExtraData": "extra bytes follow its DER encoding",
+    "InvalidLength": "its DER encoding has an invalid length",
+    "InvalidValue": "a field of its DER encoding holds an invalid value",
+    "InvalidTag": "its DER encoding has an invalid tag",
+    "IntegerOverflow": "a number in it is too large",
+    "EncodedDefault": "its DER encoding spells out a default value (not DER)",
+    "InvalidSetOrdering": "its DER encoding has a SET out of order (not DER)",
+    "OidTooLong": "an object identifier in it is too long",
+    "UnknownDefinedBy": "an algorithm in it is unknown",
+}
 
 
 def _short(exc: Exception) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    found = re.search(r"ParseError \{ kind: (\w+)", text)
+    if found:  # parser internals help nobody: say what is wrong with the certificate
+        return _PARSE_ERRORS.get(found.group(1), "its DER encoding is damaged")
     return text if len(text) <= 120 else text[:117] + "..."
 
 

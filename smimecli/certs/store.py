@@ -629,6 +629,12 @@ class Store:
         found = self.find(selector, store_name)
         if not found:
             where = f" in store '{store_name}'" if store_name else ""
+            compact = re.sub(r"[\s:]", "", selector)
+            if 0 < len(compact) < 8 and _HEX.match(compact):
+                raise DataError(
+                    f"no certificate{where} matches {selector!r}: a thumbprint prefix needs "
+                    "8 or more hex digits (see 'smimecli certs list')"
+                )
             raise DataError(
                 f"no certificate{where} matches {selector!r} (see 'smimecli certs list')"
             )

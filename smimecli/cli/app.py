@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     except SmimeError as exc:
         if verbose:
             traceback.print_exc()
-        _say(f"error: {exc.message}")
+        for line in exc.message.splitlines():  # several problems (a rules file): one each
+            _say(f"error: {line}")
         return int(exc.status)
     except typer.Exit as exc:
         return int(exc.exit_code)

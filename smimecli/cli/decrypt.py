@@ -89,7 +89,7 @@ def decrypt(
     import shutil
 
     from smimecli.cms import spool
-    from smimecli.decrypt import decrypt_message, store_key_lookup
+    from smimecli.decrypt import decrypt_message, lazy_store_finder, store_key_lookup
     from smimecli.files import atomic_output, open_input
     from smimecli.streams import CHUNK
 
@@ -102,6 +102,7 @@ def decrypt(
 
         raise UsageError("--cert needs --key (the store's certificates carry their own)")
     lookup = store_key_lookup(state().store_dir()) if identity is None else None
+    finder = lazy_store_finder(state().store_dir())
     with contextlib.ExitStack() as stack:
         if is_std(input):
             src = stdin_binary()
@@ -110,11 +111,11 @@ def decrypt(
             src = stack.enter_context(open_input(input))
         if output is not None and not is_std(output):
             dst = stack.enter_context(atomic_output(output))
-            decrypt_message(src, dst, identity, key_lookup=lookup, what=name)
+            decrypt_message(src, dst, identity, key_lookup=lookup, what=name, store_finder=finder)
             return
         # Standard output cannot be taken back: spool, and write only a complete result.
         held = stack.enter_context(spool())
-        decrypt_message(src, held, identity, key_lookup=lookup, what=name)
+        decrypt_message(src, held, identity, key_lookup=lookup, what=name, store_finder=finder)
         held.seek(0)
         out = stdout_binary()
         shutil.copyfileobj(held, out, CHUNK)

@@ -96,7 +96,8 @@ def _load_recipients(
     import datetime as dt
     import logging
 
-    from smimecli.certs.formats import is_ca, load_certificates
+    from smimecli.certs.formats import holds_only_private_key, is_ca, load_certificates
+    from smimecli.certs.names import display_name
     from smimecli.cms.recipients import Recipient
     from smimecli.errors import DataError
     from smimecli.files import read_input
@@ -108,6 +109,12 @@ def _load_recipients(
     now = dt.datetime.now(dt.UTC)
     for path in cert_files:
         data = read_input(path)
+        if holds_only_private_key(data):
+            raise DataError(
+                f"{path} holds a private key, not a certificate: give it to "
+                "'smimecli decrypt --key', or give --cert the recipient's certificate "
+                "(.cer/.pem)"
+            )
         entries = load_with_password(
             lambda secret: load_certificates(data, password=secret, source=str(path)),  # noqa: B023
             password,
@@ -121,10 +128,17 @@ def _load_recipients(
         if not certs:
             raise DataError(f"{path} holds no end-entity certificate to encrypt to")
         for cert in certs:
-            if cert.not_valid_after_utc < now or cert.not_valid_before_utc > now:
+            problems = []
+            if is_ca(cert):
+                problems.append("is a CA certificate, not a person's")
+            if cert.not_valid_after_utc < now:
+                problems.append(f"expired {cert.not_valid_after_utc:%Y-%m-%d}")
+            elif cert.not_valid_before_utc > now:
+                problems.append(f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
+            if problems:
                 log.warning(
-                    f"certificate {cert.subject.rfc4514_string()} in {path} is not valid "
-                    "now; encrypting to it anyway because --cert names it"
+                    f"certificate {display_name(cert.subject)} in {path} "
+                    f"{' and '.join(problems)}; encrypting to it anyway because --cert names it"
                 )
             recipients.append(
                 Recipient(
@@ -134,6 +148,51 @@ def _load_recipients(
                     recipient_id=recipient_id,
                 )
             )
+    return recipients
+
+
+def _store_recipients(addresses: list[str], **options: str) -> list[Any]:
+    """The Recipient of each --to address: its usable certificate in the store, ``other``
+    first, then ``my`` (the one valid the longest), as ``gpgsm -r`` does.
+
+    Raises:
+        RejectError: an address without a usable certificate (67), naming it and why.
+    """
+    from smimecli.certs import usable
+    from smimecli.certs.store import Store
+    from smimecli.cms.recipients import Recipient
+    from smimecli.errors import ConfigError, RejectError
+
+    folder = state().store_dir()
+    try:
+        store = Store.open(folder, create=False)
+    except ConfigError as exc:
+        raise RejectError(
+            f"--to {addresses[0]}: no certificate (no store in {folder}: import the "
+            "recipient's certificate with 'smimecli certs import')"
+        ) from exc
+    recipients: list[Any] = []
+    with store:
+        for address in addresses:
+            why = "no certificate in the store"
+            chosen = None
+            for name in ("other", "my"):
+                found = store.by_email(address, name)
+                fit = [c for c in found if not usable.problems(c.cert, email=address)]
+                chosen = usable.best(fit)
+                if chosen is not None:
+                    break
+                if found and why.startswith("no certificate"):
+                    latest = usable.best(found)
+                    assert latest is not None
+                    reasons = usable.problems(latest.cert, email=address)
+                    why = f"certificate {latest.thumbprint} {', '.join(reasons)}"
+            if chosen is None:
+                raise RejectError(
+                    f"--to {address}: {why}; import a usable certificate "
+                    "('smimecli certs import') or leave the address out"
+                )
+            recipients.append(Recipient(chosen.cert, **options))
     return recipients
 
 
@@ -186,6 +245,15 @@ def encrypt(
             help="Direct mode: encrypt to this certificate file (PEM, DER, .p7b, .pfx/.p12 "
             "public part); repeat for several recipients.",
             metavar="FILE",
+        ),
+    ] = None,
+    to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--to",
+            help="Direct mode: encrypt to this address's usable certificate in the store "
+            "('other', then 'my'); repeatable, combines with --cert.",
+            metavar="ADDRESS",
         ),
     ] = None,
     rules: Annotated[
@@ -266,7 +334,7 @@ def encrypt(
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
 ) -> None:
-    """Encrypt messages to certificates (--cert) or by rules (--rules).
+    """Encrypt messages to certificates (--cert), store addresses (--to) or by rules (--rules).
 
     One message from INPUT or standard input goes to -o OUTPUT or standard output; several
     INPUTs or a folder go to --out-dir under the same names. The result is an S/MIME
@@ -277,8 +345,12 @@ def encrypt(
 
     if cert and rules is not None:
         raise UsageError("--cert and --rules are exclusive: give one of them")
-    if not cert and rules is None:
-        raise UsageError("give --cert FILE (direct mode) or --rules FILE (rules mode)")
+    if to and rules is not None:
+        raise UsageError("--to and --rules are exclusive: the rules pick the certificates")
+    if not cert and not to and rules is None:
+        raise UsageError(
+            "give --cert FILE or --to ADDRESS (direct mode) or --rules FILE (rules mode)"
+        )
     if output is not None and out_dir is not None:
         raise UsageError("-o and --out-dir are exclusive")
     if rules is not None and any(
@@ -304,21 +376,28 @@ def encrypt(
         "convert_tnef": convert_tnef,
         "recipients": [],
     }
-    if cert:
+    if cert or to:
         if recipient:
             import logging
 
             logging.getLogger("smimecli").warning(
-                "--recipient is ignored in direct mode (--cert names the recipients)"
+                f"--recipient is ignored in direct mode ({'--cert' if cert else '--to'} "
+                "names the recipients)"
             )
-        args["recipients"] = _load_recipients(
-            list(cert),
-            key_transport=transport,
-            oaep_hash=oaep_hash.value if oaep_hash is not None else "sha256",
-            recipient_id=recipient_id.value if recipient_id is not None else "issuer-serial",
-            password_file=password_file,
-            password_env=password_env,
-        )
+        options = {
+            "key_transport": transport,
+            "oaep_hash": oaep_hash.value if oaep_hash is not None else "sha256",
+            "recipient_id": recipient_id.value if recipient_id is not None else "issuer-serial",
+        }
+        if cert:
+            args["recipients"] = _load_recipients(
+                list(cert),
+                **options,
+                password_file=password_file,
+                password_env=password_env,
+            )
+        if to:
+            args["recipients"] += _store_recipients(list(to), **options)
 
     given = list(inputs or [])
     batch = len(given) > 1 or any(p.is_dir() for p in given if not is_std(p))
@@ -407,7 +486,7 @@ def _progress(total: int) -> Any:
 def _single(
     src_path: Path | None, output: Path | None, args: dict[str, Any], *, json_output: bool
 ) -> None:
-    from smimecli.errors import UsageError
+    from smimecli.errors import DataError, UsageError
     from smimecli.files import open_input
 
     to_stdout = is_std(output)
@@ -417,11 +496,24 @@ def _single(
         )
     name = input_name(src_path)
     if is_std(src_path):
-        report = _write(stdin_binary(), output, args, to_stdout)
+        src_in: Any = stdin_binary()
+        if src_path is None and sys.stdin.isatty():
+            import io
+
+            info("smimecli: reading the message from standard input (end it with Ctrl-D)")
+            # A terminal ends input once per Ctrl-D: read it whole, so one Ctrl-D ends it.
+            src_in = io.BytesIO(src_in.read())
+        report = _write(src_in, output, args, to_stdout)
     else:
         assert src_path is not None
-        with open_input(src_path) as src:
-            report = _write(src, output, args, to_stdout)
+        try:
+            with open_input(src_path) as src:
+                report = _write(src, output, args, to_stdout)
+        except DataError as exc:
+            if exc.message.startswith(f"{src_path}:"):
+                raise
+            # Name the file, as batch mode does for each of its messages.
+            raise DataError(f"{src_path}: {exc.message}") from exc
     if json_output:
         emit_json({"input": name, "output": str(output), **report})
     elif state().verbose:

@@ -85,11 +85,21 @@ def looks_binary(head: bytes) -> bool:
     return len(sample.translate(None, _BINARY_BYTES)) != len(sample)
 
 
-def no_key_error(what: str) -> AuthError:
-    """The one error for a wrong key, a corrupted key block, a bad padding or a bad tag."""
-    return AuthError(
+class NoKeyError(AuthError):
+    """No key opens the message: the one error for a wrong key, a corrupted key block, a
+    bad padding or a bad tag (exit 77)."""
+
+
+def no_key_error(what: str, detail: str = "") -> NoKeyError:
+    """The one error for a wrong key, a corrupted key block, a bad padding or a bad tag.
+
+    Args:
+        what: the input's name.
+        detail: what the message says of its recipients (public, the same in every case).
+    """
+    return NoKeyError(
         f"cannot decrypt {what}: no private key for any recipient of the message "
-        "(or the message was altered)"
+        f"(or the message was altered){detail}"
     )
 
 
