@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from smimecli.cli.common import JsonOpt, console, emit_json, state
+from smimecli.text import printable
 
 if TYPE_CHECKING:
     from smimecli.plan import RecipientPlan, RulesTestReport
@@ -174,7 +175,8 @@ def _print_plain(report: RulesTestReport) -> None:
     good = sum(1 for r in tested if r.outcome is Outcome.ENCRYPTED)
     out.append("")
     out.append(f"{good} of {len(tested)} tested recipients ENCRYPTED")
-    print("\n".join(out))
+    # Addresses, names and subjects come from rules and certificates: no terminal controls.
+    print("\n".join(printable(line) for line in out))
 
 
 def _print_rich(report: RulesTestReport) -> None:
@@ -184,17 +186,18 @@ def _print_rich(report: RulesTestReport) -> None:
     from smimecli.plan import TEST_SENDER
 
     term: Any = console()
-    term.print(Text(f"rules file: {report.rules.path}  sender: {TEST_SENDER}"))
+    term.print(Text(printable(f"rules file: {report.rules.path}  sender: {TEST_SENDER}")))
 
     def warn(message: str) -> None:
-        term.print(Text.assemble(("warning: ", "yellow"), message))
+        term.print(Text.assemble(("warning: ", "yellow"), printable(message)))
 
     for warning in report.warnings:
         warn(warning)
     colours = {"ENCRYPTED": "green", "PASSED": "yellow", "REJECTED": "red", "TEMPFAIL": "red"}
     for rule_report in report.reports:
         plan = rule_report.plan
-        table = Table(title=Text(f"rule {rule_report.rule.name!r}"), title_justify="left")
+        title = Text(printable(f"rule {rule_report.rule.name!r}"))
+        table = Table(title=title, title_justify="left")
         for column, ratio in (
             ("Recipient", 2),
             ("Rule", 1),
@@ -205,23 +208,23 @@ def _print_rich(report: RulesTestReport) -> None:
         ):
             table.add_column(column, overflow="fold", ratio=ratio)
         for recipient in plan.recipients:
-            notes = [recipient.reason]
-            notes.extend(f"warning: {w}" for w in recipient.warnings)
+            notes = [printable(recipient.reason)]
+            notes.extend(printable(f"warning: {w}") for w in recipient.warnings)
             notes.extend(
-                f"not chosen {t.thumbprint[:8]}: {', '.join(t.reasons)}"
+                printable(f"not chosen {t.thumbprint[:8]}: {', '.join(t.reasons)}")
                 for t in recipient.turned_down
             )
             outcome = str(recipient.outcome)
             table.add_row(
-                Text(recipient.address),
-                Text(recipient.rule.name if recipient.rule else "(none)"),
+                Text(printable(recipient.address)),
+                Text(printable(recipient.rule.name if recipient.rule else "(none)")),
                 Text(outcome, style=colours[outcome]),
                 Text(
-                    _certificate(recipient)
+                    printable(_certificate(recipient))
                     .replace(", thumbprint ", "\n")
                     .replace(", not after ", "\nnot after ")
                 ),
-                Text(_algorithms(recipient, plan.cipher)),
+                Text(printable(_algorithms(recipient, plan.cipher))),
                 Text("\n".join(notes)),
             )
         term.print(table)
