@@ -16,14 +16,14 @@ _smimecli_options() {
         'encrypt') echo '-o --output --out-dir --cert --to --rules --recipient --cipher --key-transport --oaep-hash --recipient-id --convert-tnef --no-convert-tnef --on-missing-cert --jobs --json --password-file --password-env -h --help' ;;
         'decrypt') echo '-o --output --key --cert --password-file --password-env -h --help' ;;
         'inspect') echo '--json -h --help' ;;
-        'gen-root') echo '--subject --key-algorithm --key-length --hash --days --key-usage --not-before --not-after --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
-        'gen-ca') echo '--signer --subject --key-algorithm --key-length --hash --days --key-usage --not-before --not-after --crl-url --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
-        'issue-user') echo '--email --subject --upn --signer --signer-pfx --signer-password-file --signer-password-env --csr --profile --key-algorithm --key-length --hash --days --not-before --not-after --crl-url --smime-capabilities --no-smime-capabilities --out-pfx --out-cer --out-pem --out-key --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
+        'gen-root') echo '--subject --key-algorithm --key-length --hash --days --key-usage --not-before --not-after --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
+        'gen-ca') echo '--signer --subject --key-algorithm --key-length --hash --days --key-usage --not-before --not-after --crl-url --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
+        'issue-user') echo '--email --subject --upn --signer --signer-pfx --signer-password-file --signer-password-env --csr --profile --key-algorithm --key-length --hash --days --not-before --not-after --crl-url --smime-capabilities --no-smime-capabilities --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'gen-crl') echo '--signer --revoke -o --output --der --next-update --hash --json -h --help' ;;
         'demo') echo '--keep --json -h --help' ;;
         'certs') echo '-h --help' ;;
         'certs import') echo '--store-name --strict --password-file --password-env --store-password-env --json -h --help' ;;
-        'certs export') echo '-o --output --format --with-private-key --no-key-password --pfx-encryption --password-file --password-env --store-password-env --json -h --help' ;;
+        'certs export') echo '-o --output --format --with-private-key --no-key-password --force --pfx-encryption --password-file --password-env --store-password-env --json -h --help' ;;
         'certs list') echo '--store-name --email --expiring --json -h --help' ;;
         'certs show') echo '--json -h --help' ;;
         'certs verify') echo '--purpose --json -h --help' ;;

@@ -21,6 +21,7 @@ from smimecli import __version__
 from smimecli.cli import coercion
 from smimecli.cli.common import STATE, StorePasswordEnvOpt, configure_logging
 from smimecli.errors import ExitStatus, SmimeError
+from smimecli.text import printable
 
 
 def _new_app() -> typer.Typer:
@@ -234,7 +235,8 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def _say(message: str) -> None:
     try:
-        print(f"smimecli: {message}", file=sys.stderr)
+        # Messages quote file names, addresses and header values: no terminal controls.
+        print(f"smimecli: {printable(message)}", file=sys.stderr)
         sys.stderr.flush()
     except (BrokenPipeError, ValueError):
         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +22,7 @@ from smimecli.cli.common import (
     open_store,
     write_output,
 )
+from smimecli.text import printable
 
 app = typer.Typer(
     help="Manage the certificate store (import, export, list, show, remove).",
@@ -160,6 +162,9 @@ def export(
             help="With --format pem --with-private-key: write the key unencrypted, on purpose.",
         ),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the -o file if it exists (refused by default).")
+    ] = False,
     pfx_encryption: PfxEncryptionOpt = "modern",
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
@@ -170,8 +175,9 @@ def export(
 
     cer writes one DER certificate; pem, p7b and sst take several selectors; pfx writes
     one certificate with its chain (and its key with --with-private-key), always with a
-    password. Files holding a private key are written with mode 0600. With --json, one
-    document says what was written.
+    password. Files holding a private key are written with mode 0600. An existing -o file
+    (perhaps a key) is not replaced without --force. With --json, one document says what
+    was written.
     """
     from smimecli.certs import export as exporter
     from smimecli.errors import UsageError
@@ -189,6 +195,10 @@ def export(
         raise UsageError("--with-private-key needs --format pfx or pem")
     if json and is_std(output):
         raise UsageError("--json needs -o FILE (standard output carries the export)")
+    if not force and not is_std(output) and os.path.lexists(output):
+        from smimecli.errors import OutputError
+
+        raise OutputError(f"{output} exists: refusing to replace it (use --force to overwrite)")
     password = None
     if chosen == "pfx" or (with_private_key and (password_file or password_env)):
         from smimecli.passwords import read_password
@@ -309,7 +319,8 @@ _COLUMNS = ("store", "subject", "emails", "issuer", "not after", "thumbprint", "
 
 
 def _cells(doc: dict[str, Any]) -> list[str]:
-    return [
+    # Subjects, addresses and issuers come from the certificates: no terminal controls.
+    cells = [
         ",".join(doc["stores"]),
         doc["subject"],
         ",".join(doc["emails"]),
@@ -319,6 +330,7 @@ def _cells(doc: dict[str, Any]) -> list[str]:
         "yes" if doc["has_key"] else "no",
         "; ".join(doc["problems"]) or "-",
     ]
+    return [printable(cell) for cell in cells]
 
 
 def selector_lengths(thumbprints: list[str]) -> dict[str, int]:
@@ -354,12 +366,13 @@ def _print_rich(docs: list[dict[str, Any]], everyone: list[str]) -> None:
         table.add_column(name, no_wrap=True, overflow="ignore")
     table.add_column("subject, emails, issuer, problems", overflow="fold", min_width=20)
     for doc in docs:
-        about = Text(doc["subject"], style="bold")
+        # Text is never read as markup; printable() shows terminal controls as escapes.
+        about = Text(printable(doc["subject"]), style="bold")
         for email in doc["emails"]:
-            about.append("\n" + email)
-        about.append(f"\nissuer: {doc['issuer']}", style="dim")
+            about.append("\n" + printable(email))
+        about.append(f"\nissuer: {printable(doc['issuer'])}", style="dim")
         for problem in doc["problems"]:
-            about.append(f"\nproblem: {problem}", style="red")
+            about.append(f"\nproblem: {printable(problem)}", style="red")
         table.add_row(
             doc["thumbprint"][: lengths[doc["thumbprint"]]],
             doc["not_after"][:10],
@@ -399,7 +412,7 @@ def show(
             value = "-"
         elif isinstance(value, bool):
             value = "yes" if value else "no"
-        sys.stdout.write(f"{label.replace('_', ' ') + ':':<20} {value}\n")
+        sys.stdout.write(f"{label.replace('_', ' ') + ':':<20} {printable(value)}\n")
 
 
 _VERIFY_UNTRUSTED = 77
@@ -523,7 +536,7 @@ def _print_verify(doc: dict[str, Any]) -> None:
         ("result", "OK" if doc["ok"] else "NOT OK: " + "; ".join(doc["problems"])),
     ]
     for label, value in lines:
-        sys.stdout.write(f"{label + ':':<12} {value}\n")
+        sys.stdout.write(f"{label + ':':<12} {printable(value)}\n")
 
 
 @app.command("remove")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from smimecli.text import printable
+
 if TYPE_CHECKING:
     from smimecli.certs.store import Store
 
@@ -132,7 +134,7 @@ class _StderrHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         level = "warning" if record.levelno >= logging.WARNING else "info"
         try:
-            print(f"smimecli: {level}: {record.getMessage()}", file=sys.stderr)
+            print(f"smimecli: {level}: {printable(record.getMessage())}", file=sys.stderr)
         except (BrokenPipeError, ValueError):
             pass
 
@@ -182,7 +184,7 @@ def emit_json_line(record: Any) -> None:
 def info(message: str) -> None:
     """A progress or result line on stderr, unless --quiet."""
     if not STATE.quiet:
-        print(message, file=sys.stderr)
+        print(printable(message), file=sys.stderr)
 
 
 def write_output(data: bytes, output: Path | None, *, mode: int | None = None) -> None:

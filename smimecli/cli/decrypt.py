@@ -19,6 +19,7 @@ from smimecli.cli.common import (
     stdin_binary,
     stdout_binary,
 )
+from smimecli.text import printable
 
 InputArg = Annotated[
     Path | None,
@@ -160,7 +161,8 @@ def _print_report(report: Any) -> None:
             lines.append(f"     store: {match['subject']} [{match['thumbprint']}]{key_note}")
         if not rec["store"] and rec["kind"] != "kekri":
             lines.append("     store: no matching certificate")
-    print("\n".join(lines))
+    # Header values and names come from the sender: no terminal controls reach the screen.
+    print("\n".join(printable(line) for line in lines))
 
 
 def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:

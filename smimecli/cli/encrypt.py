@@ -25,6 +25,7 @@ from smimecli.cli.common import (
     stdin_binary,
     stdout_binary,
 )
+from smimecli.text import printable
 
 
 class Cipher(StrEnum):
@@ -442,7 +443,8 @@ def _batch(
 
     def on_result(result: batch.MessageResult) -> None:
         if result.status:
-            print(f"smimecli: error: {result.input}: {result.error}", file=sys.stderr)
+            line = printable(f"smimecli: error: {result.input}: {result.error}")
+            print(line, file=sys.stderr)
         elif state().verbose:
             info(_status_line(result.input, {"action": result.outcome, **result.report}))
         if json_output:

@@ -26,6 +26,7 @@ from smimecli.cli.common import (
     open_store,
     state,
 )
+from smimecli.text import printable
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -80,6 +81,14 @@ OutKeyOpt = Annotated[
         "--out-key",
         help="Write the private key as PEM PKCS#8 encrypted with the password (0600).",
         metavar="FILE",
+    ),
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace --out-pfx/--out-key/--out-cer/--out-pem files that exist "
+        "(refused by default: a CA key is not replaced by accident).",
     ),
 ]
 NoStoreOpt = Annotated[
@@ -143,6 +152,7 @@ class _Outputs:
     pem: Path | None
     key: Path | None
     pfx_encryption: str
+    force: bool = False
 
     def check(self) -> None:
         from smimecli.errors import UsageError
@@ -151,6 +161,22 @@ class _Outputs:
         given = [p.resolve() for p in (self.pfx, self.cer, self.pem, self.key) if p is not None]
         if len(set(given)) != len(given):
             raise UsageError("--out-pfx, --out-cer, --out-pem and --out-key need different files")
+        self.refuse_existing()
+
+    def refuse_existing(self) -> None:
+        """Refuse (73) to replace any existing output file unless --force; run before
+        anything is generated or written, so nothing changes when one exists."""
+        if self.force:
+            return
+        import os
+
+        from smimecli.errors import OutputError
+
+        for path in (self.pfx, self.key, self.cer, self.pem):
+            if path is not None and os.path.lexists(path):
+                raise OutputError(
+                    f"{path} exists: refusing to replace it (use --force to overwrite)"
+                )
 
     @property
     def needs_password(self) -> bool:
@@ -268,7 +294,7 @@ def _report(
             }
         )
     else:
-        sys.stdout.write(f"{issued.thumbprint}  {issued.subject}\n")
+        sys.stdout.write(f"{issued.thumbprint}  {printable(issued.subject)}\n")
         for kind, path in files.items():
             info(f"wrote {path} ({kind})")
         if stores:
@@ -341,6 +367,7 @@ def gen_root(
     out_cer: OutCerOpt = None,
     out_pem: OutPemOpt = None,
     out_key: OutKeyOpt = None,
+    force: ForceOpt = False,
     no_store: NoStoreOpt = False,
     pfx_encryption: PfxEncryptionOpt = "modern",
     friendly_name: FriendlyNameOpt = None,
@@ -370,7 +397,7 @@ def gen_root(
         not_after=end,
     )
     spec.validate(dt.datetime.now(dt.UTC))
-    outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption)
+    outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption, force)
     outputs.check()
     password = outputs.password(password_file, password_env)
     store = _open_store(no_store)
@@ -484,6 +511,7 @@ def issue_user(
     out_cer: OutCerOpt = None,
     out_pem: OutPemOpt = None,
     out_key: OutKeyOpt = None,
+    force: ForceOpt = False,
     no_store: NoStoreOpt = False,
     pfx_encryption: PfxEncryptionOpt = "modern",
     friendly_name: FriendlyNameOpt = None,
@@ -535,7 +563,7 @@ def issue_user(
         csr=request,
     )
     _name, emails = spec.validate(dt.datetime.now(dt.UTC))
-    outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption)
+    outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption, force)
     outputs.check()
     if (signer is None) == (signer_pfx is None):
         raise UsageError("give exactly one of --signer SELECTOR and --signer-pfx FILE")
@@ -616,6 +644,7 @@ def gen_ca(
     out_cer: OutCerOpt = None,
     out_pem: OutPemOpt = None,
     out_key: OutKeyOpt = None,
+    force: ForceOpt = False,
     no_store: NoStoreOpt = False,
     pfx_encryption: PfxEncryptionOpt = "modern",
     friendly_name: FriendlyNameOpt = None,
@@ -647,7 +676,7 @@ def gen_ca(
         crl_url=crl_url,
     )
     spec.validate(dt.datetime.now(dt.UTC))
-    outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption)
+    outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption, force)
     outputs.check()
     password = outputs.password(password_file, password_env)
     store = open_store(create=False)
@@ -690,7 +719,10 @@ def gen_crl(
     output: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output", help="Write the CRL (PEM) here [default: stdout].", metavar="FILE"
+            "-o",
+            "--output",
+            help="Write the CRL (PEM) here, replacing an older CRL [default: stdout].",
+            metavar="FILE",
         ),
     ] = None,
     der: Annotated[bool, typer.Option("--der", help="Write DER instead of PEM.")] = False,

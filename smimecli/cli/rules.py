@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from smimecli.cli.common import JsonOpt, console, emit_json, state
+from smimecli.text import printable
 
 if TYPE_CHECKING:
     from smimecli.plan import RecipientPlan, RulesTestReport
@@ -187,7 +188,8 @@ def _print_plain(report: RulesTestReport) -> None:
     good = sum(1 for r in tested if r.outcome is Outcome.ENCRYPTED)
     out.append("")
     out.append(f"{good} of {len(tested)} tested recipients ENCRYPTED")
-    print("\n".join(out))
+    # Addresses, names and subjects come from rules and certificates: no terminal controls.
+    print("\n".join(printable(line) for line in out))
 
 
 def _print_rich(report: RulesTestReport) -> None:
@@ -198,10 +200,10 @@ def _print_rich(report: RulesTestReport) -> None:
     from smimecli.plan import TEST_SENDER
 
     term: Any = console()
-    term.print(Text(f"rules file: {report.rules.path}  sender: {TEST_SENDER}"))
+    term.print(Text(printable(f"rules file: {report.rules.path}  sender: {TEST_SENDER}")))
 
     def warn(message: str) -> None:
-        term.print(Text.assemble(("warning: ", "yellow"), message))
+        term.print(Text.assemble(("warning: ", "yellow"), printable(message)))
 
     for warning in report.warnings:
         warn(warning)
@@ -209,7 +211,7 @@ def _print_rich(report: RulesTestReport) -> None:
     for rule_report in report.reports:
         plan = rule_report.plan
         table = Table(
-            title=Text(f"rule {rule_report.rule.name!r}"),
+            title=Text(printable(f"rule {rule_report.rule.name!r}")),
             title_justify="left",
             expand=True,
             box=box.SIMPLE_HEAD,
@@ -229,19 +231,19 @@ def _print_rich(report: RulesTestReport) -> None:
         ):
             table.add_column(column, overflow="fold", ratio=ratio, no_wrap=ratio is None)
         for recipient in plan.recipients:
-            notes = [recipient.reason]
-            notes.extend(f"warning: {w}" for w in recipient.warnings)
+            notes = [printable(recipient.reason)]
+            notes.extend(printable(f"warning: {w}") for w in recipient.warnings)
             notes.extend(
-                f"not chosen {t.thumbprint[:8]}: {', '.join(t.reasons)}"
+                printable(f"not chosen {t.thumbprint[:8]}: {', '.join(t.reasons)}")
                 for t in recipient.turned_down
             )
             outcome = str(recipient.outcome)
             table.add_row(
-                Text(recipient.address),
-                Text(recipient.rule.name if recipient.rule else "(none)"),
+                Text(printable(recipient.address)),
+                Text(printable(recipient.rule.name if recipient.rule else "(none)")),
                 Text(outcome, style=colours[outcome]),
-                Text(_certificate_lines(recipient)),
-                Text(_algorithms(recipient, plan.cipher)),
+                Text(printable(_certificate_lines(recipient), newlines=True)),
+                Text(printable(_algorithms(recipient, plan.cipher))),
                 Text("\n".join(notes)),
             )
         term.print(table)

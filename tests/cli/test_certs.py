@@ -359,7 +359,7 @@ def test_pem_key_export_needs_a_password_or_no_key_password(
     encrypted = cli([*args, "--with-private-key", "--password-env", "PFXPW"], env=PW)
     assert encrypted.exit_code == 0, encrypted.stderr
     assert b"ENCRYPTED PRIVATE KEY" in out.read_bytes()
-    clear = cli([*args, "--with-private-key", "--no-key-password"])
+    clear = cli([*args, "--with-private-key", "--no-key-password", "--force"])
     assert clear.exit_code == 0, clear.stderr
     assert b"-----BEGIN PRIVATE KEY" in out.read_bytes()
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
@@ -458,3 +458,19 @@ def test_import_deeply_nested_signed_mail_is_65(cli, tmp_path: Path) -> None:
     assert result.exit_code == 65, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "too deeply" in lines[0] and "deep.eml" in lines[0], result.stderr
+
+
+def test_export_refuses_to_replace_an_existing_file(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    cli(["certs", "import", pki.alice.pfx, "--password-env", "PFXPW"], env=PW)
+    out = tmp_path / "alice.key.pem"
+    out.write_bytes(b"an existing private key")
+    args = ["certs", "export", "alice@example.com", "-o", out, "--format", "pem"]
+    result = cli([*args, "--with-private-key", "--password-env", "PFXPW"], env=PW)
+    assert result.exit_code == 73
+    assert result.stderr == (
+        f"smimecli: error: {out} exists: refusing to replace it (use --force to overwrite)\n"
+    )
+    assert out.read_bytes() == b"an existing private key"
+    forced = cli([*args, "--force"])
+    assert forced.exit_code == 0, forced.stderr
+    assert out.read_bytes().startswith(b"-----BEGIN CERTIFICATE")

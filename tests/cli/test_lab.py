@@ -797,3 +797,67 @@ def test_certs_list_expiring(cli: Cli, tmp_path: Path) -> None:
         result = cli(["certs", "list", "--expiring", bad])
         assert result.exit_code == 64
         assert "give a period like 30d (days) or 4w (weeks)" in result.stderr
+
+
+# --- existing output files: refused without --force -----------------------------------------
+
+
+def _store_rows(store: Path) -> list[tuple[str, tuple[str, ...]]]:
+    with Store.open(store, create=False, readonly=True) as opened:
+        return sorted((e.thumbprint, e.store_names) for e in opened.certificates())
+
+
+def test_gen_root_refuses_to_replace_a_key_file(cli: Cli, tmp_path: Path) -> None:
+    key = tmp_path / "root.key"
+    key.write_bytes(b"the old CA key\n")
+    password = tmp_path / "pw"
+    password.write_bytes(SECRET)
+    args = ["gen-root", "--out-pem", tmp_path / "root.pem", "--out-key", key]
+    result = cli([*args, "--password-file", password])
+    assert result.exit_code == 73
+    assert result.stderr == (
+        f"smimecli: error: {key} exists: refusing to replace it (use --force to overwrite)\n"
+    )
+    # Checked before anything is made: no other output, no store.
+    assert key.read_bytes() == b"the old CA key\n"
+    assert not (tmp_path / "root.pem").exists()
+    assert not (tmp_path / "store").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pw", "root.key"]
+    forced = cli([*args, "--password-file", password, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("option", ["--out-pfx", "--out-cer", "--out-pem"])
+def test_issue_user_and_gen_ca_refuse_existing_outputs(
+    cli: Cli, tmp_path: Path, option: str
+) -> None:
+    _pki(cli, tmp_path)
+    rows = _store_rows(tmp_path / "store")
+    old = tmp_path / "old.out"
+    old.write_bytes(b"keep me")
+    fresh = tmp_path / "fresh.pem" if option != "--out-pem" else tmp_path / "fresh.cer"
+    other = "--out-cer" if option == "--out-pem" else "--out-pem"
+    password = tmp_path / "pw"
+    password.write_bytes(SECRET)
+    common = [option, old, other, fresh, "--password-file", password]
+    for command in (
+        ["issue-user", "--signer", "Test Intermediate CA V1", "--email", "u@example.net"],
+        ["gen-ca", "--signer", "Test Root V1", "--subject", "CN=Second CA"],
+    ):
+        result = cli([*command, *common])
+        assert result.exit_code == 73, result.output
+        assert f"{old} exists: refusing to replace it (use --force" in result.stderr
+        assert old.read_bytes() == b"keep me"
+        assert not fresh.exists()
+        assert _store_rows(tmp_path / "store") == rows
+
+
+def test_gen_crl_replaces_an_older_crl(cli: Cli, tmp_path: Path) -> None:
+    _pki(cli, tmp_path)
+    crl = tmp_path / "root.crl"
+    crl.write_bytes(b"an older CRL")
+    result = cli(["gen-crl", "--signer", "Test Root V1", "-o", crl])
+    assert result.exit_code == 0, result.output
+    x509.load_pem_x509_crl(crl.read_bytes())
