@@ -193,6 +193,43 @@ def clean_stale_temporaries(folder: str | Path) -> list[str]:
     return removed
 
 
+# Temporary files this process has created and not yet renamed or removed: a signal
+# handler that must end the process at once removes them (remove_temporaries).
+LIVE_TEMPORARIES: set[str] = set()
+
+
+def _forget(name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    LIVE_TEMPORARIES.discard(name)
+
+
+def remove_temporaries() -> None:
+    """Remove every temporary file this process still holds (before an abrupt exit)."""
+    for name in list(LIVE_TEMPORARIES):
+        _forget(name)
+
+
+def remove_dead_temporaries(folder: str | Path, pid: int, name: str | None = None) -> None:
+    """Remove the temporary files that the dead process ``pid`` left in ``folder`` (for
+    the target ``name`` only, when given)."""
+    prefix = f".{name}.{pid}." if name is not None else None
+    try:
+        with os.scandir(folder) as entries:
+            doomed = [
+                e.path
+                for e in entries
+                if (match := _TEMPORARY.match(e.name)) is not None
+                and int(match.group(1)) == pid
+                and (prefix is None or e.name.startswith(prefix))
+            ]
+    except OSError:
+        return
+    for path in doomed:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def _create_temporary(folder: Path, name: str, mode: int | None) -> tuple[int, str]:
     """A new, empty file beside the target: a hidden name with our pid, created exclusively.
 
@@ -211,12 +248,13 @@ def _create_temporary(folder: Path, name: str, mode: int | None) -> tuple[int, s
             )
         except FileExistsError:
             continue
+        LIVE_TEMPORARIES.add(candidate)
         if mode is not None and mode != 0o600:  # exactly this mode, whatever the umask
             try:
                 os.fchmod(fd, mode)
             except OSError:
                 os.close(fd)
-                os.unlink(candidate)
+                _forget(candidate)
                 raise
         return fd, candidate
     raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(folder))
@@ -357,9 +395,9 @@ def atomic_output(
             os.replace(tmp_name, target)
         except OSError as exc:
             raise output_error(path, exc) from exc
+        LIVE_TEMPORARIES.discard(tmp_name)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
+        _forget(tmp_name)
         raise
 
 
@@ -434,12 +472,12 @@ class _HeldOutput:
         except OSError as exc:
             self.discard()
             raise output_error(self.target, exc) from exc
+        LIVE_TEMPORARIES.discard(self.tmp_name)
         self.tmp_name = None
 
     def discard(self) -> None:
         if self.tmp_name is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.tmp_name)
+            _forget(self.tmp_name)
             self.tmp_name = None
 
 

@@ -292,6 +292,9 @@ def _main(argv: list[str] | None = None) -> int:
         _say(f"error: {exc.format_message()}{where}")
         return int(ExitStatus.USAGE) if exc.exit_code == 2 else int(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort, _Terminated):
+        from smimecli.files import remove_temporaries
+
+        remove_temporaries()  # any the unwinding missed: the message below must be true
         _say(f"error: {_INTERRUPTED}")
         return int(ExitStatus.TEMPFAIL)
     except SystemExit as exc:
