@@ -13,7 +13,7 @@ _smimecli_subcommands() {
 _smimecli_options() {
     case "$1" in
         '') echo '--store --store-password-env -v --verbose -q --quiet --version -h --help' ;;
-        'encrypt') echo '-o --output --out-dir --cert --to --rules --recipient --cipher --key-transport --oaep-hash --recipient-id --convert-tnef --no-convert-tnef --on-missing-cert --jobs --json --password-file --password-env -h --help' ;;
+        'encrypt') echo '-o --output --out-dir --done-dir --cert --to --rules --recipient --cipher --key-transport --oaep-hash --recipient-id --convert-tnef --no-convert-tnef --on-missing-cert --jobs --json --password-file --password-env -h --help' ;;
         'decrypt') echo '-o --output --key --cert --password-file --password-env -h --help' ;;
         'inspect') echo '--json -h --help' ;;
         'gen-root') echo '--subject --key-algorithm --key-length --hash --days --key-usage --not-before --not-after --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
@@ -43,6 +43,7 @@ _smimecli_value() {
         ':--store-password-env') echo '1 text' ;;
         'encrypt:-o'|'encrypt:--output') echo '1 file' ;;
         'encrypt:--out-dir') echo '1 dir' ;;
+        'encrypt:--done-dir') echo '1 dir' ;;
         'encrypt:--cert') echo '1 file' ;;
         'encrypt:--to') echo '1 text' ;;
         'encrypt:--rules') echo '1 file' ;;

@@ -24,6 +24,8 @@ function __smimecli_nargs
             echo 1
         case 'encrypt:--out-dir'
             echo 1
+        case 'encrypt:--done-dir'
+            echo 1
         case 'encrypt:--cert'
             echo 1
         case 'encrypt:--to'
@@ -279,6 +281,7 @@ complete -c smimecli -n '__smimecli_at \'\'' -l 'version' -d 'Print the version 
 complete -c smimecli -n '__smimecli_at \'\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -s 'o' -l 'output' -r -F -d 'Write to this file instead of standard output.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'out-dir' -x -a '(__fish_complete_directories)' -d 'Batch mode: write each result here under its input\'s name.'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'done-dir' -x -a '(__fish_complete_directories)' -d 'Batch mode: move each input here once its output is written and synced (a failed input stays); never overwrites: a taken name gets .1, .2...'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'cert' -r -F -d 'Direct mode: encrypt to this certificate file (PEM, DER, .p7b, .pfx/.p12 public part); repeat for several recipients.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'to' -x -d 'Direct mode: encrypt to this address\'s usable certificate in the store (\'other\', then \'my\'); repeatable, combines with --cert.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'rules' -r -F -d 'Rules mode: pick certificates by this rules file.'

@@ -27,8 +27,11 @@ caller must be told, while a rejected message (67) stays rejected; bad or missin
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import shutil
 import signal
 import time
 from collections import Counter
@@ -46,6 +49,7 @@ from smimecli.errors import (
     SmimeError,
     UsageError,
 )
+from smimecli.files import remove_dead_temporaries, remove_temporaries
 
 __all__ = [
     "STATUS_ORDER",
@@ -56,6 +60,7 @@ __all__ = [
     "default_jobs",
     "encrypt_one",
     "expand_inputs",
+    "move_done",
     "plan_outputs",
     "run_batch",
     "worst_status",
@@ -209,6 +214,8 @@ class BatchSettings:
         store_dir: rules mode: the certificate store folder.
         envelope_recipients: rules mode ``--recipient`` values (None: To, Cc, Bcc).
         on_missing_cert: rules mode ``--on-missing-cert`` override.
+        done_dir: ``--done-dir``: each input whose output is written and synced is moved
+            here (see :func:`move_done`).
     """
 
     recipients: tuple[RecipientSpec, ...] = ()
@@ -218,6 +225,7 @@ class BatchSettings:
     store_dir: Path | None = None
     envelope_recipients: tuple[str, ...] | None = None
     on_missing_cert: str | None = None
+    done_dir: Path | None = None
 
 
 @dataclass
@@ -241,15 +249,18 @@ class MessageResult:
     error: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    done: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """One ``--json`` record: input, output, outcome, status, error, then the report."""
+        """One ``--json`` record: input, output, outcome, status, error, where the input
+        was moved (``done``, with --done-dir), then the report."""
         document: dict[str, Any] = {
             "input": self.input,
             "output": self.output,
             "outcome": self.outcome,
             "status": self.status,
             "error": self.error,
+            "done": self.done,
         }
         document.update(self.report)
         document["action"] = self.outcome
@@ -374,22 +385,35 @@ class _Worker:
         logger.propagate = False
         global _BUSY
         _BUSY = True
+        done_dir = self.settings.done_dir
+        done: str | None = None
         try:
-            with open_input(src_path) as src, atomic_output(dst_path, fsync=False) as dst:
+            # With --done-dir the input is moved away: its output must be on disk first.
+            with (
+                open_input(src_path) as src,
+                atomic_output(dst_path, fsync=done_dir is not None) as dst,
+            ):
                 report = encrypt_one(self.settings, self.recipients, src, dst)
+            if done_dir is not None:
+                _sync_entry(dst_path.parent)
+                done = str(move_done(src_path, done_dir))
         except _Stopped:
             # The temporary output is gone (atomic_output cleaned up); leave quietly.
+            remove_temporaries()
             os._exit(int(ExitStatus.TEMPFAIL))
         except SmimeError as exc:
+            if done is None:
+                _remove_stale(dst_path)
             return MessageResult(
                 str(src_path),
-                None,
+                None if done is None else str(dst_path),
                 "failed",
                 int(exc.status),
                 exc.message,
                 warnings=collector.messages,
             )
         except Exception as exc:  # a bug must not stop the other messages
+            _remove_stale(dst_path)
             return MessageResult(
                 str(src_path),
                 None,
@@ -406,8 +430,87 @@ class _Worker:
             logger.propagate = saved_propagate
         outcome = str(report.pop("action", "encrypted"))
         return MessageResult(
-            str(src_path), str(dst_path), outcome, 0, None, report, collector.messages
+            str(src_path), str(dst_path), outcome, 0, None, report, collector.messages, done
         )
+
+
+def _remove_stale(dst_path: Path) -> None:
+    """A message that failed now must not leave the output of an earlier run under its
+    name, looking like this run's: that output is removed (a regular file only)."""
+    import stat
+
+    with contextlib.suppress(OSError):
+        if stat.S_ISREG(os.lstat(dst_path).st_mode):
+            os.unlink(dst_path)
+
+
+def _sync_entry(folder: Path) -> None:
+    """fsync a folder, so that a file just renamed into it survives a power cut."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise IOFailedError(f"I/O error syncing {folder}: {exc.strerror or exc}") from exc
+
+
+def move_done(src: Path, done_dir: Path) -> Path:
+    """Move the input ``src`` into ``done_dir``, never over an existing file: ``NAME``,
+    else ``NAME.1``, ``NAME.2``... Within one file system a hard link and an unlink (the
+    new name is taken atomically, or not at all); across file systems a copy, synced,
+    then the unlink of ``src``.
+
+    Raises:
+        OutputError: ``done_dir`` cannot take the file (73).
+        IOFailedError: a device error (74).
+    """
+    from smimecli.files import output_error
+
+    for number in range(10000):
+        target = done_dir / (src.name if number == 0 else f"{src.name}.{number}")
+        try:
+            os.link(src, target, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise output_error(target, exc) from exc
+            if not _copy_new(src, target):
+                continue
+        try:
+            os.unlink(src)
+        except OSError as exc:
+            raise output_error(src, exc) from exc
+        return target
+    raise OutputError(f"cannot move {src} into {done_dir}: too many files of that name")
+
+
+def _copy_new(src: Path, target: Path) -> bool:
+    """Copy ``src`` to the new file ``target`` (False if it exists), synced to disk."""
+    from smimecli.files import output_error
+
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise output_error(target, exc) from exc
+    try:
+        with open(src, "rb") as source, open(fd, "wb") as copy:
+            shutil.copyfileobj(source, copy, 1 << 20)
+            copy.flush()
+            os.fsync(copy.fileno())
+        shutil.copymode(src, target)
+        _sync_entry(target.parent)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(target)
+        if isinstance(exc, OSError):
+            raise output_error(target, exc) from exc
+        raise
+    return True
 
 
 def _sync_folder(folder: Path) -> None:
@@ -441,6 +544,7 @@ _BUSY = False
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     if _BUSY:
         raise _Stopped()  # unwinds through atomic_output, which removes the temporary file
+    remove_temporaries()
     os._exit(int(ExitStatus.TEMPFAIL))
 
 
@@ -452,9 +556,130 @@ def _init_worker(settings: BatchSettings) -> None:
     _WORKER = _Worker(settings)
 
 
-def _run_in_worker(pair: tuple[Path, Path]) -> MessageResult:
+def _worker_main(conn: Any, settings: BatchSettings) -> None:
+    """A worker process: (index, pair) in, (index, result) out, until None or EOF."""
+    _init_worker(settings)
     assert _WORKER is not None
-    return _WORKER.run(pair)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            break
+        if task is None:
+            break
+        index, pair = task
+        conn.send((index, _WORKER.run(pair)))
+    os._exit(0)
+
+
+# Messages handed to one worker at a time: one at work, one waiting in the pipe.
+_IN_FLIGHT = 2
+
+
+def _died(pair: tuple[Path, Path], exitcode: int | None) -> MessageResult:
+    how = f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 else "died"
+    return MessageResult(
+        str(pair[0]),
+        None,
+        "failed",
+        int(ExitStatus.TEMPFAIL),
+        f"the worker process encrypting this message {how} (out of memory?); "
+        "nothing was written for it: retry later",
+    )
+
+
+def _run_pool(
+    pairs: Sequence[tuple[Path, Path]],
+    settings: BatchSettings,
+    jobs: int,
+    handle: Callable[[MessageResult], None],
+) -> None:
+    """Encrypt ``pairs`` in ``jobs`` worker processes, reporting results in input order.
+
+    Each worker holds at most :data:`_IN_FLIGHT` messages, so when one dies (the OOM
+    killer, ``kill -9``) the parent knows which message it was at: that message fails
+    with 75 (retry later), its temporary file is removed, the others it held go back in
+    the queue, and a new worker takes its place.
+    """
+    from collections import deque
+    from multiprocessing.connection import wait
+
+    ctx = _context()
+    queue: deque[int] = deque(range(len(pairs)))
+    results: dict[int, MessageResult] = {}
+    workers: dict[Any, tuple[Any, deque[int]]] = {}  # connection -> (process, held)
+    next_out = 0
+
+    def start() -> None:
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=_worker_main, args=(child, settings), daemon=True)
+        process.start()
+        child.close()
+        workers[parent] = (process, deque())
+
+    def feed(conn: Any, up_to: int = _IN_FLIGHT) -> None:
+        held = workers[conn][1]
+        while queue and len(held) < up_to:
+            index = queue.popleft()
+            held.append(index)
+            conn.send((index, pairs[index]))
+
+    def receive(conn: Any) -> bool:
+        try:
+            index, result = conn.recv()
+        except (EOFError, OSError):
+            return False
+        workers[conn][1].remove(index)
+        results[index] = result
+        return True
+
+    try:
+        for _ in range(jobs):
+            start()
+        for up_to in range(1, _IN_FLIGHT + 1):  # one each first: a short batch spreads
+            for conn in list(workers):
+                feed(conn, up_to)
+        while next_out < len(pairs):
+            sentinels = {process.sentinel: conn for conn, (process, _held) in workers.items()}
+            for ready in wait([*workers, *sentinels]):
+                conn = sentinels.get(ready, ready)
+                if conn not in workers:
+                    continue
+                if ready is conn and receive(conn):
+                    feed(conn)
+                    continue
+                # The worker is gone: collect what it finished, then judge what it held.
+                while conn.poll() and receive(conn):
+                    pass
+                process, held = workers.pop(conn)
+                process.join()
+                conn.close()
+                if held:
+                    culprit = held.popleft()
+                    results[culprit] = _died(pairs[culprit], process.exitcode)
+                    target = pairs[culprit][1]
+                    remove_dead_temporaries(target.parent, process.pid, target.name)
+                    queue.extendleft(reversed(held))
+                if queue:
+                    start()
+                    feed(next(reversed(workers)))
+            while next_out in results:
+                handle(results.pop(next_out))
+                next_out += 1
+        for conn in workers:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+    except BaseException:
+        for process, _held in workers.values():
+            process.terminate()  # SIGTERM: each busy worker removes its temporary file
+        for process, _held in workers.values():
+            process.join()
+            remove_dead_temporaries(pairs[0][1].parent, process.pid)
+        raise
+    finally:
+        for conn, (process, _held) in workers.items():
+            process.join()
+            conn.close()
 
 
 def _context() -> Any:
@@ -508,19 +733,7 @@ def run_batch(
         for pair in pairs:
             handle(worker.run(pair))
     else:
-        # Small chunks keep the progress bar moving and the workers evenly loaded; more
-        # than one task per round trip keeps the pipe overhead low for 4 KB messages.
-        chunksize = max(1, min(32, len(pairs) // (jobs * 8)))
-        pool = _context().Pool(jobs, initializer=_init_worker, initargs=(settings,))
-        try:
-            for result in pool.imap(_run_in_worker, pairs, chunksize=chunksize):
-                handle(result)
-        except BaseException:
-            pool.terminate()  # SIGTERM: each busy worker removes its temporary file
-            pool.join()
-            raise
-        pool.close()
-        pool.join()
+        _run_pool(pairs, settings, jobs, handle)
     if summary.counts["failed"] < summary.total:
         try:
             _sync_folder(pairs[0][1].parent)

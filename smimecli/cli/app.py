@@ -5,6 +5,7 @@ No ``from __future__ import annotations`` here: Typer would have to evaluate eve
 annotation string again on each run (about 10 ms of a gateway's per-message start-up).
 """
 
+import errno
 import importlib
 import logging
 import os
@@ -19,7 +20,7 @@ import typer
 
 from smimecli import __version__
 from smimecli.cli import coercion
-from smimecli.cli.common import STATE, StorePasswordEnvOpt, configure_logging
+from smimecli.cli.common import STATE, StorePasswordEnvOpt, configure_logging, flush_stdout
 from smimecli.errors import ExitStatus, SmimeError
 from smimecli.text import printable
 
@@ -252,19 +253,76 @@ def run() -> NoReturn:
     closed and renamed, and worker processes are joined; the standard streams and the log
     handlers are flushed here, then the process ends with ``os._exit``.
     """
+    _reopen_closed_std()
     status = main()
     logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (BrokenPipeError, ValueError):
-            if status == 0:
-                status = int(ExitStatus.IOERR)
+    status = _flush_stdout(status)
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
     os._exit(status)
+
+
+def _reopen_closed_std() -> None:
+    """Give a closed standard stream (``>&-``, ``<&-``, ``2>&-``) a stand-in.
+
+    Its descriptor gets /dev/null opened the wrong way round, so that no output file of
+    ours can take descriptor 0, 1 or 2 (and receive what was meant for the terminal), and
+    using the stream fails cleanly: reading a closed standard input is 66, writing a closed
+    standard output is 74, and messages for a closed stderr are dropped.
+    """
+    for fd, flags, name in (
+        (0, os.O_WRONLY, "stdin"),
+        (1, os.O_RDONLY, "stdout"),
+        (2, os.O_WRONLY, "stderr"),
+    ):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        try:
+            if os.open(os.devnull, flags) != fd:  # the lowest free descriptor: this one
+                return
+        except OSError:
+            return
+        if name == "stdin":
+            sys.stdin = open(fd, closefd=False)
+        else:
+            setattr(sys, name, open(fd, "w", closefd=False))
+
+
+def _stdout_error(exc: OSError) -> str:
+    if exc.errno == errno.EPIPE:
+        return "cannot write standard output: the reader closed the pipe before the end"
+    return f"I/O error writing standard output: {exc.strerror or exc}"
+
+
+def _flush_stdout(status: int) -> int:
+    """Flush standard output; a failure (full, closed, broken pipe) turns a 0 into 74."""
+    try:
+        flush_stdout()
+        sys.stdout.flush()
+    except SmimeError as exc:
+        if status == 0:
+            _say(f"error: {exc.message}")
+            return int(exc.status)
+    except (OSError, ValueError, AttributeError) as exc:
+        if status == 0:
+            text = _stdout_error(exc) if isinstance(exc, OSError) else "standard output is closed"
+            _say(f"error: {text}")
+            return int(ExitStatus.IOERR)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status (the ``smimecli`` console script)."""
+    status = _main(argv)
+    return _flush_stdout(status)
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = _click_command(args)
     args = hoist_global_options(command, args)
@@ -303,9 +361,29 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"error: {exc.format_message()}{where}")
         return int(ExitStatus.USAGE) if exc.exit_code == 2 else int(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort, _Terminated):
+        from smimecli.files import remove_temporaries
+
+        remove_temporaries()  # any the unwinding missed: the message below must be true
         _say(f"error: {_INTERRUPTED}")
         return int(ExitStatus.TEMPFAIL)
-    except BrokenPipeError:
+    except SystemExit as exc:
+        # Click answers a broken pipe with exit 1 and a silenced stdout.
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            _say(f"error: {_stdout_error(BrokenPipeError(errno.EPIPE, 'Broken pipe'))}")
+            return int(ExitStatus.IOERR)
+        return int(exc.code) if isinstance(exc.code, int) else int(ExitStatus.SOFTWARE)
+    except OSError as exc:
+        # Our own files map their errors where they are opened; an OS error that gets here
+        # was met on a standard stream (print, JSON): an I/O error, not a bug.
+        if verbose:
+            traceback.print_exc()
+        where = f" on {exc.filename}" if exc.filename else ""
+        text = (
+            _stdout_error(exc)
+            if not where and exc.errno in (errno.EPIPE, errno.ENOSPC, errno.EBADF, errno.EIO)
+            else f"I/O error{where}: {exc.strerror or exc}"
+        )
+        _say(f"error: {text}")
         return int(ExitStatus.IOERR)
     except Exception as exc:
         if verbose:
@@ -318,7 +396,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        try:
-            sys.stdout.flush()
-        except (BrokenPipeError, ValueError):
-            pass

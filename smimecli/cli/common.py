@@ -6,6 +6,7 @@ command modules may import only typer and the light parts of smimecli at module 
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from dataclasses import dataclass
@@ -156,14 +157,46 @@ def configure_logging(*, verbose: bool, quiet: bool) -> None:
         logger.setLevel(logging.WARNING)
 
 
+_STD: dict[int, Any] = {}
+
+
+def _real_fd(stream: Any, fd: int) -> bool:
+    """Whether ``stream`` (a text stream) is the process's own file descriptor ``fd``."""
+    try:
+        binary = stream.buffer
+        raw = getattr(binary, "raw", binary)  # FileIO itself under PYTHONUNBUFFERED
+        return isinstance(raw, io.FileIO) and stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def stdout_binary() -> Any:
-    """The binary standard output."""
-    return sys.stdout.buffer
+    """The binary standard output; its write errors (full device, broken pipe) are 74."""
+    if not _real_fd(sys.stdout, 1):
+        return sys.stdout.buffer  # captured (tests)
+    if 1 not in _STD:
+        from smimecli.files import MappedWriter
+
+        sys.stdout.flush()
+        _STD[1] = MappedWriter(io.FileIO(1, "wb", closefd=False))
+    return _STD[1]
+
+
+def flush_stdout() -> None:
+    """Flush what :func:`stdout_binary` holds (before a fast exit)."""
+    if 1 in _STD:
+        _STD[1].flush()
 
 
 def stdin_binary() -> Any:
-    """The binary standard input."""
-    return sys.stdin.buffer
+    """The binary standard input; its read errors are 66 (closed) or 74 (device error)."""
+    if not _real_fd(sys.stdin, 0):
+        return sys.stdin.buffer
+    if 0 not in _STD:
+        from smimecli.files import reader
+
+        _STD[0] = reader(io.FileIO(0, "rb", closefd=False), "standard input")
+    return _STD[0]
 
 
 def emit_json(document: Any) -> None:
@@ -187,8 +220,11 @@ def info(message: str) -> None:
         print(printable(message), file=sys.stderr)
 
 
-def write_output(data: bytes, output: Path | None, *, mode: int | None = None) -> None:
-    """Write bytes to ``-o OUTPUT`` atomically, or to standard output."""
+def write_output(
+    data: bytes, output: Path | None, *, mode: int | None = None, private: bool = False
+) -> None:
+    """Write bytes to ``-o OUTPUT`` atomically, or to standard output (``private``: a
+    plaintext, a new file is 0600)."""
     if output is None or is_std(output):
         out = stdout_binary()
         out.write(data)
@@ -196,7 +232,7 @@ def write_output(data: bytes, output: Path | None, *, mode: int | None = None) -
         return
     from smimecli.files import write_atomic
 
-    write_atomic(output, data, mode=mode)
+    write_atomic(output, data, mode=mode, private=private)
 
 
 def console(*, stderr: bool = False) -> Any:

@@ -111,7 +111,8 @@ def decrypt(
             assert input is not None
             src = stack.enter_context(open_input(input))
         if output is not None and not is_std(output):
-            dst = stack.enter_context(atomic_output(output))
+            # A plaintext: a new file is 0600, an existing one keeps its mode.
+            dst = stack.enter_context(atomic_output(output, private=True))
             decrypt_message(src, dst, identity, key_lookup=lookup, what=name, store_finder=finder)
             return
         # Standard output cannot be taken back: spool, and write only a complete result.

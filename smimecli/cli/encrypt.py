@@ -239,6 +239,15 @@ def encrypt(
             metavar="DIR",
         ),
     ] = None,
+    done_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--done-dir",
+            help="Batch mode: move each input here once its output is written and synced "
+            "(a failed input stays); never overwrites: a taken name gets .1, .2...",
+            metavar="DIR",
+        ),
+    ] = None,
     cert: Annotated[
         list[Path] | None,
         typer.Option(
@@ -402,6 +411,8 @@ def encrypt(
 
     given = list(inputs or [])
     batch = len(given) > 1 or any(p.is_dir() for p in given if not is_std(p))
+    if done_dir is not None and out_dir is None:
+        raise UsageError("--done-dir needs batch mode (--out-dir DIR)")
     if not batch and out_dir is None:
         _single(given[0] if given else None, output, args, json_output=json_output)
         return
@@ -409,13 +420,35 @@ def encrypt(
         raise UsageError("several inputs need --out-dir DIR, not -o")
     if out_dir is None:
         raise UsageError("several inputs or a folder need --out-dir DIR")
+    if done_dir is not None:
+        _check_done_dir(done_dir, given)
     if any(is_std(p) for p in given) or not given:
         raise UsageError("batch mode (--out-dir) reads files, not standard input")
-    _batch(given, out_dir, args, jobs=jobs, json_output=json_output)
+    _batch(given, out_dir, args, jobs=jobs, json_output=json_output, done_dir=done_dir)
+
+
+def _check_done_dir(done_dir: Path, inputs: list[Path]) -> None:
+    """--done-dir must be an existing folder (73) that holds none of the inputs (64)."""
+    from smimecli.errors import OutputError, UsageError
+
+    if not done_dir.is_dir():
+        what = "is not a folder" if done_dir.exists() else "does not exist"
+        raise OutputError(f"--done-dir {done_dir} {what}: create it first")
+    done = done_dir.resolve()
+    for path in inputs:
+        folder = path if path.is_dir() else path.parent
+        if folder.resolve() == done:
+            raise UsageError(f"--done-dir {done_dir} holds the input {path}: choose another folder")
 
 
 def _batch(
-    inputs: list[Path], out_dir: Path, args: dict[str, Any], *, jobs: int | None, json_output: bool
+    inputs: list[Path],
+    out_dir: Path,
+    args: dict[str, Any],
+    *,
+    jobs: int | None,
+    json_output: bool,
+    done_dir: Path | None = None,
 ) -> None:
     """Batch mode: every message to --out-dir, --jobs workers, worst status wins."""
     from smimecli import batch
@@ -432,12 +465,14 @@ def _batch(
             store_dir=store_dir,
             envelope_recipients=tuple(envelope) if envelope is not None else None,
             on_missing_cert=args["on_missing_cert"],
+            done_dir=done_dir,
         )
     else:
         settings = batch.BatchSettings(
             recipients=tuple(batch.RecipientSpec.of(r) for r in args["recipients"]),
             cipher=args["cipher"],
             convert_tnef=args["convert_tnef"],
+            done_dir=done_dir,
         )
     progress = _progress(len(pairs))
 

@@ -216,11 +216,12 @@ class _Outputs:
         friendly_name: str | None,
         commit: Any,
     ) -> dict[str, str]:
-        """Write every file atomically; ``commit()`` runs before any is renamed into place."""
+        """Write every file atomically; ``commit()`` runs once all are written, before any is
+        renamed into place."""
         from cryptography.hazmat.primitives import serialization
 
         from smimecli.certs.pfx import write_pfx
-        from smimecli.files import atomic_output
+        from smimecli.files import PendingOutputs
 
         contents: list[tuple[str, Path, bytes, int | None]] = []
         if self.pfx is not None:
@@ -248,12 +249,14 @@ class _Outputs:
                 serialization.BestAvailableEncryption(password),
             )
             contents.append(("key", self.key, key_pem, 0o600))
-        # All temporary files exist before the store changes; an exception anywhere removes
-        # them all (atomic_output), so files and store change together or not at all.
-        with contextlib.ExitStack() as stack:
+        # Every temporary file is complete and on disk before the store changes (a full
+        # disk fails here, with nothing changed); the renames come last. An exception
+        # anywhere removes them all, so files and store change together or not at all.
+        with PendingOutputs() as pending:
             for _kind, path, data, mode in contents:
-                stack.enter_context(atomic_output(path, mode=mode)).write(data)
+                pending.add(path, data, mode=mode)
             commit()
+            pending.commit()
         return {kind: str(path) for kind, path, _data, _mode in contents}
 
 

@@ -52,5 +52,5 @@ def convert(
     if not looks_like_message(data):
         raise DataError(f"{where} is not a mail message (it does not start with a header line)")
     result = convert_message(data)
-    write_output(result.data, output)
+    write_output(result.data, output, private=True)
     info(f"converted {result.converted} TNEF part(s)")
