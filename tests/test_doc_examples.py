@@ -95,9 +95,7 @@ def _environment(scratch: Path) -> dict[str, str]:
     launcher = bin_dir / "smimecli"
     launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m smimecli "$@"\n')
     launcher.chmod(0o755)
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("SMIMECLI_", "PYTEST_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMIMECLI_", "PYTEST_"))}
     env.update(
         PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}",
         PYTHONPATH=str(ROOT),
