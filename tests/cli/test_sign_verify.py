@@ -183,3 +183,62 @@ def test_sign_output_is_atomic(cli: Cli, lab: Path, tmp_path: Path) -> None:
     done = cli(["sign", "--signer", "alice@example.net", "-o", out], input=MESSAGE)
     assert done.exit_code == 73, done.output
     assert list(tmp_path.glob("**/.s.eml.*")) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b"charset=us-ascii", b"charset=utf-8"),  # a header inside the signed entity
+        (b"hello signed world", b"hello signed w0rld"),  # the body
+    ],
+    ids=["entity-header", "body"],
+)
+def test_verify_tampered_entity_is_65(
+    cli: Cli, lab: Path, tmp_path: Path, old: bytes, new: bytes
+) -> None:
+    message = MESSAGE.replace(b"\n\n", b"\nContent-Type: text/plain; charset=us-ascii\n\n", 1)
+    signed = _sign(cli, tmp_path, message=message)
+    data = signed.read_bytes()
+    assert old in data
+    signed.write_bytes(data.replace(old, new, 1))
+    done = cli(["verify", signed])
+    assert done.exit_code == 65, done.output
+    assert "the content was changed" in done.stderr
+
+
+def test_verify_tampered_signature_is_65(cli: Cli, lab: Path, tmp_path: Path) -> None:
+    signed = _sign(cli, tmp_path)
+    head, sig = signed.read_bytes().split(b"filename=smime.p7s\n\n")
+    lines = sig.split(b"\n")
+    line = lines[-4]  # near the end: the signature value, not the structure
+    lines[-4] = line[:10] + (b"A" if line[10:11] != b"A" else b"B") + line[11:]
+    signed.write_bytes(head + b"filename=smime.p7s\n\n" + b"\n".join(lines))
+    done = cli(["verify", signed])
+    assert done.exit_code == 65, done.output
+    assert "smimecli: error: " in done.stderr
+
+
+def test_verify_expired_signer_is_77(cli: Cli, lab: Path, tmp_path: Path) -> None:
+    done = cli(
+        [
+            "issue-user",
+            "--signer",
+            "Test Root V1",
+            "--email",
+            "old@example.net",
+            "--not-before",
+            "2020-01-01",
+            "--not-after",
+            "2021-01-01",
+        ]
+    )
+    assert done.exit_code == 0, done.output
+    src = tmp_path / "m.eml"
+    src.write_bytes(MESSAGE.replace(b"alice@", b"old@", 1))
+    out = tmp_path / "old.eml"
+    done = cli(["sign", src, "-o", out, "--signer", "old@example.net"])
+    assert done.exit_code == 0, done.output
+    assert "is not valid now" in done.stderr
+    done = cli(["verify", out])
+    assert done.exit_code == 77, done.output
+    assert "had expired now (on 2021-01-01)" in done.stderr
