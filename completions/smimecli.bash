@@ -3,7 +3,7 @@
 
 _smimecli_subcommands() {
     case "$1" in
-        '') echo 'encrypt decrypt inspect gen-root gen-ca issue-user gen-crl demo certs rules tnef' ;;
+        '') echo 'encrypt decrypt inspect sign verify gen-root gen-ca issue-user gen-crl demo certs rules tnef' ;;
         'certs') echo 'import export list show verify remove' ;;
         'rules') echo 'check test' ;;
         'tnef') echo 'convert' ;;
@@ -16,6 +16,8 @@ _smimecli_options() {
         'encrypt') echo '-o --output --out-dir --done-dir --cert --to --rules --recipient --cipher --key-transport --oaep-hash --recipient-id --convert-tnef --no-convert-tnef --on-missing-cert --jobs --json --password-file --password-env -h --help' ;;
         'decrypt') echo '-o --output --key --cert --password-file --password-env -h --help' ;;
         'inspect') echo '--json -h --help' ;;
+        'sign') echo '-o --output --signer --signer-pfx --password-file --password-env --opaque --hash --pss --no-chain --json -h --help' ;;
+        'verify') echo '-o --output --ca --json -h --help' ;;
         'gen-root') echo '--subject --key-algorithm --key-length --hash --days --key-usage --not-before --not-after --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'gen-ca') echo '--signer --subject --key-algorithm --key-length --hash --days --key-usage --not-before --not-after --crl-url --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'issue-user') echo '--email --subject --upn --signer --signer-pfx --signer-password-file --signer-password-env --csr --profile --key-algorithm --key-length --hash --days --not-before --not-after --crl-url --smime-capabilities --no-smime-capabilities --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
@@ -61,6 +63,14 @@ _smimecli_value() {
         'decrypt:--cert') echo '1 file' ;;
         'decrypt:--password-file') echo '1 file' ;;
         'decrypt:--password-env') echo '1 text' ;;
+        'sign:-o'|'sign:--output') echo '1 file' ;;
+        'sign:--signer') echo '1 text' ;;
+        'sign:--signer-pfx') echo '1 file' ;;
+        'sign:--password-file') echo '1 file' ;;
+        'sign:--password-env') echo '1 text' ;;
+        'sign:--hash') echo '1 choice:sha256 sha384 sha512' ;;
+        'verify:-o'|'verify:--output') echo '1 file' ;;
+        'verify:--ca') echo '1 file' ;;
         'gen-root:--subject') echo '1 text' ;;
         'gen-root:--key-algorithm') echo '1 choice:rsa ecdsa-p256 ecdsa-p384' ;;
         'gen-root:--key-length') echo '1 text' ;;
@@ -153,6 +163,8 @@ _smimecli_arguments() {
         'encrypt') echo 'file' ;;
         'decrypt') echo 'file' ;;
         'inspect') echo 'file' ;;
+        'sign') echo 'file' ;;
+        'verify') echo 'file' ;;
         'gen-root') echo 'none' ;;
         'gen-ca') echo 'none' ;;
         'issue-user') echo 'none' ;;

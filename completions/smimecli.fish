@@ -4,7 +4,7 @@
 function __smimecli_subcommands
     switch $argv[1]
         case ''
-            echo encrypt decrypt inspect gen-root gen-ca issue-user gen-crl demo certs rules tnef
+            echo encrypt decrypt inspect sign verify gen-root gen-ca issue-user gen-crl demo certs rules tnef
         case 'certs'
             echo import export list show verify remove
         case 'rules'
@@ -59,6 +59,22 @@ function __smimecli_nargs
         case 'decrypt:--password-file'
             echo 1
         case 'decrypt:--password-env'
+            echo 1
+        case 'sign:-o' 'sign:--output'
+            echo 1
+        case 'sign:--signer'
+            echo 1
+        case 'sign:--signer-pfx'
+            echo 1
+        case 'sign:--password-file'
+            echo 1
+        case 'sign:--password-env'
+            echo 1
+        case 'sign:--hash'
+            echo 1
+        case 'verify:-o' 'verify:--output'
+            echo 1
+        case 'verify:--ca'
             echo 1
         case 'gen-root:--subject'
             echo 1
@@ -265,6 +281,8 @@ complete -c smimecli -f
 complete -c smimecli -n '__smimecli_at \'\'' -a 'encrypt' -d 'Encrypt messages to certificates (--cert), store addresses (--to) or by rules (--rules)'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'decrypt' -d 'Decrypt an S/MIME enveloped message with a private key'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'inspect' -d 'Show what an S/MIME message holds (recipients, algorithms) without a key'
+complete -c smimecli -n '__smimecli_at \'\'' -a 'sign' -d 'Sign a message (S/MIME, RFC 8551)'
+complete -c smimecli -n '__smimecli_at \'\'' -a 'verify' -d 'Verify the S/MIME signature of a message (multipart/signed or opaque signed-data)'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'gen-root' -d 'Create a self-signed root CA certificate (like New-SelfSignedCertificate)'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'gen-ca' -d 'Create an intermediate CA certificate signed by a CA of the store'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'issue-user' -d 'Issue an S/MIME user certificate from a CA certificate'
@@ -308,6 +326,23 @@ complete -c smimecli -n '__smimecli_at \'decrypt\'' -F
 complete -c smimecli -n '__smimecli_at \'inspect\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'inspect\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'inspect\'' -F
+complete -c smimecli -n '__smimecli_at \'sign\'' -s 'o' -l 'output' -r -F -d 'Write to this file instead of standard output.'
+complete -c smimecli -n '__smimecli_at \'sign\'' -l 'signer' -x -d 'Sign with this certificate of the store\'s \'my\' (thumbprint, email or CN); it needs its private key.'
+complete -c smimecli -n '__smimecli_at \'sign\'' -l 'signer-pfx' -r -F -d 'Sign with the key and certificate of this .pfx/.p12.'
+complete -c smimecli -n '__smimecli_at \'sign\'' -l 'password-file' -r -F -d 'Read the password from this file (one trailing newline is ignored).'
+complete -c smimecli -n '__smimecli_at \'sign\'' -l 'password-env' -x -d 'Read the password from this environment variable.'
+complete -c smimecli -n '__smimecli_at \'sign\'' -l 'opaque' -d 'application/pkcs7-mime signed-data (readable only with S/MIME) instead of multipart/signed.'
+complete -c smimecli -n '__smimecli_at \'sign\'' -l 'hash' -x -a 'sha256 sha384 sha512' -d 'The digest algorithm of the signature.'
+complete -c smimecli -n '__smimecli_at \'sign\'' -l 'pss' -d 'RSA keys: sign with RSASSA-PSS instead of PKCS#1 v1.5.'
+complete -c smimecli -n '__smimecli_at \'sign\'' -l 'no-chain' -d 'Include only the signer\'s certificate, not its issuing CAs.'
+complete -c smimecli -n '__smimecli_at \'sign\'' -l 'json' -d 'Print JSON instead of text.'
+complete -c smimecli -n '__smimecli_at \'sign\'' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c smimecli -n '__smimecli_at \'sign\'' -F
+complete -c smimecli -n '__smimecli_at \'verify\'' -s 'o' -l 'output' -r -F -d 'Write the message without its signature layer here (\'-\': standard output).'
+complete -c smimecli -n '__smimecli_at \'verify\'' -l 'ca' -r -F -d 'Trust this root certificate file too (PEM, DER, .p7b); repeatable.'
+complete -c smimecli -n '__smimecli_at \'verify\'' -l 'json' -d 'Print the report as JSON on standard output.'
+complete -c smimecli -n '__smimecli_at \'verify\'' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c smimecli -n '__smimecli_at \'verify\'' -F
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'subject' -x -d 'Subject, Windows style: "CN=Name,O=\\"Org, Inc.\\",C=US".'
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'key-algorithm' -x -a 'rsa ecdsa-p256 ecdsa-p384' -d 'Key pair to generate.'
 complete -c smimecli -n '__smimecli_at \'gen-root\'' -l 'key-length' -x -d 'RSA key size in bits, 2048 to 16384 (default 2048); for ECDSA only the curve size (256, 384) is accepted.'

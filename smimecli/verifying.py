@@ -19,7 +19,7 @@ import binascii
 import datetime as dt
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from cryptography import x509
@@ -29,10 +29,24 @@ from smimecli.errors import DataError
 from smimecli.mime import PKCS7_TYPES, HeaderBlock, parse_header_block
 from smimecli.transport import canonical_openssl
 
-__all__ = ["MAX_MESSAGE", "MessageSignature", "split_signed", "verify_message"]
+__all__ = [
+    "MAX_MESSAGE",
+    "MessageSignature",
+    "VerifyReport",
+    "judge_message",
+    "split_signed",
+    "unsigned_message",
+    "verify_message",
+]
 
 MAX_MESSAGE = 64 << 20
 _SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+_ENCRYPTED = ("enveloped-data", "authenveloped-data")
+_ENCRYPTED_CMS = ("1.2.840.113549.1.7.3", "1.2.840.113549.1.9.16.1.23")
+_ENCRYPTED_HINT = (
+    "{what} is encrypted: a signature inside it can be checked only after decrypting "
+    "(smimecli decrypt), then verify the decrypted message"
+)
 
 
 @dataclass
@@ -117,9 +131,14 @@ def split_signed(data: bytes, what: str = "the message") -> tuple[HeaderBlock, b
         return headers, canonical_openssl(entity), signature
     if ctype.mime_type in PKCS7_TYPES or ctype.mime_type == "application/octet-stream":
         smime_type = (ctype.param("smime-type") or "signed-data").strip().lower()
+        if smime_type in _ENCRYPTED:
+            raise DataError(_ENCRYPTED_HINT.format(what=what))
         if smime_type != "signed-data":
             raise DataError(f"{what}: an S/MIME {smime_type} message, not a signed one")
-        return headers, _decode(headers, body, what), None
+        der = _decode(headers, body, what)
+        if _cms_type(der) in _ENCRYPTED_CMS:
+            raise DataError(_ENCRYPTED_HINT.format(what=what))
+        return headers, der, None
     raise DataError(f"{what}: not a signed message (Content-Type {ctype.mime_type})")
 
 
@@ -156,3 +175,154 @@ def _read(src: Any, what: str) -> bytes:
     if len(data) > MAX_MESSAGE:
         raise DataError(f"{what}: larger than {MAX_MESSAGE >> 20} MiB, too large to verify")
     return bytes(data)
+
+
+def _cms_type(der: bytes) -> str | None:
+    """The contentType OID of a ContentInfo, or None when it cannot be read."""
+    from asn1crypto import cms
+
+    try:
+        return str(cms.ContentInfo.load(der)["content_type"].dotted)
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError):
+        return None
+
+
+def unsigned_message(signature: MessageSignature) -> bytes:
+    """The message without its signature layer: the outer fields (Content-* and
+    MIME-Version left out), ``MIME-Version: 1.0``, then the signed entity, in the line
+    endings of the input."""
+    headers = signature.headers
+    newline = headers.newline
+    kept = b"".join(item.with_newline(newline) for item in headers.outer_fields())
+    entity = signature.entity
+    if newline != b"\r\n":
+        entity = entity.replace(b"\r\n", newline)
+    return kept + b"MIME-Version: 1.0" + newline + entity
+
+
+@dataclass
+class VerifyReport:
+    """A signed message judged: the signature, the trust in its signer, the From address.
+
+    Attributes:
+        signature: the message taken apart and its signature checked.
+        trust: the chain of the first signer (None when the signature does not hold).
+        from_addresses: the addresses of the ``From:`` field.
+        warnings: things worth saying that do not fail the check (From mismatch, nesting).
+        nested: ``encrypted`` when the signed content is itself an encrypted entity.
+    """
+
+    signature: MessageSignature
+    trust: Any
+    from_addresses: list[str]
+    warnings: list[str] = field(default_factory=list)
+    nested: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``valid`` (signature holds, signer trusted), ``untrusted`` or ``invalid``."""
+        if not self.signature.valid:
+            return "invalid"
+        return "valid" if self.trust is not None and self.trust.trusted else "untrusted"
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the message is not valid and trusted; empty when it is."""
+        if not self.signature.valid:
+            return self.signature.check.problems
+        return list(self.trust.reasons) if self.trust is not None else []
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain data (``verify --json``)."""
+        from smimecli.certs import names
+
+        signer = self.signature.check.signer
+        cert = signer.signer
+        time = signer.signing_time
+        return {
+            "status": self.status,
+            "form": self.signature.form,
+            "nested": self.nested,
+            "signer": None
+            if cert is None
+            else {
+                "subject": names.display_name(cert.subject),
+                "issuer": names.display_name(cert.issuer),
+                "thumbprint": names.thumbprint(cert),
+                "emails": names.emails(cert),
+            },
+            "from": self.from_addresses,
+            "signing_time": None if time is None else time.astimezone(dt.UTC).isoformat(),
+            "digest_algorithm": signer.digest_algorithm,
+            "signature_algorithm": signer.signature_algorithm,
+            "capabilities": signer.capabilities,
+            "chain": []
+            if self.trust is None
+            else [names.display_name(c.subject) for c in self.trust.chain],
+            "reasons": self.reasons,
+            "warnings": self.warnings,
+        }
+
+
+def _from_addresses(headers: HeaderBlock) -> list[str]:
+    from email.utils import getaddresses
+
+    values = headers.get_all("From")
+    return [addr.strip().lower() for _name, addr in getaddresses(values) if "@" in addr]
+
+
+def _nested(entity: bytes) -> str | None:
+    head, _offset = parse_header_block(entity)
+    ctype = head.content_type()
+    smime_type = (ctype.param("smime-type") or "").strip().lower()
+    if ctype.mime_type in PKCS7_TYPES and smime_type in _ENCRYPTED:
+        return "encrypted"
+    return None
+
+
+def judge_message(
+    src: BinaryIO | bytes,
+    *,
+    roots: Iterable[x509.Certificate],
+    intermediates: Iterable[x509.Certificate] = (),
+    extra_certificates: Iterable[x509.Certificate] = (),
+    now: dt.datetime | None = None,
+    what: str = "the message",
+) -> VerifyReport:
+    """Verify a signed message and judge its signer: signature and digest
+    (:func:`verify_message`), the chain to ``roots`` through the message's certificates and
+    ``intermediates`` at the signing time and now, emailProtection, and whether the signer's
+    certificate names the ``From:`` address (a warning when it does not).
+
+    Raises:
+        DataError: not a signed message (an encrypted one says to decrypt first), damaged.
+    """
+    from smimecli.certs import names
+    from smimecli.cms.trust import evaluate_trust
+
+    signature = verify_message(src, extra_certificates=extra_certificates, now=now, what=what)
+    report = VerifyReport(signature, None, _from_addresses(signature.headers))
+    report.nested = _nested(signature.entity)
+    if report.nested == "encrypted":
+        report.warnings.append(
+            "the signed content is an encrypted message: decrypt the content (verify -o) to read it"
+        )
+    signer = signature.check.signer
+    if not signature.valid or signer.signer is None:
+        return report
+    cert = signer.signer
+    report.trust = evaluate_trust(
+        cert,
+        roots,
+        [*signature.check.certificates, *intermediates],
+        signing_time=signer.signing_time,
+        now=now,
+    )
+    own = set(names.emails(cert))
+    if report.from_addresses and not own.intersection(report.from_addresses):
+        named = ", ".join(sorted(own)) or "no address"
+        report.warnings.append(
+            f"the signer's certificate names {named}, not the From: address "
+            f"{', '.join(report.from_addresses)}"
+        )
+    return report

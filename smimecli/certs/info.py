@@ -60,6 +60,8 @@ def summary(stored: StoredCert, *, at: dt.datetime | None = None) -> dict[str, A
         "has_key": stored.has_key,
         "friendly_name": stored.friendly_name,
         "problems": list_problems(stored, at=at),
+        "capabilities": None if stored.capabilities is None else list(stored.capabilities),
+        "signing_time": stored.signing_time,
     }
 
 
@@ -82,6 +84,25 @@ def _usage_flag(usage: x509.KeyUsage, attribute: str) -> bool:
         return bool(getattr(usage, attribute))
     except ValueError:  # encipher_only/decipher_only without key_agreement
         return False
+
+
+# SMIMECapabilities as the cipher names ``encrypt --cipher`` uses.
+_CAPABILITY_NAMES = {
+    "aes256_gcm": "aes256-gcm",
+    "aes128_gcm": "aes128-gcm",
+    "aes192_gcm": "aes192-gcm",
+    "aes256_cbc": "aes256",
+    "aes192_cbc": "aes192",
+    "aes128_cbc": "aes128",
+    "tripledes_3key": "3des",
+    "rc2": "rc2",
+    "rsaes_oaep": "rsa-oaep",
+}
+
+
+def capability_names(capabilities: list[str] | None) -> list[str]:
+    """Harvested SMIMECapabilities in the words of ``encrypt --cipher`` (others as given)."""
+    return [_CAPABILITY_NAMES.get(c, c) for c in capabilities or []]
 
 
 def _extension_lines(cert: x509.Certificate) -> dict[str, Any]:

@@ -49,7 +49,7 @@ STORE_NAMES: tuple[str, ...] = ("my", "other", "root", "ca")
 DB_NAME = "store.sqlite3"
 PASSWORD_ENV = "SMIMECLI_STORE_PASSWORD"
 LOCK_TIMEOUT = 10.0  # seconds a writer waits for another before giving up (exit 75)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -91,18 +91,32 @@ CREATE TABLE IF NOT EXISTS revocations (
     thumbprint TEXT,
     PRIMARY KEY (issuer_der, serial)
 );
+CREATE TABLE IF NOT EXISTS harvested (
+    cert_id INTEGER PRIMARY KEY REFERENCES certs (id) ON DELETE CASCADE,
+    capabilities TEXT NOT NULL,
+    signing_time TEXT
+);
 """
-# Schema 2 added ``revocations`` (gen-crl): a version 1 store gains the table on opening.
+# Schema 2 added ``revocations`` (gen-crl), schema 3 ``harvested`` (what a verified signed
+# message said about its signer: SMIMECapabilities and signing time): an older store gains
+# the tables on opening.
 _MIGRATIONS: dict[int, str] = {
-    2: _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS revocations") :],
+    2: _SCHEMA[
+        _SCHEMA.index("CREATE TABLE IF NOT EXISTS revocations") : _SCHEMA.index(
+            "CREATE TABLE IF NOT EXISTS harvested"
+        )
+    ],
+    3: _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS harvested") :],
 }
 
 _COLUMNS = (
     "c.id, c.thumbprint, c.der, c.subject, c.issuer, c.not_after, c.friendly_name, "
     "c.private_key IS NOT NULL, "
     "(SELECT group_concat(m.store_name, ',') FROM memberships m WHERE m.cert_id = c.id), "
-    "(SELECT group_concat(e.email, ',') FROM emails e WHERE e.cert_id = c.id)"
+    "(SELECT group_concat(e.email, ',') FROM emails e WHERE e.cert_id = c.id), "
+    "h.capabilities, h.signing_time"
 )
+_FROM = "certs c LEFT JOIN harvested h ON h.cert_id = c.id"
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 
 
@@ -119,6 +133,8 @@ class StoredCert:
     has_key: bool
     store_names: tuple[str, ...]
     emails: tuple[str, ...] = field(default=())
+    capabilities: tuple[str, ...] | None = None
+    signing_time: str | None = None
 
     @cached_property
     def cert(self) -> x509.Certificate:
@@ -138,6 +154,8 @@ def _row(row: tuple[Any, ...]) -> StoredCert:
         has_key=bool(row[7]),
         store_names=stores,
         emails=tuple(sorted(set((row[9] or "").split(",")) - {""})),
+        capabilities=None if row[10] is None else tuple(filter(None, row[10].split(","))),
+        signing_time=row[11],
     )
 
 
@@ -441,7 +459,7 @@ class Store:
             raise _translate(exc, self.path) from exc
 
     def _select(self, where: str, params: Iterable[Any] = ()) -> list[StoredCert]:
-        rows = self._query(f"SELECT {_COLUMNS} FROM certs c WHERE {where} ORDER BY c.id", params)
+        rows = self._query(f"SELECT {_COLUMNS} FROM {_FROM} WHERE {where} ORDER BY c.id", params)
         return [_row(r) for r in rows]
 
     # --- changes ----------------------------------------------------------------------------
@@ -721,6 +739,37 @@ class Store:
             ) from exc
         return key  # type: ignore[return-value]
 
+    # --- harvested signer details (certs import of signed mail) -------------------------
+
+    def record_harvest(
+        self,
+        cert: x509.Certificate,
+        capabilities: Iterable[str],
+        signing_time: dt.datetime | None,
+    ) -> bool:
+        """Record what a verified signature said about its signer: the SMIMECapabilities
+        (strongest first) and the signing time. The certificate must be in the store; a
+        record with a newer signing time wins (one without a time loses to one with).
+        Returns True when this one was recorded."""
+        moment = None if signing_time is None else iso(signing_time)
+        with self.transaction():
+            try:
+                row = self._conn.execute(
+                    "SELECT c.id, h.signing_time FROM certs c "
+                    "LEFT JOIN harvested h ON h.cert_id = c.id WHERE c.thumbprint = ?",
+                    (names.thumbprint(cert),),
+                ).fetchone()
+                if row is None or (row[1] is not None and (moment is None or row[1] >= moment)):
+                    return False
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO harvested (cert_id, capabilities, signing_time) "
+                    "VALUES (?, ?, ?)",
+                    (row[0], ",".join(capabilities), moment),
+                )
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path) from exc
+        return True
+
     # --- revocations (gen-crl) --------------------------------------------------------------
 
     def revoke(self, cert: x509.Certificate, at: dt.datetime) -> bool:
@@ -773,6 +822,7 @@ class Store:
             ("memberships", "cert_id, store_name"),
             ("emails", "cert_id, email"),
             ("revocations", "issuer_der, serial"),
+            ("harvested", "cert_id"),
         ):
             rows.extend((table, *r) for r in self._query(f"SELECT * FROM {table} ORDER BY {order}"))
         return rows

@@ -97,6 +97,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "encrypt": ("encrypt", "encrypt"),
     "decrypt": ("decrypt", "decrypt"),
     "inspect": ("decrypt", "inspect"),
+    "sign": ("sign", "sign"),
+    "verify": ("verify", "verify"),
     "certs": ("certs", "app"),
     "gen-root": ("lab", "gen_root"),
     "gen-ca": ("lab", "gen_ca"),

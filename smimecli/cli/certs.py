@@ -71,8 +71,14 @@ def import_(
     `my`, one without to `other`, a .pfx chain's CA certificates to `ca`, unless
     --store-name says otherwise. Either every file is imported or nothing changes.
     With --json, one document lists what was imported and what was skipped.
+
+    Signed mail is verified first: only the signer's certificate and the issuers of it
+    that the message carries are imported, and only when the signature holds (65
+    otherwise); the signer's SMIMECapabilities and signing time are recorded with its
+    certificate (the newest signature's win) and shown by 'certs list' and 'certs show'.
     """
     from smimecli.certs.formats import CertList, load_certificates
+    from smimecli.certs.harvest import harvest_mail, is_signed_mail
     from smimecli.certs.store import check_store_name
     from smimecli.errors import DataError
     from smimecli.files import read_input
@@ -81,8 +87,15 @@ def import_(
     forced = check_store_name(store_name) if store_name else None
     password = read_password(password_file=password_file, password_env=password_env)
     loaded: list[tuple[Path, CertList]] = []
+    signers: list[Any] = []
     for path in files:
         data = read_input(path)
+        if is_signed_mail(data):
+            # Signed mail: only what a signature that holds vouches for (65 otherwise).
+            harvest = harvest_mail(data, str(path))
+            loaded.append((path, harvest.entries))
+            signers.extend(harvest.signers)
+            continue
         entries = load_with_password(
             lambda secret: load_certificates(data, password=secret, source=str(path)),  # noqa: B023
             password,
@@ -119,6 +132,8 @@ def import_(
                 )
                 key_note = " (with private key)" if entry.key is not None else ""
                 info(f"{entry.thumbprint}  {target:<5}  {_subject(entry.cert)}{key_note}")
+        for details in signers:
+            store.record_harvest(details.cert, details.capabilities, details.signing_time)
     info(f"imported {len(records)} certificate(s)" + (f", skipped {skipped}" if skipped else ""))
     if json:
         emit_json(
@@ -315,10 +330,22 @@ def _period(text: str) -> Any:
     return dt.timedelta(days=count * (7 if found.group(2).lower() == "w" else 1))
 
 
-_COLUMNS = ("store", "subject", "emails", "issuer", "not after", "thumbprint", "key", "problems")
+_COLUMNS = (
+    "store",
+    "subject",
+    "emails",
+    "issuer",
+    "not after",
+    "thumbprint",
+    "key",
+    "capabilities",
+    "problems",
+)
 
 
 def _cells(doc: dict[str, Any]) -> list[str]:
+    from smimecli.certs.info import capability_names
+
     # Subjects, addresses and issuers come from the certificates: no terminal controls.
     cells = [
         ",".join(doc["stores"]),
@@ -328,6 +355,7 @@ def _cells(doc: dict[str, Any]) -> list[str]:
         doc["not_after"][:10],
         doc["thumbprint"],
         "yes" if doc["has_key"] else "no",
+        ",".join(capability_names(doc["capabilities"])) or "-",
         "; ".join(doc["problems"]) or "-",
     ]
     return [printable(cell) for cell in cells]

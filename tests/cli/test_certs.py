@@ -457,7 +457,8 @@ def test_import_deeply_nested_signed_mail_is_65(cli, tmp_path: Path) -> None:
     result = cli(["certs", "import", path])
     assert result.exit_code == 65, result.output
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and "too deeply" in lines[0] and "deep.eml" in lines[0], result.stderr
+    assert len(lines) == 1 and "deep.eml" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and "Recursion" not in result.stderr
 
 
 def test_export_refuses_to_replace_an_existing_file(cli: Cli, pki: Pki, tmp_path: Path) -> None:

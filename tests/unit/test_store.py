@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from smimecli.certs.names import thumbprint
-from smimecli.certs.store import DB_NAME, Store
+from smimecli.certs.store import DB_NAME, SCHEMA_VERSION, Store
 from smimecli.errors import AuthError, ConfigError, DataError, TempFailError, UsageError
 from tests.conftest import Pki
 
@@ -265,5 +265,7 @@ def test_schema_1_store_gains_the_revocations_table(tmp_path: Path) -> None:
             (root.cert.serial_number, dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
         ]
     conn = sqlite3.connect(tmp_path / "store.sqlite3")
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
     conn.close()
