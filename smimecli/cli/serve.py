@@ -76,14 +76,14 @@ def serve(
         ),
     ] = None,
     drain_timeout: Annotated[
-        float,
+        int,
         typer.Option(
             "--drain-timeout",
             min=0,
             help="At SIGTERM, wait this many seconds for messages in flight.",
             metavar="SECONDS",
         ),
-    ] = 60.0,
+    ] = 60,
     allow_remote: Annotated[
         bool,
         typer.Option(
