@@ -3,7 +3,7 @@
 
 _smimecli_subcommands() {
     case "$1" in
-        '') echo 'encrypt decrypt inspect sign verify gen-root gen-ca issue-user gen-crl demo certs rules tnef' ;;
+        '') echo 'encrypt decrypt inspect sign verify gen-root gen-ca issue-user gen-crl serve demo certs rules tnef' ;;
         'certs') echo 'import export list show verify remove' ;;
         'rules') echo 'check test' ;;
         'tnef') echo 'convert' ;;
@@ -22,6 +22,7 @@ _smimecli_options() {
         'gen-ca') echo '--signer --subject --key-algorithm --key-length --hash --days --key-usage --not-before --not-after --crl-url --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'issue-user') echo '--email --subject --upn --signer --signer-pfx --signer-password-file --signer-password-env --csr --profile --key-algorithm --key-length --hash --days --not-before --not-after --crl-url --smime-capabilities --no-smime-capabilities --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'gen-crl') echo '--signer --revoke -o --output --der --next-update --hash --json -h --help' ;;
+        'serve') echo '--rules --listen --relay --workers --max-size --max-sessions --journal --journal-subject --spool --drain-timeout --allow-remote -h --help' ;;
         'demo') echo '--keep --json -h --help' ;;
         'certs') echo '-h --help' ;;
         'certs import') echo '--store-name --strict --password-file --password-env --store-password-env --json -h --help' ;;
@@ -134,6 +135,15 @@ _smimecli_value() {
         'gen-crl:-o'|'gen-crl:--output') echo '1 file' ;;
         'gen-crl:--next-update') echo '1 text' ;;
         'gen-crl:--hash') echo '1 choice:sha256 sha384 sha512' ;;
+        'serve:--rules') echo '1 file' ;;
+        'serve:--listen') echo '1 text' ;;
+        'serve:--relay') echo '1 text' ;;
+        'serve:--workers') echo '1 text' ;;
+        'serve:--max-size') echo '1 text' ;;
+        'serve:--max-sessions') echo '1 text' ;;
+        'serve:--journal') echo '1 text' ;;
+        'serve:--spool') echo '1 dir' ;;
+        'serve:--drain-timeout') echo '1 text' ;;
         'demo:--keep') echo '1 dir' ;;
         'certs import:--store-name') echo '1 choice:my other root ca' ;;
         'certs import:--password-file') echo '1 file' ;;
@@ -169,6 +179,7 @@ _smimecli_arguments() {
         'gen-ca') echo 'none' ;;
         'issue-user') echo 'none' ;;
         'gen-crl') echo 'none' ;;
+        'serve') echo 'none' ;;
         'demo') echo 'none' ;;
         'certs') echo 'none' ;;
         'certs import') echo 'file' ;;

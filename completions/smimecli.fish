@@ -4,7 +4,7 @@
 function __smimecli_subcommands
     switch $argv[1]
         case ''
-            echo encrypt decrypt inspect sign verify gen-root gen-ca issue-user gen-crl demo certs rules tnef
+            echo encrypt decrypt inspect sign verify gen-root gen-ca issue-user gen-crl serve demo certs rules tnef
         case 'certs'
             echo import export list show verify remove
         case 'rules'
@@ -202,6 +202,24 @@ function __smimecli_nargs
             echo 1
         case 'gen-crl:--hash'
             echo 1
+        case 'serve:--rules'
+            echo 1
+        case 'serve:--listen'
+            echo 1
+        case 'serve:--relay'
+            echo 1
+        case 'serve:--workers'
+            echo 1
+        case 'serve:--max-size'
+            echo 1
+        case 'serve:--max-sessions'
+            echo 1
+        case 'serve:--journal'
+            echo 1
+        case 'serve:--spool'
+            echo 1
+        case 'serve:--drain-timeout'
+            echo 1
         case 'demo:--keep'
             echo 1
         case 'certs import:--store-name'
@@ -287,6 +305,7 @@ complete -c smimecli -n '__smimecli_at \'\'' -a 'gen-root' -d 'Create a self-sig
 complete -c smimecli -n '__smimecli_at \'\'' -a 'gen-ca' -d 'Create an intermediate CA certificate signed by a CA of the store'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'issue-user' -d 'Issue an S/MIME user certificate from a CA certificate'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'gen-crl' -d 'Write a CRL signed by a CA of the store, listing the certificates it revoked'
+complete -c smimecli -n '__smimecli_at \'\'' -a 'serve' -d 'Run an SMTP content filter: encrypt by rules and relay, per recipient'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'demo' -d 'Run the whole workflow end to end in a throwaway store'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'certs' -d 'Manage the certificate store (import, export, list, show, remove)'
 complete -c smimecli -n '__smimecli_at \'\'' -a 'rules' -d 'Check recipient rules files and try them on a virtual message'
@@ -422,6 +441,18 @@ complete -c smimecli -n '__smimecli_at \'gen-crl\'' -l 'next-update' -x -d 'Days
 complete -c smimecli -n '__smimecli_at \'gen-crl\'' -l 'hash' -x -a 'sha256 sha384 sha512' -d 'Signature hash.'
 complete -c smimecli -n '__smimecli_at \'gen-crl\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'gen-crl\'' -s 'h' -l 'help' -d 'Show this message and exit.'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'rules' -r -F -d 'Pick certificates by this rules file.'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'listen' -x -d 'Accept SMTP here (HOST:PORT); a non-loopback address needs --allow-remote.'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'relay' -x -d 'Hand every copy to this SMTP server (HOST:PORT): Postfix\'s re-injection smtpd.'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'workers' -x -d 'Encryption worker threads.'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'max-size' -x -d 'Refuse larger messages (552 5.3.4); 0: no limit.'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'max-sessions' -x -d 'Simultaneous SMTP sessions; beyond them new ones get 421 4.7.0.'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'journal' -x -d 'Append one JSON line per message to FILE (\'-\': stderr); reopened on SIGHUP.'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'journal-subject' -d 'Put the Subject in the journal records too.'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'spool' -x -a '(__fish_complete_directories)' -d 'Folder for the 0600 spool files of messages in transit [default: $TMPDIR].'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'drain-timeout' -x -d 'At SIGTERM, wait this many seconds for messages in flight.'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'allow-remote' -d 'Allow a non-loopback --listen address (plain SMTP without authentication: firewall it).'
+complete -c smimecli -n '__smimecli_at \'serve\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'demo\'' -l 'keep' -x -a '(__fish_complete_directories)' -d 'Work in this folder and keep it (store, rules.toml, messages) instead of a throwaway one.'
 complete -c smimecli -n '__smimecli_at \'demo\'' -l 'json' -d 'Print the result as JSON.'
 complete -c smimecli -n '__smimecli_at \'demo\'' -s 'h' -l 'help' -d 'Show this message and exit.'

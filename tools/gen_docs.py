@@ -62,6 +62,13 @@ EXAMPLES: dict[tuple[str, ...], list[tuple[str, str]]] = {
             "--key-transport rsa-oaep in.eml > out.eml",
         ),
     ],
+    ("serve",): [
+        (
+            "Run the SMTP content filter behind Postfix (see contrib/serve):",
+            "smimecli serve --rules /etc/smimecli/rules.toml --listen 127.0.0.1:10025 "
+            "--relay 127.0.0.1:10026 --journal /var/log/smimecli/journal.jsonl",
+        ),
+    ],
     ("decrypt",): [
         (
             "Decrypt with a .pfx, the password in a file:",

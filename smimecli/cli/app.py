@@ -106,6 +106,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "gen-crl": ("lab", "gen_crl"),
     "rules": ("rules", "app"),
     "tnef": ("tnef", "app"),
+    "serve": ("serve", "serve"),
     "demo": ("demo", "demo"),
 }
 

@@ -1,0 +1,243 @@
+"""The ``smimecli serve`` daemon: the listening socket, the worker pool, the signals.
+
+One asyncio loop runs every SMTP session (aiosmtpd); the CPU work of a message (planning
+and encryption) runs in a pool of ``--workers`` threads, and the relay's smtplib
+transactions and the RCPT-time lookups in a pool of I/O threads, so a slow relay never
+holds a worker.
+
+Signals: SIGHUP loads the rules file again (a broken file keeps the rules in use and logs
+one error) and reopens the journal; SIGTERM and SIGINT stop accepting connections, let the
+messages in flight finish (at most ``drain_seconds``), close the sessions, and end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import ipaddress
+import logging
+import signal
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smimecli.errors import ConfigError, SmimeError, UsageError
+from smimecli.serve import engine as engine_module
+from smimecli.serve.engine import Engine, RecipientDecision, Split
+from smimecli.serve.journal import Journal
+from smimecli.serve.relay import RelayReply, relay_copies
+
+log = logging.getLogger("smimecli")
+
+BUSY = b"421 4.7.0 too many sessions in the S/MIME filter; try again later\r\n"
+
+
+def parse_address(text: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); UsageError when malformed."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"{option} {text!r}: give HOST:PORT, for example 127.0.0.1:10025")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen address is on the loopback interface only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class Settings:
+    """Everything the daemon needs, as the command line gave it."""
+
+    rules: Path
+    store_dir: Path | None
+    listen: tuple[str, int]
+    relay: tuple[str, int]
+    workers: int = 2
+    worker_kind: str = "thread"  # or "process"
+    max_size: int | None = None
+    max_sessions: int = 100
+    journal: str | None = None
+    journal_subject: bool = False
+    spool_dir: str | None = None
+    drain_seconds: float = 60.0
+    relay_timeout: float = 300.0
+
+
+class _Busy(asyncio.Protocol):
+    """The answer beyond --max-sessions: 421, then the connection is closed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(BUSY)
+        transport.close()
+
+
+class Daemon:
+    """The filter: create it (loads the rules: ConfigError when bad), then :meth:`run`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = Engine.load(settings.rules, settings.store_dir)
+        self.journal = Journal(settings.journal, subject=settings.journal_subject)
+        self.spool_dir = settings.spool_dir or tempfile.gettempdir()
+        self.sessions: set[Any] = set()
+        self.in_flight: set[asyncio.Future[Any]] = set()
+        self.port: int | None = None
+        self.ready = threading.Event()
+        self._io = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(4, settings.max_sessions + 2), thread_name_prefix="smimecli-io"
+        )
+        self._cpu = self._new_pool()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    def _new_pool(self) -> concurrent.futures.Executor:
+        if self.settings.worker_kind == "process":
+            return concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.settings.workers,
+                initializer=engine_module.init_worker,
+                initargs=(self.settings.rules, self.settings.store_dir),
+            )
+        return concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.settings.workers, thread_name_prefix="smimecli-worker"
+        )
+
+    # --- the Service the handler uses -----------------------------------------------------
+
+    async def decide(self, address: str) -> RecipientDecision:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io, self.engine.decide, address)
+
+    async def split(self, path: str, recipients: list[str]) -> Split:
+        pool = self._cpu
+        try:
+            if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
+                job = pool.submit(engine_module.worker_split, path, recipients, self.spool_dir)
+            else:
+                job = pool.submit(self.engine.split_and_encrypt, path, recipients, self.spool_dir)
+            return await asyncio.wrap_future(job)
+        except concurrent.futures.BrokenExecutor:
+            # A worker died (killed, out of memory): this message is retried (451) and
+            # the next one gets a new pool.
+            if self._cpu is pool:
+                self._cpu = self._new_pool()
+                pool.shutdown(wait=False)
+            raise
+
+    async def relay(
+        self, sender: str, copies: list[tuple[tuple[str, ...], str]], eightbit: bool
+    ) -> list[RelayReply]:
+        host, port = self.settings.relay
+        call = functools.partial(
+            relay_copies,
+            host,
+            port,
+            sender,
+            copies,
+            eightbit=eightbit,
+            timeout=self.settings.relay_timeout,
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._io, call)
+
+    def track(self, task: asyncio.Future[Any]) -> None:
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
+    # --- signals ------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Load the rules file again; on error keep the rules in use and log one line."""
+        try:
+            fresh = Engine.load(self.settings.rules, self.settings.store_dir)
+        except SmimeError as exc:
+            log.error(f"rules not reloaded, the previous rules stay in use: {exc.message}")
+            return False
+        self.engine = fresh
+        if isinstance(self._cpu, concurrent.futures.ProcessPoolExecutor):
+            old, self._cpu = self._cpu, self._new_pool()
+            old.shutdown(wait=False)
+        self.journal.reopen()
+        log.info(f"rules reloaded from {self.settings.rules}")
+        return True
+
+    def request_stop(self) -> None:
+        """Stop (from any thread): as SIGTERM."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    def request_reload(self) -> None:
+        """Reload (from any thread): as SIGHUP."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.reload)
+
+    # --- running ------------------------------------------------------------------------
+
+    def _factory(self) -> asyncio.Protocol:
+        from smimecli.serve.handler import FilterHandler
+        from smimecli.serve.protocol import FilterSMTP
+
+        if len(self.sessions) >= self.settings.max_sessions:
+            return _Busy()
+        return FilterSMTP(
+            FilterHandler(self),
+            max_size=self.settings.max_size,
+            spool_dir=self.spool_dir,
+            sessions=self.sessions,
+            hostname=None,
+            ident="smimecli serve",
+            loop=self._loop,
+        )
+
+    def run(self, *, signals: bool = True) -> int:
+        """Serve until SIGTERM/SIGINT (or :meth:`request_stop`); returns the exit status."""
+        try:
+            return asyncio.run(self._main(signals))
+        finally:
+            self._cpu.shutdown(wait=True, cancel_futures=True)
+            self._io.shutdown(wait=False, cancel_futures=True)
+            self.journal.close()
+
+    async def _main(self, signals: bool) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        host, port = self.settings.listen
+        try:
+            server = await self._loop.create_server(self._factory, host, port, reuse_address=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop the process "
+                "holding it or choose another --listen"
+            ) from exc
+        self.port = int(server.sockets[0].getsockname()[1])
+        if signals:
+            self._loop.add_signal_handler(signal.SIGHUP, self.reload)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(signum, self._stop.set)
+        log.info(f"listening on {host}:{self.port}, relaying to {self.settings.relay[0]}")
+        self.ready.set()
+        await self._stop.wait()
+        await self._drain(server)
+        return 0
+
+    async def _drain(self, server: asyncio.Server) -> None:
+        server.close()
+        if self.in_flight:
+            log.info(f"finishing {len(self.in_flight)} message(s) in flight")
+            await asyncio.wait(set(self.in_flight), timeout=self.settings.drain_seconds)
+        # The replies of finished messages are on their way: give them a moment.
+        await asyncio.sleep(0.05)
+        for session in list(self.sessions):
+            session.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), timeout=5)

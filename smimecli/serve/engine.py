@@ -1,0 +1,251 @@
+"""The one place where ``smimecli serve`` calls the encryption library.
+
+The SMTP side asks two questions: what happens to this envelope recipient (at RCPT time),
+and which copies of this message go to whom (at the end of DATA). Everything else the
+daemon does is SMTP; keeping the library calls here means a change of the library's API
+touches this file only.
+
+The library reports warnings through the ``smimecli`` logger; while a message is being
+worked on, the warnings logged by the thread doing it are captured (and kept off stderr)
+so that they reach that message's journal record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from smimecli.plan import RecipientPlan
+    from smimecli.rules import RuleSet
+
+ENCRYPT = "encrypt"
+PASS = "pass"
+REJECT = "reject"
+TEMPFAIL = "tempfail"
+
+_OUTCOMES = {"ENCRYPTED": ENCRYPT, "PASSED": PASS, "REJECTED": REJECT, "TEMPFAIL": TEMPFAIL}
+
+
+@dataclass(frozen=True)
+class RecipientDecision:
+    """What the rules say about one envelope recipient."""
+
+    address: str
+    outcome: str  # encrypt | pass | reject | tempfail
+    rule: str | None
+    reason: str
+    thumbprint: str | None = None
+    key_transport: str | None = None  # rsa, rsa-oaep/sha256, ecdh
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recipient": self.address,
+            "rule": self.rule,
+            "outcome": self.outcome,
+            "thumbprint": self.thumbprint,
+            "key_transport": self.key_transport,
+        }
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One copy of a message for the relay: these recipients get the bytes of ``path``.
+
+    ``kind`` is ``encrypted``, ``original`` (pass recipients) or ``already-encrypted``.
+    """
+
+    kind: str
+    recipients: tuple[str, ...]
+    path: str
+
+
+@dataclass
+class Split:
+    """What one message becomes: its copies, the decisions and the library's warnings."""
+
+    copies: list[Copy]
+    decisions: list[RecipientDecision]
+    cipher: str | None = None
+    message_id: str | None = None
+    subject: str | None = None
+    notices: list[str] = field(default_factory=list)
+    refused: list[RecipientDecision] = field(default_factory=list)
+    elapsed_ms: int = 0
+
+
+class _Capture(logging.Filter):
+    """Keeps the records a capturing thread logs on ``smimecli`` (and off the handlers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sink: list[str] | None = getattr(self.local, "sink", None)
+        if sink is None:
+            return True
+        if record.levelno >= logging.WARNING:
+            sink.append(record.getMessage())
+        return False
+
+
+_CAPTURE = _Capture()
+logging.getLogger("smimecli").addFilter(_CAPTURE)
+
+
+@contextlib.contextmanager
+def captured(sink: list[str]) -> Iterator[list[str]]:
+    """Collect the ``smimecli`` warnings this thread logs while the block runs."""
+    previous = getattr(_CAPTURE.local, "sink", None)
+    _CAPTURE.local.sink = sink
+    try:
+        yield sink
+    finally:
+        _CAPTURE.local.sink = previous
+
+
+def _decision(plan: RecipientPlan) -> RecipientDecision:
+    return RecipientDecision(
+        address=plan.address,
+        outcome=_OUTCOMES[str(plan.outcome)],
+        rule=plan.rule.name if plan.rule is not None else None,
+        reason=plan.reason,
+        thumbprint=plan.thumbprint,
+        key_transport=plan.algorithm,
+    )
+
+
+class Engine:
+    """A loaded rules file (and the store it uses), answering the daemon's two questions."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        # The store's SQLite connection and the sources' caches are shared: one plan at a
+        # time (planning is lookups; the encryption itself runs outside the lock).
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, rules_path: Path, store_dir: Path | None) -> Engine:
+        """Load and check a rules file and open every source (ConfigError when bad)."""
+        from smimecli.rules import load_rules
+
+        rules = load_rules(rules_path, store_dir=store_dir)
+        with captured([]):
+            rules.open_all()
+        return cls(rules)
+
+    def decide(self, address: str) -> RecipientDecision:
+        """The outcome for one envelope recipient (RCPT time)."""
+        from smimecli.plan import plan_recipients
+
+        with self._lock, captured([]):
+            plan = plan_recipients(self.rules, [address])
+        return _decision(plan.recipients[0])
+
+    def split_and_encrypt(self, src_path: str, recipients: Sequence[str], spool_dir: str) -> Split:
+        """Decide every recipient again and write the copies of one message.
+
+        The encrypted copy goes to a new 0600 file in ``spool_dir`` (the caller removes
+        it); the original copy is ``src_path`` itself. A recipient who is now refused
+        (a certificate expired since RCPT, the rules were reloaded) is listed in
+        ``refused`` and no copy is written.
+        """
+        started = time.monotonic()
+        notices: list[str] = []
+        with captured(notices):
+            split = self._split(src_path, recipients, spool_dir, notices)
+        split.notices = list(dict.fromkeys(notices))
+        split.elapsed_ms = int((time.monotonic() - started) * 1000)
+        return split
+
+    def _split(
+        self, src_path: str, recipients: Sequence[str], spool_dir: str, notices: list[str]
+    ) -> Split:
+        from smimecli import mime
+        from smimecli.plan import plan_recipients
+
+        with self._lock:
+            plan = plan_recipients(self.rules, recipients)
+        decisions = [_decision(r) for r in plan.recipients]
+        notices.extend(w for r in plan.recipients for w in r.warnings)
+        notices.extend(plan.warnings)
+        with open(src_path, "rb") as src:
+            headers, rest = mime.read_header_block(src)
+            split = Split([], decisions, message_id=headers.get("Message-ID"))
+            split.subject = headers.get("Subject")
+            if mime.is_encrypted(headers):
+                notices.append("already encrypted: passed unchanged")
+                split.copies.append(Copy("already-encrypted", tuple(recipients), src_path))
+                return split
+            split.refused = [d for d in decisions if d.outcome in (REJECT, TEMPFAIL)]
+            if split.refused:
+                return split
+            clear = tuple(d.address for d in decisions if d.outcome == PASS)
+            if plan.encrypted:
+                split.cipher = plan.cipher
+                path = self._encrypt(plan, headers, rest, spool_dir, notices)
+                encrypted = tuple(r.address for r in plan.encrypted)
+                split.copies.append(Copy("encrypted", encrypted, path))
+        if clear:
+            split.copies.append(Copy("original", clear, src_path))
+        return split
+
+    def _encrypt(
+        self, plan: Any, headers: Any, rest: Any, spool_dir: str, notices: list[str]
+    ) -> str:
+        from smimecli.encrypt import encrypt_parsed
+
+        fd, path = _spool_file(spool_dir, "out")
+        try:
+            with os.fdopen(fd, "wb") as dst:
+                result = encrypt_parsed(
+                    headers,
+                    rest,
+                    dst,
+                    plan.envelope_recipients(),
+                    cipher=plan.cipher,
+                    convert_tnef=plan.convert_tnef,
+                )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        notices.extend(result.warnings)
+        return path
+
+
+def _spool_file(spool_dir: str, kind: str) -> tuple[int, str]:
+    import tempfile
+
+    # mkstemp creates the file 0600: message content is never readable by others.
+    return tempfile.mkstemp(prefix=f"smimecli-{kind}-", suffix=".eml", dir=spool_dir)
+
+
+def spool_file(spool_dir: str) -> tuple[int, str]:
+    """A new 0600 file for an incoming message: (file descriptor, path)."""
+    return _spool_file(spool_dir, "in")
+
+
+# --- worker processes -----------------------------------------------------------------------
+
+_WORKER: Engine | None = None
+
+
+def init_worker(rules_path: Path, store_dir: Path | None) -> None:
+    """ProcessPoolExecutor initializer: this worker's own engine (and store connection)."""
+    global _WORKER
+    _WORKER = Engine.load(rules_path, store_dir)
+
+
+def worker_split(src_path: str, recipients: Sequence[str], spool_dir: str) -> Split:
+    """:meth:`Engine.split_and_encrypt` in a worker process."""
+    assert _WORKER is not None, "init_worker did not run"
+    return _WORKER.split_and_encrypt(src_path, recipients, spool_dir)

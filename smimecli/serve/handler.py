@@ -1,0 +1,182 @@
+"""The aiosmtpd handler: recipient decisions at RCPT, split delivery at the end of DATA.
+
+Replies (RFC 3463 enhanced status codes):
+
+- RCPT: ``550 5.7.1`` for a recipient whose rule rejects (no usable certificate),
+  ``450 4.7.1`` for one whose rule defers; the others are accepted;
+- end of DATA: ``250`` only after the relay took every copy; ``451 4.3.0`` on any doubt
+  (relay down, relay 4xx, timeout, worker crash, no memory, full disk); the relay's own
+  5xx when it refused a copy for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from smimecli.serve.engine import ENCRYPT, REJECT, TEMPFAIL, RecipientDecision, Split
+from smimecli.serve.journal import Journal
+from smimecli.serve.relay import RelayReply
+
+log = logging.getLogger("smimecli")
+
+RETRY = "451 4.3.0 temporary failure in the S/MIME filter; try again later"
+
+
+class Service(Protocol):
+    """What the handler needs from the daemon."""
+
+    journal: Journal
+
+    async def decide(self, address: str) -> RecipientDecision: ...
+
+    async def split(self, path: str, recipients: list[str]) -> Split: ...
+
+    async def relay(
+        self, sender: str, copies: list[tuple[tuple[str, ...], str]], eightbit: bool
+    ) -> list[RelayReply]: ...
+
+    def track(self, task: asyncio.Future[Any]) -> None: ...
+
+
+@dataclass
+class _Result:
+    reply: str
+    replies: list[RelayReply]
+    split: Split | None = None
+    error: str | None = None
+
+
+class FilterHandler:
+    """aiosmtpd hooks (``handle_EHLO``, ``handle_RCPT``) and the spooled-DATA hook."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd reads pipelined commands in order; say so (RFC 2920).
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        try:
+            decision = await self.service.decide(address)
+        except Exception as exc:
+            log.error(f"cannot decide for {address}: {exc}")
+            return RETRY
+        rule = f"rule {decision.rule!r}" if decision.rule else "no rule"
+        if decision.outcome == REJECT:
+            envelope.decisions.append(decision)
+            return f"550 5.7.1 <{address}>: no usable S/MIME certificate ({rule}); not sent"
+        if decision.outcome == TEMPFAIL:
+            envelope.decisions.append(decision)
+            return f"450 4.7.1 <{address}>: no usable S/MIME certificate yet ({rule}); try later"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        envelope.decisions.append(decision)
+        return "250 2.1.5 OK"
+
+    async def handle_spooled(self, server: Any, session: Any, envelope: Any, path: str) -> str:
+        """The end of DATA: the message is in ``path``. Returns the reply to the client."""
+        queue_id = secrets.token_hex(6).upper()
+        started = time.monotonic()
+        # The work goes on (and its files are cleaned up) even if the client goes away:
+        # a message the relay took is never left half done.
+        task = asyncio.ensure_future(self._deliver(envelope, path))
+        self.service.track(task)
+        result = await asyncio.shield(task)
+        elapsed = int((time.monotonic() - started) * 1000)
+        self._journal(envelope, path, queue_id, result, elapsed)
+        if result.reply.startswith("250"):
+            return f"{result.reply} as {queue_id}"
+        return result.reply
+
+    async def _deliver(self, envelope: Any, path: str) -> _Result:
+        recipients = list(envelope.rcpt_tos)
+        try:
+            split = await self.service.split(path, recipients)
+        except Exception as exc:
+            log.error(f"cannot encrypt a message for {', '.join(recipients)}: {_why(exc)}")
+            return _Result(RETRY, [], error=_why(exc))
+        try:
+            if split.refused:
+                who = ", ".join(d.address for d in split.refused)
+                return _Result(f"451 4.7.1 the rules changed for {who}; try again later", [], split)
+            copies = [(c.recipients, c.path) for c in split.copies]
+            eightbit = "BODY=8BITMIME" in (o.upper() for o in envelope.mail_options)
+            replies = await self.service.relay(envelope.mail_from or "", copies, eightbit)
+            return _Result(_final_reply(replies, len(copies)), replies, split)
+        finally:
+            for copy in split.copies:
+                if copy.path != path:
+                    with contextlib.suppress(OSError):
+                        os.unlink(copy.path)
+
+    def _journal(
+        self, envelope: Any, path: str, queue_id: str, result: _Result, elapsed: int
+    ) -> None:
+        split = result.split
+        relayed: dict[str, tuple[str, str]] = {}
+        if split is not None:
+            for copy, reply in zip(split.copies, result.replies, strict=False):
+                relayed.update((r, (copy.kind, str(reply))) for r in copy.recipients)
+        decisions = split.decisions if split is not None else []
+        known = {d.address for d in decisions}
+        decisions = [d for d in envelope.decisions if d.address not in known] + decisions
+        recipients = []
+        for decision in decisions:
+            entry = decision.to_json()
+            kind, answer = relayed.get(decision.address, (None, None))
+            entry["copy"] = kind
+            entry["relay_reply"] = answer
+            if decision.outcome == ENCRYPT and split is not None:
+                entry["cipher"] = split.cipher
+            recipients.append(entry)
+        record: dict[str, Any] = {
+            "queue_id": queue_id,
+            "message_id": split.message_id if split else None,
+            "from": envelope.mail_from,
+            "size": _size(path),
+            "reply": result.reply,
+            "recipients": recipients,
+            "elapsed_ms": elapsed,
+            "notices": split.notices if split else [],
+        }
+        if result.error:
+            record["error"] = result.error
+        if split is not None and split.subject is not None:
+            record["subject"] = split.subject
+        self.service.journal.write(record)
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if not hasattr(exc, "status") else text
+
+
+def _final_reply(replies: list[RelayReply], copies: int) -> str:
+    """250 when the relay took every copy; its 5xx when it refused one for good; else 451."""
+    if len(replies) == copies and all(r.ok for r in replies):
+        return "250 2.0.0 Ok: relayed"
+    failed = replies[-1] if replies else RelayReply(451, "no reply from the relay")
+    if failed.permanent:
+        return f"{failed.code} {failed.text}"
+    log.warning(f"relay did not take a copy: {failed}")
+    return f"451 4.3.0 relay: {failed.text}"

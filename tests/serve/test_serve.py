@@ -1,0 +1,229 @@
+"""``smimecli serve`` over real SMTP: smtplib in front, an aiosmtpd sink behind."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smimecli.serve.daemon import Settings
+from tests.conftest import Pki, require_tool
+from tests.serve.helpers import SinkHandler, free_port, message, running, sink, write_rules
+
+
+@pytest.fixture
+def relay() -> Iterator[tuple[SinkHandler, int]]:
+    with sink() as found:
+        yield found
+
+
+def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: object) -> Settings:
+    spool = tmp_path / "spool"
+    spool.mkdir(exist_ok=True)
+    values: dict[str, object] = {
+        "rules": write_rules(tmp_path, pki),
+        "store_dir": None,
+        "listen": ("127.0.0.1", 0),
+        "relay": ("127.0.0.1", relay_port),
+        "journal": str(tmp_path / "journal.jsonl"),
+        "spool_dir": str(spool),
+    }
+    values.update(kwargs)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _decrypt(pki: Pki, data: bytes, tmp_path: Path) -> bytes:
+    openssl = require_tool("openssl")
+    path = tmp_path / "delivered.eml"
+    path.write_bytes(data)
+    proc = subprocess.run(
+        [openssl, "cms", "-decrypt", "-in", str(path), "-inkey", str(pki.alice.key_pem)],
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout
+
+
+def _journal(tmp_path: Path) -> list[dict[str, object]]:
+    lines = (tmp_path / "journal.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_split_delivery_encrypts_for_holders_and_passes_the_rest(
+    tmp_path: Path, pki: Pki, relay: tuple[SinkHandler, int]
+) -> None:
+    sunk, port = relay
+    sent = message("alice@example.com, erin@example.com, dora@example.net, bob@example.com")
+    with (
+        running(_settings(tmp_path, pki, port)) as daemon,
+        smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as smtp,
+    ):
+        refused = smtp.sendmail(
+            "sender@example.org",
+            ["alice@example.com", "erin@example.com", "dora@example.net", "bob@example.com"],
+            sent,
+        )
+    # bob's rule rejects: 550 5.7.1 at RCPT, the others are delivered.
+    assert refused["bob@example.com"][0] == 550
+    assert b"5.7.1" in refused["bob@example.com"][1]
+    assert len(sunk.messages) == 2
+    encrypted = next(m for m in sunk.messages if m.recipients == ["alice@example.com"])
+    clear = next(m for m in sunk.messages if m is not encrypted)
+    assert clear.recipients == ["erin@example.com", "dora@example.net"]
+    assert clear.content == sent, "a pass recipient must get the original bytes"
+    assert b"application/pkcs7-mime" in encrypted.content
+    assert b"The figures are attached" not in encrypted.content
+    inner = _decrypt(pki, encrypted.content, tmp_path)
+    assert b"The figures are attached." in inner
+    assert b"\n.leading dot line" in inner
+    assert not list((tmp_path / "spool").iterdir()), "spool files were left behind"
+
+
+def test_journal_records_decisions_without_content(
+    tmp_path: Path, pki: Pki, relay: tuple[SinkHandler, int]
+) -> None:
+    _, port = relay
+    with (
+        running(_settings(tmp_path, pki, port)) as daemon,
+        smtplib.SMTP("127.0.0.1", daemon.port) as smtp,
+    ):
+        smtp.sendmail("sender@example.org", ["alice@example.com", "erin@example.com"], message())
+    (record,) = _journal(tmp_path)
+    text = json.dumps(record)
+    assert "figures are attached" not in text and "quarterly" not in text
+    assert record["message_id"] == "<figures-1@example.org>"
+    assert str(record["reply"]).startswith("250")
+    assert isinstance(record["elapsed_ms"], int) and isinstance(record["size"], int)
+    alice, erin = record["recipients"]  # type: ignore[misc]
+    assert alice["rule"] == "alice" and alice["outcome"] == "encrypt"
+    assert alice["thumbprint"] == pki.alice.thumbprint
+    assert alice["cipher"] == "aes256" and alice["key_transport"] == "rsa"
+    assert alice["relay_reply"].startswith("250")
+    assert erin["outcome"] == "pass" and erin["copy"] == "original"
+    # The library's warning reaches the journal instead of stderr.
+    assert "erin@example.com gets the message without encryption" in record["notices"]
+
+
+def test_journal_subject_only_on_request(
+    tmp_path: Path, pki: Pki, relay: tuple[SinkHandler, int]
+) -> None:
+    _, port = relay
+    settings = _settings(tmp_path, pki, port, journal_subject=True)
+    with running(settings) as daemon, smtplib.SMTP("127.0.0.1", daemon.port) as smtp:
+        smtp.sendmail("sender@example.org", ["erin@example.com"], message())
+    assert _journal(tmp_path)[0]["subject"] == "quarterly figures"
+
+
+def test_tempfail_recipient_gets_450(
+    tmp_path: Path, pki: Pki, relay: tuple[SinkHandler, int]
+) -> None:
+    sunk, port = relay
+    with (
+        running(_settings(tmp_path, pki, port)) as daemon,
+        smtplib.SMTP("127.0.0.1", daemon.port) as smtp,
+    ):
+        smtp.ehlo()
+        smtp.mail("sender@example.org")
+        code, text = smtp.rcpt("carol@example.com")
+        assert code == 450 and b"4.7.1" in text
+        assert smtp.rcpt("alice@example.com")[0] == 250
+        code, _ = smtp.data(message("alice@example.com"))
+        assert code == 250
+    assert [m.recipients for m in sunk.messages] == [["alice@example.com"]]
+
+
+def test_relay_down_is_451_and_nothing_is_kept(tmp_path: Path, pki: Pki) -> None:
+    with (
+        running(_settings(tmp_path, pki, free_port())) as daemon,
+        smtplib.SMTP("127.0.0.1", daemon.port) as smtp,
+    ):
+        with pytest.raises(smtplib.SMTPDataError) as caught:
+            smtp.sendmail("sender@example.org", ["alice@example.com"], message())
+    assert caught.value.smtp_code == 451
+    assert b"4.3.0" in caught.value.smtp_error
+    assert not list((tmp_path / "spool").iterdir())
+    (record,) = _journal(tmp_path)
+    assert str(record["reply"]).startswith("451")
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"), [("554 5.7.1 content refused", 554), ("452 4.3.1 queue full", 451)]
+)
+def test_relay_refusal_reaches_the_client(
+    tmp_path: Path, pki: Pki, relay: tuple[SinkHandler, int], reply: str, code: int
+) -> None:
+    sunk, port = relay
+    sunk.reply = reply
+    with (
+        running(_settings(tmp_path, pki, port)) as daemon,
+        smtplib.SMTP("127.0.0.1", daemon.port) as smtp,
+    ):
+        with pytest.raises(smtplib.SMTPDataError) as caught:
+            smtp.sendmail("sender@example.org", ["alice@example.com"], message())
+    assert caught.value.smtp_code == code
+    assert reply.split(" ", 2)[2].encode() in caught.value.smtp_error
+
+
+def test_size_limit_at_mail_and_at_data(
+    tmp_path: Path, pki: Pki, relay: tuple[SinkHandler, int]
+) -> None:
+    sunk, port = relay
+    with (
+        running(_settings(tmp_path, pki, port, max_size=4000)) as daemon,
+        smtplib.SMTP("127.0.0.1", daemon.port) as smtp,
+    ):
+        smtp.ehlo()
+        assert smtp.has_extn("size") and smtp.has_extn("pipelining")
+        code, text = smtp.mail("sender@example.org", ["SIZE=5000"])
+        assert code == 552 and b"5.3.4" in text
+        smtp.rset()
+        assert smtp.mail("sender@example.org")[0] == 250
+        assert smtp.rcpt("alice@example.com")[0] == 250
+        code, text = smtp.data(message("alice@example.com", size=6000))
+        assert code == 552 and b"5.3.4" in text
+    assert not sunk.messages
+
+
+def test_beyond_max_sessions_421(tmp_path: Path, pki: Pki, relay: tuple[SinkHandler, int]) -> None:
+    _, port = relay
+    with (
+        running(_settings(tmp_path, pki, port, max_sessions=1)) as daemon,
+        smtplib.SMTP("127.0.0.1", daemon.port) as first,
+    ):
+        assert first.noop()[0] == 250
+        with pytest.raises(smtplib.SMTPConnectError) as caught:
+            smtplib.SMTP("127.0.0.1", daemon.port, timeout=10)
+        assert caught.value.smtp_code == 421
+        assert b"4.7.0" in caught.value.smtp_error
+
+
+def test_already_encrypted_goes_unchanged_to_all(
+    tmp_path: Path, pki: Pki, relay: tuple[SinkHandler, int]
+) -> None:
+    sunk, port = relay
+    with running(_settings(tmp_path, pki, port)) as daemon:
+        with smtplib.SMTP("127.0.0.1", daemon.port) as smtp:
+            smtp.sendmail("sender@example.org", ["alice@example.com"], message())
+        encrypted = sunk.messages[0].content
+        with smtplib.SMTP("127.0.0.1", daemon.port) as smtp:
+            smtp.sendmail(
+                "sender@example.org", ["alice@example.com", "erin@example.com"], encrypted
+            )
+    again = sunk.messages[1]
+    assert again.recipients == ["alice@example.com", "erin@example.com"]
+    assert again.content == encrypted
+
+
+def test_only_the_serve_package_imports_aiosmtpd() -> None:
+    package = Path(__file__).resolve().parents[2] / "smimecli"
+    users = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "aiosmtpd" in path.read_text()
+    )
+    assert users and all(u.startswith("serve/") for u in users), users
