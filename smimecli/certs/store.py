@@ -234,6 +234,7 @@ class Store:
         self.path = path
         self._passphrase = passphrase
         self._depth = 0
+        self.created = False  # this open made the store (a failed first command removes it)
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -287,7 +288,9 @@ class Store:
                     f"cannot create certificate store {path}: {exc.strerror or exc}"
                 ) from exc
         try:
-            return cls._connect_setup(path, passphrase, timeout, readonly=readonly)
+            store = cls._connect_setup(path, passphrase, timeout, readonly=readonly)
+            store.created = not present
+            return store
         except sqlite3.Error as exc:
             wal = Path(f"{path}-wal")
             if not (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -261,10 +262,30 @@ class _Outputs:
 
 
 def _open_store(no_store: bool, *, for_signer: bool = False) -> Store | None:
-    """The store, when the command stores or reads a signer; a signer needs an existing one."""
+    """The store, when the command stores or reads a signer; a signer needs an existing one.
+    A store this call creates is removed again by :func:`_adding_to` when the command
+    fails, so a failure leaves the store folder as it was."""
     if no_store and not for_signer:
         return None
     return open_store(create=not for_signer)
+
+
+@contextlib.contextmanager
+def _adding_to(store: Store | None) -> Iterator[None]:
+    """Close ``store`` after the command; remove it when this command created it and failed."""
+    if store is None:
+        yield
+        return
+    try:
+        with store:
+            yield
+    except BaseException:
+        if store.created:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{store.path}{suffix}").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                store.path.parent.rmdir()
+        raise
 
 
 def _report(
@@ -404,7 +425,7 @@ def gen_root(
     outputs.check()
     password = outputs.password(password_file, password_env)
     store = _open_store(no_store)
-    with store if store is not None else contextlib.nullcontext():
+    with _adding_to(store):
         issued = make_root(spec)
 
         def commit() -> None:
@@ -578,7 +599,7 @@ def issue_user(
     if store is None:
         store = _open_store(no_store)
     store_name = "other" if request is not None else "my"
-    with store if store is not None else contextlib.nullcontext():
+    with _adding_to(store):
         issued = build_user(spec, issuer)
 
         def commit() -> None:

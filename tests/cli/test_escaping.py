@@ -99,8 +99,9 @@ def test_certs_list_escapes_rich_cells(monkeypatch: pytest.MonkeyPatch) -> None:
         "thumbprint": "AB" * 20,
         "has_key": False,
         "problems": [],
+        "capabilities": [],
     }
-    certs._print_table([doc])
+    certs._print_rich([doc], [])
     text = terminal.getvalue()
     assert "CN=[bold]Evil[/bold]\\x1b[2J" in text
     assert "e\\u202e@example.net" in text

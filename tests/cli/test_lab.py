@@ -304,9 +304,8 @@ def test_gen_root_output_folder_missing(cli: Cli, tmp_path: Path) -> None:
             tmp_path / "missing" / "root.cer",
         ]
     )
-    assert_failed(result, 73, tmp_path, {"store"})
-    with Store.open(tmp_path / "store", create=False) as store:
-        assert store.certificates() == []
+    # The store this failed command would have created is gone again.
+    assert_failed(result, 73, tmp_path, set())
 
 
 @pytest.mark.parametrize(
