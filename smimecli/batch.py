@@ -1,4 +1,4 @@
-"""Batch encryption: many messages to ``--out-dir``, in worker processes (SPEC section 1.1).
+"""Batch encryption: many messages to ``--out-dir``, in worker processes.
 
 A cron job over a spool folder wants three things: every message handled even when one is
 bad, no half-written file ever (each output is a temporary file in the output folder,
@@ -236,7 +236,7 @@ class MessageResult:
         input: the input file.
         output: the output file, or None when nothing was written.
         outcome: ``encrypted``, ``passed``, ``already-encrypted`` or ``failed``.
-        status: 0, or the message's exit status (SPEC section 2).
+        status: 0, or the message's exit status.
         error: the one-line error message of a failure.
         report: the encryption report (recipients, cipher...) of a success.
         warnings: library warnings raised while this message was handled.

@@ -1,4 +1,4 @@
-"""Decrypting and inspecting whole S/MIME messages (SPEC section 1.2).
+"""Decrypting and inspecting whole S/MIME messages.
 
 Where the CMS is found: a message whose Content-Type is ``application/pkcs7-mime`` or
 ``application/x-pkcs7-mime`` (RFC 8551 3.2), or ``application/octet-stream`` named ``*.p7m``
@@ -255,7 +255,7 @@ def _entity_head(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
 def write_entity(
     outer: HeaderBlock, plaintext: Iterator[bytes], dst: BinaryIO, *, what: str = "the message"
 ) -> None:
-    """Write the outer header fields around the decrypted entity (SPEC 1.2).
+    """Write the outer header fields around the decrypted entity.
 
     The content of an S/MIME message is a MIME entity (RFC 8551 section 3.1), or at least
     text (``openssl smime -encrypt`` of a plain file). Binary content without a header block

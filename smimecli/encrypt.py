@@ -1,4 +1,4 @@
-"""encrypt_message: one email in, one S/MIME enveloped email out (SPEC section 1.1).
+"""encrypt_message: one email in, one S/MIME enveloped email out.
 
 The message is streamed: its header block is parsed, its body read once to measure the
 canonical (CRLF) length of the inner entity and to look for winmail.dat parts, then read
@@ -42,7 +42,7 @@ from smimecli.streams import CHUNK, THREADED_FROM, read_ahead, read_chunks
 
 __all__ = ["EncryptOutcome", "Recipient", "encrypt_message", "encrypt_parsed"]
 
-# A TNEF part is application/ms-tnef, or an octet-stream named winmail.dat (SPEC section 4).
+# A TNEF part is application/ms-tnef, or an octet-stream named winmail.dat.
 _TNEF_NEEDLES = (b"ms-tnef", b"winmail.dat")
 # Only a part's own header names it: a Content-Type or Content-Disposition field (or a
 # folded line of one) in a block of header lines that follows a boundary line, a blank
@@ -309,7 +309,7 @@ def _encrypt_one_pass(
 ) -> EnvelopeResult | None:
     """Encrypt a big message in one read: the DER lengths are written for the smallest
     canonical length the body can have, then the base64 lines holding the DER header are
-    written again with the true lengths (SPEC section 5: a first pass to count line endings
+    written again with the true lengths (a first pass to count line endings
     costs a quarter of the work). None, with the output and input as they were, when the
     header's size is not fixed by the range, or a TNEF part turned up."""
     body_start, out_start = body.tell(), dst.tell()
@@ -358,7 +358,7 @@ def _encrypt_one_pass(
 
 
 def _convert_tnef(headers: HeaderBlock, body: _Body) -> tuple[bytes, int, list[str]]:
-    """Run the TNEF converter (SPEC section 4) on the whole message."""
+    """Run the TNEF converter on the whole message."""
     from smimecli import tnef
 
     data = headers.raw + body.rewind().read()
@@ -385,7 +385,7 @@ def encrypt_message(
         dst: where the encrypted message goes.
         recipients: at least one; RSA certificates get key transport, EC key agreement.
         cipher: content cipher name (``aes256``, ``aes128-gcm``, ``3des``, ``rc2-40``...).
-        convert_tnef: turn winmail.dat parts into plain MIME first (SPEC section 4).
+        convert_tnef: turn winmail.dat parts into plain MIME first.
 
     Raises:
         UsageError: no recipients or an unknown cipher (64).

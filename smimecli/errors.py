@@ -1,7 +1,7 @@
 """The one error family of smimecli.
 
 Every failure a user can meet is a :class:`SmimeError` subclass that carries a message a
-user can act on and its sysexits(3) status (SPEC section 2), so Postfix and cron read the
+user can act on and its sysexits(3) status, so Postfix and cron read the
 outcome from the exit code. The CLI converts them to one stderr line in one place.
 """
 

@@ -1,7 +1,7 @@
 """Reading inputs and writing outputs the way a mail gateway must.
 
 Outputs are written to a temporary file in the destination folder and renamed into place
-only when the whole output is good (SPEC section 2: no partial output file, ever). OS
+only when the whole output is good (no partial output file, ever). OS
 errors are mapped to the sysexits statuses: 66 for inputs, 73 when an output cannot be
 created, 74 for an I/O error while writing.
 """

@@ -1,4 +1,4 @@
-"""Lab certificates built like PowerShell's ``New-SelfSignedCertificate`` (SPEC 1.4).
+"""Lab certificates built like PowerShell's ``New-SelfSignedCertificate``.
 
 A self-signed root CA and S/MIME user certificates issued from it, with the extensions
 Outlook, Thunderbird, OpenSSL and gpgsm expect (RFC 5280 profile, RFC 8550 section 4.4 for
@@ -62,7 +62,7 @@ UPN_OID: Final = ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
 # Windows CAs write it, so that senders pick a cipher the recipient reads.
 SMIME_CAPABILITIES_OID: Final = ObjectIdentifier("1.2.840.113549.1.9.15")
 
-# Clock skew allowance: notBefore lies this far in the past (SPEC 1.4).
+# Clock skew allowance: notBefore lies this far in the past.
 BACKDATE: Final = dt.timedelta(minutes=10)
 
 # --- subject strings ----------------------------------------------------------------------

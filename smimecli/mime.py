@@ -3,7 +3,7 @@
 Only the top-level header block of a message is ever parsed; bodies are streamed. Header
 fields are kept as their raw lines (folding and line endings untouched) so that outer headers
 pass through byte for byte. The encrypted inner entity is converted to CRLF line endings
-(RFC 8551 section 3.1.1, canonical form), and the smime.p7m wrapper of SPEC section 1.1 is
+(RFC 8551 section 3.1.1, canonical form), and the smime.p7m wrapper (RFC 8551 section 3.3) is
 written with the input's line ending.
 """
 
@@ -109,7 +109,7 @@ class HeaderBlock:
 
     def outer_fields(self) -> list[HeaderField]:
         """The fields kept outside an encrypted message: all but ``Content-*``,
-        ``MIME-Version`` and ``Bcc`` (SPEC section 1.1)."""
+        ``MIME-Version`` and ``Bcc``."""
         return [
             item
             for item in self.fields
@@ -532,7 +532,7 @@ def canonical_bytes(data: bytes) -> bytes:
 
 
 def smime_headers(newline: bytes, *, authenticated: bool = False) -> bytes:
-    """The four header fields of an S/MIME enveloped message (SPEC section 1.1)."""
+    """The four header fields of an S/MIME enveloped message."""
     smime_type = "authEnveloped-data" if authenticated else "enveloped-data"
     lines = (
         b"MIME-Version: 1.0",
@@ -554,7 +554,7 @@ def wrapper_header_block(headers: HeaderBlock, *, authenticated: bool = False) -
 
 def inner_entity_header(headers: HeaderBlock) -> bytes:
     """The header block of the entity to encrypt: the Content-* fields and a blank line,
-    in canonical CRLF form (SPEC section 1.1)."""
+    in canonical CRLF form."""
     content = b"".join(item.with_newline(CRLF) for item in headers.content_fields())
     return canonical_bytes(content) + CRLF
 

@@ -1,6 +1,6 @@
 """Where passwords come from: a file, an environment variable, or a no-echo prompt.
 
-Never from a plain command-line value (SPEC section 1): argv is visible to every user of
+Never from a plain command-line value: argv is visible to every user of
 the machine through ps(1) and /proc.
 """
 

@@ -1,8 +1,8 @@
-"""The decision for one message: recipient -> rule -> certificate -> outcome (SPEC section 3).
+"""The decision for one message: recipient -> rule -> certificate -> outcome.
 
 Shared by ``encrypt --rules``, ``rules test`` and batch mode. For each recipient the first
 rule in file order whose pattern matches decides; recipients no rule matches are left alone.
-The rule's source is asked for the recipient's certificates, each is checked with the SPEC 3
+The rule's source is asked for the recipient's certificates, each is checked with the
 usable test (:func:`smimecli.certs.usable.problems`) and among the usable ones the one valid
 the longest wins; the others are kept with the reasons they were turned down, so that
 ``rules test`` can say why.
@@ -65,7 +65,7 @@ EXPIRY_WARNING_DAYS = 30
 
 
 class Outcome(StrEnum):
-    """What happens to one recipient (SPEC 1.5)."""
+    """What happens to one recipient."""
 
     ENCRYPTED = "ENCRYPTED"
     PASSED = "PASSED"
@@ -238,7 +238,7 @@ def _now(at: dt.datetime | None) -> dt.datetime:
 def choose_certificate(
     rules: RuleSet, rule: Rule, address: str, *, at: dt.datetime | None = None
 ) -> tuple[Any | None, list[Turndown], str]:
-    """Pick the rule's certificate for one address (SPEC 3: usable, then valid the longest).
+    """Pick the rule's certificate for one address (usable, then valid the longest).
 
     Returns:
         (the chosen source entry or None, the certificates turned down with their reasons,
@@ -453,7 +453,7 @@ def _finish(plan: Plan) -> Plan:
         )
     if not encrypted:
         return plan
-    # SPEC 3: the cipher of the first rule in file order that found a certificate.
+    # the cipher of the first rule in file order that found a certificate.
     first = min((r.rule for r in encrypted if r.rule is not None), key=lambda rule: rule.index)
     plan.cipher = first.cipher
     plan.cipher_rule = first
@@ -633,7 +633,7 @@ def encrypt_with_rules(
     plan.raise_for_policy()
     warnings = [w for r in plan.recipients for w in r.warnings] + plan.warnings
     if not plan.encrypted:
-        # SPEC 3: nobody has a certificate -> the input, byte for byte.
+        # nobody has a certificate -> the input, byte for byte.
         dst.write(headers.raw)
         shutil.copyfileobj(rest, dst, 1 << 20)
         for warning in warnings:
@@ -791,7 +791,7 @@ def run_rules_test(
     recipients: Sequence[str] = (),
     at: dt.datetime | None = None,
 ) -> RulesTestReport:
-    """Run rules against a virtual message from test@localhost (SPEC 1.5).
+    """Run rules against a virtual message from test@localhost.
 
     Every tested rule gets its own virtual message, planned with the whole rule set (first
     match wins, so a recipient an earlier rule catches shows that rule and a warning) and

@@ -1,4 +1,4 @@
-"""The rules file (SPEC section 3): a strict TOML model of recipient -> certificate rules.
+"""The rules file: a strict TOML model of recipient -> certificate rules.
 
 A rules file has an optional ``[defaults]`` table and an ordered list of ``[[rule]]``
 tables. Each rule names the recipient patterns it serves, where their certificates come
@@ -38,7 +38,7 @@ KEY_TRANSPORTS = ("rsa", "rsa-oaep")
 OAEP_HASHES = ("sha1", "sha256", "sha384", "sha512")
 MISSING_CERT_POLICIES = ("pass", "reject", "tempfail")
 
-# SPEC section 3: the values used when neither the rule nor [defaults] sets a key.
+# the values used when neither the rule nor [defaults] sets a key.
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "match": "email",
     "cipher": "aes256",
@@ -458,7 +458,7 @@ class _MatchIndex:
 
 
 def check_any_source(rules: RuleSet, rule: Rule) -> None:
-    """SPEC 3: a source with several certificates and ``match = "any"`` needs a thumbprint.
+    """A source with several certificates and ``match = "any"`` needs a thumbprint.
 
     CA certificates that come with a .pfx chain do not count: they are never recipients.
     """

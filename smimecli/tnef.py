@@ -1,4 +1,4 @@
-"""winmail.dat (TNEF) parts turned into plain MIME before encryption (SPEC section 4).
+"""winmail.dat (TNEF) parts turned into plain MIME before encryption.
 
 Outlook and Exchange wrap rich-text mail in an ``application/ms-tnef`` part that only
 Outlook reads; once the message is encrypted a gateway can no longer fix that for the
@@ -183,7 +183,7 @@ def looks_like_message(data: bytes) -> bool:
 
 
 def convert_message(data: bytes) -> TnefResult:
-    """Replace every winmail.dat part of a message with plain MIME (SPEC section 4).
+    """Replace every winmail.dat part of a message with plain MIME.
 
     Args:
         data: the whole message, LF or CRLF line endings.

@@ -1,4 +1,4 @@
-"""Taking the content out of a signed S/MIME message, without verifying it (SPEC 1.2).
+"""Taking the content out of a signed S/MIME message, without verifying it.
 
 Thunderbird, Outlook and gateways sign *after* encrypting as often as before: the envelope
 then sits inside a ``multipart/signed`` entity (RFC 8551 3.5.3, RFC 1847 2.1) or inside an

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools import man_rules, man_statuses
+
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "smimecli"
 MAN_DIR = "man"
@@ -192,6 +194,9 @@ _STATUS_WITHOUT_ERROR_CLASS = {
     0: "Done: encrypted, or passed through as the policy allows.",
     70: "Internal error (a bug): one line on standard error, the traceback only with --verbose.",
 }
+
+# Pages that link to smimecli-rules(5) besides smimecli(1): the commands that read rules.
+_RULES_PAGE_FROM = frozenset({"encrypt", "serve", "rules", "rules check", "rules test"})
 
 _SEE_ALSO_EXTERNAL = [("openssl-cms", "1"), ("gpgsm", "1"), ("pipe", "8"), ("sysexits.h", "3head")]
 
@@ -455,7 +460,9 @@ def _option_head(opt: Option) -> str:
 
 
 def _argument_usage(arg: Argument) -> str:
-    text = _italic(arg.metavar) + ("..." if arg.variadic else "")
+    # Click's metavar already says "[INPUT]..."; the page adds brackets and dots itself.
+    name = arg.metavar.replace("[", "").replace("]", "").replace("...", "")
+    text = _italic(name) + ("..." if arg.variadic else "")
     return text if arg.required else f"[{text}]"
 
 
@@ -552,6 +559,43 @@ class ManShared:
         return cls(exit_statuses(), environment(root), store_file_name())
 
 
+def command_statuses(cmd: Command, general: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
+    """The EXIT STATUS rows of one command's page (tools/man_statuses.py).
+
+    A command the table lacks (a toy tree in the tests) gets every status with its general
+    meaning; tests/test_docs.py makes sure the real CLI has an entry for every command.
+    """
+    return list(man_statuses.STATUSES.get(cmd.key, general))
+
+
+def render_rules_page(version: str) -> str:
+    """smimecli-rules(5): the rules file format, from tools/man_rules.py."""
+    page = man_rules.NAME
+    out = [
+        f'.\\" {GENERATED_NOTE}',
+        f'.TH {roff(page.upper())} {man_rules.SECTION} "" "{PROG} {roff(version)}" "{PROG} manual"',
+        ".nr HY 0",
+        ".nh",
+        ".ad l",
+        ".SH NAME",
+        f"{roff(page)} \\- {roff(man_rules.SUMMARY)}",
+    ]
+    for heading, blocks in man_rules.SECTIONS:
+        out.append(f".SH {roff(heading)}" if " " not in heading else f'.SH "{roff(heading)}"')
+        for block in blocks:
+            if block[0] == "p":
+                out += [".PP", roff(block[1])]
+            elif block[0] == "tp":
+                out += [".TP", _bold(block[1]), roff(block[2])]
+            elif block[0] == "ex":
+                out += [".PP", ".RS 4", ".EX", roff(block[1].rstrip("\n")), ".EE", ".RE"]
+            else:
+                raise ValueError(f"tools/man_rules.py: unknown block kind {block[0]!r}")
+    see = [f"{_bold(name)}({section})" for name, section in man_rules.SEE_ALSO]
+    out += [".SH SEE ALSO", ", ".join(see)]
+    return "\n".join(out) + "\n"
+
+
 def render_man(
     cmd: Command, root: Command, version: str, *, shared: ManShared | None = None
 ) -> str:
@@ -602,7 +646,8 @@ def render_man(
         out += [_option_item(opt) for opt in cmd.options]
     out.append(".SH EXIT STATUS")
     out.append(".PP\nsysexits(3) codes, so that Postfix and cron read the outcome:")
-    for code, text in shared.statuses:
+    statuses = shared.statuses if not cmd.path else command_statuses(cmd, shared.statuses)
+    for code, text in statuses:
         out += [".TP", _bold(str(code)), roff(text)]
     out += [".SH ENVIRONMENT"]
     for name, text in shared.environment:
@@ -633,6 +678,8 @@ def render_man(
             for n in root.walk()
             if n.path and not n.subcommands and len(n.path) > 1
         ]
+    if not cmd.path or cmd.key in _RULES_PAGE_FROM:
+        see.append(f"{_bold(man_rules.NAME)}({man_rules.SECTION})")
     see += [_bold(name) + f"({section})" for name, section in _SEE_ALSO_EXTERNAL]
     out += [".SH SEE ALSO", ", ".join(dict.fromkeys(see))]
     return "\n".join(out) + "\n"
@@ -1079,6 +1126,7 @@ def render_all(root: Command, version: str) -> dict[str, str]:
     files = {
         f"{MAN_DIR}/{n.page}.1": render_man(n, root, version, shared=shared) for n in root.walk()
     }
+    files[f"{MAN_DIR}/{man_rules.NAME}.{man_rules.SECTION}"] = render_rules_page(version)
     files[f"{COMPLETION_DIR}/{PROG}.bash"] = render_bash(root)
     files[f"{COMPLETION_DIR}/_{PROG}"] = render_zsh(root)
     files[f"{COMPLETION_DIR}/{PROG}.fish"] = render_fish(root)
@@ -1099,7 +1147,7 @@ def generated_files() -> dict[str, str]:
 
 def _existing(base: Path) -> set[str]:
     """Generated-looking files already in the tree (stale pages of removed commands too)."""
-    found = {f"{MAN_DIR}/{p.name}" for p in (base / MAN_DIR).glob(f"{PROG}*.1")}
+    found = {f"{MAN_DIR}/{p.name}" for p in (base / MAN_DIR).glob(f"{PROG}*.[15]")}
     found |= {
         f"{COMPLETION_DIR}/{p.name}"
         for p in (base / COMPLETION_DIR).glob("*")

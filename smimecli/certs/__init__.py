@@ -7,7 +7,7 @@ Modules (import the one you need; this package root imports nothing heavy):
 - :mod:`smimecli.certs.pfx`: ``write_pfx`` (modern AES-256 or legacy 3DES as Windows writes).
 - :mod:`smimecli.certs.sst`: read and write Microsoft serialized certificate stores.
 - :mod:`smimecli.certs.store`: ``Store`` (SQLite) with selectors and key lookups.
-- :mod:`smimecli.certs.usable`: ``problems`` and ``best`` (SPEC section 3).
+- :mod:`smimecli.certs.usable`: ``problems`` and ``best``.
 - :mod:`smimecli.certs.sources`: ``CertificateSource`` and its implementations.
 - :mod:`smimecli.certs.names`: thumbprints, e-mail addresses and display names.
 """

@@ -1,4 +1,4 @@
-"""Writing store certificates out in the Windows formats and PEM (SPEC section 1.3)."""
+"""Writing store certificates out in the Windows formats and PEM."""
 
 from __future__ import annotations
 

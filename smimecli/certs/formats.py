@@ -1,4 +1,4 @@
-"""Certificate file formats, detected by content, not by file name (SPEC section 1.3).
+"""Certificate file formats, detected by content, not by file name.
 
 Supported: PEM (certificates, PKCS#7 and private keys, many per file), DER certificates,
 PKCS#7 certs-only (.p7b/.p7c, DER or PEM, also the PKCS#7 form of .sst), PKCS#12
@@ -103,7 +103,7 @@ class CertEntry:
     cert: x509.Certificate
     key: PrivateKey | None = None
     friendly_name: str | None = None
-    # True for certificates that came as the CA chain of a .pfx (SPEC 1.3: they go to `ca`).
+    # True for certificates that came as the CA chain of a .pfx (they go to `ca`).
     chain: bool = False
 
     @functools.cached_property

@@ -34,7 +34,7 @@ def key_description(cert: x509.Certificate) -> str:
 
 
 def list_problems(stored: StoredCert, *, at: dt.datetime | None = None) -> list[str]:
-    """Problems for ``certs list``: the full SPEC 3 test for recipient and personal
+    """Problems for ``certs list``: the full usable test for recipient and personal
     certificates; only validity for certificates held purely as CAs (a root is not meant
     to be encrypted to)."""
     try:
@@ -148,7 +148,7 @@ def details(stored: StoredCert, *, at: dt.datetime | None = None) -> dict[str, A
 def email_pattern(pattern: str) -> rules.Glob:
     """Compile a ``*``/``?`` address pattern for :func:`matches_email`, once per listing.
 
-    Only ``*`` and ``?`` are wildcards (SPEC 3), as in the rules file: ``[`` is literal.
+    Only ``*`` and ``?`` are wildcards, as in the rules file: ``[`` is literal.
     """
     return rules.pattern_regex(rules.normalize_address(pattern.strip().lower()))
 

@@ -1,4 +1,4 @@
-"""Writing PKCS#12 (.pfx/.p12) files, always with a password (SPEC section 6).
+"""Writing PKCS#12 (.pfx/.p12) files, always with a password.
 
 ``modern`` is PBES2 with AES-256-CBC and PBKDF2 for both the key and the certificate bags,
 with an HMAC-SHA-256 MAC (RFC 7292 + RFC 8018), what current Windows, OpenSSL 3 and NSS

@@ -1,4 +1,4 @@
-"""Certificate sources: where a rule finds its recipients' certificates (SPEC section 3).
+"""Certificate sources: where a rule finds its recipients' certificates.
 
 Stable names (the rules engine builds on them):
 

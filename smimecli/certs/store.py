@@ -1,4 +1,4 @@
-"""The certificate store: one SQLite database in the store folder (SPEC section 1.3).
+"""The certificate store: one SQLite database in the store folder.
 
 Layout: ``certs`` holds each distinct certificate once (DER, SHA-1 thumbprint, subject,
 issuer, serial, SKI, validity, friendly name, the private key as PKCS#8), ``memberships``

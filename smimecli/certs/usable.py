@@ -1,4 +1,4 @@
-"""The SPEC section 3 "usable certificate" test, as a list of reasons a user can read.
+"""The "usable certificate" test of the rules, as a list of reasons a user can read.
 
 A certificate is usable for encrypting to a recipient when it is within its validity, has
 an RSA or EC key, allows keyEncipherment (RSA) or keyAgreement (EC) when it has a key-usage
@@ -135,7 +135,7 @@ def chain_to_root(
     root last), or None when signatures lead to no root.
 
     Each CA on the way must be within its validity; the root itself is trusted as given
-    (it was put in ``root`` on purpose, SPEC 1.3).
+    (it was put in ``root`` on purpose).
     """
     now = at or dt.datetime.now(dt.UTC)
     root_list = list(roots)

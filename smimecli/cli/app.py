@@ -252,7 +252,7 @@ def run() -> NoReturn:
 
     Python's own shutdown (freeing every object and module of the crypto stack) takes
     20-40 ms, a tenth of a small message's wall time in a gateway that runs smimecli once
-    per message (SPEC section 5). By the time :func:`main` returns every output file is
+    per message. By the time :func:`main` returns every output file is
     closed and renamed, and worker processes are joined; the standard streams and the log
     handlers are flushed here, then the process ends with ``os._exit``.
     """

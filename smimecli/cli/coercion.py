@@ -2,7 +2,7 @@
 
 Typer 0.29 converts every option value through a pydantic ``TypeAdapter``: importing
 pydantic and building one adapter per option costs about 0.2 s on each run, which is most
-of a small message's wall time and more than OpenSSL needs for a 25 MB one (SPEC section 5).
+of a small message's wall time and more than OpenSSL needs for a 25 MB one.
 smimecli's options are plain ``str``, ``int`` (with ``min``), ``bool``, ``Path``, enums and
 lists of those, so :func:`install` gives each such parameter of the Click command a small
 converter with the same results; anything else (and any value it does not expect) goes on

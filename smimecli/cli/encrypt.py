@@ -29,7 +29,7 @@ from smimecli.text import printable
 
 
 class Cipher(StrEnum):
-    """Content ciphers (SPEC section 1.1); the names match smimecli.cms.algorithms."""
+    """Content ciphers; the names match smimecli.cms.algorithms."""
 
     aes128 = "aes128"
     aes192 = "aes192"
@@ -269,7 +269,9 @@ def encrypt(
     rules: Annotated[
         Path | None,
         typer.Option(
-            "--rules", help="Rules mode: pick certificates by this rules file.", metavar="FILE"
+            "--rules",
+            help="Rules mode: pick certificates by this rules file (format: man smimecli-rules).",
+            metavar="FILE",
         ),
     ] = None,
     recipient: Annotated[

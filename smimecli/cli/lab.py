@@ -1,4 +1,4 @@
-"""``smimecli gen-root`` and ``smimecli issue-user``: lab certificates (SPEC 1.4).
+"""``smimecli gen-root`` and ``smimecli issue-user``: lab certificates.
 
 The commands validate every option, read the passwords and find the signer before any key
 is generated; files are written atomically and only when the store (unless --no-store)

@@ -1,4 +1,4 @@
-"""``smimecli rules check`` and ``smimecli rules test`` (SPEC sections 1.5 and 3)."""
+"""``smimecli rules check`` and ``smimecli rules test``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ RulesOpt = Annotated[
     Path,
     typer.Option(
         "--rules",
-        help='The rules file (TOML; see the README, section "Encrypting by rules").',
+        help="The rules file (TOML; format: man smimecli-rules).",
         metavar="FILE",
         show_default=False,
     ),

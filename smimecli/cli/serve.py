@@ -16,7 +16,11 @@ def serve(
     *,
     rules: Annotated[
         Path,
-        typer.Option("--rules", help="Pick certificates by this rules file.", metavar="FILE"),
+        typer.Option(
+            "--rules",
+            help="Pick certificates by this rules file (format: man smimecli-rules).",
+            metavar="FILE",
+        ),
     ],
     listen: Annotated[
         str,

@@ -1,4 +1,4 @@
-"""``smimecli tnef``: winmail.dat conversion on its own (SPEC section 4)."""
+"""``smimecli tnef``: winmail.dat conversion on its own."""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ _TABLE = (
 
 CIPHERS: dict[str, ContentCipher] = {c.name: c for c in _TABLE}
 DEFAULT_CIPHER = "aes256"
-# The names SPEC section 1.1 offers on the command line, in the order it lists them.
+# The names offered on the command line (encrypt --cipher), in the order shown there.
 CIPHER_NAMES: tuple[str, ...] = (
     "aes128",
     "aes192",
@@ -131,7 +131,7 @@ def rc2_cipher(effective_bits: int) -> ContentCipher:
 
 
 def weak_cipher_warning(cipher: ContentCipher) -> str | None:
-    """The warning text for a weak cipher (SPEC section 6), or None."""
+    """The warning text for a weak cipher, or None."""
     if not cipher.weak:
         return None
     return f"cipher {cipher.name} is weak; use it only for recipients whose clients cannot read AES"
@@ -154,7 +154,7 @@ def algorithm_identifier(cipher: ContentCipher, iv: bytes) -> bytes:
     """The DER ContentEncryptionAlgorithmIdentifier for ``cipher`` with this IV / nonce.
 
     Written with :mod:`smimecli.cms.der`: encrypting never imports asn1crypto (start-up is
-    most of a small message's time, SPEC section 5).
+    most of a small message's time).
     """
     if len(iv) != cipher.iv_size:
         raise ValueError(f"{cipher.name} needs a {cipher.iv_size}-byte IV")

@@ -7,7 +7,7 @@ AlgorithmIdentifiers) are cut out as bytes and handed to asn1crypto, and the enc
 content is yielded in chunks, whatever mix of definite lengths, indefinite lengths and
 constructed OCTET STRINGs (``openssl cms -stream``, NSS) carries it.
 
-Hostile input (SPEC section 6) always ends in :class:`DataError`: lengths beyond the input
+Hostile input always ends in :class:`DataError`: lengths beyond the input
 or the enclosing element, absurd lengths (no allocation is ever sized by a length field),
 nesting deeper than ``max_depth``, truncation. Every step consumes at least two bytes, so
 the reader cannot loop forever.

@@ -379,7 +379,7 @@ class _Framing:
         the DER framing."""
         if size != expected:  # pragma: no cover - a bug in the length arithmetic
             raise AssertionError(f"DER length mismatch: wrote {size}, framed {expected}")
-        for warning in self.warnings:  # weak cipher (SPEC section 6), OAEP with SHA-1
+        for warning in self.warnings:  # weak cipher, OAEP with SHA-1
             log.warning(warning)
         return EnvelopeResult(
             cipher=self.cipher.name,

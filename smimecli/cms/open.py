@@ -17,7 +17,7 @@ with asn1crypto. :func:`decrypt_content` then yields the plaintext:
 
 A bad padding or tag is reported with the same :class:`AuthError` as a missing key: after
 RSA implicit rejection a wrong content key is indistinguishable from a wrong private key, and
-must stay so (SPEC 1.2). For CBC without integrity protection a wrong key still passes the
+must stay so. For CBC without integrity protection a wrong key still passes the
 padding check with probability about 1/256 and yields garbage; only AuthEnvelopedData
 closes that gap.
 """

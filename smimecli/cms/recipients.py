@@ -186,8 +186,8 @@ def _digest_algorithm(name: str) -> bytes:
 
 
 def _oaep_parameters(hash_name: str) -> bytes:
-    # RFC 4055 section 4.1, written explicitly (hash and MGF1 with the same hash) as SPEC
-    # section 1.1 asks, even for SHA-1 where they equal the DEFAULTs; the label stays the
+    # RFC 4055 section 4.1, written explicitly (hash and MGF1 with the same hash),
+    # even for SHA-1 where they equal the DEFAULTs; the label stays the
     # default empty pSpecified.
     hash_der = _digest_algorithm(hash_name)
     mgf_der = der.tlv(der.SEQUENCE, der.oid(_OID["mgf1"]) + hash_der)
@@ -323,7 +323,7 @@ def _kari(recipient: Recipient, cek: bytes, cipher: ContentCipher) -> BuiltRecip
 
 
 def oaep_sha1_warning(recipient: Recipient) -> str | None:
-    """The warning for RSA-OAEP with SHA-1 (SPEC section 6), or None."""
+    """The warning for RSA-OAEP with SHA-1, or None."""
     if recipient.key_transport != "rsa-oaep" or recipient.oaep_hash != "sha1":
         return None
     return (
