@@ -1015,7 +1015,7 @@ def render_fish(root: Command) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --- the command reference (docs/reference/cli.md) ------------------------------------------------------------
+# --- the command reference (docs/reference/cli.md) ------------------------------------------------
 
 
 def _md_cell(text: str) -> str:

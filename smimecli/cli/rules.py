@@ -23,7 +23,7 @@ RulesOpt = Annotated[
     Path,
     typer.Option(
         "--rules",
-        help='The rules file (TOML; see the README, section "Encrypting by rules").',
+        help='The rules file (TOML; see docs/gateway.md, "Encrypting by rules").',
         metavar="FILE",
         show_default=False,
     ),
