@@ -554,3 +554,12 @@ def test_interop_skip_reason_says_what_the_corpus_is(monkeypatch: pytest.MonkeyP
     for word in ("S/MIME", "PKCS#12", "SST", "TNEF", "Thunderbird", "OpenSSL", "MimeKit"):
         assert word in reason
     assert "../shared/interop" in reason and "SMIMECLI_INTEROP_DIR" in reason
+
+
+def test_gateway_examples_use_the_rules_file_the_guide_shows() -> None:
+    """The guide's setup block writes rules.toml; it must be the file the reader sees."""
+    guide = (ROOT / "docs" / "gateway.md").read_text(encoding="utf-8")
+    shown = re.search(r"^```toml\n(# /etc/smimecli/rules\.toml.*?)^```$", guide, re.M | re.S)
+    written = re.search(r"^cat > rules\.toml <<'EOF'\n(.*?)^EOF$", guide, re.M | re.S)
+    assert shown and written
+    assert written.group(1) == shown.group(1)
