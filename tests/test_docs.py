@@ -500,10 +500,8 @@ def test_zsh_completes_choices_files_and_folders(toy_tree: Command, tmp_path: Pa
     assert got == ["paint nest", "red green", "files -/", "files ", "files ", "--level -h --help"]
 
 
-def test_readme_reference_lists_every_command_and_option() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = readme.index(gen_docs.README_START)
-    section = readme[start : readme.index(gen_docs.README_END)]
+def test_reference_lists_every_command_and_option() -> None:
+    section = (ROOT / gen_docs.REFERENCE).read_text(encoding="utf-8")
     for cmd in _tree().walk():
         if cmd.subcommands and cmd.path:
             continue
@@ -513,9 +511,14 @@ def test_readme_reference_lists_every_command_and_option() -> None:
                 assert opt.all_opts[-1] in section, (cmd.name, opt.all_opts)
 
 
-def test_readme_without_markers_is_an_error() -> None:
-    with pytest.raises(ValueError, match="markers"):
-        gen_docs.render_readme("# no markers here\n", _tree())
+def test_reference_is_its_own_page_linked_from_the_readme() -> None:
+    page = gen_docs.generated_files()[gen_docs.REFERENCE]
+    assert page.startswith("# Command reference\n")
+    assert "do not edit" in page
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "#### `smimecli encrypt`" not in readme  # the reference left the README
+    assert "](docs/reference/cli.md)" in readme
+    assert "](reference/cli.md)" in (ROOT / "docs" / "README.md").read_text(encoding="utf-8")
 
 
 def test_fixed_value_options_complete_their_values() -> None:
@@ -741,3 +744,12 @@ def test_bash_completes_fixed_values_of_real_options(tmp_path: Path) -> None:
         ["ecdsa-p256", "ecdsa-p384"],
         ["sha256", "sha384", "sha512"],
     ]
+
+
+def test_gateway_examples_use_the_rules_file_the_guide_shows() -> None:
+    """The guide's setup block writes rules.toml; it must be the file the reader sees."""
+    guide = (ROOT / "docs" / "gateway.md").read_text(encoding="utf-8")
+    shown = re.search(r"^```toml\n(# /etc/smimecli/rules\.toml.*?)^```$", guide, re.M | re.S)
+    written = re.search(r"^cat > rules\.toml <<'EOF'\n(.*?)^EOF$", guide, re.M | re.S)
+    assert shown and written
+    assert written.group(1) == shown.group(1)
