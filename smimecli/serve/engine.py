@@ -181,7 +181,10 @@ class Engine:
             headers, rest = mime.read_header_block(src)
             split = Split([], decisions, message_id=headers.get("Message-ID"))
             split.subject = headers.get("Subject")
-            if mime.is_encrypted(headers):
+            # "Already encrypted" means a CMS EnvelopedData body, not a Content-Type that
+            # claims it: a plaintext body under that claim follows the rules.
+            encrypted, rest = mime.sniff_encrypted(headers, rest)
+            if encrypted:
                 notices.append("already encrypted: passed unchanged")
                 split.copies.append(Copy("already-encrypted", tuple(recipients), src_path))
                 return split
