@@ -183,8 +183,8 @@ class Engine:
             split.subject = headers.get("Subject")
             # "Already encrypted" means a CMS EnvelopedData body, not a Content-Type that
             # claims it: a plaintext body under that claim follows the rules.
-            encrypted, rest = mime.sniff_encrypted(headers, rest)
-            if encrypted:
+            already, rest = mime.sniff_encrypted(headers, rest)
+            if already:
                 notices.append("already encrypted: passed unchanged")
                 split.copies.append(Copy("already-encrypted", tuple(recipients), src_path))
                 return split
