@@ -128,8 +128,9 @@ class Daemon:
                 job = pool.submit(self.engine.split_and_encrypt, path, recipients, self.spool_dir)
             return await asyncio.wrap_future(job)
         except concurrent.futures.BrokenExecutor:
-            # A worker died (killed, out of memory): this message is retried (451) and
-            # the next one gets a new pool.
+            # A worker died (killed, out of memory): this message is retried (451), its
+            # half-written copy is removed, and the next one gets a new pool.
+            engine_module.remove_outputs(path, self.spool_dir)
             if self._cpu is pool:
                 self._cpu = self._new_pool()
                 pool.shutdown(wait=False)

@@ -181,7 +181,10 @@ class Engine:
             headers, rest = mime.read_header_block(src)
             split = Split([], decisions, message_id=headers.get("Message-ID"))
             split.subject = headers.get("Subject")
-            if mime.is_encrypted(headers):
+            # "Already encrypted" means a CMS EnvelopedData body, not a Content-Type that
+            # claims it: a plaintext body under that claim follows the rules.
+            already, rest = mime.sniff_encrypted(headers, rest)
+            if already:
                 notices.append("already encrypted: passed unchanged")
                 split.copies.append(Copy("already-encrypted", tuple(recipients), src_path))
                 return split
@@ -191,7 +194,8 @@ class Engine:
             clear = tuple(d.address for d in decisions if d.outcome == PASS)
             if plan.encrypted:
                 split.cipher = plan.cipher
-                path = self._encrypt(plan, headers, rest, spool_dir, notices)
+                out = out_prefix(src_path)
+                path = self._encrypt(plan, headers, rest, spool_dir, out, notices)
                 encrypted = tuple(r.address for r in plan.encrypted)
                 split.copies.append(Copy("encrypted", encrypted, path))
         if clear:
@@ -199,11 +203,11 @@ class Engine:
         return split
 
     def _encrypt(
-        self, plan: Any, headers: Any, rest: Any, spool_dir: str, notices: list[str]
+        self, plan: Any, headers: Any, rest: Any, spool_dir: str, prefix: str, notices: list[str]
     ) -> str:
         from smimecli.encrypt import encrypt_parsed
 
-        fd, path = _spool_file(spool_dir, "out")
+        fd, path = _spool_file(spool_dir, prefix)
         try:
             with os.fdopen(fd, "wb") as dst:
                 result = encrypt_parsed(
@@ -222,16 +226,32 @@ class Engine:
         return path
 
 
-def _spool_file(spool_dir: str, kind: str) -> tuple[int, str]:
+def _spool_file(spool_dir: str, prefix: str) -> tuple[int, str]:
     import tempfile
 
     # mkstemp creates the file 0600: message content is never readable by others.
-    return tempfile.mkstemp(prefix=f"smimecli-{kind}-", suffix=".eml", dir=spool_dir)
+    return tempfile.mkstemp(prefix=prefix, suffix=".eml", dir=spool_dir)
 
 
 def spool_file(spool_dir: str) -> tuple[int, str]:
     """A new 0600 file for an incoming message: (file descriptor, path)."""
-    return _spool_file(spool_dir, "in")
+    return _spool_file(spool_dir, "smimecli-in-")
+
+
+def out_prefix(src_path: str) -> str:
+    """The name prefix of the encrypted copies of the message in ``src_path``.
+
+    A worker process that dies leaves its half-written copy behind; the daemon finds it
+    by this prefix (the worker's own clean-up never ran) and removes it.
+    """
+    return f"{Path(src_path).stem}-out-"
+
+
+def remove_outputs(src_path: str, spool_dir: str) -> None:
+    """Remove every copy written for the message in ``src_path`` (after a failure)."""
+    for path in Path(spool_dir).glob(f"{out_prefix(src_path)}*.eml"):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 # --- worker processes -----------------------------------------------------------------------

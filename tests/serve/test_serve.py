@@ -227,3 +227,97 @@ def test_only_the_serve_package_imports_aiosmtpd() -> None:
         if "aiosmtpd" in path.read_text()
     )
     assert users and all(u.startswith("serve/") for u in users), users
+
+
+def _claims_encrypted(to: str) -> bytes:
+    """A plaintext body under an ``enveloped-data`` Content-Type: a claim, not CMS."""
+    return (
+        "From: sender@example.org\r\n"
+        f"To: {to}\r\n"
+        "Subject: quarterly figures\r\n"
+        "Message-ID: <claim-1@example.org>\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"\r\n'
+        "Content-Transfer-Encoding: 7bit\r\n"
+        "\r\n"
+        "The figures are attached, in plain text.\r\n"
+    ).encode()
+
+
+def test_a_mere_claim_of_encryption_follows_the_rules(
+    tmp_path: Path, pki: Pki, relay: tuple[SinkHandler, int]
+) -> None:
+    sunk, port = relay
+    recipients = ["alice@example.com", "erin@example.com", "bob@example.com"]
+    sent = _claims_encrypted(", ".join(recipients))
+    with (
+        running(_settings(tmp_path, pki, port)) as daemon,
+        smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as smtp,
+    ):
+        refused = smtp.sendmail("sender@example.org", recipients, sent)
+    # bob's rule rejects: refused at RCPT, and nothing reaches the relay for him.
+    assert refused["bob@example.com"][0] == 550
+    assert all("bob@example.com" not in m.recipients for m in sunk.messages)
+    # alice holds a certificate: a real envelope, not the plaintext under the claim.
+    encrypted = next(m for m in sunk.messages if m.recipients == ["alice@example.com"])
+    assert b"in plain text" not in encrypted.content
+    assert b"in plain text" in _decrypt(pki, encrypted.content, tmp_path)
+    # erin's rule passes: the original bytes, as for any plaintext message.
+    clear = next(m for m in sunk.messages if m is not encrypted)
+    assert clear.recipients == ["erin@example.com"] and clear.content == sent
+    (record,) = _journal(tmp_path)
+    assert "already encrypted: passed unchanged" not in record["notices"]  # type: ignore[operator]
+    outcomes = {r["recipient"]: r["copy"] for r in record["recipients"]}  # type: ignore[attr-defined]
+    assert outcomes == {
+        "bob@example.com": None,
+        "alice@example.com": "encrypted",
+        "erin@example.com": "original",
+    }
+
+
+def test_process_worker_killed_mid_message_is_451_and_the_next_goes_through(
+    tmp_path: Path, pki: Pki, relay: tuple[SinkHandler, int]
+) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    sunk, port = relay
+    spool = tmp_path / "spool"
+    settings = _settings(tmp_path, pki, port, worker_kind="process", workers=1)
+    with running(settings) as daemon:
+        replies: list[tuple[int, bytes]] = []
+
+        def send_big() -> None:
+            with smtplib.SMTP("127.0.0.1", daemon.port, timeout=60) as smtp:
+                smtp.ehlo()
+                smtp.mail("sender@example.org")
+                smtp.rcpt("alice@example.com")
+                replies.append(smtp.data(message("alice@example.com", size=20 << 20)))
+
+        client = threading.Thread(target=send_big)
+        client.start()
+        # The worker is encrypting when its output file appears in the spool.
+        deadline = time.monotonic() + 60
+        while not list(spool.glob("smimecli-in-*-out-*")) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert list(spool.glob("smimecli-in-*-out-*")), "the worker never started encrypting"
+        workers = list(daemon._cpu._processes)  # type: ignore[attr-defined]
+        assert workers, "no worker process is running"
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        client.join(60)
+        assert replies, "no reply to the end of DATA"
+        code, text = replies[0]
+        assert code == 451 and b"4.3.0" in text, replies
+        assert not sunk.messages, "a copy reached the relay from a killed worker"
+        # A new worker takes the next message.
+        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=60) as smtp:
+            smtp.sendmail("sender@example.org", ["alice@example.com"], message("alice@example.com"))
+    (delivered,) = sunk.messages
+    assert b"The figures are attached" in _decrypt(pki, delivered.content, tmp_path)
+    assert not list(spool.iterdir()), "the killed message's spool files were left"
+    first, second = _journal(tmp_path)
+    assert str(first["reply"]).startswith("451") and "BrokenProcessPool" in str(first["error"])
+    assert str(second["reply"]).startswith("250")
