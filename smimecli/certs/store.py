@@ -34,6 +34,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from smimecli import choices
 from smimecli.certs import names
 from smimecli.certs.formats import PrivateKey, load_der_certificate
 from smimecli.errors import (
@@ -45,7 +46,7 @@ from smimecli.errors import (
     UsageError,
 )
 
-STORE_NAMES: tuple[str, ...] = ("my", "other", "root", "ca")
+STORE_NAMES: tuple[str, ...] = choices.names(choices.StoreName)
 DB_NAME = "store.sqlite3"
 PASSWORD_ENV = "SMIMECLI_STORE_PASSWORD"
 LOCK_TIMEOUT = 10.0  # seconds a writer waits for another before giving up (exit 75)
