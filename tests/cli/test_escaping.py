@@ -98,6 +98,7 @@ def test_certs_list_escapes_rich_cells(monkeypatch: pytest.MonkeyPatch) -> None:
         "not_after": "2030-01-01T00:00:00",
         "thumbprint": "AB" * 20,
         "has_key": False,
+        "capabilities": [],
         "problems": [],
     }
     certs._print_table([doc])
