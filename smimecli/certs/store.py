@@ -617,11 +617,6 @@ class Store:
             params.append(check_store_name(store_name))
         return self._select(sql, params)
 
-    def by_thumbprint(self, thumbprint: str) -> StoredCert | None:
-        """The certificate with this exact thumbprint, or None."""
-        found = self._select("c.thumbprint = ?", (thumbprint.upper(),))
-        return found[0] if found else None
-
     def find(self, selector: str, store_name: str | None = None) -> list[StoredCert]:
         """Certificates a selector names (see the module docstring); each counted once."""
         text = selector.strip()

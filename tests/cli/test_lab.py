@@ -84,8 +84,8 @@ def test_gen_root_defaults_into_store(cli: Cli, tmp_path: Path) -> None:
     thumbprint, subject = result.stdout.decode().rstrip("\n").split("  ", 1)
     assert subject == "CN=Test Root V1"
     with Store.open(tmp_path / "store", create=False) as store:
-        entry = store.by_thumbprint(thumbprint)
-        assert entry is not None
+        (entry,) = store.find(thumbprint)
+        assert entry.thumbprint == thumbprint
         assert entry.store_names == ("my", "root")
         assert entry.has_key
         key = store.private_key(thumbprint)
@@ -232,8 +232,8 @@ def test_issue_user_from_store(lab: Lab, tmp_path: Path) -> None:
     assert san.get_values_for_type(x509.RFC822Name) == ["test@example.net"]
     assert len(san.get_values_for_type(x509.OtherName)) == 1
     with Store.open(lab.store, create=False) as store:
-        entry = store.by_thumbprint(thumbprint)
-        assert entry is not None and entry.store_names == ("my",) and entry.has_key
+        (entry,) = store.find(thumbprint)
+        assert entry.thumbprint == thumbprint and entry.store_names == ("my",) and entry.has_key
         assert [e.thumbprint for e in store.by_email("test@example.net")] == [thumbprint]
 
 
