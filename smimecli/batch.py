@@ -41,6 +41,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, BinaryIO
 
+from smimecli.choices import (
+    DEFAULT_CIPHER,
+    DEFAULT_KEY_TRANSPORT,
+    DEFAULT_OAEP_HASH,
+    DEFAULT_RECIPIENT_ID,
+)
 from smimecli.errors import (
     ExitStatus,
     InputError,
@@ -185,9 +191,9 @@ class RecipientSpec:
     """A direct-mode recipient in a form that crosses process boundaries (DER bytes)."""
 
     cert_der: bytes
-    key_transport: str = "rsa"
-    oaep_hash: str = "sha256"
-    recipient_id: str = "issuer-serial"
+    key_transport: str = DEFAULT_KEY_TRANSPORT
+    oaep_hash: str = DEFAULT_OAEP_HASH
+    recipient_id: str = DEFAULT_RECIPIENT_ID
 
     @classmethod
     def of(cls, recipient: Any) -> RecipientSpec:
@@ -219,7 +225,7 @@ class BatchSettings:
     """
 
     recipients: tuple[RecipientSpec, ...] = ()
-    cipher: str = "aes256"
+    cipher: str = DEFAULT_CIPHER
     convert_tnef: bool = True
     rules: Path | None = None
     store_dir: Path | None = None

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from smimecli.certs.names import display_asn1_name
 from smimecli.cms import OID_AUTH_ENVELOPED_DATA, OID_ENVELOPED_DATA, OID_SIGNED_DATA
 from smimecli.cms.ber import BerReader, Tlv
 from smimecli.cms.open import (
@@ -375,7 +376,7 @@ def describe_recipients(
     for number, entry in enumerate(recipients[:MAX_LISTED], 1):
         rid = entry.rid
         if rid.kind == "issuer_serial" and rid.issuer is not None:
-            who = f"issuer {format_name(rid.issuer)}, serial {rid.serial or 0:X}"
+            who = f"issuer {display_asn1_name(rid.issuer)}, serial {rid.serial or 0:X}"
         elif rid.kind == "ski":
             who = f"subject key identifier {(rid.key_id or b'').hex().upper()}"
         else:
@@ -394,38 +395,6 @@ def describe_recipients(
 
 
 # --- inspect ----------------------------------------------------------------------------------
-
-_SHORT_NAMES = {
-    "2.5.4.3": "CN",
-    "2.5.4.6": "C",
-    "2.5.4.7": "L",
-    "2.5.4.8": "S",
-    "2.5.4.10": "O",
-    "2.5.4.11": "OU",
-    "2.5.4.5": "SERIALNUMBER",
-    "1.2.840.113549.1.9.1": "E",
-    "0.9.2342.19200300.100.1.25": "DC",
-    "2.5.4.9": "STREET",
-    "2.5.4.12": "T",
-}
-
-
-def format_name(name: Any) -> str:
-    """An asn1crypto Name the way ``certs list`` shows subjects: most specific first
-    (``E=..., CN=..., O=..., C=US``, the reverse of the encoded order), Windows labels."""
-    parts: list[str] = []
-    try:
-        for rdn in reversed(list(name.chosen)):
-            values = []
-            for attr in rdn:
-                oid = attr["type"].dotted
-                value = attr["value"].native
-                text = value if isinstance(value, str) else str(value)
-                values.append(f"{_SHORT_NAMES.get(oid, oid)}={text}")
-            parts.append("+".join(values))
-    except (ValueError, TypeError, KeyError):  # parsed lazily: a damaged name fails only here
-        return "(unreadable name)"
-    return ", ".join(parts)
 
 
 @dataclass
@@ -479,7 +448,7 @@ def _recipient_info(entry: RecipientEntry, finder: StoreFinder | None) -> dict[s
     rid = entry.rid
     ident: dict[str, Any] = {"type": rid.kind}
     if rid.kind == "issuer_serial" and rid.issuer is not None:
-        ident["issuer"] = format_name(rid.issuer)
+        ident["issuer"] = display_asn1_name(rid.issuer)
         ident["serial"] = f"{rid.serial:X}"
     else:
         ident["key_id"] = (rid.key_id or b"").hex().upper()

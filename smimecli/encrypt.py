@@ -20,6 +20,7 @@ from io import BytesIO
 from itertools import chain
 from typing import Any, BinaryIO
 
+from smimecli.choices import DEFAULT_CIPHER
 from smimecli.cms import spool as cms_spool
 from smimecli.cms.envelope import EnvelopeBuilder, EnvelopeResult, RecipientSummary
 from smimecli.cms.recipients import Recipient
@@ -371,7 +372,7 @@ def encrypt_message(
     dst: BinaryIO,
     recipients: Sequence[Recipient],
     *,
-    cipher: str = "aes256",
+    cipher: str = DEFAULT_CIPHER,
     convert_tnef: bool = True,
 ) -> EncryptOutcome:
     """Encrypt one message to the given recipients, streaming from ``src`` to ``dst``.
@@ -403,7 +404,7 @@ def encrypt_parsed(
     dst: BinaryIO,
     recipients: Sequence[Recipient],
     *,
-    cipher: str = "aes256",
+    cipher: str = DEFAULT_CIPHER,
     convert_tnef: bool = True,
 ) -> EncryptOutcome:
     """:func:`encrypt_message` for a message whose header block the caller has already read.

@@ -7,7 +7,8 @@ bad option costs nothing and writes nothing.
 
 Subject strings are read the Windows way (``CertStrToName`` with X.500 names): the most
 specific attribute first, ``E=`` for emailAddress, ``S=`` for stateOrProvinceName, values
-quoted with double quotes when they hold a separator. The certificate encodes the RDNs in
+quoted with double quotes (Windows) or escaped with backslashes (RFC 4514, the way smimecli
+shows subjects) when they hold a separator. The certificate encodes the RDNs in
 the reverse order (country first), exactly as Windows does, so that ``openssl x509 -subject``
 shows ``CN = SMIME Tester 2048, emailAddress = test@example.net`` for the lab subject
 ``E=test@example.net,CN=SMIME Tester 2048``.
@@ -19,6 +20,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
@@ -67,34 +69,17 @@ BACKDATE: Final = dt.timedelta(minutes=10)
 
 # --- subject strings ----------------------------------------------------------------------
 
-# Windows X.500 key names (CertStrToName), plus common spellings of the same attributes.
+# The attribute names --subject takes: the labels subjects are shown with (one table, in
+# smimecli.certs.names), plus other common spellings of the same attributes.
 _NAME_KEYS: Final[dict[str, ObjectIdentifier]] = {
-    "E": NameOID.EMAIL_ADDRESS,
+    **{label: ObjectIdentifier(oid) for oid, label in names.NAME_LABELS.items()},
     "EMAIL": NameOID.EMAIL_ADDRESS,
     "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
-    "CN": NameOID.COMMON_NAME,
-    "O": NameOID.ORGANIZATION_NAME,
-    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
-    "L": NameOID.LOCALITY_NAME,
-    "S": NameOID.STATE_OR_PROVINCE_NAME,
     "ST": NameOID.STATE_OR_PROVINCE_NAME,
-    "C": NameOID.COUNTRY_NAME,
-    "DC": NameOID.DOMAIN_COMPONENT,
-    "STREET": NameOID.STREET_ADDRESS,
-    "T": NameOID.TITLE,
     "TITLE": NameOID.TITLE,
-    "G": NameOID.GIVEN_NAME,
     "GN": NameOID.GIVEN_NAME,
     "GIVENNAME": NameOID.GIVEN_NAME,
-    "SN": NameOID.SURNAME,
-    "I": NameOID.INITIALS,
-    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
-    "POSTALCODE": NameOID.POSTAL_CODE,
 }
-# How Windows shows each attribute (the first key above for each OID).
-_NAME_LABELS: Final[dict[ObjectIdentifier, str]] = {}
-for _key, _oid in _NAME_KEYS.items():
-    _NAME_LABELS.setdefault(_oid, _key)
 # Attributes encoded as IA5String, which only holds ASCII (RFC 5280 appendix A.1).
 _ASCII_ONLY: Final = {NameOID.EMAIL_ADDRESS, NameOID.DOMAIN_COMPONENT}
 _SEPARATORS: Final = ",;+"
@@ -112,6 +97,8 @@ def _split_subject(text: str) -> list[list[tuple[str, str]]]:
 
     ``,`` and ``;`` separate RDNs, ``+`` separates the attributes of a multi-valued RDN. A
     value in double quotes may hold separators; ``""`` inside quotes is one quote character.
+    Outside quotes, RFC 4514 section 3 escapes work too (``O=Example\\, Inc.``, ``\\2C``), so
+    that every subject smimecli prints (smimecli.certs.names.display_name) reads back.
     """
     rdns: list[list[tuple[str, str]]] = [[]]
     i, n = 0, len(text)
@@ -147,12 +134,7 @@ def _split_subject(text: str) -> list[list[tuple[str, str]]]:
             if j < n and text[j] not in _SEPARATORS:
                 raise _subject_error(text, f"unexpected text after the quoted value of {key}")
         else:
-            start = j
-            while j < n and text[j] not in _SEPARATORS:
-                if text[j] == '"':
-                    raise _subject_error(text, f"a quote inside the value of {key}")
-                j += 1
-            value = text[start:j].strip()
+            value, j = _unquoted_value(text, j, key)
         if not value:
             raise _subject_error(text, f"{key} has an empty value")
         rdns[-1].append((key, value))
@@ -165,6 +147,49 @@ def _split_subject(text: str) -> list[list[tuple[str, str]]]:
             raise _subject_error(text, "it ends with a separator")
 
 
+_HEX_PAIR: Final = re.compile(r"(?:\\[0-9A-Fa-f]{2})+")
+
+
+def _unquoted_value(text: str, j: int, key: str) -> tuple[str, int]:
+    """The value that starts at ``text[j]`` up to the next unescaped separator, and where it
+    ends. A backslash takes the next character literally, or a run of ``\\XX`` hex pairs
+    as UTF-8 (RFC 4514 section 3); spaces around the value go, escaped ones stay."""
+    chars: list[str] = []
+    escaped: list[int] = []  # where escaped characters went: spaces there are kept
+    n = len(text)
+    while j < n and text[j] not in _SEPARATORS:
+        if text[j] == '"':
+            raise _subject_error(text, f"a quote inside the value of {key}")
+        if text[j] == "\\":
+            pairs = _HEX_PAIR.match(text, j)
+            if pairs:
+                raw = bytes.fromhex(pairs.group().replace("\\", ""))
+                try:
+                    decoded = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _subject_error(text, f"the escapes in {key} are not UTF-8") from None
+                j = pairs.end()
+            elif j + 1 < n:
+                decoded = text[j + 1]
+                j += 2
+            else:
+                raise _subject_error(text, f"the value of {key} ends with a backslash")
+            escaped.extend(range(len(chars), len(chars) + len(decoded)))
+            chars.extend(decoded)
+            continue
+        chars.append(text[j])
+        j += 1
+    first = escaped[0] if escaped else len(chars)
+    last = escaped[-1] + 1 if escaped else 0
+    start = 0
+    while start < first and chars[start] == " ":
+        start += 1
+    end = len(chars)
+    while end > max(start, last) and chars[end - 1] == " ":
+        end -= 1
+    return "".join(chars[start:end]), j
+
+
 def _name_oid(text: str, key: str) -> ObjectIdentifier:
     upper = key.upper()
     if upper in _NAME_KEYS:
@@ -173,7 +198,7 @@ def _name_oid(text: str, key: str) -> ObjectIdentifier:
     parts = dotted.split(".")
     if len(parts) >= 2 and all(part.isdigit() for part in parts):
         return ObjectIdentifier(dotted)
-    known = ", ".join(sorted(set(_NAME_LABELS.values())))
+    known = ", ".join(sorted(set(names.NAME_LABELS.values())))
     raise _subject_error(text, f"unknown attribute {key!r} (use {known} or OID.n.n.n)")
 
 
@@ -202,26 +227,6 @@ def parse_subject(text: str) -> x509.Name:
                 raise _subject_error(text, f"bad {key} value: {exc}") from None
         rdns.append(x509.RelativeDistinguishedName(attributes))
     return x509.Name(list(reversed(rdns)))
-
-
-def _quote(value: str) -> str:
-    if value != value.strip() or any(ch in value for ch in _SEPARATORS + '"='):
-        return '"' + value.replace('"', '""') + '"'
-    return value
-
-
-def format_subject(name: x509.Name) -> str:
-    """Show a Name the Windows way (``E=..., CN=..., O=...``); parse_subject reads it back."""
-    parts = []
-    for rdn in reversed(list(name.rdns)):
-        attributes = []
-        for attribute in rdn:
-            label = _NAME_LABELS.get(attribute.oid, f"OID.{attribute.oid.dotted_string}")
-            value = attribute.value
-            text = value if isinstance(value, str) else value.hex()
-            attributes.append(f"{label}={_quote(text)}")
-        parts.append("+".join(attributes))
-    return ", ".join(parts)
 
 
 # --- options ------------------------------------------------------------------------------
@@ -427,7 +432,7 @@ class Issued:
     @property
     def subject(self) -> str:
         """The subject in the Windows order."""
-        return format_subject(self.cert.subject)
+        return names.display_name(self.cert.subject)
 
 
 @dataclass(frozen=True)
@@ -452,7 +457,7 @@ class Signer:
         Raises:
             DataError: not a CA, no usable private key, or a key of another certificate (65).
         """
-        what = f"{where} ({format_subject(cert.subject)})"
+        what = f"{where} ({names.display_name(cert.subject)})"
         if not is_ca(cert):
             raise DataError(f"{what} is not a CA certificate (basicConstraints CA:TRUE missing)")
         try:
@@ -747,15 +752,15 @@ class UserSpec:
         if self.subject is not None:
             return self.subject
         if self.csr is not None and len(self.csr.subject):
-            return format_subject(self.csr.subject)
+            return names.display_name(self.csr.subject)
         emails = self.emails()
         email = emails[0] if emails else ""
         # RFC 5280 appendix A.1: ub-common-name is 64 characters. A strict subject's CN
         # must be a mailbox address (S/MIME BR 7.1.4.2.2), so there it is left out.
         if len(email) > 64 and self.profile == "strict":
-            return f"E={_quote(email)}"
+            return f"E={names.escape_value(email)}"
         common_name = email if len(email) <= 64 else email.split("@")[0][:64]
-        return f"E={_quote(email)},CN={_quote(common_name)}"
+        return f"E={names.escape_value(email)},CN={names.escape_value(common_name)}"
 
     def validate(self, now: dt.datetime) -> tuple[x509.Name, list[str]]:
         """Check the options; return the parsed subject and the SAN addresses."""
@@ -789,7 +794,9 @@ class UserSpec:
             )
         for attribute in name:
             if attribute.oid not in _STRICT_SUBJECT:
-                label = _NAME_LABELS.get(attribute.oid, attribute.oid.dotted_string)
+                label = names.NAME_LABELS.get(
+                    attribute.oid.dotted_string, attribute.oid.dotted_string
+                )
                 raise UsageError(
                     f"--profile strict (mailbox-validated) allows only CN, E and "
                     f"SERIALNUMBER in the subject, not {label}"
@@ -933,7 +940,7 @@ def make_crl(
         usage = signer.cert.extensions.get_extension_for_class(x509.KeyUsage).value
     if usage is not None and not usage.crl_sign:
         raise DataError(
-            f"{format_subject(signer.cert.subject)} may not sign CRLs (keyUsage lacks cRLSign)"
+            f"{names.display_name(signer.cert.subject)} may not sign CRLs (keyUsage lacks cRLSign)"
         )
     now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     try:

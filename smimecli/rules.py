@@ -25,18 +25,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from smimecli.choices import (
+    KeyTransport,
+    MatchMode,
+    MissingCertPolicy,
+    OaepHash,
+    SourceKind,
+    StoreName,
+    names,
+)
 from smimecli.errors import ConfigError, IOFailedError, SmimeError, TempFailError, several
 
 if TYPE_CHECKING:
     from smimecli.certs.sources import CertificateSource
     from smimecli.certs.store import Store
 
-SOURCE_KINDS = ("store", "pfx", "sst", "cer", "dir")
-STORE_NAMES = ("my", "other", "root", "ca")
-MATCH_MODES = ("email", "any")
-KEY_TRANSPORTS = ("rsa", "rsa-oaep")
-OAEP_HASHES = ("sha1", "sha256", "sha384", "sha512")
-MISSING_CERT_POLICIES = ("pass", "reject", "tempfail")
+SOURCE_KINDS = names(SourceKind)
+STORE_NAMES = names(StoreName)
+MATCH_MODES = names(MatchMode)
+KEY_TRANSPORTS = names(KeyTransport)
+OAEP_HASHES = names(OaepHash)
+MISSING_CERT_POLICIES = names(MissingCertPolicy)
 
 # the values used when neither the rule nor [defaults] sets a key.
 BUILTIN_DEFAULTS: dict[str, Any] = {

@@ -312,7 +312,7 @@ def _signed_data_from_trailer(trailer: list[bytes]) -> Any:
 
 def _signer_name(signed: Any) -> str:
     """The subject of the first signer's certificate, when the message carries it."""
-    from smimecli.decrypt import format_name
+    from smimecli.certs.names import display_asn1_name
 
     infos = list(signed["signer_infos"])
     if not infos:
@@ -325,7 +325,7 @@ def _signer_name(signed: Any) -> str:
         if sid.name == "issuer_and_serial_number":
             ias = sid.chosen
             if cert.issuer == ias["issuer"] and cert.serial_number == ias["serial_number"].native:
-                return format_name(cert.subject)
+                return display_asn1_name(cert.subject)
         elif cert.key_identifier == sid.chosen.native:
-            return format_name(cert.subject)
+            return display_asn1_name(cert.subject)
     return SOMEONE

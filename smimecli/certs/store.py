@@ -34,6 +34,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from smimecli import choices
 from smimecli.certs import names
 from smimecli.certs.formats import PrivateKey, load_der_certificate
 from smimecli.errors import (
@@ -45,7 +46,7 @@ from smimecli.errors import (
     UsageError,
 )
 
-STORE_NAMES: tuple[str, ...] = ("my", "other", "root", "ca")
+STORE_NAMES: tuple[str, ...] = choices.names(choices.StoreName)
 DB_NAME = "store.sqlite3"
 PASSWORD_ENV = "SMIMECLI_STORE_PASSWORD"
 LOCK_TIMEOUT = 10.0  # seconds a writer waits for another before giving up (exit 75)
@@ -618,11 +619,6 @@ class Store:
             )
             params.append(check_store_name(store_name))
         return self._select(sql, params)
-
-    def by_thumbprint(self, thumbprint: str) -> StoredCert | None:
-        """The certificate with this exact thumbprint, or None."""
-        found = self._select("c.thumbprint = ?", (thumbprint.upper(),))
-        return found[0] if found else None
 
     def find(self, selector: str, store_name: str | None = None) -> list[StoredCert]:
         """Certificates a selector names (see the module docstring); each counted once."""

@@ -8,11 +8,13 @@ lists of those, so :func:`install` gives each such parameter of the Click comman
 converter with the same results; anything else (and any value it does not expect) goes on
 to Typer's own conversion, which builds its adapter only then.
 
-This reaches into Typer's parameter objects (``type_descriptor``, ``_runtime_param``).
+This reaches into Typer's private modules and parameter objects (``type_descriptor``,
+``_runtime_param``), so pyproject.toml pins the Typer minor release it was tested with.
 When they are not there (another Typer release), :func:`install` changes nothing and Typer
 converts as before: slower, never wrong. ``tests/cli/test_coercion.py`` checks, for every
-option of every command, that both converters agree, and that ``encrypt`` does not import
-pydantic.
+option of every command, that both converters agree, and that the fast path is active
+(:data:`TYPER_INTERNALS`, the count :func:`install` returns, and ``encrypt`` and ``--help``
+running without pydantic), so a Typer upgrade that breaks it fails the tests.
 """
 
 from __future__ import annotations
@@ -120,21 +122,25 @@ def _supported(annotation: Any, info: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, Enum)
 
 
-def install(command: Any, help_names: Sequence[str] = ("--help",)) -> None:
+def install(command: Any, help_names: Sequence[str] = ("--help",)) -> int:
     """Give every parameter of a Click command tree (built by Typer) the light converter.
 
     Without the Typer internals it relies on, or when they have changed shape, it leaves
     the parameters as they are: Typer then converts the values itself (slower, not wrong).
+
+    Returns:
+        How many parameters now use the light converter (0: Typer converts them all), so
+        that a test can tell the fast path from the slow one.
     """
     if not TYPER_INTERNALS:
-        return
+        return 0
     try:
-        _install(command, help_names)
+        return _install(command, help_names)
     except (AttributeError, TypeError, ValueError):
-        return
+        return 0
 
 
-def _install(command: Any, help_names: Sequence[str]) -> None:
+def _install(command: Any, help_names: Sequence[str]) -> int:
     help_names = (getattr(command, "context_settings", None) or {}).get(
         "help_option_names", help_names
     )
@@ -146,6 +152,7 @@ def _install(command: Any, help_names: Sequence[str]) -> None:
         helper = make_help(SimpleNamespace(help_option_names=list(help_names)))
         if helper is not None:
             params.append(helper)
+    installed = 0
     for param in params:
         descriptor = getattr(param, "type_descriptor", None)
         if descriptor is None or getattr(param, "_runtime_param", "missing") is not None:
@@ -154,5 +161,7 @@ def _install(command: Any, help_names: Sequence[str]) -> None:
             param._runtime_param = _Light(
                 parameter_info=descriptor.parameter_info, annotation=descriptor.annotation
             )
+            installed += 1
     for sub in getattr(command, "commands", {}).values():
-        _install(sub, help_names)
+        installed += _install(sub, help_names)
+    return installed

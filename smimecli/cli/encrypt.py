@@ -5,12 +5,12 @@ annotation string again on each run (about 10 ms of a gateway's per-message star
 """
 
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from smimecli.choices import Cipher, KeyTransport, MissingCertPolicy, OaepHash, RecipientId
 from smimecli.cli.common import (
     JsonOpt,
     OutputOpt,
@@ -26,52 +26,6 @@ from smimecli.cli.common import (
     stdout_binary,
 )
 from smimecli.text import printable
-
-
-class Cipher(StrEnum):
-    """Content ciphers; the names match smimecli.cms.algorithms."""
-
-    aes128 = "aes128"
-    aes192 = "aes192"
-    aes256 = "aes256"
-    des3 = "3des"
-    rc2_128 = "rc2-128"
-    rc2_64 = "rc2-64"
-    rc2_40 = "rc2-40"
-    aes128_gcm = "aes128-gcm"
-    aes256_gcm = "aes256-gcm"
-
-
-class KeyTransport(StrEnum):
-    """RSA key transport."""
-
-    rsa = "rsa"
-    rsa_oaep = "rsa-oaep"
-
-
-class OaepHash(StrEnum):
-    """RSA-OAEP hash (also used for MGF1)."""
-
-    sha1 = "sha1"
-    sha256 = "sha256"
-    sha384 = "sha384"
-    sha512 = "sha512"
-
-
-class RecipientId(StrEnum):
-    """How a RecipientInfo names the recipient's certificate."""
-
-    issuer_serial = "issuer-serial"
-    ski = "ski"
-
-
-class MissingCertPolicy(StrEnum):
-    """What rules mode does with a recipient who has no usable certificate."""
-
-    pass_ = "pass"
-    reject = "reject"
-    tempfail = "tempfail"
-
 
 InputsArg = Annotated[
     list[Path] | None,

@@ -297,7 +297,7 @@ def _report(
     json_out: bool,
     extra: dict[str, Any],
 ) -> None:
-    from smimecli.lab import format_subject
+    from smimecli.certs.names import display_name
 
     cert = issued.cert
     if json_out:
@@ -305,7 +305,7 @@ def _report(
             {
                 "thumbprint": issued.thumbprint,
                 "subject": issued.subject,
-                "issuer": format_subject(cert.issuer),
+                "issuer": display_name(cert.issuer),
                 "serial": format(cert.serial_number, "032x"),
                 "not_before": cert.not_valid_before_utc.isoformat(),
                 "not_after": cert.not_valid_after_utc.isoformat(),
@@ -812,6 +812,6 @@ def gen_crl(
 
 
 def _subject_of(cert: Any) -> str:
-    from smimecli.lab import format_subject
+    from smimecli.certs.names import display_name
 
-    return format_subject(cert.subject)
+    return display_name(cert.subject)

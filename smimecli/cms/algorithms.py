@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
+from smimecli.choices import DEFAULT_CIPHER as DEFAULT_CIPHER
+from smimecli.choices import Cipher, names
 from smimecli.cms import der, rc2
 from smimecli.errors import DataError, UsageError
 
@@ -87,19 +89,10 @@ _TABLE = (
 )
 
 CIPHERS: dict[str, ContentCipher] = {c.name: c for c in _TABLE}
-DEFAULT_CIPHER = "aes256"
-# The names offered on the command line (encrypt --cipher), in the order shown there.
-CIPHER_NAMES: tuple[str, ...] = (
-    "aes128",
-    "aes192",
-    "aes256",
-    "3des",
-    "rc2-128",
-    "rc2-64",
-    "rc2-40",
-    "aes128-gcm",
-    "aes256-gcm",
-)
+# The names offered for encrypting (smimecli.choices.Cipher); the table also holds these,
+# which smimecli reads (decrypt, inspect) but does not offer for writing.
+CIPHER_NAMES: tuple[str, ...] = names(Cipher)
+READ_ONLY_CIPHERS: tuple[str, ...] = ("aes192-gcm",)
 # OID -> cipher, for every OID but RC2's (whose size is in the parameters).
 CIPHER_BY_OID: dict[str, ContentCipher] = {c.oid: c for c in _TABLE if c.family != "rc2"}
 

@@ -77,7 +77,6 @@ class BerReader:
         self._stream = stream
         self._what = what
         self._max_depth = max_depth
-        self._pending = b""
         self.pos = 0
 
     # --- bytes ------------------------------------------------------------------------------
@@ -95,11 +94,7 @@ class BerReader:
 
     def read_some(self, size: int) -> bytes:
         """Up to ``size`` bytes (at least one unless at end of input)."""
-        size = min(size, _READ_SIZE)
-        if self._pending:
-            data, self._pending = self._pending[:size], self._pending[size:]
-        else:
-            data = self._raw_read(size)
+        data = self._raw_read(min(size, _READ_SIZE))
         self.pos += len(data)
         return data
 
@@ -114,14 +109,6 @@ class BerReader:
             parts.append(data)
             left -= len(data)
         return b"".join(parts)
-
-    def at_eof(self) -> bool:
-        """True when no byte is left (used to check for trailing data)."""
-        if self._pending:
-            return False
-        data = self._raw_read(1)
-        self._pending = data
-        return not data
 
     # --- headers ----------------------------------------------------------------------------
 

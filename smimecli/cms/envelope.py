@@ -16,14 +16,13 @@ import threading
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from smimecli.cms import (
     OID_AUTH_ENVELOPED_DATA,
     OID_DATA,
     OID_ENVELOPED_DATA,
     der,
-    spool,
 )
 from smimecli.cms.algorithms import (
     DEFAULT_CIPHER,
@@ -38,7 +37,7 @@ from smimecli.cms.algorithms import (
 )
 from smimecli.cms.recipients import Recipient, build_recipient_info
 from smimecli.errors import IOFailedError, UsageError
-from smimecli.streams import CHUNK, THREADED_FROM, read_chunks
+from smimecli.streams import CHUNK, THREADED_FROM
 
 __all__ = ["EnvelopeBuilder", "EnvelopeResult", "Recipient"]
 
@@ -62,7 +61,7 @@ class RecipientSummary:
 
 @dataclass
 class EnvelopeResult:
-    """What :meth:`EnvelopeBuilder.encrypt_stream` produced."""
+    """What :meth:`EnvelopeBuilder.encrypt_chunks` produced."""
 
     cipher: str
     content_type: str  # "enveloped-data" | "authEnveloped-data"
@@ -173,32 +172,6 @@ class EnvelopeBuilder:
         out = BytesIO()
         self.encrypt_chunks([data], len(data), out)
         return out.getvalue()
-
-    def encrypt_stream(
-        self, src: BinaryIO, dst: Writable, *, length: int | None = None
-    ) -> EnvelopeResult:
-        """Encrypt ``src`` (the canonical inner entity, read to its end) into ``dst``.
-
-        Args:
-            src: the entity to encrypt, already in canonical CRLF form.
-            dst: where the DER ContentInfo goes.
-            length: the number of bytes ``src`` will give; measured (seekable source) or
-                found by spooling (pipe) when None.
-        """
-        if length is not None:
-            return self.encrypt_chunks(read_chunks(src), length, dst)
-        try:
-            start = src.tell()
-            end = src.seek(0, 2)
-            src.seek(start)
-            return self.encrypt_chunks(read_chunks(src), end - start, dst)
-        except (OSError, ValueError, AttributeError):
-            pass
-        with spool() as held:
-            held.writelines(read_chunks(src))
-            total = held.tell()
-            held.seek(0)
-            return self.encrypt_chunks(read_chunks(held), total, dst)
 
     def encrypt_chunks(
         self, chunks: Iterable[bytes | bytearray | memoryview], length: int, dst: Writable

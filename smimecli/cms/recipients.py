@@ -20,13 +20,22 @@ from cryptography.hazmat.primitives.keywrap import aes_key_wrap, aes_key_wrap_wi
 
 # Re-exported: unwrap and callers import it from here; the store shares it (one definition).
 from smimecli.certs.names import subject_key_identifier as subject_key_identifier
+from smimecli.choices import (
+    DEFAULT_KEY_TRANSPORT,
+    DEFAULT_OAEP_HASH,
+    DEFAULT_RECIPIENT_ID,
+    KeyTransport,
+    OaepHash,
+    RecipientId,
+    names,
+)
 from smimecli.cms import der
 from smimecli.cms.algorithms import ContentCipher
 from smimecli.errors import DataError, UsageError
 
-KEY_TRANSPORTS = ("rsa", "rsa-oaep")
-OAEP_HASHES = ("sha1", "sha256", "sha384", "sha512")
-RECIPIENT_IDS = ("issuer-serial", "ski")
+KEY_TRANSPORTS = names(KeyTransport)
+OAEP_HASHES = names(OaepHash)
+RECIPIENT_IDS = names(RecipientId)
 
 # RFC 5753 section 7.1.4 (dhSinglePass-stdDH-sha256kdf-scheme).
 OID_ECDH_SHA256_KDF = "1.3.132.1.11.1"
@@ -84,23 +93,18 @@ class Recipient:
     """
 
     cert: x509.Certificate
-    key_transport: str = "rsa"
-    oaep_hash: str = "sha256"
-    recipient_id: str = "issuer-serial"
+    key_transport: str = DEFAULT_KEY_TRANSPORT
+    oaep_hash: str = DEFAULT_OAEP_HASH
+    recipient_id: str = DEFAULT_RECIPIENT_ID
 
     def __post_init__(self) -> None:
-        if self.key_transport not in KEY_TRANSPORTS:
-            raise UsageError(
-                f"unknown key transport {self.key_transport!r}: choose rsa or rsa-oaep"
-            )
-        if self.oaep_hash not in OAEP_HASHES:
-            raise UsageError(
-                f"unknown OAEP hash {self.oaep_hash!r}: choose one of {', '.join(OAEP_HASHES)}"
-            )
-        if self.recipient_id not in RECIPIENT_IDS:
-            raise UsageError(
-                f"unknown recipient id {self.recipient_id!r}: choose issuer-serial or ski"
-            )
+        for what, value, choices in (
+            ("key transport", self.key_transport, KEY_TRANSPORTS),
+            ("OAEP hash", self.oaep_hash, OAEP_HASHES),
+            ("recipient id", self.recipient_id, RECIPIENT_IDS),
+        ):
+            if value not in choices:
+                raise UsageError(f"unknown {what} {value!r}: choose one of {', '.join(choices)}")
 
     @property
     def kind(self) -> str:

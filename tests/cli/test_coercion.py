@@ -113,12 +113,15 @@ def test_light_conversion_agrees_with_typer(where: str, param: Any, tmp_path: Pa
 
 def test_install_covers_every_parameter_and_the_help_flag() -> None:
     command = typer.main.get_command(build_app())
-    coercion.install(command)
+    installed = coercion.install(command)
     missing: list[str] = []
+    seen = 0
 
     def walk(cmd: Any, path: str) -> None:
+        nonlocal seen
         helper = cmd._help_option  # made by install()
         for param in [*cmd.params, helper]:
+            seen += 1
             if not isinstance(param._runtime_param, coercion._Light):
                 missing.append(f"{path} {param.name}")
         for name, sub in getattr(cmd, "commands", {}).items():
@@ -126,6 +129,54 @@ def test_install_covers_every_parameter_and_the_help_flag() -> None:
 
     walk(command, "smimecli")
     assert missing == []
+    assert installed == seen
+
+
+def test_the_installed_typer_is_the_pinned_release() -> None:
+    # coercion.py uses Typer's private modules; pyproject.toml pins the release range they
+    # were tested with, and the fast path must be active with the Typer installed here.
+    import tomllib
+    from importlib.metadata import version
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    (pin,) = [d for d in pyproject["project"]["dependencies"] if d.startswith("typer")]
+    assert pin == "typer>=0.29,<0.30"
+    major, minor = (int(part) for part in version("typer").split(".")[:2])
+    assert (major, minor) == (0, 29), f"Typer {version('typer')} is outside {pin}"
+    assert coercion.TYPER_INTERNALS
+
+
+_SPY = (
+    "import sys\n"
+    "from smimecli.cli import coercion\n"
+    "counts = []\n"
+    "real_install = coercion.install\n"
+    "def install(*args, **kwargs):\n"
+    "    counts.append(real_install(*args, **kwargs))\n"
+    "    return counts[-1]\n"
+    "coercion.install = install\n"
+    "from smimecli.cli.app import main\n"
+)
+
+
+@pytest.mark.parametrize(
+    "args", [["encrypt", "--help"], ["--help"], ["certs", "list", "--help"]], ids=" ".join
+)
+def test_help_runs_the_fast_path_without_pydantic(args: list[str]) -> None:
+    code = (
+        _SPY + "try:\n"
+        f"    status = main({args!r})\n"
+        "except SystemExit as exc:\n"
+        "    status = exc.code\n"
+        "print('STATUS', status, 'INSTALLED', counts, 'PYDANTIC', 'pydantic' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("STATUS 0 INSTALLED ["), proc.stdout + proc.stderr
+    counts = last.split("INSTALLED [", 1)[1].split("]", 1)[0]
+    assert counts and all(int(n) > 0 for n in counts.split(",")), last
+    assert last.endswith("PYDANTIC False"), last
 
 
 def test_install_leaves_unknown_objects_alone() -> None:
@@ -150,16 +201,15 @@ def test_encrypt_runs_without_pydantic(tmp_path: Path, pki: Any) -> None:
     cert = pki.alice.cert_pem
     message = tmp_path / "m.eml"
     message.write_bytes(b"From: a@example.org\nTo: b@example.org\nSubject: s\n\nhello\n")
-    code = (
-        "import sys\n"
-        "from smimecli.cli.app import main\n"
+    code = _SPY + (
         f"status = main(['encrypt', '--cert', {str(cert)!r}, {str(message)!r}, "
         f"'-o', {str(tmp_path / 'out.eml')!r}, '--cipher', 'aes128', '--jobs', '1'])\n"
-        "print('STATUS', status, 'PYDANTIC', 'pydantic' in sys.modules)\n"
+        "print('STATUS', status, 'FAST', bool(counts) and min(counts) > 0, "
+        "'PYDANTIC', 'pydantic' in sys.modules)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "STATUS 0 PYDANTIC False" in proc.stdout, proc.stdout + proc.stderr
+    assert "STATUS 0 FAST True PYDANTIC False" in proc.stdout, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize(

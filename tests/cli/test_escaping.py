@@ -98,8 +98,8 @@ def test_certs_list_escapes_rich_cells(monkeypatch: pytest.MonkeyPatch) -> None:
         "not_after": "2030-01-01T00:00:00",
         "thumbprint": "AB" * 20,
         "has_key": False,
-        "problems": [],
         "capabilities": [],
+        "problems": [],
     }
     certs._print_rich([doc], [])
     text = terminal.getvalue()

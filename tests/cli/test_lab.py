@@ -84,8 +84,8 @@ def test_gen_root_defaults_into_store(cli: Cli, tmp_path: Path) -> None:
     thumbprint, subject = result.stdout.decode().rstrip("\n").split("  ", 1)
     assert subject == "CN=Test Root V1"
     with Store.open(tmp_path / "store", create=False) as store:
-        entry = store.by_thumbprint(thumbprint)
-        assert entry is not None
+        (entry,) = store.find(thumbprint)
+        assert entry.thumbprint == thumbprint
         assert entry.store_names == ("my", "root")
         assert entry.has_key
         key = store.private_key(thumbprint)
@@ -124,7 +124,7 @@ def test_gen_root_files(cli: Cli, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert doc["subject"] == 'CN=Lab Root, O="Example, Inc.", C=DE'
+    assert doc["subject"] == r"CN=Lab Root, O=Example\, Inc., C=DE"
     assert doc["key_algorithm"] == "ecdsa-p384" and doc["hash"] == "sha384"
     assert doc["stores"] == []
     assert set(doc["files"]) == {"pfx", "cer", "pem", "key"}
@@ -143,6 +143,37 @@ def test_gen_root_files(cli: Cli, tmp_path: Path) -> None:
     assert (tmp_path / "r.key").read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY")
     for name in ("r.pfx", "r.key"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+
+
+def test_subject_shown_by_certs_list_reads_back_into_gen_root(cli: Cli, tmp_path: Path) -> None:
+    # One formatter for subjects: what certs list prints (a comma escaped the RFC 4514
+    # way) is what gen-root prints and what gen-root --subject reads back.
+    (tmp_path / "pw").write_bytes(SECRET)
+    common = ["--password-file", str(tmp_path / "pw"), "--days", "30", "--json"]
+    made = cli(["gen-root", "--subject", 'CN=Lab Root,O="Org, Inc.",C=DE', *common])
+    assert made.exit_code == 0, made.output
+    shown = json.loads(made.stdout)["subject"]
+    assert shown == r"CN=Lab Root, O=Org\, Inc., C=DE"
+    listed = json.loads(cli(["certs", "list", "--json"]).stdout)
+    assert [doc["subject"] for doc in listed] == [shown]
+    table = cli(["certs", "list"], env={"COLUMNS": "300"}).stdout.decode()
+    assert shown in table
+    again = cli(
+        [
+            "gen-root",
+            "--subject",
+            shown,
+            "--no-store",
+            "--out-cer",
+            str(tmp_path / "again.cer"),
+            *common,
+        ]
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["subject"] == shown
+    cert = x509.load_der_x509_certificate((tmp_path / "again.cer").read_bytes())
+    organization = cert.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
+    assert [attribute.value for attribute in organization] == ["Org, Inc."]
 
 
 def test_gen_root_password_from_env(cli: Cli, tmp_path: Path) -> None:
@@ -201,8 +232,8 @@ def test_issue_user_from_store(lab: Lab, tmp_path: Path) -> None:
     assert san.get_values_for_type(x509.RFC822Name) == ["test@example.net"]
     assert len(san.get_values_for_type(x509.OtherName)) == 1
     with Store.open(lab.store, create=False) as store:
-        entry = store.by_thumbprint(thumbprint)
-        assert entry is not None and entry.store_names == ("my",) and entry.has_key
+        (entry,) = store.find(thumbprint)
+        assert entry.thumbprint == thumbprint and entry.store_names == ("my",) and entry.has_key
         assert [e.thumbprint for e in store.by_email("test@example.net")] == [thumbprint]
 
 

@@ -58,7 +58,7 @@ def test_children_of_definite_and_indefinite_sequences() -> None:
             if child.tag == 6:
                 assert decode_oid(content) == "1.2.840.113549.1.7.3"
         assert kinds == [2, 6]
-        assert reader.at_eof()
+        assert reader.read_some(1) == b""  # nothing after the SEQUENCE
 
 
 def test_read_element_keeps_indefinite_encoding() -> None:

@@ -202,7 +202,7 @@ def test_oaep_parameters_are_explicit(pki: Any, oaep_hash: str) -> None:
 def test_sha1_oaep_warns(pki: Any, caplog: pytest.LogCaptureFixture) -> None:
     recipient = Recipient(pki.bob.cert, key_transport="rsa-oaep", oaep_hash="sha1")
     out = io.BytesIO()
-    result = EnvelopeBuilder().add_recipient(recipient).encrypt_stream(io.BytesIO(b"x"), out)
+    result = EnvelopeBuilder().add_recipient(recipient).encrypt_chunks([b"x"], 1, out)
     assert any("SHA-1" in w for w in result.warnings)
 
 

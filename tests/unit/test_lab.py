@@ -8,6 +8,7 @@ import logging
 import pytest
 from asn1crypto import cms as asn1_cms
 from asn1crypto import core as asn1_core
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smimecli import lab
+from smimecli.certs import names
 from smimecli.errors import DataError, UsageError
 
 NOW = dt.datetime(2030, 1, 15, 12, 0, tzinfo=dt.UTC)
@@ -138,9 +140,49 @@ def test_unparsable_subject(text: str) -> None:
         lab.parse_subject(text)
 
 
-def test_format_subject_windows_style() -> None:
+def test_subjects_show_the_windows_way_with_rfc4514_escapes() -> None:
     name = lab.parse_subject('E=a@b.c,CN=Ann,O="Example, Inc.",S=Bavaria,C=DE')
-    assert lab.format_subject(name) == 'E=a@b.c, CN=Ann, O="Example, Inc.", S=Bavaria, C=DE'
+    shown = r"E=a@b.c, CN=Ann, O=Example\, Inc., S=Bavaria, C=DE"
+    assert names.display_name(name) == shown
+    # The same formatter for names read from a CMS message (asn1crypto), e.g. by inspect.
+    der = name.public_bytes()
+    assert names.display_asn1_name(asn1_x509.Name.load(der)) == shown
+
+
+def test_printed_subject_with_a_comma_reads_back() -> None:
+    name = lab.parse_subject('CN=Ann+SN=Lee,O="Org, Inc.";C=DE')
+    assert name.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "Org, Inc."
+    shown = names.display_name(name)
+    assert shown == r"CN=Ann+SN=Lee, O=Org\, Inc., C=DE"
+    assert lab.parse_subject(shown) == name
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (r"CN=Org\, Inc.", "Org, Inc."),
+        (r"CN=\ padded\ ", " padded "),
+        (r"CN=\#1 \+ \; \\ \"q\" \<x\>", '#1 + ; \\ "q" <x>'),
+        (r"CN=caf\C3\A9\2C ok", "café, ok"),
+        (r"CN=C:\Users", "C:Users"),
+    ],
+)
+def test_subject_backslash_escapes(text: str, value: str) -> None:
+    name = lab.parse_subject(text)
+    assert name.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == value
+    assert lab.parse_subject(names.display_name(name)) == name
+
+
+@pytest.mark.parametrize("text", ["CN=a\\", r"CN=\FF\FE"])
+def test_bad_subject_escapes(text: str) -> None:
+    with pytest.raises(UsageError, match="unparsable subject"):
+        lab.parse_subject(text)
+
+
+def test_unknown_attributes_show_as_oid_and_read_back() -> None:
+    name = lab.parse_subject("OID.1.2.3.4=x, CN=Ann")
+    assert names.display_name(name) == "OID.1.2.3.4=x, CN=Ann"
+    assert lab.parse_subject(names.display_name(name)) == name
 
 
 _values = st.text(
@@ -163,7 +205,7 @@ def test_format_then_parse_round_trip(pairs: list[tuple[str, str]]) -> None:
         "S": NameOID.STATE_OR_PROVINCE_NAME,
     }
     name = x509.Name([x509.NameAttribute(oids[key], value) for key, value in pairs])
-    assert lab.parse_subject(lab.format_subject(name)) == name
+    assert lab.parse_subject(names.display_name(name)) == name
 
 
 # --- options ------------------------------------------------------------------------------
