@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from smimecli.errors import ConfigError, DataError, RejectError, TempFailError
 from smimecli.rules import (
+    AUTO_CIPHER,
     Rule,
     RuleSet,
     SourceSpec,
@@ -157,6 +158,7 @@ class Plan:
     recipients: list[RecipientPlan]
     cipher: str | None = None
     cipher_rule: Rule | None = None
+    cipher_reason: str | None = None  # why cipher = "auto" chose this cipher
     convert_tnef: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -209,6 +211,7 @@ class Plan:
             "decision": self.decision,
             "cipher": self.cipher if self.encrypted else None,
             "cipher_rule": self.cipher_rule.name if self.cipher_rule else None,
+            "cipher_reason": self.cipher_reason if self.encrypted else None,
             "convert_tnef": self.convert_tnef,
             "recipients": [r.to_json() for r in self.recipients],
             "warnings": list(self.warnings),
@@ -388,7 +391,7 @@ def plan_recipients(
         )
         plan.warnings.extend(_recipient_warnings(plan, at))
         plans.append(plan)
-    return _finish(Plan(plans))
+    return _finish(Plan(plans), rules)
 
 
 def _unique(addresses: Iterable[str]) -> list[tuple[str, str]]:
@@ -438,7 +441,7 @@ def _oaep_sha1_warning(address: str) -> str:
     return f"RSA-OAEP with SHA-1 for {address} is weak (old clients only)"
 
 
-def _finish(plan: Plan) -> Plan:
+def _finish(plan: Plan, rules: RuleSet) -> Plan:
     encrypted = plan.encrypted
     unmatched = [r.address for r in plan.recipients if r.rule is None]
     if unmatched:
@@ -456,17 +459,85 @@ def _finish(plan: Plan) -> Plan:
     # SPEC 3: the cipher of the first rule in file order that found a certificate.
     first = min((r.rule for r in encrypted if r.rule is not None), key=lambda rule: rule.index)
     plan.cipher = first.cipher
+    if first.cipher == AUTO_CIPHER:
+        plan.cipher, plan.cipher_reason = auto_cipher(rules, encrypted)
     plan.cipher_rule = first
     plan.convert_tnef = any(r.rule is not None and r.rule.convert_tnef for r in encrypted)
     for rule in dict.fromkeys(r.rule for r in encrypted if r.rule is not None):
         if rule.cipher != first.cipher:
             plan.warnings.append(
                 f"rule {rule.name!r} asks for {rule.cipher}, but the message uses "
-                f"{first.cipher} from rule {first.name!r} (the first rule that found a "
+                f"{plan.cipher} from rule {first.name!r} (the first rule that found a "
                 "certificate)"
             )
-    plan.warnings.extend(cipher_warnings(first.cipher))
+    plan.warnings.extend(cipher_warnings(plan.cipher))
     return plan
+
+
+# cipher = "auto": AES-GCM names as SMIMECapabilities give them (asn1crypto's names, as
+# harvested, or dotted OIDs), strongest first.
+_AUTO_CANDIDATES = (
+    ("aes256-gcm", frozenset({"aes256_gcm", "2.16.840.1.101.3.4.1.46"})),
+    ("aes128-gcm", frozenset({"aes128_gcm", "2.16.840.1.101.3.4.1.6"})),
+)
+_AUTO_FALLBACK = "aes256"
+SMIME_CAPABILITIES_OID = "1.2.840.113549.1.9.15"
+
+
+def announced_capabilities(rules: RuleSet, recipient: RecipientPlan) -> list[str] | None:
+    """What a recipient announced it reads: the SMIMECapabilities harvested from its verified
+    signed mail (the store's record), else its certificate's SMIMECapabilities extension;
+    None when neither says anything."""
+    if recipient.thumbprint and rules.store_dir is not None:
+        from smimecli.certs.store import DB_NAME
+
+        if (rules.store_dir / DB_NAME).exists():
+            stored = rules.store().by_thumbprint(recipient.thumbprint)
+            if stored is not None and stored.capabilities is not None:
+                return list(stored.capabilities)
+    if recipient.cert is None:
+        return None
+    return certificate_capabilities(recipient.cert)
+
+
+def certificate_capabilities(cert: x509.Certificate) -> list[str] | None:
+    """The SMIMECapabilities extension of a certificate (dotted OIDs), or None."""
+    from asn1crypto import cms
+    from cryptography import x509 as _x509
+
+    try:
+        ext = cert.extensions.get_extension_for_oid(_x509.ObjectIdentifier(SMIME_CAPABILITIES_OID))
+    except (_x509.ExtensionNotFound, ValueError):
+        return None
+    value = ext.value
+    if not isinstance(value, _x509.UnrecognizedExtension):
+        return None
+    try:
+        parsed = cms.SMIMECapabilites.load(value.value)
+        return [c["capability_id"].dotted for c in parsed]
+    except (ValueError, TypeError):
+        return None
+
+
+def auto_cipher(rules: RuleSet, encrypted: Sequence[RecipientPlan]) -> tuple[str, str]:
+    """``cipher = "auto"``: the strongest AES-GCM every encrypted recipient announced, else
+    aes256 (CBC), which every S/MIME client reads. Returns the cipher and why (one line)."""
+    announced = {r.address: set(announced_capabilities(rules, r) or ()) for r in encrypted}
+    for name, ids in _AUTO_CANDIDATES:
+        if all(caps & ids for caps in announced.values()):
+            who = "the recipient" if len(announced) == 1 else f"all {len(announced)} recipients"
+            return name, f"auto: {who} announced {name}"
+    missing = [a for a, caps in announced.items() if not caps & _AUTO_CANDIDATES[0][1]]
+    if not missing:  # each announced some AES-GCM, but not one size they all share
+        return _AUTO_FALLBACK, "auto: the recipients announced no AES-GCM size in common"
+    silent = [a for a in missing if not announced[a]]
+    said = [a for a in missing if announced[a]]
+    parts = []
+    if said:
+        parts.append(f"{', '.join(said)} did not announce AES-GCM")
+    if silent:
+        parts.append(f"{', '.join(silent)} announced no capabilities")
+    return _AUTO_FALLBACK, f"auto: {'; '.join(parts)}"
 
 
 def cipher_warnings(cipher: str) -> list[str]:

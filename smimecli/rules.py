@@ -37,6 +37,8 @@ MATCH_MODES = ("email", "any")
 KEY_TRANSPORTS = ("rsa", "rsa-oaep")
 OAEP_HASHES = ("sha1", "sha256", "sha384", "sha512")
 MISSING_CERT_POLICIES = ("pass", "reject", "tempfail")
+# cipher = "auto": the strongest cipher every encrypted recipient announced (smimecli.plan).
+AUTO_CIPHER = "auto"
 
 # SPEC section 3: the values used when neither the rule nor [defaults] sets a key.
 BUILTIN_DEFAULTS: dict[str, Any] = {
@@ -728,7 +730,7 @@ class _Validator:
         choices: Sequence[str]
         if key == "cipher":
             if self.ciphers is None:
-                self.ciphers = cipher_names()
+                self.ciphers = (*cipher_names(), AUTO_CIPHER)
             choices = self.ciphers
         else:
             choices = {
