@@ -603,6 +603,7 @@ class RulesOutcome:
     plan: Plan
     warnings: list[str] = field(default_factory=list)
     encryption: Any = None
+    signed_by: dict[str, Any] | None = None
 
     @property
     def recipients(self) -> list[RecipientPlan]:
@@ -616,6 +617,7 @@ class RulesOutcome:
         if self.encryption is not None:
             document["content_type"] = self.encryption.content_type
             document["tnef_converted"] = self.encryption.tnef_converted
+        document["signed_by"] = self.signed_by
         document["warnings"] = list(self.warnings)
         return document
 
@@ -703,24 +705,50 @@ def encrypt_with_rules(
     plan = plan_recipients(rules, addresses, on_missing_cert=on_missing_cert)
     plan.raise_for_policy()
     warnings = [w for r in plan.recipients for w in r.warnings] + plan.warnings
+    signing = choose_signer(rules, plan, headers)
     if not plan.encrypted:
+        for warning in warnings:
+            log.warning(warning)
+        if signing is not None:
+            # Nobody gets it encrypted and the policy let it pass: signed only.
+            from smimecli.signers import describe
+            from smimecli.signing import SignOptions, sign_message
+
+            signer = rules.load_signer(*signing)
+            data = headers.raw + rest.read()
+            options = SignOptions(chain=signer.chain)
+            sign_message(data, dst, cert=signer.cert, key=signer.key, options=options)
+            return RulesOutcome("signed", plan, warnings, signed_by=describe(signer))
         # SPEC 3: nobody has a certificate -> the input, byte for byte.
         dst.write(headers.raw)
         shutil.copyfileobj(rest, dst, 1 << 20)
-        for warning in warnings:
-            log.warning(warning)
         return RulesOutcome("passed", plan, warnings)
     from smimecli.encrypt import encrypt_parsed
 
     assert plan.cipher is not None
-    result = encrypt_parsed(
-        headers,
-        rest,
-        dst,
-        plan.envelope_recipients(),
-        cipher=plan.cipher,
-        convert_tnef=plan.convert_tnef,
-    )
+    signed_by = None
+    if signing is not None:
+        from smimecli.signers import describe, sign_then_encrypt
+
+        signer = rules.load_signer(*signing)
+        result = sign_then_encrypt(
+            headers.raw + rest.read(),
+            dst,
+            plan.envelope_recipients(),
+            signer=signer,
+            cipher=plan.cipher,
+            convert_tnef=plan.convert_tnef,
+        )
+        signed_by = describe(signer)
+    else:
+        result = encrypt_parsed(
+            headers,
+            rest,
+            dst,
+            plan.envelope_recipients(),
+            cipher=plan.cipher,
+            convert_tnef=plan.convert_tnef,
+        )
     # The CMS layer logs the weak cipher and SHA-1 OAEP warnings in its own words: log the
     # plan's other warnings, and report each warning once, in the plan's words.
     said = _said_by_cms(plan)
@@ -728,7 +756,35 @@ def encrypt_with_rules(
         if warning not in said:
             log.warning(warning)
     warnings.extend(_new_warnings(plan, result, warnings))
-    return RulesOutcome("encrypted", plan, warnings, result)
+    return RulesOutcome("encrypted", plan, warnings, result, signed_by)
+
+
+def choose_signer(rules: RuleSet, plan: Plan, headers: HeaderBlock) -> tuple[str, str] | None:
+    """Who signs the message, as (selector, where it was asked for): the ``sign`` of the
+    first rule in file order that matched a recipient, else the first ``[[signer]]`` whose
+    sender pattern matches the From: address; None: no signature."""
+    asked = [r.rule for r in plan.recipients if r.rule is not None and r.rule.sign]
+    if asked:
+        rule = min(asked, key=lambda r: r.index)
+        assert rule.sign is not None
+        return rule.sign, rules.where(rule, "sign")
+    if not rules.signers:
+        return None
+    for sender in from_addresses(headers):
+        found = rules.signer_for_sender(sender)
+        if found is not None:
+            line = f":{found.line}" if found.line else ""
+            return found.signer, f"{rules.path}{line}: signer #{found.index + 1}"
+    return None
+
+
+def from_addresses(headers: HeaderBlock) -> list[str]:
+    """The addresses of the From: header."""
+    try:
+        pairs = email.utils.getaddresses(headers.get_all("From"))
+    except RecursionError:
+        return []
+    return [address for _, address in pairs if "@" in address]
 
 
 def _new_warnings(plan: Plan, result: EncryptOutcome, known: list[str]) -> list[str]:
