@@ -14,7 +14,7 @@ _smimecli_options() {
     case "$1" in
         '') echo '--store --store-password-env -v --verbose -q --quiet --version -h --help' ;;
         'encrypt') echo '-o --output --out-dir --done-dir --cert --to --rules --recipient --cipher --key-transport --oaep-hash --recipient-id --convert-tnef --no-convert-tnef --on-missing-cert --jobs --sign-with --sign-with-pfx --json --password-file --password-env -h --help' ;;
-        'decrypt') echo '-o --output --key --cert --password-file --password-env -h --help' ;;
+        'decrypt') echo '-o --output --key --cert --password-file --password-env --require-signature -h --help' ;;
         'inspect') echo '--json -h --help' ;;
         'sign') echo '-o --output --signer --signer-pfx --password-file --password-env --opaque --hash --pss --no-chain --json -h --help' ;;
         'verify') echo '-o --output --ca --json -h --help' ;;

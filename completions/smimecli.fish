@@ -346,6 +346,7 @@ complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'key' -r -F -d 'Private k
 complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'cert' -r -F -d 'The key\'s certificate (PEM or DER), to pick its recipient by issuer/serial or SKI; a .pfx carries it already.'
 complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'password-file' -r -F -d 'Read the password from this file (one trailing newline is ignored).'
 complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'password-env' -x -d 'Read the password from this environment variable.'
+complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'require-signature' -d 'Write nothing unless the message carries a signature (inside or outside the envelope) that holds and whose signer is trusted: 65 not signed or altered, 77 signer not trusted.'
 complete -c smimecli -n '__smimecli_at \'decrypt\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'decrypt\'' -F
 complete -c smimecli -n '__smimecli_at \'inspect\'' -l 'json' -d 'Print JSON instead of text.'

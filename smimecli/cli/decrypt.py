@@ -75,6 +75,15 @@ def decrypt(
     ] = None,
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
+    require_signature: Annotated[
+        bool,
+        typer.Option(
+            "--require-signature",
+            help="Write nothing unless the message carries a signature (inside or outside "
+            "the envelope) that holds and whose signer is trusted: 65 not signed or "
+            "altered, 77 signer not trusted.",
+        ),
+    ] = False,
 ) -> None:
     """Decrypt an S/MIME enveloped message with a private key.
 
@@ -83,8 +92,10 @@ def decrypt(
     Thunderbird/NSS, gpgsm, Outlook and smimecli. The output is the decrypted message with
     the outer headers restored (a readable .eml); a bare CMS input gives the bare content.
     Without --key, a private key in the store's personal certificates that matches a
-    recipient is used. Exit 77: no key for any recipient (or the message was altered),
-    or a wrong password; 65: not a usable S/MIME message.
+    recipient is used. Signatures around the envelope and inside it are verified (as
+    'smimecli verify' does) and reported on one warning line each. Exit 77: no key for any
+    recipient (or the message was altered), or a wrong password; 65: not a usable S/MIME
+    message.
     """
     import contextlib
     import shutil
@@ -104,24 +115,81 @@ def decrypt(
         raise UsageError("--cert needs --key (the store's certificates carry their own)")
     lookup = store_key_lookup(state().store_dir()) if identity is None else None
     finder = lazy_store_finder(state().store_dir())
+    layers: list[Any] = []
     with contextlib.ExitStack() as stack:
         if is_std(input):
-            src = stdin_binary()
+            # Kept, so that a signature around the envelope can be verified afterwards.
+            src = stack.enter_context(spool())
+            shutil.copyfileobj(stdin_binary(), src, CHUNK)
+            src.seek(0)
         else:
             assert input is not None
             src = stack.enter_context(open_input(input))
+        # Written only once its signatures are judged: a complete, checked result.
+        held = stack.enter_context(spool())
+        decrypt_message(
+            src,
+            held,
+            identity,
+            key_lookup=lookup,
+            what=name,
+            store_finder=finder,
+            on_signature_layers=layers.extend,
+        )
+        verdicts = _judge_signatures(src, input, held, bool(layers), name)
+        if require_signature:
+            from smimecli.verdicts import require_signature as require
+
+            require(verdicts, name)
+        held.seek(0)
         if output is not None and not is_std(output):
             # A plaintext: a new file is 0600, an existing one keeps its mode.
-            dst = stack.enter_context(atomic_output(output, private=True))
-            decrypt_message(src, dst, identity, key_lookup=lookup, what=name, store_finder=finder)
+            with atomic_output(output, private=True) as dst:
+                shutil.copyfileobj(held, dst, CHUNK)
             return
-        # Standard output cannot be taken back: spool, and write only a complete result.
-        held = stack.enter_context(spool())
-        decrypt_message(src, held, identity, key_lookup=lookup, what=name, store_finder=finder)
-        held.seek(0)
         out = stdout_binary()
         shutil.copyfileobj(held, out, CHUNK)
         out.flush()
+
+
+def _judge_signatures(src: Any, input: Path | None, held: Any, outer: bool, name: str) -> list[Any]:
+    """Verify the signature around the envelope (``outer``: the input had one) and the one
+    inside (a signed plaintext); one warning line each."""
+    import logging
+
+    from smimecli.cli.verify import _store_certificates
+    from smimecli.files import open_input
+    from smimecli.verdicts import is_signed, judge
+    from smimecli.verifying import MAX_MESSAGE
+
+    held.seek(0)
+    plaintext = held.read(MAX_MESSAGE + 1)
+    inner = is_signed(plaintext[: 1 << 20])
+    if not outer and not inner:
+        return []
+    roots, cas, every = _store_certificates()
+    trust: dict[str, Any] = {
+        "roots": roots,
+        "intermediates": cas,
+        "extra_certificates": every,
+        "what": name,
+    }
+    verdicts = []
+    if outer:
+        if is_std(input):
+            src.seek(0)
+            data = src.read(MAX_MESSAGE + 1)
+        else:
+            assert input is not None
+            with open_input(input) as again:
+                data = again.read(MAX_MESSAGE + 1)
+        verdicts.append(judge(data, "outer", **trust))
+    if inner:
+        verdicts.append(judge(plaintext, "inner", **trust))
+    log = logging.getLogger("smimecli")
+    for verdict in verdicts:
+        log.warning(verdict.line())
+    return verdicts
 
 
 def _print_report(report: Any) -> None:

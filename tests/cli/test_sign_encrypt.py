@@ -105,3 +105,73 @@ def test_sign_with_store_key(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     done = cli(["decrypt", out, "--key", key])
     assert done.exit_code == 0, done.output
     assert b"multipart/signed" in done.stdout and b"smime.p7s" in done.stdout
+
+
+def test_decrypt_verifies_the_inner_signature(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    out = _sign_encrypt(cli, pki, tmp_path)
+    key = tmp_path / "bob.key"
+    key.write_bytes(pki.bob.key_pem.read_bytes())
+    plain = tmp_path / "plain.eml"
+    args = ["decrypt", out, "--key", key, "-o", plain]
+    done = cli(args)
+    assert done.exit_code == 0, done.output
+    assert done.stderr == (
+        "smimecli: warning: the signature inside the envelope (signed by CN=Alice, "
+        "E=alice@example.com) is valid but the signer is not trusted: no chain to a trusted "
+        "root: the issuer CN=Test Root V1 is not trusted\n"
+    )
+    plain.unlink()
+    done = cli([*args, "--require-signature"])
+    assert done.exit_code == 77, done.output
+    assert "nothing was written" in done.stderr and not plain.exists()
+    assert cli(["certs", "import", "--store-name", "root", pki.ca.cert_pem]).exit_code == 0
+    done = cli([*args, "--require-signature"])
+    assert done.exit_code == 0, done.output
+    assert "inside the envelope (signed by CN=Alice, E=alice@example.com) is valid and trusted" in (
+        done.stderr
+    )
+    # To standard output as well.
+    done = cli(["decrypt", out, "--key", key, "--require-signature"])
+    assert done.exit_code == 0, done.output
+    assert b"multipart/signed" in done.stdout
+
+
+def test_decrypt_altered_inner_signature_is_65(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    # Sign, change the signed text, then encrypt: the envelope holds a broken signature.
+    signed = tmp_path / "signed.eml"
+    done = cli(
+        ["sign", "--signer-pfx", pki.alice.pfx, "--password-env", "PW", "-o", signed],
+        input=MESSAGE,
+        env={"PW": PASSWORD.decode()},
+    )
+    assert done.exit_code == 0, done.output
+    signed.write_bytes(signed.read_bytes().replace(b"Gr=C3=BC", b"Gr=C3=BD"))
+    out = tmp_path / "out.eml"
+    assert cli(["encrypt", "--cert", pki.bob.cert_pem, "-o", out, signed]).exit_code == 0
+    key = tmp_path / "bob.key"
+    key.write_bytes(pki.bob.key_pem.read_bytes())
+    plain = tmp_path / "plain.eml"
+    done = cli(["decrypt", out, "--key", key, "-o", plain])
+    assert done.exit_code == 0, done.output
+    assert "inside the envelope (signed by CN=Alice, E=alice@example.com) does not hold" in (
+        done.stderr
+    )
+    assert "the message digest does not match" in done.stderr
+    plain.unlink()
+    done = cli(["decrypt", out, "--key", key, "-o", plain, "--require-signature"])
+    assert done.exit_code == 65, done.output
+    assert "does not hold" in done.stderr and not plain.exists()
+
+
+def test_decrypt_require_signature_unsigned_is_65(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "out.eml"
+    assert cli(["encrypt", "--cert", pki.bob.cert_pem, "-o", out], input=MESSAGE).exit_code == 0
+    key = tmp_path / "bob.key"
+    key.write_bytes(pki.bob.key_pem.read_bytes())
+    done = cli(["decrypt", out, "--key", key])
+    assert done.exit_code == 0 and done.stderr == "", done.output
+    done = cli(["decrypt", out, "--key", key, "--require-signature"])
+    assert done.exit_code == 65, done.output
+    assert done.stderr.startswith("smimecli: error: ")
+    assert "is not signed (--require-signature): nothing was written" in done.stderr
+    assert done.stdout == b""

@@ -123,8 +123,21 @@ def test_openssl_signed_outside(cli, pki, tmp_path, openssl_signed, detached) ->
     assert result.exit_code == 0, result.output
     text = out.read_bytes()
     assert b"Subject: signed outside" in text and b"hello from openssl" in text
-    assert result.stderr.count("smimecli: warning: the outer signature") == 1, result.stderr
+    line = "smimecli: warning: the signature outside the envelope (signed by CN=Alice"
+    assert result.stderr.count(line) == 1, result.stderr
+    assert "is valid but the signer is not trusted: no chain to a trusted root" in result.stderr
     assert pki.alice.email in result.stderr
+    # --require-signature: an untrusted signer is 77, as verify says, and nothing is written.
+    out.unlink()
+    args = ["decrypt", msg, "-o", out, "--key", pki.bob.pfx, "--password-file", pw]
+    result = cli([*args, "--require-signature"])
+    assert result.exit_code == 77, result.output
+    assert "nothing was written" in result.stderr and not out.exists()
+    assert cli(["certs", "import", "--store-name", "root", pki.ca.cert_pem]).exit_code == 0
+    result = cli([*args, "--require-signature"])
+    assert result.exit_code == 0, result.output
+    assert "(signed by CN=Alice, E=alice@example.com) is valid and trusted" in result.stderr
+    assert b"hello from openssl" in out.read_bytes()
     result = cli(["inspect", msg, "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
