@@ -152,6 +152,30 @@ def decrypt(
         out.flush()
 
 
+def _judge_outer(src: Any, input: Path | None, name: str) -> list[Any]:
+    """inspect: verify the signature around the envelope; one warning line."""
+    import logging
+
+    from smimecli.cli.verify import _store_certificates
+    from smimecli.files import open_input
+    from smimecli.verdicts import judge
+    from smimecli.verifying import MAX_MESSAGE
+
+    roots, cas, every = _store_certificates()
+    if is_std(input):
+        src.seek(0)
+        data = src.read(MAX_MESSAGE + 1)
+    else:
+        assert input is not None
+        with open_input(input) as again:
+            data = again.read(MAX_MESSAGE + 1)
+    verdict = judge(
+        data, "outer", roots=roots, intermediates=cas, extra_certificates=every, what=name
+    )
+    logging.getLogger("smimecli").warning(verdict.line())
+    return [verdict]
+
+
 def _judge_signatures(src: Any, input: Path | None, held: Any, outer: bool, name: str) -> list[Any]:
     """Verify the signature around the envelope (``outer``: the input had one) and the one
     inside (a signed plaintext); one warning line each."""
@@ -192,16 +216,22 @@ def _judge_signatures(src: Any, input: Path | None, held: Any, outer: bool, name
     return verdicts
 
 
-def _print_report(report: Any) -> None:
+_STATUS_WORDS = {
+    "valid": "valid and trusted",
+    "untrusted": "valid, signer NOT TRUSTED",
+    "invalid": "INVALID",
+}
+
+
+def _print_report(report: Any, verdicts: list[Any]) -> None:
     lines: list[str] = []
     if report.headers:
         lines.append("Headers:")
         lines.extend(f"  {name}: {value}" for name, value in report.headers)
     lines.append(f"CMS content type: {report.content_type} ({report.content_type_oid})")
     if report.signature_layers:
-        lines.append(
-            f"Signature layers: {report.signature_layers} (outside the envelope, not verified)"
-        )
+        judged = f": {_STATUS_WORDS[verdicts[0].status]}" if verdicts else ", not verified"
+        lines.append(f"Signature layers: {report.signature_layers} (outside the envelope{judged})")
     if report.cipher is not None:
         cipher = report.cipher
         bits = f", {cipher['key_bits']}-bit key" if cipher["key_bits"] else ""
@@ -240,17 +270,24 @@ def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:
     Prints the outer headers, the CMS content type, the content cipher (name, OID, key
     size) and each recipient: kind (ktri, kari, kekri), identifier (issuer DN and serial in
     hex, or subject key identifier), key-encryption algorithm with its OAEP or KDF hash, and
-    the matching store certificate if any.
+    the matching store certificate if any. A signature around the envelope is verified
+    (as 'smimecli verify' does) and reported on one warning line.
     """
     import contextlib
+    import shutil
 
+    from smimecli.cms import spool
     from smimecli.decrypt import inspect_message, open_store_if_exists, store_finder
     from smimecli.files import open_input
+    from smimecli.streams import CHUNK
 
     name = input_name(input)
     with contextlib.ExitStack() as stack:
         if is_std(input):
-            src = stdin_binary()
+            # Kept, so that a signature around the envelope can be verified afterwards.
+            src = stack.enter_context(spool())
+            shutil.copyfileobj(stdin_binary(), src, CHUNK)
+            src.seek(0)
         else:
             assert input is not None
             src = stack.enter_context(open_input(input))
@@ -258,7 +295,8 @@ def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:
         if store is not None:
             stack.callback(store.close)
         report = inspect_message(src, store_finder=store_finder(store), what=name)
+        verdicts = _judge_outer(src, input, name) if report.signature_layers else []
     if json:
-        emit_json(report.as_json())
+        emit_json({**report.as_json(), "signatures": [v.to_json() for v in verdicts]})
     else:
-        _print_report(report)
+        _print_report(report, verdicts)
