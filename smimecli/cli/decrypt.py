@@ -117,39 +117,81 @@ def decrypt(
     finder = lazy_store_finder(state().store_dir())
     layers: list[Any] = []
     with contextlib.ExitStack() as stack:
-        if is_std(input):
-            # Kept, so that a signature around the envelope can be verified afterwards.
-            src = stack.enter_context(spool())
-            shutil.copyfileobj(stdin_binary(), src, CHUNK)
-            src.seek(0)
+        raw = stdin_binary() if is_std(input) else None
+        if raw is not None:
+            # A copy, so that a signature around the envelope can be verified afterwards.
+            src: Any = _Recorder(raw, stack.enter_context(spool()))
         else:
             assert input is not None
             src = stack.enter_context(open_input(input))
-        # Written only once its signatures are judged: a complete, checked result.
-        held = stack.enter_context(spool())
-        decrypt_message(
-            src,
-            held,
-            identity,
-            key_lookup=lookup,
-            what=name,
-            store_finder=finder,
-            on_signature_layers=layers.extend,
-        )
-        verdicts = _judge_signatures(src, input, held, bool(layers), name)
-        if require_signature:
-            from smimecli.verdicts import require_signature as require
 
-            require(verdicts, name)
-        held.seek(0)
+        def run(dst: Any) -> list[Any]:
+            decrypt_message(
+                src,
+                dst,
+                identity,
+                key_lookup=lookup,
+                what=name,
+                store_finder=finder,
+                on_signature_layers=layers.extend,
+            )
+            verdicts = _judge_signatures(src, input, dst.copy, bool(layers), name)
+            if require_signature:
+                from smimecli.verdicts import require_signature as require
+
+                require(verdicts, name)  # inside atomic_output: nothing is written
+            return verdicts
+
         if output is not None and not is_std(output):
             # A plaintext: a new file is 0600, an existing one keeps its mode.
             with atomic_output(output, private=True) as dst:
-                shutil.copyfileobj(held, dst, CHUNK)
+                run(_Recorder(dst, stack.enter_context(spool())))
             return
+        # Standard output cannot be taken back: spool, and write only a complete result.
+        held = stack.enter_context(spool())
+        run(_Recorder(held, held, limit=-1))
+        held.seek(0)
         out = stdout_binary()
         shutil.copyfileobj(held, out, CHUNK)
         out.flush()
+
+
+class _Recorder:
+    """A stream whose reads or writes pass through, with a copy of the first
+    ``MAX_MESSAGE + 1`` bytes kept in ``copy`` (a spool: memory stays flat), for the
+    signature checks after decryption. ``limit=-1``: the stream is its own copy."""
+
+    def __init__(self, stream: Any, copy: Any, limit: int | None = None) -> None:
+        from smimecli.verifying import MAX_MESSAGE
+
+        self.stream = stream
+        self.copy = copy
+        self.limit = MAX_MESSAGE + 1 if limit is None else limit
+        self.kept = 0
+
+    def _keep(self, data: bytes | bytearray | memoryview) -> None:
+        if 0 <= self.kept < self.limit:
+            chunk = bytes(data[: self.limit - self.kept])
+            self.copy.write(chunk)
+            self.kept += len(chunk)
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.stream.read(size)
+        self._keep(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        data: bytes = self.stream.readline(size)
+        self._keep(data)
+        return data
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        written: int = self.stream.write(data)
+        self._keep(data)
+        return written
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def _judge_outer(src: Any, input: Path | None, name: str) -> list[Any]:
@@ -176,19 +218,18 @@ def _judge_outer(src: Any, input: Path | None, name: str) -> list[Any]:
     return [verdict]
 
 
-def _judge_signatures(src: Any, input: Path | None, held: Any, outer: bool, name: str) -> list[Any]:
+def _judge_signatures(
+    src: Any, input: Path | None, plaintext_copy: Any, outer: bool, name: str
+) -> list[Any]:
     """Verify the signature around the envelope (``outer``: the input had one) and the one
     inside (a signed plaintext); one warning line each."""
     import logging
 
     from smimecli.cli.verify import _store_certificates
-    from smimecli.files import open_input
     from smimecli.verdicts import is_signed, judge
-    from smimecli.verifying import MAX_MESSAGE
 
-    held.seek(0)
-    plaintext = held.read(MAX_MESSAGE + 1)
-    inner = is_signed(plaintext[: 1 << 20])
+    plaintext_copy.seek(0)
+    inner = is_signed(plaintext_copy.read(1 << 20))
     if not outer and not inner:
         return []
     roots, cas, every = _store_certificates()
@@ -200,20 +241,27 @@ def _judge_signatures(src: Any, input: Path | None, held: Any, outer: bool, name
     }
     verdicts = []
     if outer:
-        if is_std(input):
-            src.seek(0)
-            data = src.read(MAX_MESSAGE + 1)
-        else:
-            assert input is not None
-            with open_input(input) as again:
-                data = again.read(MAX_MESSAGE + 1)
-        verdicts.append(judge(data, "outer", **trust))
+        verdicts.append(judge(_input_copy(src, input), "outer", **trust))
     if inner:
-        verdicts.append(judge(plaintext, "inner", **trust))
+        plaintext_copy.seek(0)
+        verdicts.append(judge(plaintext_copy.read(), "inner", **trust))
     log = logging.getLogger("smimecli")
     for verdict in verdicts:
         log.warning(verdict.line())
     return verdicts
+
+
+def _input_copy(src: Any, input: Path | None) -> bytes:
+    """The input again (up to the size verify reads): its file, or the recorded stdin."""
+    from smimecli.files import open_input
+    from smimecli.verifying import MAX_MESSAGE
+
+    if isinstance(src, _Recorder):
+        src.copy.seek(0)
+        return bytes(src.copy.read())
+    assert input is not None
+    with open_input(input) as again:
+        return bytes(again.read(MAX_MESSAGE + 1))
 
 
 _STATUS_WORDS = {

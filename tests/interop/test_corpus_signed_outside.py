@@ -138,6 +138,16 @@ def test_openssl_signed_outside(cli, pki, tmp_path, openssl_signed, detached) ->
     assert result.exit_code == 0, result.output
     assert "(signed by CN=Alice, E=alice@example.com) is valid and trusted" in result.stderr
     assert b"hello from openssl" in out.read_bytes()
+    # From standard input too: the input is recorded for the check after decryption.
+    result = cli(
+        ["decrypt", "-", "--key", pki.bob.pfx, "--password-file", pw, "--require-signature"],
+        input=msg.read_bytes(),
+    )
+    assert result.exit_code == 0, result.output
+    assert "outside the envelope (signed by CN=Alice, E=alice@example.com) is valid" in (
+        result.stderr
+    )
+    assert b"hello from openssl" in result.stdout
     result = cli(["inspect", msg, "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
