@@ -13,8 +13,8 @@ _smimecli_subcommands() {
 _smimecli_options() {
     case "$1" in
         '') echo '--store --store-password-env -v --verbose -q --quiet --version -h --help' ;;
-        'encrypt') echo '-o --output --out-dir --done-dir --cert --to --rules --recipient --cipher --key-transport --oaep-hash --recipient-id --convert-tnef --no-convert-tnef --on-missing-cert --jobs --json --password-file --password-env -h --help' ;;
-        'decrypt') echo '-o --output --key --cert --password-file --password-env -h --help' ;;
+        'encrypt') echo '-o --output --out-dir --done-dir --cert --to --rules --recipient --cipher --key-transport --oaep-hash --recipient-id --convert-tnef --no-convert-tnef --on-missing-cert --jobs --sign-with --sign-with-pfx --json --password-file --password-env -h --help' ;;
+        'decrypt') echo '-o --output --key --cert --password-file --password-env --require-signature -h --help' ;;
         'inspect') echo '--json -h --help' ;;
         'sign') echo '-o --output --signer --signer-pfx --password-file --password-env --opaque --hash --pss --no-chain --json -h --help' ;;
         'verify') echo '-o --output --ca --json -h --help' ;;
@@ -57,6 +57,8 @@ _smimecli_value() {
         'encrypt:--recipient-id') echo '1 choice:issuer-serial ski' ;;
         'encrypt:--on-missing-cert') echo '1 choice:pass reject tempfail' ;;
         'encrypt:--jobs') echo '1 text' ;;
+        'encrypt:--sign-with') echo '1 text' ;;
+        'encrypt:--sign-with-pfx') echo '1 file' ;;
         'encrypt:--password-file') echo '1 file' ;;
         'encrypt:--password-env') echo '1 text' ;;
         'decrypt:-o'|'decrypt:--output') echo '1 file' ;;

@@ -46,6 +46,10 @@ function __smimecli_nargs
             echo 1
         case 'encrypt:--jobs'
             echo 1
+        case 'encrypt:--sign-with'
+            echo 1
+        case 'encrypt:--sign-with-pfx'
+            echo 1
         case 'encrypt:--password-file'
             echo 1
         case 'encrypt:--password-env'
@@ -330,6 +334,8 @@ complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'recipient-id' -x -a 'iss
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'convert-tnef' -l 'no-convert-tnef' -d 'Turn winmail.dat parts into plain MIME before encrypting.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'on-missing-cert' -x -a 'pass reject tempfail' -d 'Rules mode: a recipient without a usable certificate lets the message pass, rejects it (67) or defers it (75). [default: the rules file\'s]'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'jobs' -x -d 'Batch mode: worker processes; 1 works in this process. [default: one per CPU, at most 8 and one per 16 messages]'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'sign-with' -x -d 'Direct mode: sign first (multipart/signed inside the envelope) with this certificate of the store\'s \'my\' (thumbprint, email or CN) and its private key.'
+complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'sign-with-pfx' -r -F -d 'Direct mode: sign first with the key and certificate of this .pfx/.p12 (its password from --password-file or --password-env).'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'json' -d 'Print JSON instead of text.'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'password-file' -r -F -d 'Read the password from this file (one trailing newline is ignored).'
 complete -c smimecli -n '__smimecli_at \'encrypt\'' -l 'password-env' -x -d 'Read the password from this environment variable.'
@@ -340,6 +346,7 @@ complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'key' -r -F -d 'Private k
 complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'cert' -r -F -d 'The key\'s certificate (PEM or DER), to pick its recipient by issuer/serial or SKI; a .pfx carries it already.'
 complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'password-file' -r -F -d 'Read the password from this file (one trailing newline is ignored).'
 complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'password-env' -x -d 'Read the password from this environment variable.'
+complete -c smimecli -n '__smimecli_at \'decrypt\'' -l 'require-signature' -d 'Write nothing unless the message carries a signature (inside or outside the envelope) that holds and whose signer is trusted: 65 not signed or altered, 77 signer not trusted.'
 complete -c smimecli -n '__smimecli_at \'decrypt\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'decrypt\'' -F
 complete -c smimecli -n '__smimecli_at \'inspect\'' -l 'json' -d 'Print JSON instead of text.'

@@ -294,6 +294,8 @@ class BatchSummary:
             f"{self.total} messages: {self.counts['encrypted']} encrypted, {passed} passed, "
             f"{self.counts['failed']} failed"
         )
+        if self.counts["signed"]:  # rules mode: signed only, nobody to encrypt to
+            text += f", {self.counts['signed']} signed only"
         if self.status:
             text += f" (exit {self.status})"
         return f"{text} in {self.seconds:.1f} s"

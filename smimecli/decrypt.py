@@ -326,6 +326,7 @@ def decrypt_message(
     kek: bytes | None = None,
     what: str = "the message",
     store_finder: StoreFinder | None = None,
+    on_signature_layers: Callable[[list[SignatureLayer]], None] | None = None,
 ) -> DecryptResult:
     """Decrypt an S/MIME message (or bare DER/PEM CMS) from ``src`` into ``dst``.
 
@@ -336,6 +337,8 @@ def decrypt_message(
         kek: a key-encryption key for KEKRecipientInfo.
         what: how to name the input in error messages.
         store_finder: names the store's certificates of the recipients when no key fits.
+        on_signature_layers: called with the signature layers taken off around the
+            envelope (a caller that verifies them); default: warn that they were not.
 
     Raises:
         AuthError: no key for any recipient, or the message was altered (77); the message
@@ -360,7 +363,7 @@ def decrypt_message(
         # still reads the same.
         detail = describe_recipients(head.recipients, store_finder, what)
         raise no_key_error(what, detail) from None
-    warn_unverified(opened.layers)
+    (on_signature_layers or warn_unverified)(opened.layers)
     return DecryptResult(head.content_type_name, head.cipher.name, len(head.recipients))
 
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from smimecli.errors import ConfigError, DataError, RejectError, TempFailError
 from smimecli.rules import (
+    AUTO_CIPHER,
     Rule,
     RuleSet,
     SourceSpec,
@@ -157,6 +158,7 @@ class Plan:
     recipients: list[RecipientPlan]
     cipher: str | None = None
     cipher_rule: Rule | None = None
+    cipher_reason: str | None = None  # why cipher = "auto" chose this cipher
     convert_tnef: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -209,6 +211,7 @@ class Plan:
             "decision": self.decision,
             "cipher": self.cipher if self.encrypted else None,
             "cipher_rule": self.cipher_rule.name if self.cipher_rule else None,
+            "cipher_reason": self.cipher_reason if self.encrypted else None,
             "convert_tnef": self.convert_tnef,
             "recipients": [r.to_json() for r in self.recipients],
             "warnings": list(self.warnings),
@@ -388,7 +391,7 @@ def plan_recipients(
         )
         plan.warnings.extend(_recipient_warnings(plan, at))
         plans.append(plan)
-    return _finish(Plan(plans))
+    return _finish(Plan(plans), rules)
 
 
 def _unique(addresses: Iterable[str]) -> list[tuple[str, str]]:
@@ -438,7 +441,7 @@ def _oaep_sha1_warning(address: str) -> str:
     return f"RSA-OAEP with SHA-1 for {address} is weak (old clients only)"
 
 
-def _finish(plan: Plan) -> Plan:
+def _finish(plan: Plan, rules: RuleSet) -> Plan:
     encrypted = plan.encrypted
     unmatched = [r.address for r in plan.recipients if r.rule is None]
     if unmatched:
@@ -456,17 +459,85 @@ def _finish(plan: Plan) -> Plan:
     # the cipher of the first rule in file order that found a certificate.
     first = min((r.rule for r in encrypted if r.rule is not None), key=lambda rule: rule.index)
     plan.cipher = first.cipher
+    if first.cipher == AUTO_CIPHER:
+        plan.cipher, plan.cipher_reason = auto_cipher(rules, encrypted)
     plan.cipher_rule = first
     plan.convert_tnef = any(r.rule is not None and r.rule.convert_tnef for r in encrypted)
     for rule in dict.fromkeys(r.rule for r in encrypted if r.rule is not None):
         if rule.cipher != first.cipher:
             plan.warnings.append(
                 f"rule {rule.name!r} asks for {rule.cipher}, but the message uses "
-                f"{first.cipher} from rule {first.name!r} (the first rule that found a "
+                f"{plan.cipher} from rule {first.name!r} (the first rule that found a "
                 "certificate)"
             )
-    plan.warnings.extend(cipher_warnings(first.cipher))
+    plan.warnings.extend(cipher_warnings(plan.cipher))
     return plan
+
+
+# cipher = "auto": AES-GCM names as SMIMECapabilities give them (asn1crypto's names, as
+# harvested, or dotted OIDs), strongest first.
+_AUTO_CANDIDATES = (
+    ("aes256-gcm", frozenset({"aes256_gcm", "2.16.840.1.101.3.4.1.46"})),
+    ("aes128-gcm", frozenset({"aes128_gcm", "2.16.840.1.101.3.4.1.6"})),
+)
+_AUTO_FALLBACK = "aes256"
+SMIME_CAPABILITIES_OID = "1.2.840.113549.1.9.15"
+
+
+def announced_capabilities(rules: RuleSet, recipient: RecipientPlan) -> list[str] | None:
+    """What a recipient announced it reads: the SMIMECapabilities harvested from its verified
+    signed mail (the store's record), else its certificate's SMIMECapabilities extension;
+    None when neither says anything."""
+    if recipient.thumbprint and rules.store_dir is not None:
+        from smimecli.certs.store import DB_NAME
+
+        if (rules.store_dir / DB_NAME).exists():
+            for stored in rules.store().find(recipient.thumbprint):
+                if stored.capabilities is not None:
+                    return list(stored.capabilities)
+    if recipient.cert is None:
+        return None
+    return certificate_capabilities(recipient.cert)
+
+
+def certificate_capabilities(cert: x509.Certificate) -> list[str] | None:
+    """The SMIMECapabilities extension of a certificate (dotted OIDs), or None."""
+    from asn1crypto import cms
+    from cryptography import x509 as _x509
+
+    try:
+        ext = cert.extensions.get_extension_for_oid(_x509.ObjectIdentifier(SMIME_CAPABILITIES_OID))
+    except (_x509.ExtensionNotFound, ValueError):
+        return None
+    value = ext.value
+    if not isinstance(value, _x509.UnrecognizedExtension):
+        return None
+    try:
+        parsed = cms.SMIMECapabilites.load(value.value)
+        return [c["capability_id"].dotted for c in parsed]
+    except (ValueError, TypeError):
+        return None
+
+
+def auto_cipher(rules: RuleSet, encrypted: Sequence[RecipientPlan]) -> tuple[str, str]:
+    """``cipher = "auto"``: the strongest AES-GCM every encrypted recipient announced, else
+    aes256 (CBC), which every S/MIME client reads. Returns the cipher and why (one line)."""
+    announced = {r.address: set(announced_capabilities(rules, r) or ()) for r in encrypted}
+    for name, ids in _AUTO_CANDIDATES:
+        if all(caps & ids for caps in announced.values()):
+            who = "the recipient" if len(announced) == 1 else f"all {len(announced)} recipients"
+            return name, f"auto: {who} announced {name}"
+    missing = [a for a, caps in announced.items() if not caps & _AUTO_CANDIDATES[0][1]]
+    if not missing:  # each announced some AES-GCM, but not one size they all share
+        return _AUTO_FALLBACK, "auto: the recipients announced no AES-GCM size in common"
+    silent = [a for a in missing if not announced[a]]
+    said = [a for a in missing if announced[a]]
+    parts = []
+    if said:
+        parts.append(f"{', '.join(said)} did not announce AES-GCM")
+    if silent:
+        parts.append(f"{', '.join(silent)} announced no capabilities")
+    return _AUTO_FALLBACK, f"auto: {'; '.join(parts)}"
 
 
 def cipher_warnings(cipher: str) -> list[str]:
@@ -532,6 +603,7 @@ class RulesOutcome:
     plan: Plan
     warnings: list[str] = field(default_factory=list)
     encryption: Any = None
+    signed_by: dict[str, Any] | None = None
 
     @property
     def recipients(self) -> list[RecipientPlan]:
@@ -545,6 +617,7 @@ class RulesOutcome:
         if self.encryption is not None:
             document["content_type"] = self.encryption.content_type
             document["tnef_converted"] = self.encryption.tnef_converted
+        document["signed_by"] = self.signed_by
         document["warnings"] = list(self.warnings)
         return document
 
@@ -632,24 +705,50 @@ def encrypt_with_rules(
     plan = plan_recipients(rules, addresses, on_missing_cert=on_missing_cert)
     plan.raise_for_policy()
     warnings = [w for r in plan.recipients for w in r.warnings] + plan.warnings
+    signing = choose_signer(rules, plan, headers)
     if not plan.encrypted:
-        # nobody has a certificate -> the input, byte for byte.
-        dst.write(headers.raw)
-        shutil.copyfileobj(rest, dst, 1 << 20)
         for warning in warnings:
             log.warning(warning)
+        if signing is not None:
+            # Nobody gets it encrypted and the policy let it pass: signed only.
+            from smimecli.signers import describe
+            from smimecli.signing import SignOptions, sign_message
+
+            signer = rules.load_signer(*signing)
+            data = headers.raw + rest.read()
+            options = SignOptions(chain=signer.chain)
+            sign_message(data, dst, cert=signer.cert, key=signer.key, options=options)
+            return RulesOutcome("signed", plan, warnings, signed_by=describe(signer))
+        # Nobody has a certificate -> the input, byte for byte.
+        dst.write(headers.raw)
+        shutil.copyfileobj(rest, dst, 1 << 20)
         return RulesOutcome("passed", plan, warnings)
     from smimecli.encrypt import encrypt_parsed
 
     assert plan.cipher is not None
-    result = encrypt_parsed(
-        headers,
-        rest,
-        dst,
-        plan.envelope_recipients(),
-        cipher=plan.cipher,
-        convert_tnef=plan.convert_tnef,
-    )
+    signed_by = None
+    if signing is not None:
+        from smimecli.signers import describe, sign_then_encrypt
+
+        signer = rules.load_signer(*signing)
+        result = sign_then_encrypt(
+            headers.raw + rest.read(),
+            dst,
+            plan.envelope_recipients(),
+            signer=signer,
+            cipher=plan.cipher,
+            convert_tnef=plan.convert_tnef,
+        )
+        signed_by = describe(signer)
+    else:
+        result = encrypt_parsed(
+            headers,
+            rest,
+            dst,
+            plan.envelope_recipients(),
+            cipher=plan.cipher,
+            convert_tnef=plan.convert_tnef,
+        )
     # The CMS layer logs the weak cipher and SHA-1 OAEP warnings in its own words: log the
     # plan's other warnings, and report each warning once, in the plan's words.
     said = _said_by_cms(plan)
@@ -657,7 +756,35 @@ def encrypt_with_rules(
         if warning not in said:
             log.warning(warning)
     warnings.extend(_new_warnings(plan, result, warnings))
-    return RulesOutcome("encrypted", plan, warnings, result)
+    return RulesOutcome("encrypted", plan, warnings, result, signed_by)
+
+
+def choose_signer(rules: RuleSet, plan: Plan, headers: HeaderBlock) -> tuple[str, str] | None:
+    """Who signs the message, as (selector, where it was asked for): the ``sign`` of the
+    first rule in file order that matched a recipient, else the first ``[[signer]]`` whose
+    sender pattern matches the From: address; None: no signature."""
+    asked = [r.rule for r in plan.recipients if r.rule is not None and r.rule.sign]
+    if asked:
+        rule = min(asked, key=lambda r: r.index)
+        assert rule.sign is not None
+        return rule.sign, rules.where(rule, "sign")
+    if not rules.signers:
+        return None
+    for sender in from_addresses(headers):
+        found = rules.signer_for_sender(sender)
+        if found is not None:
+            line = f":{found.line}" if found.line else ""
+            return found.signer, f"{rules.path}{line}: signer #{found.index + 1}"
+    return None
+
+
+def from_addresses(headers: HeaderBlock) -> list[str]:
+    """The addresses of the From: header."""
+    try:
+        pairs = email.utils.getaddresses(headers.get_all("From"))
+    except RecursionError:
+        return []
+    return [address for _, address in pairs if "@" in address]
 
 
 def _new_warnings(plan: Plan, result: EncryptOutcome, known: list[str]) -> list[str]:

@@ -46,6 +46,8 @@ MATCH_MODES = names(MatchMode)
 KEY_TRANSPORTS = names(KeyTransport)
 OAEP_HASHES = names(OaepHash)
 MISSING_CERT_POLICIES = names(MissingCertPolicy)
+# cipher = "auto": the strongest cipher every encrypted recipient announced (smimecli.plan).
+AUTO_CIPHER = "auto"
 
 # the values used when neither the rule nor [defaults] sets a key.
 BUILTIN_DEFAULTS: dict[str, Any] = {
@@ -58,7 +60,9 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "require_trusted": False,
 }
 _SETTING_KEYS = tuple(BUILTIN_DEFAULTS)
-_RULE_KEYS = ("name", "recipients", "source", *_SETTING_KEYS)
+_RULE_KEYS = ("name", "recipients", "source", "sign", *_SETTING_KEYS)
+_SIGN_KEYS = ("signer",)
+_SIGNER_KEYS = ("senders", "signer")
 _SOURCE_KEYS = ("kind", "store", "path", "password_env", "password_file", "thumbprint")
 _BOOL_KEYS = ("convert_tnef", "require_trusted")
 
@@ -268,6 +272,7 @@ class Rule:
     on_missing_cert: str
     require_trusted: bool
     _regexes: tuple[Glob, ...] = field(repr=False, compare=False, default=())
+    sign: str | None = None  # sign = { signer = "SELECTOR" }: sign before encrypting
 
     def matches(self, address: str) -> bool:
         """Whether one of this rule's patterns matches the whole address (any case, the
@@ -284,6 +289,23 @@ class Rule:
     def exact(self) -> tuple[str, ...]:
         """The patterns that are plain addresses."""
         return tuple(p for p in self.recipients if not is_wildcard(p))
+
+
+@dataclass(frozen=True)
+class SenderSigner:
+    """One ``[[signer]]``: mail from these sender patterns is signed with this certificate
+    of the store's ``my`` (a selector: thumbprint, email or CN)."""
+
+    index: int
+    line: int | None
+    senders: tuple[str, ...]
+    signer: str
+    _regexes: tuple[Glob, ...] = field(repr=False, compare=False, default=())
+
+    def matches(self, address: str) -> bool:
+        """Whether one of the sender patterns matches the whole address."""
+        address = normalize_address(address)
+        return any(regex.fullmatch(address) for regex in self._regexes)
 
 
 @dataclass
@@ -304,6 +326,32 @@ class RuleSet:
     _trust: tuple[list[Any], list[Any]] | None = field(default=None, repr=False)
 
     _index: _MatchIndex | None = field(default=None, repr=False)
+    signers: list[SenderSigner] = field(default_factory=list)
+    _signers: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def signer_for_sender(self, address: str) -> SenderSigner | None:
+        """The first ``[[signer]]`` in file order whose sender pattern matches ``address``."""
+        return next((s for s in self.signers if s.matches(address)), None)
+
+    def load_signer(self, selector: str, where: str) -> Any:
+        """The signer a selector names in the store's ``my``, loaded once (a
+        :class:`smimecli.signers.Signer`). Errors keep their status and name ``where``."""
+        found = self._signers.get(selector)
+        if found is None:
+            from smimecli.signers import signer_from_store
+
+            try:
+                found = signer_from_store(self.store(), selector, pfx_option="another signer")
+            except SmimeError as exc:
+                # A signer the store lacks is a fault of the configuration (78); a missing
+                # key (77) or a busy store (75) keep their status.
+                from smimecli.errors import AuthError
+
+                keep = isinstance(exc, AuthError | TempFailError | IOFailedError)
+                kind = type(exc) if keep else ConfigError
+                raise kind(f"{where}: signer {selector!r}: {exc.message}") from exc
+            self._signers[selector] = found
+        return found
 
     def first_match(self, address: str) -> Rule | None:
         """The first rule in file order whose pattern matches ``address``.
@@ -504,6 +552,7 @@ class _Locator:
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
         self.rule_lines: list[int] = []
+        self.signer_lines: list[int] = []
         self.defaults_line: int | None = None
         self.headers: list[int] = []
         for number, line in enumerate(self.lines, start=1):
@@ -514,11 +563,16 @@ class _Locator:
             name = found.group(1).strip().strip("\"'")
             if line.lstrip().startswith("[[") and name == "rule":
                 self.rule_lines.append(number)
+            elif line.lstrip().startswith("[[") and name == "signer":
+                self.signer_lines.append(number)
             elif name == "defaults":
                 self.defaults_line = number
 
     def rule_line(self, index: int) -> int | None:
         return self.rule_lines[index] if index < len(self.rule_lines) else None
+
+    def signer_line(self, index: int) -> int | None:
+        return self.signer_lines[index] if index < len(self.signer_lines) else None
 
     def key_line(self, start: int | None, key: str) -> int | None:
         if start is None:
@@ -571,6 +625,7 @@ class _Validator:
         self.locator = _Locator(text)
         self.ciphers: tuple[str, ...] | None = None
         self.problems: list[ConfigError] = []
+        self.signers: list[SenderSigner] = []
 
     def fail(self, where: str, line: int | None, message: str) -> ConfigError:
         at = f":{line}" if line else ""
@@ -586,7 +641,7 @@ class _Validator:
             # In the order of the file: a rule's source is checked before its other keys.
             ordered = sorted(self.problems, key=self.line_of)
             raise several(ordered)
-        return RuleSet(path=self.path, rules=rules, store_dir=store_dir)
+        return RuleSet(path=self.path, rules=rules, store_dir=store_dir, signers=self.signers)
 
     def line_of(self, error: ConfigError) -> int:
         """The line an error of :meth:`fail` names (0 when none)."""
@@ -596,14 +651,16 @@ class _Validator:
 
     def collect(self, document: dict[str, Any]) -> list[Rule]:
         for key in document:
-            if key not in ("defaults", "rule"):
+            if key not in ("defaults", "rule", "signer"):
                 self.problems.append(
                     self.fail(
                         f"key {key!r}",
                         self.locator.key_line(0, key),
-                        "unknown top-level key (expected [defaults] and [[rule]] tables)",
+                        "unknown top-level key (expected [defaults], [[rule]] and [[signer]] "
+                        "tables)",
                     )
                 )
+        self.collect_signers(document.get("signer"))
         defaults = dict(BUILTIN_DEFAULTS)
         raw_defaults = document.get("defaults", {})
         if not isinstance(raw_defaults, dict):
@@ -709,6 +766,12 @@ class _Validator:
                     f'match = "any" with the wildcard pattern {wild[0]!r}: one certificate '
                     'cannot serve many addresses (use match = "email" or exact addresses)',
                 )
+        sign = None
+        if "sign" in raw:
+            try:
+                sign = self.sign(raw["sign"], *where("sign"))
+            except ConfigError as exc:
+                self.problems.append(exc)
         if source is None:
             raise self.problems.pop()
         return Rule(
@@ -725,6 +788,76 @@ class _Validator:
             on_missing_cert=settings["on_missing_cert"],
             require_trusted=settings["require_trusted"],
             _regexes=tuple(pattern_regex(normalize_address(p)) for p in recipients),
+            sign=sign,
+        )
+
+    def sign(self, value: Any, where: str, line: int | None) -> str:
+        """A rule's ``sign = { signer = "SELECTOR" }``: the selector."""
+        example = 'sign = { signer = "alice@example.com" }'
+        if not isinstance(value, dict):
+            raise self.fail(where, line, f"must be a table: {example}")
+        base = where.removesuffix("'sign'")
+        for key in value:
+            if key not in _SIGN_KEYS:
+                raise self.fail(f"{base}'sign.{key}'", line, "unknown key (allowed: signer)")
+        signer = value.get("signer")
+        if not isinstance(signer, str) or not signer.strip():
+            raise self.fail(
+                f"{base}'sign.signer'",
+                line,
+                f"must be a non-empty string (a certificate of the store's 'my'): {example}",
+            )
+        return signer.strip()
+
+    def collect_signers(self, raw: Any) -> None:
+        """The ``[[signer]]`` tables (problems go to ``self.problems``)."""
+        if raw is None:
+            return
+        if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+            self.problems.append(
+                self.fail("key 'signer'", None, "must be an array of tables: [[signer]]")
+            )
+            return
+        for index, table in enumerate(raw):
+            line = self.locator.signer_line(index)
+            label = f"signer #{index + 1}"
+            try:
+                self.signers.append(self._signer(index, table, label, line))
+            except ConfigError as exc:
+                self.problems.append(exc)
+
+    def _signer(
+        self, index: int, table: Mapping[str, Any], label: str, line: int | None
+    ) -> SenderSigner:
+        def where(key: str) -> tuple[str, int | None]:
+            return f"{label}, key {key!r}", self.locator.key_line(line, key)
+
+        for key in table:
+            if key not in _SIGNER_KEYS:
+                raise self.fail(*where(key), f"unknown key (allowed: {', '.join(_SIGNER_KEYS)})")
+        for key in _SIGNER_KEYS:
+            if key not in table:
+                raise self.fail(label, line, f"missing key {key!r}")
+        senders = table["senders"]
+        if isinstance(senders, str):
+            raise self.fail(*where("senders"), f'must be a list: senders = ["{senders}"]')
+        if not isinstance(senders, list) or not senders:
+            raise self.fail(*where("senders"), "must be a non-empty list of address patterns")
+        for pattern in senders:
+            if not isinstance(pattern, str) or not pattern or any(c.isspace() for c in pattern):
+                raise self.fail(*where("senders"), f"{pattern!r} is not an address pattern")
+        signer = table["signer"]
+        if not isinstance(signer, str) or not signer.strip():
+            raise self.fail(
+                *where("signer"),
+                "must be a non-empty string (a certificate of the store's 'my')",
+            )
+        return SenderSigner(
+            index,
+            line,
+            tuple(senders),
+            signer.strip(),
+            tuple(pattern_regex(normalize_address(p)) for p in senders),
         )
 
     def setting(self, key: str, value: Any, where: str, line: int | None) -> Any:
@@ -737,7 +870,7 @@ class _Validator:
         choices: Sequence[str]
         if key == "cipher":
             if self.ciphers is None:
-                self.ciphers = cipher_names()
+                self.ciphers = (*cipher_names(), AUTO_CIPHER)
             choices = self.ciphers
         else:
             choices = {

@@ -75,6 +75,15 @@ def decrypt(
     ] = None,
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
+    require_signature: Annotated[
+        bool,
+        typer.Option(
+            "--require-signature",
+            help="Write nothing unless the message carries a signature (inside or outside "
+            "the envelope) that holds and whose signer is trusted: 65 not signed or "
+            "altered, 77 signer not trusted.",
+        ),
+    ] = False,
 ) -> None:
     """Decrypt an S/MIME enveloped message with a private key.
 
@@ -83,8 +92,10 @@ def decrypt(
     Thunderbird/NSS, gpgsm, Outlook and smimecli. The output is the decrypted message with
     the outer headers restored (a readable .eml); a bare CMS input gives the bare content.
     Without --key, a private key in the store's personal certificates that matches a
-    recipient is used. Exit 77: no key for any recipient (or the message was altered),
-    or a wrong password; 65: not a usable S/MIME message.
+    recipient is used. Signatures around the envelope and inside it are verified (as
+    'smimecli verify' does) and reported on one warning line each. Exit 77: no key for any
+    recipient (or the message was altered), or a wrong password; 65: not a usable S/MIME
+    message.
     """
     import contextlib
     import shutil
@@ -104,36 +115,171 @@ def decrypt(
         raise UsageError("--cert needs --key (the store's certificates carry their own)")
     lookup = store_key_lookup(state().store_dir()) if identity is None else None
     finder = lazy_store_finder(state().store_dir())
+    layers: list[Any] = []
     with contextlib.ExitStack() as stack:
-        if is_std(input):
-            src = stdin_binary()
+        raw = stdin_binary() if is_std(input) else None
+        if raw is not None:
+            # A copy, so that a signature around the envelope can be verified afterwards.
+            src: Any = _Recorder(raw, stack.enter_context(spool()))
         else:
             assert input is not None
             src = stack.enter_context(open_input(input))
+
+        def run(dst: Any) -> list[Any]:
+            decrypt_message(
+                src,
+                dst,
+                identity,
+                key_lookup=lookup,
+                what=name,
+                store_finder=finder,
+                on_signature_layers=layers.extend,
+            )
+            verdicts = _judge_signatures(src, input, dst.copy, bool(layers), name)
+            if require_signature:
+                from smimecli.verdicts import require_signature as require
+
+                require(verdicts, name)  # inside atomic_output: nothing is written
+            return verdicts
+
         if output is not None and not is_std(output):
             # A plaintext: a new file is 0600, an existing one keeps its mode.
-            dst = stack.enter_context(atomic_output(output, private=True))
-            decrypt_message(src, dst, identity, key_lookup=lookup, what=name, store_finder=finder)
+            with atomic_output(output, private=True) as dst:
+                run(_Recorder(dst, stack.enter_context(spool())))
             return
         # Standard output cannot be taken back: spool, and write only a complete result.
         held = stack.enter_context(spool())
-        decrypt_message(src, held, identity, key_lookup=lookup, what=name, store_finder=finder)
+        run(_Recorder(held, held, limit=-1))
         held.seek(0)
         out = stdout_binary()
         shutil.copyfileobj(held, out, CHUNK)
         out.flush()
 
 
-def _print_report(report: Any) -> None:
+class _Recorder:
+    """A stream whose reads or writes pass through, with a copy of the first
+    ``MAX_MESSAGE + 1`` bytes kept in ``copy`` (a spool: memory stays flat), for the
+    signature checks after decryption. ``limit=-1``: the stream is its own copy."""
+
+    def __init__(self, stream: Any, copy: Any, limit: int | None = None) -> None:
+        from smimecli.verifying import MAX_MESSAGE
+
+        self.stream = stream
+        self.copy = copy
+        self.limit = MAX_MESSAGE + 1 if limit is None else limit
+        self.kept = 0
+
+    def _keep(self, data: bytes | bytearray | memoryview) -> None:
+        if 0 <= self.kept < self.limit:
+            chunk = bytes(data[: self.limit - self.kept])
+            self.copy.write(chunk)
+            self.kept += len(chunk)
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.stream.read(size)
+        self._keep(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        data: bytes = self.stream.readline(size)
+        self._keep(data)
+        return data
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        written: int = self.stream.write(data)
+        self._keep(data)
+        return written
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _judge_outer(src: Any, input: Path | None, name: str) -> list[Any]:
+    """inspect: verify the signature around the envelope; one warning line."""
+    import logging
+
+    from smimecli.cli.verify import _store_certificates
+    from smimecli.files import open_input
+    from smimecli.verdicts import judge
+    from smimecli.verifying import MAX_MESSAGE
+
+    roots, cas, every = _store_certificates()
+    if is_std(input):
+        src.seek(0)
+        data = src.read(MAX_MESSAGE + 1)
+    else:
+        assert input is not None
+        with open_input(input) as again:
+            data = again.read(MAX_MESSAGE + 1)
+    verdict = judge(
+        data, "outer", roots=roots, intermediates=cas, extra_certificates=every, what=name
+    )
+    logging.getLogger("smimecli").warning(verdict.line())
+    return [verdict]
+
+
+def _judge_signatures(
+    src: Any, input: Path | None, plaintext_copy: Any, outer: bool, name: str
+) -> list[Any]:
+    """Verify the signature around the envelope (``outer``: the input had one) and the one
+    inside (a signed plaintext); one warning line each."""
+    import logging
+
+    from smimecli.cli.verify import _store_certificates
+    from smimecli.verdicts import is_signed, judge
+
+    plaintext_copy.seek(0)
+    inner = is_signed(plaintext_copy.read(1 << 20))
+    if not outer and not inner:
+        return []
+    roots, cas, every = _store_certificates()
+    trust: dict[str, Any] = {
+        "roots": roots,
+        "intermediates": cas,
+        "extra_certificates": every,
+        "what": name,
+    }
+    verdicts = []
+    if outer:
+        verdicts.append(judge(_input_copy(src, input), "outer", **trust))
+    if inner:
+        plaintext_copy.seek(0)
+        verdicts.append(judge(plaintext_copy.read(), "inner", **trust))
+    log = logging.getLogger("smimecli")
+    for verdict in verdicts:
+        log.warning(verdict.line())
+    return verdicts
+
+
+def _input_copy(src: Any, input: Path | None) -> bytes:
+    """The input again (up to the size verify reads): its file, or the recorded stdin."""
+    from smimecli.files import open_input
+    from smimecli.verifying import MAX_MESSAGE
+
+    if isinstance(src, _Recorder):
+        src.copy.seek(0)
+        return bytes(src.copy.read())
+    assert input is not None
+    with open_input(input) as again:
+        return bytes(again.read(MAX_MESSAGE + 1))
+
+
+_STATUS_WORDS = {
+    "valid": "valid and trusted",
+    "untrusted": "valid, signer NOT TRUSTED",
+    "invalid": "INVALID",
+}
+
+
+def _print_report(report: Any, verdicts: list[Any]) -> None:
     lines: list[str] = []
     if report.headers:
         lines.append("Headers:")
         lines.extend(f"  {name}: {value}" for name, value in report.headers)
     lines.append(f"CMS content type: {report.content_type} ({report.content_type_oid})")
     if report.signature_layers:
-        lines.append(
-            f"Signature layers: {report.signature_layers} (outside the envelope, not verified)"
-        )
+        judged = f": {_STATUS_WORDS[verdicts[0].status]}" if verdicts else ", not verified"
+        lines.append(f"Signature layers: {report.signature_layers} (outside the envelope{judged})")
     if report.cipher is not None:
         cipher = report.cipher
         bits = f", {cipher['key_bits']}-bit key" if cipher["key_bits"] else ""
@@ -172,17 +318,24 @@ def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:
     Prints the outer headers, the CMS content type, the content cipher (name, OID, key
     size) and each recipient: kind (ktri, kari, kekri), identifier (issuer DN and serial in
     hex, or subject key identifier), key-encryption algorithm with its OAEP or KDF hash, and
-    the matching store certificate if any.
+    the matching store certificate if any. A signature around the envelope is verified
+    (as 'smimecli verify' does) and reported on one warning line.
     """
     import contextlib
+    import shutil
 
+    from smimecli.cms import spool
     from smimecli.decrypt import inspect_message, open_store_if_exists, store_finder
     from smimecli.files import open_input
+    from smimecli.streams import CHUNK
 
     name = input_name(input)
     with contextlib.ExitStack() as stack:
         if is_std(input):
-            src = stdin_binary()
+            # Kept, so that a signature around the envelope can be verified afterwards.
+            src = stack.enter_context(spool())
+            shutil.copyfileobj(stdin_binary(), src, CHUNK)
+            src.seek(0)
         else:
             assert input is not None
             src = stack.enter_context(open_input(input))
@@ -190,7 +343,8 @@ def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:
         if store is not None:
             stack.callback(store.close)
         report = inspect_message(src, store_finder=store_finder(store), what=name)
+        verdicts = _judge_outer(src, input, name) if report.signature_layers else []
     if json:
-        emit_json(report.as_json())
+        emit_json({**report.as_json(), "signatures": [v.to_json() for v in verdicts]})
     else:
-        _print_report(report)
+        _print_report(report, verdicts)

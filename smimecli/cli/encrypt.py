@@ -21,6 +21,7 @@ from smimecli.cli.common import (
     info,
     input_name,
     is_std,
+    open_store,
     state,
     stdin_binary,
     stdout_binary,
@@ -165,12 +166,41 @@ def _encrypt_one(src: Any, dst: Any, args: dict[str, Any]) -> dict[str, Any]:
             on_missing_cert=args["on_missing_cert"],
         )
         return dict(outcome.to_json())
+    signer = args.get("signer")
+    if signer is not None:
+        from smimecli.signers import describe, sign_then_encrypt
+
+        signed = sign_then_encrypt(
+            src,
+            dst,
+            args["recipients"],
+            signer=signer,
+            cipher=args["cipher"],
+            convert_tnef=args["convert_tnef"],
+        )
+        return {**signed.to_json(), "signed_by": describe(signer)}
     from smimecli.encrypt import encrypt_message
 
     result = encrypt_message(
         src, dst, args["recipients"], cipher=args["cipher"], convert_tnef=args["convert_tnef"]
     )
     return result.to_json()
+
+
+def _load_signer(
+    selector: str | None,
+    pfx: Path | None,
+    password_file: Path | None,
+    password_env: str | None,
+) -> Any:
+    """The signer of --sign-with (the store's 'my') or --sign-with-pfx."""
+    from smimecli.signers import signer_from_pfx, signer_from_store
+
+    if pfx is not None:
+        return signer_from_pfx(pfx, password_file, password_env)
+    assert selector is not None
+    with open_store(readonly=True) as store:
+        return signer_from_store(store, selector, pfx_option="--sign-with-pfx")
 
 
 def _status_line(name: str, report: dict[str, Any]) -> str:
@@ -296,6 +326,24 @@ def encrypt(
             show_default=False,
         ),
     ] = None,
+    sign_with: Annotated[
+        str | None,
+        typer.Option(
+            "--sign-with",
+            help="Direct mode: sign first (multipart/signed inside the envelope) with this "
+            "certificate of the store's 'my' (thumbprint, email or CN) and its private key.",
+            metavar="SELECTOR",
+        ),
+    ] = None,
+    sign_with_pfx: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-with-pfx",
+            help="Direct mode: sign first with the key and certificate of this .pfx/.p12 "
+            "(its password from --password-file or --password-env).",
+            metavar="FILE",
+        ),
+    ] = None,
     json_output: JsonOpt = False,
     password_file: PasswordFileOpt = None,
     password_env: PasswordEnvOpt = None,
@@ -328,6 +376,14 @@ def encrypt(
         )
     if key_transport is KeyTransport.rsa and oaep_hash is not None:
         raise UsageError("--oaep-hash needs --key-transport rsa-oaep (or no --key-transport)")
+    signing = sign_with is not None or sign_with_pfx is not None
+    if sign_with is not None and sign_with_pfx is not None:
+        raise UsageError("give one of --sign-with SELECTOR and --sign-with-pfx FILE, not both")
+    if signing and rules is not None:
+        raise UsageError(
+            "--sign-with and --sign-with-pfx apply to direct mode; in rules mode set "
+            "sign = { signer = ... } or a [[signer]] table in the rules file"
+        )
 
     transport = (
         "rsa-oaep"
@@ -367,6 +423,13 @@ def encrypt(
 
     given = list(inputs or [])
     batch = len(given) > 1 or any(p.is_dir() for p in given if not is_std(p))
+    if signing:
+        if batch or out_dir is not None:
+            raise UsageError(
+                "--sign-with and --sign-with-pfx sign one message: give one INPUT and -o, "
+                "not batch mode (--out-dir)"
+            )
+        args["signer"] = _load_signer(sign_with, sign_with_pfx, password_file, password_env)
     if done_dir is not None and out_dir is None:
         raise UsageError("--done-dir needs batch mode (--out-dir DIR)")
     if not batch and out_dir is None:

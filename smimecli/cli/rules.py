@@ -171,6 +171,8 @@ def _print_plain(report: RulesTestReport) -> None:
         where = f" ({rule.source.describe()})" if rule.index >= 0 else ""
         out.append(f"rule {rule.name!r}{where}")
         out.extend(f"  warning: {w}" for w in [*rule_report.warnings, *plan.warnings])
+        if plan.cipher_reason and plan.encrypted:
+            out.append(f"  cipher: {plan.cipher} ({plan.cipher_reason})")
         for recipient in plan.recipients:
             out.append(f"  {recipient.address}: {recipient.outcome}")
             matched = recipient.rule.name if recipient.rule else "(none)"
@@ -247,5 +249,7 @@ def _print_rich(report: RulesTestReport) -> None:
                 Text("\n".join(notes)),
             )
         term.print(table)
+        if plan.cipher_reason and plan.encrypted:
+            term.print(Text(printable(f"cipher: {plan.cipher} ({plan.cipher_reason})")))
         for warning in [*rule_report.warnings, *plan.warnings]:
             warn(warning)

@@ -34,58 +34,21 @@ class Hash(StrEnum):
     sha512 = "sha512"
 
 
-def _chain_from_store(store: Any, cert: Any) -> list[Any]:
-    """The issuers of ``cert`` the store holds in ``ca`` and ``root``, nearest first."""
-    from smimecli.certs.usable import chain_to_root
-
-    roots = [c.cert for c in store.certificates("root")]
-    cas = [c.cert for c in store.certificates("ca")]
-    chain = chain_to_root(cert, roots, cas)
-    if chain:
-        return chain[1:]
-    # No full chain: whatever issuers are there still help the recipient.
-    out: list[Any] = []
-    current = cert
-    pool = cas + roots
-    for _ in range(8):
-        issuer = next((c for c in pool if c.subject == current.issuer and c != current), None)
-        if issuer is None or issuer in out:
-            break
-        out.append(issuer)
-        current = issuer
-    return out
-
-
 def _signer_from_store(selector: str) -> tuple[Any, Any, list[Any], str]:
-    from smimecli.errors import AuthError
+    from smimecli.signers import signer_from_store
 
     with open_store(readonly=True) as store:
-        entry = store.select_one(selector, "my")
-        key = store.private_key(entry.thumbprint)
-        if key is None:
-            raise AuthError(
-                f"the certificate {entry.thumbprint} ({entry.subject}) has no private key in "
-                "the store: import its .pfx ('smimecli certs import') or use --signer-pfx"
-            )
-        return entry.cert, key, _chain_from_store(store, entry.cert), entry.thumbprint
+        found = signer_from_store(store, selector)
+    return found.cert, found.key, list(found.chain), found.thumbprint
 
 
 def _signer_from_pfx(
     pfx: Path, password_file: Path | None, password_env: str | None
 ) -> tuple[Any, Any, list[Any], str]:
-    from smimecli.certs.names import thumbprint
-    from smimecli.errors import DataError
-    from smimecli.keys import load_private_key
-    from smimecli.passwords import load_with_password, read_password
+    from smimecli.signers import signer_from_pfx
 
-    password = read_password(password_file=password_file, password_env=password_env)
-    loaded = load_with_password(lambda secret: load_private_key(pfx, secret), password, str(pfx))
-    if loaded.cert is None:
-        raise DataError(
-            f"{pfx} holds no certificate for its private key: give a .pfx with the "
-            "signer's certificate"
-        )
-    return loaded.cert, loaded.key, list(loaded.extra_certs), thumbprint(loaded.cert)
+    found = signer_from_pfx(pfx, password_file, password_env)
+    return found.cert, found.key, list(found.chain), found.thumbprint
 
 
 def sign(

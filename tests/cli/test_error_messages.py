@@ -245,7 +245,7 @@ def test_rules_errors_are_all_reported_at_their_key_lines(cli: Any, tmp_path: Pa
     assert lines == [
         f"smimecli: error: {rules}:7: rule 'a', key 'cipher': unknown cipher 'aes999' "
         "(choose aes128 | aes192 | aes256 | 3des | rc2-128 | rc2-64 | rc2-40 | aes128-gcm "
-        "| aes256-gcm)",
+        "| aes256-gcm | auto)",
         f"smimecli: error: {rules}:12: rule 'b', key 'recipients': must be a list: "
         'recipients = ["b@example.com"]',
         f"smimecli: error: {rules}:13: rule 'b', key 'source.path': not used by a 'store' source",

@@ -123,12 +123,37 @@ def test_openssl_signed_outside(cli, pki, tmp_path, openssl_signed, detached) ->
     assert result.exit_code == 0, result.output
     text = out.read_bytes()
     assert b"Subject: signed outside" in text and b"hello from openssl" in text
-    assert result.stderr.count("smimecli: warning: the outer signature") == 1, result.stderr
+    line = "smimecli: warning: the signature outside the envelope (signed by CN=Alice"
+    assert result.stderr.count(line) == 1, result.stderr
+    assert "is valid but the signer is not trusted: no chain to a trusted root" in result.stderr
     assert pki.alice.email in result.stderr
+    # --require-signature: an untrusted signer is 77, as verify says, and nothing is written.
+    out.unlink()
+    args = ["decrypt", msg, "-o", out, "--key", pki.bob.pfx, "--password-file", pw]
+    result = cli([*args, "--require-signature"])
+    assert result.exit_code == 77, result.output
+    assert "nothing was written" in result.stderr and not out.exists()
+    assert cli(["certs", "import", "--store-name", "root", pki.ca.cert_pem]).exit_code == 0
+    result = cli([*args, "--require-signature"])
+    assert result.exit_code == 0, result.output
+    assert "(signed by CN=Alice, E=alice@example.com) is valid and trusted" in result.stderr
+    assert b"hello from openssl" in out.read_bytes()
+    # From standard input too: the input is recorded for the check after decryption.
+    result = cli(
+        ["decrypt", "-", "--key", pki.bob.pfx, "--password-file", pw, "--require-signature"],
+        input=msg.read_bytes(),
+    )
+    assert result.exit_code == 0, result.output
+    assert "outside the envelope (signed by CN=Alice, E=alice@example.com) is valid" in (
+        result.stderr
+    )
+    assert b"hello from openssl" in result.stdout
     result = cli(["inspect", msg, "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["signature_layers"] == 1 and doc["content_type"] == "enveloped-data"
+    assert doc["signatures"][0]["status"] == "valid"  # its root is in the store by now
+    assert doc["signatures"][0]["signer"] == "CN=Alice, E=alice@example.com"
     assert [r["id"]["serial"] for r in doc["recipients"]] == [f"{pki.bob.cert.serial_number:X}"]
 
 
@@ -167,4 +192,7 @@ def test_inspect_text_names_the_signature_layers(interop, cli) -> None:
         pytest.skip("alice.env.dsig.SHA256.multipart.eml not in the corpus")
     result = cli(["inspect", str(found[0])])
     assert result.exit_code == 0, result.output
-    assert b"Signature layers: 1 (outside the envelope, not verified)" in result.stdout
+    assert b"Signature layers: 1 (outside the envelope: INVALID)" in result.stdout or (
+        b"Signature layers: 1 (outside the envelope: valid, signer NOT TRUSTED)" in result.stdout
+    )
+    assert "smimecli: warning: the signature outside the envelope (signed by" in result.stderr

@@ -1,0 +1,177 @@
+"""Sign-then-encrypt: ``encrypt --sign-with`` / ``--sign-with-pfx`` (direct mode)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import Pki, Result
+from tests.pki import PASSWORD
+
+Cli = Callable[..., Result]
+MESSAGE = (
+    b"From: alice@example.com\nTo: bob@example.com\nSubject: signed and sealed\n"
+    b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+    b"Gr\xc3\xbc\xc3\x9fe, Bob\nFrom the start of a line\n"
+)
+
+
+def _openssl(*args: str | Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["openssl", *map(str, args)], capture_output=True, check=False)
+
+
+def _sign_encrypt(cli: Cli, pki: Pki, tmp_path: Path, *extra: str | Path) -> Path:
+    out = tmp_path / "out.eml"
+    args = ["encrypt", "--cert", pki.bob.cert_pem, "--sign-with-pfx", pki.alice.pfx]
+    done = cli(
+        [*args, "--password-env", "PW", "-o", out, "--json", *extra],
+        input=MESSAGE,
+        env={"PW": PASSWORD.decode()},
+    )
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["action"] == "encrypted"
+    assert report["signed_by"]["subject"].startswith("CN=Alice")
+    return out
+
+
+def test_openssl_decrypts_then_verifies(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    out = _sign_encrypt(cli, pki, tmp_path)
+    text = out.read_bytes()
+    assert b"Subject: signed and sealed" in text and b"smime-type=enveloped-data" in text
+    inner = tmp_path / "inner.eml"
+    done = _openssl(
+        "cms", "-decrypt", "-in", out, "-inkey", pki.bob.key_pem, "-recip", pki.bob.cert_pem,
+        "-out", inner,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert b"multipart/signed" in inner.read_bytes()
+    content = tmp_path / "content.eml"
+    done = _openssl("cms", "-verify", "-in", inner, "-CAfile", pki.ca.cert_pem, "-out", content)
+    assert done.returncode == 0, done.stderr
+    assert b"Verification successful" in done.stderr
+    assert b"=46rom the start of a line" in content.read_bytes()  # made transport-safe
+
+
+def test_smimecli_decrypts_then_verifies(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    out = _sign_encrypt(cli, pki, tmp_path)
+    key = tmp_path / "bob.key"
+    key.write_bytes(pki.bob.key_pem.read_bytes())
+    inner = tmp_path / "inner.eml"
+    done = cli(["decrypt", out, "--key", key, "-o", inner])
+    assert done.exit_code == 0, done.output
+    done = cli(["verify", "--json", inner, "--ca", pki.ca.cert_pem])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["status"] == "valid"
+    assert report["signer"]["subject"].startswith("CN=Alice")
+    assert report["from"] == ["alice@example.com"]
+
+
+def test_sign_with_store_without_key_is_77(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    assert cli(["certs", "import", "--store-name", "my", pki.alice.cert_pem]).exit_code == 0
+    done = cli(
+        ["encrypt", "--cert", pki.bob.cert_pem, "--sign-with", "alice@example.com"],
+        input=MESSAGE,
+    )
+    assert done.exit_code == 77, done.output
+    assert "has no private key in the store" in done.stderr
+    assert "--sign-with-pfx" in done.stderr
+    assert done.stdout == b""
+
+
+def test_sign_with_in_rules_mode_is_64(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    rules = tmp_path / "r.toml"
+    rules.write_text('[[rule]]\nname = "a"\nrecipients = ["*"]\nsource = { kind = "store" }\n')
+    done = cli(["encrypt", "--rules", rules, "--sign-with", "x"], input=MESSAGE)
+    assert done.exit_code == 64, done.output
+    assert "apply to direct mode" in done.stderr
+
+
+def test_sign_with_store_key(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    done = cli(
+        ["certs", "import", "--store-name", "my", pki.alice.pfx, "--password-env", "PW"],
+        env={"PW": PASSWORD.decode()},
+    )
+    assert done.exit_code == 0, done.output
+    out = tmp_path / "out.eml"
+    args = ["encrypt", "--cert", pki.bob.cert_pem, "--sign-with", "alice@example.com", "-o", out]
+    done = cli(args, input=MESSAGE)
+    assert done.exit_code == 0, done.output
+    key = tmp_path / "bob.key"
+    key.write_bytes(pki.bob.key_pem.read_bytes())
+    done = cli(["decrypt", out, "--key", key])
+    assert done.exit_code == 0, done.output
+    assert b"multipart/signed" in done.stdout and b"smime.p7s" in done.stdout
+
+
+def test_decrypt_verifies_the_inner_signature(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    out = _sign_encrypt(cli, pki, tmp_path)
+    key = tmp_path / "bob.key"
+    key.write_bytes(pki.bob.key_pem.read_bytes())
+    plain = tmp_path / "plain.eml"
+    args = ["decrypt", out, "--key", key, "-o", plain]
+    done = cli(args)
+    assert done.exit_code == 0, done.output
+    assert done.stderr == (
+        "smimecli: warning: the signature inside the envelope (signed by CN=Alice, "
+        "E=alice@example.com) is valid but the signer is not trusted: no chain to a trusted "
+        "root: the issuer CN=Test Root V1 is not trusted\n"
+    )
+    plain.unlink()
+    done = cli([*args, "--require-signature"])
+    assert done.exit_code == 77, done.output
+    assert "nothing was written" in done.stderr and not plain.exists()
+    assert cli(["certs", "import", "--store-name", "root", pki.ca.cert_pem]).exit_code == 0
+    done = cli([*args, "--require-signature"])
+    assert done.exit_code == 0, done.output
+    assert "inside the envelope (signed by CN=Alice, E=alice@example.com) is valid and trusted" in (
+        done.stderr
+    )
+    # To standard output as well.
+    done = cli(["decrypt", out, "--key", key, "--require-signature"])
+    assert done.exit_code == 0, done.output
+    assert b"multipart/signed" in done.stdout
+
+
+def test_decrypt_altered_inner_signature_is_65(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    # Sign, change the signed text, then encrypt: the envelope holds a broken signature.
+    signed = tmp_path / "signed.eml"
+    done = cli(
+        ["sign", "--signer-pfx", pki.alice.pfx, "--password-env", "PW", "-o", signed],
+        input=MESSAGE,
+        env={"PW": PASSWORD.decode()},
+    )
+    assert done.exit_code == 0, done.output
+    signed.write_bytes(signed.read_bytes().replace(b"Gr=C3=BC", b"Gr=C3=BD"))
+    out = tmp_path / "out.eml"
+    assert cli(["encrypt", "--cert", pki.bob.cert_pem, "-o", out, signed]).exit_code == 0
+    key = tmp_path / "bob.key"
+    key.write_bytes(pki.bob.key_pem.read_bytes())
+    plain = tmp_path / "plain.eml"
+    done = cli(["decrypt", out, "--key", key, "-o", plain])
+    assert done.exit_code == 0, done.output
+    assert "inside the envelope (signed by CN=Alice, E=alice@example.com) does not hold" in (
+        done.stderr
+    )
+    assert "the message digest does not match" in done.stderr
+    plain.unlink()
+    done = cli(["decrypt", out, "--key", key, "-o", plain, "--require-signature"])
+    assert done.exit_code == 65, done.output
+    assert "does not hold" in done.stderr and not plain.exists()
+
+
+def test_decrypt_require_signature_unsigned_is_65(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "out.eml"
+    assert cli(["encrypt", "--cert", pki.bob.cert_pem, "-o", out], input=MESSAGE).exit_code == 0
+    key = tmp_path / "bob.key"
+    key.write_bytes(pki.bob.key_pem.read_bytes())
+    done = cli(["decrypt", out, "--key", key])
+    assert done.exit_code == 0 and done.stderr == "", done.output
+    done = cli(["decrypt", out, "--key", key, "--require-signature"])
+    assert done.exit_code == 65, done.output
+    assert done.stderr.startswith("smimecli: error: ")
+    assert "is not signed (--require-signature): nothing was written" in done.stderr
+    assert done.stdout == b""
