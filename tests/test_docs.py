@@ -652,6 +652,7 @@ def test_synopses_do_not_double_brackets_or_dots() -> None:
 FREE_TEXT = {
     ("", "--store-password-env"),
     ("encrypt", "--to"),
+    ("encrypt", "--sign-with"),
     ("encrypt", "--recipient"),
     ("encrypt", "--jobs"),
     ("encrypt", "--password-env"),

@@ -106,7 +106,10 @@ SECTIONS: list[tuple[str, list[Block]]] = [
                 'cipher = "NAME"',
                 "The content cipher: aes128, aes192, aes256 (the default), 3des, rc2-128, "
                 "rc2-64, rc2-40, aes128-gcm or aes256-gcm (AES-GCM: AuthEnvelopedData, RFC "
-                "5083). 3des and rc2-* are weak and warn; use them only for old readers.",
+                "5083). 3des and rc2-* are weak and warn; use them only for old readers. "
+                "auto picks the strongest cipher every encrypted recipient announced (the "
+                "SMIMECapabilities harvested from its signed mail, or its certificate's): "
+                "AES-GCM only when all of them announced it, otherwise aes256.",
             ),
             (
                 "tp",
@@ -141,6 +144,25 @@ SECTIONS: list[tuple[str, list[Block]]] = [
                 "require_trusted = true | false",
                 "Only use certificates that chain to a root certificate in the store's root "
                 "store (through its ca store); default false.",
+            ),
+            (
+                "tp",
+                'sign = { signer = "SELECTOR" }',
+                "Sign the message with this certificate of the store's my store (thumbprint, "
+                "email or CN; it needs its private key), then encrypt it. When nobody gets "
+                "the message encrypted and the policy lets it pass, it goes out signed only.",
+            ),
+        ],
+    ),
+    (
+        "[[SIGNER]]",
+        [
+            (
+                "p",
+                "Optional, repeatable: sign by sender. A message whose From: address matches "
+                'one of senders = ["PATTERN", ...] (the same patterns as recipients) is signed '
+                'with signer = "SELECTOR" when no matching rule has a sign key; the first '
+                "matching [[signer]] table wins.",
             ),
         ],
     ),
