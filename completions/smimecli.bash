@@ -22,7 +22,7 @@ _smimecli_options() {
         'gen-ca') echo '--signer --subject --key-algorithm --key-length --hash --days --key-usage --not-before --not-after --crl-url --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'issue-user') echo '--email --subject --upn --signer --signer-pfx --signer-password-file --signer-password-env --csr --profile --key-algorithm --key-length --hash --days --not-before --not-after --crl-url --smime-capabilities --no-smime-capabilities --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'gen-crl') echo '--signer --revoke -o --output --der --next-update --hash --json -h --help' ;;
-        'serve') echo '--rules --listen --relay --workers --max-size --max-sessions --journal --journal-subject --spool --drain-timeout --allow-remote -h --help' ;;
+        'serve') echo '--rules --listen --relay --workers --max-size --max-sessions --journal --journal-subject --spool --drain-timeout --syslog --syslog-facility --allow-remote -h --help' ;;
         'demo') echo '--keep --json -h --help' ;;
         'certs') echo '-h --help' ;;
         'certs import') echo '--store-name --strict --password-file --password-env --store-password-env --json -h --help' ;;
@@ -146,6 +146,7 @@ _smimecli_value() {
         'serve:--journal') echo '1 text' ;;
         'serve:--spool') echo '1 dir' ;;
         'serve:--drain-timeout') echo '1 text' ;;
+        'serve:--syslog-facility') echo '1 choice:mail daemon user local0 local1 local2 local3 local4 local5 local6 local7' ;;
         'demo:--keep') echo '1 dir' ;;
         'certs import:--store-name') echo '1 choice:my other root ca' ;;
         'certs import:--password-file') echo '1 file' ;;

@@ -224,6 +224,8 @@ function __smimecli_nargs
             echo 1
         case 'serve:--drain-timeout'
             echo 1
+        case 'serve:--syslog-facility'
+            echo 1
         case 'demo:--keep'
             echo 1
         case 'certs import:--store-name'
@@ -458,6 +460,8 @@ complete -c smimecli -n '__smimecli_at \'serve\'' -l 'journal' -x -d 'Append one
 complete -c smimecli -n '__smimecli_at \'serve\'' -l 'journal-subject' -d 'Put the Subject in the journal records too.'
 complete -c smimecli -n '__smimecli_at \'serve\'' -l 'spool' -x -a '(__fish_complete_directories)' -d 'Folder for the 0600 spool files of messages in transit [default: $TMPDIR].'
 complete -c smimecli -n '__smimecli_at \'serve\'' -l 'drain-timeout' -x -d 'At SIGTERM, wait this many seconds for messages in flight.'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'syslog' -d 'Send the journal records and the error lines to syslog (/dev/log) too, tagged smimecli-serve.'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'syslog-facility' -x -a 'mail daemon user local0 local1 local2 local3 local4 local5 local6 local7' -d 'Syslog facility for --syslog.'
 complete -c smimecli -n '__smimecli_at \'serve\'' -l 'allow-remote' -d 'Allow a non-loopback --listen address (plain SMTP without authentication: firewall it).'
 complete -c smimecli -n '__smimecli_at \'serve\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'demo\'' -l 'keep' -x -a '(__fish_complete_directories)' -d 'Work in this folder and keep it (store, rules.toml, messages) instead of a throwaway one.'

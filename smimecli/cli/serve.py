@@ -4,12 +4,29 @@ No ``from __future__ import annotations`` here: Typer would have to evaluate eve
 annotation string again on each run.
 """
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from smimecli.cli.common import state
+
+
+class Facility(StrEnum):
+    """Syslog facilities for --syslog-facility."""
+
+    mail = "mail"
+    daemon = "daemon"
+    user = "user"
+    local0 = "local0"
+    local1 = "local1"
+    local2 = "local2"
+    local3 = "local3"
+    local4 = "local4"
+    local5 = "local5"
+    local6 = "local6"
+    local7 = "local7"
 
 
 def serve(
@@ -88,6 +105,18 @@ def serve(
             metavar="SECONDS",
         ),
     ] = 60,
+    syslog: Annotated[
+        bool,
+        typer.Option(
+            "--syslog",
+            help="Send the journal records and the error lines to syslog (/dev/log) too, "
+            "tagged smimecli-serve.",
+        ),
+    ] = False,
+    syslog_facility: Annotated[
+        Facility,
+        typer.Option("--syslog-facility", help="Syslog facility for --syslog."),
+    ] = Facility.mail,
     allow_remote: Annotated[
         bool,
         typer.Option(
@@ -107,8 +136,11 @@ def serve(
     (a broken file keeps the old ones); SIGTERM finishes the messages in flight and
     exits 0.
     """
+    import os
+
     from smimecli.errors import InputError, UsageError
     from smimecli.serve.daemon import Daemon, Settings, is_loopback, parse_address
+    from smimecli.serve.journal import SYSLOG_SOCKET
 
     listen_at = parse_address(listen, "--listen")
     relay_to = parse_address(relay, "--relay")
@@ -131,6 +163,9 @@ def serve(
         journal_subject=journal_subject,
         spool_dir=str(spool) if spool is not None else None,
         drain_seconds=drain_timeout,
+        syslog_facility=str(syslog_facility) if syslog else None,
+        # Another socket than /dev/log (a chroot, the tests): SMIMECLI_SYSLOG_SOCKET.
+        syslog_socket=os.environ.get("SMIMECLI_SYSLOG_SOCKET") or SYSLOG_SOCKET,
     )
     status = Daemon(settings).run()
     if status:

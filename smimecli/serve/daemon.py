@@ -28,7 +28,7 @@ from typing import Any
 from smimecli.errors import ConfigError, SmimeError, UsageError
 from smimecli.serve import engine as engine_module
 from smimecli.serve.engine import Engine, RecipientDecision, Split
-from smimecli.serve.journal import Journal
+from smimecli.serve.journal import SYSLOG_SOCKET, Journal, open_syslog
 from smimecli.serve.relay import RelayReply, relay_copies
 
 log = logging.getLogger("smimecli")
@@ -72,6 +72,8 @@ class Settings:
     spool_dir: str | None = None
     drain_seconds: float = 60.0
     relay_timeout: float = 300.0
+    syslog_facility: str | None = None  # None: no syslog
+    syslog_socket: str = SYSLOG_SOCKET
 
 
 class _Busy(asyncio.Protocol):
@@ -89,7 +91,17 @@ class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = Engine.load(settings.rules, settings.store_dir)
-        self.journal = Journal(settings.journal, subject=settings.journal_subject)
+        self.syslog: logging.Handler | None = None
+        if settings.syslog_facility is not None:
+            self.syslog = open_syslog(settings.syslog_facility, settings.syslog_socket)
+        try:
+            self.journal = Journal(
+                settings.journal, subject=settings.journal_subject, syslog=self.syslog
+            )
+        except BaseException:
+            if self.syslog is not None:
+                self.syslog.close()
+            raise
         self.spool_dir = settings.spool_dir or tempfile.gettempdir()
         self.sessions: set[Any] = set()
         self.in_flight: set[asyncio.Future[Any]] = set()
@@ -202,16 +214,27 @@ class Daemon:
 
     def run(self, *, signals: bool = True) -> int:
         """Serve until SIGTERM/SIGINT (or :meth:`request_stop`); returns the exit status."""
+        if self.syslog is not None:
+            log.addHandler(self.syslog)  # the error lines too
         try:
             return asyncio.run(self._main(signals))
         finally:
             self._cpu.shutdown(wait=True, cancel_futures=True)
             self._io.shutdown(wait=False, cancel_futures=True)
             self.journal.close()
+            if self.syslog is not None:
+                log.removeHandler(self.syslog)
+                self.syslog.close()
 
     async def _main(self, signals: bool) -> int:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        stale = engine_module.remove_stale(self.spool_dir)
+        if stale:
+            log.warning(
+                f"removed {len(stale)} spool file(s) left in {self.spool_dir} by a filter "
+                "that is no longer running"
+            )
         host, port = self.settings.listen
         try:
             server = await self._loop.create_server(self._factory, host, port, reuse_address=True)

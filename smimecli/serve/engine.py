@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -233,9 +234,55 @@ def _spool_file(spool_dir: str, prefix: str) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=prefix, suffix=".eml", dir=spool_dir)
 
 
+SPOOL_PREFIX = "smimecli-in-"
+_SPOOL_NAME = re.compile(rf"{SPOOL_PREFIX}(\d+)-[a-z0-9_]+(?:-out-[a-z0-9_]+)?\.eml")
+
+
 def spool_file(spool_dir: str) -> tuple[int, str]:
-    """A new 0600 file for an incoming message: (file descriptor, path)."""
-    return _spool_file(spool_dir, "smimecli-in-")
+    """A new 0600 file for an incoming message: (file descriptor, path).
+
+    Its name holds the daemon's pid (``smimecli-in-PID-XXXXXXXX.eml``; its encrypted
+    copies ``smimecli-in-PID-XXXXXXXX-out-XXXXXXXX.eml``), so that a daemon starting
+    after a ``kill -9`` knows which leftovers are no one's (:func:`remove_stale`).
+    """
+    return _spool_file(spool_dir, f"{SPOOL_PREFIX}{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        # At start-up this process has written nothing yet: a file with its pid was left
+        # by an earlier process that had the same pid (pid 1 in a container, say).
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: alive, another user's
+    return True
+
+
+def remove_stale(spool_dir: str) -> list[str]:
+    """Remove the spool files (incoming and encrypted copies) of daemons that are dead.
+
+    Only files of this naming are looked at, and only those whose pid is not running:
+    several daemons may share one spool folder. Returns the names removed.
+    """
+    removed: list[str] = []
+    try:
+        names = os.listdir(spool_dir)
+    except OSError:
+        return removed
+    for name in sorted(names):
+        found = _SPOOL_NAME.fullmatch(name)
+        if found is None or _alive(int(found.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(spool_dir, name))
+        except OSError:
+            continue  # gone already, or another user's file in a shared folder
+        removed.append(name)
+    return removed
 
 
 def out_prefix(src_path: str) -> str:

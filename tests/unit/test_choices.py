@@ -31,8 +31,9 @@ from smimecli.cli.app import build_app
 from smimecli.cms import algorithms, recipients
 from smimecli.errors import ConfigError, UsageError
 
-# Enum options that are not one of smimecli.choices (sign's digest is the signing layer's).
-OWN_ENUMS = {("sign", "hash_name")}
+# Enum options that are not one of smimecli.choices (sign's digest is the signing layer's,
+# serve's syslog facility the daemon's).
+OWN_ENUMS = {("sign", "hash_name"), ("serve", "syslog_facility")}
 
 
 def _enum_options() -> dict[tuple[str, str], type[Enum]]:
