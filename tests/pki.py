@@ -4,6 +4,8 @@ that CMS and store tests do not depend on the code they would be checking."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,3 +177,42 @@ class TestCA:
             )
         )
         return Identity(name, email, key, cert, cert_pem, cert_der, key_pem, pfx)
+
+
+def legacy_pfx(identity: Identity, ca: TestCA, password: bytes) -> bytes:
+    """``identity`` as the legacy PKCS#12 form (3DES, SHA-1 MAC) that gpgsm 2.2 reads."""
+    return pkcs12.serialize_key_and_certificates(
+        identity.name.encode(),
+        identity.key,
+        identity.cert,
+        [ca.cert],
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(2048)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(password),
+    )
+
+
+def import_into_gpgsm(
+    run: Callable[[list[str], bytes], subprocess.CompletedProcess[bytes]],
+    identity: Identity,
+    ca: TestCA,
+    password: bytes,
+    folder: Path,
+) -> subprocess.CompletedProcess[bytes]:
+    """Import ``identity`` with its key into gpgsm through ``run(args, stdin)``.
+
+    gpgsm 2.2 now and then fails to decrypt a valid legacy .pfx ("decryption failed;
+    trying charset ...", seen about once in twenty runs, depending on the random salts):
+    a fresh file with new salts is tried, up to three times.
+    """
+    done: subprocess.CompletedProcess[bytes] | None = None
+    for attempt in range(3):
+        path = folder / f"{identity.name.lower()}-{attempt}.p12"
+        path.write_bytes(legacy_pfx(identity, ca, password))
+        done = run(["--import", str(path)], password + b"\n")
+        if done.returncode == 0 or b"decryption failed" not in done.stderr:
+            return done
+    assert done is not None
+    return done

@@ -16,7 +16,7 @@ import pytest
 from smimecli.cms.envelope import Recipient
 from smimecli.encrypt import encrypt_message
 from tests.conftest import require_tool, stop_gnupg
-from tests.pki import PASSWORD
+from tests.pki import PASSWORD, import_into_gpgsm
 
 pytestmark = pytest.mark.interop
 
@@ -54,24 +54,10 @@ def gnupg_home(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_gpgsm_decrypts_aes256_rsa(gnupg_home: Path, tmp_path: Path, pki: Any) -> None:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
 
-    # gpgsm 2.2 reads only the legacy PKCS#12 form (3DES, SHA-1 MAC).
-    legacy = pkcs12.serialize_key_and_certificates(
-        b"alice",
-        pki.alice.key,
-        pki.alice.cert,
-        [pki.ca.cert],
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(2048)
-        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-        .hmac_hash(hashes.SHA1())
-        .build(PASSWORD),
+    imported = import_into_gpgsm(
+        lambda args, data: _gpgsm(gnupg_home, args, data), pki.alice, pki.ca, PASSWORD, tmp_path
     )
-    pfx = tmp_path / "alice.p12"
-    pfx.write_bytes(legacy)
-    imported = _gpgsm(gnupg_home, ["--import", str(pfx)], PASSWORD + b"\n")
     assert imported.returncode == 0, imported.stderr.decode()
 
     message = b"From: a@example.com\nSubject: gpgsm\nContent-Type: text/plain\n\nfor gpgsm\n"

@@ -13,7 +13,7 @@ import pytest
 
 from smimecli.verifying import split_signed
 from tests.conftest import Pki, Result, require_tool
-from tests.pki import PASSWORD
+from tests.pki import PASSWORD, import_into_gpgsm
 
 pytestmark = pytest.mark.interop
 
@@ -167,23 +167,10 @@ def test_gpgsm_verifies_smimecli_detached(
 def test_smimecli_verifies_gpgsm_detached(
     cli: Cli, pki: Pki, tmp_path: Path, gnupg_home: Path
 ) -> None:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
 
-    # gpgsm 2.2 reads only the legacy PKCS#12 form (3DES, SHA-1 MAC).
-    legacy = pkcs12.serialize_key_and_certificates(
-        b"alice",
-        pki.alice.key,
-        pki.alice.cert,
-        [pki.ca.cert],
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(2048)
-        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-        .hmac_hash(hashes.SHA1())
-        .build(PASSWORD),
+    done = import_into_gpgsm(
+        lambda args, data: _gpgsm(gnupg_home, args, data), pki.alice, pki.ca, PASSWORD, tmp_path
     )
-    (tmp_path / "alice.p12").write_bytes(legacy)
-    done = _gpgsm(gnupg_home, ["--import", str(tmp_path / "alice.p12")], PASSWORD + b"\n")
     assert done.returncode == 0, done.stderr.decode()
     entity = b"Content-Type: text/plain\r\n\r\nsigned by gpgsm\r\n"
     (tmp_path / "data").write_bytes(entity)
