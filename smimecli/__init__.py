@@ -11,14 +11,18 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "EncryptRequest",
     "ExitStatus",
     "SmimeError",
     "__version__",
     "decrypt_message",
     "encrypt_message",
+    "encrypt_one",
 ]
 
 _LAZY = {
+    "EncryptRequest": "smimecli.request",
+    "encrypt_one": "smimecli.request",
     "ExitStatus": "smimecli.errors",
     "SmimeError": "smimecli.errors",
     "encrypt_message": "smimecli.encrypt",

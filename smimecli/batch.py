@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, BinaryIO
+from typing import Any
 
 from smimecli.choices import (
     DEFAULT_CIPHER,
@@ -56,6 +56,7 @@ from smimecli.errors import (
     UsageError,
 )
 from smimecli.files import remove_dead_temporaries, remove_temporaries
+from smimecli.request import EncryptRequest, encrypt_one
 
 __all__ = [
     "STATUS_ORDER",
@@ -64,7 +65,6 @@ __all__ = [
     "MessageResult",
     "RecipientSpec",
     "default_jobs",
-    "encrypt_one",
     "expand_inputs",
     "move_done",
     "plan_outputs",
@@ -301,47 +301,6 @@ class BatchSummary:
         return f"{text} in {self.seconds:.1f} s"
 
 
-def encrypt_one(
-    settings: BatchSettings, recipients: Sequence[Any], src: BinaryIO, dst: BinaryIO
-) -> dict[str, Any]:
-    """Encrypt one message in direct or rules mode, as ``encrypt`` does for each input.
-
-    Args:
-        settings: rules mode when ``settings.rules`` is set, else direct mode with
-            ``settings.cipher`` and ``settings.convert_tnef``.
-        recipients: direct mode: the :class:`smimecli.cms.recipients.Recipient` list
-            (``settings.recipients`` is their picklable form, for worker processes).
-        src, dst: the message and where its result goes.
-
-    Returns:
-        The outcome's JSON report (its ``to_json()``).
-
-    Raises:
-        SmimeError: as :func:`smimecli.encrypt.encrypt_message` or
-            :func:`smimecli.plan.encrypt_with_rules`.
-    """
-    outcome: Any
-    if settings.rules is None:
-        from smimecli.encrypt import encrypt_message
-
-        outcome = encrypt_message(
-            src, dst, recipients, cipher=settings.cipher, convert_tnef=settings.convert_tnef
-        )
-    else:
-        from smimecli.plan import encrypt_with_rules
-
-        envelope = settings.envelope_recipients
-        outcome = encrypt_with_rules(
-            src,
-            dst,
-            settings.rules,
-            list(envelope) if envelope is not None else None,
-            settings.store_dir,
-            on_missing_cert=settings.on_missing_cert,
-        )
-    return dict(outcome.to_json())
-
-
 class _Collector(logging.Handler):
     """Keeps the warnings raised while one message is handled."""
 
@@ -362,13 +321,13 @@ class _Worker:
 
     def __init__(self, settings: BatchSettings) -> None:
         self.settings = settings
-        self.recipients: list[Any] = []
+        recipients: list[Any] = []
         if settings.rules is None:
             from cryptography import x509
 
             from smimecli.cms.recipients import Recipient
 
-            self.recipients = [
+            recipients = [
                 Recipient(
                     x509.load_der_x509_certificate(spec.cert_der),
                     key_transport=spec.key_transport,
@@ -377,6 +336,15 @@ class _Worker:
                 )
                 for spec in settings.recipients
             ]
+        self.request = EncryptRequest(
+            recipients=tuple(recipients),
+            rules=settings.rules,
+            store_dir=settings.store_dir,
+            envelope_recipients=settings.envelope_recipients,
+            cipher=settings.cipher,
+            convert_tnef=settings.convert_tnef,
+            on_missing_cert=settings.on_missing_cert,
+        )
 
     def run(self, pair: tuple[Path, Path]) -> MessageResult:
         """Encrypt one message; never raises for a per-message failure."""
@@ -401,7 +369,7 @@ class _Worker:
                 open_input(src_path) as src,
                 atomic_output(dst_path, fsync=done_dir is not None) as dst,
             ):
-                report = encrypt_one(self.settings, self.recipients, src, dst)
+                report = encrypt_one(self.request, src, dst)
             if done_dir is not None:
                 _sync_entry(dst_path.parent)
                 done = str(move_done(src_path, done_dir))

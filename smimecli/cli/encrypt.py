@@ -10,7 +10,14 @@ from typing import Annotated, Any
 
 import typer
 
-from smimecli.choices import Cipher, KeyTransport, MissingCertPolicy, OaepHash, RecipientId
+from smimecli.choices import (
+    DEFAULT_CIPHER,
+    Cipher,
+    KeyTransport,
+    MissingCertPolicy,
+    OaepHash,
+    RecipientId,
+)
 from smimecli.cli.common import (
     JsonOpt,
     OutputOpt,
@@ -26,6 +33,7 @@ from smimecli.cli.common import (
     stdin_binary,
     stdout_binary,
 )
+from smimecli.request import EncryptRequest, encrypt_one
 from smimecli.text import printable
 
 InputsArg = Annotated[
@@ -150,41 +158,6 @@ def _store_recipients(addresses: list[str], **options: str) -> list[Any]:
                 )
             recipients.append(Recipient(chosen.cert, **options))
     return recipients
-
-
-def _encrypt_one(src: Any, dst: Any, args: dict[str, Any]) -> dict[str, Any]:
-    """Encrypt one message in direct or rules mode; returns its JSON report."""
-    if args["rules"] is not None:
-        from smimecli import plan
-
-        outcome: Any = plan.encrypt_with_rules(
-            src,
-            dst,
-            args["rules"],
-            args["envelope_recipients"],
-            state().store_dir(),
-            on_missing_cert=args["on_missing_cert"],
-        )
-        return dict(outcome.to_json())
-    signer = args.get("signer")
-    if signer is not None:
-        from smimecli.signers import describe, sign_then_encrypt
-
-        signed = sign_then_encrypt(
-            src,
-            dst,
-            args["recipients"],
-            signer=signer,
-            cipher=args["cipher"],
-            convert_tnef=args["convert_tnef"],
-        )
-        return {**signed.to_json(), "signed_by": describe(signer)}
-    from smimecli.encrypt import encrypt_message
-
-    result = encrypt_message(
-        src, dst, args["recipients"], cipher=args["cipher"], convert_tnef=args["convert_tnef"]
-    )
-    return result.to_json()
 
 
 def _load_signer(
@@ -390,14 +363,8 @@ def encrypt(
         if oaep_hash is not None
         else (key_transport.value if key_transport is not None else "rsa")
     )
-    args: dict[str, Any] = {
-        "rules": rules,
-        "envelope_recipients": list(recipient) if recipient else None,
-        "on_missing_cert": on_missing_cert.value if on_missing_cert is not None else None,
-        "cipher": cipher.value if cipher is not None else "aes256",
-        "convert_tnef": convert_tnef,
-        "recipients": [],
-    }
+    recipients: list[Any] = []
+    signer: Any = None
     if cert or to:
         if recipient:
             import logging
@@ -412,14 +379,14 @@ def encrypt(
             "recipient_id": recipient_id.value if recipient_id is not None else "issuer-serial",
         }
         if cert:
-            args["recipients"] = _load_recipients(
+            recipients = _load_recipients(
                 list(cert),
                 **options,
                 password_file=password_file,
                 password_env=password_env,
             )
         if to:
-            args["recipients"] += _store_recipients(list(to), **options)
+            recipients += _store_recipients(list(to), **options)
 
     given = list(inputs or [])
     batch = len(given) > 1 or any(p.is_dir() for p in given if not is_std(p))
@@ -429,11 +396,21 @@ def encrypt(
                 "--sign-with and --sign-with-pfx sign one message: give one INPUT and -o, "
                 "not batch mode (--out-dir)"
             )
-        args["signer"] = _load_signer(sign_with, sign_with_pfx, password_file, password_env)
+        signer = _load_signer(sign_with, sign_with_pfx, password_file, password_env)
+    request = EncryptRequest(
+        recipients=tuple(recipients),
+        rules=rules,
+        store_dir=state().store_dir() if rules is not None else None,
+        envelope_recipients=tuple(recipient) if recipient else None,
+        cipher=cipher.value if cipher is not None else DEFAULT_CIPHER,
+        convert_tnef=convert_tnef,
+        on_missing_cert=on_missing_cert.value if on_missing_cert is not None else None,
+        signer=signer,
+    )
     if done_dir is not None and out_dir is None:
         raise UsageError("--done-dir needs batch mode (--out-dir DIR)")
     if not batch and out_dir is None:
-        _single(given[0] if given else None, output, args, json_output=json_output)
+        _single(given[0] if given else None, output, request, json_output=json_output)
         return
     if output is not None:
         raise UsageError("several inputs need --out-dir DIR, not -o")
@@ -443,7 +420,7 @@ def encrypt(
         _check_done_dir(done_dir, given)
     if any(is_std(p) for p in given) or not given:
         raise UsageError("batch mode (--out-dir) reads files, not standard input")
-    _batch(given, out_dir, args, jobs=jobs, json_output=json_output, done_dir=done_dir)
+    _batch(given, out_dir, request, jobs=jobs, json_output=json_output, done_dir=done_dir)
 
 
 def _check_done_dir(done_dir: Path, inputs: list[Path]) -> None:
@@ -463,7 +440,7 @@ def _check_done_dir(done_dir: Path, inputs: list[Path]) -> None:
 def _batch(
     inputs: list[Path],
     out_dir: Path,
-    args: dict[str, Any],
+    request: EncryptRequest,
     *,
     jobs: int | None,
     json_output: bool,
@@ -473,24 +450,22 @@ def _batch(
     from smimecli import batch
 
     pairs = batch.plan_outputs(batch.expand_inputs(inputs), out_dir)
-    if args["rules"] is not None:
+    if request.rules is not None:
         from smimecli.plan import cached_rules
 
-        store_dir = state().store_dir()
-        cached_rules(args["rules"], store_dir)  # a bad rules file is 78 before any message
-        envelope = args["envelope_recipients"]
+        cached_rules(request.rules, request.store_dir)  # a bad rules file is 78 at once
         settings = batch.BatchSettings(
-            rules=args["rules"],
-            store_dir=store_dir,
-            envelope_recipients=tuple(envelope) if envelope is not None else None,
-            on_missing_cert=args["on_missing_cert"],
+            rules=request.rules,
+            store_dir=request.store_dir,
+            envelope_recipients=request.envelope_recipients,
+            on_missing_cert=request.on_missing_cert,
             done_dir=done_dir,
         )
     else:
         settings = batch.BatchSettings(
-            recipients=tuple(batch.RecipientSpec.of(r) for r in args["recipients"]),
-            cipher=args["cipher"],
-            convert_tnef=args["convert_tnef"],
+            recipients=tuple(batch.RecipientSpec.of(r) for r in request.recipients),
+            cipher=request.cipher,
+            convert_tnef=request.convert_tnef,
             done_dir=done_dir,
         )
     progress = _progress(len(pairs))
@@ -540,7 +515,7 @@ def _progress(total: int) -> Any:
 
 
 def _single(
-    src_path: Path | None, output: Path | None, args: dict[str, Any], *, json_output: bool
+    src_path: Path | None, output: Path | None, request: EncryptRequest, *, json_output: bool
 ) -> None:
     from smimecli.errors import DataError, UsageError
     from smimecli.files import open_input
@@ -559,12 +534,12 @@ def _single(
             info("smimecli: reading the message from standard input (end it with Ctrl-D)")
             # A terminal ends input once per Ctrl-D: read it whole, so one Ctrl-D ends it.
             src_in = io.BytesIO(src_in.read())
-        report = _write(src_in, output, args, to_stdout)
+        report = _write(src_in, output, request, to_stdout)
     else:
         assert src_path is not None
         try:
             with open_input(src_path) as src:
-                report = _write(src, output, args, to_stdout)
+                report = _write(src, output, request, to_stdout)
         except DataError as exc:
             if exc.message.startswith(f"{src_path}:"):
                 raise
@@ -576,14 +551,16 @@ def _single(
         info(_status_line(name, report))
 
 
-def _write(src: Any, output: Path | None, args: dict[str, Any], to_stdout: bool) -> dict[str, Any]:
+def _write(
+    src: Any, output: Path | None, request: EncryptRequest, to_stdout: bool
+) -> dict[str, Any]:
     from smimecli.files import atomic_output
 
     if to_stdout:
         out = stdout_binary()
-        report = _encrypt_one(src, out, args)
+        report = encrypt_one(request, src, out)
         out.flush()
         return report
     assert output is not None
     with atomic_output(output) as dst:
-        return _encrypt_one(src, dst, args)
+        return encrypt_one(request, src, dst)

@@ -407,18 +407,18 @@ def test_run_batch_without_jobs_uses_default_jobs(
     assert asked == [3]
 
 
-def test_encrypt_one_direct_and_rules_mode(pki: Any, tmp_path: Path) -> None:
+def test_one_request_in_direct_and_rules_mode(pki: Any, tmp_path: Path) -> None:
     import io
 
     from cryptography import x509
 
     from smimecli.cms.recipients import Recipient
+    from smimecli.request import EncryptRequest, encrypt_one
 
     cert = x509.load_pem_x509_certificate(pki.alice.cert_pem.read_bytes())
     out = io.BytesIO()
-    report = batch.encrypt_one(
-        batch.BatchSettings(cipher="aes128"), [Recipient(cert)], io.BytesIO(_message(1)), out
-    )
+    request = EncryptRequest(recipients=(Recipient(cert),), cipher="aes128")
+    report = encrypt_one(request, io.BytesIO(_message(1)), out)
     assert report["action"] == "encrypted" and report["cipher"] == "aes128"
     assert b"smime-type=enveloped-data" in out.getvalue()
 
@@ -429,8 +429,8 @@ def test_encrypt_one_direct_and_rules_mode(pki: Any, tmp_path: Path) -> None:
         encoding="utf-8",
     )
     out = io.BytesIO()
-    settings = batch.BatchSettings(rules=rules, envelope_recipients=("alice@example.com",))
-    report = batch.encrypt_one(settings, [], io.BytesIO(_message(2, to="x@example.net")), out)
+    request = EncryptRequest(rules=rules, envelope_recipients=("alice@example.com",))
+    report = encrypt_one(request, io.BytesIO(_message(2, to="x@example.net")), out)
     assert report["action"] == "encrypted"
     assert [r["recipient"] for r in report["recipients"]] == ["alice@example.com"]
 
