@@ -29,6 +29,25 @@ _ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
 T = TypeVar("T")
 
 
+def _validity_and_key(
+    cert: x509.Certificate, at: dt.datetime | None
+) -> tuple[str | None, list[str], dt.datetime]:
+    """The key type, the problems every use shares (validity at ``at``, a key type smimecli
+    cannot use), and the time they were judged at (``at`` in UTC, default now)."""
+    found: list[str] = []
+    now = at or dt.datetime.now(dt.UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    if cert.not_valid_after_utc < now:
+        found.append(f"expired {cert.not_valid_after_utc:%Y-%m-%d}")
+    if cert.not_valid_before_utc > now:
+        found.append(f"not yet valid (from {cert.not_valid_before_utc:%Y-%m-%d})")
+    kind, key_problem = _key_type_problem(cert)
+    if key_problem:
+        found.append(key_problem)
+    return kind, found, now
+
+
 def _key_type_problem(cert: x509.Certificate) -> tuple[str | None, str | None]:
     """Return (kind, problem): kind is 'rsa' or 'ec' when supported."""
     from cryptography.exceptions import UnsupportedAlgorithm
@@ -74,17 +93,7 @@ def problems(
         intermediates: CA certificates to build the chain through (the store's ``ca``).
         require_trusted: whether the certificate must chain to one of ``roots``.
     """
-    found: list[str] = []
-    now = at or dt.datetime.now(dt.UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=dt.UTC)
-    if cert.not_valid_after_utc < now:
-        found.append(f"expired {cert.not_valid_after_utc:%Y-%m-%d}")
-    if cert.not_valid_before_utc > now:
-        found.append(f"not yet valid (from {cert.not_valid_before_utc:%Y-%m-%d})")
-    kind, key_problem = _key_type_problem(cert)
-    if key_problem:
-        found.append(key_problem)
+    kind, found, now = _validity_and_key(cert, at)
     try:
         usage = _ext(cert, x509.KeyUsage)
         if isinstance(usage, x509.KeyUsage):
@@ -171,15 +180,7 @@ def chains_to_root(
 @names.quiet()
 def signing_problems(cert: x509.Certificate, *, at: dt.datetime | None = None) -> list[str]:
     """Every reason ``cert`` cannot sign mail (RFC 8550 4.4.2 and 4.4.4); empty when it can."""
-    found: list[str] = []
-    now = at or dt.datetime.now(dt.UTC)
-    if cert.not_valid_after_utc < now:
-        found.append(f"expired {cert.not_valid_after_utc:%Y-%m-%d}")
-    if cert.not_valid_before_utc > now:
-        found.append(f"not yet valid (from {cert.not_valid_before_utc:%Y-%m-%d})")
-    _kind, key_problem = _key_type_problem(cert)
-    if key_problem:
-        found.append(key_problem)
+    _kind, found, _now = _validity_and_key(cert, at)
     try:
         usage = _ext(cert, x509.KeyUsage)
         if (

@@ -270,6 +270,14 @@ def _open_store(no_store: bool, *, for_signer: bool = False) -> Store | None:
     return open_store(create=not for_signer)
 
 
+def _store_ca(store: Store, issued: Issued, role: str, friendly_name: str | None) -> None:
+    """A new CA into the store in one transaction: as 'my' with its key (to sign with) and
+    as ``role`` ('root' trusted, or 'ca' for chain building)."""
+    with store.transaction():
+        store.add(issued.cert, key=issued.key, store_name="my", friendly_name=friendly_name)
+        store.add(issued.cert, store_name=role, friendly_name=friendly_name)
+
+
 @contextlib.contextmanager
 def _adding_to(store: Store | None) -> Iterator[None]:
     """Close ``store`` after the command; remove it when this command created it and failed."""
@@ -430,11 +438,7 @@ def gen_root(
 
         def commit() -> None:
             if store is not None:
-                with store.transaction():
-                    store.add(
-                        issued.cert, key=issued.key, store_name="my", friendly_name=friendly_name
-                    )
-                    store.add(issued.cert, store_name="root", friendly_name=friendly_name)
+                _store_ca(store, issued, "root", friendly_name)
 
         files = outputs.write(issued, password, friendly_name, commit)
     _report(
@@ -710,11 +714,7 @@ def gen_ca(
 
         def commit() -> None:
             if not no_store:
-                with store.transaction():
-                    store.add(
-                        issued.cert, key=issued.key, store_name="my", friendly_name=friendly_name
-                    )
-                    store.add(issued.cert, store_name="ca", friendly_name=friendly_name)
+                _store_ca(store, issued, "ca", friendly_name)
 
         files = outputs.write(issued, password, friendly_name, commit)
     extra = {"crl_url": crl_url}
