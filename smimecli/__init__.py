@@ -21,12 +21,12 @@ __all__ = [
 ]
 
 _LAZY = {
-    "EncryptRequest": "smimecli.request",
-    "encrypt_one": "smimecli.request",
+    "EncryptRequest": "smimecli.encrypt.request",
+    "encrypt_one": "smimecli.encrypt.request",
     "ExitStatus": "smimecli.errors",
     "SmimeError": "smimecli.errors",
-    "encrypt_message": "smimecli.encrypt",
-    "decrypt_message": "smimecli.decrypt",
+    "encrypt_message": "smimecli.encrypt.message",
+    "decrypt_message": "smimecli.decrypt.message",
 }
 
 

@@ -79,10 +79,10 @@ def run_demo(
     """
     import shlex
 
-    from smimecli import lab
     from smimecli.certs.store import Store
-    from smimecli.decrypt import inspect_message, store_finder, store_key_lookup
-    from smimecli.plan import Outcome, encrypt_with_rules
+    from smimecli.decrypt.message import inspect_message, store_finder, store_key_lookup
+    from smimecli.lab import certificates as lab
+    from smimecli.rules.plan import Outcome, encrypt_with_rules
 
     result = DemoResult(folder)
     store_dir = folder / "store"
@@ -144,7 +144,7 @@ def run_demo(
 
     run("decrypt", "-o", folder / "message.decrypted.eml", folder / "message.p7m.eml")
     decrypted = io.BytesIO()
-    from smimecli.decrypt import decrypt_message
+    from smimecli.decrypt.message import decrypt_message
 
     decrypt_message(
         io.BytesIO(encrypted.getvalue()), decrypted, key_lookup=store_key_lookup(store_dir)

@@ -55,7 +55,7 @@ _KEY_LABELS = {
 }
 # PEM blocks (RFC 7468): BEGIN and END lines found in one pass each, then paired, so a file
 # of many BEGIN lines without their END costs linear time (a backtracking regex spanning
-# BEGIN..END rescanned the rest of the file for each one). smimecli.keys reads key files
+# BEGIN..END rescanned the rest of the file for each one). smimecli.certs.keys reads key files
 # with it too.
 _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,64})-----\r?\n")
 _PEM_END = re.compile(rb"-----END ([A-Z0-9 ]{1,64})-----")
@@ -272,7 +272,7 @@ def _check_pfx_structure(data: bytes, source: str) -> None:
 
 
 def _from_pkcs12(data: bytes, password: bytes | None, source: str, out: CertList) -> None:
-    from smimecli.keys import open_pkcs12
+    from smimecli.certs.keys import open_pkcs12
 
     _check_pfx_structure(data, source)
     bundle = open_pkcs12(data, password, source or "the PKCS#12 file")
@@ -340,7 +340,7 @@ def _strip_trust(blob: bytes) -> bytes:
 
 
 def _load_pem_key(block: bytes, password: bytes | None, source: str) -> PrivateKey:
-    from smimecli.keys import load_key_block  # key files only: not every run has one
+    from smimecli.certs.keys import load_key_block  # key files only: not every run has one
 
     key = load_key_block("pem", block, password, f"the private key{_where(source)}")
     if not isinstance(key, PrivateKey):
@@ -352,7 +352,7 @@ def _attach_keys(out: CertList, keys: list[PrivateKey], source: str) -> None:
     """Pair PEM private keys with the certificates whose public key they match."""
     if not keys:
         return
-    from smimecli.keys import public_key_der
+    from smimecli.certs.keys import public_key_der
 
     by_public = {public_key_der(key.public_key()): key for key in keys}
     used: set[bytes] = set()

@@ -1,7 +1,7 @@
 """Certificates harvested from signed mail: only those a verified signature vouches for.
 
 ``certs import`` of a signed message (multipart/signed or opaque signed-data) first checks
-the signature (:func:`smimecli.verifying.verify_message`); when it holds, the signer's
+the signature (:func:`smimecli.verify.message.verify_message`); when it holds, the signer's
 certificate and the issuers of it that the message carries are taken, together with what
 the signature says about the signer: its SMIMECapabilities (the ciphers it reads, strongest
 first) and the signing time. A signature that does not hold, a damaged message, or a
@@ -91,7 +91,7 @@ def harvest_mail(data: bytes, source: str) -> Harvest:
     Raises:
         DataError: not a signed message, damaged, or a signature does not hold.
     """
-    from smimecli.verifying import verify_message
+    from smimecli.verify.message import verify_message
 
     signature = verify_message(data, what=source)
     check = signature.check

@@ -13,9 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from smimecli import rules
 from smimecli.certs import names, usable
 from smimecli.certs.store import StoredCert, iso
+from smimecli.rules import model as rules
 
 _CA_STORES = {"root", "ca"}
 

@@ -18,7 +18,8 @@ from cryptography.x509.oid import NameOID
 
 # How subjects show attribute types: Windows' short names (certutil, CertStrToName,
 # New-SelfSignedCertificate), by dotted OID. Any other type shows as OID.n.n.n, which
-# gen-root --subject reads back (smimecli.lab.parse_subject, which also takes these labels).
+# gen-root --subject reads back (smimecli.lab.certificates.parse_subject, which also takes
+# these labels).
 NAME_LABELS: dict[str, str] = {
     "1.2.840.113549.1.9.1": "E",  # emailAddress
     "2.5.4.3": "CN",

@@ -287,8 +287,8 @@ def list_(
     """
     import datetime as dt
 
-    from smimecli import rules
     from smimecli.certs import info as certinfo
+    from smimecli.rules import model as rules
 
     limit = None
     if expiring is not None:

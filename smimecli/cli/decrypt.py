@@ -36,9 +36,9 @@ def _load_key(
 ) -> Any:
     """The private key (and its certificate) from --key/--cert, asking for a password only
     when the key turns out to need one and no password source was given."""
+    from smimecli.certs.keys import cert_matches_key, load_certificate, load_private_key
     from smimecli.cms.unwrap import KeyIdentity
     from smimecli.errors import UsageError
-    from smimecli.keys import cert_matches_key, load_certificate, load_private_key
     from smimecli.passwords import load_with_password, read_password
 
     password = read_password(password_file=password_file, password_env=password_env)
@@ -101,7 +101,7 @@ def decrypt(
     import shutil
 
     from smimecli.cms import spool
-    from smimecli.decrypt import decrypt_message, lazy_store_finder, store_key_lookup
+    from smimecli.decrypt.message import decrypt_message, lazy_store_finder, store_key_lookup
     from smimecli.files import atomic_output, open_input
     from smimecli.streams import CHUNK
 
@@ -137,7 +137,7 @@ def decrypt(
             )
             verdicts = _judge_signatures(src, input, dst.copy, bool(layers), name)
             if require_signature:
-                from smimecli.verdicts import require_signature as require
+                from smimecli.verify.verdicts import require_signature as require
 
                 require(verdicts, name)  # inside atomic_output: nothing is written
             return verdicts
@@ -162,7 +162,7 @@ class _Recorder:
     signature checks after decryption. ``limit=-1``: the stream is its own copy."""
 
     def __init__(self, stream: Any, copy: Any, limit: int | None = None) -> None:
-        from smimecli.verifying import MAX_MESSAGE
+        from smimecli.verify.message import MAX_MESSAGE
 
         self.stream = stream
         self.copy = copy
@@ -200,8 +200,8 @@ def _judge_outer(src: Any, input: Path | None, name: str) -> list[Any]:
 
     from smimecli.cli.verify import _store_certificates
     from smimecli.files import open_input
-    from smimecli.verdicts import judge
-    from smimecli.verifying import MAX_MESSAGE
+    from smimecli.verify.message import MAX_MESSAGE
+    from smimecli.verify.verdicts import judge
 
     roots, cas, every = _store_certificates()
     if is_std(input):
@@ -226,7 +226,7 @@ def _judge_signatures(
     import logging
 
     from smimecli.cli.verify import _store_certificates
-    from smimecli.verdicts import is_signed, judge
+    from smimecli.verify.verdicts import is_signed, judge
 
     plaintext_copy.seek(0)
     inner = is_signed(plaintext_copy.read(1 << 20))
@@ -254,7 +254,7 @@ def _judge_signatures(
 def _input_copy(src: Any, input: Path | None) -> bytes:
     """The input again (up to the size verify reads): its file, or the recorded stdin."""
     from smimecli.files import open_input
-    from smimecli.verifying import MAX_MESSAGE
+    from smimecli.verify.message import MAX_MESSAGE
 
     if isinstance(src, _Recorder):
         src.copy.seek(0)
@@ -325,7 +325,7 @@ def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:
     import shutil
 
     from smimecli.cms import spool
-    from smimecli.decrypt import inspect_message, open_store_if_exists, store_finder
+    from smimecli.decrypt.message import inspect_message, open_store_if_exists, store_finder
     from smimecli.files import open_input
     from smimecli.streams import CHUNK
 

@@ -33,7 +33,7 @@ from smimecli.cli.common import (
     stdin_binary,
     stdout_binary,
 )
-from smimecli.request import EncryptRequest, encrypt_one
+from smimecli.encrypt.request import EncryptRequest, encrypt_one
 from smimecli.text import printable
 
 InputsArg = Annotated[
@@ -167,7 +167,7 @@ def _load_signer(
     password_env: str | None,
 ) -> Any:
     """The signer of --sign-with (the store's 'my') or --sign-with-pfx."""
-    from smimecli.signers import signer_from_pfx, signer_from_store
+    from smimecli.sign.signers import signer_from_pfx, signer_from_store
 
     if pfx is not None:
         return signer_from_pfx(pfx, password_file, password_env)
@@ -447,11 +447,11 @@ def _batch(
     done_dir: Path | None = None,
 ) -> None:
     """Batch mode: every message to --out-dir, --jobs workers, worst status wins."""
-    from smimecli import batch
+    from smimecli.encrypt import batch
 
     pairs = batch.plan_outputs(batch.expand_inputs(inputs), out_dir)
     if request.rules is not None:
-        from smimecli.plan import cached_rules
+        from smimecli.rules.plan import cached_rules
 
         cached_rules(request.rules, request.store_dir)  # a bad rules file is 78 at once
         settings = batch.BatchSettings(

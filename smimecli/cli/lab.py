@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import datetime as dt
 
     from smimecli.certs.store import Store
-    from smimecli.lab import Issued, KeySpec, Signer
+    from smimecli.lab.certificates import Issued, KeySpec, Signer
 
 _ROOT_KEY_USAGE = "CRLSign,CertSign,KeyAgreement,DataEncipherment,KeyEncipherment,DigitalSignature"
 
@@ -133,7 +133,7 @@ CrlUrlOpt = Annotated[
 def _dates(
     not_before: str | None, not_after: str | None
 ) -> tuple[dt.datetime | None, dt.datetime | None]:
-    from smimecli.lab import parse_date
+    from smimecli.lab.certificates import parse_date
 
     return (
         None if not_before is None else parse_date(not_before, "--not-before"),
@@ -341,7 +341,7 @@ def _load_signer(
     store: Store | None,
 ) -> Signer:
     from smimecli.errors import UsageError
-    from smimecli.lab import Signer
+    from smimecli.lab.certificates import Signer
 
     if signer is not None:
         assert store is not None
@@ -416,7 +416,7 @@ def gen_root(
     """
     import datetime as dt
 
-    from smimecli.lab import KeySpec, RootSpec, make_root
+    from smimecli.lab.certificates import KeySpec, RootSpec, make_root
 
     start, end = _dates(not_before, not_after)
     spec = RootSpec(
@@ -560,8 +560,8 @@ def issue_user(
     import datetime as dt
 
     from smimecli.errors import UsageError
-    from smimecli.lab import KeySpec, UserSpec, load_csr
-    from smimecli.lab import issue_user as build_user
+    from smimecli.lab.certificates import KeySpec, UserSpec, load_csr
+    from smimecli.lab.certificates import issue_user as build_user
 
     request = None
     if csr is not None:
@@ -630,7 +630,7 @@ def _csr_key_spec(cert: Any) -> KeySpec:
     """Describe the requester's key in the report as the key options would."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from smimecli.lab import KeySpec
+    from smimecli.lab.certificates import KeySpec
 
     public = cert.public_key()
     if isinstance(public, rsa.RSAPublicKey):
@@ -690,7 +690,7 @@ def gen_ca(
     """
     import datetime as dt
 
-    from smimecli.lab import CASpec, KeySpec, make_ca
+    from smimecli.lab.certificates import CASpec, KeySpec, make_ca
 
     start, end = _dates(not_before, not_after)
     spec = CASpec(
@@ -770,7 +770,7 @@ def gen_crl(
     from smimecli.certs.usable import issued_by
     from smimecli.cli.common import is_std, write_output
     from smimecli.errors import DataError, UsageError
-    from smimecli.lab import Revoked, make_crl
+    from smimecli.lab.certificates import Revoked, make_crl
 
     if next_update <= 0:
         raise UsageError(f"--next-update must be at least 1 day (got {next_update})")

@@ -35,7 +35,7 @@ class Hash(StrEnum):
 
 
 def _signer_from_store(selector: str) -> tuple[Any, Any, list[Any], str]:
-    from smimecli.signers import signer_from_store
+    from smimecli.sign.signers import signer_from_store
 
     with open_store(readonly=True) as store:
         found = signer_from_store(store, selector)
@@ -45,7 +45,7 @@ def _signer_from_store(selector: str) -> tuple[Any, Any, list[Any], str]:
 def _signer_from_pfx(
     pfx: Path, password_file: Path | None, password_env: str | None
 ) -> tuple[Any, Any, list[Any], str]:
-    from smimecli.signers import signer_from_pfx
+    from smimecli.sign.signers import signer_from_pfx
 
     found = signer_from_pfx(pfx, password_file, password_env)
     return found.cert, found.key, list(found.chain), found.thumbprint
@@ -128,7 +128,7 @@ def sign(
         assert signer_pfx is not None
         cert, key, chain, thumb = _signer_from_pfx(signer_pfx, password_file, password_env)
     _warn_validity(cert)
-    from smimecli.signing import SignOptions
+    from smimecli.sign.message import SignOptions
 
     options = SignOptions(
         hash=hash_name.value,
@@ -180,7 +180,7 @@ def _warn_validity(cert: Any) -> None:
 def _write(
     src: Any, output: Path | None, cert: Any, key: Any, options: Any, to_stdout: bool
 ) -> Any:
-    from smimecli.signing import sign_message
+    from smimecli.sign.message import sign_message
 
     if to_stdout:
         out = stdout_binary()

@@ -49,7 +49,7 @@ def _load_cas(paths: list[Path]) -> list[Any]:
 
 def _read(path: Path | None) -> bytes:
     from smimecli.errors import DataError
-    from smimecli.verifying import MAX_MESSAGE
+    from smimecli.verify.message import MAX_MESSAGE
 
     if is_std(path):
         data = bytes(stdin_binary().read(MAX_MESSAGE + 1))
@@ -129,7 +129,7 @@ def verify(
     import logging
 
     from smimecli.errors import AuthError, DataError, UsageError
-    from smimecli.verifying import judge_message, unsigned_message
+    from smimecli.verify.message import judge_message, unsigned_message
 
     if json_output and output is not None and is_std(output):
         raise UsageError("--json needs -o CONTENT as a file (standard output carries the JSON)")

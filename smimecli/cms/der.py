@@ -7,7 +7,7 @@ EncryptedContentInfo framing, the RecipientInfos and the AlgorithmIdentifiers.
 
 Choice of encoding: the content length is known before the framing is final (the message is
 measured first, or the framing is written for a range of lengths and rewritten, see
-smimecli.encrypt), and CBC/GCM ciphertext length follows from it, so every length is
+smimecli.encrypt.message), and CBC/GCM ciphertext length follows from it, so every length is
 definite and the output is DER, as RFC 8551 asks of S/MIME and as Windows writes it.
 """
 

@@ -151,7 +151,7 @@ class SignedDataBuilder:
         return self
 
     def _check(self) -> tuple[x509.Certificate, PrivateKey, Any]:
-        from smimecli.keys import cert_matches_key
+        from smimecli.certs.keys import cert_matches_key
 
         if self._cert is None or self._key is None:
             raise UsageError("no signer: call set_signer(certificate, private key) first")

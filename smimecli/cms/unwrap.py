@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_unwrap_with_padding,
 )
 
+from smimecli.certs.keys import PrivateKey
 from smimecli.cms.recipients import (
     AES_WRAP,
     HASHES,
@@ -48,7 +49,6 @@ from smimecli.cms.recipients import (
     subject_key_identifier,
 )
 from smimecli.errors import DataError
-from smimecli.keys import PrivateKey
 
 # RFC 5753 7.1.4 / SEC 1; RFC 8418 uses the same layout for X25519 (not supported here).
 ECDH_SCHEMES: dict[str, tuple[str, str]] = {

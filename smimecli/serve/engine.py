@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from smimecli.plan import RecipientPlan
-    from smimecli.rules import RuleSet
+    from smimecli.rules.model import RuleSet
+    from smimecli.rules.plan import RecipientPlan
 
 ENCRYPT = "encrypt"
 PASS = "pass"
@@ -136,7 +136,7 @@ class Engine:
     @classmethod
     def load(cls, rules_path: Path, store_dir: Path | None) -> Engine:
         """Load and check a rules file and open every source (ConfigError when bad)."""
-        from smimecli.rules import load_rules
+        from smimecli.rules.model import load_rules
 
         rules = load_rules(rules_path, store_dir=store_dir)
         with captured([]):
@@ -145,7 +145,7 @@ class Engine:
 
     def decide(self, address: str) -> RecipientDecision:
         """The outcome for one envelope recipient (RCPT time)."""
-        from smimecli.plan import plan_recipients
+        from smimecli.rules.plan import plan_recipients
 
         with self._lock, captured([]):
             plan = plan_recipients(self.rules, [address])
@@ -171,7 +171,7 @@ class Engine:
         self, src_path: str, recipients: Sequence[str], spool_dir: str, notices: list[str]
     ) -> Split:
         from smimecli import mime
-        from smimecli.plan import plan_recipients
+        from smimecli.rules.plan import plan_recipients
 
         with self._lock:
             plan = plan_recipients(self.rules, recipients)
@@ -206,7 +206,7 @@ class Engine:
     def _encrypt(
         self, plan: Any, headers: Any, rest: Any, spool_dir: str, prefix: str, notices: list[str]
     ) -> str:
-        from smimecli.encrypt import encrypt_parsed
+        from smimecli.encrypt.message import encrypt_parsed
 
         fd, path = _spool_file(spool_dir, prefix)
         try:

@@ -134,7 +134,7 @@ def test_console_script_flushes_everything_before_its_fast_exit(tmp_path, pki) -
     import io
 
     from smimecli.cms.unwrap import KeyIdentity
-    from smimecli.decrypt import decrypt_message
+    from smimecli.decrypt.message import decrypt_message
 
     body = b"a line of the message body\n" * 250_000  # 6.75 MB
     message = tmp_path / "m.eml"

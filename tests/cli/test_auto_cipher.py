@@ -100,9 +100,9 @@ def test_auto_reads_the_certificate_extension(tmp_path: Path) -> None:
     """Without a harvested record, the certificate's SMIMECapabilities extension counts."""
     from asn1crypto import cms
 
-    from smimecli.lab import smime_capabilities_der
-    from smimecli.plan import Outcome, RecipientPlan, auto_cipher
-    from smimecli.rules import RuleSet
+    from smimecli.lab.certificates import smime_capabilities_der
+    from smimecli.rules.model import RuleSet
+    from smimecli.rules.plan import Outcome, RecipientPlan, auto_cipher
 
     gcm = cms.SMIMECapabilites([{"capability_id": "2.16.840.1.101.3.4.1.46"}]).dump()
     rules = RuleSet(tmp_path / "rules.toml", [])

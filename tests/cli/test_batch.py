@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from smimecli import batch
+from smimecli.encrypt import batch
 from smimecli.errors import OutputError, UsageError
 
 
@@ -413,7 +413,7 @@ def test_one_request_in_direct_and_rules_mode(pki: Any, tmp_path: Path) -> None:
     from cryptography import x509
 
     from smimecli.cms.recipients import Recipient
-    from smimecli.request import EncryptRequest, encrypt_one
+    from smimecli.encrypt.request import EncryptRequest, encrypt_one
 
     cert = x509.load_pem_x509_certificate(pki.alice.cert_pem.read_bytes())
     out = io.BytesIO()

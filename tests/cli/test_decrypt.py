@@ -239,7 +239,7 @@ def test_unwritable_output_is_73(cli, pki, tmp_path) -> None:
     _one_error_line(result, 73)
 
 
-# --- signed outside (smimecli.unsign) ---------------------------------------------------------
+# --- signed outside (smimecli.decrypt.unsign) ------------------------------------------------
 
 
 def _signed(entity: bytes, who, layers: int = 1) -> bytes:
@@ -266,7 +266,7 @@ def test_signed_only_exits_65_without_output(cli, pki, tmp_path) -> None:
 
 
 def test_signatures_nested_too_deep_exit_65(cli, pki, tmp_path) -> None:
-    from smimecli.unsign import MAX_SIGNATURE_LAYERS
+    from smimecli.decrypt.unsign import MAX_SIGNATURE_LAYERS
 
     envelope = _message(tmp_path, pki.alice.cert).read_bytes().split(b"\n", 2)[2]
     msg = tmp_path / "deep.eml"

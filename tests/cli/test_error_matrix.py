@@ -182,7 +182,7 @@ def _inject_bug(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("injected bug")
 
-    monkeypatch.setattr("smimecli.encrypt.encrypt_message", broken)
+    monkeypatch.setattr("smimecli.encrypt.message.encrypt_message", broken)
 
 
 def test_70_internal_error_is_one_line(

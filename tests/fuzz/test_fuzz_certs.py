@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from hypothesis import given
 
 from smimecli.certs.formats import load_certificates
+from smimecli.certs.keys import load_private_key
 from smimecli.certs.pfx import write_pfx
-from smimecli.keys import load_private_key
 from tests.conftest import Pki
 from tests.fuzz.mutate import fuzz_settings, mutated, only_smime_errors, quiet_library, record
 from tests.pki import PASSWORD

@@ -11,8 +11,8 @@ from collections import Counter
 from hypothesis import given
 
 from smimecli.cms.recipients import Recipient
-from smimecli.decrypt import decrypt_message
-from smimecli.encrypt import encrypt_message
+from smimecli.decrypt.message import decrypt_message
+from smimecli.encrypt.message import encrypt_message
 from smimecli.mime import parse_content_type, read_header_block
 from tests.conftest import Pki
 from tests.fuzz.mutate import fuzz_settings, mutated, only_smime_errors, quiet_library, record

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from asn1crypto import cms
 
+from smimecli.certs.keys import load_certificate, load_private_key
 from smimecli.cms.ber import BerReader
 from smimecli.cms.open import decrypt_content, read_head
-from smimecli.decrypt import decrypt_message, inspect_message, locate_cms
+from smimecli.decrypt.message import decrypt_message, inspect_message, locate_cms
 from smimecli.errors import AuthError, DataError
-from smimecli.keys import load_certificate, load_private_key
 
 pytestmark = pytest.mark.interop
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from smimecli.decrypt import decrypt_message, inspect_message
+from smimecli.certs.keys import load_private_key
+from smimecli.decrypt.message import decrypt_message, inspect_message
 from smimecli.errors import DataError
-from smimecli.keys import load_private_key
 from tests.conftest import require_tool
 from tests.pki import PASSWORD
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from smimecli.cms.envelope import Recipient
-from smimecli.encrypt import encrypt_message
+from smimecli.encrypt.message import encrypt_message
 from tests.conftest import require_tool, stop_gnupg
 from tests.pki import PASSWORD, import_into_gpgsm
 

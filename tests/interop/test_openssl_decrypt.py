@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from smimecli.cms.unwrap import KeyIdentity
-from smimecli.decrypt import decrypt_message, inspect_message
+from smimecli.decrypt.message import decrypt_message, inspect_message
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.interop

@@ -13,7 +13,7 @@ import pytest
 
 from smimecli.cms.algorithms import CIPHER_NAMES
 from smimecli.cms.envelope import Recipient
-from smimecli.encrypt import encrypt_message
+from smimecli.encrypt.message import encrypt_message
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.interop

@@ -12,8 +12,8 @@ import pytest
 
 from smimecli.cms.trust import evaluate_trust
 from smimecli.errors import DataError
-from smimecli.signing import SignOptions, sign_message
-from smimecli.verifying import verify_message
+from smimecli.sign.message import SignOptions, sign_message
+from smimecli.verify.message import verify_message
 from tests.conftest import Pki, require_tool
 
 pytestmark = pytest.mark.interop

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smimecli.verifying import split_signed
+from smimecli.verify.message import split_signed
 from tests.conftest import Pki, Result, require_tool
 from tests.pki import PASSWORD, import_into_gpgsm
 

@@ -13,7 +13,6 @@ import pytest
 import typer
 
 import smimecli.choices
-from smimecli import rules
 from smimecli.certs import store
 from smimecli.choices import (
     DEFAULT_CIPHER,
@@ -30,6 +29,7 @@ from smimecli.choices import (
 from smimecli.cli.app import build_app
 from smimecli.cms import algorithms, recipients
 from smimecli.errors import ConfigError, UsageError
+from smimecli.rules import model as rules
 
 # Enum options that are not one of smimecli.choices (sign's digest is the signing layer's,
 # serve's syslog facility the daemon's).

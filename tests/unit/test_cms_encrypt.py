@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from smimecli.cms import algorithms
 from smimecli.cms.envelope import EnvelopeBuilder, Recipient
-from smimecli.encrypt import encrypt_message
+from smimecli.encrypt.message import encrypt_message
 from smimecli.errors import DataError, UsageError
 from smimecli.mime import parse_header_block
 
@@ -460,7 +460,7 @@ STREAM_SCRIPT = r"""
 import io, resource, sys
 from cryptography import x509
 from smimecli.cms.envelope import Recipient
-from smimecli.encrypt import encrypt_message
+from smimecli.encrypt.message import encrypt_message
 
 SIZE = int(sys.argv[2])
 LINE = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\n"

@@ -7,8 +7,8 @@ import os
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from smimecli.certs.keys import load_certificate, load_private_key
 from smimecli.errors import AuthError, DataError, InputError
-from smimecli.keys import load_certificate, load_private_key
 from tests.conftest import ROOT
 from tests.pki import PASSWORD
 
@@ -161,7 +161,7 @@ def test_pfx_with_absurd_iterations_is_refused_before_any_derivation(
     import sys
     import time
 
-    from smimecli.keys import MAX_PKCS12_ITERATIONS, _pkcs12_iterations
+    from smimecli.certs.keys import MAX_PKCS12_ITERATIONS, _pkcs12_iterations
 
     data = pki.alice.pfx.read_bytes()
     path = tmp_path / "hostile.pfx"

@@ -1,4 +1,5 @@
-"""smimecli.lab: subject strings, options, and every field of the root and user certificates."""
+"""smimecli.lab.certificates: subject strings, options, and every field of the root and user
+certificates."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smimecli import lab
 from smimecli.certs import names
 from smimecli.errors import DataError, UsageError
+from smimecli.lab import certificates as lab
 
 NOW = dt.datetime(2030, 1, 15, 12, 0, tzinfo=dt.UTC)
 

@@ -1,4 +1,4 @@
-"""One-pass encryption of big files (smimecli.encrypt._encrypt_one_pass, SPEC section 5).
+"""One-pass encryption of big files (smimecli.encrypt.message._encrypt_one_pass, SPEC section 5).
 
 A big regular file written to an output the process can seek back into is encrypted in
 one read: the DER lengths are written for the smallest canonical length the body can have,
@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import smimecli.encrypt as encrypt_module
+import smimecli.encrypt.message as encrypt_module
 from smimecli.cms import envelope
 from smimecli.cms.recipients import Recipient
 from smimecli.cms.unwrap import KeyIdentity
-from smimecli.decrypt import decrypt_message
+from smimecli.decrypt.message import decrypt_message
 from tests.unit.test_tnef import NOTE_PROPS, attachment, tnef, wrap
 
 HEADER = b"From: a@example.com\nTo: alice@example.com\nSubject: one pass\n"
@@ -169,7 +169,7 @@ def test_tnef_found_late_starts_again_with_conversion(fixed: Any, pki: Any, tmp_
     filler = b"a long first part before the attachment\r\n" * 3000
     path = tmp_path / "m.eml"
     path.write_bytes(wrap(stream).replace(b"outer text", filler))
-    from smimecli import tnef as converter
+    from smimecli.tnef import reader as converter
 
     fixed.setattr(converter.secrets, "token_hex", lambda n: "0" * (2 * n))  # fixed boundary
     one, calls = _encrypt(path, [Recipient(pki.alice.cert)], one_pass=True, monkeypatch=fixed)

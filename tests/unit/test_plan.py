@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from smimecli.errors import ConfigError, DataError, RejectError, TempFailError
-from smimecli.plan import (
+from smimecli.rules.model import load_rules
+from smimecli.rules.plan import (
     Outcome,
     cached_rules,
     encrypt_with_rules,
@@ -21,7 +22,6 @@ from smimecli.plan import (
     plan_recipients,
     run_rules_test,
 )
-from smimecli.rules import load_rules
 
 NOW = dt.datetime.now(dt.UTC)
 

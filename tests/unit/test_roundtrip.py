@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from smimecli.cms.algorithms import CIPHERS
 from smimecli.cms.envelope import Recipient
 from smimecli.cms.unwrap import KeyIdentity
-from smimecli.decrypt import decrypt_message
-from smimecli.encrypt import encrypt_message
+from smimecli.decrypt.message import decrypt_message
+from smimecli.encrypt.message import encrypt_message
 
 TRANSPORTS = [
     ("alice", {"key_transport": "rsa"}),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from smimecli.errors import ConfigError
-from smimecli.rules import (
+from smimecli.rules.model import (
     BUILTIN_DEFAULTS,
     example_address,
     load_rules,

@@ -238,7 +238,7 @@ def test_schema_1_store_gains_the_revocations_table(tmp_path: Path) -> None:
     """A store written before gen-crl existed opens, keeps its rows and records revocations."""
     import datetime as dt
 
-    from smimecli import lab
+    from smimecli.lab import certificates as lab
 
     root = lab.make_root(lab.RootSpec())
     with Store.open(tmp_path, create=True) as store:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from smimecli.cms.recipients import Recipient
-from smimecli.encrypt import encrypt_message
+from smimecli.encrypt.message import encrypt_message
 from smimecli.mime import Base64LineWriter, CanonicalCounter, Canonicalizer
 from tests.conftest import require_tool
 
@@ -30,7 +30,7 @@ _ENCRYPT_CHILD = textwrap.dedent(
     from pathlib import Path
     from cryptography import x509
     from smimecli.cms.recipients import Recipient
-    from smimecli.encrypt import encrypt_message
+    from smimecli.encrypt.message import encrypt_message
 
     class Generated(io.RawIOBase):
         def __init__(self, size):
@@ -193,7 +193,7 @@ def test_base64_writer_matches_one_shot_encoding() -> None:
 
 def test_big_message_round_trip_in_memory(pki: Any) -> None:
     """Several MiB through the chunked path give back exactly the canonical entity."""
-    from smimecli.decrypt import decrypt_message
+    from smimecli.decrypt.message import decrypt_message
 
     body = b"line of text\n" * 400_000  # about 5 MiB, several 1 MiB chunks
     message = b"From: a@example.com\nTo: b@example.com\nContent-Type: text/plain\n\n" + body

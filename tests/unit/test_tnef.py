@@ -15,7 +15,7 @@ from compressed_rtf import compress
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smimecli.tnef import (
+from smimecli.tnef.reader import (
     IID_IMESSAGE,
     TNEF_SIGNATURE,
     contains_tnef,
@@ -461,8 +461,8 @@ def test_encrypt_converts_an_octet_stream_winmail_dat(pki) -> None:
 
     from smimecli.cms.envelope import Recipient
     from smimecli.cms.unwrap import KeyIdentity
-    from smimecli.decrypt import decrypt_message
-    from smimecli.encrypt import encrypt_message
+    from smimecli.decrypt.message import decrypt_message
+    from smimecli.encrypt.message import encrypt_message
 
     source = wrap(
         tnef(NOTE_PROPS, [attachment("report.pdf", b"%PDF-1.4 data")]),
@@ -487,7 +487,7 @@ def test_too_many_attachments_is_kept(caplog: pytest.LogCaptureFixture) -> None:
     # 680,000 empty attachments in 10 MB took 1 GB of memory, 19 s and wrote 197 MB.
     import tracemalloc
 
-    from smimecli.tnef import MAX_ATTACHMENTS
+    from smimecli.tnef.reader import MAX_ATTACHMENTS
 
     empty = attribute(2, 0x9002, 0x6, b"\x01\x00\xff\xff\xff\xff" + b"\0" * 8)
     source = wrap(tnef(NOTE_PROPS, [empty] * 100_000))
@@ -562,7 +562,7 @@ def test_embedded_transport_headers_cannot_hold_a_boundary_line() -> None:
 
 
 def _search(data: bytes, chunk: int) -> bool:
-    from smimecli.encrypt import _TnefSearch
+    from smimecli.encrypt.message import _TnefSearch
 
     searcher = _TnefSearch()
     found = False
@@ -614,8 +614,8 @@ def test_a_body_that_mentions_winmail_dat_is_streamed(pki, tmp_path) -> None:
     script = (
         "import sys\n"
         "from smimecli.cms.envelope import Recipient\n"
-        "from smimecli.encrypt import encrypt_message\n"
-        "from smimecli.keys import load_certificate\n"
+        "from smimecli.encrypt.message import encrypt_message\n"
+        "from smimecli.certs.keys import load_certificate\n"
         "cert = load_certificate(sys.argv[1])\n"
         "with open(sys.argv[2], 'rb') as src, open(sys.argv[3], 'wb') as dst:\n"
         "    outcome = encrypt_message(src, dst, [Recipient(cert)])\n"

@@ -9,10 +9,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from smimecli import unsign
-from smimecli.decrypt import decrypt_message, inspect_message
+from smimecli.decrypt import unsign
+from smimecli.decrypt.message import decrypt_message, inspect_message
+from smimecli.decrypt.unsign import MAX_SIGNATURE_LAYERS, SignedOnlyError
 from smimecli.errors import AuthError, DataError
-from smimecli.unsign import MAX_SIGNATURE_LAYERS, SignedOnlyError
 
 ENTITY = b"Content-Type: text/plain\r\n\r\nsecret text\r\n"
 OUTER = b"From: a@example.com\r\nTo: bob@example.com\r\nSubject: signed outside\r\n"

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from smimecli.certs.store import Store
     from smimecli.cms.envelope import Recipient
     from smimecli.cms.sigalgs import PrivateKey
-    from smimecli.encrypt import EncryptOutcome
-    from smimecli.signing import SignOptions
+    from smimecli.encrypt.message import EncryptOutcome
+    from smimecli.sign.message import SignOptions
 
 __all__ = [
     "Signer",
@@ -93,9 +93,9 @@ def signer_from_pfx(
         AuthError: wrong or missing password (77).
         DataError: the .pfx holds no certificate for its key (65).
     """
+    from smimecli.certs.keys import load_private_key
     from smimecli.certs.names import thumbprint
     from smimecli.errors import DataError
-    from smimecli.keys import load_private_key
     from smimecli.passwords import load_with_password, read_password
 
     password = read_password(password_file=password_file, password_env=password_env)
@@ -124,11 +124,12 @@ def sign_then_encrypt(
     signature). An input that is already encrypted is copied unchanged, unsigned.
 
     Raises:
-        as :func:`smimecli.signing.sign_message` and :func:`smimecli.encrypt.encrypt_message`.
+        as :func:`smimecli.sign.message.sign_message` and
+        :func:`smimecli.encrypt.message.encrypt_message`.
     """
-    from smimecli.encrypt import encrypt_message
+    from smimecli.encrypt.message import encrypt_message
     from smimecli.mime import read_header_block, sniff_encrypted
-    from smimecli.signing import SignOptions, sign_message
+    from smimecli.sign.message import SignOptions, sign_message
 
     data = bytes(src) if isinstance(src, bytes | bytearray) else src.read()
     headers, rest = read_header_block(BytesIO(data))
@@ -137,7 +138,7 @@ def sign_then_encrypt(
         return encrypt_message(data, dst, recipients, cipher=cipher, convert_tnef=False)
     converted, tnef_warnings = 0, []
     if convert_tnef:
-        from smimecli import tnef
+        from smimecli.tnef import reader as tnef
 
         result = tnef.convert_message(data)
         data, converted, tnef_warnings = result.data, result.converted, list(result.warnings)

@@ -31,7 +31,7 @@ class EncryptRequest:
         cipher: direct mode content cipher (rules mode: the rules decide).
         convert_tnef: direct mode TNEF conversion (rules mode: per rule).
         on_missing_cert: rules mode: pass | reject | tempfail for every rule.
-        signer: direct mode: a :class:`smimecli.signers.Signer` to sign with first.
+        signer: direct mode: a :class:`smimecli.sign.signers.Signer` to sign with first.
     """
 
     recipients: tuple[Any, ...] = ()
@@ -48,12 +48,12 @@ def encrypt_one(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> dict[s
     """Encrypt one message as ``request`` says; returns its report (what ``--json`` shows).
 
     Raises:
-        SmimeError: as :func:`smimecli.encrypt.encrypt_message`,
-            :func:`smimecli.signers.sign_then_encrypt` or
-            :func:`smimecli.plan.encrypt_with_rules` (a refused policy writes nothing).
+        SmimeError: as :func:`smimecli.encrypt.message.encrypt_message`,
+            :func:`smimecli.sign.signers.sign_then_encrypt` or
+            :func:`smimecli.rules.plan.encrypt_with_rules` (a refused policy writes nothing).
     """
     if request.rules is not None:
-        from smimecli.plan import encrypt_with_rules
+        from smimecli.rules.plan import encrypt_with_rules
 
         envelope = request.envelope_recipients
         outcome: Any = encrypt_with_rules(
@@ -66,7 +66,7 @@ def encrypt_one(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> dict[s
         )
         return dict(outcome.to_json())
     if request.signer is not None:
-        from smimecli.signers import describe, sign_then_encrypt
+        from smimecli.sign.signers import describe, sign_then_encrypt
 
         signed = sign_then_encrypt(
             src,
@@ -77,7 +77,7 @@ def encrypt_one(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> dict[s
             convert_tnef=request.convert_tnef,
         )
         return {**signed.to_json(), "signed_by": describe(request.signer)}
-    from smimecli.encrypt import encrypt_message
+    from smimecli.encrypt.message import encrypt_message
 
     result = encrypt_message(
         src,

@@ -16,8 +16,8 @@ inside is left as it is.
 Signed outside: when the envelope was signed after it was made (``multipart/signed``, or
 an opaque signed-data around it, as Thunderbird's corpus has them), :func:`open_envelope`
 takes the signed content out, layer by layer (at most
-:data:`smimecli.unsign.MAX_SIGNATURE_LAYERS`), without verifying it, and warns once per
-layer; the outer headers are those of the outermost message. See :mod:`smimecli.unsign`.
+:data:`smimecli.decrypt.unsign.MAX_SIGNATURE_LAYERS`), without verifying it, and warns once per
+layer; the outer headers are those of the outermost message. See :mod:`smimecli.decrypt.unsign`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from smimecli.certs.keys import PrivateKey
 from smimecli.certs.names import display_asn1_name
 from smimecli.cms import OID_AUTH_ENVELOPED_DATA, OID_ENVELOPED_DATA, OID_SIGNED_DATA
 from smimecli.cms.ber import BerReader, Tlv
@@ -42,8 +43,15 @@ from smimecli.cms.open import (
     read_head,
 )
 from smimecli.cms.unwrap import KeyIdentity, RecipientEntry, RecipientId
+from smimecli.decrypt.unsign import (
+    MAX_SIGNATURE_LAYERS,
+    SignatureLayer,
+    SignedOnlyError,
+    multipart_signed_content,
+    not_verified_warning,
+    signed_data_content,
+)
 from smimecli.errors import DataError
-from smimecli.keys import PrivateKey
 from smimecli.mime import (
     CRLF,
     LF,
@@ -54,14 +62,6 @@ from smimecli.mime import (
     has_p7m_name,
     parse_header_block,
     read_header_block,
-)
-from smimecli.unsign import (
-    MAX_SIGNATURE_LAYERS,
-    SignatureLayer,
-    SignedOnlyError,
-    multipart_signed_content,
-    not_verified_warning,
-    signed_data_content,
 )
 
 log = logging.getLogger("smimecli")

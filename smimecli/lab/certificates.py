@@ -31,8 +31,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from smimecli.certs import names
 from smimecli.certs.formats import is_ca
+from smimecli.certs.keys import PrivateKey, cert_matches_key
 from smimecli.errors import DataError, UsageError
-from smimecli.keys import PrivateKey, cert_matches_key
 
 log = logging.getLogger("smimecli")
 

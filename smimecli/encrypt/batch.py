@@ -7,7 +7,7 @@ renamed when complete), and one exit status that says how bad the worst failure 
 Certificates, keys and rules are loaded once per process, not once per message: direct mode
 ships the certificates to the workers as DER (cryptography's objects do not pickle) and
 rebuilds the recipients once in each worker; rules mode relies on
-:func:`smimecli.plan.cached_rules`, which loads a rules file once per process id.
+:func:`smimecli.rules.plan.cached_rules`, which loads a rules file once per process id.
 
 Worker processes are forked (``fork`` on Linux, where it is cheap and safe here: the parent
 holds no threads and no open store), else ``forkserver``/``spawn``. Library warnings raised
@@ -47,6 +47,7 @@ from smimecli.choices import (
     DEFAULT_OAEP_HASH,
     DEFAULT_RECIPIENT_ID,
 )
+from smimecli.encrypt.request import EncryptRequest, encrypt_one
 from smimecli.errors import (
     ExitStatus,
     InputError,
@@ -56,7 +57,6 @@ from smimecli.errors import (
     UsageError,
 )
 from smimecli.files import remove_dead_temporaries, remove_temporaries
-from smimecli.request import EncryptRequest, encrypt_one
 
 __all__ = [
     "STATUS_ORDER",

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from smimecli.errors import ConfigError, DataError, RejectError, TempFailError
-from smimecli.rules import (
+from smimecli.rules.model import (
     AUTO_CIPHER,
     Rule,
     RuleSet,
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from smimecli.cms.envelope import Recipient
-    from smimecli.encrypt import EncryptOutcome
+    from smimecli.encrypt.message import EncryptOutcome
     from smimecli.mime import HeaderBlock
 
 log = logging.getLogger("smimecli")
@@ -397,7 +397,7 @@ def plan_recipients(
 def _unique(addresses: Iterable[str]) -> list[tuple[str, str]]:
     """Each address once, in order: (as given, as rules compare it).
 
-    Rules compare :func:`~smimecli.rules.normalize_address`'s form, as the MTA does:
+    Rules compare :func:`~smimecli.rules.model.normalize_address`'s form, as the MTA does:
     ``bob@Partner.Example.`` is ``bob@partner.example``; reports show the address as given.
 
     Raises:
@@ -596,7 +596,7 @@ class RulesOutcome:
         plan: the per-recipient decisions (rule, certificate, outcome, reason, warnings).
         warnings: every warning of the plan and of the encryption, each once (in the
             plan's words when the CMS layer says the same).
-        encryption: what :func:`smimecli.encrypt.encrypt_message` reported, when it ran.
+        encryption: what :func:`smimecli.encrypt.message.encrypt_message` reported, when it ran.
     """
 
     action: str
@@ -711,8 +711,8 @@ def encrypt_with_rules(
             log.warning(warning)
         if signing is not None:
             # Nobody gets it encrypted and the policy let it pass: signed only.
-            from smimecli.signers import describe
-            from smimecli.signing import SignOptions, sign_message
+            from smimecli.sign.message import SignOptions, sign_message
+            from smimecli.sign.signers import describe
 
             signer = rules.load_signer(*signing)
             data = headers.raw + rest.read()
@@ -723,12 +723,12 @@ def encrypt_with_rules(
         dst.write(headers.raw)
         shutil.copyfileobj(rest, dst, 1 << 20)
         return RulesOutcome("passed", plan, warnings)
-    from smimecli.encrypt import encrypt_parsed
+    from smimecli.encrypt.message import encrypt_parsed
 
     assert plan.cipher is not None
     signed_by = None
     if signing is not None:
-        from smimecli.signers import describe, sign_then_encrypt
+        from smimecli.sign.signers import describe, sign_then_encrypt
 
         signer = rules.load_signer(*signing)
         result = sign_then_encrypt(
@@ -987,7 +987,7 @@ def _encrypt_in_memory(plan: Plan, addresses: Sequence[str]) -> None:
     """The real CMS encryption of the virtual message, so that algorithm problems show."""
     from io import BytesIO
 
-    from smimecli.encrypt import encrypt_message
+    from smimecli.encrypt.message import encrypt_message
 
     assert plan.cipher is not None
     encrypt_message(

@@ -360,7 +360,7 @@ def _encrypt_one_pass(
 
 def _convert_tnef(headers: HeaderBlock, body: _Body) -> tuple[bytes, int, list[str]]:
     """Run the TNEF converter on the whole message."""
-    from smimecli import tnef
+    from smimecli.tnef import reader as tnef
 
     data = headers.raw + body.rewind().read()
     result = tnef.convert_message(data)

@@ -46,7 +46,7 @@ MATCH_MODES = names(MatchMode)
 KEY_TRANSPORTS = names(KeyTransport)
 OAEP_HASHES = names(OaepHash)
 MISSING_CERT_POLICIES = names(MissingCertPolicy)
-# cipher = "auto": the strongest cipher every encrypted recipient announced (smimecli.plan).
+# cipher = "auto": the strongest cipher every encrypted recipient announced (smimecli.rules.plan).
 AUTO_CIPHER = "auto"
 
 # the values used when neither the rule nor [defaults] sets a key.
@@ -335,10 +335,10 @@ class RuleSet:
 
     def load_signer(self, selector: str, where: str) -> Any:
         """The signer a selector names in the store's ``my``, loaded once (a
-        :class:`smimecli.signers.Signer`). Errors keep their status and name ``where``."""
+        :class:`smimecli.sign.signers.Signer`). Errors keep their status and name ``where``."""
         found = self._signers.get(selector)
         if found is None:
-            from smimecli.signers import signer_from_store
+            from smimecli.sign.signers import signer_from_store
 
             try:
                 found = signer_from_store(self.store(), selector, pfx_option="another signer")

@@ -1,0 +1,1 @@
+"""Decryption: finding the key, opening the envelope, removing signature layers."""

@@ -1,0 +1,1 @@
+"""Encryption: one message (message), one library request (request), many messages (batch)."""

@@ -1,0 +1,1 @@
+"""Signing: S/MIME signatures (message) and the signer choice (signers)."""

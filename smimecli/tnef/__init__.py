@@ -1,0 +1,1 @@
+"""TNEF (winmail.dat): reading it and turning it into plain MIME."""

@@ -1,0 +1,1 @@
+"""Verification: checking S/MIME signatures (message) and the verdicts they give (verdicts)."""
