@@ -429,7 +429,7 @@ complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'days' -x -d 'Validity
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'not-before' -x -d 'Start of validity: ISO 8601 date or date-time, UTC (e.g. 2030-01-31T08:00:00Z); --days then count from it.'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'not-after' -x -d 'End of validity: ISO 8601 date or date-time, UTC (replaces --days).'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'crl-url' -x -d 'Put this CRL distribution point (http:// URL of the issuer\'s CRL) in the certificate.'
-complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'smime-capabilities' -l 'no-smime-capabilities' -d 'Add the SMIMECapabilities extension (AES-256/192/128, 3DES, RC2-128).'
+complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'smime-capabilities' -l 'no-smime-capabilities' -d 'Add the SMIMECapabilities extension (AES-256/128-GCM, AES-256/192/128-CBC, RSAES-OAEP: the list sign puts in signatures).'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'out-pfx' -r -F -d 'Write certificate, private key and chain as a password-protected .pfx (0600).'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'out-cer' -r -F -d 'Write the certificate as DER (.cer).'
 complete -c smimecli -n '__smimecli_at \'issue-user\'' -l 'out-pem' -r -F -d 'Write the certificate as PEM (certificate only).'

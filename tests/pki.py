@@ -1,4 +1,4 @@
-"""A small test PKI built directly with cryptography (independent of smimecli.lab.certificates), so
+"""A small test PKI built directly with cryptography (independent of smimecli.lab), so
 that CMS and store tests do not depend on the code they would be checking."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 # How subjects show attribute types: Windows' short names (certutil, CertStrToName,
 # New-SelfSignedCertificate), by dotted OID. Any other type shows as OID.n.n.n, which
-# gen-root --subject reads back (smimecli.lab.certificates.parse_subject, which also takes
+# gen-root --subject reads back (smimecli.lab.subjects.parse_subject, which also takes
 # these labels).
 NAME_LABELS: dict[str, str] = {
     "1.2.840.113549.1.9.1": "E",  # emailAddress

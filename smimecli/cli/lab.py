@@ -8,8 +8,9 @@ took the new certificate too, so a failure leaves neither files nor store entrie
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -33,9 +34,11 @@ if TYPE_CHECKING:
     import datetime as dt
 
     from smimecli.certs.store import Store
-    from smimecli.lab.certificates import Issued, KeySpec, Signer
+    from smimecli.lab import Issued, KeySpec, Signer
+    from smimecli.notices import Notice
 
 _ROOT_KEY_USAGE = "CRLSign,CertSign,KeyAgreement,DataEncipherment,KeyEncipherment,DigitalSignature"
+log = logging.getLogger("smimecli")
 
 # --- options shared by both commands ------------------------------------------------------
 
@@ -133,7 +136,7 @@ CrlUrlOpt = Annotated[
 def _dates(
     not_before: str | None, not_after: str | None
 ) -> tuple[dt.datetime | None, dt.datetime | None]:
-    from smimecli.lab.certificates import parse_date
+    from smimecli.lab import parse_date
 
     return (
         None if not_before is None else parse_date(not_before, "--not-before"),
@@ -215,50 +218,32 @@ class _Outputs:
         issued: Issued,
         password: bytes | None,
         friendly_name: str | None,
-        commit: Any,
+        commit: Callable[[], None],
     ) -> dict[str, str]:
         """Write every file atomically; ``commit()`` runs once all are written, before any is
         renamed into place."""
-        from cryptography.hazmat.primitives import serialization
-
-        from smimecli.certs.pfx import write_pfx
         from smimecli.files import PendingOutputs
+        from smimecli.lab import output_files
 
-        contents: list[tuple[str, Path, bytes, int | None]] = []
-        if self.pfx is not None:
-            assert password is not None and issued.key is not None
-            data = write_pfx(
-                issued.key,
-                issued.cert,
-                issued.chain,
-                password=password,
-                encryption=self.pfx_encryption,
-                friendly_name=friendly_name,
-            )
-            contents.append(("pfx", self.pfx, data, 0o600))
-        if self.cer is not None:
-            der = issued.cert.public_bytes(serialization.Encoding.DER)
-            contents.append(("cer", self.cer, der, None))
-        if self.pem is not None:
-            pem = issued.cert.public_bytes(serialization.Encoding.PEM)
-            contents.append(("pem", self.pem, pem, None))
-        if self.key is not None:
-            assert password is not None and issued.key is not None
-            key_pem = issued.key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.BestAvailableEncryption(password),
-            )
-            contents.append(("key", self.key, key_pem, 0o600))
+        contents = output_files(
+            issued,
+            pfx=self.pfx,
+            cer=self.cer,
+            pem=self.pem,
+            key=self.key,
+            password=password,
+            pfx_encryption=self.pfx_encryption,
+            friendly_name=friendly_name,
+        )
         # Every temporary file is complete and on disk before the store changes (a full
         # disk fails here, with nothing changed); the renames come last. An exception
         # anywhere removes them all, so files and store change together or not at all.
         with PendingOutputs() as pending:
-            for _kind, path, data, mode in contents:
-                pending.add(path, data, mode=mode)
+            for file in contents:
+                pending.add(file.path, file.data, mode=file.mode)
             commit()
             pending.commit()
-        return {kind: str(path) for kind, path, _data, _mode in contents}
+        return {file.kind: str(file.path) for file in contents}
 
 
 def _open_store(no_store: bool, *, for_signer: bool = False) -> Store | None:
@@ -341,13 +326,11 @@ def _load_signer(
     store: Store | None,
 ) -> Signer:
     from smimecli.errors import UsageError
-    from smimecli.lab.certificates import Signer
+    from smimecli.lab import Signer
 
     if signer is not None:
         assert store is not None
-        entry = store.select_one(signer)
-        where = f"the signer {entry.thumbprint}"
-        return Signer.checked(entry.cert, store.private_key(entry.thumbprint), where=where)
+        return Signer.from_store(store, signer)
     assert signer_pfx is not None
     if password_file is not None and password_env is not None:
         raise UsageError("give either --signer-password-file or --signer-password-env, not both")
@@ -359,15 +342,58 @@ def _load_signer(
         password_env=password_env,
         prompt=f"Password for {signer_pfx}: ",
     )
-    entries = load_certificate_file(signer_pfx, password)
-    with_key = [entry for entry in entries if entry.key is not None]
-    chosen = with_key[0] if with_key else (entries[0] if entries else None)
-    if chosen is None:
-        from smimecli.errors import DataError
+    return Signer.from_entries(load_certificate_file(signer_pfx, password), str(signer_pfx))
 
-        raise DataError(f"{signer_pfx} holds no certificate")
-    chain = tuple(e.cert for e in entries if e is not chosen)
-    return Signer.checked(chosen.cert, chosen.key, chain, where=str(signer_pfx))
+
+def _show(notices: tuple[Notice, ...]) -> None:
+    """The library's notices on stderr, as warnings."""
+    for notice in notices:
+        log.warning("%s", notice.text)
+
+
+def _ca_spec_options(
+    subject: str,
+    key_algorithm: str,
+    key_length: int | None,
+    hash_name: str,
+    days: int,
+    key_usage: str,
+    not_before: str | None,
+    not_after: str | None,
+) -> dict[str, Any]:
+    """The spec fields gen-root and gen-ca share, from their common options."""
+    from smimecli.lab import KeySpec
+
+    start, end = _dates(not_before, not_after)
+    return {
+        "subject": subject,
+        "key": KeySpec(key_algorithm, key_length),
+        "hash": hash_name,
+        "days": days,
+        "key_usage": key_usage,
+        "not_before": start,
+        "not_after": end,
+    }
+
+
+def _create_ca(
+    build: Callable[[], Issued],
+    outputs: _Outputs,
+    password: bytes | None,
+    store: Store | None,
+    role: str,
+    friendly_name: str | None,
+) -> tuple[Issued, dict[str, str]]:
+    """gen-root's and gen-ca's commit step: build the CA, then write its files and put it
+    into ``store`` (unless None) as 'my' and ``role``, together or not at all."""
+    issued = build()
+    _show(issued.notices)
+
+    def commit() -> None:
+        if store is not None:
+            _store_ca(store, issued, role, friendly_name)
+
+    return issued, outputs.write(issued, password, friendly_name, commit)
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -416,17 +442,12 @@ def gen_root(
     """
     import datetime as dt
 
-    from smimecli.lab.certificates import KeySpec, RootSpec, make_root
+    from smimecli.lab import RootSpec, make_root
 
-    start, end = _dates(not_before, not_after)
     spec = RootSpec(
-        subject=subject,
-        key=KeySpec(key_algorithm, key_length),
-        hash=hash_name,
-        days=days,
-        key_usage=key_usage,
-        not_before=start,
-        not_after=end,
+        **_ca_spec_options(
+            subject, key_algorithm, key_length, hash_name, days, key_usage, not_before, not_after
+        )
     )
     spec.validate(dt.datetime.now(dt.UTC))
     outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption, force)
@@ -434,13 +455,9 @@ def gen_root(
     password = outputs.password(password_file, password_env)
     store = _open_store(no_store)
     with _adding_to(store):
-        issued = make_root(spec)
-
-        def commit() -> None:
-            if store is not None:
-                _store_ca(store, issued, "root", friendly_name)
-
-        files = outputs.write(issued, password, friendly_name, commit)
+        issued, files = _create_ca(
+            lambda: make_root(spec), outputs, password, store, "root", friendly_name
+        )
     _report(
         issued, spec.key, files, [] if store is None else ["my", "root"], hash_name, json_out, {}
     )
@@ -532,7 +549,8 @@ def issue_user(
         bool,
         typer.Option(
             "--smime-capabilities/--no-smime-capabilities",
-            help="Add the SMIMECapabilities extension (AES-256/192/128, 3DES, RC2-128).",
+            help="Add the SMIMECapabilities extension (AES-256/128-GCM, AES-256/192/128-CBC, "
+            "RSAES-OAEP: the list sign puts in signatures).",
         ),
     ] = True,
     out_pfx: OutPfxOpt = None,
@@ -560,8 +578,8 @@ def issue_user(
     import datetime as dt
 
     from smimecli.errors import UsageError
-    from smimecli.lab.certificates import KeySpec, UserSpec, load_csr
-    from smimecli.lab.certificates import issue_user as build_user
+    from smimecli.lab import KeySpec, UserSpec, load_csr
+    from smimecli.lab import issue_user as build_user
 
     request = None
     if csr is not None:
@@ -605,6 +623,7 @@ def issue_user(
     store_name = "other" if request is not None else "my"
     with _adding_to(store):
         issued = build_user(spec, issuer)
+        _show(issued.notices)
 
         def commit() -> None:
             if store is not None and not no_store:
@@ -622,20 +641,8 @@ def issue_user(
         "csr": None if csr is None else str(csr),
         "crl_url": crl_url,
     }
-    key_spec = spec.key if request is None else _csr_key_spec(issued.cert)
+    key_spec = spec.key if request is None else KeySpec.of_certificate(issued.cert)
     _report(issued, key_spec, files, [] if no_store else [store_name], hash_name, json_out, extra)
-
-
-def _csr_key_spec(cert: Any) -> KeySpec:
-    """Describe the requester's key in the report as the key options would."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    from smimecli.lab.certificates import KeySpec
-
-    public = cert.public_key()
-    if isinstance(public, rsa.RSAPublicKey):
-        return KeySpec("rsa", public.key_size)
-    return KeySpec("ecdsa-p384" if public.curve.key_size == 384 else "ecdsa-p256")
 
 
 def gen_ca(
@@ -690,17 +697,12 @@ def gen_ca(
     """
     import datetime as dt
 
-    from smimecli.lab.certificates import CASpec, KeySpec, make_ca
+    from smimecli.lab import CASpec, make_ca
 
-    start, end = _dates(not_before, not_after)
     spec = CASpec(
-        subject=subject,
-        key=KeySpec(key_algorithm, key_length),
-        hash=hash_name,
-        days=days,
-        key_usage=key_usage,
-        not_before=start,
-        not_after=end,
+        **_ca_spec_options(
+            subject, key_algorithm, key_length, hash_name, days, key_usage, not_before, not_after
+        ),
         crl_url=crl_url,
     )
     spec.validate(dt.datetime.now(dt.UTC))
@@ -710,13 +712,14 @@ def gen_ca(
     store = open_store(create=False)
     with store:
         issuer = _load_signer(signer, None, None, None, store)
-        issued = make_ca(spec, issuer)
-
-        def commit() -> None:
-            if not no_store:
-                _store_ca(store, issued, "ca", friendly_name)
-
-        files = outputs.write(issued, password, friendly_name, commit)
+        issued, files = _create_ca(
+            lambda: make_ca(spec, issuer),
+            outputs,
+            password,
+            None if no_store else store,
+            "ca",
+            friendly_name,
+        )
     extra = {"crl_url": crl_url}
     _report(issued, spec.key, files, [] if no_store else ["my", "ca"], hash_name, json_out, extra)
 
@@ -765,12 +768,10 @@ def gen_crl(
     """
     import datetime as dt
 
-    from cryptography.hazmat.primitives import serialization
-
     from smimecli.certs.usable import issued_by
     from smimecli.cli.common import is_std, write_output
     from smimecli.errors import DataError, UsageError
-    from smimecli.lab.certificates import Revoked, make_crl
+    from smimecli.lab import Revoked, crl_bytes, make_crl
 
     if next_update <= 0:
         raise UsageError(f"--next-update must be at least 1 day (got {next_update})")
@@ -793,8 +794,7 @@ def gen_crl(
                     newly.append({"thumbprint": entry.thumbprint, "subject": entry.subject})
             listed = [Revoked(serial, at) for serial, at in store.revocations(ca.cert.subject)]
             crl = make_crl(ca, listed, next_update_days=next_update, hash_name=hash_name, now=now)
-            encoding = serialization.Encoding.DER if der else serialization.Encoding.PEM
-            write_output(crl.public_bytes(encoding), output)
+            write_output(crl_bytes(crl, der=der), output)
     info(f"CRL lists {len(listed)} revoked certificate(s)")
     if json_out:
         emit_json(

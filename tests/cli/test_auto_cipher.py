@@ -70,6 +70,31 @@ def test_auto_all_recipients_with_gcm_get_aes256_gcm(cli: Cli, pki: Pki, tmp_pat
     assert b"smime-type=authEnveloped-data" in out.read_bytes()
 
 
+def test_auto_lab_certificate_reads_like_a_signature(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    """A recipient known by an issue-user certificate announces what one known by a signed
+    message announces: both carry the list ``sign`` writes, so auto picks AES-GCM."""
+    _harvest(cli, tmp_path, pki.alice.pfx, "alice@example.com")
+    assert cli(["gen-root"]).exit_code == 0
+    pem = tmp_path / "bob.pem"
+    done = cli(
+        [
+            "issue-user",
+            "--signer",
+            "Test Root V1",
+            "--email",
+            "bob@example.com",
+            "--no-store",
+            "--out-pem",
+            pem,
+        ]
+    )
+    assert done.exit_code == 0, done.output
+    assert cli(["certs", "import", pem]).exit_code == 0
+    text, report = _test(cli, _rules(tmp_path))
+    assert report["cipher"] == "aes256-gcm"
+    assert "  cipher: aes256-gcm (auto: all 2 recipients announced aes256-gcm)" in text
+
+
 def _cert(capabilities: bytes | None) -> object:
     import datetime as dt
 
@@ -100,17 +125,23 @@ def test_auto_reads_the_certificate_extension(tmp_path: Path) -> None:
     """Without a harvested record, the certificate's SMIMECapabilities extension counts."""
     from asn1crypto import cms
 
-    from smimecli.lab.certificates import smime_capabilities_der
+    from smimecli.lab import smime_capabilities_der
     from smimecli.rules.model import RuleSet
     from smimecli.rules.plan import Outcome, RecipientPlan, auto_cipher
 
     gcm = cms.SMIMECapabilites([{"capability_id": "2.16.840.1.101.3.4.1.46"}]).dump()
+    cbc_only = cms.SMIMECapabilites([{"capability_id": "2.16.840.1.101.3.4.1.42"}]).dump()
     rules = RuleSet(tmp_path / "rules.toml", [])
 
     def plan(address: str, der: bytes | None) -> RecipientPlan:
         return RecipientPlan(address, None, Outcome.ENCRYPTED, "", cert=_cert(der))  # type: ignore[arg-type]
 
-    cbc = plan("cbc@example.com", smime_capabilities_der())
+    lab = plan("lab@example.com", smime_capabilities_der())
+    assert auto_cipher(rules, [plan("a@example.com", gcm), lab]) == (
+        "aes256-gcm",
+        "auto: all 2 recipients announced aes256-gcm",
+    )
+    cbc = plan("cbc@example.com", cbc_only)
     assert auto_cipher(rules, [plan("a@example.com", gcm), cbc]) == (
         "aes256",
         "auto: cbc@example.com did not announce AES-GCM",

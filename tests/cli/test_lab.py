@@ -891,3 +891,33 @@ def test_gen_crl_replaces_an_older_crl(cli: Cli, tmp_path: Path) -> None:
     result = cli(["gen-crl", "--signer", "Test Root V1", "-o", crl])
     assert result.exit_code == 0, result.output
     x509.load_pem_x509_crl(crl.read_bytes())
+
+
+def test_notices_shown_as_warnings(cli: Cli, tmp_path: Path) -> None:
+    """The library returns the warnings as notices; issue-user and gen-ca print them."""
+    assert cli(["gen-root", "--days", "30"]).exit_code == 0
+    done = cli(
+        [
+            "issue-user",
+            "--signer",
+            "Test Root V1",
+            "--email",
+            "a@example.net",
+            "--subject",
+            "E=b@example.net,CN=B",
+            "--no-store",
+        ]
+    )
+    assert done.exit_code == 0, done.output
+    lines = done.stderr.splitlines()
+    assert "smimecli: warning: the subject's E= (b@example.net) differs from --email " in (
+        "\n".join(lines)
+    )
+    assert any(
+        line.startswith("smimecli: warning: the new certificate (until ")
+        and line.endswith("clients stop trusting it when the issuer expires")
+        for line in lines
+    ), lines
+    done = cli(["gen-ca", "--signer", "Test Root V1", "--no-store"])
+    assert done.exit_code == 0, done.output
+    assert "outlives its issuer" in done.stderr

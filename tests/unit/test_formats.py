@@ -193,7 +193,7 @@ def test_malformed_basic_constraints_is_not_a_ca() -> None:
     from cryptography.x509.oid import ExtensionOID, NameOID
 
     from smimecli.certs.formats import is_ca
-    from smimecli.lab.certificates import Signer
+    from smimecli.lab import Signer
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Broken CA")])

@@ -1,4 +1,4 @@
-"""smimecli.lab.certificates: subject strings, options, and every field of the root and user
+"""smimecli.lab: subject strings, options, and every field of the root and user
 certificates."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smimecli import lab
 from smimecli.certs import names
 from smimecli.errors import DataError, UsageError
-from smimecli.lab import certificates as lab
 
 NOW = dt.datetime(2030, 1, 15, 12, 0, tzinfo=dt.UTC)
 
@@ -406,12 +406,23 @@ def test_smime_capabilities_extension(rsa_user: lab.Issued) -> None:
     assert isinstance(caps.value, x509.UnrecognizedExtension)
     parsed = asn1_cms.SMIMECapabilites.load(caps.value.value)
     assert [(c["capability_id"].dotted, c["parameters"].native) for c in parsed] == [
-        ("2.16.840.1.101.3.4.1.42", None),
-        ("2.16.840.1.101.3.4.1.22", None),
-        ("2.16.840.1.101.3.4.1.2", None),
-        ("1.2.840.113549.3.7", None),
-        ("1.2.840.113549.3.2", 128),
+        ("2.16.840.1.101.3.4.1.46", None),  # aes256-GCM
+        ("2.16.840.1.101.3.4.1.6", None),  # aes128-GCM
+        ("2.16.840.1.101.3.4.1.42", None),  # aes256-CBC
+        ("2.16.840.1.101.3.4.1.22", None),  # aes192-CBC
+        ("2.16.840.1.101.3.4.1.2", None),  # aes128-CBC
+        ("1.2.840.113549.1.1.7", None),  # RSAES-OAEP
     ]
+
+
+def test_smime_capabilities_extension_matches_signatures(rsa_user: lab.Issued) -> None:
+    """The extension is the signed attribute that ``sign`` writes: one list, one order."""
+    from smimecli.cms.signed import SMIME_CAPABILITIES
+
+    caps = rsa_user.cert.extensions.get_extension_for_oid(lab.SMIME_CAPABILITIES_OID)
+    assert isinstance(caps.value, x509.UnrecognizedExtension)
+    parsed = asn1_cms.SMIMECapabilites.load(caps.value.value)
+    assert [c["capability_id"].native for c in parsed] == [n for n, _ in SMIME_CAPABILITIES]
 
 
 def test_ec_user_key_agreement(ec_user: lab.Issued, root: lab.Issued) -> None:
@@ -470,6 +481,39 @@ def test_ec_signer_issues_rsa_user() -> None:
     assert isinstance(user.cert.signature_hash_algorithm, hashes.SHA256)
 
 
+def test_notices_outlive_issuer_and_email_mismatch(signer: lab.Signer) -> None:
+    """Warnings come back as notices in the result; the library logs nothing."""
+    handler = _Collect()
+    logger = logging.getLogger("smimecli")
+    logger.addHandler(handler)
+    try:
+        user = lab.issue_user(
+            lab.UserSpec(email="a@example.net", subject="E=b@example.net,CN=B", days=9000),
+            signer,
+            now=NOW,
+        )
+    finally:
+        logger.removeHandler(handler)
+    assert handler.messages == []
+    assert [n.code for n in user.notices] == ["outlives-issuer", "subject-email-differs"]
+    assert "outlives its issuer" in user.notices[0].text
+    assert user.notices[1].text == (
+        "the subject's E= (b@example.net) differs from --email a@example.net; "
+        "mail clients match the latter"
+    )
+
+
+def test_notice_ca_outlives_issuer(root: lab.Issued, signer: lab.Signer) -> None:
+    ca = lab.make_ca(lab.CASpec(days=9000), signer, now=NOW)
+    assert [n.code for n in ca.notices] == ["outlives-issuer"]
+    assert ca.notices[0].text == (
+        f"the new certificate (until {ca.cert.not_valid_after_utc.date()}) outlives its "
+        f"issuer (until {root.cert.not_valid_after_utc.date()}); "
+        "clients stop trusting it when the issuer expires"
+    )
+    assert lab.make_ca(lab.CASpec(days=30), signer, now=NOW).notices == ()
+
+
 class _Collect(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
@@ -477,22 +521,6 @@ class _Collect(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
-
-
-def test_warnings_outlive_issuer_and_email_mismatch(signer: lab.Signer) -> None:
-    handler = _Collect()
-    logger = logging.getLogger("smimecli")
-    logger.addHandler(handler)
-    try:
-        lab.issue_user(
-            lab.UserSpec(email="a@example.net", subject="E=b@example.net,CN=B", days=9000),
-            signer,
-            now=NOW,
-        )
-    finally:
-        logger.removeHandler(handler)
-    assert any("outlives its issuer" in m for m in handler.messages), handler.messages
-    assert any("differs from --email" in m for m in handler.messages), handler.messages
 
 
 # --- signers ------------------------------------------------------------------------------

@@ -238,7 +238,7 @@ def test_schema_1_store_gains_the_revocations_table(tmp_path: Path) -> None:
     """A store written before gen-crl existed opens, keeps its rows and records revocations."""
     import datetime as dt
 
-    from smimecli.lab import certificates as lab
+    from smimecli import lab
 
     root = lab.make_root(lab.RootSpec())
     with Store.open(tmp_path, create=True) as store:
