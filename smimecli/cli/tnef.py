@@ -41,7 +41,7 @@ def convert(
     """
     from smimecli.errors import DataError
     from smimecli.files import read_input
-    from smimecli.tnef.reader import convert_message, looks_like_message
+    from smimecli.tnef.splice import convert_message, looks_like_message
 
     where = input_name(input)
     if is_std(input):

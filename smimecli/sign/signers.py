@@ -138,7 +138,7 @@ def sign_then_encrypt(
         return encrypt_message(data, dst, recipients, cipher=cipher, convert_tnef=False)
     converted, tnef_warnings = 0, []
     if convert_tnef:
-        from smimecli.tnef import reader as tnef
+        from smimecli.tnef import splice as tnef
 
         result = tnef.convert_message(data)
         data, converted, tnef_warnings = result.data, result.converted, list(result.warnings)

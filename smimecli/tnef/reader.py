@@ -1,54 +1,24 @@
-"""winmail.dat (TNEF) parts turned into plain MIME before encryption.
+"""Reading a TNEF stream (winmail.dat, MS-OXTNEF): attributes, MAPI properties, attachments.
 
-Outlook and Exchange wrap rich-text mail in an ``application/ms-tnef`` part that only
-Outlook reads; once the message is encrypted a gateway can no longer fix that for the
-recipient, so the conversion happens before.
-
-How the message is rebuilt: the MIME structure is located at the byte level (header blocks
-and RFC 2046 section 5.1.1 boundary delimiters, with offsets into the input) and only the byte
-range of each converted TNEF part is replaced. Everything else, that is the top-level headers
-(order, folding, line endings), preambles, epilogues, delimiter lines and every other part,
-is copied byte for byte and never re-encoded. A replaced part keeps its headers that are not
-``Content-*`` and becomes a ``multipart/mixed`` entity in the input's line endings holding the
-bodies (``multipart/alternative`` for plain + HTML, ``multipart/related`` when the HTML
-references inline images by ``cid:``), the RTF body as ``body.rtf`` when there is no other
-body, every attachment (base64, so its bytes are exact) and embedded messages as
-``message/rfc822``.
-
-The TNEF stream is read here (MS-OXTNEF) rather than with tnefparse, which strips trailing
-NUL bytes from attachment data (corrupting .doc and OLE files) and can loop for a very long
-time on a hostile property count. This reader checks every length against the bytes left,
-so time and memory stay linear in the input; any malformed stream keeps its part unchanged.
+The TNEF stream is read here rather than with tnefparse, which strips trailing NUL bytes
+from attachment data (corrupting .doc and OLE files) and can loop for a very long time on a
+hostile property count. This reader checks every length against the bytes left, so time
+and memory stay linear in the input; any malformed stream keeps its part unchanged
+(smimecli.tnef.splice turns what is read here into MIME).
 """
 
 from __future__ import annotations
 
 import binascii
 import datetime as dt
-import logging
-import mimetypes
-import re
-import secrets
 import struct
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.header import Header
-from email.message import Message
-from email.policy import compat32
-from email.utils import format_datetime
+from typing import Any
 
-from smimecli.mime import base64_lines
-
-__all__ = ["TnefResult", "contains_tnef", "convert_message", "looks_like_message"]
-
-log = logging.getLogger("smimecli")
+__all__ = ["TnefAttachment", "TnefFormatError", "TnefMessage", "parse_tnef"]
 
 TNEF_SIGNATURE = 0x223E9F78
-TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 
-# How deep MIME entities and embedded TNEF messages may nest before we stop looking.
-MAX_MIME_DEPTH = 64
-MAX_EMBED_DEPTH = 8
 # Hostile TNEF (tiny empty attachments by the hundred thousand) must not turn a 10 MB
 # message into gigabytes of memory: a TNEF part with more attachments than this (embedded
 # messages' included), or whose MIME would be more than MAX_GROWTH times its own size plus
@@ -56,10 +26,6 @@ MAX_EMBED_DEPTH = 8
 MAX_ATTACHMENTS = 10_000
 MAX_GROWTH = 4
 GROWTH_ALLOWANCE = 1 << 16
-
-_TNEF_HINT = re.compile(rb"ms-tnef|winmail\.dat", re.IGNORECASE)
-_FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 # MS-OXTNEF 2.1.3.3 attribute ids (low 16 bits of the attribute id).
 ATT_SUBJECT = 0x8004
@@ -126,7 +92,7 @@ _FIXED_SIZES = {
 _VARIABLE = frozenset({PT_STRING8, PT_UNICODE, PT_BINARY, PT_OBJECT, 0x00FB})
 
 # Windows code page -> IANA charset name (the label written into Content-Type).
-_CHARSETS = {
+CHARSETS = {
     437: "ibm437",
     850: "ibm850",
     866: "ibm866",
@@ -153,252 +119,16 @@ class TnefFormatError(ValueError):
     """The TNEF stream is malformed; its part is kept unchanged."""
 
 
-class _OverLimitError(TnefFormatError):
+class OverLimitError(TnefFormatError):
     """Over a limit (MAX_ATTACHMENTS, MAX_GROWTH): the whole TNEF part is kept unchanged."""
 
 
-@dataclass
-class TnefResult:
-    """The outcome of :func:`convert_message`.
-
-    Attributes:
-        data: the converted message, or the input object itself when nothing was converted.
-        converted: how many TNEF parts were replaced by plain MIME.
-        warnings: one line per TNEF part kept unchanged (also logged on ``smimecli``).
-    """
-
-    data: bytes
-    converted: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-
-def contains_tnef(data: bytes) -> bool:
-    """A cheap test: may this message hold a TNEF part at all (no parsing, no copy)?"""
-    return _TNEF_HINT.search(data) is not None
-
-
-def looks_like_message(data: bytes) -> bool:
-    """Whether ``data`` starts like an RFC 5322 message: a header field or an mbox From line."""
-    return bool(_FIELD_LINE.match(data)) or data.startswith(b"From ")
-
-
-def convert_message(data: bytes) -> TnefResult:
-    """Replace every winmail.dat part of a message with plain MIME.
-
-    Args:
-        data: the whole message, LF or CRLF line endings.
-
-    Returns:
-        The new message (line endings follow the input's), how many parts were converted,
-        and a warning for each TNEF part that was kept as it was.
-    """
-    result = TnefResult(data)
-    if not contains_tnef(data) or not looks_like_message(data):
-        return result
-    converter = _Converter(data, _eol_of(data))
-    converter.walk(0, len(data), depth=0)
-    result.warnings = converter.warnings
-    if converter.replacements:
-        result.data = converter.splice()
-        result.converted = converter.converted
-    return result
-
-
-# --- locating the MIME entities --------------------------------------------------------------
-
-
-def _eol_of(data: bytes) -> bytes:
-    newline = data.find(b"\n")
-    return b"\r\n" if newline > 0 and data[newline - 1] == 0x0D else b"\n"
-
-
-def _split_entity(data: bytes, start: int, end: int) -> tuple[int, int]:
-    """Offsets (end of the header block, start of the body) of one entity."""
-    if data.startswith((b"\r\n", b"\n"), start):
-        return start, start + (2 if data[start] == 0x0D else 1)
-    match = _BLANK_LINE.search(data, start, end)
-    if match is None:
-        return end, end
-    return match.start() + (2 if data[match.start()] == 0x0D else 1), match.end()
-
-
-class _Converter:
-    """Walks the MIME tree by byte offsets and records replacements for TNEF parts."""
-
-    def __init__(self, data: bytes, eol: bytes) -> None:
-        self.data = data
-        self.eol = eol
-        self.replacements: list[tuple[int, int, bytes]] = []
-        self.warnings: list[str] = []
-        self.seen = 0
-        self.converted = 0
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-        log.warning("%s", message)
-
-    def walk(self, start: int, end: int, *, depth: int) -> None:
-        if depth > MAX_MIME_DEPTH:
-            return
-        header_end, body_start = _split_entity(self.data, start, end)
-        headers = message_from_bytes(self.data[start:header_end] + self.eol, policy=compat32)
-        ctype = headers.get_content_type()
-        if ctype.startswith("multipart/"):
-            boundary = headers.get_boundary()
-            if boundary:
-                for part_start, part_end in _parts(self.data, body_start, end, boundary):
-                    self.walk(part_start, part_end, depth=depth + 1)
-            return
-        cte = str(headers.get("Content-Transfer-Encoding", "7bit")).strip().lower()
-        if ctype == "message/rfc822" and cte in ("7bit", "8bit", "binary"):
-            self.walk(body_start, end, depth=depth + 1)
-            return
-        if _is_tnef_part(headers, ctype):
-            self.seen += 1
-            self._convert_part(start, header_end, body_start, end, headers, cte)
-
-    def _convert_part(
-        self, start: int, header_end: int, body_start: int, end: int, headers: Message, cte: str
-    ) -> None:
-        name = headers.get_filename() or "winmail.dat"
-        where = f"TNEF part {self.seen} ({_printable(name)})"
-        try:
-            stream = _decode_body(self.data[body_start:end], cte)
-            parsed = parse_tnef(stream)
-            work = _Work(output_left=MAX_GROWTH * (end - start) + GROWTH_ALLOWANCE)
-            work.count_attachments(len(parsed.attachments))
-            entity = _message_entity(parsed, self.eol, depth=0, work=work)
-            rendered = entity.render(self.eol)
-            work.charge(len(rendered))
-        except Exception as exc:  # hostile input of any shape must not stop the message
-            self.warn(f"{where} kept unchanged: {_reason(exc)}")
-            return
-        for note in work.notes:
-            self.warn(f"{where}: {note}")
-        kept = _non_content_headers(self.data[start:header_end], self.eol)
-        top = start == 0
-        if top and not any(_field_name(line) == b"mime-version" for line in kept):
-            kept.append(b"MIME-Version: 1.0" + self.eol)
-        self.replacements.append((start, end, b"".join(kept) + rendered))
-        self.converted += 1
-
-    def splice(self) -> bytes:
-        """The message with every replacement applied; the rest copied byte for byte."""
-        if not any(start == 0 for start, _, _ in self.replacements):
-            # A Content-Length header (mbox) would now be wrong: it is the one top-level
-            # header dropped when only a nested part changed.
-            header_end, _ = _split_entity(self.data, 0, len(self.data))
-            fields = _header_fields(self.data[:header_end])
-            if any(_field_name(lines[0]) == b"content-length" for lines in fields):
-                kept = [
-                    b"".join(lines)
-                    for lines in fields
-                    if _field_name(lines[0]) != b"content-length"
-                ]
-                self.replacements.append((0, header_end, b"".join(kept)))
-        pieces: list[bytes] = []
-        offset = 0
-        for start, end, new in sorted(self.replacements):
-            pieces.append(self.data[offset:start])
-            pieces.append(new)
-            offset = end
-        pieces.append(self.data[offset:])
-        return b"".join(pieces)
-
-
-def _parts(data: bytes, start: int, end: int, boundary: str) -> list[tuple[int, int]]:
-    """Byte ranges of the body parts of a multipart body (RFC 2046 section 5.1.1).
-
-    A delimiter is ``--boundary`` at the start of a line, optionally ``--`` (the close
-    delimiter), then only white space to the end of the line. The line break before a
-    delimiter belongs to the delimiter, so a part ends there; the preamble and the
-    epilogue are not parts.
-    """
-    marker = b"--" + boundary.encode("ascii", "replace")
-    ranges: list[tuple[int, int]] = []
-    part_start: int | None = None
-    pos = start
-    while True:
-        found = data.find(marker, pos, end)
-        if found < 0:
-            break
-        pos = found + len(marker)
-        if found > start and data[found - 1] != 0x0A:
-            continue  # not at the start of a line
-        line_end = data.find(b"\n", pos, end)
-        line_end = end if line_end < 0 else line_end
-        rest = data[pos:line_end].rstrip(b" \t\r")
-        if rest not in (b"", b"--"):
-            continue  # a longer boundary that merely starts with ours
-        if part_start is not None:
-            part_end = found
-            if part_end > part_start and data[part_end - 1] == 0x0A:
-                part_end -= 2 if part_end - 2 >= part_start and data[part_end - 2] == 0x0D else 1
-            ranges.append((part_start, max(part_start, part_end)))
-        if rest == b"--":
-            return ranges
-        part_start = min(line_end + 1, end)
-        pos = part_start
-    if part_start is not None and part_start < end:
-        ranges.append((part_start, end))  # no close delimiter: be lenient, like email
-    return ranges
-
-
-def _is_tnef_part(headers: Message, ctype: str) -> bool:
-    if ctype in TNEF_TYPES:
-        return True
-    for name in (headers.get_filename(), headers.get_param("name")):
-        if isinstance(name, str) and name.strip().lower() == "winmail.dat":
-            return True
-    return False
-
-
-def _decode_body(body: bytes, cte: str) -> bytes:
-    if cte == "base64":
-        return binascii.a2b_base64(body)
-    if cte == "quoted-printable":
-        return binascii.a2b_qp(body)
-    if cte in ("7bit", "8bit", "binary"):
-        return body
-    raise TnefFormatError(f"unsupported Content-Transfer-Encoding {cte!r}")
-
-
-def _field_name(line: bytes) -> bytes:
-    return line.split(b":", 1)[0].strip().lower()
-
-
-def _header_fields(block: bytes) -> list[list[bytes]]:
-    """The header fields of a header block, each as its lines (folded ones included)."""
-    fields: list[list[bytes]] = []
-    for line in block.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1].append(line)
-        else:
-            fields.append([line])
-    return fields
-
-
-def _non_content_headers(block: bytes, eol: bytes) -> list[bytes]:
-    """The header fields (with their folded lines) whose names do not start with Content-."""
-    kept: list[bytes] = []
-    for lines in _header_fields(block):
-        if _field_name(lines[0]).startswith(b"content-"):
-            continue
-        text = b"".join(lines)
-        kept.append(text if text.endswith(b"\n") else text + eol)
-    return kept
-
-
-def _reason(exc: Exception) -> str:
+def failure_reason(exc: Exception) -> str:
     if isinstance(exc, TnefFormatError):
         return str(exc)
     if isinstance(exc, (struct.error, IndexError, binascii.Error, UnicodeError)):
         return f"malformed TNEF data ({type(exc).__name__}: {exc})"
     return f"cannot convert ({type(exc).__name__}: {exc})"
-
-
-def _printable(text: str) -> str:
-    return "".join(ch if ch.isprintable() else "?" for ch in text)[:80]
 
 
 # --- reading TNEF (MS-OXTNEF) ----------------------------------------------------------------
@@ -496,7 +226,7 @@ def _text(raw: bytes, codepage: int) -> str:
 
 
 def _python_codec(codepage: int) -> str:
-    label = _CHARSETS.get(codepage, f"cp{codepage}")
+    label = CHARSETS.get(codepage, f"cp{codepage}")
     try:
         import codecs
 
@@ -536,7 +266,7 @@ def parse_tnef(data: bytes, *, limit: int = MAX_ATTACHMENTS) -> TnefMessage:
         elif level == LVL_ATTACHMENT:
             if attr_id == ATT_ATTACH_REND_DATA or current is None:
                 if len(message.attachments) >= limit:
-                    raise _OverLimitError(f"more than {MAX_ATTACHMENTS:,} attachments")
+                    raise OverLimitError(f"more than {MAX_ATTACHMENTS:,} attachments")
                 current = TnefAttachment()
                 message.attachments.append(current)
             _attachment_attribute(current, attr_id, value, message.codepage)
@@ -656,302 +386,16 @@ def _fixed_value(base: int, raw: memoryview) -> object:
     return bytes(raw)
 
 
-# --- writing MIME ----------------------------------------------------------------------------
-
-
-@dataclass
-class _Entity:
-    """A MIME entity to write: a leaf (body bytes) or a multipart (children)."""
-
-    content_type: str
-    params: list[tuple[str, str]] = field(default_factory=list)
-    headers: list[bytes] = field(default_factory=list)  # already formatted, no line end
-    body: bytes = b""
-    children: list[_Entity] = field(default_factory=list)
-
-    def render(self, eol: bytes) -> bytes:
-        """Content-Type and the other headers, a blank line, the body."""
-        params = list(self.params)
-        rendered = [child.render(eol) for child in self.children]
-        if self.children:
-            # A fresh boundary, checked against what it encloses (RFC 2046 5.1.1).
-            while True:
-                boundary = "=_smimecli_" + secrets.token_hex(12)
-                if not any(boundary.encode("ascii") in part for part in rendered):
-                    break
-            params.append(("boundary", boundary))
-        lines = [_header_with_params("Content-Type", self.content_type, params, eol)]
-        lines.extend(header + eol for header in self.headers)
-        out = [*lines, eol]
-        if self.children:
-            delimiter = b"--" + params[-1][1].encode("ascii")
-            for part in rendered:
-                out.extend([delimiter, eol, part, eol])
-            out.extend([delimiter, b"--", eol])
-        else:
-            out.append(self.body)
-        return b"".join(out)
-
-
-_TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z|~]+")
-# RFC 2231 section 7 attribute-char: what may stay unescaped in an extended value.
-_ATTR_CHAR = frozenset(
-    b"!#$&+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# The conversion moved to smimecli.tnef.splice; callers that still import it from here get
+# it from there (lazily: splice imports this module).
+_MOVED_TO_SPLICE = frozenset(
+    {"TnefResult", "contains_tnef", "convert_message", "looks_like_message"}
 )
 
 
-def _header_with_params(name: str, value: str, params: list[tuple[str, str]], eol: bytes) -> bytes:
-    """A header with one parameter per folded line; RFC 2231 for non-ASCII or long values."""
-    lines = [f"{name}: {value}"]
-    for key, val in params:
-        if val.isascii() and val.isprintable() and len(val) <= 60:
-            quoted = val if _TOKEN.fullmatch(val) else '"' + re.sub(r'(["\\])', r"\\\1", val) + '"'
-            lines.append(f"{key}={quoted}")
-            continue
-        # RFC 2231 sections 3 and 4: charset'', percent-encoding, numbered continuations.
-        encoded = "".join(chr(b) if b in _ATTR_CHAR else f"%{b:02X}" for b in val.encode())
-        chunks: list[str] = []
-        rest = "utf-8''" + encoded
-        while rest:
-            cut = min(len(rest), 60)
-            while cut < len(rest) and "%" in rest[max(0, cut - 2) : cut]:
-                cut -= 1
-            chunks.append(rest[:cut])
-            rest = rest[cut:]
-        for index, chunk in enumerate(chunks):
-            lines.append(f"{key}*{index}*={chunk}" if len(chunks) > 1 else f"{key}*={chunk}")
-    text = (";" + eol.decode() + "\t").join(lines) + eol.decode()
-    return text.encode("ascii")
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_SPLICE:
+        from smimecli.tnef import splice
 
-
-def _text_entity(subtype: str, raw: bytes, charset: str, eol: bytes) -> _Entity:
-    lines = raw.replace(b"\r\n", b"\n").split(b"\n")
-    if (
-        raw.isascii()
-        and b"\r" not in raw.replace(b"\r\n", b"")
-        and b"\x00" not in raw
-        and all(len(line) <= 998 and not line.startswith(b"--") for line in lines)
-    ):
-        # RFC 2045 section 2.7: short ASCII lines may go as 7bit, in the output's line ends.
-        # A line starting with "--" could close an enclosing part (the boundary of the
-        # message around the TNEF part is not ours to choose): base64 then.
-        body = eol.join(lines)
-        if not body.endswith(eol):
-            body += eol
-        cte = "7bit"
-        charset = "us-ascii" if charset in ("windows-1252", "utf-8") else charset
-    else:
-        body, cte = base64_lines(raw, eol), "base64"
-    return _Entity(
-        f"text/{subtype}",
-        [("charset", charset)],
-        [f"Content-Transfer-Encoding: {cte}".encode()],
-        body,
-    )
-
-
-def _charset(codepage: object) -> str:
-    if isinstance(codepage, int) and codepage in _CHARSETS:
-        return _CHARSETS[codepage]
-    return _CHARSETS[DEFAULT_CODEPAGE]
-
-
-def _body_bytes(value: object, codepage: int) -> tuple[bytes, str] | None:
-    """A body property as (bytes, charset label): strings re-encoded, binary kept as is."""
-    if isinstance(value, str):
-        if not value.strip("\x00 \r\n"):
-            return None
-        return value.encode("utf-8"), "utf-8"
-    if isinstance(value, bytes):
-        raw = value.rstrip(b"\x00")  # string properties end with a NUL terminator
-        return (raw, _charset(codepage)) if raw.strip() else None
-    return None
-
-
-@dataclass
-class _Work:
-    """What converting one TNEF part may still cost, and the notes it made."""
-
-    output_left: int
-    attachments: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    def count_attachments(self, count: int) -> None:
-        self.attachments += count
-        if self.attachments > MAX_ATTACHMENTS:
-            raise _OverLimitError(f"more than {MAX_ATTACHMENTS:,} attachments")
-
-    def charge(self, size: int) -> None:
-        self.output_left -= size
-        if self.output_left < 0:
-            raise _OverLimitError(
-                f"its MIME would be more than {MAX_GROWTH} times the size of the TNEF part"
-            )
-
-
-def _message_entity(message: TnefMessage, eol: bytes, *, depth: int, work: _Work) -> _Entity:
-    """The multipart/mixed entity that replaces a TNEF message (or its embedded copy)."""
-    klass = message.prop_str(PR_MESSAGE_CLASS) or message.message_class or "IPM.Note"
-    if not _is_note(klass):
-        raise TnefFormatError(
-            f"message class {klass!r} is not a plain note (meeting request, task, contact...)"
-        )
-    codepage = message.codepage
-    cpid = message.props.get(PR_INTERNET_CPID)
-    text_cp = message.props.get(PR_MESSAGE_CODEPAGE)
-    text_cp = text_cp if isinstance(text_cp, int) and text_cp in _CHARSETS else codepage
-    plain = _body_bytes(message.props.get(PR_BODY), text_cp)
-    if plain is None and message.legacy_body:
-        plain = _body_bytes(message.legacy_body, codepage)
-    html_value = message.props.get(PR_BODY_HTML)
-    html = _body_bytes(html_value, cpid if isinstance(cpid, int) else codepage)
-
-    children: list[_Entity] = []
-    related: list[_Entity] = []
-    html_bytes = html[0] if html else b""
-    for attachment in message.attachments:
-        part = _attachment_entity(attachment, eol, depth=depth, work=work)
-        work.charge(len(part.body) + 256)
-        cid = attachment.prop_str(PR_ATTACH_CONTENT_ID)
-        if cid and html and b"cid:" + cid.strip("<>").encode("utf-8", "replace") in html_bytes:
-            related.append(part)
-        else:
-            children.append(part)
-
-    bodies: list[_Entity] = []
-    if plain:
-        bodies.append(_text_entity("plain", plain[0], plain[1], eol))
-    if html:
-        html_part = _text_entity("html", html[0], html[1], eol)
-        if related:
-            html_part = _Entity(
-                "multipart/related", [("type", "text/html")], children=[html_part, *related]
-            )
-        bodies.append(html_part)
-    if len(bodies) == 2:
-        bodies = [_Entity("multipart/alternative", children=bodies)]
-    rtf = message.props.get(PR_RTF_COMPRESSED)
-    if not bodies and isinstance(rtf, bytes):
-        from compressed_rtf import decompress
-
-        decompressed = bytes(decompress(rtf))
-        bodies.append(_file_entity(decompressed, "body.rtf", "application/rtf", eol))
-    if not bodies and not children:
-        raise TnefFormatError("it holds neither a body nor an attachment")
-    return _Entity("multipart/mixed", children=bodies + children)
-
-
-def _is_note(message_class: str) -> bool:
-    klass = message_class.strip().lower()
-    return klass in ("ipm", "ipm.note", "ipm.microsoft mail.note") or klass.startswith(
-        ("ipm.note.", "ipm.microsoft mail.note.")
-    )
-
-
-def _safe_name(name: str | None) -> str:
-    """The last path component, without control characters (it becomes a file name)."""
-    if not name:
-        return "Untitled Attachment"
-    base = re.split(r"[\\/]", name)[-1]
-    base = "".join(ch for ch in base if ch.isprintable()).strip()
-    return base or "Untitled Attachment"
-
-
-def _attachment_entity(
-    attachment: TnefAttachment, eol: bytes, *, depth: int, work: _Work
-) -> _Entity:
-    name = _safe_name(attachment.file_name)
-    embedded = attachment.embedded
-    if embedded is not None and attachment.method == ATTACH_EMBEDDED_MSG:
-        if depth < MAX_EMBED_DEPTH:
-            try:
-                inner = parse_tnef(embedded, limit=MAX_ATTACHMENTS - work.attachments)
-                work.count_attachments(len(inner.attachments))
-                return _embedded_entity(inner, name, eol, depth=depth + 1, work=work)
-            except _OverLimitError:
-                raise
-            except Exception as exc:  # keep the embedded stream itself, as a TNEF file
-                work.notes.append(f"embedded message {name!r} attached as TNEF: {_reason(exc)}")
-        else:
-            work.notes.append(f"embedded message {name!r} nested too deep: attached as TNEF")
-        return _file_entity(embedded, name + ".dat", "application/ms-tnef", eol)
-    mime_tag = (attachment.prop_str(PR_ATTACH_MIME_TAG) or "").strip().lower()
-    if not re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", mime_tag):
-        mime_tag = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
-    cid = attachment.prop_str(PR_ATTACH_CONTENT_ID)
-    entity = _file_entity(attachment.content, name, mime_tag, eol)
-    if cid and cid.isascii() and re.fullmatch(r"<?[^<>\s]+>?", cid):
-        entity.headers.append(f"Content-ID: <{cid.strip('<>')}>".encode("ascii"))
-    return entity
-
-
-def _file_entity(data: bytes, name: str, content_type: str, eol: bytes) -> _Entity:
-    disposition = _header_with_params(
-        "Content-Disposition", "attachment", [("filename", name)], eol
-    )
-    return _Entity(
-        content_type,
-        [("name", name)],
-        [b"Content-Transfer-Encoding: base64", disposition[: -len(eol)]],
-        base64_lines(data, eol),
-    )
-
-
-def _embedded_entity(
-    message: TnefMessage, name: str, eol: bytes, *, depth: int, work: _Work
-) -> _Entity:
-    """An embedded message as message/rfc822 (RFC 2046 section 5.2.1: 7bit only)."""
-    body = _message_entity(message, eol, depth=depth, work=work)
-    headers: list[bytes] = []
-    transport = message.prop_str(PR_TRANSPORT_MESSAGE_HEADERS)
-    if transport and transport.isascii():
-        lines = transport.replace("\r\n", "\n").strip("\n").split("\n")
-        lines = lines[: lines.index("")] if "" in lines else lines
-        block = eol.join(line.encode("ascii") for line in lines) + eol
-        headers = [
-            field_lines[: -len(eol)]
-            for field_lines in _non_content_headers(block, eol)
-            if _field_name(field_lines) != b"mime-version"
-            and b":" in field_lines
-            and not field_lines.startswith(b"-")  # never a boundary line of the parts around
-        ]
-    if not headers:
-        headers = _synthetic_headers(message, eol)
-    headers.append(b"MIME-Version: 1.0")
-    inner = eol.join(headers) + eol + body.render(eol)
-    filename = name if name.lower().endswith(".eml") else name + ".eml"
-    disposition = _header_with_params(
-        "Content-Disposition", "attachment", [("filename", filename)], eol
-    )
-    return _Entity(
-        "message/rfc822", [], [b"Content-Transfer-Encoding: 7bit", disposition[: -len(eol)]], inner
-    )
-
-
-def _encoded(name: str, value: str, eol: bytes) -> bytes:
-    if value.isascii() and value.isprintable():
-        return f"{name}: {value}".encode("ascii")
-    # RFC 2047 encoded-words for non-ASCII header text.
-    folded = Header(value, "utf-8", header_name=name).encode(linesep=eol.decode())
-    return f"{name}: {folded}".encode("ascii")
-
-
-def _synthetic_headers(message: TnefMessage, eol: bytes) -> list[bytes]:
-    headers: list[bytes] = []
-    sender = message.prop_str(PR_SENT_REPRESENTING_NAME) or message.prop_str(PR_SENDER_NAME)
-    address = message.prop_str(PR_SENT_REPRESENTING_EMAIL) or message.prop_str(PR_SENDER_EMAIL)
-    if address and "@" not in address:
-        address = None  # an Exchange X.500 DN is no mail address
-    if sender or address:
-        shown = " ".join(filter(None, [sender, f"<{address}>" if address else None]))
-        headers.append(_encoded("From", shown, eol))
-    subject = message.prop_str(PR_SUBJECT) or message.subject
-    if subject:
-        headers.append(_encoded("Subject", subject, eol))
-    when = message.props.get(PR_CLIENT_SUBMIT_TIME) or message.date_sent
-    if isinstance(when, dt.datetime):
-        headers.append(f"Date: {format_datetime(when)}".encode("ascii"))
-    message_id = message.prop_str(PR_INTERNET_MESSAGE_ID)
-    if message_id and message_id.isascii():
-        headers.append(f"Message-ID: {message_id.strip()}".encode("ascii"))
-    return headers
+        return getattr(splice, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,8 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smimecli.tnef.reader import TnefFormatError, convert_message, parse_tnef
+from smimecli.tnef.reader import TnefFormatError, parse_tnef
+from smimecli.tnef.splice import convert_message
 from tests.conftest import interop_dir
 from tests.fuzz.mutate import fuzz_settings, mutated, only_smime_errors, quiet_library, record
 from tests.unit.test_tnef import PT_UNICODE, attachment, mapi, tnef, wrap

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from tnefparse.tnef import TNEF
 
-from smimecli.tnef.reader import convert_message
+from smimecli.tnef.splice import convert_message
 from tests.conftest import require_tool
 from tests.unit.test_tnef import wrap
 

@@ -169,7 +169,7 @@ def test_tnef_found_late_starts_again_with_conversion(fixed: Any, pki: Any, tmp_
     filler = b"a long first part before the attachment\r\n" * 3000
     path = tmp_path / "m.eml"
     path.write_bytes(wrap(stream).replace(b"outer text", filler))
-    from smimecli.tnef import reader as converter
+    from smimecli.tnef import entities as converter
 
     fixed.setattr(converter.secrets, "token_hex", lambda n: "0" * (2 * n))  # fixed boundary
     one, calls = _encrypt(path, [Recipient(pki.alice.cert)], one_pass=True, monkeypatch=fixed)

@@ -15,14 +15,8 @@ from compressed_rtf import compress
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smimecli.tnef.reader import (
-    IID_IMESSAGE,
-    TNEF_SIGNATURE,
-    contains_tnef,
-    convert_message,
-    looks_like_message,
-    parse_tnef,
-)
+from smimecli.tnef.reader import IID_IMESSAGE, TNEF_SIGNATURE, parse_tnef
+from smimecli.tnef.splice import contains_tnef, convert_message, looks_like_message
 from tests.conftest import ROOT
 
 # --- a small TNEF writer (MS-OXTNEF 2.1.3) ----------------------------------------------------
