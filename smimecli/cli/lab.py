@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import datetime as dt
 
     from smimecli.certs.store import Store
-    from smimecli.lab import Issued, KeySpec, Signer
+    from smimecli.lab import Issued, KeySpec, Signer, UserSpec
     from smimecli.notices import Notice
 
 _ROOT_KEY_USAGE = "CRLSign,CertSign,KeyAgreement,DataEncipherment,KeyEncipherment,DigitalSignature"
@@ -473,71 +473,87 @@ SignerOpt = Annotated[
 ]
 
 
+EmailOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--email",
+        help="The user's mail address (SAN rfc822Name); with --csr, the addresses the "
+        "request names are added.",
+        show_default=False,
+    ),
+]
+UserSubjectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--subject",
+        help='Subject, Windows style, e.g. "E=test@example.net,CN=SMIME Tester 2048" '
+        "(default: the request's subject with --csr, else E=ADDR,CN=ADDR).",
+        show_default=False,
+    ),
+]
+UpnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--upn",
+        help="User principal name, added to the SAN as a Microsoft UPN otherName.",
+        metavar="NAME",
+    ),
+]
+SignerPfxOpt = Annotated[
+    Path | None,
+    typer.Option("--signer-pfx", help="The issuing CA as a .pfx with its key.", metavar="FILE"),
+]
+SignerPasswordFileOpt = Annotated[
+    Path | None,
+    typer.Option("--signer-password-file", help="Password file of --signer-pfx.", metavar="FILE"),
+]
+SignerPasswordEnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--signer-password-env",
+        help="Environment variable holding the password of --signer-pfx.",
+        metavar="NAME",
+    ),
+]
+CsrOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--csr",
+        help="Certify the public key of this PKCS#10 request (PEM or DER) instead of "
+        "making a key; no private key is written.",
+        metavar="FILE",
+    ),
+]
+ProfileOpt = Annotated[
+    str,
+    typer.Option(
+        "--profile",
+        help="powershell (like New-SelfSignedCertificate) or strict (CA/Browser Forum "
+        "S/MIME Baseline Requirements, mailbox-validated strict).",
+        metavar="powershell|strict",
+    ),
+]
+SmimeCapabilitiesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--smime-capabilities/--no-smime-capabilities",
+        help="Add the SMIMECapabilities extension (AES-256/128-GCM, AES-256/192/128-CBC, "
+        "RSAES-OAEP: the list sign puts in signatures).",
+    ),
+]
+
+
 def issue_user(
     *,
-    email: Annotated[
-        str | None,
-        typer.Option(
-            "--email",
-            help="The user's mail address (SAN rfc822Name); with --csr, the addresses the "
-            "request names are added.",
-            show_default=False,
-        ),
-    ] = None,
-    subject: Annotated[
-        str | None,
-        typer.Option(
-            "--subject",
-            help='Subject, Windows style, e.g. "E=test@example.net,CN=SMIME Tester 2048" '
-            "(default: the request's subject with --csr, else E=ADDR,CN=ADDR).",
-            show_default=False,
-        ),
-    ] = None,
-    upn: Annotated[
-        str | None,
-        typer.Option(
-            "--upn",
-            help="User principal name, added to the SAN as a Microsoft UPN otherName.",
-            metavar="NAME",
-        ),
-    ] = None,
+    email: EmailOpt = None,
+    subject: UserSubjectOpt = None,
+    upn: UpnOpt = None,
     signer: SignerOpt = None,
-    signer_pfx: Annotated[
-        Path | None,
-        typer.Option("--signer-pfx", help="The issuing CA as a .pfx with its key.", metavar="FILE"),
-    ] = None,
-    signer_password_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--signer-password-file", help="Password file of --signer-pfx.", metavar="FILE"
-        ),
-    ] = None,
-    signer_password_env: Annotated[
-        str | None,
-        typer.Option(
-            "--signer-password-env",
-            help="Environment variable holding the password of --signer-pfx.",
-            metavar="NAME",
-        ),
-    ] = None,
-    csr: Annotated[
-        Path | None,
-        typer.Option(
-            "--csr",
-            help="Certify the public key of this PKCS#10 request (PEM or DER) instead of "
-            "making a key; no private key is written.",
-            metavar="FILE",
-        ),
-    ] = None,
-    profile: Annotated[
-        str,
-        typer.Option(
-            "--profile",
-            help="powershell (like New-SelfSignedCertificate) or strict (CA/Browser Forum "
-            "S/MIME Baseline Requirements, mailbox-validated strict).",
-            metavar="powershell|strict",
-        ),
-    ] = "powershell",
+    signer_pfx: SignerPfxOpt = None,
+    signer_password_file: SignerPasswordFileOpt = None,
+    signer_password_env: SignerPasswordEnvOpt = None,
+    csr: CsrOpt = None,
+    profile: ProfileOpt = "powershell",
     key_algorithm: KeyAlgorithmOpt = "rsa",
     key_length: KeyLengthOpt = None,
     hash_name: HashOpt = "sha256",
@@ -545,14 +561,7 @@ def issue_user(
     not_before: NotBeforeOpt = None,
     not_after: NotAfterOpt = None,
     crl_url: CrlUrlOpt = None,
-    smime_capabilities: Annotated[
-        bool,
-        typer.Option(
-            "--smime-capabilities/--no-smime-capabilities",
-            help="Add the SMIMECapabilities extension (AES-256/128-GCM, AES-256/192/128-CBC, "
-            "RSAES-OAEP: the list sign puts in signatures).",
-        ),
-    ] = True,
+    smime_capabilities: SmimeCapabilitiesOpt = True,
     out_pfx: OutPfxOpt = None,
     out_cer: OutCerOpt = None,
     out_pem: OutPemOpt = None,
@@ -578,23 +587,19 @@ def issue_user(
     import datetime as dt
 
     from smimecli.errors import UsageError
-    from smimecli.lab import KeySpec, UserSpec, load_csr
+    from smimecli.lab import KeySpec
     from smimecli.lab import issue_user as build_user
 
-    request = None
-    if csr is not None:
-        if out_pfx is not None or out_key is not None:
-            raise UsageError(
-                "--csr: the private key stays with the requester, so --out-pfx and "
-                "--out-key are not available (use --out-pem or --out-cer)"
-            )
-        from smimecli.files import read_input
-
-        request = load_csr(read_input(csr), str(csr))
-    elif email is None:
+    if csr is not None and (out_pfx is not None or out_key is not None):
+        raise UsageError(
+            "--csr: the private key stays with the requester, so --out-pfx and "
+            "--out-key are not available (use --out-pem or --out-cer)"
+        )
+    if csr is None and email is None:
         raise UsageError("give --email ADDR (or --csr FILE naming the address)")
     start, end = _dates(not_before, not_after)
-    spec = UserSpec(
+    spec = _user_spec(
+        csr,
         email=email,
         subject=subject,
         upn=upn,
@@ -606,7 +611,6 @@ def issue_user(
         not_after=end,
         profile=profile,
         crl_url=crl_url,
-        csr=request,
     )
     _name, emails = spec.validate(dt.datetime.now(dt.UTC))
     outputs = _Outputs(out_pfx, out_cer, out_pem, out_key, pfx_encryption, force)
@@ -620,7 +624,7 @@ def issue_user(
     issuer = _load_signer(signer, signer_pfx, signer_password_file, signer_password_env, store)
     if store is None:
         store = _open_store(no_store)
-    store_name = "other" if request is not None else "my"
+    store_name = "other" if spec.csr is not None else "my"
     with _adding_to(store):
         issued = build_user(spec, issuer)
         _show(issued.notices)
@@ -641,8 +645,20 @@ def issue_user(
         "csr": None if csr is None else str(csr),
         "crl_url": crl_url,
     }
-    key_spec = spec.key if request is None else KeySpec.of_certificate(issued.cert)
+    key_spec = spec.key if spec.csr is None else KeySpec.of_certificate(issued.cert)
     _report(issued, key_spec, files, [] if no_store else [store_name], hash_name, json_out, extra)
+
+
+def _user_spec(csr: Path | None, **options: Any) -> UserSpec:
+    """The issue-user spec from its options, with the request read from ``csr`` if given."""
+    from smimecli.lab import UserSpec, load_csr
+
+    request = None
+    if csr is not None:
+        from smimecli.files import read_input
+
+        request = load_csr(read_input(csr), str(csr))
+    return UserSpec(csr=request, **options)
 
 
 def gen_ca(
@@ -768,33 +784,25 @@ def gen_crl(
     """
     import datetime as dt
 
-    from smimecli.certs.usable import issued_by
     from smimecli.cli.common import is_std, write_output
-    from smimecli.errors import DataError, UsageError
-    from smimecli.lab import Revoked, crl_bytes, make_crl
+    from smimecli.errors import UsageError
+    from smimecli.lab import crl_bytes, make_crl, revoke_in_store, stored_revocations
 
     if next_update <= 0:
         raise UsageError(f"--next-update must be at least 1 day (got {next_update})")
     if json_out and is_std(output):
         raise UsageError("--json needs -o FILE (standard output carries the CRL)")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    newly: list[dict[str, str]] = []
     with open_store(create=False) as store:
         ca = _load_signer(signer, None, None, None, store)
         with store.transaction():
-            for selector in revoke or []:
-                entry = store.select_one(selector)
-                if not issued_by(entry.cert, ca.cert):
-                    raise DataError(
-                        f"{entry.thumbprint} ({entry.subject}) was not issued by the CA "
-                        f"{_subject_of(ca.cert)}; give the CA that issued it as --signer"
-                    )
-                if store.revoke(entry.cert, now):
-                    info(f"revoked {entry.thumbprint}  {entry.subject}")
-                    newly.append({"thumbprint": entry.thumbprint, "subject": entry.subject})
-            listed = [Revoked(serial, at) for serial, at in store.revocations(ca.cert.subject)]
+            revoked_now = revoke_in_store(store, ca, revoke or [], now)
+            listed = stored_revocations(store, ca)
             crl = make_crl(ca, listed, next_update_days=next_update, hash_name=hash_name, now=now)
             write_output(crl_bytes(crl, der=der), output)
+    newly = [{"thumbprint": e.thumbprint, "subject": e.subject} for e in revoked_now]
+    for entry in newly:
+        info(f"revoked {entry['thumbprint']}  {entry['subject']}")
     info(f"CRL lists {len(listed)} revoked certificate(s)")
     if json_out:
         emit_json(

@@ -16,7 +16,7 @@ their public API, importable from ``smimecli.lab`` directly.
 """
 
 from smimecli.lab.capabilities import SMIME_CAPABILITIES_OID, smime_capabilities_der
-from smimecli.lab.crl import Revoked, crl_bytes, make_crl
+from smimecli.lab.crl import Revoked, crl_bytes, make_crl, revoke_in_store, stored_revocations
 from smimecli.lab.issuing import Issued, Signer
 from smimecli.lab.options import (
     DEFAULT_ROOT_KEY_USAGE,
@@ -59,5 +59,7 @@ __all__ = [
     "parse_key_usage",
     "parse_subject",
     "random_serial",
+    "revoke_in_store",
     "smime_capabilities_der",
+    "stored_revocations",
 ]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -13,6 +15,9 @@ from smimecli.certs import names
 from smimecli.errors import DataError, UsageError
 from smimecli.lab.issuing import Signer, authority_key_identifier
 from smimecli.lab.options import DEFAULT_CRL_DAYS, check_hash
+
+if TYPE_CHECKING:
+    from smimecli.certs.store import Store, StoredCert
 
 
 @dataclass(frozen=True)
@@ -74,3 +79,33 @@ def make_crl(
 def crl_bytes(crl: x509.CertificateRevocationList, *, der: bool = False) -> bytes:
     """The CRL as PEM, or DER with ``der``."""
     return crl.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM)
+
+
+def revoke_in_store(
+    store: Store, ca: Signer, selectors: Iterable[str], now: dt.datetime
+) -> list[StoredCert]:
+    """Record the certificates ``selectors`` name as revoked by ``ca`` at ``now``, in one
+    transaction; return those not revoked before.
+
+    Raises:
+        DataError: a certificate was not issued by ``ca`` (nothing is recorded then).
+    """
+    from smimecli.certs.usable import issued_by
+
+    newly: list[StoredCert] = []
+    with store.transaction():
+        for selector in selectors:
+            entry = store.select_one(selector)
+            if not issued_by(entry.cert, ca.cert):
+                raise DataError(
+                    f"{entry.thumbprint} ({entry.subject}) was not issued by the CA "
+                    f"{names.display_name(ca.cert.subject)}; give the CA that issued it as --signer"
+                )
+            if store.revoke(entry.cert, now):
+                newly.append(entry)
+    return newly
+
+
+def stored_revocations(store: Store, ca: Signer) -> list[Revoked]:
+    """Every certificate the store records as revoked by ``ca``, oldest first."""
+    return [Revoked(serial, at) for serial, at in store.revocations(ca.cert.subject)]
