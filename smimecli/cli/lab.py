@@ -133,6 +133,12 @@ CrlUrlOpt = Annotated[
 ]
 
 
+CaSubjectOpt = Annotated[
+    str,
+    typer.Option("--subject", help='Subject, Windows style: "CN=Name,O=\\"Org, Inc.\\",C=US".'),
+]
+
+
 def _dates(
     not_before: str | None, not_after: str | None
 ) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -308,6 +314,7 @@ def _report(
                 **extra,
                 "stores": stores,
                 "files": files,
+                "notices": [notice.to_json() for notice in issued.notices],
             }
         )
     else:
@@ -401,10 +408,7 @@ def _create_ca(
 
 def gen_root(
     *,
-    subject: Annotated[
-        str,
-        typer.Option("--subject", help='Subject, Windows style: "CN=Name,O=\\"Org, Inc.\\",C=US".'),
-    ] = "CN=Test Root V1",
+    subject: CaSubjectOpt = "CN=Test Root V1",
     key_algorithm: KeyAlgorithmOpt = "rsa",
     key_length: KeyLengthOpt = None,
     hash_name: HashOpt = "sha256",
@@ -671,10 +675,7 @@ def gen_ca(
             metavar="SELECTOR",
         ),
     ],
-    subject: Annotated[
-        str,
-        typer.Option("--subject", help='Subject, Windows style: "CN=Name,O=\\"Org, Inc.\\",C=US".'),
-    ] = "CN=Test Intermediate CA V1",
+    subject: CaSubjectOpt = "CN=Test Intermediate CA V1",
     key_algorithm: KeyAlgorithmOpt = "rsa",
     key_length: KeyLengthOpt = None,
     hash_name: HashOpt = "sha256",

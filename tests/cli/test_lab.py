@@ -921,3 +921,8 @@ def test_notices_shown_as_warnings(cli: Cli, tmp_path: Path) -> None:
     done = cli(["gen-ca", "--signer", "Test Root V1", "--no-store"])
     assert done.exit_code == 0, done.output
     assert "outlives its issuer" in done.stderr
+    done = cli(["gen-ca", "--signer", "Test Root V1", "--no-store", "--json"])
+    assert done.exit_code == 0, done.output
+    notices = json.loads(done.stdout)["notices"]
+    assert [n["code"] for n in notices] == ["outlives-issuer"]
+    assert notices[0]["text"] in done.stderr
