@@ -20,6 +20,7 @@ from smimecli.cli.common import (
     info,
     is_std,
     open_store,
+    show_notices,
     write_output,
 )
 from smimecli.text import printable
@@ -37,18 +38,6 @@ StoreNameOpt = Annotated[
         metavar="my|other|root|ca",
     ),
 ]
-_EXTENSIONS = {
-    ".cer": "cer",
-    ".crt": "cer",
-    ".der": "cer",
-    ".pem": "pem",
-    ".p7b": "p7b",
-    ".p7c": "p7b",
-    ".sst": "sst",
-    ".pfx": "pfx",
-    ".p12": "pfx",
-}
-_FORMATS = ("cer", "pem", "p7b", "pfx", "sst")
 
 
 @app.command("import")
@@ -77,8 +66,7 @@ def import_(
     otherwise); the signer's SMIMECapabilities and signing time are recorded with its
     certificate (the newest signature's win) and shown by 'certs list' and 'certs show'.
     """
-    from smimecli.certs.formats import CertList, load_certificates
-    from smimecli.certs.harvest import harvest_mail, is_signed_mail
+    from smimecli.certs import importing
     from smimecli.certs.store import check_store_name
     from smimecli.errors import DataError
     from smimecli.files import read_input
@@ -86,62 +74,30 @@ def import_(
 
     forced = check_store_name(store_name) if store_name else None
     password = read_password(password_file=password_file, password_env=password_env)
-    loaded: list[tuple[Path, CertList]] = []
-    signers: list[Any] = []
+    loaded: list[importing.ImportFile] = []
     for path in files:
         data = read_input(path)
-        if is_signed_mail(data):
-            # Signed mail: only what a signature that holds vouches for (65 otherwise).
-            harvest = harvest_mail(data, str(path))
-            loaded.append((path, harvest.entries))
-            signers.extend(harvest.signers)
-            continue
-        entries = load_with_password(
-            lambda secret: load_certificates(data, password=secret, source=str(path)),  # noqa: B023
-            password,
-            str(path),
+        loaded.append(
+            load_with_password(
+                lambda secret: importing.load_import(data, str(path), secret),  # noqa: B023
+                password,
+                str(path),
+            )
         )
-        loaded.append((path, entries))
-    skipped = sum(len(entries.skipped) for _, entries in loaded)
+        show_notices(loaded[-1].notices)
+    skipped = [message for file in loaded for message in file.entries.skipped]
     if strict and skipped:
         raise DataError(
-            f"{skipped} certificate(s) could not be parsed (--strict): nothing imported"
+            f"{len(skipped)} certificate(s) could not be parsed (--strict): nothing imported"
         )
-    records: list[dict[str, Any]] = []
-    with open_store(store_password_env, create=True) as store, store.transaction():
-        for path, entries in loaded:
-            for entry in entries:
-                target = forced or (
-                    "ca" if entry.chain else ("my" if entry.key is not None else "other")
-                )
-                store.add(
-                    entry.cert,
-                    key=entry.key,
-                    store_name=target,
-                    friendly_name=entry.friendly_name,
-                )
-                records.append(
-                    {
-                        "file": str(path),
-                        "thumbprint": entry.thumbprint,
-                        "store": target,
-                        "subject": _subject(entry.cert),
-                        "has_key": entry.key is not None,
-                        "friendly_name": entry.friendly_name,
-                    }
-                )
-                key_note = " (with private key)" if entry.key is not None else ""
-                info(f"{entry.thumbprint}  {target:<5}  {_subject(entry.cert)}{key_note}")
-        for details in signers:
-            store.record_harvest(details.cert, details.capabilities, details.signing_time)
-    info(f"imported {len(records)} certificate(s)" + (f", skipped {skipped}" if skipped else ""))
+    with open_store(store_password_env, create=True) as store:
+        added = importing.add_to_store(store, loaded, forced)
+    for record in added:
+        key_note = " (with private key)" if record.has_key else ""
+        info(f"{record.thumbprint}  {record.store:<5}  {record.subject}{key_note}")
+    info(f"imported {len(added)} certificate(s)" + (f", skipped {len(skipped)}" if skipped else ""))
     if json:
-        emit_json(
-            {
-                "imported": records,
-                "skipped": [message for _, entries in loaded for message in entries.skipped],
-            }
-        )
+        emit_json({"imported": [r.to_json() for r in added], "skipped": skipped})
 
 
 def _subject(cert: Any) -> str:
@@ -197,17 +153,9 @@ def export(
     from smimecli.certs import export as exporter
     from smimecli.errors import UsageError
 
-    chosen = (fmt or _EXTENSIONS.get(output.suffix.lower(), "")).lower()
-    if chosen not in _FORMATS:
-        raise UsageError(
-            f"cannot tell the export format from {output.name!r}: give --format "
-            f"({', '.join(_FORMATS)})"
-        )
+    chosen = exporter.choose_format(fmt, output)
     check_pfx_encryption(pfx_encryption)
-    if chosen in ("cer", "pfx") and len(selectors) != 1:
-        raise UsageError(f"--format {chosen} holds one certificate: give exactly one selector")
-    if with_private_key and chosen not in ("pfx", "pem"):
-        raise UsageError("--with-private-key needs --format pfx or pem")
+    exporter.check_request(chosen, len(selectors), with_private_key=with_private_key)
     if json and is_std(output):
         raise UsageError("--json needs -o FILE (standard output carries the export)")
     if not force and not is_std(output) and os.path.lexists(output):
@@ -242,7 +190,7 @@ def export(
             password=password,
             pfx_encryption=pfx_encryption,
         )
-    private = chosen == "pfx" or with_private_key
+    private = exporter.holds_private_key(chosen, with_private_key=with_private_key)
     write_output(data, output, mode=0o600 if private else None)
     info(f"wrote {len(picked)} certificate(s) to {output} ({chosen})")
     if json:
@@ -493,6 +441,7 @@ def verify(
     with open_store(create=False) as store:
         if is_file:
             entries = load_certificate_file(path)
+            show_notices(entries.notices)
             if not entries:
                 from smimecli.errors import DataError
 
