@@ -162,6 +162,46 @@ def export(
         from smimecli.errors import OutputError
 
         raise OutputError(f"{output} exists: refusing to replace it (use --force to overwrite)")
+    password = _export_password(
+        chosen, with_private_key, no_key_password, password_file, password_env
+    )
+    with open_store(store_password_env, readonly=True) as store:
+        picked = [store.select_one(selector) for selector in selectors]
+        data = exporter.export(
+            store,
+            picked,
+            chosen,
+            with_private_key=with_private_key,
+            password=password,
+            pfx_encryption=pfx_encryption,
+        )
+    private = exporter.holds_private_key(chosen, with_private_key=with_private_key)
+    write_output(data, output, mode=0o600 if private else None)
+    info(f"wrote {len(picked)} certificate(s) to {output} ({chosen})")
+    if json:
+        certificates = [{"thumbprint": c.thumbprint, "subject": _subject(c.cert)} for c in picked]
+        emit_json(
+            {
+                "output": str(output),
+                "format": chosen,
+                "private_key": private,
+                "certificates": certificates,
+            }
+        )
+
+
+def _export_password(
+    chosen: str,
+    with_private_key: bool,
+    no_key_password: bool,
+    password_file: Path | None,
+    password_env: str | None,
+) -> bytes | None:
+    """The export password: always for a .pfx (asked for on a terminal), for a PEM key
+    when one is given; 64 for a .pfx without one, or a PEM key left unencrypted without
+    --no-key-password."""
+    from smimecli.errors import UsageError
+
     password = None
     if chosen == "pfx" or (with_private_key and (password_file or password_env)):
         from smimecli.passwords import read_password
@@ -180,30 +220,7 @@ def export(
             "refusing to write an unencrypted private key: give --password-file or "
             "--password-env, or --no-key-password to write it in the clear on purpose"
         )
-    with open_store(store_password_env, readonly=True) as store:
-        picked = [store.select_one(selector) for selector in selectors]
-        data = exporter.export(
-            store,
-            picked,
-            chosen,
-            with_private_key=with_private_key,
-            password=password,
-            pfx_encryption=pfx_encryption,
-        )
-    private = exporter.holds_private_key(chosen, with_private_key=with_private_key)
-    write_output(data, output, mode=0o600 if private else None)
-    info(f"wrote {len(picked)} certificate(s) to {output} ({chosen})")
-    if json:
-        emit_json(
-            {
-                "output": str(output),
-                "format": chosen,
-                "private_key": private,
-                "certificates": [
-                    {"thumbprint": c.thumbprint, "subject": _subject(c.cert)} for c in picked
-                ],
-            }
-        )
+    return password
 
 
 @app.command("list")
@@ -236,21 +253,12 @@ def list_(
     import datetime as dt
 
     from smimecli.certs import info as certinfo
-    from smimecli.rules import model as rules
 
     limit = None
     if expiring is not None:
         limit = dt.datetime.now(dt.UTC) + _period(expiring)
     with open_store(readonly=True) as store:
-        if email and not rules.is_wildcard(email):
-            rows = store.by_email(email, store_name)
-        else:
-            rows = store.certificates(store_name)
-            if email:
-                pattern = certinfo.email_pattern(email)
-                rows = [r for r in rows if certinfo.matches_email(r, pattern)]
-        if limit is not None:
-            rows = [r for r in rows if r.cert.not_valid_after_utc <= limit]
+        rows = certinfo.select(store, store_name, email=email, until=limit)
         docs = [certinfo.summary(r) for r in rows]
         terminal = not json and sys.stdout.isatty()
         everyone = [c.thumbprint for c in store.certificates()] if terminal else []
@@ -423,17 +431,14 @@ def verify(
     not revoked and usable for --purpose; 77 otherwise (the reasons are printed); 65 when
     the file is not a certificate; 66 when the file is missing.
     """
-    import datetime as dt
     import os
 
-    from smimecli.certs import usable
+    from smimecli.certs import info as certinfo
     from smimecli.certs.formats import load_certificate_file
-    from smimecli.errors import InputError, UsageError
+    from smimecli.errors import DataError, InputError, UsageError
 
-    if purpose not in ("encrypt", "sign", "both"):
+    if purpose not in certinfo.PURPOSES:
         raise UsageError(f"unknown --purpose {purpose!r} (use encrypt, sign or both)")
-    now = dt.datetime.now(dt.UTC)
-    extra: list[Any] = []
     path = Path(target)
     is_file = path.exists() or os.sep in target or path.suffix.lower() in _CERT_SUFFIXES
     if is_file and not path.exists():
@@ -443,60 +448,20 @@ def verify(
             entries = load_certificate_file(path)
             show_notices(entries.notices)
             if not entries:
-                from smimecli.errors import DataError
-
                 raise DataError(f"{target} holds no certificate")
-            cert = entries[0].cert
             extra = [e.cert for e in entries[1:]]
-            name = str(path)
+            doc = certinfo.verification(
+                store, entries[0].cert, str(path), purpose=purpose, extra=extra
+            )
         else:
             stored = store.select_one(target)
-            cert = stored.cert
-            name = stored.thumbprint
-        roots = [c.cert for c in store.certificates("root")]
-        cas = [c.cert for c in store.certificates("ca")] + extra
-        chain = usable.chain_to_root(cert, roots, cas, at=now)
-        revoked = any(store.is_revoked(c) for c in (chain or [cert])[:-1] or [cert])
-    doc = _verify_doc(cert, name, chain, revoked, purpose, now)
+            doc = certinfo.verification(store, stored.cert, stored.thumbprint, purpose=purpose)
     if json:
         emit_json(doc)
     else:
         _print_verify(doc)
     if not doc["ok"]:
         raise typer.Exit(_VERIFY_UNTRUSTED)
-
-
-def _verify_doc(
-    cert: Any, name: str, chain: list[Any] | None, revoked: bool, purpose: str, now: Any
-) -> dict[str, Any]:
-    from smimecli.certs import names, usable
-
-    encrypt = usable.problems(cert, at=now)
-    sign = usable.signing_problems(cert, at=now)
-    problems: list[str] = []
-    if chain is None:
-        problems.append("does not chain to a trusted root of the store")
-    if revoked:
-        problems.append("revoked (recorded by gen-crl)")
-    wanted = {"encrypt": encrypt, "sign": sign, "both": encrypt + sign}[purpose]
-    for reason in wanted:
-        if reason not in problems:
-            problems.append(reason)
-    return {
-        "certificate": name,
-        "thumbprint": names.thumbprint(cert),
-        "subject": _subject(cert),
-        "not_before": cert.not_valid_before_utc.isoformat(),
-        "not_after": cert.not_valid_after_utc.isoformat(),
-        "trusted": chain is not None,
-        "chain": [] if chain is None else [_subject(c) for c in chain],
-        "revoked": revoked,
-        "encryption": {"usable": not encrypt, "problems": encrypt},
-        "signing": {"usable": not sign, "problems": sign},
-        "purpose": purpose,
-        "ok": not problems,
-        "problems": problems,
-    }
 
 
 def _print_verify(doc: dict[str, Any]) -> None:
