@@ -153,3 +153,17 @@ def test_global_store_password_env_decrypts_with_a_store_key(cli: Cli, pki: Pki)
     done = cli(["--store-password-env", "LAB_PASS", "decrypt"], input=encrypted.stdout, env=secret)
     assert done.exit_code == 0, done.output
     assert done.stdout.endswith(b"\n\nhi\n")
+
+
+def test_import_warns_of_a_key_without_its_certificate(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    bundle = tmp_path / "pair.pem"
+    bundle.write_bytes(pki.alice.cert_pem.read_bytes() + pki.bob.key_pem.read_bytes())
+    result = cli(["certs", "import", bundle])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"smimecli: warning: private key without its certificate in {bundle} ignored",
+        f"{pki.alice.thumbprint}  other  CN=Alice, E=alice@example.com",
+        "imported 1 certificate(s)",
+    ]
+    quiet = cli(["--quiet", "certs", "import", bundle])
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.output
