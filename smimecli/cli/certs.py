@@ -151,17 +151,11 @@ def export(
     was written.
     """
     from smimecli.certs import export as exporter
-    from smimecli.errors import UsageError
 
     chosen = exporter.choose_format(fmt, output)
     check_pfx_encryption(pfx_encryption)
     exporter.check_request(chosen, len(selectors), with_private_key=with_private_key)
-    if json and is_std(output):
-        raise UsageError("--json needs -o FILE (standard output carries the export)")
-    if not force and not is_std(output) and os.path.lexists(output):
-        from smimecli.errors import OutputError
-
-        raise OutputError(f"{output} exists: refusing to replace it (use --force to overwrite)")
+    _check_output(output, json=json, force=force)
     password = _export_password(
         chosen, with_private_key, no_key_password, password_file, password_env
     )
@@ -188,6 +182,16 @@ def export(
                 "certificates": certificates,
             }
         )
+
+
+def _check_output(output: Path, *, json: bool, force: bool) -> None:
+    """--json needs a file (64); an existing file is replaced only with --force (73)."""
+    from smimecli.errors import OutputError, UsageError
+
+    if json and is_std(output):
+        raise UsageError("--json needs -o FILE (standard output carries the export)")
+    if not force and not is_std(output) and os.path.lexists(output):
+        raise OutputError(f"{output} exists: refusing to replace it (use --force to overwrite)")
 
 
 def _export_password(
