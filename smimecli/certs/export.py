@@ -1,6 +1,14 @@
-"""Writing store certificates out in the Windows formats and PEM."""
+"""Writing store certificates out in the Windows formats and PEM.
+
+The format is ``cer`` (one DER certificate), ``pem``, ``p7b``, ``sst`` (several) or ``pfx``
+(one certificate with its chain, and its key on request); :func:`choose_format` takes it
+from the output file's extension when it is not given, and :func:`check_request` refuses
+what the format cannot hold.
+"""
 
 from __future__ import annotations
+
+from pathlib import PurePath
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -12,6 +20,46 @@ from smimecli.certs.pfx import write_pfx
 from smimecli.certs.sst import write_sst
 from smimecli.certs.store import Store, StoredCert
 from smimecli.errors import DataError, UsageError
+
+FORMATS = ("cer", "pem", "p7b", "pfx", "sst")
+EXTENSIONS = {
+    ".cer": "cer",
+    ".crt": "cer",
+    ".der": "cer",
+    ".pem": "pem",
+    ".p7b": "p7b",
+    ".p7c": "p7b",
+    ".sst": "sst",
+    ".pfx": "pfx",
+    ".p12": "pfx",
+}
+
+
+def choose_format(fmt: str | None, output: str | PurePath) -> str:
+    """The export format: ``fmt`` when given, else the one the output file's extension
+    names (``.cer``/``.crt``/``.der``, ``.pem``, ``.p7b``/``.p7c``, ``.sst``,
+    ``.pfx``/``.p12``); UsageError (64) when neither says."""
+    path = PurePath(output)
+    chosen = (fmt or EXTENSIONS.get(path.suffix.lower(), "")).lower()
+    if chosen not in FORMATS:
+        raise UsageError(
+            f"cannot tell the export format from {path.name!r}: give --format "
+            f"({', '.join(FORMATS)})"
+        )
+    return chosen
+
+
+def check_request(fmt: str, count: int, *, with_private_key: bool = False) -> None:
+    """Refuse (64) ``count`` certificates or a private key that ``fmt`` cannot hold."""
+    if fmt in ("cer", "pfx") and count != 1:
+        raise UsageError(f"--format {fmt} holds one certificate: give exactly one selector")
+    if with_private_key and fmt not in ("pfx", "pem"):
+        raise UsageError("--with-private-key needs --format pfx or pem")
+
+
+def holds_private_key(fmt: str, *, with_private_key: bool = False) -> bool:
+    """Whether the file holds a private key (a .pfx always counts: it is written 0600)."""
+    return fmt == "pfx" or with_private_key
 
 
 @names.quiet()

@@ -6,8 +6,11 @@ PKCS#7 certs-only (.p7b/.p7c, DER or PEM, also the PKCS#7 form of .sst), PKCS#12
 signed mail (.eml whose S/MIME signature carries certificates).
 
 A container whose structure is broken raises :class:`DataError` (65); a certificate inside
-an otherwise good container that cannot be parsed is skipped with one ``smimecli`` warning
-and counted in :attr:`CertList.skipped` (``certs import --strict`` turns that into 65).
+an otherwise good container that cannot be parsed is skipped, counted in
+:attr:`CertList.skipped` (``certs import --strict`` turns that into 65) and reported as a
+``skipped-certificate`` :class:`~smimecli.notices.Notice` in :attr:`CertList.notices`; a
+private key without its certificate is ignored with a ``key-without-certificate`` notice.
+Nothing is logged or printed: the caller shows the notices.
 A missing or wrong PKCS#12 password raises :class:`AuthError` (77).
 """
 
@@ -15,12 +18,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import bisect
 import functools
-import logging
 import re
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +29,18 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.utils import CryptographyDeprecationWarning
 
 from smimecli.certs import names, sst
+from smimecli.certs.pem import (
+    CERT_LABELS,
+    KEY_LABELS,
+    PKCS7_LABELS,
+    pem_blocks,
+    pem_body,
+    strip_trust,
+)
 from smimecli.cms import der
 from smimecli.errors import DataError
 from smimecli.files import read_input
-
-log = logging.getLogger("smimecli")
+from smimecli.notices import Notice
 
 PrivateKey = (
     rsa.RSAPrivateKey
@@ -44,55 +51,6 @@ PrivateKey = (
 )
 
 _OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
-_CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
-_PKCS7_LABELS = {b"PKCS7", b"CMS", b"PKCS #7 SIGNED DATA"}
-_KEY_LABELS = {
-    b"PRIVATE KEY",
-    b"ENCRYPTED PRIVATE KEY",
-    b"RSA PRIVATE KEY",
-    b"EC PRIVATE KEY",
-    b"DSA PRIVATE KEY",
-}
-# PEM blocks (RFC 7468): BEGIN and END lines found in one pass each, then paired, so a file
-# of many BEGIN lines without their END costs linear time (a backtracking regex spanning
-# BEGIN..END rescanned the rest of the file for each one). smimecli.certs.keys reads key files
-# with it too.
-_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,64})-----\r?\n")
-_PEM_END = re.compile(rb"-----END ([A-Z0-9 ]{1,64})-----")
-
-
-@dataclass
-class PemBlock:
-    """One PEM block: ``label`` (``CERTIFICATE``...), base64 ``body``, the ``whole`` block."""
-
-    label: bytes
-    body: bytes
-    whole: bytes
-
-
-def pem_blocks(data: bytes) -> Iterator[PemBlock]:
-    """Every PEM block of ``data``, in order: each BEGIN line with the first END line of the
-    same label after it; a BEGIN without its END is skipped."""
-    ends: dict[bytes, list[int]] = {}
-    for end in _PEM_END.finditer(data):
-        ends.setdefault(end.group(1), []).append(end.start())
-    pos = 0
-    while True:
-        begin = _PEM_BEGIN.search(data, pos)
-        if begin is None:
-            return
-        label = begin.group(1)
-        starts = ends.get(label, [])
-        index = bisect.bisect_left(starts, begin.end())
-        if index == len(starts):
-            pos = begin.start() + 1
-            continue
-        stop = starts[index]
-        close = stop + len(label) + 14  # "-----END " + label + "-----"
-        yield PemBlock(label, data[begin.end() : stop], data[begin.start() : close])
-        pos = close
-
-
 _BASE64_ONLY = re.compile(rb"^[A-Za-z0-9+/=\s]+$")
 
 
@@ -113,16 +71,23 @@ class CertEntry:
 
 
 class CertList(list[CertEntry]):
-    """The certificates of one file, plus the messages of the ones that were skipped."""
+    """The certificates of one file, the messages of the ones that were skipped, and the
+    notices for a person (``skipped-certificate``, ``key-without-certificate``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.skipped: list[str] = []
+        self.notices: list[Notice] = []
 
     def skip(self, message: str) -> None:
-        """Record and warn about one certificate that could not be parsed."""
+        """Record one certificate that could not be parsed (with its notice)."""
         self.skipped.append(message)
-        log.warning(message)
+        self.notices.append(Notice("skipped-certificate", message))
+
+    def lone_key(self, source: str) -> None:
+        """Record a private key that came without its certificate (it is ignored)."""
+        text = f"private key without its certificate{_where(source)} ignored"
+        self.notices.append(Notice("key-without-certificate", text))
 
 
 def load_der_certificate(der: bytes) -> x509.Certificate:
@@ -176,7 +141,7 @@ def holds_only_private_key(data: bytes) -> bool:
     """
     if b"-----BEGIN " in data[:65536]:
         labels = {block.label for block in pem_blocks(data)}
-        return bool(labels & _KEY_LABELS) and not labels & (_CERT_LABELS | _PKCS7_LABELS)
+        return bool(labels & KEY_LABELS) and not labels & (CERT_LABELS | PKCS7_LABELS)
     if _der_kind(data) not in ("pkcs12", "cert"):
         return False
     from asn1crypto import keys
@@ -280,7 +245,7 @@ def _from_pkcs12(data: bytes, password: bytes | None, source: str, out: CertList
     if bundle.cert is not None:
         out.append(CertEntry(bundle.cert.certificate, key, _friendly(bundle.cert.friendly_name)))
     elif key is not None:
-        log.warning(f"private key without its certificate{_where(source)} ignored")
+        out.lone_key(source)
     for extra in bundle.additional_certs:
         extra_cert = extra.certificate
         name = _friendly(extra.friendly_name)
@@ -293,50 +258,35 @@ def _friendly(raw: bytes | None) -> str | None:
     return raw.decode("utf-8", "replace")
 
 
-def _pem_body(body: bytes) -> bytes:
-    """Decode a PEM block's base64 body, without RFC 1421 ``Name: value`` header lines."""
-    text = b"".join(line for line in body.splitlines() if b":" not in line)
-    return base64.b64decode(text, validate=False)
-
-
 def _from_pem(data: bytes, password: bytes | None, source: str, out: CertList) -> None:
     keys: list[PrivateKey] = []
     found_any = False
     for index, block in enumerate(pem_blocks(data), 1):
         found_any = True
         label = block.label
-        if label in _CERT_LABELS:
+        if label in CERT_LABELS:
             try:
-                der = _pem_body(block.body)
+                der = pem_body(block.body)
             except (binascii.Error, ValueError) as exc:
                 out.skip(f"skipped PEM block {index}{_where(source)}: bad base64 ({_short(exc)})")
                 continue
             if label == b"TRUSTED CERTIFICATE":
-                der = _strip_trust(der)
+                der = strip_trust(der)
             try:
                 out.append(CertEntry(load_der_certificate(der)))
             except ValueError as exc:
                 out.skip(f"skipped certificate {index}{_where(source)}: {_short(exc)}")
-        elif label in _PKCS7_LABELS:
+        elif label in PKCS7_LABELS:
             try:
-                der = _pem_body(block.body)
+                der = pem_body(block.body)
             except (binascii.Error, ValueError) as exc:
                 raise DataError(f"corrupt PEM PKCS#7 block{_where(source)}: {_short(exc)}") from exc
             _from_pkcs7(der, source, out)
-        elif label in _KEY_LABELS:
+        elif label in KEY_LABELS:
             keys.append(_load_pem_key(block.whole, password, source))
     if not found_any:
         raise DataError(f"no PEM blocks{_where(source)}")
     _attach_keys(out, keys, source)
-
-
-def _strip_trust(blob: bytes) -> bytes:
-    """OpenSSL's TRUSTED CERTIFICATE is a certificate followed by trust settings."""
-    try:
-        _, start, length = der.read_header(blob, 0)
-    except ValueError:
-        return blob
-    return blob if length is None else blob[: start + length]
 
 
 def _load_pem_key(block: bytes, password: bytes | None, source: str) -> PrivateKey:
@@ -366,7 +316,7 @@ def _attach_keys(out: CertList, keys: list[PrivateKey], source: str) -> None:
             used.add(spki)
     for spki in by_public:
         if spki not in used:
-            log.warning(f"private key without its certificate{_where(source)} ignored")
+            out.lone_key(source)
 
 
 def _looks_like_mail(data: bytes) -> bool:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from smimecli.certs import names, usable
-from smimecli.certs.store import StoredCert, iso
+from smimecli.certs.store import Store, StoredCert, iso
 from smimecli.rules import model as rules
 
 _CA_STORES = {"root", "ca"}
@@ -156,3 +156,74 @@ def email_pattern(pattern: str) -> rules.Glob:
 def matches_email(stored: StoredCert, pattern: rules.Glob) -> bool:
     """Whether one of the certificate's addresses matches an :func:`email_pattern`."""
     return any(pattern.fullmatch(rules.normalize_address(a)) for a in stored.emails)
+
+
+def select(
+    store: Store,
+    store_name: str | None = None,
+    *,
+    email: str | None = None,
+    until: dt.datetime | None = None,
+) -> list[StoredCert]:
+    """The certificates ``certs list`` shows: of one store or all, naming an address that
+    matches ``email`` (an address, or a ``*``/``?`` pattern), expired or expiring by
+    ``until``; in the order they were added."""
+    if email and not rules.is_wildcard(email):
+        rows = store.by_email(email, store_name)
+    else:
+        rows = store.certificates(store_name)
+        if email:
+            pattern = email_pattern(email)
+            rows = [r for r in rows if matches_email(r, pattern)]
+    if until is not None:
+        rows = [r for r in rows if r.cert.not_valid_after_utc <= until]
+    return rows
+
+
+PURPOSES = ("encrypt", "sign", "both")
+
+
+def verification(
+    store: Store,
+    cert: x509.Certificate,
+    name: str,
+    *,
+    purpose: str = "both",
+    extra: list[x509.Certificate] | None = None,
+    at: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """What ``certs verify`` reports: the chain through the store's ``ca`` certificates
+    (and ``extra`` ones) to a ``root``, revocation as gen-crl recorded it, validity and
+    usability for ``purpose`` (``encrypt``, ``sign`` or ``both``); ``ok`` when nothing
+    is wrong. ``name`` is how the report names the certificate (a file, a thumbprint)."""
+    now = at or dt.datetime.now(dt.UTC)
+    roots = [c.cert for c in store.certificates("root")]
+    cas = [c.cert for c in store.certificates("ca")] + list(extra or [])
+    chain = usable.chain_to_root(cert, roots, cas, at=now)
+    revoked = any(store.is_revoked(c) for c in (chain or [cert])[:-1] or [cert])
+    encrypt = usable.problems(cert, at=now)
+    sign = usable.signing_problems(cert, at=now)
+    problems: list[str] = []
+    if chain is None:
+        problems.append("does not chain to a trusted root of the store")
+    if revoked:
+        problems.append("revoked (recorded by gen-crl)")
+    wanted = {"encrypt": encrypt, "sign": sign, "both": encrypt + sign}[purpose]
+    for reason in wanted:
+        if reason not in problems:
+            problems.append(reason)
+    return {
+        "certificate": name,
+        "thumbprint": names.thumbprint(cert),
+        "subject": names.display_name(cert.subject),
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "trusted": chain is not None,
+        "chain": [] if chain is None else [names.display_name(c.subject) for c in chain],
+        "revoked": revoked,
+        "encryption": {"usable": not encrypt, "problems": encrypt},
+        "signing": {"usable": not sign, "problems": sign},
+        "purpose": purpose,
+        "ok": not problems,
+        "problems": problems,
+    }

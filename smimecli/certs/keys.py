@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from smimecli.certs.formats import pem_blocks
+from smimecli.certs.pem import pem_blocks
 from smimecli.errors import AuthError, DataError
 from smimecli.files import read_input
 

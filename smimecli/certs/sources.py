@@ -11,7 +11,11 @@ Stable names (the rules engine builds on them):
 - :class:`SstSource` ``(path)``: a serialized store.
 - :class:`CerSource` ``(path)``: a file holding exactly one certificate (else ConfigError).
 - :class:`DirSource` ``(path)``: every certificate file in a folder (not recursive);
-  unreadable files are skipped with a warning.
+  unreadable files are skipped with a ``skipped-file`` notice.
+
+File sources never log or print: what a person should hear about (a file skipped, a
+certificate inside a file skipped, a key without its certificate) is kept as
+:class:`~smimecli.notices.Notice` values in the source's ``notices`` once it is loaded.
 
 File sources load lazily, once, on the first call. A file that cannot be read or parsed is
 a :class:`ConfigError` (78) naming the file: it is a problem of the rules configuration.
@@ -22,7 +26,6 @@ Every entry is a :class:`~smimecli.certs.formats.CertEntry` (``.cert``, ``.key``
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -30,8 +33,7 @@ from smimecli.certs import names
 from smimecli.certs.formats import CertEntry, load_certificates
 from smimecli.certs.store import Store, check_store_name
 from smimecli.errors import ConfigError, SmimeError
-
-log = logging.getLogger("smimecli")
+from smimecli.notices import Notice
 
 
 @runtime_checkable
@@ -95,6 +97,7 @@ class _PathSource:
         self.path = Path(path)
         self.password = password
         self._entries: list[CertEntry] | None = None
+        self.notices: list[Notice] = []  # filled when the source is loaded
         self._index: dict[str, list[CertEntry]] | None = None
 
     def _load(self) -> list[CertEntry]:
@@ -131,9 +134,11 @@ class _FileSource(_PathSource):
                 f"cannot read {self.kind} source {self.path}: {exc.strerror or exc}"
             ) from exc
         try:
-            return list(load_certificates(data, password=self.password, source=str(self.path)))
+            loaded = load_certificates(data, password=self.password, source=str(self.path))
         except SmimeError as exc:
             raise ConfigError(f"{self.kind} source unusable: {exc.message}") from exc
+        self.notices.extend(loaded.notices)
+        return list(loaded)
 
 
 class PfxSource(_FileSource):
@@ -163,7 +168,7 @@ class CerSource(_FileSource):
 
 
 class DirSource(_PathSource):
-    """Every certificate file in a folder; unreadable files warn and are skipped."""
+    """Every certificate file in a folder; unreadable files are skipped (``skipped-file``)."""
 
     kind = "dir"
 
@@ -184,8 +189,10 @@ class DirSource(_PathSource):
                     file.read_bytes(), password=self.password, source=str(file)
                 )
             except (OSError, SmimeError) as exc:
-                log.warning(f"skipped {file}: {getattr(exc, 'message', None) or exc}")
+                text = f"skipped {file}: {getattr(exc, 'message', None) or exc}"
+                self.notices.append(Notice("skipped-file", text))
                 continue
+            self.notices.extend(loaded.notices)
             for entry in loaded:
                 if entry.thumbprint not in seen:
                     seen.add(entry.thumbprint)

@@ -227,6 +227,16 @@ def _connect(path: Path, timeout: float, *, readonly: bool, immutable: bool = Fa
     )
 
 
+def _create_file(folder: Path, path: Path) -> None:
+    """Make the store folder (0700) and an empty database file (0600); 78 when refused."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except OSError as exc:
+        raise ConfigError(f"cannot create certificate store {path}: {exc.strerror or exc}") from exc
+
+
 class Store:
     """The SQLite certificate store. Open it with :meth:`Store.open`."""
 
@@ -280,14 +290,7 @@ class Store:
                     f"no certificate store in {folder} (check --store or SMIMECLI_STORE; "
                     "'smimecli certs import' creates one)"
                 )
-            try:
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-                os.close(fd)
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot create certificate store {path}: {exc.strerror or exc}"
-                ) from exc
+            _create_file(folder, path)
         try:
             store = cls._connect_setup(path, passphrase, timeout, readonly=readonly)
             store.created = not present

@@ -81,9 +81,8 @@ def root(
     if store_password_env is not None:
         from smimecli.passwords import read_password
 
-        # The store reads SMIMECLI_STORE_PASSWORD wherever it is opened (this process only).
-        passphrase = read_password(password_env=store_password_env) or b""
-        os.environ["SMIMECLI_STORE_PASSWORD"] = passphrase.decode("utf-8")
+        # Passed to every store the command opens (never through the environment).
+        STATE.store_passphrase = read_password(password_env=store_password_env) or b""
     STATE.store = store
     STATE.verbose = verbose
     STATE.quiet = quiet
@@ -331,6 +330,7 @@ def _main(argv: list[str] | None = None) -> int:
     args = hoist_global_options(command, args)
     verbose = "--verbose" in args or "-v" in args
     STATE.store = None
+    STATE.store_passphrase = None
     STATE.verbose = verbose
     STATE.quiet = False
     previous: dict[signal.Signals, Any] = {}

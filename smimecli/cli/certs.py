@@ -20,6 +20,7 @@ from smimecli.cli.common import (
     info,
     is_std,
     open_store,
+    show_notices,
     write_output,
 )
 from smimecli.text import printable
@@ -37,18 +38,6 @@ StoreNameOpt = Annotated[
         metavar="my|other|root|ca",
     ),
 ]
-_EXTENSIONS = {
-    ".cer": "cer",
-    ".crt": "cer",
-    ".der": "cer",
-    ".pem": "pem",
-    ".p7b": "p7b",
-    ".p7c": "p7b",
-    ".sst": "sst",
-    ".pfx": "pfx",
-    ".p12": "pfx",
-}
-_FORMATS = ("cer", "pem", "p7b", "pfx", "sst")
 
 
 @app.command("import")
@@ -77,8 +66,7 @@ def import_(
     otherwise); the signer's SMIMECapabilities and signing time are recorded with its
     certificate (the newest signature's win) and shown by 'certs list' and 'certs show'.
     """
-    from smimecli.certs.formats import CertList, load_certificates
-    from smimecli.certs.harvest import harvest_mail, is_signed_mail
+    from smimecli.certs import importing
     from smimecli.certs.store import check_store_name
     from smimecli.errors import DataError
     from smimecli.files import read_input
@@ -86,62 +74,30 @@ def import_(
 
     forced = check_store_name(store_name) if store_name else None
     password = read_password(password_file=password_file, password_env=password_env)
-    loaded: list[tuple[Path, CertList]] = []
-    signers: list[Any] = []
+    loaded: list[importing.ImportFile] = []
     for path in files:
         data = read_input(path)
-        if is_signed_mail(data):
-            # Signed mail: only what a signature that holds vouches for (65 otherwise).
-            harvest = harvest_mail(data, str(path))
-            loaded.append((path, harvest.entries))
-            signers.extend(harvest.signers)
-            continue
-        entries = load_with_password(
-            lambda secret: load_certificates(data, password=secret, source=str(path)),  # noqa: B023
-            password,
-            str(path),
+        loaded.append(
+            load_with_password(
+                lambda secret: importing.load_import(data, str(path), secret),  # noqa: B023
+                password,
+                str(path),
+            )
         )
-        loaded.append((path, entries))
-    skipped = sum(len(entries.skipped) for _, entries in loaded)
+        show_notices(loaded[-1].notices)
+    skipped = [message for file in loaded for message in file.entries.skipped]
     if strict and skipped:
         raise DataError(
-            f"{skipped} certificate(s) could not be parsed (--strict): nothing imported"
+            f"{len(skipped)} certificate(s) could not be parsed (--strict): nothing imported"
         )
-    records: list[dict[str, Any]] = []
-    with open_store(store_password_env, create=True) as store, store.transaction():
-        for path, entries in loaded:
-            for entry in entries:
-                target = forced or (
-                    "ca" if entry.chain else ("my" if entry.key is not None else "other")
-                )
-                store.add(
-                    entry.cert,
-                    key=entry.key,
-                    store_name=target,
-                    friendly_name=entry.friendly_name,
-                )
-                records.append(
-                    {
-                        "file": str(path),
-                        "thumbprint": entry.thumbprint,
-                        "store": target,
-                        "subject": _subject(entry.cert),
-                        "has_key": entry.key is not None,
-                        "friendly_name": entry.friendly_name,
-                    }
-                )
-                key_note = " (with private key)" if entry.key is not None else ""
-                info(f"{entry.thumbprint}  {target:<5}  {_subject(entry.cert)}{key_note}")
-        for details in signers:
-            store.record_harvest(details.cert, details.capabilities, details.signing_time)
-    info(f"imported {len(records)} certificate(s)" + (f", skipped {skipped}" if skipped else ""))
+    with open_store(store_password_env, create=True) as store:
+        added = importing.add_to_store(store, loaded, forced)
+    for record in added:
+        key_note = " (with private key)" if record.has_key else ""
+        info(f"{record.thumbprint}  {record.store:<5}  {record.subject}{key_note}")
+    info(f"imported {len(added)} certificate(s)" + (f", skipped {len(skipped)}" if skipped else ""))
     if json:
-        emit_json(
-            {
-                "imported": records,
-                "skipped": [message for _, entries in loaded for message in entries.skipped],
-            }
-        )
+        emit_json({"imported": [r.to_json() for r in added], "skipped": skipped})
 
 
 def _subject(cert: Any) -> str:
@@ -195,25 +151,61 @@ def export(
     was written.
     """
     from smimecli.certs import export as exporter
-    from smimecli.errors import UsageError
 
-    chosen = (fmt or _EXTENSIONS.get(output.suffix.lower(), "")).lower()
-    if chosen not in _FORMATS:
-        raise UsageError(
-            f"cannot tell the export format from {output.name!r}: give --format "
-            f"({', '.join(_FORMATS)})"
-        )
+    chosen = exporter.choose_format(fmt, output)
     check_pfx_encryption(pfx_encryption)
-    if chosen in ("cer", "pfx") and len(selectors) != 1:
-        raise UsageError(f"--format {chosen} holds one certificate: give exactly one selector")
-    if with_private_key and chosen not in ("pfx", "pem"):
-        raise UsageError("--with-private-key needs --format pfx or pem")
+    exporter.check_request(chosen, len(selectors), with_private_key=with_private_key)
+    _check_output(output, json=json, force=force)
+    password = _export_password(
+        chosen, with_private_key, no_key_password, password_file, password_env
+    )
+    with open_store(store_password_env, readonly=True) as store:
+        picked = [store.select_one(selector) for selector in selectors]
+        data = exporter.export(
+            store,
+            picked,
+            chosen,
+            with_private_key=with_private_key,
+            password=password,
+            pfx_encryption=pfx_encryption,
+        )
+    private = exporter.holds_private_key(chosen, with_private_key=with_private_key)
+    write_output(data, output, mode=0o600 if private else None)
+    info(f"wrote {len(picked)} certificate(s) to {output} ({chosen})")
+    if json:
+        certificates = [{"thumbprint": c.thumbprint, "subject": _subject(c.cert)} for c in picked]
+        emit_json(
+            {
+                "output": str(output),
+                "format": chosen,
+                "private_key": private,
+                "certificates": certificates,
+            }
+        )
+
+
+def _check_output(output: Path, *, json: bool, force: bool) -> None:
+    """--json needs a file (64); an existing file is replaced only with --force (73)."""
+    from smimecli.errors import OutputError, UsageError
+
     if json and is_std(output):
         raise UsageError("--json needs -o FILE (standard output carries the export)")
     if not force and not is_std(output) and os.path.lexists(output):
-        from smimecli.errors import OutputError
-
         raise OutputError(f"{output} exists: refusing to replace it (use --force to overwrite)")
+
+
+def _export_password(
+    chosen: str,
+    with_private_key: bool,
+    no_key_password: bool,
+    password_file: Path | None,
+    password_env: str | None,
+) -> bytes | None:
+    """The export password: always for a .pfx (asked for on a terminal), for a PEM key
+    when one is given; 64 for a .pfx without one, or a PEM key left unencrypted without
+    --no-key-password."""
+    from smimecli.errors import UsageError
+
     password = None
     if chosen == "pfx" or (with_private_key and (password_file or password_env)):
         from smimecli.passwords import read_password
@@ -232,30 +224,7 @@ def export(
             "refusing to write an unencrypted private key: give --password-file or "
             "--password-env, or --no-key-password to write it in the clear on purpose"
         )
-    with open_store(store_password_env, readonly=True) as store:
-        picked = [store.select_one(selector) for selector in selectors]
-        data = exporter.export(
-            store,
-            picked,
-            chosen,
-            with_private_key=with_private_key,
-            password=password,
-            pfx_encryption=pfx_encryption,
-        )
-    private = chosen == "pfx" or with_private_key
-    write_output(data, output, mode=0o600 if private else None)
-    info(f"wrote {len(picked)} certificate(s) to {output} ({chosen})")
-    if json:
-        emit_json(
-            {
-                "output": str(output),
-                "format": chosen,
-                "private_key": private,
-                "certificates": [
-                    {"thumbprint": c.thumbprint, "subject": _subject(c.cert)} for c in picked
-                ],
-            }
-        )
+    return password
 
 
 @app.command("list")
@@ -288,21 +257,12 @@ def list_(
     import datetime as dt
 
     from smimecli.certs import info as certinfo
-    from smimecli.rules import model as rules
 
     limit = None
     if expiring is not None:
         limit = dt.datetime.now(dt.UTC) + _period(expiring)
     with open_store(readonly=True) as store:
-        if email and not rules.is_wildcard(email):
-            rows = store.by_email(email, store_name)
-        else:
-            rows = store.certificates(store_name)
-            if email:
-                pattern = certinfo.email_pattern(email)
-                rows = [r for r in rows if certinfo.matches_email(r, pattern)]
-        if limit is not None:
-            rows = [r for r in rows if r.cert.not_valid_after_utc <= limit]
+        rows = certinfo.select(store, store_name, email=email, until=limit)
         docs = [certinfo.summary(r) for r in rows]
         terminal = not json and sys.stdout.isatty()
         everyone = [c.thumbprint for c in store.certificates()] if terminal else []
@@ -475,17 +435,14 @@ def verify(
     not revoked and usable for --purpose; 77 otherwise (the reasons are printed); 65 when
     the file is not a certificate; 66 when the file is missing.
     """
-    import datetime as dt
     import os
 
-    from smimecli.certs import usable
+    from smimecli.certs import info as certinfo
     from smimecli.certs.formats import load_certificate_file
-    from smimecli.errors import InputError, UsageError
+    from smimecli.errors import DataError, InputError, UsageError
 
-    if purpose not in ("encrypt", "sign", "both"):
+    if purpose not in certinfo.PURPOSES:
         raise UsageError(f"unknown --purpose {purpose!r} (use encrypt, sign or both)")
-    now = dt.datetime.now(dt.UTC)
-    extra: list[Any] = []
     path = Path(target)
     is_file = path.exists() or os.sep in target or path.suffix.lower() in _CERT_SUFFIXES
     if is_file and not path.exists():
@@ -493,61 +450,22 @@ def verify(
     with open_store(create=False) as store:
         if is_file:
             entries = load_certificate_file(path)
+            show_notices(entries.notices)
             if not entries:
-                from smimecli.errors import DataError
-
                 raise DataError(f"{target} holds no certificate")
-            cert = entries[0].cert
             extra = [e.cert for e in entries[1:]]
-            name = str(path)
+            doc = certinfo.verification(
+                store, entries[0].cert, str(path), purpose=purpose, extra=extra
+            )
         else:
             stored = store.select_one(target)
-            cert = stored.cert
-            name = stored.thumbprint
-        roots = [c.cert for c in store.certificates("root")]
-        cas = [c.cert for c in store.certificates("ca")] + extra
-        chain = usable.chain_to_root(cert, roots, cas, at=now)
-        revoked = any(store.is_revoked(c) for c in (chain or [cert])[:-1] or [cert])
-    doc = _verify_doc(cert, name, chain, revoked, purpose, now)
+            doc = certinfo.verification(store, stored.cert, stored.thumbprint, purpose=purpose)
     if json:
         emit_json(doc)
     else:
         _print_verify(doc)
     if not doc["ok"]:
         raise typer.Exit(_VERIFY_UNTRUSTED)
-
-
-def _verify_doc(
-    cert: Any, name: str, chain: list[Any] | None, revoked: bool, purpose: str, now: Any
-) -> dict[str, Any]:
-    from smimecli.certs import names, usable
-
-    encrypt = usable.problems(cert, at=now)
-    sign = usable.signing_problems(cert, at=now)
-    problems: list[str] = []
-    if chain is None:
-        problems.append("does not chain to a trusted root of the store")
-    if revoked:
-        problems.append("revoked (recorded by gen-crl)")
-    wanted = {"encrypt": encrypt, "sign": sign, "both": encrypt + sign}[purpose]
-    for reason in wanted:
-        if reason not in problems:
-            problems.append(reason)
-    return {
-        "certificate": name,
-        "thumbprint": names.thumbprint(cert),
-        "subject": _subject(cert),
-        "not_before": cert.not_valid_before_utc.isoformat(),
-        "not_after": cert.not_valid_after_utc.isoformat(),
-        "trusted": chain is not None,
-        "chain": [] if chain is None else [_subject(c) for c in chain],
-        "revoked": revoked,
-        "encryption": {"usable": not encrypt, "problems": encrypt},
-        "signing": {"usable": not sign, "problems": sign},
-        "purpose": purpose,
-        "ok": not problems,
-        "problems": problems,
-    }
 
 
 def _print_verify(doc: dict[str, Any]) -> None:

@@ -18,7 +18,10 @@ import typer
 from smimecli.text import printable
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from smimecli.certs.store import Store
+    from smimecli.notices import Notice
 
 # --- shared option types -------------------------------------------------------------------
 
@@ -72,6 +75,8 @@ class State:
     store: Path | None = None
     verbose: bool = False
     quiet: bool = False
+    # The root's --store-password-env: the store passphrase, passed to every store opened.
+    store_passphrase: bytes | None = None
 
     def store_dir(self) -> Path:
         """The store folder: --store, else :func:`smimecli.certs.store.default_store_dir`."""
@@ -93,14 +98,17 @@ def state() -> State:
 def open_store(
     store_password_env: str | None = None, *, create: bool = False, readonly: bool = False
 ) -> Store:
-    """The store of --store; a command's own --store-password-env gives the passphrase
-    (an unset variable is a usage error; without the option the store reads its own).
+    """The store of --store; a command's own --store-password-env gives the passphrase,
+    else the root's (an unset variable is a usage error; without either the store reads
+    SMIMECLI_STORE_PASSWORD).
     Only commands that add certificates pass ``create``; commands that only read pass
     ``readonly`` (a missing store is 78 either way)."""
     from smimecli.certs.store import Store
     from smimecli.passwords import read_password
 
     passphrase = read_password(password_env=store_password_env)
+    if passphrase is None:
+        passphrase = STATE.store_passphrase
     return Store.open(STATE.store_dir(), create=create, readonly=readonly, passphrase=passphrase)
 
 
@@ -212,6 +220,17 @@ def emit_json_line(record: Any) -> None:
 
     sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def show_notices(notices: Iterable[Notice]) -> None:
+    """Library notices as ``smimecli: warning: ...`` lines on stderr, unless --quiet."""
+    if STATE.quiet:
+        return
+    for notice in notices:
+        try:
+            print(f"smimecli: warning: {printable(notice.text)}", file=sys.stderr)
+        except (BrokenPipeError, ValueError):
+            pass
 
 
 def info(message: str) -> None:

@@ -113,7 +113,11 @@ def decrypt(
         from smimecli.errors import UsageError
 
         raise UsageError("--cert needs --key (the store's certificates carry their own)")
-    lookup = store_key_lookup(state().store_dir()) if identity is None else None
+    lookup = (
+        store_key_lookup(state().store_dir(), state().store_passphrase)
+        if identity is None
+        else None
+    )
     finder = lazy_store_finder(state().store_dir())
     layers: list[Any] = []
     with contextlib.ExitStack() as stack:

@@ -29,6 +29,7 @@ from smimecli.cli.common import (
     input_name,
     is_std,
     open_store,
+    show_notices,
     state,
     stdin_binary,
     stdout_binary,
@@ -84,6 +85,7 @@ def _load_recipients(
             password,
             str(path),
         )
+        show_notices(entries.notices)
         # A bundle (.pfx with its chain, .p7b) names its CA certificates too: encrypt to the
         # end-entity ones. A file holding one certificate is used whatever it is.
         certs = [e.cert for e in entries if not e.chain and not is_ca(e.cert)]

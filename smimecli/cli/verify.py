@@ -14,6 +14,7 @@ from smimecli.cli.common import (
     info,
     input_name,
     is_std,
+    show_notices,
     state,
     stdin_binary,
     write_output,
@@ -41,6 +42,7 @@ def _load_cas(paths: list[Path]) -> list[Any]:
     out: list[Any] = []
     for path in paths:
         entries = load_certificate_file(path)
+        show_notices(entries.notices)
         if not entries:
             raise DataError(f"--ca {path} holds no certificate")
         out.extend(e.cert for e in entries)

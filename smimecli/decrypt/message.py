@@ -537,14 +537,15 @@ def _store_rows(store: Any, rid: RecipientId) -> list[Any]:
     return []
 
 
-def store_key_lookup(folder: Any) -> KeyLookup:
-    """A key lookup in the store's certificates with private keys (``decrypt`` without --key)."""
+def store_key_lookup(folder: Any, passphrase: bytes | None = None) -> KeyLookup:
+    """A key lookup in the store's certificates with private keys (``decrypt`` without --key);
+    ``passphrase`` decrypts the store's keys (default ``$SMIMECLI_STORE_PASSWORD``)."""
 
     def lookup(recipients: list[RecipientEntry]) -> list[KeyIdentity]:
         from smimecli.certs.store import Store
 
         # The keys must come from the store: a missing one is 78, not "no key" (77).
-        store: Any = Store.open(folder, readonly=True)
+        store: Any = Store.open(folder, readonly=True, passphrase=passphrase)
         found: list[KeyIdentity] = []
         seen: set[str] = set()
         with store:

@@ -144,12 +144,34 @@ def test_truncated_containers(pki: Pki) -> None:
         load_certificates(pfx[: len(pfx) // 2], password=PASSWORD)
 
 
-def test_bad_certificate_inside_pem_is_skipped(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_certificate_inside_pem_is_skipped(
+    pki: Pki, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     junk = b"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n"
-    with caplog.at_level(logging.WARNING, logger="smimecli"):
+    with caplog.at_level(logging.DEBUG):
         loaded = load_certificates(junk + pki.bob.cert_pem.read_bytes(), source="mixed.pem")
     assert [e.thumbprint for e in loaded] == [pki.bob.thumbprint]
     assert len(loaded.skipped) == 1 and "mixed.pem" in loaded.skipped[0]
+    # The skip is a returned notice: nothing logged, nothing printed.
+    assert [(n.code, n.text) for n in loaded.notices] == [
+        ("skipped-certificate", loaded.skipped[0])
+    ]
+    assert caplog.records == []
+    assert capsys.readouterr() == ("", "")
+
+
+def test_key_without_certificate_is_a_notice(
+    pki: Pki, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = pki.bob.key_pem.read_bytes()
+    with caplog.at_level(logging.DEBUG):
+        loaded = load_certificates(pki.alice.cert_pem.read_bytes() + key, source="pair.pem")
+    assert [e.key for e in loaded] == [None]
+    assert [(n.code, n.text) for n in loaded.notices] == [
+        ("key-without-certificate", "private key without its certificate in pair.pem ignored")
+    ]
+    assert caplog.records == []
+    assert capsys.readouterr() == ("", "")
 
 
 def test_missing_file_is_input_error(tmp_path: object) -> None:
