@@ -80,7 +80,8 @@ def run_demo(
     import shlex
 
     from smimecli.certs.store import Store
-    from smimecli.decrypt.message import inspect_message, store_finder, store_key_lookup
+    from smimecli.decrypt.inspect import inspect_message
+    from smimecli.decrypt.keys import store_finder, store_key_lookup
     from smimecli.lab import certificates as lab
     from smimecli.rules.plan import Outcome, encrypt_with_rules
 

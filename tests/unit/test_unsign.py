@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from smimecli.decrypt import unsign
-from smimecli.decrypt.message import decrypt_message, inspect_message
+from smimecli.decrypt.inspect import inspect_message
+from smimecli.decrypt.message import decrypt_message
 from smimecli.decrypt.unsign import MAX_SIGNATURE_LAYERS, SignedOnlyError
 from smimecli.errors import AuthError, DataError
 
@@ -40,16 +41,19 @@ def _message(entity: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("detached", [True, False], ids=["multipart", "opaque"])
-def test_signed_outside_decrypts_and_warns(pki, caplog, detached) -> None:
+def test_signed_outside_decrypts_and_notices(pki, caplog, capsys, detached) -> None:
     msg = _message(_sign(_envelope(pki.bob.cert), pki.alice, detached=detached))
     out = io.BytesIO()
-    with caplog.at_level(logging.WARNING, logger="smimecli"):
-        decrypt_message(io.BytesIO(msg), out, pki.bob.key, pki.bob.cert)
+    with caplog.at_level(logging.DEBUG):
+        result = decrypt_message(io.BytesIO(msg), out, pki.bob.key, pki.bob.cert)
     assert out.getvalue() == OUTER + ENTITY
-    warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1, warnings
-    assert "was not verified: smimecli does not verify signatures yet" in warnings[0]
-    assert pki.alice.email in warnings[0]
+    # A library call says nothing itself: the warning is a value in its result.
+    assert caplog.records == []
+    assert capsys.readouterr() == ("", "")
+    (notice,) = result.notices
+    assert notice.code == "unverified-signature"
+    assert "was not verified: smimecli does not verify signatures yet" in notice.text
+    assert pki.alice.email in notice.text
     report = inspect_message(io.BytesIO(msg))
     assert (report.content_type, report.signature_layers) == ("enveloped-data", 1)
     assert len(report.recipients) == 1
@@ -64,16 +68,18 @@ def test_lf_message_keeps_lf(pki) -> None:
     assert out.getvalue() == (OUTER + ENTITY).replace(b"\r\n", b"\n")
 
 
-def test_nested_layers_are_unwrapped(pki, caplog) -> None:
+def test_nested_layers_are_unwrapped(pki) -> None:
     entity = _envelope(pki.bob.cert)
     for number in range(MAX_SIGNATURE_LAYERS):
         entity = _sign(entity, pki.alice if number % 2 else pki.carol_ec, detached=number % 3 == 0)
     msg = _message(entity)
     out = io.BytesIO()
-    with caplog.at_level(logging.WARNING, logger="smimecli"):
-        decrypt_message(io.BytesIO(msg), out, pki.bob.key, pki.bob.cert)
+    result = decrypt_message(io.BytesIO(msg), out, pki.bob.key, pki.bob.cert)
     assert out.getvalue() == OUTER + ENTITY
-    assert len(caplog.records) == MAX_SIGNATURE_LAYERS
+    assert len(result.notices) == MAX_SIGNATURE_LAYERS
+    # Outermost first: the last signature made (carol, number 7 is odd: alice) comes first.
+    assert pki.alice.email in result.notices[0].text
+    assert pki.carol_ec.email in result.notices[-1].text
     assert inspect_message(io.BytesIO(msg)).signature_layers == MAX_SIGNATURE_LAYERS
 
 
