@@ -44,3 +44,28 @@ def test_library_module_neither_logs_nor_prints(module: str) -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
     ]
     assert "print" not in calls, f"{module} prints: return a Notice instead"
+
+
+def test_decrypt_package_imports_form_no_circle() -> None:
+    # unsign is the bottom of the package: it takes signature layers off and knows nothing of
+    # envelopes, keys or messages; every other module may use it, never the other way round.
+    graph = {
+        path.stem: {
+            name.rsplit(".", 1)[1]
+            for name in _imports(path)
+            if name.startswith("smimecli.decrypt.")
+        }
+        for path in (ROOT / "smimecli" / "decrypt").glob("*.py")
+    }
+    assert graph["unsign"] == set()
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import circle: {' -> '.join((*path, module))}"
+        if module not in done:
+            for used in graph.get(module, set()):
+                visit(used, (*path, module))
+            done.add(module)
+
+    for module in graph:
+        visit(module, ())

@@ -217,3 +217,24 @@ def test_delimiter_padding_and_close_across_blocks(monkeypatch, block) -> None:
     body = b"--b\r\nA\r\n--b-x\r\n--b" + b" " * 2000 + b"\r\nB\r\n--b  \r\nsig\r\n"
     stream = unsign.multipart_signed_content("b", io.BytesIO(body), "t")[0]
     assert stream.read() == b"A\r\n--b-x\r\n--b" + b" " * 2000 + b"\r\nB"
+
+
+def test_the_python_api_decrypt_example_runs(pki, tmp_path, monkeypatch, capsys) -> None:
+    import re
+    from pathlib import Path
+
+    from tests.pki import PASSWORD
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "python-api.md").read_text("utf-8")
+    section = text.split("## Decrypting", 1)[1]
+    found = re.search(r"```python\n(.*?)```", section, re.S)
+    assert found is not None
+    example = found.group(1).replace('b"secret"', repr(PASSWORD))
+    (tmp_path / "bob.pfx").write_bytes(pki.bob.pfx.read_bytes())
+    msg = _message(_sign(_envelope(pki.bob.cert), pki.alice, detached=True))
+    (tmp_path / "out.eml").write_bytes(msg)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "docs/python-api.md", "exec"), {})
+    assert (tmp_path / "plain.eml").read_bytes() == OUTER + ENTITY
+    printed = capsys.readouterr().out
+    assert printed.startswith("unverified-signature the outer signature (signed by ")
