@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,8 +20,10 @@ from smimecli.cli.common import (
     stdin_binary,
     stdout_binary,
 )
-from smimecli.notices import Notice
 from smimecli.text import printable
+
+if TYPE_CHECKING:
+    from smimecli.notices import Notice
 
 InputArg = Annotated[
     Path | None,
