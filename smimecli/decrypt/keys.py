@@ -48,12 +48,12 @@ def key_identities(
 
 
 def load_key_identity(
-    key: Path, cert: Path | None = None, password: bytes | None = None
+    key: Path, cert: Path | None = None, password: bytes | None = None, *, ask: bool = True
 ) -> KeyIdentity:
     """The private key in ``key`` (a .pfx/.p12, PEM or DER file) and its certificate: the
     one in ``cert`` when given (it must belong to the key), else the one the key file
-    carries. ``password`` (None: none was given) is asked for on a terminal only when the
-    key turns out to need one.
+    carries. When ``password`` is None (none was given) and the key turns out to need one,
+    it is asked for on a terminal (no echo) if ``ask``, else that is an AuthError.
 
     Raises:
         UsageError: ``cert`` is not the key's certificate (64).
@@ -63,7 +63,10 @@ def load_key_identity(
     from smimecli.errors import UsageError
     from smimecli.passwords import load_with_password
 
-    loaded = load_with_password(lambda secret: load_private_key(key, secret), password, str(key))
+    if ask:
+        loaded = load_with_password(lambda s: load_private_key(key, s), password, str(key))
+    else:
+        loaded = load_private_key(key, password)
     own = loaded.cert
     if cert is not None:
         own = load_certificate(cert)
