@@ -214,9 +214,7 @@ def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:
     import shutil
 
     from smimecli.cms import spool
-    from smimecli.decrypt.inspect import inspect_message
-    from smimecli.decrypt.keys import open_store_if_exists, store_finder
-    from smimecli.decrypt.signatures import judge_outer
+    from smimecli.decrypt.signatures import inspect_and_judge
     from smimecli.files import open_input
     from smimecli.streams import CHUNK
 
@@ -230,15 +228,10 @@ def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:
         else:
             assert input is not None
             src = stack.enter_context(open_input(input))
-        store = open_store_if_exists(state().store_dir())
-        if store is not None:
-            stack.callback(store.close)
-        report = inspect_message(src, store_finder=store_finder(store), what=name)
-        verdicts = []
-        if report.signature_layers:
-            again = None if is_std(input) else input
-            verdicts = judge_outer(src, again, name, state().store_dir())
-            _warn(verdict.notice() for verdict in verdicts)
+        again = None if is_std(input) else input
+        judged = inspect_and_judge(src, again, store_dir=state().store_dir(), what=name)
+    _warn(judged.notices)
+    report, verdicts = judged.report, judged.verdicts
     if json:
         emit_json({**report.as_json(), "signatures": [v.to_json() for v in verdicts]})
     else:

@@ -14,6 +14,7 @@ from typing import Any
 
 from smimecli.certs.keys import PrivateKey
 from smimecli.cms.unwrap import KeyIdentity
+from smimecli.decrypt.inspect import InspectReport
 from smimecli.decrypt.keys import KeyLookup, StoreFinder
 from smimecli.decrypt.message import DecryptResult, decrypt_message
 from smimecli.notices import Notice, merge_notices
@@ -69,6 +70,41 @@ def decrypt_and_judge(
     )
     verdicts = judge_signatures(src, input, dst.copy, bool(layers), what, store_dir)
     return JudgedDecrypt(result, verdicts)
+
+
+@dataclass
+class JudgedInspect:
+    """A message described (:func:`inspect_message`) and the signature around its
+    envelope, if any, judged."""
+
+    report: InspectReport
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def notices(self) -> tuple[Notice, ...]:
+        """One ``signature-*`` notice per verdict."""
+        return merge_notices([v.notice() for v in self.verdicts])
+
+
+def inspect_and_judge(
+    src: Any, input: Path | None, *, store_dir: Path, what: str = "the message"
+) -> JudgedInspect:
+    """What ``smimecli inspect`` runs: describe ``src`` with the store in ``store_dir``
+    naming each recipient's certificate, then verify the signature around the envelope.
+
+    ``src`` is the file ``input``, or (``input`` None) a seekable copy of standard input.
+    """
+    from smimecli.decrypt.inspect import inspect_message
+    from smimecli.decrypt.keys import open_store_if_exists, store_finder
+
+    store = open_store_if_exists(store_dir)
+    try:
+        report = inspect_message(src, store_finder=store_finder(store), what=what)
+    finally:
+        if store is not None:
+            store.close()
+    verdicts = judge_outer(src, input, what, store_dir) if report.signature_layers else []
+    return JudgedInspect(report, verdicts)
 
 
 class Recorder:

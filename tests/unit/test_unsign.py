@@ -238,3 +238,34 @@ def test_the_python_api_decrypt_example_runs(pki, tmp_path, monkeypatch, capsys)
     assert (tmp_path / "plain.eml").read_bytes() == OUTER + ENTITY
     printed = capsys.readouterr().out
     assert printed.startswith("unverified-signature the outer signature (signed by ")
+
+
+def test_decrypt_and_inspect_judge_the_outer_signature_quietly(
+    pki, tmp_path, caplog, capsys
+) -> None:
+    from smimecli.cms import spool
+    from smimecli.decrypt.signatures import Recorder, decrypt_and_judge, inspect_and_judge
+
+    path = tmp_path / "signed-outside.eml"
+    from smimecli.sign.message import sign_message
+
+    with path.open("wb") as dst:
+        envelope = OUTER + b"MIME-Version: 1.0\r\n" + _envelope(pki.bob.cert)
+        sign_message(envelope, dst, cert=pki.alice.cert, key=pki.alice.key)
+    store_dir = tmp_path / "no-store"  # no store: the signer is not trusted
+    with caplog.at_level(logging.DEBUG), spool() as copy, path.open("rb") as src:
+        out = io.BytesIO()
+        judged = decrypt_and_judge(
+            src, Recorder(out, copy), pki.bob.key, input=path, store_dir=store_dir
+        )
+    assert out.getvalue() == OUTER + ENTITY
+    assert [v.place for v in judged.verdicts] == ["outer"]
+    assert [n.code for n in judged.notices] == ["signature-untrusted"]
+    assert "outside the envelope" in judged.notices[0].text
+    assert judged.result.notices == ()  # verified, so no unverified-signature notice
+    with path.open("rb") as src:
+        seen = inspect_and_judge(src, path, store_dir=store_dir)
+    assert seen.report.signature_layers == 1
+    assert seen.notices == judged.notices
+    assert caplog.records == [] and capsys.readouterr() == ("", "")
+    assert not store_dir.exists()
