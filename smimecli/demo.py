@@ -81,7 +81,8 @@ def run_demo(
 
     from smimecli import lab
     from smimecli.certs.store import Store
-    from smimecli.decrypt.message import inspect_message, store_finder, store_key_lookup
+    from smimecli.decrypt.inspect import inspect_message
+    from smimecli.decrypt.keys import store_finder, store_key_lookup
     from smimecli.rules.plan import Outcome, encrypt_with_rules
 
     result = DemoResult(folder)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +22,9 @@ from smimecli.cli.common import (
 )
 from smimecli.text import printable
 
+if TYPE_CHECKING:
+    from smimecli.notices import Notice
+
 InputArg = Annotated[
     Path | None,
     typer.Argument(
@@ -29,26 +33,6 @@ InputArg = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _load_key(
-    key: Path, cert: Path | None, password_file: Path | None, password_env: str | None
-) -> Any:
-    """The private key (and its certificate) from --key/--cert, asking for a password only
-    when the key turns out to need one and no password source was given."""
-    from smimecli.certs.keys import cert_matches_key, load_certificate, load_private_key
-    from smimecli.cms.unwrap import KeyIdentity
-    from smimecli.errors import UsageError
-    from smimecli.passwords import load_with_password, read_password
-
-    password = read_password(password_file=password_file, password_env=password_env)
-    loaded = load_with_password(lambda secret: load_private_key(key, secret), password, str(key))
-    own = loaded.cert
-    if cert is not None:
-        own = load_certificate(cert)
-        if not cert_matches_key(own, loaded.key):
-            raise UsageError(f"--cert {cert} does not belong to the private key in {key}")
-    return KeyIdentity(loaded.key, own)
 
 
 def decrypt(
@@ -101,171 +85,72 @@ def decrypt(
     import shutil
 
     from smimecli.cms import spool
-    from smimecli.decrypt.message import decrypt_message, lazy_store_finder, store_key_lookup
+    from smimecli.decrypt.keys import lazy_store_finder, load_key_identity, store_key_lookup
+    from smimecli.decrypt.signatures import Recorder, decrypt_and_judge
     from smimecli.files import atomic_output, open_input
     from smimecli.streams import CHUNK
 
     name = input_name(input)
     identity = None
     if key is not None:
-        identity = _load_key(key, cert, password_file, password_env)
+        from smimecli.passwords import read_password
+
+        password = read_password(password_file=password_file, password_env=password_env)
+        identity = load_key_identity(key, cert, password)
     elif cert is not None:
         from smimecli.errors import UsageError
 
         raise UsageError("--cert needs --key (the store's certificates carry their own)")
-    lookup = (
-        store_key_lookup(state().store_dir(), state().store_passphrase)
-        if identity is None
-        else None
-    )
-    finder = lazy_store_finder(state().store_dir())
-    layers: list[Any] = []
+    store_dir = state().store_dir()
+    lookup = store_key_lookup(store_dir, state().store_passphrase) if identity is None else None
+    finder = lazy_store_finder(store_dir)
     with contextlib.ExitStack() as stack:
         raw = stdin_binary() if is_std(input) else None
         if raw is not None:
             # A copy, so that a signature around the envelope can be verified afterwards.
-            src: Any = _Recorder(raw, stack.enter_context(spool()))
+            src: Any = Recorder(raw, stack.enter_context(spool()))
         else:
             assert input is not None
             src = stack.enter_context(open_input(input))
 
-        def run(dst: Any) -> list[Any]:
-            decrypt_message(
+        def run(dst: Any) -> None:
+            judged = decrypt_and_judge(
                 src,
                 dst,
                 identity,
+                input=None if raw is not None else input,
+                store_dir=store_dir,
                 key_lookup=lookup,
-                what=name,
                 store_finder=finder,
-                on_signature_layers=layers.extend,
+                what=name,
             )
-            verdicts = _judge_signatures(src, input, dst.copy, bool(layers), name)
+            _warn(judged.notices)
             if require_signature:
                 from smimecli.verify.verdicts import require_signature as require
 
-                require(verdicts, name)  # inside atomic_output: nothing is written
-            return verdicts
+                require(judged.verdicts, name)  # inside atomic_output: nothing is written
 
         if output is not None and not is_std(output):
             # A plaintext: a new file is 0600, an existing one keeps its mode.
             with atomic_output(output, private=True) as dst:
-                run(_Recorder(dst, stack.enter_context(spool())))
+                run(Recorder(dst, stack.enter_context(spool())))
             return
         # Standard output cannot be taken back: spool, and write only a complete result.
         held = stack.enter_context(spool())
-        run(_Recorder(held, held, limit=-1))
+        run(Recorder(held, held, limit=-1))
         held.seek(0)
         out = stdout_binary()
         shutil.copyfileobj(held, out, CHUNK)
         out.flush()
 
 
-class _Recorder:
-    """A stream whose reads or writes pass through, with a copy of the first
-    ``MAX_MESSAGE + 1`` bytes kept in ``copy`` (a spool: memory stays flat), for the
-    signature checks after decryption. ``limit=-1``: the stream is its own copy."""
-
-    def __init__(self, stream: Any, copy: Any, limit: int | None = None) -> None:
-        from smimecli.verify.message import MAX_MESSAGE
-
-        self.stream = stream
-        self.copy = copy
-        self.limit = MAX_MESSAGE + 1 if limit is None else limit
-        self.kept = 0
-
-    def _keep(self, data: bytes | bytearray | memoryview) -> None:
-        if 0 <= self.kept < self.limit:
-            chunk = bytes(data[: self.limit - self.kept])
-            self.copy.write(chunk)
-            self.kept += len(chunk)
-
-    def read(self, size: int = -1) -> bytes:
-        data: bytes = self.stream.read(size)
-        self._keep(data)
-        return data
-
-    def readline(self, size: int = -1) -> bytes:
-        data: bytes = self.stream.readline(size)
-        self._keep(data)
-        return data
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        written: int = self.stream.write(data)
-        self._keep(data)
-        return written
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-def _judge_outer(src: Any, input: Path | None, name: str) -> list[Any]:
-    """inspect: verify the signature around the envelope; one warning line."""
+def _warn(notices: Iterable[Notice]) -> None:
+    """One warning line on stderr each (notices, signature verdicts)."""
     import logging
 
-    from smimecli.cli.verify import _store_certificates
-    from smimecli.files import open_input
-    from smimecli.verify.message import MAX_MESSAGE
-    from smimecli.verify.verdicts import judge
-
-    roots, cas, every = _store_certificates()
-    if is_std(input):
-        src.seek(0)
-        data = src.read(MAX_MESSAGE + 1)
-    else:
-        assert input is not None
-        with open_input(input) as again:
-            data = again.read(MAX_MESSAGE + 1)
-    verdict = judge(
-        data, "outer", roots=roots, intermediates=cas, extra_certificates=every, what=name
-    )
-    logging.getLogger("smimecli").warning(verdict.line())
-    return [verdict]
-
-
-def _judge_signatures(
-    src: Any, input: Path | None, plaintext_copy: Any, outer: bool, name: str
-) -> list[Any]:
-    """Verify the signature around the envelope (``outer``: the input had one) and the one
-    inside (a signed plaintext); one warning line each."""
-    import logging
-
-    from smimecli.cli.verify import _store_certificates
-    from smimecli.verify.verdicts import is_signed, judge
-
-    plaintext_copy.seek(0)
-    inner = is_signed(plaintext_copy.read(1 << 20))
-    if not outer and not inner:
-        return []
-    roots, cas, every = _store_certificates()
-    trust: dict[str, Any] = {
-        "roots": roots,
-        "intermediates": cas,
-        "extra_certificates": every,
-        "what": name,
-    }
-    verdicts = []
-    if outer:
-        verdicts.append(judge(_input_copy(src, input), "outer", **trust))
-    if inner:
-        plaintext_copy.seek(0)
-        verdicts.append(judge(plaintext_copy.read(), "inner", **trust))
     log = logging.getLogger("smimecli")
-    for verdict in verdicts:
-        log.warning(verdict.line())
-    return verdicts
-
-
-def _input_copy(src: Any, input: Path | None) -> bytes:
-    """The input again (up to the size verify reads): its file, or the recorded stdin."""
-    from smimecli.files import open_input
-    from smimecli.verify.message import MAX_MESSAGE
-
-    if isinstance(src, _Recorder):
-        src.copy.seek(0)
-        return bytes(src.copy.read())
-    assert input is not None
-    with open_input(input) as again:
-        return bytes(again.read(MAX_MESSAGE + 1))
+    for notice in notices:
+        log.warning(notice.text)
 
 
 _STATUS_WORDS = {
@@ -329,7 +214,7 @@ def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:
     import shutil
 
     from smimecli.cms import spool
-    from smimecli.decrypt.message import inspect_message, open_store_if_exists, store_finder
+    from smimecli.decrypt.signatures import inspect_and_judge
     from smimecli.files import open_input
     from smimecli.streams import CHUNK
 
@@ -343,11 +228,10 @@ def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:
         else:
             assert input is not None
             src = stack.enter_context(open_input(input))
-        store = open_store_if_exists(state().store_dir())
-        if store is not None:
-            stack.callback(store.close)
-        report = inspect_message(src, store_finder=store_finder(store), what=name)
-        verdicts = _judge_outer(src, input, name) if report.signature_layers else []
+        again = None if is_std(input) else input
+        judged = inspect_and_judge(src, again, store_dir=state().store_dir(), what=name)
+    _warn(judged.notices)
+    report, verdicts = judged.report, judged.verdicts
     if json:
         emit_json({**report.as_json(), "signatures": [v.to_json() for v in verdicts]})
     else:

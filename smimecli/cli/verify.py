@@ -21,34 +21,6 @@ from smimecli.cli.common import (
 )
 
 
-def _store_certificates() -> tuple[list[Any], list[Any], list[Any]]:
-    """(roots, ca, every certificate) of the store, read-only; a missing store is empty."""
-    from smimecli.certs.store import DB_NAME, Store
-
-    folder = state().store_dir()
-    if not (folder / DB_NAME).exists():
-        return [], [], []
-    with Store.open(folder, readonly=True) as store:
-        rows = store.certificates()
-        roots = [r.cert for r in rows if "root" in r.store_names]
-        cas = [r.cert for r in rows if "ca" in r.store_names]
-        return roots, cas, [r.cert for r in rows]
-
-
-def _load_cas(paths: list[Path]) -> list[Any]:
-    from smimecli.certs.formats import load_certificate_file
-    from smimecli.errors import DataError
-
-    out: list[Any] = []
-    for path in paths:
-        entries = load_certificate_file(path)
-        show_notices(entries.notices)
-        if not entries:
-            raise DataError(f"--ca {path} holds no certificate")
-        out.extend(e.cert for e in entries)
-    return out
-
-
 def _read(path: Path | None) -> bytes:
     from smimecli.errors import DataError
     from smimecli.verify.message import MAX_MESSAGE
@@ -132,24 +104,27 @@ def verify(
 
     from smimecli.errors import AuthError, DataError, UsageError
     from smimecli.verify.message import judge_message, unsigned_message
+    from smimecli.verify.trust import load_certificate_files, store_trust
 
     if json_output and output is not None and is_std(output):
         raise UsageError("--json needs -o CONTENT as a file (standard output carries the JSON)")
-    extra_roots = _load_cas(list(ca or []))
+    skipped: list[Any] = []
+    extra_roots = load_certificate_files(list(ca or []), skipped)
+    show_notices(skipped)
     data = _read(input_file)
-    roots, cas, every = _store_certificates()
+    trust = store_trust(state().store_dir())
     name = input_name(input_file)
     report = judge_message(
         data,
-        roots=[*roots, *extra_roots],
-        intermediates=cas,
-        extra_certificates=every,
+        roots=[*trust.roots, *extra_roots],
+        intermediates=trust.intermediates,
+        extra_certificates=trust.every,
         what=name,
     )
     doc = {"input": name, **report.to_json()}
     log = logging.getLogger("smimecli")
-    for warning in report.warnings:
-        log.warning(warning)
+    for notice in report.notices:
+        log.warning(notice.text)
     if json_output:
         emit_json(doc)
     else:

@@ -4,7 +4,8 @@ Thunderbird, Outlook and gateways sign *after* encrypting as often as before: th
 then sits inside a ``multipart/signed`` entity (RFC 8551 3.5.3, RFC 1847 2.1) or inside an
 opaque ``application/pkcs7-mime; smime-type=signed-data`` (RFC 8551 3.5.2). To decrypt,
 the signed content is taken out and searched for the envelope again. The signature is not
-checked: verification is a later feature, and :func:`not_verified_warning` says so.
+checked here: :mod:`smimecli.decrypt.signatures` verifies it afterwards (``smimecli
+decrypt``), and a caller that does not gets the notice of :func:`not_verified_warning`.
 
 Memory: neither form is loaded whole. The first body part of a multipart/signed entity
 is read in blocks of 1 MiB and released as soon as it cannot be part of a boundary line;

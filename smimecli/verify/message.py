@@ -27,6 +27,7 @@ from cryptography import x509
 from smimecli.cms.verify import SignatureCheck, verify_signed_data
 from smimecli.errors import DataError
 from smimecli.mime import PKCS7_TYPES, HeaderBlock, parse_header_block
+from smimecli.notices import Notice
 from smimecli.transport import canonical_openssl
 
 __all__ = [
@@ -208,15 +209,22 @@ class VerifyReport:
         signature: the message taken apart and its signature checked.
         trust: the chain of the first signer (None when the signature does not hold).
         from_addresses: the addresses of the ``From:`` field.
-        warnings: things worth saying that do not fail the check (From mismatch, nesting).
+        notices: things worth saying that do not fail the check: ``from-mismatch`` (the
+            signer's certificate does not name the From: address), ``encrypted-content``
+            (the signed content is an encrypted message).
         nested: ``encrypted`` when the signed content is itself an encrypted entity.
     """
 
     signature: MessageSignature
     trust: Any
     from_addresses: list[str]
-    warnings: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     nested: str | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """The text of each notice (``--json`` shows them as ``warnings``)."""
+        return [notice.text for notice in self.notices]
 
     @property
     def status(self) -> str:
@@ -304,8 +312,12 @@ def judge_message(
     report = VerifyReport(signature, None, _from_addresses(signature.headers))
     report.nested = _nested(signature.entity)
     if report.nested == "encrypted":
-        report.warnings.append(
-            "the signed content is an encrypted message: decrypt the content (verify -o) to read it"
+        report.notices.append(
+            Notice(
+                "encrypted-content",
+                "the signed content is an encrypted message: "
+                "decrypt the content (verify -o) to read it",
+            )
         )
     signer = signature.check.signer
     if not signature.valid or signer.signer is None:
@@ -321,8 +333,11 @@ def judge_message(
     own = set(names.emails(cert))
     if report.from_addresses and not own.intersection(report.from_addresses):
         named = ", ".join(sorted(own)) or "no address"
-        report.warnings.append(
-            f"the signer's certificate names {named}, not the From: address "
-            f"{', '.join(report.from_addresses)}"
+        report.notices.append(
+            Notice(
+                "from-mismatch",
+                f"the signer's certificate names {named}, not the From: address "
+                f"{', '.join(report.from_addresses)}",
+            )
         )
     return report

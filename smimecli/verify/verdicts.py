@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smimecli.errors import AuthError, DataError, SmimeError
+from smimecli.notices import Notice
 
 __all__ = ["Verdict", "judge", "require_signature"]
 
@@ -39,6 +40,11 @@ class Verdict:
         if self.status == "untrusted":
             return f"{head} is valid but the signer is not trusted: {why}"
         return f"{head} does not hold: {why}"
+
+    def notice(self) -> Notice:
+        """The verdict as a notice: ``signature-valid``, ``signature-untrusted`` or
+        ``signature-invalid``, with :meth:`line` as its text."""
+        return Notice(f"signature-{self.status}", self.line())
 
     def to_json(self) -> dict[str, Any]:
         return {

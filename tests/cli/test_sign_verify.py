@@ -99,6 +99,12 @@ def test_verify_from_mismatch_warns(cli: Cli, lab: Path, tmp_path: Path) -> None
     )
     assert warning in done.stderr
     assert json.loads(done.stdout)["warnings"]
+    # The library returns it as a notice with a stable code, and says nothing itself.
+    from smimecli.verify.message import judge_message
+
+    report = judge_message(signed.read_bytes(), roots=[])
+    assert [n.code for n in report.notices] == ["from-mismatch"]
+    assert warning.removeprefix("smimecli: warning: ") == report.notices[0].text
 
 
 def test_verify_not_signed_is_65(cli: Cli, lab: Path, tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from hypothesis import given
 from smimecli.cms.envelope import EnvelopeBuilder
 from smimecli.cms.recipients import Recipient
 from smimecli.cms.unwrap import KeyIdentity
-from smimecli.decrypt.message import decrypt_message, inspect_message
+from smimecli.decrypt.inspect import inspect_message
+from smimecli.decrypt.message import decrypt_message
 from smimecli.errors import DataError
 from tests.conftest import Pki
 from tests.fuzz.mutate import (

@@ -16,7 +16,9 @@ from asn1crypto import cms
 from smimecli.certs.keys import load_certificate, load_private_key
 from smimecli.cms.ber import BerReader
 from smimecli.cms.open import decrypt_content, read_head
-from smimecli.decrypt.message import decrypt_message, inspect_message, locate_cms
+from smimecli.decrypt.inspect import inspect_message
+from smimecli.decrypt.locate import locate_cms
+from smimecli.decrypt.message import decrypt_message
 from smimecli.errors import AuthError, DataError
 
 pytestmark = pytest.mark.interop

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from smimecli.certs.keys import load_private_key
-from smimecli.decrypt.message import decrypt_message, inspect_message
+from smimecli.decrypt.inspect import inspect_message
+from smimecli.decrypt.message import decrypt_message
 from smimecli.errors import DataError
 from tests.conftest import require_tool
 from tests.pki import PASSWORD
@@ -41,7 +42,7 @@ def _signed_outside(interop: Path) -> list[dict]:
     return found
 
 
-def test_thunderbird_signed_outside(interop: Path, caplog) -> None:
+def test_thunderbird_signed_outside(interop: Path) -> None:
     entries = _signed_outside(interop)
     assert len(entries) >= 19
     bob = _bob(interop / TB)
@@ -49,16 +50,16 @@ def test_thunderbird_signed_outside(interop: Path, caplog) -> None:
         path = interop / TB / entry["filename"]
         layers = 2 if ".dave." in entry["filename"] else 1
         out = io.BytesIO()
-        caplog.clear()
         with path.open("rb") as src:
-            decrypt_message(src, out, bob.key, bob.cert, what=path.name)
+            result = decrypt_message(src, out, bob.key, bob.cert, what=path.name)
         text = out.getvalue()
         assert entry.get("check_text", ALICE_TO_BOB).encode() in text, entry["filename"]
         assert b"enveloped-data" not in text  # an inner signature, if any, stays (SPEC 1.2)
         assert b"\nFrom: " in b"\n" + text  # the outermost message's headers are kept
-        warnings = [r.getMessage() for r in caplog.records]
+        warnings = [notice.text for notice in result.notices]
         assert len(warnings) == layers, (entry["filename"], warnings)
         assert all("not verified" in w for w in warnings)
+        assert {notice.code for notice in result.notices} == {"unverified-signature"}
         with path.open("rb") as src:
             report = inspect_message(src)
         assert report.signature_layers == layers and len(report.recipients) == 1

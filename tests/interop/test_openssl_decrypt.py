@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from smimecli.cms.unwrap import KeyIdentity
-from smimecli.decrypt.message import decrypt_message, inspect_message
+from smimecli.decrypt.inspect import inspect_message
+from smimecli.decrypt.message import decrypt_message
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.interop

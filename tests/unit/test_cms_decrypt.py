@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from smimecli.cms.ber import BerReader
 from smimecli.cms.open import decrypt_content, read_head
 from smimecli.cms.unwrap import KeyIdentity, rsa_v15_unwrap
-from smimecli.decrypt.message import decrypt_message, inspect_message
+from smimecli.decrypt.inspect import inspect_message
+from smimecli.decrypt.message import decrypt_message
 from smimecli.errors import AuthError, DataError
 
 ENTITY = b"Content-Type: text/plain; charset=us-ascii\r\nSubject: inner\r\n\r\nHello Bob.\r\n"

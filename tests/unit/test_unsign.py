@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from smimecli.decrypt import unsign
-from smimecli.decrypt.message import decrypt_message, inspect_message
+from smimecli.decrypt.inspect import inspect_message
+from smimecli.decrypt.message import decrypt_message
 from smimecli.decrypt.unsign import MAX_SIGNATURE_LAYERS, SignedOnlyError
 from smimecli.errors import AuthError, DataError
 
@@ -40,16 +41,19 @@ def _message(entity: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("detached", [True, False], ids=["multipart", "opaque"])
-def test_signed_outside_decrypts_and_warns(pki, caplog, detached) -> None:
+def test_signed_outside_decrypts_and_notices(pki, caplog, capsys, detached) -> None:
     msg = _message(_sign(_envelope(pki.bob.cert), pki.alice, detached=detached))
     out = io.BytesIO()
-    with caplog.at_level(logging.WARNING, logger="smimecli"):
-        decrypt_message(io.BytesIO(msg), out, pki.bob.key, pki.bob.cert)
+    with caplog.at_level(logging.DEBUG):
+        result = decrypt_message(io.BytesIO(msg), out, pki.bob.key, pki.bob.cert)
     assert out.getvalue() == OUTER + ENTITY
-    warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1, warnings
-    assert "was not verified: smimecli does not verify signatures yet" in warnings[0]
-    assert pki.alice.email in warnings[0]
+    # A library call says nothing itself: the warning is a value in its result.
+    assert caplog.records == []
+    assert capsys.readouterr() == ("", "")
+    (notice,) = result.notices
+    assert notice.code == "unverified-signature"
+    assert "was not verified: smimecli does not verify signatures yet" in notice.text
+    assert pki.alice.email in notice.text
     report = inspect_message(io.BytesIO(msg))
     assert (report.content_type, report.signature_layers) == ("enveloped-data", 1)
     assert len(report.recipients) == 1
@@ -64,16 +68,18 @@ def test_lf_message_keeps_lf(pki) -> None:
     assert out.getvalue() == (OUTER + ENTITY).replace(b"\r\n", b"\n")
 
 
-def test_nested_layers_are_unwrapped(pki, caplog) -> None:
+def test_nested_layers_are_unwrapped(pki) -> None:
     entity = _envelope(pki.bob.cert)
     for number in range(MAX_SIGNATURE_LAYERS):
         entity = _sign(entity, pki.alice if number % 2 else pki.carol_ec, detached=number % 3 == 0)
     msg = _message(entity)
     out = io.BytesIO()
-    with caplog.at_level(logging.WARNING, logger="smimecli"):
-        decrypt_message(io.BytesIO(msg), out, pki.bob.key, pki.bob.cert)
+    result = decrypt_message(io.BytesIO(msg), out, pki.bob.key, pki.bob.cert)
     assert out.getvalue() == OUTER + ENTITY
-    assert len(caplog.records) == MAX_SIGNATURE_LAYERS
+    assert len(result.notices) == MAX_SIGNATURE_LAYERS
+    # Outermost first: the last signature made (carol, number 7 is odd: alice) comes first.
+    assert pki.alice.email in result.notices[0].text
+    assert pki.carol_ec.email in result.notices[-1].text
     assert inspect_message(io.BytesIO(msg)).signature_layers == MAX_SIGNATURE_LAYERS
 
 
@@ -211,3 +217,55 @@ def test_delimiter_padding_and_close_across_blocks(monkeypatch, block) -> None:
     body = b"--b\r\nA\r\n--b-x\r\n--b" + b" " * 2000 + b"\r\nB\r\n--b  \r\nsig\r\n"
     stream = unsign.multipart_signed_content("b", io.BytesIO(body), "t")[0]
     assert stream.read() == b"A\r\n--b-x\r\n--b" + b" " * 2000 + b"\r\nB"
+
+
+def test_the_python_api_decrypt_example_runs(pki, tmp_path, monkeypatch, capsys) -> None:
+    import re
+    from pathlib import Path
+
+    from tests.pki import PASSWORD
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "python-api.md").read_text("utf-8")
+    section = text.split("## Decrypting", 1)[1]
+    found = re.search(r"```python\n(.*?)```", section, re.S)
+    assert found is not None
+    example = found.group(1).replace('b"secret"', repr(PASSWORD))
+    (tmp_path / "bob.pfx").write_bytes(pki.bob.pfx.read_bytes())
+    msg = _message(_sign(_envelope(pki.bob.cert), pki.alice, detached=True))
+    (tmp_path / "out.eml").write_bytes(msg)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "docs/python-api.md", "exec"), {})
+    assert (tmp_path / "plain.eml").read_bytes() == OUTER + ENTITY
+    printed = capsys.readouterr().out
+    assert printed.startswith("unverified-signature the outer signature (signed by ")
+
+
+def test_decrypt_and_inspect_judge_the_outer_signature_quietly(
+    pki, tmp_path, caplog, capsys
+) -> None:
+    from smimecli.cms import spool
+    from smimecli.decrypt.signatures import Recorder, decrypt_and_judge, inspect_and_judge
+
+    path = tmp_path / "signed-outside.eml"
+    from smimecli.sign.message import sign_message
+
+    with path.open("wb") as dst:
+        envelope = OUTER + b"MIME-Version: 1.0\r\n" + _envelope(pki.bob.cert)
+        sign_message(envelope, dst, cert=pki.alice.cert, key=pki.alice.key)
+    store_dir = tmp_path / "no-store"  # no store: the signer is not trusted
+    with caplog.at_level(logging.DEBUG), spool() as copy, path.open("rb") as src:
+        out = io.BytesIO()
+        judged = decrypt_and_judge(
+            src, Recorder(out, copy), pki.bob.key, input=path, store_dir=store_dir
+        )
+    assert out.getvalue() == OUTER + ENTITY
+    assert [v.place for v in judged.verdicts] == ["outer"]
+    assert [n.code for n in judged.notices] == ["signature-untrusted"]
+    assert "outside the envelope" in judged.notices[0].text
+    assert judged.result.notices == ()  # verified, so no unverified-signature notice
+    with path.open("rb") as src:
+        seen = inspect_and_judge(src, path, store_dir=store_dir)
+    assert seen.report.signature_layers == 1
+    assert seen.notices == judged.notices
+    assert caplog.records == [] and capsys.readouterr() == ("", "")
+    assert not store_dir.exists()
