@@ -226,7 +226,7 @@ def _judge_signatures(
     import logging
 
     from smimecli.cli.verify import _store_certificates
-    from smimecli.verify.verdicts import is_signed, judge
+    from smimecli.verify.verdicts import is_signed, judge, judge_layers
 
     plaintext_copy.seek(0)
     inner = is_signed(plaintext_copy.read(1 << 20))
@@ -241,7 +241,7 @@ def _judge_signatures(
     }
     verdicts = []
     if outer:
-        verdicts.append(judge(_input_copy(src, input), "outer", **trust))
+        verdicts.extend(judge_layers(_input_copy(src, input), "outer", **trust))
     if inner:
         plaintext_copy.seek(0)
         verdicts.append(judge(plaintext_copy.read(), "inner", **trust))
