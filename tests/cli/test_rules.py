@@ -459,6 +459,46 @@ def test_rules_test_on_an_80_column_terminal_keeps_thumbprints_whole(cli, pki, t
     assert "alice@example.com" in words, shown
 
 
+def test_rules_test_table_as_a_person_sees_it(cli, pki, tmp_path: Path) -> None:
+    # On a terminal (not --json): the file and sender, a heading per rule, the column header
+    # and one row per recipient, then the one error line for a recipient left unencrypted.
+    from tests.conftest import run_on_terminal
+
+    assert cli(["certs", "import", pki.alice.cert_pem, "--store-name", "other"]).exit_code == 0
+    rules = rules_file(
+        tmp_path,
+        '[[rule]]\nname = "alice"\nrecipients = ["alice@example.com", "nobody@example.com"]\n'
+        'source = { kind = "store" }\n',
+    )
+    shown = run_on_terminal(
+        ["rules", "test", "--all", "--rules", rules, "--recipient", "alice@example.com"],
+        160,
+        {"SMIMECLI_STORE": str(tmp_path / "store")},
+    )
+    lines = [line.rstrip() for line in shown.splitlines()]
+    assert lines[0] == f"rules file: {rules}  sender: test@localhost", shown
+    assert lines[1] == "rule 'alice'", shown
+    header = ["Recipient", "Rule", "Outcome", "Certificate", "Algorithms", "Reason"]
+    assert lines[2].split() == header, shown
+    assert set(lines[3]) == {"─"}, shown
+    row = lines[4].split()
+    assert row[:5] == [
+        "alice@example.com",
+        "alice",
+        "ENCRYPTED",
+        "CN=Alice,",
+        "E=alice@example.com",
+    ]
+    words = " ".join(" ".join(lines[4:]).split())
+    assert "aes256, RSA PKCS#1 v1.5" in words, shown
+    reason = lines[2].index("Reason")  # the last column, wrapped over the row's lines
+    said = " ".join(line[reason:].strip() for line in lines[4:] if line[reason:].strip())
+    assert said == "the usable certificate naming it in store other", shown
+    assert "not after" in words, shown
+    assert pki.alice.thumbprint[:16] in lines[5].split(), shown
+    assert "Traceback" not in shown and "smimecli: error" not in shown, shown
+
+
 def test_encrypt_names_unmatched_recipients_on_stderr_and_in_json(cli, pki, tmp_path: Path) -> None:
     rules = rules_file(
         tmp_path,
