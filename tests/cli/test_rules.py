@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.conftest import assert_error
 from tests.unit.test_rules import BAD
 
 NOW = dt.datetime.now(dt.UTC)
@@ -113,8 +114,8 @@ source = {source}
 
 def test_check_missing_rules_file(cli, tmp_path: Path) -> None:
     result = cli(["rules", "check", "--rules", tmp_path / "none.toml"])
-    assert result.exit_code == 78, result.output
-    assert "none.toml" in result.stderr
+    missing = tmp_path / "none.toml"
+    assert_error(result, 78, f"cannot read rules file {missing}: No such file or directory")
 
 
 def test_check_warns_about_shadowed_patterns(cli, tmp_path: Path, pki) -> None:
@@ -143,21 +144,22 @@ source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
 def test_test_needs_rule_names_or_all(cli, tmp_path: Path, pki) -> None:
     path = good_rules(tmp_path, pki)
     result = cli(["rules", "test", "--rules", path])
-    assert result.exit_code == 64, result.output
+    assert_error(result, 64, "name the rules to test, or give --all (see 'rules test --help')")
     result = cli(["rules", "test", "--rules", path, "--all", "alice"])
-    assert result.exit_code == 64, result.output
+    assert_error(result, 64, "give rule names or --all, not both")
 
 
 def test_test_unknown_rule_is_config_error(cli, tmp_path: Path, pki) -> None:
-    result = cli(["rules", "test", "--rules", good_rules(tmp_path, pki), "nosuch"])
-    assert result.exit_code == 78, result.output
-    assert "no rule named 'nosuch'" in result.stderr
+    path = good_rules(tmp_path, pki)
+    result = cli(["rules", "test", "--rules", path, "nosuch"])
+    assert_error(result, 78, f"{path}: no rule named 'nosuch' (rules: alice, team)")
 
 
 def test_test_bad_file_is_78(cli, tmp_path: Path) -> None:
     path = rules_file(tmp_path, BAD["bad oaep hash"][0])
     result = cli(["rules", "test", "--rules", path, "--all"])
-    assert result.exit_code == 78, result.output
+    assert_error(result, 78, f"{path}:6: rule 'r1', key 'oaep_hash': unknown value 'md5'")
+    assert result.stdout == b""
 
 
 def test_test_all_encrypted_text(cli, tmp_path: Path, pki) -> None:
@@ -212,7 +214,7 @@ def test_test_json(cli, tmp_path: Path, pki) -> None:
 def test_test_recipient_matching_no_tested_rule_is_usage_error(cli, tmp_path: Path, pki) -> None:
     path = good_rules(tmp_path, pki)
     result = cli(["rules", "test", "--rules", path, "alice", "--recipient", "x@example.org"])
-    assert result.exit_code == 64, result.output
+    assert_error(result, 64, "none of the --recipient addresses matches the tested rules")
 
 
 def test_test_all_reports_addresses_no_rule_matches(cli, tmp_path: Path, pki) -> None:
@@ -220,7 +222,7 @@ def test_test_all_reports_addresses_no_rule_matches(cli, tmp_path: Path, pki) ->
     result = cli(
         ["rules", "test", "--rules", path, "--all", "--recipient", "x@example.org", "--json"]
     )
-    assert result.exit_code == 67, result.output
+    assert_error(result, 67, "1 of 1 tested recipients would not be encrypted: x@example.org")
     doc = json.loads(result.stdout)
     (entry,) = [r for rule in doc["rules"] for r in rule["recipients"]]
     assert entry["rule"] is None and entry["outcome"] == "PASSED"
@@ -258,7 +260,7 @@ on_missing_cert = "reject"
 """,
     )
     result = cli(["rules", "test", "--rules", path, "dora"])
-    assert result.exit_code == 67, result.output
+    assert_error(result, 67, "would not be encrypted: dora@example.com REJECTED")
     text = result.stdout.decode()
     assert "dora@example.com: REJECTED" in text
     assert why in text
@@ -345,7 +347,8 @@ def test_encrypt_rules_policy_writes_nothing(
 def test_encrypt_rules_on_missing_cert_option_overrides(cli, tmp_path: Path, pki) -> None:
     path = policy_rules(tmp_path, pki, "pass")
     result = cli(["encrypt", "--rules", path, "--on-missing-cert", "reject"], input=MESSAGE)
-    assert result.exit_code == 67, result.output
+    assert_error(result, 67, "no usable certificate for nobody@example.com (rule 'nobody', ")
+    assert result.stdout == b""
     path = policy_rules(tmp_path, pki, "reject")
     result = cli(["encrypt", "--rules", path, "--on-missing-cert", "pass"], input=MESSAGE)
     assert result.exit_code == 0, result.output
@@ -380,7 +383,7 @@ def test_encrypt_rules_bad_rules_file_is_78(cli, tmp_path: Path) -> None:
     path = rules_file(tmp_path, BAD["bad policy"][0])
     target = tmp_path / "out.eml"
     result = cli(["encrypt", "--rules", path, "-o", target], input=MESSAGE)
-    assert result.exit_code == 78, result.output
+    assert_error(result, 78, f"{path}:6: rule 'r1', key 'on_missing_cert': unknown value 'drop'")
     assert not target.exists()
 
 
@@ -609,6 +612,11 @@ def test_batch_rules_deeply_nested_comment_fails_only_that_message(
     out.mkdir()
     result = cli(["encrypt", inbox, "--out-dir", out, "--rules", path, "--json"])
     assert result.exit_code == 65, result.output
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == [
+        f"smimecli: error: {inbox / 'bad.eml'}: To/Cc/Bcc header nests comments too deeply to "
+        "read; the message is malformed"
+    ], result.stderr
     records = {
         Path(r["input"]).name: r for r in map(json.loads, result.stdout.decode().splitlines())
     }
