@@ -11,6 +11,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,10 @@ def _layers(name: str) -> tuple[int, int]:
     if name.startswith("outer-smime-"):
         return 1, int(name.endswith("-enc-sig.eml"))
     inside, _, outside = name.partition(".env.")
-    count = lambda part: sum(token in ("sig", "dsig") for token in part.split("."))  # noqa: E731
+
+    def count(part: str) -> int:
+        return sum(token in ("sig", "dsig") for token in part.split("."))
+
     return count(outside), count(inside)
 
 
@@ -88,14 +92,14 @@ def bob(interop: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     return key, cert
 
 
-def _encrypted(entry: dict) -> bool:
+def _encrypted(entry: dict[str, Any]) -> bool:
     name = entry["filename"]
     return bool(entry.get("enc")) or ".env.sig." in name or ".env.dsig." in name
 
 
 @pytest.mark.parametrize("entry", _signed_entries())
 def test_thunderbird_signed_message(
-    entry: dict, interop: Path, cli: Cli, bob: tuple[Path, Path], tmp_path: Path
+    entry: dict[str, Any], interop: Path, cli: Cli, bob: tuple[Path, Path], tmp_path: Path
 ) -> None:
     name = entry["filename"]
     path = interop / TB / name
@@ -113,7 +117,9 @@ def test_thunderbird_signed_message(
         assert expected != thunderbird_good, f"{name}: agrees with Thunderbird now"
 
 
-def _decrypt(cli: Cli, path: Path, out: Path, bob: tuple[Path, Path], ca: Path, signer: str):
+def _decrypt(
+    cli: Cli, path: Path, out: Path, bob: tuple[Path, Path], ca: Path, signer: str
+) -> bool:
     """``decrypt --require-signature`` with the corpus root in the store: True when it wrote
     the message. Every signature layer has its own warning line."""
     imported = cli(["certs", "import", "--store-name", "root", ca])
@@ -140,7 +146,7 @@ def _decrypt(cli: Cli, path: Path, out: Path, bob: tuple[Path, Path], ca: Path, 
     return False
 
 
-def _verify_layers(cli: Cli, path: Path, out: Path, ca: Path, signer: str, layers: int):
+def _verify_layers(cli: Cli, path: Path, out: Path, ca: Path, signer: str, layers: int) -> bool:
     """``verify --json`` on the message, then on what -o wrote, once per signature layer:
     True when every layer is valid and trusted. The outermost signer is ``signer``."""
     good = True
