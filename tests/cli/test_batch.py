@@ -12,14 +12,19 @@ import pytest
 from smimecli.encrypt import batch
 from smimecli.errors import OutputError, UsageError
 from tests.conftest import assert_error
+from tests.messages import message
+from tests.rulesfiles import policy_rules
 
 
 def _message(index: int, to: str = "alice@example.com") -> bytes:
-    return (
-        f"From: sender@example.com\nTo: {to}\nBcc: secret@example.com\n"
-        f"Subject: message {index}\nContent-Type: text/plain\n\n"
-        f"body of message {index}\n" + "line\n" * index
-    ).encode()
+    return message(
+        to,
+        f"body of message {index}\n".encode() + b"line\n" * index,
+        sender="sender@example.com",
+        bcc="secret@example.com",
+        subject=f"message {index}",
+        content_type="text/plain",
+    )
 
 
 def _inbox(folder: Path, count: int, to: str = "alice@example.com") -> Path:
@@ -159,22 +164,13 @@ def test_worst_status_order() -> None:
 
 
 def test_rules_batch_rejects_one_and_encrypts_the_rest(cli: Any, pki: Any, tmp_path: Path) -> None:
-    (tmp_path / "empty").mkdir()
-    rules = tmp_path / "rules.toml"
-    rules.write_text(
-        f"""
-[[rule]]
-name = "alice"
-recipients = ["alice@example.com"]
-source = {{ kind = "cer", path = "{pki.alice.cert_der}" }}
-match = "any"
-
-[[rule]]
-name = "strict"
-recipients = ["*@strict.example"]
-source = {{ kind = "dir", path = "empty" }}
-on_missing_cert = "reject"
-"""
+    rules = policy_rules(
+        tmp_path,
+        pki.alice.cert_der,
+        "reject",
+        unknown="strict",
+        pattern="*@strict.example",
+        match_any=True,
     )
     inbox = _inbox(tmp_path / "inbox", 4)
     (inbox / "m001.eml").write_bytes(_message(1, to="bob@strict.example"))

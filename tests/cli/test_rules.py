@@ -10,15 +10,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import assert_error
+from tests.messages import message
+from tests.rulesfiles import policy_rules, rules_file
 from tests.unit.test_rules import BAD
 
 NOW = dt.datetime.now(dt.UTC)
-
-
-def rules_file(folder: Path, text: str) -> Path:
-    path = folder / "rules.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def good_rules(folder: Path, pki) -> Path:
@@ -294,41 +290,22 @@ cipher = "3des"
 
 # --- encrypt --rules ------------------------------------------------------------------------
 
-MESSAGE = (
-    b"From: sender@example.net\r\n"
-    b"To: alice@example.com, nobody@example.com\r\n"
-    b"Bcc: hidden@example.net\r\n"
-    b"Subject: policy\r\n"
-    b"Content-Type: text/plain\r\n"
-    b"\r\n"
-    b"Secret.\r\n"
+MESSAGE = message(
+    "alice@example.com, nobody@example.com",
+    b"Secret.\r\n",
+    sender="sender@example.net",
+    bcc="hidden@example.net",
+    subject="policy",
+    content_type="text/plain",
+    newline=b"\r\n",
 )
-
-
-def policy_rules(folder: Path, pki, policy: str) -> Path:
-    (folder / "empty").mkdir(exist_ok=True)
-    return rules_file(
-        folder,
-        f"""
-[[rule]]
-name = "alice"
-recipients = ["alice@example.com"]
-source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
-
-[[rule]]
-name = "nobody"
-recipients = ["nobody@example.com"]
-source = {{ kind = "dir", path = "empty" }}
-on_missing_cert = "{policy}"
-""",
-    )
 
 
 @pytest.mark.parametrize(("policy", "status"), [("reject", 67), ("tempfail", 75)])
 def test_encrypt_rules_policy_writes_nothing(
     cli, tmp_path: Path, pki, policy: str, status: int
 ) -> None:
-    path = policy_rules(tmp_path, pki, policy)
+    path = policy_rules(tmp_path, pki.alice.cert_pem, policy)
     src = tmp_path / "in.eml"
     src.write_bytes(MESSAGE)
     target = tmp_path / "out.eml"
@@ -345,11 +322,11 @@ def test_encrypt_rules_policy_writes_nothing(
 
 
 def test_encrypt_rules_on_missing_cert_option_overrides(cli, tmp_path: Path, pki) -> None:
-    path = policy_rules(tmp_path, pki, "pass")
+    path = policy_rules(tmp_path, pki.alice.cert_pem, "pass")
     result = cli(["encrypt", "--rules", path, "--on-missing-cert", "reject"], input=MESSAGE)
     assert_error(result, 67, "no usable certificate for nobody@example.com (rule 'nobody', ")
     assert result.stdout == b""
-    path = policy_rules(tmp_path, pki, "reject")
+    path = policy_rules(tmp_path, pki.alice.cert_pem, "reject")
     result = cli(["encrypt", "--rules", path, "--on-missing-cert", "pass"], input=MESSAGE)
     assert result.exit_code == 0, result.output
     assert b"application/pkcs7-mime" in result.stdout
@@ -357,7 +334,7 @@ def test_encrypt_rules_on_missing_cert_option_overrides(cli, tmp_path: Path, pki
 
 
 def test_encrypt_rules_pass_through_byte_for_byte(cli, tmp_path: Path, pki) -> None:
-    path = policy_rules(tmp_path, pki, "pass")
+    path = policy_rules(tmp_path, pki.alice.cert_pem, "pass")
     src = tmp_path / "in.eml"
     src.write_bytes(MESSAGE)
     target = tmp_path / "out.eml"
@@ -592,7 +569,7 @@ def _nested_to(depth: int) -> bytes:
 
 def test_encrypt_rules_deeply_nested_comment_in_to_is_65(cli, tmp_path: Path, pki) -> None:
     # The address parser recursed once per "(": 2,000 of them crashed with 70.
-    path = policy_rules(tmp_path, pki, "pass")
+    path = policy_rules(tmp_path, pki.alice.cert_pem, "pass")
     result = cli(["encrypt", "--rules", path], input=_nested_to(2000))
     assert result.exit_code == 65, result.output
     lines = result.stderr.splitlines()
@@ -603,7 +580,7 @@ def test_encrypt_rules_deeply_nested_comment_in_to_is_65(cli, tmp_path: Path, pk
 def test_batch_rules_deeply_nested_comment_fails_only_that_message(
     cli, tmp_path: Path, pki
 ) -> None:
-    path = policy_rules(tmp_path, pki, "pass")
+    path = policy_rules(tmp_path, pki.alice.cert_pem, "pass")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "bad.eml").write_bytes(_nested_to(2000))

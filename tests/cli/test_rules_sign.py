@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Pki, Result, assert_error
+from tests.messages import message
 from tests.pki import PASSWORD
 
 Cli = Callable[..., Result]
@@ -20,7 +21,7 @@ RULE = (
 
 
 def _message(sender: str, to: str) -> bytes:
-    return f"From: {sender}\nTo: {to}\nSubject: by rules\n\nhello by rules\n".encode()
+    return message(to, b"hello by rules\n", sender=sender, subject="by rules")
 
 
 @pytest.fixture
