@@ -282,6 +282,7 @@ def test_issue_user_signer_password_env(lab: Lab, cli: Cli, tmp_path: Path) -> N
         env={"SIGNERPW": SECRET.decode()},
     )
     assert result.exit_code == 0, result.output
+    assert result.stdout.decode().endswith("  E=u@example.net, CN=u@example.net\n"), result.output
 
 
 # --- errors: status, one line, nothing written --------------------------------------------
@@ -800,6 +801,8 @@ def test_certs_verify_purpose(cli: Cli, tmp_path: Path) -> None:
     result = cli(["certs", "verify", "Test Intermediate CA V1", "--purpose", "sign", "--json"])
     # A CA without emailProtection restrictions and with digitalSignature can sign mail.
     assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["subject"] == "CN=Test Intermediate CA V1" and doc["trusted"] and doc["ok"]
     result = cli(["certs", "verify", "Test Intermediate CA V1", "--purpose", "encrypt"])
     assert result.exit_code == 77
     assert "key usage does not allow key encipherment" in result.stdout.decode()

@@ -65,6 +65,8 @@ def test_smimecli_decrypts_then_verifies(cli: Cli, pki: Pki, tmp_path: Path) -> 
     done = cli(["verify", "--json", inner, "--ca", pki.ca.cert_pem])
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
+    assert report["status"] == "valid" and report["signer"]["emails"] == ["alice@example.com"]
+    report = json.loads(done.stdout)
     assert report["status"] == "valid"
     assert report["signer"]["subject"].startswith("CN=Alice")
     assert report["from"] == ["alice@example.com"]
