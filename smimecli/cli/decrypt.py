@@ -195,13 +195,13 @@ class _Recorder:
 
 
 def _judge_outer(src: Any, input: Path | None, name: str) -> list[Any]:
-    """inspect: verify the signature around the envelope; one warning line."""
+    """inspect: verify each signature layer around the envelope; one warning line each."""
     import logging
 
     from smimecli.cli.verify import _store_certificates
     from smimecli.files import open_input
     from smimecli.verify.message import MAX_MESSAGE
-    from smimecli.verify.verdicts import judge
+    from smimecli.verify.verdicts import judge_layers
 
     roots, cas, every = _store_certificates()
     if is_std(input):
@@ -211,11 +211,12 @@ def _judge_outer(src: Any, input: Path | None, name: str) -> list[Any]:
         assert input is not None
         with open_input(input) as again:
             data = again.read(MAX_MESSAGE + 1)
-    verdict = judge(
+    verdicts = judge_layers(
         data, "outer", roots=roots, intermediates=cas, extra_certificates=every, what=name
     )
-    logging.getLogger("smimecli").warning(verdict.line())
-    return [verdict]
+    for verdict in verdicts:
+        logging.getLogger("smimecli").warning(verdict.line())
+    return verdicts
 
 
 def _judge_signatures(
@@ -278,7 +279,9 @@ def _print_report(report: Any, verdicts: list[Any]) -> None:
         lines.extend(f"  {name}: {value}" for name, value in report.headers)
     lines.append(f"CMS content type: {report.content_type} ({report.content_type_oid})")
     if report.signature_layers:
-        judged = f": {_STATUS_WORDS[verdicts[0].status]}" if verdicts else ", not verified"
+        found = {verdict.status for verdict in verdicts}
+        worst = next((s for s in ("invalid", "untrusted", "valid") if s in found), None)
+        judged = f": {_STATUS_WORDS[worst]}" if worst else ", not verified"
         lines.append(f"Signature layers: {report.signature_layers} (outside the envelope{judged})")
     if report.cipher is not None:
         cipher = report.cipher

@@ -220,3 +220,13 @@ def test_decrypt_judges_every_signature_around_the_envelope(
         "was changed; nothing was written"
     )
     assert "Traceback" not in done.stderr and not plain.exists()
+    # inspect (no key) judges both layers too, and its summary gives the worst.
+    shown = cli(["inspect", carol])
+    assert shown.exit_code == 0, shown.output
+    assert b"Signature layers: 2 (outside the envelope: INVALID)" in shown.stdout
+    assert shown.stderr.count("smimecli: warning: the signature outside the envelope") == 2
+    doc = json.loads(cli(["inspect", carol, "--json"]).stdout)
+    assert [(s["status"], s["signer"]) for s in doc["signatures"]] == [
+        ("valid", "CN=Carol, E=carol@example.com"),
+        ("invalid", "CN=Alice, E=alice@example.com"),
+    ]
