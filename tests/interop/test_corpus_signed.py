@@ -134,6 +134,14 @@ def _decrypt(
     assert sum("outside the envelope" in line for line in verdicts) == outside, result.stderr
     assert sum("inside the envelope" in line for line in verdicts) == inside, result.stderr
     assert f"e={signer}" in verdicts[0].lower(), verdicts[0]
+    if outside:  # inspect, with no key, judges the same layers around the envelope
+        shown = cli(["inspect", "--json", path])
+        assert shown.exit_code == 0, shown.output
+        judged = [s["status"] for s in json.loads(shown.stdout)["signatures"]]
+        said = [line for line in verdicts if "outside the envelope" in line]
+        assert judged == [
+            "valid" if line.endswith(" is valid and trusted") else "invalid" for line in said
+        ], (judged, said)
     if result.exit_code == 0:
         assert all(line.endswith(" is valid and trusted") for line in verdicts), result.stderr
         assert b"enveloped-data" not in out.read_bytes() and out.stat().st_size > 0
