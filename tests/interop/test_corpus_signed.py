@@ -109,7 +109,7 @@ def test_thunderbird_signed_message(
     ca = interop / TB / "TestCA.pem"
     out = tmp_path / "out.eml"
     if _encrypted(entry):
-        good = _decrypt(cli, path, out, bob, ca, signer)
+        good = _decrypt(cli, path, out, bob, ca, signer, thunderbird_good)
     else:
         good = _verify_layers(cli, path, out, ca, signer, 2 if "dave" in entry else 1)
     assert good == expected, (name, DIFFERENT.get(name))
@@ -118,10 +118,17 @@ def test_thunderbird_signed_message(
 
 
 def _decrypt(
-    cli: Cli, path: Path, out: Path, bob: tuple[Path, Path], ca: Path, signer: str
+    cli: Cli,
+    path: Path,
+    out: Path,
+    bob: tuple[Path, Path],
+    ca: Path,
+    signer: str,
+    inside_good: bool,
 ) -> bool:
     """``decrypt --require-signature`` with the corpus root in the store: True when it wrote
-    the message. Every signature layer has its own warning line."""
+    the message. Every signature layer has its own warning line; the one inside the
+    envelope (the one Thunderbird judges) holds when ``inside_good``."""
     imported = cli(["certs", "import", "--store-name", "root", ca])
     assert imported.exit_code == 0, imported.output
     key, cert = bob
@@ -134,6 +141,9 @@ def _decrypt(
     assert sum("outside the envelope" in line for line in verdicts) == outside, result.stderr
     assert sum("inside the envelope" in line for line in verdicts) == inside, result.stderr
     assert f"e={signer}" in verdicts[0].lower(), verdicts[0]
+    for line in verdicts:
+        if "inside the envelope" in line:
+            assert line.endswith(" is valid and trusted") == inside_good, line
     if outside:  # inspect, with no key, judges the same layers around the envelope
         shown = cli(["inspect", "--json", path])
         assert shown.exit_code == 0, shown.output
@@ -163,8 +173,8 @@ def _verify_layers(cli: Cli, path: Path, out: Path, ca: Path, signer: str, layer
         result = cli(["verify", "--json", "--ca", ca, source, "-o", out])
         assert "Traceback" not in result.stderr
         report = json.loads(result.stdout)
-        if depth == 0:
-            assert report["signer"]["emails"] == [signer], report["signer"]
+        who = signer if depth == 0 else "alice@example.com"  # Dave signed what Alice signed
+        assert report["signer"]["emails"] == [who], report["signer"]
         if report["status"] == "valid":
             assert result.exit_code == 0, result.output
             if depth == 1:  # Alice's layer inside Dave's: From: names Dave
