@@ -137,6 +137,20 @@ def run_cli(args: list[str], input: bytes = b"", env: dict[str, str] | None = No
     return Result(code, out_buf.getvalue(), stderr.getvalue())
 
 
+def assert_error(result: Result, code: int, *parts: str) -> str:
+    """A failure as the user sees it: exit status ``code``, one ``smimecli: error:`` line
+    (the last on standard error; warnings may come before it) that holds every one of
+    ``parts`` (the file named, the reason), and no traceback. Returns that line."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("smimecli: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    for part in parts:
+        assert part in errors[0], (part, errors[0])
+    return errors[0]
+
+
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator[object]:
     """``cli(args, input=b"")``: run smimecli in-process with a private store folder."""

@@ -167,7 +167,9 @@ def _print_report(report: Any, verdicts: list[Any]) -> None:
         lines.extend(f"  {name}: {value}" for name, value in report.headers)
     lines.append(f"CMS content type: {report.content_type} ({report.content_type_oid})")
     if report.signature_layers:
-        judged = f": {_STATUS_WORDS[verdicts[0].status]}" if verdicts else ", not verified"
+        found = {verdict.status for verdict in verdicts}
+        worst = next((s for s in ("invalid", "untrusted", "valid") if s in found), None)
+        judged = f": {_STATUS_WORDS[worst]}" if worst else ", not verified"
         lines.append(f"Signature layers: {report.signature_layers} (outside the envelope{judged})")
     if report.cipher is not None:
         cipher = report.cipher

@@ -146,11 +146,11 @@ class Recorder:
 
 
 def judge_outer(src: Any, input: Path | None, name: str, store_dir: Path) -> list[Verdict]:
-    """inspect: verify the signature around the envelope of ``src`` (read again from the
-    file ``input``; None: ``src`` is a seekable copy of standard input)."""
+    """inspect: verify each signature layer around the envelope of ``src`` (read again from
+    the file ``input``; None: ``src`` is a seekable copy of standard input)."""
     from smimecli.files import open_input
     from smimecli.verify.message import MAX_MESSAGE
-    from smimecli.verify.verdicts import judge
+    from smimecli.verify.verdicts import judge_layers
 
     trust = store_trust(store_dir)
     if input is None:
@@ -159,7 +159,7 @@ def judge_outer(src: Any, input: Path | None, name: str, store_dir: Path) -> lis
     else:
         with open_input(input) as again:
             data = again.read(MAX_MESSAGE + 1)
-    verdict = judge(
+    return judge_layers(
         data,
         "outer",
         roots=trust.roots,
@@ -167,7 +167,6 @@ def judge_outer(src: Any, input: Path | None, name: str, store_dir: Path) -> lis
         extra_certificates=trust.every,
         what=name,
     )
-    return [verdict]
 
 
 def judge_signatures(
@@ -175,7 +174,7 @@ def judge_signatures(
 ) -> list[Verdict]:
     """Verify the signature around the envelope (``outer``: the input had one) and the one
     inside (a signed plaintext), with the store in ``store_dir``; a verdict each."""
-    from smimecli.verify.verdicts import is_signed, judge
+    from smimecli.verify.verdicts import is_signed, judge, judge_layers
 
     plaintext_copy.seek(0)
     inner = is_signed(plaintext_copy.read(1 << 20))
@@ -190,7 +189,7 @@ def judge_signatures(
     }
     verdicts = []
     if outer:
-        verdicts.append(judge(input_copy(src, input), "outer", **trust))
+        verdicts.extend(judge_layers(input_copy(src, input), "outer", **trust))
     if inner:
         plaintext_copy.seek(0)
         verdicts.append(judge(plaintext_copy.read(), "inner", **trust))

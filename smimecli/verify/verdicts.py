@@ -17,8 +17,9 @@ from typing import Any
 from smimecli.errors import AuthError, DataError, SmimeError
 from smimecli.notices import Notice
 
-__all__ = ["Verdict", "judge", "require_signature"]
+__all__ = ["Verdict", "judge", "judge_layers", "require_signature"]
 
+MAX_LAYERS = 8  # as many as decrypt unwraps: hostile input must not loop without end
 PLACES = {"outer": "outside the envelope", "inner": "inside the envelope"}
 
 
@@ -91,6 +92,40 @@ def judge(
     cert = report.signature.check.signer.signer
     signer = display_name(cert.subject) if cert is not None else "someone"
     return Verdict(place, report.status, signer, report.reasons)
+
+
+def judge_layers(
+    data: bytes,
+    place: str,
+    *,
+    roots: Iterable[Any],
+    intermediates: Iterable[Any] = (),
+    extra_certificates: Iterable[Any] = (),
+    what: str = "the message",
+) -> list[Verdict]:
+    """Every signature layer of a signed message, outermost first, each judged as
+    :func:`judge` does: a signed message signed again (Dave signs what Alice signed) has
+    two verdicts, so a broken inner layer is not hidden by a good outer one."""
+    from smimecli.verify.message import unsigned_message, verify_message
+
+    trust: dict[str, Any] = {
+        "roots": list(roots),
+        "intermediates": list(intermediates),
+        "extra_certificates": list(extra_certificates),
+    }
+    verdicts = [judge(data, place, **trust, what=what)]
+    for _ in range(MAX_LAYERS - 1):
+        try:
+            signature = verify_message(
+                data, extra_certificates=trust["extra_certificates"], what=what
+            )
+        except DataError:
+            break
+        data = unsigned_message(signature)
+        if not is_signed(data):
+            break
+        verdicts.append(judge(data, place, **trust, what=what))
+    return verdicts
 
 
 def require_signature(verdicts: list[Verdict], what: str) -> None:

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import Pki, Result
+from tests.messages import message
 from tests.pki import PASSWORD
+from tests.rulesfiles import rules_file
 
 Cli = Callable[..., Result]
 RULES = (
@@ -19,10 +21,9 @@ RULES = (
 def _harvest(cli: Cli, tmp_path: Path, pfx: Path, sender: str) -> None:
     """Import a message the identity signed: the store records its SMIMECapabilities."""
     signed = tmp_path / f"{sender}.eml"
-    message = f"From: {sender}\nTo: x@example.org\nSubject: hi\n\nhello\n".encode()
     done = cli(
         ["sign", "--signer-pfx", pfx, "--password-env", "PW", "-o", signed],
-        input=message,
+        input=message("x@example.org", sender=sender, subject="hi"),
         env={"PW": PASSWORD.decode()},
     )
     assert done.exit_code == 0, done.output
@@ -30,9 +31,7 @@ def _harvest(cli: Cli, tmp_path: Path, pfx: Path, sender: str) -> None:
 
 
 def _rules(tmp_path: Path) -> Path:
-    rules = tmp_path / "rules.toml"
-    rules.write_text(RULES)
-    return rules
+    return rules_file(tmp_path, RULES)
 
 
 def _test(cli: Cli, rules: Path) -> tuple[str, dict[str, object]]:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from smimecli.certs import sst
 from smimecli.certs.names import thumbprint
 from smimecli.certs.store import Store
-from tests.conftest import Pki, Result
+from tests.conftest import Pki, Result, assert_error
 from tests.pki import PASSWORD
 
 Cli = Callable[..., Result]
@@ -50,7 +50,8 @@ def test_import_merges_and_store_name(cli: Cli, pki: Pki, tmp_path: Path) -> Non
     assert cli(["certs", "import", pki.ca.cert_pem, "--store-name", "root"]).exit_code == 0
     listed = json.loads(cli(["certs", "list", "--json"]).stdout)
     assert [r["stores"] for r in listed] == [["other"], ["root"]]
-    assert cli(["certs", "import", pki.ca.cert_pem, "--store-name", "trusted"]).exit_code == 64
+    result = cli(["certs", "import", pki.ca.cert_pem, "--store-name", "trusted"])
+    assert_error(result, 64, "unknown store name 'trusted': use one of my, other, root, ca")
 
 
 @pytest.mark.parametrize(
@@ -81,14 +82,14 @@ def test_truncated_and_wrong_password(cli: Cli, pki: Pki, tmp_path: Path) -> Non
     truncated = tmp_path / "cut.pfx"
     truncated.write_bytes(pki.alice.pfx.read_bytes()[:700])
     result = cli(["certs", "import", truncated, "--password-env", "PFXPW"], env=PW)
-    assert result.exit_code == 65, result.output
+    assert_error(result, 65, f"corrupt PKCS#12 file in {truncated}: ")
     result = cli(["certs", "import", pki.alice.pfx, "--password-env", "BAD"], env={"BAD": "x"})
-    assert result.exit_code == 77, result.output
-    assert "wrong password" in result.stderr
+    assert_error(result, 77, f"wrong password for {pki.alice.pfx} (or the file is damaged)")
     result = cli(["certs", "import", pki.alice.pfx])  # no password, stdin is no terminal
-    assert result.exit_code == 77, result.output
+    assert_error(result, 77, f"{pki.alice.pfx} is protected by a password: give --password-file")
     assert _dump(tmp_path) == before
-    assert cli(["certs", "import", tmp_path / "missing.cer"]).exit_code == 66
+    result = cli(["certs", "import", tmp_path / "missing.cer"])
+    assert_error(result, 66, f"cannot read {tmp_path / 'missing.cer'}: No such file or directory")
 
 
 def test_strict_and_skipped(cli: Cli, pki: Pki, tmp_path: Path) -> None:
@@ -96,7 +97,9 @@ def test_strict_and_skipped(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     mixed = tmp_path / "mixed.pem"
     mixed.write_bytes(junk + pki.bob.cert_pem.read_bytes())
     result = cli(["certs", "import", mixed, "--strict"])
-    assert result.exit_code == 65 and _dump(tmp_path) == []
+    assert_error(result, 65, "1 certificate(s) could not be parsed (--strict): nothing imported")
+    assert f"skipped certificate 1 in {mixed}: its DER encoding is cut short" in result.stderr
+    assert _dump(tmp_path) == []
     result = cli(["certs", "import", mixed])
     assert result.exit_code == 0, result.output
     assert result.stderr.count("smimecli: warning:") == 1
@@ -111,7 +114,7 @@ def test_ambiguous_selector_exits_64_listing_matches(cli: Cli, pki: Pki, tmp_pat
     assert pki.alice.thumbprint in result.stderr and other_alice.thumbprint in result.stderr
     assert not out.exists()
     result = cli(["certs", "show", "nobody@example.com"])
-    assert result.exit_code == 65 and "no certificate" in result.stderr
+    assert_error(result, 65, "no certificate matches 'nobody@example.com' (see 'smimecli certs")
 
 
 def test_root_in_two_stores_is_one_match(cli: Cli, pki: Pki) -> None:
@@ -167,7 +170,8 @@ def test_export_formats_reimport(cli: Cli, pki: Pki, tmp_path: Path) -> None:
 def test_export_errors(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     cli(["certs", "import", pki.bob.cert_pem])
     out = tmp_path / "b.pfx"
-    assert cli(["certs", "export", "bob@example.com", "-o", out]).exit_code == 64  # no password
+    result = cli(["certs", "export", "bob@example.com", "-o", out])
+    assert_error(result, 64, "a .pfx always needs a password: give --password-file or --password")
     result = cli(
         [
             "certs",
@@ -182,13 +186,13 @@ def test_export_errors(cli: Cli, pki: Pki, tmp_path: Path) -> None:
         env=PW,
     )
     assert result.exit_code == 65 and "no private key" in result.stderr
-    assert cli(["certs", "export", "bob@example.com", "-o", tmp_path / "b.xyz"]).exit_code == 64
-    assert (
-        cli(["certs", "export", "bob@example.com", "bob", "-o", tmp_path / "b.cer"]).exit_code == 64
-    )
+    result = cli(["certs", "export", "bob@example.com", "-o", tmp_path / "b.xyz"])
+    assert_error(result, 64, "cannot tell the export format from 'b.xyz': give --format (cer, ")
+    result = cli(["certs", "export", "bob@example.com", "bob", "-o", tmp_path / "b.cer"])
+    assert_error(result, 64, "--format cer holds one certificate: give exactly one selector")
     assert not list(tmp_path.glob("b.*"))
     result = cli(["certs", "export", "bob@example.com", "-o", tmp_path / "no" / "b.cer"])
-    assert result.exit_code == 73
+    assert_error(result, 73, f"cannot write {tmp_path / 'no' / 'b.cer'}: No such file or dir")
 
 
 def test_list_text_and_email_pattern(cli: Cli, pki: Pki) -> None:
@@ -223,7 +227,8 @@ def test_remove(cli: Cli, pki: Pki) -> None:
     result = cli(["certs", "remove", "alice@example.com", pki.bob.thumbprint[:8]])
     assert result.exit_code == 0, result.output
     assert json.loads(cli(["certs", "list", "--json"]).stdout) == []
-    assert cli(["certs", "remove", "alice@example.com"]).exit_code == 65
+    result = cli(["certs", "remove", "alice@example.com"])
+    assert_error(result, 65, "no certificate matches 'alice@example.com' (see 'smimecli certs")
 
 
 def test_signed_mail_import_goes_to_other(cli: Cli, pki: Pki, tmp_path: Path) -> None:
@@ -284,7 +289,8 @@ def test_export_and_remove_json(cli, pki, tmp_path: Path) -> None:
     assert removed.exit_code == 0, removed.output
     entry = json.loads(removed.stdout)["removed"][0]
     assert entry["thumbprint"] == pki.bob.thumbprint and entry["stores"] == ["other"]
-    assert cli(["certs", "show", pki.bob.thumbprint]).exit_code == 65
+    result = cli(["certs", "show", pki.bob.thumbprint])
+    assert_error(result, 65, f"no certificate matches '{pki.bob.thumbprint}'")
 
 
 def test_list_email_bracket_is_literal(cli: Cli, pki: Pki) -> None:

@@ -9,6 +9,7 @@ from asn1crypto import cms
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from tests.conftest import assert_error
 from tests.pki import PASSWORD
 
 ENTITY = b"Content-Type: text/plain\r\n\r\nsecret text\r\n"
@@ -92,7 +93,8 @@ def test_decrypt_with_store_key(cli, pki, tmp_path) -> None:
     assert not (tmp_path / "store").exists()
     with Store.open(tmp_path / "store", create=True) as store:
         store.add(pki.bob.cert, key=pki.bob.key)
-        assert cli(["decrypt", msg]).exit_code == 77  # not the key it needs
+        result = cli(["decrypt", msg])  # not the key it needs
+        assert_error(result, 77, str(msg))
         store.add(pki.alice.cert, key=pki.alice.key)
     result = cli(["decrypt", msg])
     assert result.exit_code == 0, result.output

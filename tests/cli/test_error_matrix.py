@@ -14,28 +14,17 @@ import pytest
 from smimecli.cms.envelope import EnvelopeBuilder
 from smimecli.cms.recipients import Recipient
 from tests.conftest import Pki, Result
+from tests.messages import message
+from tests.rulesfiles import policy_rules
 
-MESSAGE = b"From: a@example.com\nTo: alice@example.com\nSubject: matrix\n\nhello\n"
+MESSAGE = message(subject="matrix")
 Cli = Callable[..., Result]
 
 
 def _rules(folder: Path, pki: Pki, policy: str) -> Path:
-    path = folder / f"rules-{policy}.toml"
-    path.write_text(f"""
-[[rule]]
-name = "alice"
-recipients = ["alice@example.com"]
-source = {{ kind = "cer", path = "{pki.alice.cert_der}" }}
-match = "any"
-
-[[rule]]
-name = "nobody"
-recipients = ["*@nocert.example"]
-source = {{ kind = "dir", path = "{folder / "empty"}" }}
-on_missing_cert = "{policy}"
-""")
-    (folder / "empty").mkdir(exist_ok=True)
-    return path
+    name = f"rules-{policy}.toml"
+    cert = pki.alice.cert_der
+    return policy_rules(folder, cert, policy, name=name, pattern="*@nocert.example", match_any=True)
 
 
 def _encrypted_to_alice(folder: Path, pki: Pki) -> Path:

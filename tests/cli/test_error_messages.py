@@ -96,6 +96,7 @@ def test_key_file_given_as_cert(cli: Any, pki: Any, tmp_path: Path) -> None:
         env={"PW": PASSWORD.decode()},
     )
     assert ok.exit_code == 0, ok.output
+    assert b"smime-type=enveloped-data" in ok.stdout and b"\nhello\n" not in ok.stdout
 
 
 def _encrypt_on_a_terminal(pki: Any, tty: bool) -> tuple[int, bytes, str]:

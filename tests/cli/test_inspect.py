@@ -8,6 +8,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from tests.conftest import assert_error
+
 
 def _message(tmp_path, *certs):
     builder = (
@@ -57,5 +59,7 @@ def test_inspect_errors(cli, tmp_path) -> None:
     plain = tmp_path / "plain.eml"
     plain.write_bytes(b"Subject: x\n\nhello\n")
     result = cli(["inspect", plain])
-    assert result.exit_code == 65 and result.stderr.count("\n") == 1
-    assert cli(["inspect", tmp_path / "none.eml"]).exit_code == 66
+    assert_error(result, 65, f"{plain} is not an S/MIME encrypted message (Content-Type: text/")
+    assert result.stderr.count("\n") == 1
+    missing = tmp_path / "none.eml"
+    assert_error(cli(["inspect", missing]), 66, f"cannot read {missing}")

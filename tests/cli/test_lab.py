@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from smimecli.certs.pfx import write_pfx
 from smimecli.certs.store import Store
-from tests.conftest import Pki, Result, run_cli
+from tests.conftest import Pki, Result, assert_error, run_cli
 from tests.pki import PASSWORD
 
 Cli = Callable[..., Result]
@@ -282,6 +282,7 @@ def test_issue_user_signer_password_env(lab: Lab, cli: Cli, tmp_path: Path) -> N
         env={"SIGNERPW": SECRET.decode()},
     )
     assert result.exit_code == 0, result.output
+    assert result.stdout.decode().endswith("  E=u@example.net, CN=u@example.net\n"), result.output
 
 
 # --- errors: status, one line, nothing written --------------------------------------------
@@ -789,11 +790,10 @@ def test_certs_verify_exit_statuses(cli: Cli, tmp_path: Path) -> None:
     # Unparseable 65, missing 66, each with one line on stderr.
     (tmp_path / "junk.pem").write_bytes(b"junk")
     result = cli(["certs", "verify", tmp_path / "junk.pem"])
-    assert result.exit_code == 65
-    assert "is not a certificate file" in result.stderr
+    assert_error(result, 65, f"{tmp_path / 'junk.pem'} is not a certificate file this tool reads")
     result = cli(["certs", "verify", tmp_path / "missing.pem"])
-    assert result.exit_code == 66
-    assert result.stderr.count("\n") == 1 and "missing.pem" in result.stderr
+    assert_error(result, 66, f"cannot read {tmp_path / 'missing.pem'}: no such file")
+    assert result.stderr.count("\n") == 1
 
 
 def test_certs_verify_purpose(cli: Cli, tmp_path: Path) -> None:
@@ -801,12 +801,13 @@ def test_certs_verify_purpose(cli: Cli, tmp_path: Path) -> None:
     result = cli(["certs", "verify", "Test Intermediate CA V1", "--purpose", "sign", "--json"])
     # A CA without emailProtection restrictions and with digitalSignature can sign mail.
     assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["subject"] == "CN=Test Intermediate CA V1" and doc["trusted"] and doc["ok"]
     result = cli(["certs", "verify", "Test Intermediate CA V1", "--purpose", "encrypt"])
     assert result.exit_code == 77
     assert "key usage does not allow key encipherment" in result.stdout.decode()
     result = cli(["certs", "verify", "Test Root V1", "--purpose", "any"])
-    assert result.exit_code == 64
-    assert "unknown --purpose 'any'" in result.stderr
+    assert_error(result, 64, "unknown --purpose 'any' (use encrypt, sign or both)")
 
 
 def test_certs_list_expiring(cli: Cli, tmp_path: Path) -> None:

@@ -9,15 +9,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from tests.conftest import assert_error
+from tests.messages import message
+from tests.rulesfiles import policy_rules, rules_file
 from tests.unit.test_rules import BAD
 
 NOW = dt.datetime.now(dt.UTC)
-
-
-def rules_file(folder: Path, text: str) -> Path:
-    path = folder / "rules.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def good_rules(folder: Path, pki) -> Path:
@@ -113,8 +110,8 @@ source = {source}
 
 def test_check_missing_rules_file(cli, tmp_path: Path) -> None:
     result = cli(["rules", "check", "--rules", tmp_path / "none.toml"])
-    assert result.exit_code == 78, result.output
-    assert "none.toml" in result.stderr
+    missing = tmp_path / "none.toml"
+    assert_error(result, 78, f"cannot read rules file {missing}: No such file or directory")
 
 
 def test_check_warns_about_shadowed_patterns(cli, tmp_path: Path, pki) -> None:
@@ -143,21 +140,22 @@ source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
 def test_test_needs_rule_names_or_all(cli, tmp_path: Path, pki) -> None:
     path = good_rules(tmp_path, pki)
     result = cli(["rules", "test", "--rules", path])
-    assert result.exit_code == 64, result.output
+    assert_error(result, 64, "name the rules to test, or give --all (see 'rules test --help')")
     result = cli(["rules", "test", "--rules", path, "--all", "alice"])
-    assert result.exit_code == 64, result.output
+    assert_error(result, 64, "give rule names or --all, not both")
 
 
 def test_test_unknown_rule_is_config_error(cli, tmp_path: Path, pki) -> None:
-    result = cli(["rules", "test", "--rules", good_rules(tmp_path, pki), "nosuch"])
-    assert result.exit_code == 78, result.output
-    assert "no rule named 'nosuch'" in result.stderr
+    path = good_rules(tmp_path, pki)
+    result = cli(["rules", "test", "--rules", path, "nosuch"])
+    assert_error(result, 78, f"{path}: no rule named 'nosuch' (rules: alice, team)")
 
 
 def test_test_bad_file_is_78(cli, tmp_path: Path) -> None:
     path = rules_file(tmp_path, BAD["bad oaep hash"][0])
     result = cli(["rules", "test", "--rules", path, "--all"])
-    assert result.exit_code == 78, result.output
+    assert_error(result, 78, f"{path}:6: rule 'r1', key 'oaep_hash': unknown value 'md5'")
+    assert result.stdout == b""
 
 
 def test_test_all_encrypted_text(cli, tmp_path: Path, pki) -> None:
@@ -212,7 +210,7 @@ def test_test_json(cli, tmp_path: Path, pki) -> None:
 def test_test_recipient_matching_no_tested_rule_is_usage_error(cli, tmp_path: Path, pki) -> None:
     path = good_rules(tmp_path, pki)
     result = cli(["rules", "test", "--rules", path, "alice", "--recipient", "x@example.org"])
-    assert result.exit_code == 64, result.output
+    assert_error(result, 64, "none of the --recipient addresses matches the tested rules")
 
 
 def test_test_all_reports_addresses_no_rule_matches(cli, tmp_path: Path, pki) -> None:
@@ -220,7 +218,7 @@ def test_test_all_reports_addresses_no_rule_matches(cli, tmp_path: Path, pki) ->
     result = cli(
         ["rules", "test", "--rules", path, "--all", "--recipient", "x@example.org", "--json"]
     )
-    assert result.exit_code == 67, result.output
+    assert_error(result, 67, "1 of 1 tested recipients would not be encrypted: x@example.org")
     doc = json.loads(result.stdout)
     (entry,) = [r for rule in doc["rules"] for r in rule["recipients"]]
     assert entry["rule"] is None and entry["outcome"] == "PASSED"
@@ -258,7 +256,7 @@ on_missing_cert = "reject"
 """,
     )
     result = cli(["rules", "test", "--rules", path, "dora"])
-    assert result.exit_code == 67, result.output
+    assert_error(result, 67, "would not be encrypted: dora@example.com REJECTED")
     text = result.stdout.decode()
     assert "dora@example.com: REJECTED" in text
     assert why in text
@@ -292,41 +290,22 @@ cipher = "3des"
 
 # --- encrypt --rules ------------------------------------------------------------------------
 
-MESSAGE = (
-    b"From: sender@example.net\r\n"
-    b"To: alice@example.com, nobody@example.com\r\n"
-    b"Bcc: hidden@example.net\r\n"
-    b"Subject: policy\r\n"
-    b"Content-Type: text/plain\r\n"
-    b"\r\n"
-    b"Secret.\r\n"
+MESSAGE = message(
+    "alice@example.com, nobody@example.com",
+    b"Secret.\r\n",
+    sender="sender@example.net",
+    bcc="hidden@example.net",
+    subject="policy",
+    content_type="text/plain",
+    newline=b"\r\n",
 )
-
-
-def policy_rules(folder: Path, pki, policy: str) -> Path:
-    (folder / "empty").mkdir(exist_ok=True)
-    return rules_file(
-        folder,
-        f"""
-[[rule]]
-name = "alice"
-recipients = ["alice@example.com"]
-source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
-
-[[rule]]
-name = "nobody"
-recipients = ["nobody@example.com"]
-source = {{ kind = "dir", path = "empty" }}
-on_missing_cert = "{policy}"
-""",
-    )
 
 
 @pytest.mark.parametrize(("policy", "status"), [("reject", 67), ("tempfail", 75)])
 def test_encrypt_rules_policy_writes_nothing(
     cli, tmp_path: Path, pki, policy: str, status: int
 ) -> None:
-    path = policy_rules(tmp_path, pki, policy)
+    path = policy_rules(tmp_path, pki.alice.cert_pem, policy)
     src = tmp_path / "in.eml"
     src.write_bytes(MESSAGE)
     target = tmp_path / "out.eml"
@@ -343,10 +322,11 @@ def test_encrypt_rules_policy_writes_nothing(
 
 
 def test_encrypt_rules_on_missing_cert_option_overrides(cli, tmp_path: Path, pki) -> None:
-    path = policy_rules(tmp_path, pki, "pass")
+    path = policy_rules(tmp_path, pki.alice.cert_pem, "pass")
     result = cli(["encrypt", "--rules", path, "--on-missing-cert", "reject"], input=MESSAGE)
-    assert result.exit_code == 67, result.output
-    path = policy_rules(tmp_path, pki, "reject")
+    assert_error(result, 67, "no usable certificate for nobody@example.com (rule 'nobody', ")
+    assert result.stdout == b""
+    path = policy_rules(tmp_path, pki.alice.cert_pem, "reject")
     result = cli(["encrypt", "--rules", path, "--on-missing-cert", "pass"], input=MESSAGE)
     assert result.exit_code == 0, result.output
     assert b"application/pkcs7-mime" in result.stdout
@@ -354,7 +334,7 @@ def test_encrypt_rules_on_missing_cert_option_overrides(cli, tmp_path: Path, pki
 
 
 def test_encrypt_rules_pass_through_byte_for_byte(cli, tmp_path: Path, pki) -> None:
-    path = policy_rules(tmp_path, pki, "pass")
+    path = policy_rules(tmp_path, pki.alice.cert_pem, "pass")
     src = tmp_path / "in.eml"
     src.write_bytes(MESSAGE)
     target = tmp_path / "out.eml"
@@ -380,7 +360,7 @@ def test_encrypt_rules_bad_rules_file_is_78(cli, tmp_path: Path) -> None:
     path = rules_file(tmp_path, BAD["bad policy"][0])
     target = tmp_path / "out.eml"
     result = cli(["encrypt", "--rules", path, "-o", target], input=MESSAGE)
-    assert result.exit_code == 78, result.output
+    assert_error(result, 78, f"{path}:6: rule 'r1', key 'on_missing_cert': unknown value 'drop'")
     assert not target.exists()
 
 
@@ -457,6 +437,46 @@ def test_rules_test_on_an_80_column_terminal_keeps_thumbprints_whole(cli, pki, t
     words = shown.split()
     assert pki.alice.thumbprint[:16] in words, shown
     assert "alice@example.com" in words, shown
+
+
+def test_rules_test_table_as_a_person_sees_it(cli, pki, tmp_path: Path) -> None:
+    # On a terminal (not --json): the file and sender, a heading per rule, the column header
+    # and one row per recipient, then the one error line for a recipient left unencrypted.
+    from tests.conftest import run_on_terminal
+
+    assert cli(["certs", "import", pki.alice.cert_pem, "--store-name", "other"]).exit_code == 0
+    rules = rules_file(
+        tmp_path,
+        '[[rule]]\nname = "alice"\nrecipients = ["alice@example.com", "nobody@example.com"]\n'
+        'source = { kind = "store" }\n',
+    )
+    shown = run_on_terminal(
+        ["rules", "test", "--all", "--rules", rules, "--recipient", "alice@example.com"],
+        160,
+        {"SMIMECLI_STORE": str(tmp_path / "store")},
+    )
+    lines = [line.rstrip() for line in shown.splitlines()]
+    assert lines[0] == f"rules file: {rules}  sender: test@localhost", shown
+    assert lines[1] == "rule 'alice'", shown
+    header = ["Recipient", "Rule", "Outcome", "Certificate", "Algorithms", "Reason"]
+    assert lines[2].split() == header, shown
+    assert set(lines[3]) == {"─"}, shown
+    row = lines[4].split()
+    assert row[:5] == [
+        "alice@example.com",
+        "alice",
+        "ENCRYPTED",
+        "CN=Alice,",
+        "E=alice@example.com",
+    ]
+    words = " ".join(" ".join(lines[4:]).split())
+    assert "aes256, RSA PKCS#1 v1.5" in words, shown
+    reason = lines[2].index("Reason")  # the last column, wrapped over the row's lines
+    said = " ".join(line[reason:].strip() for line in lines[4:] if line[reason:].strip())
+    assert said == "the usable certificate naming it in store other", shown
+    assert "not after" in words, shown
+    assert pki.alice.thumbprint[:16] in lines[5].split(), shown
+    assert "Traceback" not in shown and "smimecli: error" not in shown, shown
 
 
 def test_encrypt_names_unmatched_recipients_on_stderr_and_in_json(cli, pki, tmp_path: Path) -> None:
@@ -549,7 +569,7 @@ def _nested_to(depth: int) -> bytes:
 
 def test_encrypt_rules_deeply_nested_comment_in_to_is_65(cli, tmp_path: Path, pki) -> None:
     # The address parser recursed once per "(": 2,000 of them crashed with 70.
-    path = policy_rules(tmp_path, pki, "pass")
+    path = policy_rules(tmp_path, pki.alice.cert_pem, "pass")
     result = cli(["encrypt", "--rules", path], input=_nested_to(2000))
     assert result.exit_code == 65, result.output
     lines = result.stderr.splitlines()
@@ -560,7 +580,7 @@ def test_encrypt_rules_deeply_nested_comment_in_to_is_65(cli, tmp_path: Path, pk
 def test_batch_rules_deeply_nested_comment_fails_only_that_message(
     cli, tmp_path: Path, pki
 ) -> None:
-    path = policy_rules(tmp_path, pki, "pass")
+    path = policy_rules(tmp_path, pki.alice.cert_pem, "pass")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "bad.eml").write_bytes(_nested_to(2000))
@@ -569,6 +589,11 @@ def test_batch_rules_deeply_nested_comment_fails_only_that_message(
     out.mkdir()
     result = cli(["encrypt", inbox, "--out-dir", out, "--rules", path, "--json"])
     assert result.exit_code == 65, result.output
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == [
+        f"smimecli: error: {inbox / 'bad.eml'}: To/Cc/Bcc header nests comments too deeply to "
+        "read; the message is malformed"
+    ], result.stderr
     records = {
         Path(r["input"]).name: r for r in map(json.loads, result.stdout.decode().splitlines())
     }

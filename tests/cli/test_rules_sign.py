@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Pki, Result
+from tests.conftest import Pki, Result, assert_error
+from tests.messages import message
 from tests.pki import PASSWORD
 
 Cli = Callable[..., Result]
@@ -20,7 +21,7 @@ RULE = (
 
 
 def _message(sender: str, to: str) -> bytes:
-    return f"From: {sender}\nTo: {to}\nSubject: by rules\n\nhello by rules\n".encode()
+    return message(to, b"hello by rules\n", sender=sender, subject="by rules")
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_rule_sign_key(cli: Cli, pki: Pki, tmp_path: Path, store: None) -> None:
 def test_reject_policy_signs_nothing(cli: Cli, pki: Pki, tmp_path: Path, store: None) -> None:
     text = SIGNER + RULE.replace("bob@", "*@") + 'on_missing_cert = "reject"\n'
     done, out = _encrypt(cli, tmp_path, text, _message("alice@example.com", "zed@example.com"))
-    assert done.exit_code == 67, done.output
+    assert_error(done, 67, "no usable certificate for zed@example.com (rule 'partners', ")
     assert not out.exists()
 
 

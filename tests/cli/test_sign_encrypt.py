@@ -65,6 +65,8 @@ def test_smimecli_decrypts_then_verifies(cli: Cli, pki: Pki, tmp_path: Path) -> 
     done = cli(["verify", "--json", inner, "--ca", pki.ca.cert_pem])
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
+    assert report["status"] == "valid" and report["signer"]["emails"] == ["alice@example.com"]
+    report = json.loads(done.stdout)
     assert report["status"] == "valid"
     assert report["signer"]["subject"].startswith("CN=Alice")
     assert report["from"] == ["alice@example.com"]
@@ -175,3 +177,56 @@ def test_decrypt_require_signature_unsigned_is_65(cli: Cli, pki: Pki, tmp_path: 
     assert done.stderr.startswith("smimecli: error: ")
     assert "is not signed (--require-signature): nothing was written" in done.stderr
     assert done.stdout == b""
+
+
+def test_decrypt_judges_every_signature_around_the_envelope(
+    cli: Cli, pki: Pki, tmp_path: Path
+) -> None:
+    # Encrypt, Alice signs around the envelope, a field of her signed part is changed, then
+    # Carol signs it all: Carol's good signature must not hide Alice's broken one.
+    env = {"PW": PASSWORD.decode()}
+    sealed = tmp_path / "sealed.eml"
+    assert cli(["encrypt", "--cert", pki.bob.cert_pem, "-o", sealed], input=MESSAGE).exit_code == 0
+    alice = tmp_path / "alice.eml"
+    sign = ["sign", "--password-env", "PW", "-o"]
+    done = cli([*sign, alice, "--signer-pfx", pki.alice.pfx, sealed], env=env)
+    assert done.exit_code == 0, done.output
+    text = alice.read_bytes()
+    assert text.count(b"smime-type=enveloped-data") == 1
+    alice.write_bytes(text.replace(b"smime-type=enveloped-data", b"smime-type=enveloped-data ", 1))
+    carol = tmp_path / "carol.eml"
+    done = cli([*sign, carol, "--signer-pfx", pki.carol_ec.pfx, alice], env=env)
+    assert done.exit_code == 0, done.output
+    assert cli(["certs", "import", "--store-name", "root", pki.ca.cert_pem]).exit_code == 0
+    key = tmp_path / "bob.key"
+    key.write_bytes(pki.bob.key_pem.read_bytes())
+    plain = tmp_path / "plain.eml"
+    done = cli(["decrypt", carol, "--key", key, "-o", plain])
+    assert done.exit_code == 0, done.output
+    assert done.stderr.splitlines() == [
+        "smimecli: warning: the signature outside the envelope (signed by CN=Carol, "
+        "E=carol@example.com) is valid and trusted",
+        "smimecli: warning: the signature outside the envelope (signed by CN=Alice, "
+        "E=alice@example.com) does not hold: the message digest does not match: the content "
+        "was changed",
+    ]
+    assert b"From the start of a line" in plain.read_bytes()
+    plain.unlink()
+    done = cli(["decrypt", carol, "--key", key, "-o", plain, "--require-signature"])
+    assert done.exit_code == 65, done.output
+    assert done.stderr.splitlines()[-1] == (
+        f"smimecli: error: {carol}: the signature outside the envelope (signed by CN=Alice, "
+        "E=alice@example.com) does not hold: the message digest does not match: the content "
+        "was changed; nothing was written"
+    )
+    assert "Traceback" not in done.stderr and not plain.exists()
+    # inspect (no key) judges both layers too, and its summary gives the worst.
+    shown = cli(["inspect", carol])
+    assert shown.exit_code == 0, shown.output
+    assert b"Signature layers: 2 (outside the envelope: INVALID)" in shown.stdout
+    assert shown.stderr.count("smimecli: warning: the signature outside the envelope") == 2
+    doc = json.loads(cli(["inspect", carol, "--json"]).stdout)
+    assert [(s["status"], s["signer"]) for s in doc["signatures"]] == [
+        ("valid", "CN=Carol, E=carol@example.com"),
+        ("invalid", "CN=Alice, E=alice@example.com"),
+    ]

@@ -22,14 +22,10 @@ from smimecli.rules.plan import (
     plan_recipients,
     run_rules_test,
 )
+from tests.messages import message
+from tests.rulesfiles import policy_rule_text, policy_rules, rules_file
 
 NOW = dt.datetime.now(dt.UTC)
-
-
-def rules_file(folder: Path, text: str) -> Path:
-    path = folder / "rules.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def cert_dir(folder: Path, name: str, *certs: x509.Certificate) -> Path:
@@ -537,15 +533,14 @@ match = "any"
 
 # --- policies and the message ---------------------------------------------------------------
 
-MESSAGE = (
-    b"From: sender@example.net\n"
-    b"To: Alice <alice@example.com>, nobody@example.com\n"
-    b'Cc: "Bob, B." <bob@example.com>\n'
-    b"Bcc: hidden@example.com\n"
-    b"Subject: plan\n"
-    b"Content-Type: text/plain\n"
-    b"\n"
-    b"Hello.\n"
+MESSAGE = message(
+    "Alice <alice@example.com>, nobody@example.com",
+    b"Hello.\n",
+    sender="sender@example.net",
+    cc='"Bob, B." <bob@example.com>',
+    bcc="hidden@example.com",
+    subject="plan",
+    content_type="text/plain",
 )
 
 
@@ -561,26 +556,16 @@ def test_header_recipients() -> None:
     ]
 
 
-POLICY_RULES = """
-[[rule]]
-name = "known"
-recipients = ["alice@example.com"]
-source = {{ kind = "cer", path = "{alice}" }}
-
-[[rule]]
-name = "unknown"
-recipients = ["nobody@example.com"]
-source = {{ kind = "dir", path = "empty" }}
-on_missing_cert = "{policy}"
-"""
+def _policy_rules(folder: Path, pki, policy: str) -> Path:
+    """Rule 'known' for alice@example.com, rule 'unknown' for nobody@example.com."""
+    return policy_rules(folder, pki.alice.cert_pem, policy, known="known", unknown="unknown")
 
 
 @pytest.mark.parametrize(
     ("policy", "error"), [("reject", RejectError), ("tempfail", TempFailError)]
 )
 def test_reject_and_tempfail_write_nothing(tmp_path: Path, pki, policy: str, error: type) -> None:
-    (tmp_path / "empty").mkdir()
-    path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy=policy))
+    path = _policy_rules(tmp_path, pki, policy)
     out = io.BytesIO()
     with pytest.raises(error) as info:
         encrypt_with_rules(io.BytesIO(MESSAGE), out, path, None, tmp_path / "store")
@@ -592,11 +577,10 @@ def test_reject_wins_over_tempfail(tmp_path: Path, pki) -> None:
     (tmp_path / "empty").mkdir()
     path = rules_file(
         tmp_path,
-        POLICY_RULES.format(alice=pki.alice.cert_pem, policy="reject")
-        + POLICY_RULES.format(alice=pki.alice.cert_pem, policy="tempfail")
-        .replace('"known"', '"k2"')
-        .replace('"unknown"', '"u2"')
-        .replace("nobody@", "other@"),
+        policy_rule_text(pki.alice.cert_pem, "reject", known="known", unknown="unknown")
+        + policy_rule_text(
+            pki.alice.cert_pem, "tempfail", known="k2", unknown="u2", pattern="other@example.com"
+        ),
     )
     rules = load_rules(path)
     plan = plan_recipients(rules, ["other@example.com", "nobody@example.com"])
@@ -606,8 +590,7 @@ def test_reject_wins_over_tempfail(tmp_path: Path, pki) -> None:
 
 
 def test_on_missing_cert_override(tmp_path: Path, pki) -> None:
-    (tmp_path / "empty").mkdir()
-    path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy="pass"))
+    path = _policy_rules(tmp_path, pki, "pass")
     rules = load_rules(path)
     assert plan_recipients(rules, ["nobody@example.com"]).decision == "pass"
     plan = plan_recipients(rules, ["nobody@example.com"], on_missing_cert="tempfail")
@@ -619,8 +602,7 @@ def test_on_missing_cert_override(tmp_path: Path, pki) -> None:
 
 @pytest.mark.parametrize("crlf", [False, True])
 def test_pass_through_byte_for_byte(tmp_path: Path, pki, crlf: bool) -> None:
-    (tmp_path / "empty").mkdir()
-    path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy="pass"))
+    path = _policy_rules(tmp_path, pki, "pass")
     message = MESSAGE.replace(b"\n", b"\r\n") if crlf else MESSAGE
     out = io.BytesIO()
     outcome = encrypt_with_rules(
@@ -631,8 +613,7 @@ def test_pass_through_byte_for_byte(tmp_path: Path, pki, crlf: bool) -> None:
 
 
 def test_already_encrypted_passes_whatever_the_policy(tmp_path: Path, pki) -> None:
-    (tmp_path / "empty").mkdir()
-    path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy="reject"))
+    path = _policy_rules(tmp_path, pki, "reject")
     message = (
         b"To: nobody@example.com\nContent-Type: application/pkcs7-mime; "
         b"smime-type=enveloped-data; name=smime.p7m\n\nMIAGCSqGSIb3DQEHA6CAMIACAQAx\n"
@@ -855,8 +836,7 @@ SMIME_HEAD = b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; 
 def test_a_claim_of_encryption_does_not_pass_a_reject_rule(
     tmp_path: Path, pki, content_type: bytes
 ) -> None:
-    (tmp_path / "empty").mkdir()
-    path = rules_file(tmp_path, POLICY_RULES.format(alice=pki.alice.cert_pem, policy="reject"))
+    path = _policy_rules(tmp_path, pki, "reject")
     message = b"To: nobody@example.com\nContent-Type: " + content_type + b"\n\nSecret plan.\n"
     out = io.BytesIO()
     with pytest.raises(RejectError, match=r"nobody@example\.com"):

@@ -18,13 +18,7 @@ from smimecli.rules.model import (
     shadow_warning,
     shadowed_patterns,
 )
-
-
-def write(folder: Path, text: str, name: str = "rules.toml") -> Path:
-    path = folder / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
+from tests.rulesfiles import rules_file
 
 SPEC_EXAMPLE = """
 [defaults]                      # optional; every key may be set per rule too
@@ -51,7 +45,7 @@ cipher = "aes128"
 
 
 def test_spec_example_loads(tmp_path: Path) -> None:
-    rules = load_rules(write(tmp_path, SPEC_EXAMPLE))
+    rules = load_rules(rules_file(tmp_path, SPEC_EXAMPLE))
     assert [r.name for r in rules.rules] == ["alice", "partners"]
     alice, partners = rules.rules
     assert alice.match == "any" and alice.cipher == "aes256"
@@ -66,7 +60,7 @@ def test_spec_example_loads(tmp_path: Path) -> None:
 
 def test_builtin_defaults(tmp_path: Path) -> None:
     rules = load_rules(
-        write(
+        rules_file(
             tmp_path,
             """
 [[rule]]
@@ -84,7 +78,7 @@ source = { kind = "store" }
 
 def test_defaults_table_applies_and_rules_override(tmp_path: Path) -> None:
     rules = load_rules(
-        write(
+        rules_file(
             tmp_path,
             """
 [defaults]
@@ -116,7 +110,7 @@ key_transport = "rsa"
 
 def test_pfx_source_password_file_relative(tmp_path: Path) -> None:
     rules = load_rules(
-        write(
+        rules_file(
             tmp_path,
             """
 [[rule]]
@@ -189,7 +183,7 @@ def test_example_address_matches_its_pattern(pattern: str) -> None:
 
 def test_first_match_in_file_order(tmp_path: Path) -> None:
     rules = load_rules(
-        write(
+        rules_file(
             tmp_path,
             """
 [[rule]]
@@ -319,7 +313,7 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_validation_errors_name_file_rule_and_key(tmp_path: Path, case: str) -> None:
     text, rule, key = BAD[case]
-    path = write(tmp_path, text)
+    path = rules_file(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_rules(path)
     message = info.value.message
@@ -331,7 +325,7 @@ def test_validation_errors_name_file_rule_and_key(tmp_path: Path, case: str) -> 
 
 
 def test_unknown_cipher(tmp_path: Path) -> None:
-    path = write(tmp_path, RULE + 'cipher = "aes512"\n')
+    path = rules_file(tmp_path, RULE + 'cipher = "aes512"\n')
     with pytest.raises(ConfigError, match=r"rule 'r1', key 'cipher': unknown cipher 'aes512'"):
         load_rules(path)
 
@@ -351,19 +345,19 @@ def test_unknown_cipher(tmp_path: Path) -> None:
     ],
 )
 def test_every_spec_cipher_is_accepted(tmp_path: Path, cipher: str) -> None:
-    rules = load_rules(write(tmp_path, RULE + f'cipher = "{cipher}"\n'))
+    rules = load_rules(rules_file(tmp_path, RULE + f'cipher = "{cipher}"\n'))
     assert rules.rules[0].cipher == cipher
 
 
 def test_error_carries_line_of_the_key(tmp_path: Path) -> None:
-    path = write(tmp_path, "\n" + RULE + "\n" + 'key_transport = "nope"\n')
+    path = rules_file(tmp_path, "\n" + RULE + "\n" + 'key_transport = "nope"\n')
     with pytest.raises(ConfigError) as info:
         load_rules(path)
     assert info.value.message.startswith(f"{path}:8:"), info.value.message
 
 
 def test_toml_syntax_error_has_line(tmp_path: Path) -> None:
-    path = write(tmp_path, RULE + 'cipher = "aes256\n')
+    path = rules_file(tmp_path, RULE + 'cipher = "aes256\n')
     with pytest.raises(ConfigError, match=r"TOML syntax error.*line 6"):
         load_rules(path)
 
@@ -381,7 +375,7 @@ def test_not_utf8(tmp_path: Path) -> None:
 
 
 def test_hostile_nesting(tmp_path: Path) -> None:
-    path = write(tmp_path, "x = " + "[" * 100000 + "]" * 100000 + "\n")
+    path = rules_file(tmp_path, "x = " + "[" * 100000 + "]" * 100000 + "\n")
     with pytest.raises(ConfigError):
         load_rules(path)
 
@@ -434,7 +428,7 @@ def test_normalize_address(address: str, normal: str) -> None:
 
 def test_first_match_keeps_file_order_with_the_index(tmp_path: Path) -> None:
     rules = load_rules(
-        write(
+        rules_file(
             tmp_path,
             """
 [[rule]]
@@ -491,7 +485,7 @@ def test_shadow_check_of_thousands_of_rules_is_fast(tmp_path: Path) -> None:
         '[[rule]]\nname = "late"\nrecipients = ["USER7@D7.example.", "x@caught.example", '
         '"*@x9.example", "a.3@b.example"]\nsource = { kind = "store" }'
     )
-    path = write(tmp_path, "\n\n".join(blocks) + "\n")
+    path = rules_file(tmp_path, "\n\n".join(blocks) + "\n")
     started = time.monotonic()
     rules = load_rules(path)
     found = shadowed_patterns(rules)
