@@ -114,7 +114,7 @@ def not_verified_warning(signer: str) -> str:
     """The warning for one removed signature layer."""
     return (
         f"the outer signature (signed by {signer}) was not verified: "
-        "smimecli does not verify signatures yet"
+        "decrypt_message removes it unchecked (smimecli verify or decrypt_and_judge check it)"
     )
 
 

@@ -52,7 +52,7 @@ def test_signed_outside_decrypts_and_notices(pki, caplog, capsys, detached) -> N
     assert capsys.readouterr() == ("", "")
     (notice,) = result.notices
     assert notice.code == "unverified-signature"
-    assert "was not verified: smimecli does not verify signatures yet" in notice.text
+    assert "was not verified: decrypt_message removes it unchecked" in notice.text
     assert pki.alice.email in notice.text
     report = inspect_message(io.BytesIO(msg))
     assert (report.content_type, report.signature_layers) == ("enveloped-data", 1)
