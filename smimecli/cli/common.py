@@ -220,6 +220,17 @@ def info(message: str) -> None:
         print(printable(message), file=sys.stderr)
 
 
+def warn(message: object) -> None:
+    """One ``smimecli: warning: ...`` line on stderr, unless --quiet: how the commands show
+    the library's notices (:class:`smimecli.notices.Notice`) and their own warnings."""
+    if STATE.quiet:
+        return
+    try:
+        print(f"smimecli: warning: {printable(str(message))}", file=sys.stderr)
+    except (BrokenPipeError, ValueError):
+        pass
+
+
 def write_output(
     data: bytes, output: Path | None, *, mode: int | None = None, private: bool = False
 ) -> None:

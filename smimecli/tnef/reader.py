@@ -164,7 +164,7 @@ class TnefResult:
     Attributes:
         data: the converted message, or the input object itself when nothing was converted.
         converted: how many TNEF parts were replaced by plain MIME.
-        warnings: one line per TNEF part kept unchanged (also logged on ``smimecli``).
+        warnings: one line per TNEF part kept unchanged (the caller shows them).
     """
 
     data: bytes
@@ -235,7 +235,6 @@ class _Converter:
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
-        log.warning("%s", message)
 
     def walk(self, start: int, end: int, *, depth: int) -> None:
         if depth > MAX_MIME_DEPTH:
