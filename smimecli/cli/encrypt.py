@@ -250,63 +250,26 @@ def encrypt(
     enveloped message (application/pkcs7-mime) that keeps the original headers except
     Content-*, MIME-Version and Bcc. An already encrypted message passes unchanged.
     """
-    from smimecli.errors import UsageError
-
-    if cert and rules is not None:
-        raise UsageError("--cert and --rules are exclusive: give one of them")
-    if to and rules is not None:
-        raise UsageError("--to and --rules are exclusive: the rules pick the certificates")
-    if not cert and not to and rules is None:
-        raise UsageError(
-            "give --cert FILE or --to ADDRESS (direct mode) or --rules FILE (rules mode)"
-        )
-    if output is not None and out_dir is not None:
-        raise UsageError("-o and --out-dir are exclusive")
-    if rules is not None and any(
-        opt is not None for opt in (cipher, key_transport, oaep_hash, recipient_id)
-    ):
-        raise UsageError(
-            "--cipher, --key-transport, --oaep-hash and --recipient-id apply to --cert; "
-            "in rules mode set them in the rules file"
-        )
-    if key_transport is KeyTransport.rsa and oaep_hash is not None:
-        raise UsageError("--oaep-hash needs --key-transport rsa-oaep (or no --key-transport)")
-    signing = sign_with is not None or sign_with_pfx is not None
-    if sign_with is not None and sign_with_pfx is not None:
-        raise UsageError("give one of --sign-with SELECTOR and --sign-with-pfx FILE, not both")
-    if signing and rules is not None:
-        raise UsageError(
-            "--sign-with and --sign-with-pfx apply to direct mode; in rules mode set "
-            "sign = { signer = ... } or a [[signer]] table in the rules file"
-        )
-
-    transport = (
-        "rsa-oaep"
-        if oaep_hash is not None
-        else (key_transport.value if key_transport is not None else "rsa")
+    _check_modes(
+        direct=(bool(cert), bool(to)),
+        rules=rules is not None,
+        batch_output=(output, out_dir),
+        direct_options=(cipher, key_transport, oaep_hash, recipient_id),
+        signers=(sign_with, sign_with_pfx),
     )
     recipients: list[Recipient] = []
     if cert or to:
-        from smimecli.certs.direct import KeyOptions
-
         if recipient:
             warn(
                 f"--recipient is ignored in direct mode ({'--cert' if cert else '--to'} "
                 "names the recipients)"
             )
-        options = KeyOptions(
-            key_transport=transport,
-            oaep_hash=oaep_hash.value if oaep_hash is not None else "sha256",
-            recipient_id=recipient_id.value if recipient_id is not None else "issuer-serial",
-        )
+        options = _key_options(key_transport, oaep_hash, recipient_id)
         recipients = _direct_recipients(
             list(cert or []), list(to or []), options, password_file, password_env
         )
-
-    given = list(inputs or [])
-    batch = len(given) > 1 or any(p.is_dir() for p in given if not is_std(p))
     signer, signer_source = None, None
-    if signing:
+    if sign_with is not None or sign_with_pfx is not None:
         signer, signer_source = _signer_source(
             sign_with, sign_with_pfx, password_file, password_env
         )
@@ -320,11 +283,81 @@ def encrypt(
         on_missing_cert=on_missing_cert.value if on_missing_cert is not None else None,
         signer=signer,
     )
+    given = list(inputs or [])
     if done_dir is not None and out_dir is None:
+        from smimecli.errors import UsageError
+
         raise UsageError("--done-dir needs batch mode (--out-dir DIR)")
-    if not batch and out_dir is None:
+    if len(given) < 2 and out_dir is None and not any(p.is_dir() for p in given if not is_std(p)):
         _single(given[0] if given else None, output, request, json_output=json_output)
         return
+    out_dir = _check_batch(given, output, out_dir, done_dir)
+    settings = _batch_settings(request, signer_source, done_dir)
+    _batch(given, out_dir, settings, jobs=jobs, json_output=json_output)
+
+
+def _check_modes(
+    *,
+    direct: tuple[bool, bool],
+    rules: bool,
+    batch_output: tuple[Path | None, Path | None],
+    direct_options: tuple[object, ...],
+    signers: tuple[str | None, Path | None],
+) -> None:
+    """The usage errors (64) of option combinations, before anything is read."""
+    from smimecli.errors import UsageError
+
+    if direct[0] and rules:
+        raise UsageError("--cert and --rules are exclusive: give one of them")
+    if direct[1] and rules:
+        raise UsageError("--to and --rules are exclusive: the rules pick the certificates")
+    if not any(direct) and not rules:
+        raise UsageError(
+            "give --cert FILE or --to ADDRESS (direct mode) or --rules FILE (rules mode)"
+        )
+    if batch_output[0] is not None and batch_output[1] is not None:
+        raise UsageError("-o and --out-dir are exclusive")
+    if rules and any(opt is not None for opt in direct_options):
+        raise UsageError(
+            "--cipher, --key-transport, --oaep-hash and --recipient-id apply to --cert; "
+            "in rules mode set them in the rules file"
+        )
+    _cipher, key_transport, oaep_hash, _recipient_id = direct_options
+    if key_transport is KeyTransport.rsa and oaep_hash is not None:
+        raise UsageError("--oaep-hash needs --key-transport rsa-oaep (or no --key-transport)")
+    if all(s is not None for s in signers):
+        raise UsageError("give one of --sign-with SELECTOR and --sign-with-pfx FILE, not both")
+    if rules and any(s is not None for s in signers):
+        raise UsageError(
+            "--sign-with and --sign-with-pfx apply to direct mode; in rules mode set "
+            "sign = { signer = ... } or a [[signer]] table in the rules file"
+        )
+
+
+def _key_options(
+    key_transport: KeyTransport | None, oaep_hash: OaepHash | None, recipient_id: RecipientId | None
+) -> "KeyOptions":
+    """--key-transport, --oaep-hash (which implies rsa-oaep) and --recipient-id."""
+    from smimecli.certs.direct import KeyOptions
+
+    transport = (
+        "rsa-oaep"
+        if oaep_hash is not None
+        else (key_transport.value if key_transport is not None else "rsa")
+    )
+    return KeyOptions(
+        key_transport=transport,
+        oaep_hash=oaep_hash.value if oaep_hash is not None else "sha256",
+        recipient_id=recipient_id.value if recipient_id is not None else "issuer-serial",
+    )
+
+
+def _check_batch(
+    given: list[Path], output: Path | None, out_dir: Path | None, done_dir: Path | None
+) -> Path:
+    """Batch mode's usage errors (64) and --done-dir's checks; returns --out-dir."""
+    from smimecli.errors import UsageError
+
     if output is not None:
         raise UsageError("several inputs need --out-dir DIR, not -o")
     if out_dir is None:
@@ -333,8 +366,7 @@ def encrypt(
         _check_done_dir(done_dir, given)
     if any(is_std(p) for p in given) or not given:
         raise UsageError("batch mode (--out-dir) reads files, not standard input")
-    settings = _batch_settings(request, signer_source, done_dir)
-    _batch(given, out_dir, settings, jobs=jobs, json_output=json_output)
+    return out_dir
 
 
 def _check_done_dir(done_dir: Path, inputs: list[Path]) -> None:

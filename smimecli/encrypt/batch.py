@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smimecli.choices import (
     DEFAULT_CIPHER,
@@ -60,6 +60,9 @@ from smimecli.errors import (
 )
 from smimecli.files import remove_dead_temporaries, remove_temporaries
 from smimecli.notices import Notice
+
+if TYPE_CHECKING:
+    from smimecli.sign.signers import SignerSource
 
 __all__ = [
     "STATUS_ORDER",
@@ -233,7 +236,7 @@ class BatchSettings:
     store_dir: Path | None = None
     envelope_recipients: tuple[str, ...] | None = None
     on_missing_cert: str | None = None
-    signer: Any = None  # a smimecli.sign.signers.SignerSource
+    signer: SignerSource | None = None
     done_dir: Path | None = None
 
 

@@ -129,7 +129,7 @@ class Outcome:
         return document
 
 
-def _of(result: EncryptOutcome, **more: Any) -> Outcome:
+def _of(result: EncryptOutcome, signed_by: Mapping[str, Any] | None = None) -> Outcome:
     return Outcome(
         action=result.action,
         cipher=result.cipher,
@@ -137,7 +137,7 @@ def _of(result: EncryptOutcome, **more: Any) -> Outcome:
         recipients=tuple(result.recipients),
         notices=merge_notices(result.notices),
         tnef_converted=result.tnef_converted,
-        **more,
+        signed_by=signed_by,
     )
 
 
