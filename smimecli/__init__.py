@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 __all__ = [
     "EncryptRequest",
     "ExitStatus",
+    "Notice",
+    "Outcome",
     "SmimeError",
     "__version__",
     "decrypt_message",
@@ -23,6 +25,8 @@ __all__ = [
 _LAZY = {
     "EncryptRequest": "smimecli.encrypt.request",
     "encrypt_one": "smimecli.encrypt.request",
+    "Outcome": "smimecli.encrypt.request",
+    "Notice": "smimecli.notices",
     "ExitStatus": "smimecli.errors",
     "SmimeError": "smimecli.errors",
     "encrypt_message": "smimecli.encrypt.message",

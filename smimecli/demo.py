@@ -83,7 +83,7 @@ def run_demo(
     from smimecli.certs.store import Store
     from smimecli.decrypt.inspect import inspect_message
     from smimecli.decrypt.keys import store_finder, store_key_lookup
-    from smimecli.rules.plan import Outcome, encrypt_with_rules
+    from smimecli.encrypt.request import EncryptRequest, encrypt_one
 
     result = DemoResult(folder)
     store_dir = folder / "store"
@@ -135,12 +135,16 @@ def run_demo(
         plain,
     )
     encrypted = io.BytesIO()
-    outcome = encrypt_with_rules(io.BytesIO(MESSAGE), encrypted, rules, [DEMO_RECIPIENT], store_dir)
+    request = EncryptRequest(
+        rules=rules, store_dir=store_dir, envelope_recipients=(DEMO_RECIPIENT,)
+    )
+    outcome = encrypt_one(request, io.BytesIO(MESSAGE), encrypted)
     if outcome.action != "encrypted":
         raise SmimeError(f"demo: the message was not encrypted ({outcome.action})")
-    result.encrypted_to = [r.address for r in outcome.recipients if r.outcome is Outcome.ENCRYPTED]
+    assert outcome.plan is not None
+    result.encrypted_to = [r.address for r in outcome.plan.encrypted]
     (folder / "message.p7m.eml").write_bytes(encrypted.getvalue())
-    cipher = outcome.encryption.cipher if outcome.encryption is not None else "?"
+    cipher = outcome.cipher or "?"
     say(f"5. encrypt --rules: ENCRYPTED for {', '.join(result.encrypted_to)} ({cipher})")
 
     run("decrypt", "-o", folder / "message.decrypted.eml", folder / "message.p7m.eml")

@@ -224,19 +224,25 @@ def emit_json_line(record: Any) -> None:
 
 def show_notices(notices: Iterable[Notice]) -> None:
     """Library notices as ``smimecli: warning: ...`` lines on stderr, unless --quiet."""
-    if STATE.quiet:
-        return
     for notice in notices:
-        try:
-            print(f"smimecli: warning: {printable(notice.text)}", file=sys.stderr)
-        except (BrokenPipeError, ValueError):
-            pass
+        warn(notice)
 
 
 def info(message: str) -> None:
     """A progress or result line on stderr, unless --quiet."""
     if not STATE.quiet:
         print(printable(message), file=sys.stderr)
+
+
+def warn(message: object) -> None:
+    """One ``smimecli: warning: ...`` line on stderr, unless --quiet: how the commands show
+    the library's notices (:class:`smimecli.notices.Notice`) and their own warnings."""
+    if STATE.quiet:
+        return
+    try:
+        print(f"smimecli: warning: {printable(str(message))}", file=sys.stderr)
+    except (BrokenPipeError, ValueError):
+        pass
 
 
 def write_output(

@@ -6,7 +6,7 @@ annotation string again on each run (about 10 ms of a gateway's per-message star
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 
@@ -29,13 +29,21 @@ from smimecli.cli.common import (
     input_name,
     is_std,
     open_store,
-    show_notices,
     state,
     stdin_binary,
     stdout_binary,
+    warn,
 )
-from smimecli.encrypt.request import EncryptRequest, encrypt_one
+from smimecli.encrypt.request import EncryptRequest, Outcome, encrypt_one
 from smimecli.text import printable
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from smimecli.certs.direct import KeyOptions
+    from smimecli.cms.recipients import Recipient
+    from smimecli.encrypt.batch import BatchSettings
+    from smimecli.sign.signers import Signer, SignerSource
 
 InputsArg = Annotated[
     list[Path] | None,
@@ -48,139 +56,51 @@ InputsArg = Annotated[
 ]
 
 
-def _load_recipients(
+def _direct_recipients(
     cert_files: list[Path],
-    *,
-    key_transport: str,
-    oaep_hash: str,
-    recipient_id: str,
+    addresses: list[str],
+    options: "KeyOptions",
     password_file: Path | None,
     password_env: str | None,
-) -> list[Any]:
-    """The Recipient list from --cert files (PEM, DER, .p7b, .pfx public part)."""
-    import datetime as dt
-    import logging
+) -> "list[Recipient]":
+    """The recipients of --cert files and --to addresses; their notices go to stderr."""
+    from smimecli.certs.direct import file_recipients, store_recipients
+    from smimecli.passwords import read_password
 
-    from smimecli.certs.formats import holds_only_private_key, is_ca, load_certificates
-    from smimecli.certs.names import display_name
-    from smimecli.cms.recipients import Recipient
-    from smimecli.errors import DataError
-    from smimecli.files import read_input
-    from smimecli.passwords import load_with_password, read_password
-
-    log = logging.getLogger("smimecli")
-    password = read_password(password_file=password_file, password_env=password_env)
-    recipients: list[Any] = []
-    now = dt.datetime.now(dt.UTC)
-    for path in cert_files:
-        data = read_input(path)
-        if holds_only_private_key(data):
-            raise DataError(
-                f"{path} holds a private key, not a certificate: give it to "
-                "'smimecli decrypt --key', or give --cert the recipient's certificate "
-                "(.cer/.pem)"
-            )
-        entries = load_with_password(
-            lambda secret: load_certificates(data, password=secret, source=str(path)),  # noqa: B023
-            password,
-            str(path),
-        )
-        show_notices(entries.notices)
-        # A bundle (.pfx with its chain, .p7b) names its CA certificates too: encrypt to the
-        # end-entity ones. A file holding one certificate is used whatever it is.
-        certs = [e.cert for e in entries if not e.chain and not is_ca(e.cert)]
-        if not certs and len(entries) == 1:
-            certs = [entries[0].cert]
-        if not certs:
-            raise DataError(f"{path} holds no end-entity certificate to encrypt to")
-        for cert in certs:
-            problems = []
-            if is_ca(cert):
-                problems.append("is a CA certificate, not a person's")
-            if cert.not_valid_after_utc < now:
-                problems.append(f"expired {cert.not_valid_after_utc:%Y-%m-%d}")
-            elif cert.not_valid_before_utc > now:
-                problems.append(f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
-            if problems:
-                log.warning(
-                    f"certificate {display_name(cert.subject)} in {path} "
-                    f"{' and '.join(problems)}; encrypting to it anyway because --cert names it"
-                )
-            recipients.append(
-                Recipient(
-                    cert,
-                    key_transport=key_transport,
-                    oaep_hash=oaep_hash,
-                    recipient_id=recipient_id,
-                )
-            )
+    recipients: list[Recipient] = []
+    if cert_files:
+        password = read_password(password_file=password_file, password_env=password_env)
+        recipients, notices = file_recipients(cert_files, options, password)
+        for notice in notices:
+            warn(notice)
+    if addresses:
+        recipients += store_recipients(state().store_dir(), addresses, options)
     return recipients
 
 
-def _store_recipients(addresses: list[str], **options: str) -> list[Any]:
-    """The Recipient of each --to address: its usable certificate in the store, ``other``
-    first, then ``my`` (the one valid the longest), as ``gpgsm -r`` does.
-
-    Raises:
-        RejectError: an address without a usable certificate (67), naming it and why.
-    """
-    from smimecli.certs import usable
-    from smimecli.certs.store import Store
-    from smimecli.cms.recipients import Recipient
-    from smimecli.errors import ConfigError, RejectError
-
-    folder = state().store_dir()
-    try:
-        store = Store.open(folder, create=False)
-    except ConfigError as exc:
-        raise RejectError(
-            f"--to {addresses[0]}: no certificate (no store in {folder}: import the "
-            "recipient's certificate with 'smimecli certs import')"
-        ) from exc
-    recipients: list[Any] = []
-    with store:
-        for address in addresses:
-            why = "no certificate in the store"
-            chosen = None
-            for name in ("other", "my"):
-                found = store.by_email(address, name)
-                fit = [c for c in found if not usable.problems(c.cert, email=address)]
-                chosen = usable.best(fit)
-                if chosen is not None:
-                    break
-                if found and why.startswith("no certificate"):
-                    latest = usable.best(found)
-                    assert latest is not None
-                    reasons = usable.problems(latest.cert, email=address)
-                    why = f"certificate {latest.thumbprint} {', '.join(reasons)}"
-            if chosen is None:
-                raise RejectError(
-                    f"--to {address}: {why}; import a usable certificate "
-                    "('smimecli certs import') or leave the address out"
-                )
-            recipients.append(Recipient(chosen.cert, **options))
-    return recipients
-
-
-def _load_signer(
+def _signer_source(
     selector: str | None,
     pfx: Path | None,
     password_file: Path | None,
     password_env: str | None,
-) -> Any:
-    """The signer of --sign-with (the store's 'my') or --sign-with-pfx."""
-    from smimecli.sign.signers import signer_from_pfx, signer_from_store
+) -> "tuple[Signer, SignerSource]":
+    """The signer of --sign-with (the store's 'my') or --sign-with-pfx, loaded here (a
+    wrong password fails at once), and where batch workers load it again."""
+    from smimecli.sign.signers import SignerSource, pfx_signer_source, signer_from_store
 
     if pfx is not None:
-        return signer_from_pfx(pfx, password_file, password_env)
+        return pfx_signer_source(pfx, password_file, password_env)
     assert selector is not None
     with open_store(readonly=True) as store:
-        return signer_from_store(store, selector, pfx_option="--sign-with-pfx")
+        signer = signer_from_store(store, selector, pfx_option="--sign-with-pfx")
+    return signer, SignerSource(selector=selector, store_dir=state().store_dir())
 
 
-def _status_line(name: str, report: dict[str, Any]) -> str:
+def _status_line(name: str, report: "dict[str, object]") -> str:
     action = str(report.get("action", "")).upper()
-    who = ", ".join(r["recipient"] for r in report.get("recipients", []) if "recipient" in r)
+    listed = report.get("recipients")
+    entries = listed if isinstance(listed, list) else []
+    who = ", ".join(str(r["recipient"]) for r in entries if "recipient" in r)
     detail = f" for {who}" if who and action == "ENCRYPTED" else ""
     cipher = f" ({report['cipher']})" if report.get("cipher") and detail else ""
     return f"{action} {name}{detail}{cipher}"
@@ -330,75 +250,29 @@ def encrypt(
     enveloped message (application/pkcs7-mime) that keeps the original headers except
     Content-*, MIME-Version and Bcc. An already encrypted message passes unchanged.
     """
-    from smimecli.errors import UsageError
-
-    if cert and rules is not None:
-        raise UsageError("--cert and --rules are exclusive: give one of them")
-    if to and rules is not None:
-        raise UsageError("--to and --rules are exclusive: the rules pick the certificates")
-    if not cert and not to and rules is None:
-        raise UsageError(
-            "give --cert FILE or --to ADDRESS (direct mode) or --rules FILE (rules mode)"
-        )
-    if output is not None and out_dir is not None:
-        raise UsageError("-o and --out-dir are exclusive")
-    if rules is not None and any(
-        opt is not None for opt in (cipher, key_transport, oaep_hash, recipient_id)
-    ):
-        raise UsageError(
-            "--cipher, --key-transport, --oaep-hash and --recipient-id apply to --cert; "
-            "in rules mode set them in the rules file"
-        )
-    if key_transport is KeyTransport.rsa and oaep_hash is not None:
-        raise UsageError("--oaep-hash needs --key-transport rsa-oaep (or no --key-transport)")
-    signing = sign_with is not None or sign_with_pfx is not None
-    if sign_with is not None and sign_with_pfx is not None:
-        raise UsageError("give one of --sign-with SELECTOR and --sign-with-pfx FILE, not both")
-    if signing and rules is not None:
-        raise UsageError(
-            "--sign-with and --sign-with-pfx apply to direct mode; in rules mode set "
-            "sign = { signer = ... } or a [[signer]] table in the rules file"
-        )
-
-    transport = (
-        "rsa-oaep"
-        if oaep_hash is not None
-        else (key_transport.value if key_transport is not None else "rsa")
+    _check_modes(
+        direct=(bool(cert), bool(to)),
+        rules=rules is not None,
+        batch_output=(output, out_dir),
+        direct_options=(cipher, key_transport, oaep_hash, recipient_id),
+        signers=(sign_with, sign_with_pfx),
     )
-    recipients: list[Any] = []
-    signer: Any = None
+    recipients: list[Recipient] = []
     if cert or to:
         if recipient:
-            import logging
-
-            logging.getLogger("smimecli").warning(
+            warn(
                 f"--recipient is ignored in direct mode ({'--cert' if cert else '--to'} "
                 "names the recipients)"
             )
-        options = {
-            "key_transport": transport,
-            "oaep_hash": oaep_hash.value if oaep_hash is not None else "sha256",
-            "recipient_id": recipient_id.value if recipient_id is not None else "issuer-serial",
-        }
-        if cert:
-            recipients = _load_recipients(
-                list(cert),
-                **options,
-                password_file=password_file,
-                password_env=password_env,
-            )
-        if to:
-            recipients += _store_recipients(list(to), **options)
-
-    given = list(inputs or [])
-    batch = len(given) > 1 or any(p.is_dir() for p in given if not is_std(p))
-    if signing:
-        if batch or out_dir is not None:
-            raise UsageError(
-                "--sign-with and --sign-with-pfx sign one message: give one INPUT and -o, "
-                "not batch mode (--out-dir)"
-            )
-        signer = _load_signer(sign_with, sign_with_pfx, password_file, password_env)
+        options = _key_options(key_transport, oaep_hash, recipient_id)
+        recipients = _direct_recipients(
+            list(cert or []), list(to or []), options, password_file, password_env
+        )
+    signer, signer_source = None, None
+    if sign_with is not None or sign_with_pfx is not None:
+        signer, signer_source = _signer_source(
+            sign_with, sign_with_pfx, password_file, password_env
+        )
     request = EncryptRequest(
         recipients=tuple(recipients),
         rules=rules,
@@ -409,11 +283,81 @@ def encrypt(
         on_missing_cert=on_missing_cert.value if on_missing_cert is not None else None,
         signer=signer,
     )
+    given = list(inputs or [])
     if done_dir is not None and out_dir is None:
+        from smimecli.errors import UsageError
+
         raise UsageError("--done-dir needs batch mode (--out-dir DIR)")
-    if not batch and out_dir is None:
+    if len(given) < 2 and out_dir is None and not any(p.is_dir() for p in given if not is_std(p)):
         _single(given[0] if given else None, output, request, json_output=json_output)
         return
+    out_dir = _check_batch(given, output, out_dir, done_dir)
+    settings = _batch_settings(request, signer_source, done_dir)
+    _batch(given, out_dir, settings, jobs=jobs, json_output=json_output)
+
+
+def _check_modes(
+    *,
+    direct: tuple[bool, bool],
+    rules: bool,
+    batch_output: tuple[Path | None, Path | None],
+    direct_options: tuple[object, ...],
+    signers: tuple[str | None, Path | None],
+) -> None:
+    """The usage errors (64) of option combinations, before anything is read."""
+    from smimecli.errors import UsageError
+
+    if direct[0] and rules:
+        raise UsageError("--cert and --rules are exclusive: give one of them")
+    if direct[1] and rules:
+        raise UsageError("--to and --rules are exclusive: the rules pick the certificates")
+    if not any(direct) and not rules:
+        raise UsageError(
+            "give --cert FILE or --to ADDRESS (direct mode) or --rules FILE (rules mode)"
+        )
+    if batch_output[0] is not None and batch_output[1] is not None:
+        raise UsageError("-o and --out-dir are exclusive")
+    if rules and any(opt is not None for opt in direct_options):
+        raise UsageError(
+            "--cipher, --key-transport, --oaep-hash and --recipient-id apply to --cert; "
+            "in rules mode set them in the rules file"
+        )
+    _cipher, key_transport, oaep_hash, _recipient_id = direct_options
+    if key_transport is KeyTransport.rsa and oaep_hash is not None:
+        raise UsageError("--oaep-hash needs --key-transport rsa-oaep (or no --key-transport)")
+    if all(s is not None for s in signers):
+        raise UsageError("give one of --sign-with SELECTOR and --sign-with-pfx FILE, not both")
+    if rules and any(s is not None for s in signers):
+        raise UsageError(
+            "--sign-with and --sign-with-pfx apply to direct mode; in rules mode set "
+            "sign = { signer = ... } or a [[signer]] table in the rules file"
+        )
+
+
+def _key_options(
+    key_transport: KeyTransport | None, oaep_hash: OaepHash | None, recipient_id: RecipientId | None
+) -> "KeyOptions":
+    """--key-transport, --oaep-hash (which implies rsa-oaep) and --recipient-id."""
+    from smimecli.certs.direct import KeyOptions
+
+    transport = (
+        "rsa-oaep"
+        if oaep_hash is not None
+        else (key_transport.value if key_transport is not None else "rsa")
+    )
+    return KeyOptions(
+        key_transport=transport,
+        oaep_hash=oaep_hash.value if oaep_hash is not None else "sha256",
+        recipient_id=recipient_id.value if recipient_id is not None else "issuer-serial",
+    )
+
+
+def _check_batch(
+    given: list[Path], output: Path | None, out_dir: Path | None, done_dir: Path | None
+) -> Path:
+    """Batch mode's usage errors (64) and --done-dir's checks; returns --out-dir."""
+    from smimecli.errors import UsageError
+
     if output is not None:
         raise UsageError("several inputs need --out-dir DIR, not -o")
     if out_dir is None:
@@ -422,7 +366,7 @@ def encrypt(
         _check_done_dir(done_dir, given)
     if any(is_std(p) for p in given) or not given:
         raise UsageError("batch mode (--out-dir) reads files, not standard input")
-    _batch(given, out_dir, request, jobs=jobs, json_output=json_output, done_dir=done_dir)
+    return out_dir
 
 
 def _check_done_dir(done_dir: Path, inputs: list[Path]) -> None:
@@ -439,40 +383,50 @@ def _check_done_dir(done_dir: Path, inputs: list[Path]) -> None:
             raise UsageError(f"--done-dir {done_dir} holds the input {path}: choose another folder")
 
 
-def _batch(
-    inputs: list[Path],
-    out_dir: Path,
-    request: EncryptRequest,
-    *,
-    jobs: int | None,
-    json_output: bool,
-    done_dir: Path | None = None,
-) -> None:
-    """Batch mode: every message to --out-dir, --jobs workers, worst status wins."""
+def _batch_settings(
+    request: EncryptRequest, signer: "SignerSource | None", done_dir: Path | None
+) -> "BatchSettings":
+    """The request as batch workers receive it (certificates as DER, the rules file's
+    path, the signer's source); a bad rules file is 78 here, at once."""
     from smimecli.encrypt import batch
 
-    pairs = batch.plan_outputs(batch.expand_inputs(inputs), out_dir)
-    if request.rules is not None:
-        from smimecli.rules.plan import cached_rules
+    if isinstance(request.rules, Path):
+        from smimecli.rules.model import load_rules
 
-        cached_rules(request.rules, request.store_dir)  # a bad rules file is 78 at once
-        settings = batch.BatchSettings(
+        load_rules(request.rules, store_dir=request.store_dir)
+        return batch.BatchSettings(
             rules=request.rules,
             store_dir=request.store_dir,
             envelope_recipients=request.envelope_recipients,
             on_missing_cert=request.on_missing_cert,
             done_dir=done_dir,
         )
-    else:
-        settings = batch.BatchSettings(
-            recipients=tuple(batch.RecipientSpec.of(r) for r in request.recipients),
-            cipher=request.cipher,
-            convert_tnef=request.convert_tnef,
-            done_dir=done_dir,
-        )
+    return batch.BatchSettings(
+        recipients=tuple(batch.RecipientSpec.of(r) for r in request.recipients),
+        cipher=request.cipher,
+        convert_tnef=request.convert_tnef,
+        signer=signer,
+        done_dir=done_dir,
+    )
+
+
+def _batch(
+    inputs: list[Path],
+    out_dir: Path,
+    settings: "BatchSettings",
+    *,
+    jobs: int | None,
+    json_output: bool,
+) -> None:
+    """Batch mode: every message to --out-dir, --jobs workers, worst status wins."""
+    from smimecli.encrypt import batch
+
+    pairs = batch.plan_outputs(batch.expand_inputs(inputs), out_dir)
     progress = _progress(len(pairs))
 
     def on_result(result: batch.MessageResult) -> None:
+        for notice in result.notices:
+            warn(f"{result.input}: {notice.text}")
         if result.status:
             line = printable(f"smimecli: error: {result.input}: {result.error}")
             print(line, file=sys.stderr)
@@ -491,12 +445,14 @@ def _batch(
     finally:
         if progress is not None:
             progress.stop()
+    for notice in summary.notices:
+        warn(notice)
     info(f"smimecli: {summary.line()}")
     if summary.status:
         raise typer.Exit(summary.status)
 
 
-def _progress(total: int) -> Any:
+def _progress(total: int) -> "Progress | None":
     """A rich progress bar on stderr when it is a terminal (and not --quiet), else None."""
     if state().quiet or total < 2 or not sys.stderr.isatty():
         return None
@@ -529,40 +485,41 @@ def _single(
         )
     name = input_name(src_path)
     if is_std(src_path):
-        src_in: Any = stdin_binary()
+        src_in: BinaryIO = stdin_binary()
         if src_path is None and sys.stdin.isatty():
             import io
 
             info("smimecli: reading the message from standard input (end it with Ctrl-D)")
             # A terminal ends input once per Ctrl-D: read it whole, so one Ctrl-D ends it.
             src_in = io.BytesIO(src_in.read())
-        report = _write(src_in, output, request, to_stdout)
+        outcome = _write(src_in, output, request, to_stdout)
     else:
         assert src_path is not None
         try:
             with open_input(src_path) as src:
-                report = _write(src, output, request, to_stdout)
+                outcome = _write(src, output, request, to_stdout)
         except DataError as exc:
             if exc.message.startswith(f"{src_path}:"):
                 raise
             # Name the file, as batch mode does for each of its messages.
             raise DataError(f"{src_path}: {exc.message}") from exc
+    for notice in outcome.notices:
+        warn(notice)
+    report = outcome.to_json()
     if json_output:
         emit_json({"input": name, "output": str(output), **report})
     elif state().verbose:
         info(_status_line(name, report))
 
 
-def _write(
-    src: Any, output: Path | None, request: EncryptRequest, to_stdout: bool
-) -> dict[str, Any]:
+def _write(src: BinaryIO, output: Path | None, request: EncryptRequest, to_stdout: bool) -> Outcome:
     from smimecli.files import atomic_output
 
     if to_stdout:
         out = stdout_binary()
-        report = encrypt_one(request, src, out)
+        outcome = encrypt_one(request, src, out)
         out.flush()
-        return report
+        return outcome
     assert output is not None
     with atomic_output(output) as dst:
         return encrypt_one(request, src, dst)

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from smimecli.cli.common import OutputOpt, info, input_name, is_std, stdin_binary, write_output
+from smimecli.cli.common import (
+    OutputOpt,
+    info,
+    input_name,
+    is_std,
+    stdin_binary,
+    warn,
+    write_output,
+)
 
 app = typer.Typer(
     help="Turn Outlook winmail.dat (TNEF) parts into plain MIME.", no_args_is_help=True
@@ -52,5 +60,7 @@ def convert(
     if not looks_like_message(data):
         raise DataError(f"{where} is not a mail message (it does not start with a header line)")
     result = convert_message(data)
+    for warning in result.warnings:
+        warn(warning)
     write_output(result.data, output, private=True)
     info(f"converted {result.converted} TNEF part(s)")

@@ -11,7 +11,6 @@ a range of lengths and rewritten by the caller (:meth:`EnvelopeBuilder.encrypt_u
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,11 +36,10 @@ from smimecli.cms.algorithms import (
 )
 from smimecli.cms.recipients import Recipient, build_recipient_info
 from smimecli.errors import IOFailedError, UsageError
+from smimecli.notices import Notice
 from smimecli.streams import CHUNK, THREADED_FROM
 
 __all__ = ["EnvelopeBuilder", "EnvelopeResult", "Recipient"]
-
-log = logging.getLogger("smimecli")
 
 
 class Writable(Protocol):
@@ -66,8 +64,13 @@ class EnvelopeResult:
     cipher: str
     content_type: str  # "enveloped-data" | "authEnveloped-data"
     recipients: list[RecipientSummary]
-    warnings: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)  # weak cipher, OAEP with SHA-1
     size: int = 0  # bytes of DER written
+
+    @property
+    def warnings(self) -> list[str]:
+        """The notices' texts."""
+        return [n.text for n in self.notices]
 
 
 class _UpdateInto(Protocol):
@@ -233,18 +236,22 @@ class EnvelopeBuilder:
         cipher = self._cipher
         key = new_key(cipher)
         iv = new_iv(cipher)
-        warnings: list[str] = []
+        warnings: list[Notice] = []
         weak = weak_cipher_warning(cipher)
         if weak:
-            warnings.append(weak)
+            warnings.append(Notice("weak-cipher", weak))
         built = [build_recipient_info(r, key, cipher) for r in self._recipients]
         summaries = [
             RecipientSummary(r.label, r.kind, b.key_encryption)
             for r, b in zip(self._recipients, built, strict=True)
         ]
-        # Logged by result(), once the envelope is written: an attempt given up (one pass
+        # Reported by result(), once the envelope is written: an attempt given up (one pass
         # falling back to two) must not repeat them.
-        warnings.extend(warning for item in built for warning in item.warnings)
+        warnings.extend(
+            Notice("oaep-sha1", warning, r.label)
+            for r, item in zip(self._recipients, built, strict=True)
+            for warning in item.warnings
+        )
         # RFC 5652 section 6.1: version 0 when every RecipientInfo is v0 and there is no
         # originatorInfo or unprotectedAttrs, else 2. RFC 5083 section 2.1: always 0.
         if cipher.authenticated:
@@ -273,7 +280,7 @@ class _Framing:
         version: int,
         recipient_infos: bytes,
         summaries: list[RecipientSummary],
-        warnings: list[str],
+        warnings: list[Notice],
     ) -> None:
         self.cipher = cipher
         self.key = key
@@ -352,12 +359,10 @@ class _Framing:
         the DER framing."""
         if size != expected:  # pragma: no cover - a bug in the length arithmetic
             raise AssertionError(f"DER length mismatch: wrote {size}, framed {expected}")
-        for warning in self.warnings:  # weak cipher, OAEP with SHA-1
-            log.warning(warning)
         return EnvelopeResult(
             cipher=self.cipher.name,
             content_type="authEnveloped-data" if self.cipher.authenticated else "enveloped-data",
             recipients=self.summaries,
-            warnings=self.warnings,
+            notices=list(self.warnings),
             size=size,
         )

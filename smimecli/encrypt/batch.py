@@ -4,15 +4,18 @@ A cron job over a spool folder wants three things: every message handled even wh
 bad, no half-written file ever (each output is a temporary file in the output folder,
 renamed when complete), and one exit status that says how bad the worst failure was.
 
-Certificates, keys and rules are loaded once per process, not once per message: direct mode
-ships the certificates to the workers as DER (cryptography's objects do not pickle) and
-rebuilds the recipients once in each worker; rules mode relies on
-:func:`smimecli.rules.plan.cached_rules`, which loads a rules file once per process id.
+Certificates, keys, signers and rules are loaded once per process, not once per message:
+direct mode ships the certificates to the workers as DER (cryptography's objects do not
+pickle) and rebuilds the recipients once in each worker; a signer travels as a
+:class:`smimecli.sign.signers.SignerSource` (a store selector, or a .pfx and its password)
+and each worker loads it once; rules mode loads the rules file once in each worker, which
+opens its own store connection.
 
 Worker processes are forked (``fork`` on Linux, where it is cheap and safe here: the parent
-holds no threads and no open store), else ``forkserver``/``spawn``. Library warnings raised
-while a message is encrypted are collected with its result and logged again by the parent,
-prefixed with the input's name, so that output from several workers never interleaves.
+holds no threads and no open store), else ``forkserver``/``spawn``. The notices of a message
+(:class:`smimecli.notices.Notice`) travel back with its result; the caller shows them (the
+command prefixes each with the input's name), so output from several workers never
+interleaves.
 
 Exit status of a batch: the worst per-message status, in this order (most severe first)::
 
@@ -29,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import shutil
 import signal
@@ -39,7 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smimecli.choices import (
     DEFAULT_CIPHER,
@@ -57,6 +59,10 @@ from smimecli.errors import (
     UsageError,
 )
 from smimecli.files import remove_dead_temporaries, remove_temporaries
+from smimecli.notices import Notice
+
+if TYPE_CHECKING:
+    from smimecli.sign.signers import SignerSource
 
 __all__ = [
     "STATUS_ORDER",
@@ -71,8 +77,6 @@ __all__ = [
     "run_batch",
     "worst_status",
 ]
-
-log = logging.getLogger("smimecli")
 
 # Most severe first; see the module docstring for the reasons.
 STATUS_ORDER: tuple[int, ...] = (70, 74, 73, 78, 77, 75, 67, 65, 66, 64)
@@ -220,6 +224,7 @@ class BatchSettings:
         store_dir: rules mode: the certificate store folder.
         envelope_recipients: rules mode ``--recipient`` values (None: To, Cc, Bcc).
         on_missing_cert: rules mode ``--on-missing-cert`` override.
+        signer: direct mode ``--sign-with``/``--sign-with-pfx``: sign every message first.
         done_dir: ``--done-dir``: each input whose output is written and synced is moved
             here (see :func:`move_done`).
     """
@@ -231,6 +236,7 @@ class BatchSettings:
     store_dir: Path | None = None
     envelope_recipients: tuple[str, ...] | None = None
     on_missing_cert: str | None = None
+    signer: SignerSource | None = None
     done_dir: Path | None = None
 
 
@@ -245,7 +251,7 @@ class MessageResult:
         status: 0, or the message's exit status.
         error: the one-line error message of a failure.
         report: the encryption report (recipients, cipher...) of a success.
-        warnings: library warnings raised while this message was handled.
+        notices: what the library had to say about this message.
     """
 
     input: str
@@ -254,8 +260,13 @@ class MessageResult:
     status: int = 0
     error: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    notices: tuple[Notice, ...] = ()
     done: str | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """The notices' texts."""
+        return [n.text for n in self.notices]
 
     def to_json(self) -> dict[str, Any]:
         """One ``--json`` record: input, output, outcome, status, error, where the input
@@ -281,6 +292,7 @@ class BatchSummary:
     counts: Counter[str] = field(default_factory=Counter)
     status: int = 0
     seconds: float = 0.0
+    notices: list[Notice] = field(default_factory=list)  # about the batch as a whole
 
     @property
     def total(self) -> int:
@@ -301,28 +313,22 @@ class BatchSummary:
         return f"{text} in {self.seconds:.1f} s"
 
 
-class _Collector(logging.Handler):
-    """Keeps the warnings raised while one message is handled."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 class _Stopped(BaseException):
     """Raised in a worker by SIGTERM (``Pool.terminate``) so atomic writes clean up."""
 
 
 class _Worker:
-    """One process's encryption state: recipients or rules, loaded once."""
+    """One process's encryption state: recipients, signer or rules, loaded once."""
 
     def __init__(self, settings: BatchSettings) -> None:
         self.settings = settings
         recipients: list[Any] = []
-        if settings.rules is None:
+        rules: Any = None
+        if settings.rules is not None:
+            from smimecli.rules.model import load_rules
+
+            rules = load_rules(settings.rules, store_dir=settings.store_dir)
+        else:
             from cryptography import x509
 
             from smimecli.cms.recipients import Recipient
@@ -338,12 +344,13 @@ class _Worker:
             ]
         self.request = EncryptRequest(
             recipients=tuple(recipients),
-            rules=settings.rules,
+            rules=rules,
             store_dir=settings.store_dir,
             envelope_recipients=settings.envelope_recipients,
             cipher=settings.cipher,
             convert_tnef=settings.convert_tnef,
             on_missing_cert=settings.on_missing_cert,
+            signer=settings.signer.load() if settings.signer is not None else None,
         )
 
     def run(self, pair: tuple[Path, Path]) -> MessageResult:
@@ -351,14 +358,6 @@ class _Worker:
         from smimecli.files import atomic_output, open_input
 
         src_path, dst_path = pair
-        collector = _Collector()
-        logger = logging.getLogger("smimecli")
-        saved = list(logger.handlers)
-        saved_propagate = logger.propagate
-        for handler in saved:
-            logger.removeHandler(handler)
-        logger.addHandler(collector)
-        logger.propagate = False
         global _BUSY
         _BUSY = True
         done_dir = self.settings.done_dir
@@ -369,7 +368,7 @@ class _Worker:
                 open_input(src_path) as src,
                 atomic_output(dst_path, fsync=done_dir is not None) as dst,
             ):
-                report = encrypt_one(self.request, src, dst)
+                outcome = encrypt_one(self.request, src, dst)
             if done_dir is not None:
                 _sync_entry(dst_path.parent)
                 done = str(move_done(src_path, done_dir))
@@ -386,7 +385,6 @@ class _Worker:
                 "failed",
                 int(exc.status),
                 exc.message,
-                warnings=collector.messages,
             )
         except Exception as exc:  # a bug must not stop the other messages
             _remove_stale(dst_path)
@@ -396,17 +394,13 @@ class _Worker:
                 "failed",
                 int(ExitStatus.SOFTWARE),
                 f"internal error: {type(exc).__name__}: {exc} (a bug)",
-                warnings=collector.messages,
             )
         finally:
             _BUSY = False
-            logger.removeHandler(collector)
-            for handler in saved:
-                logger.addHandler(handler)
-            logger.propagate = saved_propagate
-        outcome = str(report.pop("action", "encrypted"))
+        report = outcome.to_json()
+        del report["action"]
         return MessageResult(
-            str(src_path), str(dst_path), outcome, 0, None, report, collector.messages, done
+            str(src_path), str(dst_path), outcome.action, 0, None, report, outcome.notices, done
         )
 
 
@@ -684,8 +678,7 @@ def run_batch(
         settings: recipients or rules, shared by every message.
         jobs: worker processes; 1 runs in this process; None: :func:`default_jobs`.
         on_result: called in this process for each result, in input order (progress bars,
-            JSON lines). Warnings of the message are logged just before, prefixed with its
-            input's name.
+            JSON lines, the result's notices).
 
     Returns:
         the counts per outcome and the worst status (see the module docstring).
@@ -694,8 +687,6 @@ def run_batch(
     summary = BatchSummary()
 
     def handle(result: MessageResult) -> None:
-        for warning in result.warnings:
-            log.warning(f"{result.input}: {warning}")
         summary.counts[result.outcome] += 1
         summary.status = worst_status((summary.status, result.status))
         if on_result is not None:
@@ -714,7 +705,7 @@ def run_batch(
         try:
             _sync_folder(pairs[0][1].parent)
         except IOFailedError as exc:
-            log.warning(exc.message)
+            summary.notices.append(Notice("sync-failed", exc.message))
             summary.status = worst_status((summary.status, int(exc.status)))
     summary.seconds = time.monotonic() - started
     return summary

@@ -39,6 +39,7 @@ from smimecli.mime import (
     sniff_encrypted,
     wrapper_header_block,
 )
+from smimecli.notices import Notice
 from smimecli.streams import CHUNK, THREADED_FROM, read_ahead, read_chunks
 
 __all__ = ["EncryptOutcome", "Recipient", "encrypt_message", "encrypt_parsed"]
@@ -71,7 +72,7 @@ class EncryptOutcome:
         cipher: the content cipher's name when encrypted.
         content_type: ``enveloped-data`` or ``authEnveloped-data`` when encrypted.
         recipients: who can decrypt it, and how their key was protected.
-        warnings: weak algorithms, TNEF parts kept as they were.
+        notices: weak algorithms, TNEF parts kept as they were.
         tnef_converted: winmail.dat parts replaced by plain MIME.
     """
 
@@ -79,8 +80,13 @@ class EncryptOutcome:
     cipher: str | None = None
     content_type: str | None = None
     recipients: list[RecipientSummary] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     tnef_converted: int = 0
+
+    @property
+    def warnings(self) -> list[str]:
+        """The notices' texts (``--json``'s ``warnings``)."""
+        return [n.text for n in self.notices]
 
     @property
     def encrypted(self) -> bool:
@@ -98,7 +104,7 @@ class EncryptOutcome:
                 for r in self.recipients
             ],
             "tnef_converted": self.tnef_converted,
-            "warnings": list(self.warnings),
+            "warnings": self.warnings,
         }
 
 
@@ -358,13 +364,18 @@ def _encrypt_one_pass(
     return result
 
 
-def _convert_tnef(headers: HeaderBlock, body: _Body) -> tuple[bytes, int, list[str]]:
+def tnef_notices(warnings: Sequence[str]) -> list[Notice]:
+    """The TNEF converter's lines (a part kept as it was) as notices."""
+    return [Notice("tnef-kept", text) for text in warnings]
+
+
+def _convert_tnef(headers: HeaderBlock, body: _Body) -> tuple[bytes, int, list[Notice]]:
     """Run the TNEF converter on the whole message."""
     from smimecli.tnef import reader as tnef
 
     data = headers.raw + body.rewind().read()
     result = tnef.convert_message(data)
-    return result.data, result.converted, list(result.warnings)
+    return result.data, result.converted, tnef_notices(result.warnings)
 
 
 def encrypt_message(
@@ -452,7 +463,7 @@ def _encrypt_parsed(
             return _outcome(result, [])
     body = _measure_body(body_stream, has_tnef, search)
     try:
-        tnef_warnings: list[str] = []
+        tnef_warnings: list[Notice] = []
         if convert_tnef and body.has_tnef:
             data, count, tnef_warnings = _convert_tnef(headers, body)
             if count:
@@ -460,7 +471,7 @@ def _encrypt_parsed(
                 converted, converted_body = read_header_block(BytesIO(data))
                 outcome = _encrypt_parsed(builder, converted, converted_body, dst, False)
                 outcome.tnef_converted = count
-                outcome.warnings[:0] = tnef_warnings
+                outcome.notices[:0] = tnef_warnings
                 return outcome
         inner_head = inner_entity_header(headers)
         length = len(inner_head) + body.canonical_length
@@ -475,11 +486,11 @@ def _encrypt_parsed(
     return _outcome(result, tnef_warnings)
 
 
-def _outcome(result: EnvelopeResult, tnef_warnings: list[str]) -> EncryptOutcome:
+def _outcome(result: EnvelopeResult, tnef_warnings: list[Notice]) -> EncryptOutcome:
     return EncryptOutcome(
         action="encrypted",
         cipher=result.cipher,
         content_type=result.content_type,
         recipients=result.recipients,
-        warnings=tnef_warnings + result.warnings,
+        notices=tnef_warnings + result.notices,
     )

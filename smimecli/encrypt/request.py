@@ -1,20 +1,42 @@
 """One encrypt request, and the one function that carries it out.
 
-The single-message command, every batch worker and (next) the SMTP daemon describe how a
-message is to be encrypted with an :class:`EncryptRequest` and hand it to
-:func:`encrypt_one`: direct recipients or a rules file, the cipher, the TNEF choice, the
-policy override and an optional signer (sign, then encrypt).
+The single-message command, every batch worker and the SMTP daemon describe how a message
+is to be encrypted with an :class:`EncryptRequest` and hand it to :func:`encrypt_one`:
+direct recipients or a rule set, the cipher, the TNEF choice, the policy override and an
+optional signer (sign, then encrypt). The answer is an :class:`Outcome`: what was done,
+for whom, and the notices (:class:`smimecli.notices.Notice`) a person should hear about.
+Nothing here prints or logs.
+
+The daemon plans once per message and writes several copies; it calls the rules-mode
+steps directly: :func:`smimecli.rules.plan.plan_recipients`, then :func:`encrypt_planned`.
 """
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from smimecli.choices import DEFAULT_CIPHER
+from smimecli.notices import Notice, merge_notices
 
-__all__ = ["EncryptRequest", "encrypt_one"]
+if TYPE_CHECKING:
+    from smimecli.cms.envelope import RecipientSummary
+    from smimecli.cms.recipients import Recipient
+    from smimecli.encrypt.message import EncryptOutcome
+    from smimecli.mime import HeaderBlock, LineReader
+    from smimecli.rules.model import RuleSet
+    from smimecli.rules.plan import Plan
+    from smimecli.sign.signers import Signer
+
+__all__ = ["EncryptRequest", "Outcome", "encrypt_one", "encrypt_planned", "plan_signer"]
+
+ALREADY_ENCRYPTED = "already encrypted: passed unchanged"
+# The plan words these itself (per address, in its own terms); the CMS layer's notices of
+# the same codes are repeats.
+_PLAN_SAYS = frozenset({"weak-cipher", "oaep-sha1"})
 
 
 @dataclass(frozen=True)
@@ -23,9 +45,10 @@ class EncryptRequest:
 
     Attributes:
         recipients: direct mode: :class:`smimecli.cms.recipients.Recipient` objects.
-        rules: rules mode: the rules file (loaded once per process and file version, and
-            only after the message proved not to be encrypted already).
-        store_dir: the certificate store folder (rules mode ``store`` sources, roots).
+        rules: rules mode: a loaded :class:`smimecli.rules.model.RuleSet` (its sources
+            open on first use), or the rules file, read only after the message proved
+            not to be encrypted already.
+        store_dir: the certificate store folder (a rules file's ``store`` sources, roots).
         envelope_recipients: rules mode: the SMTP envelope recipients; None reads the
             To, Cc and Bcc headers.
         cipher: direct mode content cipher (rules mode: the rules decide).
@@ -34,37 +57,101 @@ class EncryptRequest:
         signer: direct mode: a :class:`smimecli.sign.signers.Signer` to sign with first.
     """
 
-    recipients: tuple[Any, ...] = ()
-    rules: Path | None = None
+    recipients: tuple[Recipient, ...] = ()
+    rules: RuleSet | Path | None = None
     store_dir: Path | None = None
     envelope_recipients: tuple[str, ...] | None = None
     cipher: str = DEFAULT_CIPHER
     convert_tnef: bool = True
     on_missing_cert: str | None = None
-    signer: Any = None
+    signer: Signer | None = None
 
 
-def encrypt_one(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> dict[str, Any]:
-    """Encrypt one message as ``request`` says; returns its report (what ``--json`` shows).
+@dataclass(frozen=True)
+class Outcome:
+    """What :func:`encrypt_one` did with one message.
+
+    Attributes:
+        action: ``encrypted``, ``passed`` (rules mode: nobody had a certificate; the input
+            unchanged), ``already-encrypted`` (copied unchanged) or ``signed`` (rules
+            mode: signed only, nobody to encrypt to).
+        cipher: the content cipher, when encrypted.
+        content_type: ``enveloped-data`` or ``authEnveloped-data``, when encrypted.
+        recipients: who can open the envelope, and how their key was protected.
+        plan: rules mode: the per-recipient decisions (rule, certificate, reason).
+        notices: what a person should hear about, each once.
+        tnef_converted: winmail.dat parts replaced by plain MIME.
+        signed_by: the signer's thumbprint and subject, when one was given or chosen.
+    """
+
+    action: str
+    cipher: str | None = None
+    content_type: str | None = None
+    recipients: tuple[RecipientSummary, ...] = ()
+    plan: Plan | None = None
+    notices: tuple[Notice, ...] = ()
+    tnef_converted: int = 0
+    signed_by: Mapping[str, Any] | None = None
+
+    @property
+    def encrypted(self) -> bool:
+        """True when the output is a new enveloped message."""
+        return self.action == "encrypted"
+
+    @property
+    def warnings(self) -> list[str]:
+        """The notices' texts."""
+        return [n.text for n in self.notices]
+
+    def to_json(self) -> dict[str, Any]:
+        """The report ``encrypt --json`` prints (``warnings`` as text, and ``notices``)."""
+        if self.plan is not None:
+            document = self.plan.to_json()
+            document["action"] = self.action
+            document["content_type"] = self.content_type
+            document["tnef_converted"] = self.tnef_converted
+            document["signed_by"] = None if self.signed_by is None else dict(self.signed_by)
+        else:
+            document = {
+                "action": self.action,
+                "cipher": self.cipher,
+                "content_type": self.content_type,
+                "recipients": [
+                    {"recipient": r.label, "kind": r.kind, "key_encryption": r.key_encryption}
+                    for r in self.recipients
+                ],
+                "tnef_converted": self.tnef_converted,
+            }
+            if self.signed_by is not None:
+                document["signed_by"] = dict(self.signed_by)
+        document["warnings"] = self.warnings
+        document["notices"] = [n.to_json() for n in self.notices]
+        return document
+
+
+def _of(result: EncryptOutcome, signed_by: Mapping[str, Any] | None = None) -> Outcome:
+    return Outcome(
+        action=result.action,
+        cipher=result.cipher,
+        content_type=result.content_type,
+        recipients=tuple(result.recipients),
+        notices=merge_notices(result.notices),
+        tnef_converted=result.tnef_converted,
+        signed_by=signed_by,
+    )
+
+
+def encrypt_one(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> Outcome:
+    """Encrypt one message as ``request`` says.
 
     Raises:
         SmimeError: as :func:`smimecli.encrypt.message.encrypt_message`,
-            :func:`smimecli.sign.signers.sign_then_encrypt` or
-            :func:`smimecli.rules.plan.encrypt_with_rules` (a refused policy writes nothing).
+            :func:`smimecli.sign.signers.sign_then_encrypt`, or in rules mode a bad rule
+            source (78), a refused policy (67, 75; nothing is written). A message that
+            is already encrypted passes before the rules are consulted.
     """
     if request.rules is not None:
-        from smimecli.rules.plan import encrypt_with_rules
-
-        envelope = request.envelope_recipients
-        outcome: Any = encrypt_with_rules(
-            src,
-            dst,
-            request.rules,
-            list(envelope) if envelope is not None else None,
-            request.store_dir,
-            on_missing_cert=request.on_missing_cert,
-        )
-        return dict(outcome.to_json())
+        return _by_rules(request, src, dst)
     if request.signer is not None:
         from smimecli.sign.signers import describe, sign_then_encrypt
 
@@ -76,7 +163,7 @@ def encrypt_one(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> dict[s
             cipher=request.cipher,
             convert_tnef=request.convert_tnef,
         )
-        return {**signed.to_json(), "signed_by": describe(request.signer)}
+        return _of(signed, signed_by=describe(request.signer))
     from smimecli.encrypt.message import encrypt_message
 
     result = encrypt_message(
@@ -86,4 +173,133 @@ def encrypt_one(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> dict[s
         cipher=request.cipher,
         convert_tnef=request.convert_tnef,
     )
-    return result.to_json()
+    return _of(result)
+
+
+def _by_rules(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> Outcome:
+    from smimecli import mime
+    from smimecli.rules.plan import header_recipients, plan_recipients
+
+    headers, rest = mime.read_header_block(src)
+    envelope = request.envelope_recipients
+    addresses = header_recipients(headers) if envelope is None else list(envelope)
+    # Before the rules are consulted: an encrypted message leaks nothing, and a broken
+    # rules file or source must not hold it back. "Encrypted" means a CMS EnvelopedData
+    # body, not a Content-Type that claims it.
+    encrypted, rest = mime.sniff_encrypted(headers, rest)
+    if encrypted:
+        dst.write(headers.raw)
+        shutil.copyfileobj(rest, dst, 1 << 20)
+        return _already_encrypted(addresses)
+    rules = _rule_set(request)
+    plan = plan_recipients(rules, addresses, on_missing_cert=request.on_missing_cert)
+    plan.raise_for_policy()
+    return encrypt_planned(plan, headers, rest, dst, signer=plan_signer(rules, plan, headers))
+
+
+def _already_encrypted(addresses: Sequence[str]) -> Outcome:
+    from smimecli.rules.plan import Outcome as Decision
+    from smimecli.rules.plan import Plan, RecipientPlan, unique_addresses
+
+    plan = Plan(
+        [
+            RecipientPlan(given, None, Decision.PASSED, "already encrypted")
+            for given, _ in unique_addresses(addresses)
+        ]
+    )
+    notice = Notice("already-encrypted", ALREADY_ENCRYPTED)
+    return Outcome("already-encrypted", plan=plan, notices=(notice,))
+
+
+def _rule_set(request: EncryptRequest) -> RuleSet:
+    if not isinstance(request.rules, Path | str):
+        assert request.rules is not None
+        return request.rules
+    from smimecli.rules.model import load_rules
+
+    return load_rules(Path(request.rules), store_dir=request.store_dir)
+
+
+def plan_signer(rules: RuleSet, plan: Plan, headers: HeaderBlock) -> Signer | None:
+    """The signer the rules choose for this message (see
+    :func:`smimecli.rules.plan.choose_signer`), loaded from the store; None: unsigned."""
+    from smimecli.rules.plan import choose_signer
+
+    signing = choose_signer(rules, plan, headers)
+    return None if signing is None else rules.load_signer(*signing)
+
+
+def encrypt_planned(
+    plan: Plan,
+    headers: HeaderBlock,
+    rest: LineReader,
+    dst: BinaryIO,
+    *,
+    signer: Signer | None = None,
+) -> Outcome:
+    """Carry out a plan that no policy refused: encrypt to its recipients with a
+    certificate (signed first by ``signer``), else sign only, else copy the input.
+
+    Args:
+        plan: from :func:`smimecli.rules.plan.plan_recipients`, after ``raise_for_policy``.
+        headers, rest: the message, as :func:`smimecli.mime.read_header_block` read it.
+        dst: where the result goes.
+        signer: from :func:`plan_signer`, or None.
+    """
+    notices = plan.all_notices()
+    signed_by = None
+    if signer is not None:
+        from smimecli.sign.signers import describe
+
+        signed_by = describe(signer)
+    if not plan.encrypted:
+        if signer is None:  # nobody has a certificate: the input, byte for byte
+            dst.write(headers.raw)
+            shutil.copyfileobj(rest, dst, 1 << 20)
+            return Outcome("passed", plan=plan, notices=merge_notices(notices))
+        from smimecli.sign.message import SignOptions, sign_message
+
+        options = SignOptions(chain=signer.chain)
+        sign_message(
+            headers.raw + rest.read(), dst, cert=signer.cert, key=signer.key, options=options
+        )
+        return Outcome("signed", plan=plan, notices=merge_notices(notices), signed_by=signed_by)
+    result = _encrypt_for_plan(plan, headers, rest, dst, signer)
+    said = {n.code for n in notices} & _PLAN_SAYS
+    return Outcome(
+        action="encrypted",
+        cipher=result.cipher,
+        content_type=result.content_type,
+        recipients=tuple(result.recipients),
+        plan=plan,
+        notices=merge_notices(notices, [n for n in result.notices if n.code not in said]),
+        tnef_converted=result.tnef_converted,
+        signed_by=signed_by,
+    )
+
+
+def _encrypt_for_plan(
+    plan: Plan, headers: HeaderBlock, rest: LineReader, dst: BinaryIO, signer: Signer | None
+) -> EncryptOutcome:
+    assert plan.cipher is not None
+    if signer is not None:
+        from smimecli.sign.signers import sign_then_encrypt
+
+        return sign_then_encrypt(
+            headers.raw + rest.read(),
+            dst,
+            plan.envelope_recipients(),
+            signer=signer,
+            cipher=plan.cipher,
+            convert_tnef=plan.convert_tnef,
+        )
+    from smimecli.encrypt.message import encrypt_parsed
+
+    return encrypt_parsed(
+        headers,
+        rest,
+        dst,
+        plan.envelope_recipients(),
+        cipher=plan.cipher,
+        convert_tnef=plan.convert_tnef,
+    )

@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import logging
-import os
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from smimecli.errors import ConfigError, DataError, RejectError, TempFailError
+from smimecli.errors import DataError, RejectError, TempFailError
+from smimecli.notices import Notice
 from smimecli.rules.model import (
     AUTO_CIPHER,
     Rule,
@@ -46,7 +44,6 @@ from smimecli.rules.model import (
     address_problem,
     check_any_source,
     example_address,
-    load_rules,
     normalize_address,
     pattern_regex,
     shadow_warning,
@@ -57,10 +54,8 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from smimecli.cms.envelope import Recipient
-    from smimecli.encrypt.message import EncryptOutcome
+    from smimecli.encrypt.request import Outcome as EncryptOutcome
     from smimecli.mime import HeaderBlock
-
-log = logging.getLogger("smimecli")
 
 EXPIRY_WARNING_DAYS = 30
 
@@ -105,7 +100,12 @@ class RecipientPlan:
     key_transport: str | None = None
     oaep_hash: str | None = None
     turned_down: list[Turndown] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The notices' texts."""
+        return [n.text for n in self.notices]
 
     @property
     def key_kind(self) -> str | None:
@@ -160,7 +160,16 @@ class Plan:
     cipher_rule: Rule | None = None
     cipher_reason: str | None = None  # why cipher = "auto" chose this cipher
     convert_tnef: bool = False
-    warnings: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The notices' texts."""
+        return [n.text for n in self.notices]
+
+    def all_notices(self) -> list[Notice]:
+        """Every recipient's notices, then the message's."""
+        return [n for r in self.recipients for n in r.notices] + self.notices
 
     @property
     def encrypted(self) -> list[RecipientPlan]:
@@ -353,7 +362,7 @@ def plan_recipients(
     """
     at = _now(at)
     plans: list[RecipientPlan] = []
-    for given, address in _unique(addresses):
+    for given, address in unique_addresses(addresses):
         rule = rules.first_match(address)
         if rule is None:
             plans.append(RecipientPlan(given, None, Outcome.PASSED, "no rule matches; left alone"))
@@ -374,7 +383,8 @@ def plan_recipients(
                 turned_down=turned_down,
             )
             if policy == "pass":
-                plan.warnings.append(f"{given} gets the message without encryption")
+                text = f"{given} gets the message without encryption"
+                plan.notices.append(Notice("plaintext-recipient", text, given))
             plans.append(plan)
             continue
         cert = entry.cert
@@ -389,12 +399,12 @@ def plan_recipients(
             oaep_hash=rule.oaep_hash,
             turned_down=turned_down,
         )
-        plan.warnings.extend(_recipient_warnings(plan, at))
+        plan.notices.extend(_recipient_notices(plan, at))
         plans.append(plan)
     return _finish(Plan(plans), rules)
 
 
-def _unique(addresses: Iterable[str]) -> list[tuple[str, str]]:
+def unique_addresses(addresses: Iterable[str]) -> list[tuple[str, str]]:
     """Each address once, in order: (as given, as rules compare it).
 
     Rules compare :func:`~smimecli.rules.model.normalize_address`'s form, as the MTA does:
@@ -417,24 +427,26 @@ def _unique(addresses: Iterable[str]) -> list[tuple[str, str]]:
     return list(unique.values())
 
 
-def _recipient_warnings(plan: RecipientPlan, at: dt.datetime) -> list[str]:
+def _recipient_notices(plan: RecipientPlan, at: dt.datetime) -> list[Notice]:
     assert plan.cert is not None and plan.rule is not None
-    warnings = []
+    notices = []
     left = plan.cert.not_valid_after_utc - at
     if left < dt.timedelta(days=EXPIRY_WARNING_DAYS):
-        warnings.append(
+        text = (
             f"certificate {plan.thumbprint} of {plan.address} expires "
             f"{plan.cert.not_valid_after_utc:%Y-%m-%d} (in {left.days} days)"
         )
+        notices.append(Notice("cert-expiring", text, plan.address))
     if plan.key_kind == "ec":
         if plan.rule.key_transport != "rsa":
-            warnings.append(
+            text = (
                 f"{plan.address} has an EC certificate: ECDH key agreement is used "
                 f"(key_transport = {plan.rule.key_transport} applies to RSA only)"
             )
+            notices.append(Notice("ec-key-agreement", text, plan.address))
     elif plan.algorithm == "rsa-oaep/sha1":
-        warnings.append(_oaep_sha1_warning(plan.address))
-    return warnings
+        notices.append(Notice("oaep-sha1", _oaep_sha1_warning(plan.address), plan.address))
+    return notices
 
 
 def _oaep_sha1_warning(address: str) -> str:
@@ -450,10 +462,9 @@ def _finish(plan: Plan, rules: RuleSet) -> Plan:
             if encrypted
             else "gets the message without encryption"
         )
-        plan.warnings.append(
-            f"no rule matches {', '.join(unmatched)}: "
-            f"{'each' if len(unmatched) > 1 else 'it'} {what}"
-        )
+        each = "each" if len(unmatched) > 1 else "it"
+        text = f"no rule matches {', '.join(unmatched)}: {each} {what}"
+        plan.notices.append(Notice("unmatched-recipient", text))
     if not encrypted:
         return plan
     # the cipher of the first rule in file order that found a certificate.
@@ -465,12 +476,13 @@ def _finish(plan: Plan, rules: RuleSet) -> Plan:
     plan.convert_tnef = any(r.rule is not None and r.rule.convert_tnef for r in encrypted)
     for rule in dict.fromkeys(r.rule for r in encrypted if r.rule is not None):
         if rule.cipher != first.cipher:
-            plan.warnings.append(
+            text = (
                 f"rule {rule.name!r} asks for {rule.cipher}, but the message uses "
                 f"{plan.cipher} from rule {first.name!r} (the first rule that found a "
                 "certificate)"
             )
-    plan.warnings.extend(cipher_warnings(plan.cipher))
+            plan.notices.append(Notice("cipher-overridden", text))
+    plan.notices.extend(cipher_notices(plan.cipher))
     return plan
 
 
@@ -540,11 +552,11 @@ def auto_cipher(rules: RuleSet, encrypted: Sequence[RecipientPlan]) -> tuple[str
     return _AUTO_FALLBACK, f"auto: {'; '.join(parts)}"
 
 
-def cipher_warnings(cipher: str) -> list[str]:
-    """Warnings about recipients who may not be able to read this content cipher.
+def cipher_notices(cipher: str) -> list[Notice]:
+    """Notices about recipients who may not be able to read this content cipher.
 
     Which ciphers are weak or authenticated is the CMS layer's table; the wording is the
-    plan's own (the CMS layer says it again, its own way, when it encrypts).
+    plan's own (the CMS layer gives its own ``weak-cipher`` notice when it encrypts).
     """
     from smimecli.cms.algorithms import CIPHERS
 
@@ -552,13 +564,19 @@ def cipher_warnings(cipher: str) -> list[str]:
     if found is None:
         return []
     if found.weak:
-        return [_weak_cipher_warning(cipher)]
+        return [Notice("weak-cipher", _weak_cipher_warning(cipher))]
     if found.authenticated:
-        return [
+        text = (
             f"{cipher} makes AuthEnvelopedData (RFC 5083), which many deployed clients "
             "(older Outlook versions, for example) cannot read; aes256 (CBC) reads everywhere"
-        ]
+        )
+        return [Notice("auth-enveloped", text)]
     return []
+
+
+def cipher_warnings(cipher: str) -> list[str]:
+    """The texts of :func:`cipher_notices`."""
+    return [n.text for n in cipher_notices(cipher)]
 
 
 def _weak_cipher_warning(cipher: str) -> str:
@@ -586,72 +604,6 @@ def header_recipients(headers: HeaderBlock) -> list[str]:
     return [address for _, address in pairs if "@" in address]
 
 
-@dataclass
-class RulesOutcome:
-    """What ``encrypt --rules`` did with one message.
-
-    Attributes:
-        action: ``encrypted``, ``passed`` (nobody had a certificate: the input unchanged)
-            or ``already-encrypted`` (copied unchanged).
-        plan: the per-recipient decisions (rule, certificate, outcome, reason, warnings).
-        warnings: every warning of the plan and of the encryption, each once (in the
-            plan's words when the CMS layer says the same).
-        encryption: what :func:`smimecli.encrypt.message.encrypt_message` reported, when it ran.
-    """
-
-    action: str
-    plan: Plan
-    warnings: list[str] = field(default_factory=list)
-    encryption: Any = None
-    signed_by: dict[str, Any] | None = None
-
-    @property
-    def recipients(self) -> list[RecipientPlan]:
-        return self.plan.recipients
-
-    def to_json(self) -> dict[str, Any]:
-        document = self.plan.to_json()
-        document["action"] = self.action
-        document["content_type"] = None
-        document["tnef_converted"] = 0
-        if self.encryption is not None:
-            document["content_type"] = self.encryption.content_type
-            document["tnef_converted"] = self.encryption.tnef_converted
-        document["signed_by"] = self.signed_by
-        document["warnings"] = list(self.warnings)
-        return document
-
-
-_CACHE: dict[tuple[Any, ...], RuleSet] = {}
-
-
-def cached_rules(rules_path: Path, store_dir: Path | None) -> RuleSet:
-    """The rule set for a file, loaded once per process while the file is unchanged.
-
-    Batch mode encrypts many messages in one process: the rules and their sources (a .pfx,
-    an .sst, a folder, the store) are read once. The process id is part of the key so that
-    a worker forked with ``--jobs`` opens its own store connection.
-    """
-    try:
-        stat = rules_path.stat()
-    except OSError as exc:
-        raise ConfigError(f"cannot read rules file {rules_path}: {exc.strerror or exc}") from exc
-    key = (
-        str(rules_path.resolve()),
-        stat.st_mtime_ns,
-        stat.st_size,
-        str(store_dir) if store_dir else None,
-        os.getpid(),
-    )
-    found = _CACHE.get(key)
-    if found is None:
-        found = load_rules(rules_path, store_dir=store_dir)
-        if len(_CACHE) > 8:
-            _CACHE.clear()
-        _CACHE[key] = found
-    return found
-
-
 def encrypt_with_rules(
     src: BinaryIO,
     dst: BinaryIO,
@@ -659,104 +611,24 @@ def encrypt_with_rules(
     envelope_recipients: list[str] | None,
     store_dir: Path | None,
     on_missing_cert: str | None = None,
-) -> RulesOutcome:
-    """Encrypt one message by rules (``smimecli encrypt --rules``).
-
-    Args:
-        src: the message (read once, streamed).
-        dst: where the result goes; nothing is written when a policy refuses the message.
-        rules_path: the rules file (cached per process, see :func:`cached_rules`).
-        envelope_recipients: the SMTP envelope recipients (``--recipient``); None reads
-            the To, Cc and Bcc headers.
-        store_dir: the certificate store folder; None when there is none (a ``store``
-            source is then a ConfigError, and ``require_trusted`` finds no roots).
-        on_missing_cert: pass | reject | tempfail, overriding every rule's policy.
-
-    Returns:
-        The outcome: the action taken, the per-recipient plan and the warnings.
+) -> EncryptOutcome:
+    """Encrypt one message by a rules file: :func:`smimecli.encrypt.request.encrypt_one`
+    with an :class:`~smimecli.encrypt.request.EncryptRequest` naming the file.
 
     Raises:
         ConfigError: a bad rules file or an unreadable source (78).
         RejectError: a ``reject`` recipient has no usable certificate (67).
         TempFailError: a ``tempfail`` recipient has no usable certificate (75).
     """
-    from smimecli import mime
+    from smimecli.encrypt.request import EncryptRequest, encrypt_one
 
-    headers, rest = mime.read_header_block(src)
-    if envelope_recipients is None:
-        addresses = header_recipients(headers)
-    else:
-        addresses = envelope_recipients
-    # Before the rules are read: an encrypted message leaks nothing, and a broken rules
-    # file or source must not hold it back. "Encrypted" means a CMS EnvelopedData body,
-    # not a Content-Type that claims it.
-    encrypted, rest = mime.sniff_encrypted(headers, rest)
-    if encrypted:
-        dst.write(headers.raw)
-        shutil.copyfileobj(rest, dst, 1 << 20)
-        plan = Plan(
-            [
-                RecipientPlan(given, None, Outcome.PASSED, "already encrypted")
-                for given, _ in _unique(addresses)
-            ]
-        )
-        return RulesOutcome("already-encrypted", plan, ["already encrypted: passed unchanged"])
-    rules = cached_rules(Path(rules_path), store_dir)
-    plan = plan_recipients(rules, addresses, on_missing_cert=on_missing_cert)
-    plan.raise_for_policy()
-    warnings = [w for r in plan.recipients for w in r.warnings] + plan.warnings
-    signing = choose_signer(rules, plan, headers)
-    if not plan.encrypted:
-        for warning in warnings:
-            log.warning(warning)
-        if signing is not None:
-            # Nobody gets it encrypted and the policy let it pass: signed only.
-            from smimecli.sign.message import SignOptions, sign_message
-            from smimecli.sign.signers import describe
-
-            signer = rules.load_signer(*signing)
-            data = headers.raw + rest.read()
-            options = SignOptions(chain=signer.chain)
-            sign_message(data, dst, cert=signer.cert, key=signer.key, options=options)
-            return RulesOutcome("signed", plan, warnings, signed_by=describe(signer))
-        # Nobody has a certificate -> the input, byte for byte.
-        dst.write(headers.raw)
-        shutil.copyfileobj(rest, dst, 1 << 20)
-        return RulesOutcome("passed", plan, warnings)
-    from smimecli.encrypt.message import encrypt_parsed
-
-    assert plan.cipher is not None
-    signed_by = None
-    if signing is not None:
-        from smimecli.sign.signers import describe, sign_then_encrypt
-
-        signer = rules.load_signer(*signing)
-        result = sign_then_encrypt(
-            headers.raw + rest.read(),
-            dst,
-            plan.envelope_recipients(),
-            signer=signer,
-            cipher=plan.cipher,
-            convert_tnef=plan.convert_tnef,
-        )
-        signed_by = describe(signer)
-    else:
-        result = encrypt_parsed(
-            headers,
-            rest,
-            dst,
-            plan.envelope_recipients(),
-            cipher=plan.cipher,
-            convert_tnef=plan.convert_tnef,
-        )
-    # The CMS layer logs the weak cipher and SHA-1 OAEP warnings in its own words: log the
-    # plan's other warnings, and report each warning once, in the plan's words.
-    said = _said_by_cms(plan)
-    for warning in warnings:
-        if warning not in said:
-            log.warning(warning)
-    warnings.extend(_new_warnings(plan, result, warnings))
-    return RulesOutcome("encrypted", plan, warnings, result, signed_by)
+    request = EncryptRequest(
+        rules=Path(rules_path),
+        store_dir=store_dir,
+        envelope_recipients=None if envelope_recipients is None else tuple(envelope_recipients),
+        on_missing_cert=on_missing_cert,
+    )
+    return encrypt_one(request, src, dst)
 
 
 def choose_signer(rules: RuleSet, plan: Plan, headers: HeaderBlock) -> tuple[str, str] | None:
@@ -785,42 +657,6 @@ def from_addresses(headers: HeaderBlock) -> list[str]:
     except RecursionError:
         return []
     return [address for _, address in pairs if "@" in address]
-
-
-def _new_warnings(plan: Plan, result: EncryptOutcome, known: list[str]) -> list[str]:
-    """The encryption's warnings (TNEF parts kept, for example) that the plan lacks."""
-    if not result.warnings:
-        return []
-    repeats = _cms_repeats(plan)
-    return [w for w in result.warnings if w not in known and w not in repeats]
-
-
-def _said_by_cms(plan: Plan) -> set[str]:
-    """The plan's warnings that the CMS layer also gives, and logs, when it encrypts."""
-    said = {_oaep_sha1_warning(r.address) for r in plan.encrypted if r.algorithm == "rsa-oaep/sha1"}
-    if plan.cipher is not None:
-        said.add(_weak_cipher_warning(plan.cipher))
-    return said
-
-
-def _cms_repeats(plan: Plan) -> set[str]:
-    """The CMS layer's words for the warnings the plan already gives: the weak cipher
-    (:func:`smimecli.cms.algorithms.weak_cipher_warning`) and RSA-OAEP with SHA-1
-    (:func:`smimecli.cms.recipients.oaep_sha1_warning`)."""
-    from smimecli.cms.algorithms import get_cipher, weak_cipher_warning
-    from smimecli.cms.recipients import oaep_sha1_warning
-
-    assert plan.cipher is not None
-    cipher = get_cipher(plan.cipher)
-    repeats: set[str] = set()
-    weak = weak_cipher_warning(cipher)
-    if weak:
-        repeats.add(weak)
-    for recipient in plan.envelope_recipients():
-        oaep = oaep_sha1_warning(recipient)
-        if oaep:
-            repeats.add(oaep)
-    return repeats
 
 
 # --- rules test -----------------------------------------------------------------------------
@@ -964,10 +800,11 @@ def run_rules_test(
         plan = plan_recipients(rules, addresses, at=at)
         for recipient in plan.recipients:
             if recipient.rule is not None and recipient.rule is not rule:
-                recipient.warnings.append(
+                text = (
                     f"{recipient.address} matches the earlier rule {recipient.rule.name!r} "
                     f"first: rule {rule.name!r} never sees it"
                 )
+                recipient.notices.append(Notice("earlier-rule", text, recipient.address))
         if plan.encrypted:
             _encrypt_in_memory(plan, addresses)
         report.reports.append(RuleReport(rule, plan, notes))
@@ -975,7 +812,7 @@ def run_rules_test(
         unmatched = [a for a in recipients if rules.first_match(a) is None]
         if unmatched:
             plan = plan_recipients(rules, unmatched, at=at)
-            plan.warnings.clear()  # the same "no rule matches" as the report's warning
+            plan.notices.clear()  # the same "no rule matches" as the report's warning
             report.warnings.append(
                 f"no rule matches {', '.join(unmatched)}: sent without encryption"
             )

@@ -5,9 +5,12 @@ and which copies of this message go to whom (at the end of DATA). Everything els
 daemon does is SMTP; keeping the library calls here means a change of the library's API
 touches this file only.
 
-The library reports warnings through the ``smimecli`` logger; while a message is being
-worked on, the warnings logged by the thread doing it are captured (and kept off stderr)
-so that they reach that message's journal record.
+The encryption is the one of ``encrypt --rules``: the rules are planned once per message
+(:func:`smimecli.rules.plan.plan_recipients`) and the encrypted copy is written by
+:func:`smimecli.encrypt.request.encrypt_planned`, whose notices reach the message's journal
+record. Anything the library still logs on ``smimecli`` (a certificate file a ``dir``
+source skips) while a message is being worked on is captured by the thread doing it (and
+kept off stderr) for the journal too.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from smimecli.mime import HeaderBlock, LineReader
     from smimecli.rules.model import RuleSet
-    from smimecli.rules.plan import RecipientPlan
+    from smimecli.rules.plan import Plan, RecipientPlan
 
 ENCRYPT = "encrypt"
 PASS = "pass"
@@ -176,8 +180,7 @@ class Engine:
         with self._lock:
             plan = plan_recipients(self.rules, recipients)
         decisions = [_decision(r) for r in plan.recipients]
-        notices.extend(w for r in plan.recipients for w in r.warnings)
-        notices.extend(plan.warnings)
+        notices.extend(n.text for n in plan.all_notices())
         with open(src_path, "rb") as src:
             headers, rest = mime.read_header_block(src)
             split = Split([], decisions, message_id=headers.get("Message-ID"))
@@ -186,7 +189,9 @@ class Engine:
             # claims it: a plaintext body under that claim follows the rules.
             already, rest = mime.sniff_encrypted(headers, rest)
             if already:
-                notices.append("already encrypted: passed unchanged")
+                from smimecli.encrypt.request import ALREADY_ENCRYPTED
+
+                notices.append(ALREADY_ENCRYPTED)
                 split.copies.append(Copy("already-encrypted", tuple(recipients), src_path))
                 return split
             split.refused = [d for d in decisions if d.outcome in (REJECT, TEMPFAIL)]
@@ -204,26 +209,27 @@ class Engine:
         return split
 
     def _encrypt(
-        self, plan: Any, headers: Any, rest: Any, spool_dir: str, prefix: str, notices: list[str]
+        self,
+        plan: Plan,
+        headers: HeaderBlock,
+        rest: LineReader,
+        spool_dir: str,
+        prefix: str,
+        notices: list[str],
     ) -> str:
-        from smimecli.encrypt.message import encrypt_parsed
+        """The encrypted copy for the plan's recipients with a certificate, as
+        ``encrypt --rules`` writes it (the pass recipients get the original)."""
+        from smimecli.encrypt.request import encrypt_planned
 
         fd, path = _spool_file(spool_dir, prefix)
         try:
             with os.fdopen(fd, "wb") as dst:
-                result = encrypt_parsed(
-                    headers,
-                    rest,
-                    dst,
-                    plan.envelope_recipients(),
-                    cipher=plan.cipher,
-                    convert_tnef=plan.convert_tnef,
-                )
+                outcome = encrypt_planned(plan, headers, rest, dst)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
-        notices.extend(result.warnings)
+        notices.extend(outcome.warnings)
         return path
 
 

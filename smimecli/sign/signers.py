@@ -9,7 +9,7 @@ Used by ``smimecli sign`` (``--signer``/``--signer-pfx``), ``smimecli encrypt``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Signer",
+    "SignerSource",
     "chain_from_store",
+    "pfx_signer_source",
     "sign_then_encrypt",
     "signer_from_pfx",
     "signer_from_store",
@@ -93,19 +95,61 @@ def signer_from_pfx(
         AuthError: wrong or missing password (77).
         DataError: the .pfx holds no certificate for its key (65).
     """
-    from smimecli.certs.keys import load_private_key
-    from smimecli.certs.names import thumbprint
-    from smimecli.errors import DataError
+    return pfx_signer_source(pfx, password_file, password_env)[0]
+
+
+def pfx_signer_source(
+    pfx: Path, password_file: Path | None = None, password_env: str | None = None
+) -> tuple[Signer, SignerSource]:
+    """:func:`signer_from_pfx`, and a :class:`SignerSource` with the password that opened
+    it (asked on a terminal when neither option gave one), for worker processes."""
     from smimecli.passwords import load_with_password, read_password
 
     password = read_password(password_file=password_file, password_env=password_env)
-    loaded = load_with_password(lambda secret: load_private_key(pfx, secret), password, str(pfx))
+    opened: list[bytes | None] = []
+
+    def load(secret: bytes | None) -> Signer:
+        signer = _pfx_signer(pfx, secret)
+        opened.append(secret)
+        return signer
+
+    signer = load_with_password(load, password, str(pfx))
+    return signer, SignerSource(pfx=pfx, password=opened[-1])
+
+
+def _pfx_signer(pfx: Path, password: bytes | None) -> Signer:
+    from smimecli.certs.keys import load_private_key
+    from smimecli.certs.names import thumbprint
+    from smimecli.errors import DataError
+
+    loaded = load_private_key(pfx, password)
     if loaded.cert is None:
         raise DataError(
             f"{pfx} holds no certificate for its private key: give a .pfx with the "
             "signer's certificate"
         )
     return Signer(loaded.cert, loaded.key, tuple(loaded.extra_certs), thumbprint(loaded.cert))
+
+
+@dataclass(frozen=True)
+class SignerSource:
+    """Where a signer comes from, in a form that crosses process boundaries (batch
+    workers load it once each): a store ``my`` selector, or a .pfx and its password."""
+
+    selector: str | None = None
+    store_dir: Path | None = None
+    pfx: Path | None = None
+    password: bytes | None = field(default=None, repr=False)
+
+    def load(self) -> Signer:
+        """The signer (errors as :func:`signer_from_store` and :func:`signer_from_pfx`)."""
+        if self.pfx is not None:
+            return _pfx_signer(self.pfx, self.password)
+        from smimecli.certs.store import Store
+
+        assert self.selector is not None and self.store_dir is not None
+        with Store.open(self.store_dir, readonly=True) as store:
+            return signer_from_store(store, self.selector, pfx_option="--sign-with-pfx")
 
 
 def sign_then_encrypt(
@@ -138,16 +182,18 @@ def sign_then_encrypt(
         return encrypt_message(data, dst, recipients, cipher=cipher, convert_tnef=False)
     converted, tnef_warnings = 0, []
     if convert_tnef:
+        from smimecli.encrypt.message import tnef_notices
         from smimecli.tnef import splice as tnef
 
         result = tnef.convert_message(data)
-        data, converted, tnef_warnings = result.data, result.converted, list(result.warnings)
+        data, converted = result.data, result.converted
+        tnef_warnings = tnef_notices(result.warnings)
     options = options or SignOptions(chain=signer.chain)
     signed = BytesIO()
     sign_message(data, signed, cert=signer.cert, key=signer.key, options=options)
     outcome = encrypt_message(signed.getvalue(), dst, recipients, cipher=cipher, convert_tnef=False)
     outcome.tnef_converted = converted
-    outcome.warnings[:0] = tnef_warnings
+    outcome.notices[:0] = tnef_warnings
     return outcome
 
 

@@ -16,7 +16,6 @@ that smimecli.tnef.reader reads.
 from __future__ import annotations
 
 import binascii
-import logging
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -40,7 +39,6 @@ from smimecli.tnef.reader import (
 
 __all__ = ["TnefResult", "contains_tnef", "convert_message", "looks_like_message"]
 
-log = logging.getLogger("smimecli")
 
 TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 
@@ -59,7 +57,7 @@ class TnefResult:
     Attributes:
         data: the converted message, or the input object itself when nothing was converted.
         converted: how many TNEF parts were replaced by plain MIME.
-        warnings: one line per TNEF part kept unchanged (also logged on ``smimecli``).
+        warnings: one line per TNEF part kept unchanged (the caller shows them).
     """
 
     data: bytes
@@ -130,7 +128,6 @@ class _Converter:
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
-        log.warning("%s", message)
 
     def walk(self, start: int, end: int, *, depth: int) -> None:
         if depth > MAX_MIME_DEPTH:

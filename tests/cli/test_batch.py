@@ -436,7 +436,7 @@ def test_one_request_in_direct_and_rules_mode(pki: Any, tmp_path: Path) -> None:
     cert = x509.load_pem_x509_certificate(pki.alice.cert_pem.read_bytes())
     out = io.BytesIO()
     request = EncryptRequest(recipients=(Recipient(cert),), cipher="aes128")
-    report = encrypt_one(request, io.BytesIO(_message(1)), out)
+    report = encrypt_one(request, io.BytesIO(_message(1)), out).to_json()
     assert report["action"] == "encrypted" and report["cipher"] == "aes128"
     assert b"smime-type=enveloped-data" in out.getvalue()
 
@@ -448,7 +448,7 @@ def test_one_request_in_direct_and_rules_mode(pki: Any, tmp_path: Path) -> None:
     )
     out = io.BytesIO()
     request = EncryptRequest(rules=rules, envelope_recipients=("alice@example.com",))
-    report = encrypt_one(request, io.BytesIO(_message(2, to="x@example.net")), out)
+    report = encrypt_one(request, io.BytesIO(_message(2, to="x@example.net")), out).to_json()
     assert report["action"] == "encrypted"
     assert [r["recipient"] for r in report["recipients"]] == ["alice@example.com"]
 

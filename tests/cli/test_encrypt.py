@@ -259,3 +259,44 @@ def test_one_message_starts_no_pool_machinery(pki: Any, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "STATUS 0 MULTIPROCESSING False" in proc.stdout, proc.stdout + proc.stderr
     assert b"smime-type=enveloped-data" in out.read_bytes()
+
+
+def test_notices_go_to_stderr_once_and_into_json(cli: Any, pki: Any, tmp_path: Path) -> None:
+    out = tmp_path / "out.eml"
+    args = ["encrypt", "--cert", pki.alice.cert_pem, "--cipher", "3des", "-o", out, "--json"]
+    result = cli(args, input=MESSAGE)
+    assert result.exit_code == 0, result.output
+    text = "cipher 3des is weak; use it only for recipients whose clients cannot read AES"
+    assert result.stderr == f"smimecli: warning: {text}\n"
+    report = json.loads(result.stdout)
+    assert report["warnings"] == [text]
+    assert report["notices"] == [{"code": "weak-cipher", "text": text}]
+    quiet = cli(["--quiet", *args], input=MESSAGE)
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_rules_notices_name_the_input_in_batch_mode(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nname = "p"\nrecipients = ["alice@example.com"]\n'
+        'source = { kind = "dir", path = "empty" }\non_missing_cert = "pass"\n'
+    )
+    text = "alice@example.com gets the message without encryption"
+    result = cli(["encrypt", "--rules", rules, "--recipient", "alice@example.com"], input=MESSAGE)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == MESSAGE
+    assert result.stderr == f"smimecli: warning: {text}\n"
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    out.mkdir()
+    (inbox / "m.eml").write_bytes(MESSAGE)
+    args = ["encrypt", "--rules", rules, "--recipient", "alice@example.com", "--json"]
+    result = cli([*args, "--out-dir", out, inbox])
+    assert result.exit_code == 0, result.output
+    assert f"smimecli: warning: {inbox / 'm.eml'}: {text}\n" in result.stderr
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["outcome"] == "passed"
+    assert record["notices"] == [
+        {"code": "plaintext-recipient", "text": text, "address": "alice@example.com"}
+    ]

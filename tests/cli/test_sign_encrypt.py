@@ -230,3 +230,76 @@ def test_decrypt_judges_every_signature_around_the_envelope(
         ("valid", "CN=Carol, E=carol@example.com"),
         ("invalid", "CN=Alice, E=alice@example.com"),
     ]
+
+
+# --- batch mode: the signer travels to every worker ------------------------------------------
+
+
+def _spool(tmp_path: Path, count: int) -> tuple[Path, Path]:
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    out.mkdir()
+    for number in range(count):
+        (inbox / f"m{number}.eml").write_bytes(MESSAGE.replace(b"Bob", b"Bob %d" % number))
+    return inbox, out
+
+
+def _verified(pki: Pki, tmp_path: Path, sealed: Path) -> bytes:
+    """openssl decrypts ``sealed`` with Bob's key, then verifies Alice's signature."""
+    inner = tmp_path / f"{sealed.name}.inner"
+    done = _openssl(
+        "cms", "-decrypt", "-in", sealed, "-inkey", pki.bob.key_pem, "-recip", pki.bob.cert_pem,
+        "-out", inner,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    content = tmp_path / f"{sealed.name}.content"
+    done = _openssl("cms", "-verify", "-in", inner, "-CAfile", pki.ca.cert_pem, "-out", content)
+    assert b"Verification successful" in done.stderr, done.stderr
+    return content.read_bytes()
+
+
+def test_batch_signs_with_a_pfx_in_every_worker(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    inbox, out = _spool(tmp_path, 4)
+    args = ["encrypt", "--cert", pki.bob.cert_pem, "--sign-with-pfx", pki.alice.pfx]
+    done = cli(
+        [*args, "--password-env", "PW", "--out-dir", out, "--jobs", "2", "--json", inbox],
+        env={"PW": PASSWORD.decode()},
+    )
+    assert done.exit_code == 0, done.output
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["action"] for r in records] == ["encrypted"] * 4
+    assert all(r["signed_by"]["subject"].startswith("CN=Alice") for r in records)
+    for number in range(4):
+        assert b"Bob %d" % number in _verified(pki, tmp_path, out / f"m{number}.eml")
+
+
+def test_batch_signs_with_the_store_key(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    done = cli(
+        ["certs", "import", "--store-name", "my", pki.alice.pfx, "--password-env", "PW"],
+        env={"PW": PASSWORD.decode()},
+    )
+    assert done.exit_code == 0, done.output
+    inbox, out = _spool(tmp_path, 3)
+    args = ["encrypt", "--cert", pki.bob.cert_pem, "--sign-with", "alice@example.com"]
+    done = cli([*args, "--out-dir", out, "--jobs", "2", inbox])
+    assert done.exit_code == 0, done.output
+    assert "3 messages: 3 encrypted, 0 passed, 0 failed" in done.stderr
+    key = tmp_path / "bob.key"
+    key.write_bytes(pki.bob.key_pem.read_bytes())
+    for number in range(3):
+        inner = tmp_path / f"inner{number}.eml"
+        assert cli(["decrypt", out / f"m{number}.eml", "--key", key, "-o", inner]).exit_code == 0
+        verified = cli(["verify", "--json", inner, "--ca", pki.ca.cert_pem])
+        assert verified.exit_code == 0, verified.output
+        assert json.loads(verified.stdout)["status"] == "valid"
+
+
+def test_batch_with_a_wrong_pfx_password_is_77_before_any_output(
+    cli: Cli, pki: Pki, tmp_path: Path
+) -> None:
+    inbox, out = _spool(tmp_path, 2)
+    args = ["encrypt", "--cert", pki.bob.cert_pem, "--sign-with-pfx", pki.alice.pfx]
+    done = cli([*args, "--password-env", "PW", "--out-dir", out, inbox], env={"PW": "wrong"})
+    assert done.exit_code == 77, done.output
+    assert str(pki.alice.pfx) in done.stderr and "password" in done.stderr
+    assert list(out.iterdir()) == []

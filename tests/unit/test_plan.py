@@ -16,7 +16,6 @@ from smimecli.errors import ConfigError, DataError, RejectError, TempFailError
 from smimecli.rules.model import load_rules
 from smimecli.rules.plan import (
     Outcome,
-    cached_rules,
     encrypt_with_rules,
     header_recipients,
     plan_recipients,
@@ -625,7 +624,7 @@ def test_already_encrypted_passes_whatever_the_policy(tmp_path: Path, pki) -> No
 
 
 def test_encrypt_with_rules_reports_each_algorithm_warning_once(
-    tmp_path: Path, pki, caplog
+    tmp_path: Path, pki, caplog, capsys
 ) -> None:
     path = rules_file(
         tmp_path,
@@ -649,11 +648,15 @@ oaep_hash = "sha1"
         "RSA-OAEP with SHA-1 for bob@example.com is weak (old clients only)",
         "weak content cipher rc2-40: use it only for clients that read nothing else",
     ]
-    # The log has them once too, in the CMS layer's words.
-    logged = [r.getMessage() for r in caplog.records]
-    assert len(logged) == 3, logged
-    assert sum("rc2-40" in m for m in logged) == 1
-    assert sum("SHA-1" in m for m in logged) == 2
+    codes = [(n.code, n.address) for n in outcome.notices]
+    assert codes == [
+        ("oaep-sha1", "alice@example.com"),
+        ("oaep-sha1", "bob@example.com"),
+        ("weak-cipher", None),
+    ]
+    # A library call shows nothing itself: the caller shows the notices.
+    assert caplog.records == []
+    assert capsys.readouterr().err == ""
 
 
 def test_encrypt_with_rules_without_a_store_folder(tmp_path: Path, pki) -> None:
@@ -670,8 +673,9 @@ source = { kind = "store", store = "other" }
         encrypt_with_rules(io.BytesIO(MESSAGE), io.BytesIO(), path, ["alice@example.com"], None)
 
 
-def test_rules_and_sources_are_loaded_once(tmp_path: Path, pki, monkeypatch) -> None:
+def test_a_batch_worker_loads_rules_and_sources_once(tmp_path: Path, pki, monkeypatch) -> None:
     from smimecli.certs import sources
+    from smimecli.encrypt.batch import BatchSettings, _Worker
 
     folder = cert_dir(tmp_path, "certs", pki.alice.cert)
     (folder / "junk.pem").write_bytes(b"junk")
@@ -692,14 +696,14 @@ source = {{ kind = "dir", path = "{folder.name}" }}
         return real_load(self)
 
     monkeypatch.setattr(sources.DirSource, "_load", counting_load)
-    first = cached_rules(path, tmp_path)
-    for _ in range(3):
-        encrypt_with_rules(io.BytesIO(MESSAGE), io.BytesIO(), path, ["x@example.net"], tmp_path)
-    assert cached_rules(path, tmp_path) is first
+    settings = BatchSettings(rules=path, store_dir=tmp_path, envelope_recipients=("x@example.net",))
+    worker = _Worker(settings)
+    for number in range(3):
+        src = tmp_path / f"m{number}.eml"
+        src.write_bytes(MESSAGE)
+        result = worker.run((src, tmp_path / f"out{number}.eml"))
+        assert result.status == 0, result.error
     assert loads == [folder]
-    # A changed file is read again.
-    path.write_text(path.read_text() + "\n# changed\n", encoding="utf-8")
-    assert cached_rules(path, None) is not first
 
 
 # --- rules test (library) -------------------------------------------------------------------
@@ -929,8 +933,8 @@ def test_unmatched_recipients_are_named_in_a_warning(tmp_path: Path, pki, caplog
         "which it may not be able to read"
     )
     assert expected in outcome.to_json()["warnings"]
-    assert expected in caplog.text
-    caplog.clear()
+    assert {"code": "unmatched-recipient", "text": expected} in outcome.to_json()["notices"]
+    assert caplog.text == ""
     message = b"To: stranger@else.example, other@else.example\nSubject: x\n\nhi\n"
     outcome = encrypt_with_rules(io.BytesIO(message), io.BytesIO(), path, None, None)
     assert outcome.action == "passed"
@@ -939,7 +943,7 @@ def test_unmatched_recipients_are_named_in_a_warning(tmp_path: Path, pki, caplog
         "each gets the message without encryption"
     )
     assert outcome.to_json()["warnings"] == [expected]
-    assert expected in caplog.text
+    assert caplog.text == ""
 
 
 def test_an_address_longer_than_smtp_allows_is_bad_data(tmp_path: Path, pki) -> None:

@@ -62,3 +62,74 @@ def test_a_refused_policy_writes_nothing(tmp_path: Path) -> None:
             out,
         )
     assert out.getvalue() == b""
+
+
+PLAIN = b"From: a@example.com\r\nTo: bob@example.com\r\nSubject: hi\r\n\r\nHello Bob.\r\n"
+
+
+def test_a_library_call_returns_notices_and_shows_nothing(
+    pki: Pki,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import io
+
+    from smimecli import EncryptRequest, encrypt_one
+    from smimecli.cms.recipients import Recipient
+    from smimecli.rules.model import load_rules
+
+    caplog.set_level("DEBUG")
+    weak = EncryptRequest(recipients=(Recipient(pki.bob.cert),), cipher="3des")
+    outcome = encrypt_one(weak, io.BytesIO(PLAIN), io.BytesIO())
+    assert outcome.action == "encrypted"
+    assert [(n.code, n.text) for n in outcome.notices] == [
+        (
+            "weak-cipher",
+            "cipher 3des is weak; use it only for recipients whose clients cannot read AES",
+        )
+    ]
+    (tmp_path / "empty").mkdir()
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nname = "p"\nrecipients = ["*@partner.example"]\n'
+        'source = { kind = "dir", path = "empty" }\non_missing_cert = "pass"\n'
+    )
+    request = EncryptRequest(rules=load_rules(rules), envelope_recipients=("eve@partner.example",))
+    out = io.BytesIO()
+    outcome = encrypt_one(request, io.BytesIO(PLAIN), out)
+    assert outcome.action == "passed" and out.getvalue() == PLAIN
+    text = "eve@partner.example gets the message without encryption"
+    assert [(n.code, n.address, n.text) for n in outcome.notices] == [
+        ("plaintext-recipient", "eve@partner.example", text)
+    ]
+    assert outcome.to_json()["warnings"] == [text]
+    assert outcome.to_json()["notices"] == [
+        {"code": "plaintext-recipient", "text": text, "address": "eve@partner.example"}
+    ]
+    assert caplog.records == []
+    assert capsys.readouterr() == ("", "")
+
+
+def test_real_cms_passes_before_a_broken_rule_source_is_read(pki: Pki, tmp_path: Path) -> None:
+    import io
+
+    from smimecli import EncryptRequest, encrypt_one
+    from smimecli.cms.recipients import Recipient
+    from smimecli.errors import ConfigError
+    from smimecli.rules.model import load_rules
+
+    sealed = io.BytesIO()
+    encrypt_one(EncryptRequest(recipients=(Recipient(pki.bob.cert),)), io.BytesIO(PLAIN), sealed)
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nname = "bob"\nrecipients = ["bob@example.com"]\n'
+        'source = { kind = "pfx", path = "missing.pfx" }\n'
+    )
+    request = EncryptRequest(rules=load_rules(rules))
+    out = io.BytesIO()
+    outcome = encrypt_one(request, io.BytesIO(sealed.getvalue()), out)
+    assert outcome.action == "already-encrypted" and out.getvalue() == sealed.getvalue()
+    assert [n.code for n in outcome.notices] == ["already-encrypted"]
+    with pytest.raises(ConfigError, match=r"missing\.pfx"):
+        encrypt_one(request, io.BytesIO(PLAIN), io.BytesIO())
