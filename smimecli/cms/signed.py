@@ -70,10 +70,24 @@ def _der_cert(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+def _has_ski(cert: x509.Certificate) -> bool:
+    try:
+        cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
 class SignedDataBuilder:
-    """Builds one SignedData; set what you need, then call :meth:`sign`."""
+    """Builds one SignedData; set what you need, then call :meth:`sign`.
+
+    Each choice is made once (a second ``set_*`` call is refused, as cryptography's
+    builders refuse a second ``subject_name``); :meth:`sign` checks the whole. Misuse is a
+    :class:`~smimecli.errors.UsageError`, so a caller catches one error family.
+    """
 
     def __init__(self) -> None:
+        self._chosen: set[str] = set()
         self._cert: x509.Certificate | None = None
         self._key: PrivateKey | None = None
         self._scheme = "pkcs1v15"
@@ -99,14 +113,26 @@ class SignedDataBuilder:
         self._cert, self._key, self._scheme = cert, key, scheme
         return self
 
+    def _once(self, what: str) -> None:
+        """Refuse a second choice of ``what``."""
+        if what in self._chosen:
+            raise UsageError(f"the {what} is already set: set it once per signature")
+        self._chosen.add(what)
+
     @property
     def micalg(self) -> str:
         """The RFC 8551 section 3.5.3.2 ``micalg`` value of the chosen hash (``sha-256``)."""
         return self._digest.micalg
 
     def set_hash(self, name: str) -> SignedDataBuilder:
-        """The digest algorithm: ``sha256`` (default), ``sha384`` or ``sha512``."""
-        self._digest = signing_digest(name)
+        """The digest algorithm: ``sha256`` (default), ``sha384`` or ``sha512``.
+
+        Raises:
+            UsageError: the hash was already set or is unknown.
+        """
+        digest = signing_digest(name)
+        self._once("hash")
+        self._digest = digest
         return self
 
     def set_content(
@@ -139,14 +165,24 @@ class SignedDataBuilder:
         return self
 
     def set_signing_time(self, when: dt.datetime) -> SignedDataBuilder:
-        """The signingTime attribute (default: now). A naive datetime is taken as UTC."""
+        """The signingTime attribute (default: now). A naive datetime is taken as UTC.
+
+        Raises:
+            UsageError: the signing time was already set.
+        """
+        self._once("signing time")
         self._signing_time = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
         return self
 
     def set_signer_identifier(self, kind: str) -> SignedDataBuilder:
-        """Name the signer by ``issuer-serial`` (default, version 1) or ``ski`` (version 3)."""
+        """Name the signer by ``issuer-serial`` (default, version 1) or ``ski`` (version 3).
+
+        Raises:
+            UsageError: the identifier was already set or is unknown.
+        """
         if kind not in ("issuer-serial", "ski"):
             raise UsageError(f"unknown signer identifier {kind!r}: use issuer-serial or ski")
+        self._once("signer identifier")
         self._sid = kind
         return self
 
@@ -159,13 +195,19 @@ class SignedDataBuilder:
             raise UsageError("no content to sign: call set_content() first")
         if not cert_matches_key(self._cert, self._key):
             raise UsageError("the private key does not belong to the signer's certificate")
+        if self._sid == "ski" and not _has_ski(self._cert):
+            raise UsageError(
+                "the signer's certificate has no subject key identifier: "
+                "name the signer by issuer-serial"
+            )
         return self._cert, self._key, self._content
 
     def sign(self) -> bytes:
         """Validate, hash the content, sign; returns the DER ContentInfo.
 
         Raises:
-            UsageError: the signer or the content is missing, or key and certificate differ.
+            UsageError: the signer or the content is missing, key and certificate differ,
+                or the signer is to be named by a subject key identifier it lacks.
         """
         from asn1crypto import cms
 
