@@ -157,11 +157,6 @@ class EnvelopeBuilder:
         """The content cipher in use."""
         return self._cipher
 
-    @property
-    def recipients(self) -> list[Recipient]:
-        """The recipients added so far."""
-        return list(self._recipients)
-
     def set_cipher(self, name: str) -> EnvelopeBuilder:
         """Choose the content cipher by CLI name (``aes256``, ``aes128-gcm``, ``rc2-40``...);
         without it the envelope uses AES-256-CBC.

@@ -70,14 +70,6 @@ def _der_cert(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-def _has_ski(cert: x509.Certificate) -> bool:
-    try:
-        cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    except x509.ExtensionNotFound:
-        return False
-    return True
-
-
 class SignedDataBuilder:
     """Builds one SignedData; set what you need, then call :meth:`sign`.
 
@@ -96,7 +88,6 @@ class SignedDataBuilder:
         self._detached = True
         self._certs: list[x509.Certificate] = []
         self._signing_time: dt.datetime | None = None
-        self._sid = "issuer-serial"
 
     def set_signer(
         self, cert: x509.Certificate, key: PrivateKey, *, scheme: str = "pkcs1v15"
@@ -174,18 +165,6 @@ class SignedDataBuilder:
         self._signing_time = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
         return self
 
-    def set_signer_identifier(self, kind: str) -> SignedDataBuilder:
-        """Name the signer by ``issuer-serial`` (default, version 1) or ``ski`` (version 3).
-
-        Raises:
-            UsageError: the identifier was already set or is unknown.
-        """
-        if kind not in ("issuer-serial", "ski"):
-            raise UsageError(f"unknown signer identifier {kind!r}: use issuer-serial or ski")
-        self._once("signer identifier")
-        self._sid = kind
-        return self
-
     def _check(self) -> tuple[x509.Certificate, PrivateKey, Any]:
         from smimecli.certs.keys import cert_matches_key
 
@@ -195,19 +174,13 @@ class SignedDataBuilder:
             raise UsageError("no content to sign: call set_content() first")
         if not cert_matches_key(self._cert, self._key):
             raise UsageError("the private key does not belong to the signer's certificate")
-        if self._sid == "ski" and not _has_ski(self._cert):
-            raise UsageError(
-                "the signer's certificate has no subject key identifier: "
-                "name the signer by issuer-serial"
-            )
         return self._cert, self._key, self._content
 
     def sign(self) -> bytes:
         """Validate, hash the content, sign; returns the DER ContentInfo.
 
         Raises:
-            UsageError: the signer or the content is missing, key and certificate differ,
-                or the signer is to be named by a subject key identifier it lacks.
+            UsageError: the signer or the content is missing, or key and certificate differ.
         """
         from asn1crypto import cms
 
@@ -218,7 +191,7 @@ class SignedDataBuilder:
         signature = sign(key, self._digest, self._scheme, attrs.dump())
         signer_info = cms.SignerInfo(
             {
-                "version": "v3" if self._sid == "ski" else "v1",
+                "version": "v1",  # the signer named by issuer and serial (RFC 5652 5.3)
                 "sid": self._sid_value(cert),
                 "digest_algorithm": {"algorithm": self._digest.name},
                 "signed_attrs": attrs,
@@ -232,9 +205,6 @@ class SignedDataBuilder:
         from asn1crypto import cms
         from asn1crypto import x509 as asn1_x509
 
-        if self._sid == "ski":
-            ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-            return cms.SignerIdentifier({"subject_key_identifier": ski.value.digest})
         parsed = asn1_x509.Certificate.load(_der_cert(cert))
         return cms.SignerIdentifier(
             {
@@ -284,7 +254,7 @@ class SignedDataBuilder:
         )
         body = b"".join(
             (
-                integer(3 if self._sid == "ski" else 1),
+                integer(1),  # RFC 5652 5.1: every SignerInfo is v1, no attribute certificates
                 cms.DigestAlgorithms([{"algorithm": self._digest.name}]).dump(),
                 tlv(SEQUENCE, oid(OID_DATA) + econtent),
                 tlv(CONTEXT_0_CONSTRUCTED, b"".join(_der_cert(c) for c in certs)),

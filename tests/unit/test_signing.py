@@ -102,36 +102,10 @@ def test_builder_refuses_a_second_choice(pki: Pki) -> None:
     when = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
     with pytest.raises(UsageError, match="signing time is already set"):
         SignedDataBuilder().set_signing_time(when).set_signing_time(when)
-    with pytest.raises(UsageError, match="signer identifier is already set"):
-        SignedDataBuilder().set_signer_identifier("ski").set_signer_identifier("issuer-serial")
     with pytest.raises(UsageError, match="unknown signature scheme"):
         SignedDataBuilder().set_signer(alice.cert, alice.key, scheme="raw")
-    with pytest.raises(UsageError, match="unknown signer identifier"):
-        SignedDataBuilder().set_signer_identifier("name")
     with pytest.raises(UsageError, match="no content to sign"):
         SignedDataBuilder().set_signer(alice.cert, alice.key).sign()
-
-
-def test_sign_refuses_ski_for_a_certificate_without_one(pki: Pki) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "No SKI")])
-    now = dt.datetime.now(dt.UTC)
-    bare = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(pki.alice.key.public_key())
-        .serial_number(7)
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(pki.alice.key, hashes.SHA256())
-    )
-    builder = SignedDataBuilder().set_signer(bare, pki.alice.key).set_content(b"x")
-    with pytest.raises(UsageError, match="no subject key identifier"):
-        builder.set_signer_identifier("ski").sign()
 
 
 @pytest.mark.parametrize(
