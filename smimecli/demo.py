@@ -79,12 +79,6 @@ def run_demo(
     """
     import shlex
 
-    from smimecli import lab
-    from smimecli.certs.store import Store
-    from smimecli.decrypt.inspect import inspect_message
-    from smimecli.decrypt.keys import store_finder, store_key_lookup
-    from smimecli.encrypt.request import EncryptRequest, encrypt_one
-
     result = DemoResult(folder)
     store_dir = folder / "store"
 
@@ -94,6 +88,27 @@ def run_demo(
             command(" ".join(shlex.quote(word) for word in words))
 
     say(f"1. A {'' if kept else 'throwaway '}certificate store in {store_dir}")
+    _make_identities(store_dir, result, say, run)
+
+    rules = folder / "rules.toml"
+    rules.write_text(RULES, encoding="utf-8")
+    plain = folder / "message.eml"
+    plain.write_bytes(MESSAGE)
+    say(f"4. rules file: {rules} (*@example.net -> store 'my', match by email)")
+
+    encrypted = _encrypt(folder, rules, store_dir, result, say, run)
+    _decrypt(folder, encrypted, store_dir, result, say, run)
+    _inspect(folder, encrypted, store_dir, say, run)
+    return result
+
+
+def _make_identities(
+    store_dir: Path, result: DemoResult, say: Callable[[str], None], run: Callable[..., None]
+) -> None:
+    """Steps 2 and 3: a lab root and a user issued by it, both into the store."""
+    from smimecli import lab
+    from smimecli.certs.store import Store
+
     run("gen-root")
     root = lab.make_root(lab.RootSpec())
     with Store.open(store_dir, create=True) as store:
@@ -118,11 +133,17 @@ def run_demo(
         result.user_thumbprint = user.thumbprint
         say(f"3. issue-user: {user.subject}  {user.thumbprint}  (store my, with key)")
 
-    rules = folder / "rules.toml"
-    rules.write_text(RULES, encoding="utf-8")
-    plain = folder / "message.eml"
-    plain.write_bytes(MESSAGE)
-    say(f"4. rules file: {rules} (*@example.net -> store 'my', match by email)")
+
+def _encrypt(
+    folder: Path,
+    rules: Path,
+    store_dir: Path,
+    result: DemoResult,
+    say: Callable[[str], None],
+    run: Callable[..., None],
+) -> bytes:
+    """Step 5: encrypt the message by the rules; returns the encrypted message."""
+    from smimecli.encrypt.request import EncryptRequest, encrypt_one
 
     run(
         "encrypt",
@@ -132,7 +153,7 @@ def run_demo(
         DEMO_RECIPIENT,
         "-o",
         folder / "message.p7m.eml",
-        plain,
+        folder / "message.eml",
     )
     encrypted = io.BytesIO()
     request = EncryptRequest(
@@ -146,14 +167,24 @@ def run_demo(
     (folder / "message.p7m.eml").write_bytes(encrypted.getvalue())
     cipher = outcome.cipher or "?"
     say(f"5. encrypt --rules: ENCRYPTED for {', '.join(result.encrypted_to)} ({cipher})")
+    return encrypted.getvalue()
+
+
+def _decrypt(
+    folder: Path,
+    encrypted: bytes,
+    store_dir: Path,
+    result: DemoResult,
+    say: Callable[[str], None],
+    run: Callable[..., None],
+) -> None:
+    """Step 6: decrypt with the key found in the store and compare the text."""
+    from smimecli.decrypt.keys import store_key_lookup
+    from smimecli.decrypt.message import decrypt_message
 
     run("decrypt", "-o", folder / "message.decrypted.eml", folder / "message.p7m.eml")
     decrypted = io.BytesIO()
-    from smimecli.decrypt.message import decrypt_message
-
-    decrypt_message(
-        io.BytesIO(encrypted.getvalue()), decrypted, key_lookup=store_key_lookup(store_dir)
-    )
+    decrypt_message(io.BytesIO(encrypted), decrypted, key_lookup=store_key_lookup(store_dir))
     (folder / "message.decrypted.eml").write_bytes(decrypted.getvalue())
     result.ok = _body(decrypted.getvalue()) == _body(MESSAGE)
     say(
@@ -161,9 +192,22 @@ def run_demo(
         + ("round trip OK, the text is back" if result.ok else "round trip FAILED")
     )
 
+
+def _inspect(
+    folder: Path,
+    encrypted: bytes,
+    store_dir: Path,
+    say: Callable[[str], None],
+    run: Callable[..., None],
+) -> None:
+    """Step 7: what the encrypted message says of its cipher and recipients."""
+    from smimecli.certs.store import Store
+    from smimecli.decrypt.inspect import inspect_message
+    from smimecli.decrypt.keys import store_finder
+
     run("inspect", folder / "message.p7m.eml")
     with Store.open(store_dir, create=True) as store:
-        report = inspect_message(io.BytesIO(encrypted.getvalue()), store_finder=store_finder(store))
+        report = inspect_message(io.BytesIO(encrypted), store_finder=store_finder(store))
     cipher_info = report.cipher or {}
     say(f"7. inspect: {report.content_type}, content cipher {cipher_info.get('name', '?')}")
     for recipient in report.recipients:
@@ -178,4 +222,3 @@ def run_demo(
             f"   recipient ({recipient['kind']}, {recipient['key_encryption']}): {named}"
             f" -> {matches or 'no store match'}"
         )
-    return result

@@ -139,6 +139,11 @@ def encrypted_pieces(
 class EnvelopeBuilder:
     """Builds one enveloped message: choose a cipher, add recipients, encrypt.
 
+    Built like cryptography's builders: each step returns the builder, a choice is made
+    once (a second :meth:`set_cipher` is refused), and the final verb (:meth:`encrypt`,
+    :meth:`encrypt_chunks`, :meth:`encrypt_unmeasured`) validates the whole. Misuse is a
+    :class:`~smimecli.errors.UsageError`, so a caller catches one error family.
+
     Example::
 
         envelope = EnvelopeBuilder().set_cipher("aes256").add_recipient(Recipient(cert))
@@ -147,6 +152,7 @@ class EnvelopeBuilder:
 
     def __init__(self) -> None:
         self._cipher: ContentCipher = get_cipher(DEFAULT_CIPHER)
+        self._cipher_set = False
         self._recipients: list[Recipient] = []
 
     @property
@@ -154,20 +160,31 @@ class EnvelopeBuilder:
         """The content cipher in use."""
         return self._cipher
 
-    @property
-    def recipients(self) -> list[Recipient]:
-        """The recipients added so far."""
-        return list(self._recipients)
-
     def set_cipher(self, name: str) -> EnvelopeBuilder:
-        """Choose the content cipher by CLI name (``aes256``, ``aes128-gcm``, ``rc2-40``...)."""
+        """Choose the content cipher by CLI name (``aes256``, ``aes128-gcm``, ``rc2-40``...);
+        without it the envelope uses AES-256-CBC.
+
+        Raises:
+            UsageError: the cipher was already set, or the name is unknown.
+        """
+        if self._cipher_set:
+            raise UsageError(
+                f"the cipher is already set ({self._cipher.name}): one cipher per envelope"
+            )
         self._cipher = get_cipher(name)
+        self._cipher_set = True
         return self
 
     def add_recipient(self, recipient: Recipient) -> EnvelopeBuilder:
-        """Add a recipient; its certificate must hold an RSA or EC key."""
+        """Add a recipient; its certificate must hold an RSA or EC key.
+
+        The same recipient again (the same certificate, delivered the same way) adds
+        nothing: two addresses of one person lead to one certificate, and the envelope
+        needs one RecipientInfo for it.
+        """
         _ = recipient.kind  # fails early (65) for DSA or Ed25519 certificates
-        self._recipients.append(recipient)
+        if recipient not in self._recipients:
+            self._recipients.append(recipient)
         return self
 
     def encrypt(self, data: bytes) -> bytes:

@@ -179,6 +179,21 @@ def read_head(
         raise DataError(f"{what} is CMS {name}, not an encrypted (enveloped) message")
     body = reader.next_universal(levels[1], TAG_SEQUENCE, "the EnvelopedData SEQUENCE")
     fields = reader.children(body)
+    head.recipients = _read_recipients(reader, fields, what)
+    eci = reader.next_universal(fields, TAG_SEQUENCE, "the EncryptedContentInfo SEQUENCE")
+    parts = reader.children(eci)
+    _read_content_algorithm(reader, parts, head, what, parse_cipher=parse_cipher)
+    content = next(parts, None)
+    if content is not None and not (content.tag_class == CLASS_CONTEXT and content.tag == 0):
+        raise reader.error("expected the encrypted content [0]")
+    head.content_tlv = content
+    # Keep the open levels: decrypt_content resumes them after the content.
+    head.levels = [*levels, fields, parts]
+    return head
+
+
+def _read_recipients(reader: BerReader, fields: Iterator[Tlv], what: str) -> list[RecipientEntry]:
+    """Read the version, skip originatorInfo and parse the RecipientInfos (RFC 5652 6.1)."""
     version = reader.next_universal(fields, TAG_INTEGER, "the EnvelopedData version")
     reader.read_content(version, max_size=8)  # any version is read the same way
     tlv = next(fields, None)
@@ -189,12 +204,17 @@ def read_head(
         raise reader.error("expected the RecipientInfos SET")
     raw = reader.read_element(tlv)
     try:
-        head.recipients = list_recipients(cms.RecipientInfos.load(raw))
+        return list_recipients(cms.RecipientInfos.load(raw))
     except (ValueError, TypeError, KeyError) as exc:
         problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{what} has unreadable RecipientInfos ({problem})") from exc
-    eci = reader.next_universal(fields, TAG_SEQUENCE, "the EncryptedContentInfo SEQUENCE")
-    parts = reader.children(eci)
+
+
+def _read_content_algorithm(
+    reader: BerReader, parts: Iterator[Tlv], head: EnvelopeHead, what: str, *, parse_cipher: bool
+) -> None:
+    """Read the inner content type and the content-encryption AlgorithmIdentifier of the
+    EncryptedContentInfo into ``head`` (the cipher too, checked, with ``parse_cipher``)."""
     first = reader.next_universal(parts, TAG_OID, "the encrypted content type")
     reader.read_content(first, max_size=256)  # the inner content type (id-data, in S/MIME)
     alg = reader.next_universal(parts, TAG_SEQUENCE, "the content-encryption AlgorithmIdentifier")
@@ -212,13 +232,6 @@ def read_head(
             raise DataError(
                 f"{what} pairs {head.content_type_name} with the cipher {head.cipher.name}"
             )
-    content = next(parts, None)
-    if content is not None and not (content.tag_class == CLASS_CONTEXT and content.tag == 0):
-        raise reader.error("expected the encrypted content [0]")
-    head.content_tlv = content
-    # Keep the open levels: decrypt_content resumes them after the content.
-    head.levels = [*levels, fields, parts]
-    return head
 
 
 # --- content decryption -----------------------------------------------------------------------
@@ -375,26 +388,7 @@ def decrypt_content(
         raise no_key_error(what)
     chunks = _content_chunks(reader, head, what)
     if head.is_auth_enveloped:
-        with spool() as ciphertext:
-            ciphertext.writelines(chunks)
-            aad, tag = _finish(reader, head)
-            plain = None
-            if len(candidates) > 1:
-                # Only the right key passes the tag (each try is a whole pass): keys whose
-                # first bytes look like text go first, so a wrong key rarely costs a pass.
-                ciphertext.seek(0)
-                first = ciphertext.read(BINARY_SAMPLE)
-                candidates.sort(key=lambda cek: _gcm_looks_binary(head, cek, first))
-            for cek in candidates:
-                try:
-                    plain = _gcm_pass(head, cek, ciphertext, aad, tag)
-                    break
-                except _KeyRejectedError:
-                    continue
-        if plain is None:
-            raise no_key_error(what)
-        with plain:
-            yield from read_chunks(plain, _CHUNK)
+        yield from _open_authenticated(reader, head, candidates, chunks, what)
         return
     if len(candidates) == 1:
         try:
@@ -403,6 +397,49 @@ def decrypt_content(
             raise no_key_error(what) from None
         _finish(reader, head)
         return
+    yield from _open_cbc_candidates(reader, head, candidates, chunks, what)
+
+
+def _open_authenticated(
+    reader: BerReader,
+    head: EnvelopeHead,
+    candidates: list[bytes],
+    chunks: Iterator[bytes],
+    what: str,
+) -> Iterator[bytes]:
+    """AES-GCM content: spool it, find the candidate key whose tag verifies, and only then
+    yield the plaintext."""
+    with spool() as ciphertext:
+        ciphertext.writelines(chunks)
+        aad, tag = _finish(reader, head)
+        plain = None
+        if len(candidates) > 1:
+            # Only the right key passes the tag (each try is a whole pass): keys whose
+            # first bytes look like text go first, so a wrong key rarely costs a pass.
+            ciphertext.seek(0)
+            first = ciphertext.read(BINARY_SAMPLE)
+            candidates.sort(key=lambda cek: _gcm_looks_binary(head, cek, first))
+        for cek in candidates:
+            try:
+                plain = _gcm_pass(head, cek, ciphertext, aad, tag)
+                break
+            except _KeyRejectedError:
+                continue
+    if plain is None:
+        raise no_key_error(what)
+    with plain:
+        yield from read_chunks(plain, _CHUNK)
+
+
+def _open_cbc_candidates(
+    reader: BerReader,
+    head: EnvelopeHead,
+    candidates: list[bytes],
+    chunks: Iterator[bytes],
+    what: str,
+) -> Iterator[bytes]:
+    """CBC content with several candidate content keys: spool it, judge each key from two
+    small pieces, and decrypt the whole with the best one."""
     with spool() as ciphertext:
         ciphertext.writelines(chunks)
         _finish(reader, head)

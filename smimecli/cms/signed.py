@@ -71,9 +71,15 @@ def _der_cert(cert: x509.Certificate) -> bytes:
 
 
 class SignedDataBuilder:
-    """Builds one SignedData; set what you need, then call :meth:`sign`."""
+    """Builds one SignedData; set what you need, then call :meth:`sign`.
+
+    Each choice is made once (a second ``set_*`` call is refused, as cryptography's
+    builders refuse a second ``subject_name``); :meth:`sign` checks the whole. Misuse is a
+    :class:`~smimecli.errors.UsageError`, so a caller catches one error family.
+    """
 
     def __init__(self) -> None:
+        self._chosen: set[str] = set()
         self._cert: x509.Certificate | None = None
         self._key: PrivateKey | None = None
         self._scheme = "pkcs1v15"
@@ -82,7 +88,6 @@ class SignedDataBuilder:
         self._detached = True
         self._certs: list[x509.Certificate] = []
         self._signing_time: dt.datetime | None = None
-        self._sid = "issuer-serial"
 
     def set_signer(
         self, cert: x509.Certificate, key: PrivateKey, *, scheme: str = "pkcs1v15"
@@ -99,14 +104,26 @@ class SignedDataBuilder:
         self._cert, self._key, self._scheme = cert, key, scheme
         return self
 
+    def _once(self, what: str) -> None:
+        """Refuse a second choice of ``what``."""
+        if what in self._chosen:
+            raise UsageError(f"the {what} is already set: set it once per signature")
+        self._chosen.add(what)
+
     @property
     def micalg(self) -> str:
         """The RFC 8551 section 3.5.3.2 ``micalg`` value of the chosen hash (``sha-256``)."""
         return self._digest.micalg
 
     def set_hash(self, name: str) -> SignedDataBuilder:
-        """The digest algorithm: ``sha256`` (default), ``sha384`` or ``sha512``."""
-        self._digest = signing_digest(name)
+        """The digest algorithm: ``sha256`` (default), ``sha384`` or ``sha512``.
+
+        Raises:
+            UsageError: the hash was already set or is unknown.
+        """
+        digest = signing_digest(name)
+        self._once("hash")
+        self._digest = digest
         return self
 
     def set_content(
@@ -139,15 +156,13 @@ class SignedDataBuilder:
         return self
 
     def set_signing_time(self, when: dt.datetime) -> SignedDataBuilder:
-        """The signingTime attribute (default: now). A naive datetime is taken as UTC."""
-        self._signing_time = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-        return self
+        """The signingTime attribute (default: now). A naive datetime is taken as UTC.
 
-    def set_signer_identifier(self, kind: str) -> SignedDataBuilder:
-        """Name the signer by ``issuer-serial`` (default, version 1) or ``ski`` (version 3)."""
-        if kind not in ("issuer-serial", "ski"):
-            raise UsageError(f"unknown signer identifier {kind!r}: use issuer-serial or ski")
-        self._sid = kind
+        Raises:
+            UsageError: the signing time was already set.
+        """
+        self._once("signing time")
+        self._signing_time = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
         return self
 
     def _check(self) -> tuple[x509.Certificate, PrivateKey, Any]:
@@ -176,7 +191,7 @@ class SignedDataBuilder:
         signature = sign(key, self._digest, self._scheme, attrs.dump())
         signer_info = cms.SignerInfo(
             {
-                "version": "v3" if self._sid == "ski" else "v1",
+                "version": "v1",  # the signer named by issuer and serial (RFC 5652 5.3)
                 "sid": self._sid_value(cert),
                 "digest_algorithm": {"algorithm": self._digest.name},
                 "signed_attrs": attrs,
@@ -190,9 +205,6 @@ class SignedDataBuilder:
         from asn1crypto import cms
         from asn1crypto import x509 as asn1_x509
 
-        if self._sid == "ski":
-            ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-            return cms.SignerIdentifier({"subject_key_identifier": ski.value.digest})
         parsed = asn1_x509.Certificate.load(_der_cert(cert))
         return cms.SignerIdentifier(
             {
@@ -242,7 +254,7 @@ class SignedDataBuilder:
         )
         body = b"".join(
             (
-                integer(3 if self._sid == "ski" else 1),
+                integer(1),  # RFC 5652 5.1: every SignerInfo is v1, no attribute certificates
                 cms.DigestAlgorithms([{"algorithm": self._digest.name}]).dump(),
                 tlv(SEQUENCE, oid(OID_DATA) + econtent),
                 tlv(CONTEXT_0_CONSTRUCTED, b"".join(_der_cert(c) for c in certs)),

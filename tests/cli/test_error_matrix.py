@@ -83,7 +83,7 @@ def _case(
         def full(fd: int) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-        monkeypatch.setattr("smimecli.files.os.fsync", full)
+        monkeypatch.setattr("smimecli.files.atomic.os.fsync", full)
         return ["encrypt", str(message), "--cert", cert, "-o", target], b""
     if name == "77-wrong-key":
         return [

@@ -21,6 +21,7 @@ import pytest
 
 from smimecli import files
 from smimecli.errors import InputError, IOFailedError
+from smimecli.files import atomic
 from tests.conftest import ROOT, Pki
 
 BIG = b"From: a@example.com\nTo: alice@example.com\nSubject: big\n\n" + b"x" * 1023 * 400 + b"\n"
@@ -169,7 +170,7 @@ def test_full_disk_under_o_is_74_and_leaves_nothing(
         "decrypt": ["decrypt", sealed, "--key", pki.alice.key_pem],
         "tnef": ["tnef", "convert", tmp_path / "big.eml"],
     }[command]
-    monkeypatch.setattr(files, "open", _full_open, raising=False)
+    monkeypatch.setattr(atomic, "open", _full_open, raising=False)
     result = cli([*argv, "-o", out / "result"])
     assert result.exit_code == 74, result.output
     _one_line(result.stderr)
@@ -212,7 +213,7 @@ def test_full_disk_lab_leaves_no_file_and_no_store_entry(
     else:
         argv = ["gen-root", "--subject", "CN=Full Disk Root"]
     before = cli(["certs", "list", "--json"]).stdout
-    monkeypatch.setattr(files, "open", _full_open, raising=False)
+    monkeypatch.setattr(atomic, "open", _full_open, raising=False)
     result = cli([*argv, "--out-pem", out / "c.pem", "--out-cer", out / "c.cer"])
     monkeypatch.undo()
     assert result.exit_code == 74, result.output

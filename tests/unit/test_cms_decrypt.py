@@ -4,6 +4,7 @@ PKCS7EnvelopeBuilder): recipients, implicit rejection, header restoration, error
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from asn1crypto import cms
@@ -240,6 +241,30 @@ def test_inspect_lists_recipients(pki) -> None:
     assert "CN=Test Root V1" in report.recipients[0]["id"]["issuer"]
 
 
+def _certificates_for(key: Any, count: int) -> list[Any]:
+    """``count`` different certificates for one RSA key (the envelope builder keeps one
+    RecipientInfo per recipient, so many recipients need many certificates)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bob copy")])
+    now = dt.datetime.now(dt.UTC)
+    return [
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+        for serial in range(1, count + 1)
+    ]
+
+
 @pytest.mark.parametrize("cipher", ["aes256", "aes128-gcm", "3des"])
 def test_key_alone_reads_the_content_once_whatever_the_recipients(
     pki, monkeypatch, cipher: str
@@ -266,8 +291,8 @@ def test_key_alone_reads_the_content_once_whatever_the_recipients(
     monkeypatch.setattr(cms_open, "_gcm_pass", gcm_spy)
     entity = ENTITY + b"x" * (1 << 20) + b"\r\n"
     builder = EnvelopeBuilder().set_cipher(cipher)
-    for _ in range(60):
-        builder = builder.add_recipient(Recipient(pki.bob.cert))
+    for cert in _certificates_for(pki.bob.key, 60):
+        builder = builder.add_recipient(Recipient(cert))
     der = builder.add_recipient(Recipient(pki.alice.cert)).encrypt(entity)
     started = time.monotonic()
     assert _open(der, [KeyIdentity(pki.alice.key)]) == entity

@@ -256,8 +256,45 @@ def test_output_is_der(pki: Any) -> None:
 
 
 def test_no_recipient_is_usage_error() -> None:
-    with pytest.raises(UsageError):
+    # Every final verb checks the whole envelope, and writes nothing when it is refused.
+    out = io.BytesIO()
+    with pytest.raises(UsageError, match="no recipients"):
         EnvelopeBuilder().encrypt(b"x")
+    with pytest.raises(UsageError, match="no recipients"):
+        EnvelopeBuilder().encrypt_chunks([b"x"], 1, out)
+    with pytest.raises(UsageError, match="no recipients"):
+        EnvelopeBuilder().encrypt_unmeasured([b"x"], out, low=1, high=1)
+    assert out.getvalue() == b""
+
+
+def test_cipher_is_set_once(pki: Any) -> None:
+    builder = EnvelopeBuilder().set_cipher("aes128")
+    with pytest.raises(UsageError, match=r"cipher is already set \(aes128\)"):
+        builder.set_cipher("aes256-gcm")
+    der = builder.add_recipient(Recipient(pki.alice.cert)).encrypt(CANONICAL)
+    eci = cms.ContentInfo.load(der)["content"]["encrypted_content_info"]
+    assert eci["content_encryption_algorithm"]["algorithm"].native == "aes128_cbc"
+
+
+def test_the_same_recipient_twice_is_one_recipient_info(pki: Any) -> None:
+    # Two addresses of one person lead to one certificate: one RecipientInfo, not two.
+    der = (
+        EnvelopeBuilder()
+        .add_recipient(Recipient(pki.alice.cert))
+        .add_recipient(Recipient(pki.alice.cert))
+        .encrypt(CANONICAL)
+    )
+    assert len(cms.ContentInfo.load(der)["content"]["recipient_infos"]) == 1
+    assert open_envelope(der, pki.alice) == CANONICAL
+    # The same certificate delivered another way is another RecipientInfo (RFC 5652 6.1
+    # allows both; the recipient's client picks the one it reads).
+    both = (
+        EnvelopeBuilder()
+        .add_recipient(Recipient(pki.alice.cert))
+        .add_recipient(Recipient(pki.alice.cert, key_transport="rsa-oaep"))
+        .encrypt(CANONICAL)
+    )
+    assert len(cms.ContentInfo.load(both)["content"]["recipient_infos"]) == 2
 
 
 @settings(max_examples=25, deadline=None)

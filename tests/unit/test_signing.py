@@ -90,6 +90,24 @@ def test_builder_validates(pki: Pki) -> None:
         SignedDataBuilder().set_hash("md5")
 
 
+def test_builder_refuses_a_second_choice(pki: Pki) -> None:
+    # One negative test per rule: each choice is made once, as cryptography's builders do.
+    alice = pki.alice
+    with pytest.raises(UsageError, match="signer is already set"):
+        SignedDataBuilder().set_signer(alice.cert, alice.key).set_signer(alice.cert, alice.key)
+    with pytest.raises(UsageError, match="content is already set"):
+        SignedDataBuilder().set_content(b"x").set_content(b"y")
+    with pytest.raises(UsageError, match="hash is already set"):
+        SignedDataBuilder().set_hash("sha256").set_hash("sha512")
+    when = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    with pytest.raises(UsageError, match="signing time is already set"):
+        SignedDataBuilder().set_signing_time(when).set_signing_time(when)
+    with pytest.raises(UsageError, match="unknown signature scheme"):
+        SignedDataBuilder().set_signer(alice.cert, alice.key, scheme="raw")
+    with pytest.raises(UsageError, match="no content to sign"):
+        SignedDataBuilder().set_signer(alice.cert, alice.key).sign()
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [(b"Hello Bob", b"Hello Bib"), (b"charset=utf-8\n", b"charset=utf-7\n")],

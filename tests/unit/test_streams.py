@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from smimecli import files, streams
 from smimecli.cms.envelope import encrypted_pieces
 from smimecli.errors import IOFailedError
+from smimecli.files import atomic
 
 
 def _chunks(count: int, size: int = 1000) -> Iterator[bytes]:
@@ -86,8 +87,8 @@ def test_write_behind_syncs_a_growing_file(tmp_path: Path, monkeypatch: pytest.M
         synced.append(fd)
         real(fd)
 
-    monkeypatch.setattr(files._WriteBehind, "STEP", 1 << 16)
-    monkeypatch.setattr(files.os, "fdatasync", counting)
+    monkeypatch.setattr(atomic._WriteBehind, "STEP", 1 << 16)
+    monkeypatch.setattr(atomic.os, "fdatasync", counting)
     target = tmp_path / "out.bin"
     with files.atomic_output(target) as handle:
         for _ in range(40):
@@ -105,8 +106,8 @@ def test_a_disk_error_in_the_write_behind_thread_fails_the_output(
     def broken(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(files._WriteBehind, "STEP", 1)
-    monkeypatch.setattr(files.os, "fdatasync", broken)
+    monkeypatch.setattr(atomic._WriteBehind, "STEP", 1)
+    monkeypatch.setattr(atomic.os, "fdatasync", broken)
     target = tmp_path / "out.bin"
     with (
         pytest.raises(IOFailedError, match="I/O error writing"),
