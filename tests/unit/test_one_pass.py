@@ -1,4 +1,4 @@
-"""One-pass encryption of big files (smimecli.encrypt.message._encrypt_one_pass, SPEC section 5).
+"""One-pass encryption of big files (smimecli.encrypt.one_pass._encrypt_one_pass, SPEC section 5).
 
 A big regular file written to an output the process can seek back into is encrypted in
 one read: the DER lengths are written for the smallest canonical length the body can have,
@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import smimecli.encrypt.message as encrypt_module
+import smimecli.encrypt.one_pass as one_pass_module
 from smimecli.cms import envelope
 from smimecli.cms.recipients import Recipient
 from smimecli.cms.unwrap import KeyIdentity
@@ -72,7 +73,7 @@ def _encrypt(
         return result
 
     monkeypatch.setattr(encrypt_module, "_encrypt_one_pass", spy)
-    monkeypatch.setattr(encrypt_module, "THREADED_FROM", threshold if one_pass else 1 << 60)
+    monkeypatch.setattr(one_pass_module, "THREADED_FROM", threshold if one_pass else 1 << 60)
     out = io.BytesIO()
     with path.open("rb") as src:
         encrypt_module.encrypt_message(src, out, recipients, cipher=cipher)
@@ -186,7 +187,7 @@ def test_appending_output_is_not_rewritten(fixed: Any, pki: Any, tmp_path: Path)
     path.write_bytes(HEADER + b"\n" + b"0123456789 abcdefghij\n" * 4000)
     out = tmp_path / "out.eml"
     out.write_bytes(b"earlier message\n")
-    fixed.setattr(encrypt_module, "THREADED_FROM", 64)
+    fixed.setattr(one_pass_module, "THREADED_FROM", 64)
     with path.open("rb") as src, out.open("ab") as dst:
         encrypt_module.encrypt_message(src, dst, [Recipient(pki.alice.cert)])
     data = out.read_bytes()
@@ -200,7 +201,7 @@ def test_pipe_input_takes_two_passes(fixed: Any, pki: Any) -> None:
     body = HEADER + b"\n" + b"x" * 5000 + b"\n"
     os.write(write_fd, body)
     os.close(write_fd)
-    fixed.setattr(encrypt_module, "THREADED_FROM", 64)
+    fixed.setattr(one_pass_module, "THREADED_FROM", 64)
     out = io.BytesIO()
     with os.fdopen(read_fd, "rb") as src:
         encrypt_module.encrypt_message(src, out, [Recipient(pki.alice.cert)])
@@ -219,7 +220,7 @@ def test_compressed_input_is_not_sized_by_its_descriptor(
     path = tmp_path / "m.eml.gz"
     with gzip.open(path, "wb") as packed:
         packed.write(HEADER + b"\n" + body)
-    fixed.setattr(encrypt_module, "THREADED_FROM", 64)
+    fixed.setattr(one_pass_module, "THREADED_FROM", 64)
     out = io.BytesIO()
     with gzip.open(path, "rb") as src:
         encrypt_module.encrypt_message(src, out, [Recipient(pki.alice.cert)])
@@ -253,7 +254,7 @@ def test_a_given_up_pass_does_not_repeat_warnings(
         return calls[-1]
 
     monkeypatch.setattr(encrypt_module, "_encrypt_one_pass", spy)
-    monkeypatch.setattr(encrypt_module, "THREADED_FROM", 64)
+    monkeypatch.setattr(one_pass_module, "THREADED_FROM", 64)
     with path.open("rb") as src, (tmp_path / "out.eml").open("wb") as dst:
         outcome = encrypt_module.encrypt_message(src, dst, [recipient])
     assert calls == [None]
@@ -271,7 +272,7 @@ def test_a_failed_write_stops_the_read_ahead_thread(
                 raise OSError(28, "No space left on device")
             return super().write(data)
 
-    monkeypatch.setattr(encrypt_module, "THREADED_FROM", 1 << 60)  # two passes
+    monkeypatch.setattr(one_pass_module, "THREADED_FROM", 1 << 60)  # two passes
     monkeypatch.setattr("smimecli.streams.THREADED_FROM", 1 << 20)
     path = tmp_path / "m.eml"
     path.write_bytes(HEADER + b"\n" + b"0123456789abcdef\n" * 400_000)  # 6.8 MB
