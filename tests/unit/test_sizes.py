@@ -22,10 +22,7 @@ MAX_FUNCTION_LINES = 80
 # An entry covers the module's length and the length of every function in it.
 ALLOWED: dict[str, str] = {
     "smimecli/rules/*": "being split",
-    "smimecli/mime.py": "being split",
     "smimecli/encrypt/batch.py": "being split",
-    "smimecli/cms/open.py": "being split",
-    "smimecli/demo.py": "being split",
 }
 
 
