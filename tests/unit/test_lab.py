@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import TypeVar
 
 import pytest
 from asn1crypto import cms as asn1_cms
@@ -50,9 +51,10 @@ def ec_user(signer: lab.Signer) -> lab.Issued:
     return lab.issue_user(spec, signer, now=NOW)
 
 
-def ext(
-    cert: x509.Certificate, kind: type[x509.ExtensionType]
-) -> x509.Extension[x509.ExtensionType]:
+_E = TypeVar("_E", bound=x509.ExtensionType)
+
+
+def ext(cert: x509.Certificate, kind: type[_E]) -> x509.Extension[_E]:
     return cert.extensions.get_extension_for_class(kind)
 
 
@@ -390,6 +392,7 @@ def test_rsa_user_fields(rsa_user: lab.Issued, root: lab.Issued) -> None:
     assert asn1_core.UTF8String.load(upn.value).native == "tester@corp.example"
     ski = ext(cert, x509.SubjectKeyIdentifier)
     assert not ski.critical
+    assert rsa_user.key is not None
     assert ski.value == x509.SubjectKeyIdentifier.from_public_key(rsa_user.key.public_key())
     aki = ext(cert, x509.AuthorityKeyIdentifier)
     assert not aki.critical

@@ -489,7 +489,8 @@ def test_shadow_check_of_thousands_of_rules_is_fast(tmp_path: Path) -> None:
     started = time.monotonic()
     rules = load_rules(path)
     found = shadowed_patterns(rules)
-    assert rules.first_match("user1999@d199.example").name == "r1999"
+    match = rules.first_match("user1999@d199.example")
+    assert match is not None and match.name == "r1999"
     assert rules.first_match("nobody@nowhere.example") is None
     elapsed = time.monotonic() - started
     assert [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from typing import Any
 
 import pytest
 from asn1crypto import cms
@@ -29,12 +30,12 @@ MESSAGE = (
 )
 
 
-def _sign(pki: Pki, *, detached: bool = True, who: str = "alice", **kw: object) -> bytes:
+def _sign(pki: Pki, *, detached: bool = True, who: str = "alice", **kw: Any) -> bytes:
     ident = getattr(pki, who)
     out = io.BytesIO()
     sign_message(
         MESSAGE, out, cert=ident.cert, key=ident.key, options=SignOptions(detached=detached, **kw)
-    )  # type: ignore[arg-type]
+    )
     return out.getvalue()
 
 
