@@ -177,7 +177,7 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
     yield invoke
 
 
-def run_on_terminal(args: list[str], columns: int, env: dict[str, str]) -> str:
+def run_on_terminal(args: Sequence[str | Path], columns: int, env: dict[str, str]) -> str:
     """Run ``python -m smimecli ARGS`` with stdout and stderr on a pseudo-terminal of
     ``columns`` columns; the text it shows."""
     import pty

@@ -8,6 +8,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -58,7 +59,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     return Lab(folder, store, password_file, folder / "root.pfx", folder / "root.pem", thumbprint)
 
 
-def store_dump(folder: Path) -> list[object]:
+def store_dump(folder: Path) -> list[tuple[Any, ...]]:
     if not (folder / "store.sqlite3").exists():
         return []
     with Store.open(folder, create=False) as store:

@@ -21,7 +21,7 @@ from tests.conftest import ROOT, Pki
 
 # SIGTERM and SIGINT -> 75 with "smimecli: error: interrupted; ..." (cli/app.py installs
 # one handler for both, so Typer never turns Ctrl-C into 130). Nothing may be left behind.
-STATUS = {signal.SIGTERM: (75,), signal.SIGINT: (75,)}
+STATUS: dict[int, tuple[int, ...]] = {signal.SIGTERM: (75,), signal.SIGINT: (75,)}
 
 HEAD = b"From: a@example.com\nTo: alice@example.com\nSubject: slow\n\n"
 LINE = b"x" * 1023 + b"\n"
