@@ -18,7 +18,15 @@ from smimecli.errors import ConfigError
 from smimecli.serve.daemon import Daemon, Settings
 from smimecli.serve.engine import spool_file
 from tests.conftest import Pki, run_cli
-from tests.serve.helpers import SinkHandler, free_port, message, running, sink, write_rules
+from tests.serve.helpers import (
+    SinkHandler,
+    free_port,
+    listening_port,
+    message,
+    running,
+    sink,
+    write_rules,
+)
 
 
 @pytest.fixture
@@ -72,7 +80,7 @@ def test_syslog_gets_the_journal_record_and_the_error_lines_without_content(
     _, port = relay
     settings = _settings(tmp_path, pki, port, syslog_facility="mail", syslog_socket=path)
     with running(settings) as daemon:
-        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as smtp:
+        with smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=30) as smtp:
             smtp.sendmail("sender@example.org", ["alice@example.com"], message())
         record_data = _datagrams(sock, "queue_id")[-1]
         settings.rules.write_text("[[rule]]\nname = \n")
