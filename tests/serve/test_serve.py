@@ -30,10 +30,10 @@ def relay() -> Iterator[tuple[SinkHandler, int]]:
         yield found
 
 
-def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: object) -> Settings:
+def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: Any) -> Settings:
     spool = tmp_path / "spool"
     spool.mkdir(exist_ok=True)
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "rules": write_rules(tmp_path, pki),
         "store_dir": None,
         "listen": ("127.0.0.1", 0),
@@ -42,7 +42,7 @@ def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: object) -> Se
         "spool_dir": str(spool),
     }
     values.update(kwargs)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
 
 
 def _decrypt(pki: Pki, data: bytes, tmp_path: Path) -> bytes:

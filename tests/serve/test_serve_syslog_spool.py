@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,10 +47,10 @@ def syslog_socket() -> Iterator[tuple[socket.socket, str]]:
             yield sock, path
 
 
-def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: object) -> Settings:
+def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: Any) -> Settings:
     spool = tmp_path / "spool"
     spool.mkdir(exist_ok=True)
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "rules": write_rules(tmp_path, pki),
         "store_dir": None,
         "listen": ("127.0.0.1", 0),
@@ -57,7 +58,7 @@ def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: object) -> Se
         "spool_dir": str(spool),
     }
     values.update(kwargs)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
 
 
 def _datagrams(sock: socket.socket, wanted: str) -> list[bytes]:
