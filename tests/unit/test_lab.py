@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from asn1crypto import cms as asn1_cms
@@ -758,11 +758,9 @@ def test_powershell_profile_has_no_policies(rsa_user: lab.Issued) -> None:
         ({"profile": "windows"}, "unknown --profile 'windows'"),
     ],
 )
-def test_strict_profile_refusals(
-    signer: lab.Signer, changes: dict[str, object], message: str
-) -> None:
-    options: dict[str, object] = {"profile": "strict", **changes}
-    spec = lab.UserSpec(email="a@example.net", **options)  # type: ignore[arg-type]
+def test_strict_profile_refusals(signer: lab.Signer, changes: dict[str, Any], message: str) -> None:
+    options: dict[str, Any] = {"profile": "strict", **changes}
+    spec = lab.UserSpec(email="a@example.net", **options)
     with pytest.raises(UsageError, match=message):
         lab.issue_user(spec, signer, now=NOW)
 
@@ -779,7 +777,9 @@ def test_strict_profile_allows_824_days(signer: lab.Signer) -> None:
 def test_crl_lists_revoked_serials(signer: lab.Signer, root: lab.Issued) -> None:
     revoked = [lab.Revoked(12345, NOW - dt.timedelta(days=1)), lab.Revoked(99, NOW)]
     crl = lab.make_crl(signer, revoked, next_update_days=7, now=NOW)
-    assert crl.is_signature_valid(root.cert.public_key())  # type: ignore[arg-type]
+    root_key = root.cert.public_key()
+    assert isinstance(root_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    assert crl.is_signature_valid(root_key)
     assert crl.issuer == root.cert.subject
     assert crl.last_update_utc == NOW
     assert crl.next_update_utc == NOW + dt.timedelta(days=7)

@@ -132,7 +132,8 @@ def test_malformed_is_data_error(pki: Pki) -> None:
 
 def test_trust_good_expired_untrusted(pki: Pki) -> None:
     result = verify_message(_sign(pki))
-    trust = evaluate_trust(result.check.signer.signer, [pki.ca.cert])  # type: ignore[arg-type]
+    assert result.check.signer.signer is not None
+    trust = evaluate_trust(result.check.signer.signer, [pki.ca.cert])
     assert trust.trusted, trust.reasons
     assert trust.chain == [pki.alice.cert, pki.ca.cert]
     untrusted = evaluate_trust(pki.alice.cert, [])
@@ -204,12 +205,16 @@ def test_chain_through_an_included_intermediate(pki: Pki) -> None:
     middle is reported."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
     now = dt.datetime.now(dt.UTC)
 
     def cert(
-        name: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: object, ca: bool
+        name: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: x509.Name,
+        signer: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+        ca: bool,
     ) -> x509.Certificate:
         subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
         return (
@@ -221,7 +226,7 @@ def test_chain_through_an_included_intermediate(pki: Pki) -> None:
             .not_valid_before(now - dt.timedelta(hours=1))
             .not_valid_after(now + dt.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .sign(signer, hashes.SHA256())  # type: ignore[arg-type]
+            .sign(signer, hashes.SHA256())
         )
 
     mid_key, leaf_key = (
