@@ -7,9 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -114,7 +115,9 @@ class _Stream(io.TextIOWrapper):
         return False
 
 
-def run_cli(args: list[str], input: bytes = b"", env: dict[str, str] | None = None) -> Result:
+def run_cli(
+    args: Sequence[str | Path], input: bytes = b"", env: dict[str, str] | None = None
+) -> Result:
     """Run ``smimecli ARGS`` in this process with binary stdin/stdout captured."""
     from smimecli.cli.app import main
 
@@ -151,12 +154,22 @@ def assert_error(result: Result, code: int, *parts: str) -> str:
     return errors[0]
 
 
+class Cli(Protocol):
+    """The type of the ``cli`` fixture."""
+
+    def __call__(
+        self, args: Sequence[str | Path], input: bytes = b"", env: dict[str, str] | None = None
+    ) -> Result: ...
+
+
 @pytest.fixture
-def cli(tmp_path: Path) -> Iterator[object]:
+def cli(tmp_path: Path) -> Iterator[Cli]:
     """``cli(args, input=b"")``: run smimecli in-process with a private store folder."""
     store = tmp_path / "store"
 
-    def invoke(args: list[str], input: bytes = b"", env: dict[str, str] | None = None) -> Result:
+    def invoke(
+        args: Sequence[str | Path], input: bytes = b"", env: dict[str, str] | None = None
+    ) -> Result:
         merged = {"SMIMECLI_STORE": str(store)}
         merged.update(env or {})
         return run_cli(args, input=input, env=merged)
@@ -164,7 +177,7 @@ def cli(tmp_path: Path) -> Iterator[object]:
     yield invoke
 
 
-def run_on_terminal(args: list[str], columns: int, env: dict[str, str]) -> str:
+def run_on_terminal(args: Sequence[str | Path], columns: int, env: dict[str, str]) -> str:
     """Run ``python -m smimecli ARGS`` with stdout and stderr on a pseudo-terminal of
     ``columns`` columns; the text it shows."""
     import pty

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from smimecli import __version__
-from tests.conftest import assert_error
+from tests.conftest import Cli, Pki, assert_error
 
 
-def test_version(cli) -> None:
+def test_version(cli: Cli) -> None:
     result = cli(["--version"])
     assert result.exit_code == 0, result.output
     assert result.stdout.decode().strip() == f"smimecli {__version__}"
 
 
-def test_unknown_option_is_usage_error(cli) -> None:
+def test_unknown_option_is_usage_error(cli: Cli) -> None:
     result = cli(["--no-such-option"])
     assert_error(result, 64, "No such option: --no-such-option (see 'smimecli --help')")
     assert result.stderr.count("\n") == 1
@@ -56,7 +57,7 @@ def test_only_the_command_being_run_is_built() -> None:
     assert _command_name(["no-such-command"]) is None
 
 
-def test_command_help_and_unknown_command(cli) -> None:
+def test_command_help_and_unknown_command(cli: Cli) -> None:
     helped = cli(["encrypt", "--help"])
     assert helped.exit_code == 0, helped.output
     assert b"--cipher" in helped.stdout
@@ -65,7 +66,7 @@ def test_command_help_and_unknown_command(cli) -> None:
     assert unknown.stderr.count("\n") == 1
 
 
-def test_root_help_lists_every_command(cli) -> None:
+def test_root_help_lists_every_command(cli: Cli) -> None:
     result = cli(["--help"])
     assert result.exit_code == 0, result.output
     for name in (
@@ -82,7 +83,9 @@ def test_root_help_lists_every_command(cli) -> None:
         assert name.encode() in result.stdout
 
 
-def test_global_store_password_env_encrypts_keys_for_every_command(cli, tmp_path) -> None:
+def test_global_store_password_env_encrypts_keys_for_every_command(
+    cli: Cli, tmp_path: Path
+) -> None:
     env = {"LAB_PASS": "store secret"}
     made = cli(["--store-password-env", "LAB_PASS", "gen-root", "--subject", "CN=Pw Root"], env=env)
     assert made.exit_code == 0, made.output
@@ -121,12 +124,12 @@ def test_global_store_password_env_encrypts_keys_for_every_command(cli, tmp_path
     assert pfx.stat().st_mode & 0o777 == 0o600
 
 
-def test_global_store_password_env_unset_is_64(cli) -> None:
+def test_global_store_password_env_unset_is_64(cli: Cli) -> None:
     result = cli(["--store-password-env", "NO_SUCH_VARIABLE_X", "certs", "list"])
     assert_error(result, 64, "environment variable NO_SUCH_VARIABLE_X is not set")
 
 
-def test_console_script_flushes_everything_before_its_fast_exit(tmp_path, pki) -> None:
+def test_console_script_flushes_everything_before_its_fast_exit(tmp_path: Path, pki: Pki) -> None:
     # run() ends the process with os._exit: a big message on a pipe must still arrive whole,
     # and the exit status must be main()'s.
     import io
@@ -170,14 +173,14 @@ def test_console_script_flushes_everything_before_its_fast_exit(tmp_path, pki) -
     assert missing.stderr.startswith("smimecli: error: ") and missing.stderr.count("\n") == 1
 
 
-def test_global_options_after_the_command(cli, pki, tmp_path) -> None:
+def test_global_options_after_the_command(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     import json
 
     other = tmp_path / "other-store"
     for args in (
-        ["--store", other, "certs", "import", pki.alice.cert_pem],
-        ["certs", "import", pki.bob.cert_pem, "--store", other],
-        ["certs", "import", "--store=" + str(other), pki.carol_ec.cert_pem, "-q"],
+        ["--store", str(other), "certs", "import", str(pki.alice.cert_pem)],
+        ["certs", "import", str(pki.bob.cert_pem), "--store", str(other)],
+        ["certs", "import", "--store=" + str(other), str(pki.carol_ec.cert_pem), "-q"],
     ):
         result = cli(args)
         assert result.exit_code == 0, result.output
@@ -194,7 +197,7 @@ def test_global_options_after_the_command(cli, pki, tmp_path) -> None:
         assert "Traceback" in shown.stderr
 
 
-def test_option_values_and_arguments_after_dash_dash_stay(cli, tmp_path) -> None:
+def test_option_values_and_arguments_after_dash_dash_stay(cli: Cli, tmp_path: Path) -> None:
     from smimecli.cli.app import _click_command, hoist_global_options
 
     def hoist(*args: str) -> list[str]:

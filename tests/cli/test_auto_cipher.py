@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.conftest import Pki, Result
 from tests.messages import message
 from tests.pki import PASSWORD
 from tests.rulesfiles import rules_file
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 Cli = Callable[..., Result]
 RULES = (
@@ -94,7 +98,7 @@ def test_auto_lab_certificate_reads_like_a_signature(cli: Cli, pki: Pki, tmp_pat
     assert "  cipher: aes256-gcm (auto: all 2 recipients announced aes256-gcm)" in text
 
 
-def _cert(capabilities: bytes | None) -> object:
+def _cert(capabilities: bytes | None) -> x509.Certificate:
     import datetime as dt
 
     from cryptography import x509
@@ -133,7 +137,7 @@ def test_auto_reads_the_certificate_extension(tmp_path: Path) -> None:
     rules = RuleSet(tmp_path / "rules.toml", [])
 
     def plan(address: str, der: bytes | None) -> RecipientPlan:
-        return RecipientPlan(address, None, Outcome.ENCRYPTED, "", cert=_cert(der))  # type: ignore[arg-type]
+        return RecipientPlan(address, None, Outcome.ENCRYPTED, "", cert=_cert(der))
 
     lab = plan("lab@example.com", smime_capabilities_der())
     assert auto_cipher(rules, [plan("a@example.com", gcm), lab]) == (

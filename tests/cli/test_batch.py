@@ -362,26 +362,26 @@ def test_expand_inputs_takes_regular_files_in_name_order(tmp_path: Path) -> None
 
 
 def test_default_jobs_uses_the_cpus_for_big_batches_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batch.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert batch.default_jobs(1000) == 4
     assert batch.default_jobs(40) == 2  # one worker per 16 messages at most
     assert batch.default_jobs(15) == 1  # a handful: this process
     assert batch.default_jobs(0) == 1
-    monkeypatch.setattr(batch.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
     assert batch.default_jobs(100_000) == 8  # a big machine: at most 8 by default
 
     def unavailable(pid: int) -> set[int]:
         raise OSError("not supported")
 
-    monkeypatch.setattr(batch.os, "sched_getaffinity", unavailable, raising=False)
-    monkeypatch.setattr(batch.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", unavailable, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert batch.default_jobs(1000) == 2
 
 
 def test_without_jobs_a_big_batch_uses_one_worker_per_cpu(
     cli: Any, pki: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(batch.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     asked: list[int] = []
     real = batch.run_batch
 

@@ -238,7 +238,7 @@ def test_signed_mail_import_goes_to_other(cli: Cli, pki: Pki, tmp_path: Path) ->
     signed = (
         pkcs7.PKCS7SignatureBuilder()
         .set_data(b"Content-Type: text/plain\r\n\r\nhi\r\n")
-        .add_signer(pki.carol_ec.cert, pki.carol_ec.key, hashes.SHA256())  # type: ignore[arg-type]
+        .add_signer(pki.carol_ec.cert, pki.carol_ec.key, hashes.SHA256())
         .sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature])
     )
     mail = tmp_path / "signed.eml"
@@ -250,7 +250,7 @@ def test_signed_mail_import_goes_to_other(cli: Cli, pki: Pki, tmp_path: Path) ->
     ]
 
 
-def test_import_json_lists_what_was_imported(cli, pki) -> None:
+def test_import_json_lists_what_was_imported(cli: Cli, pki: Pki) -> None:
     from cryptography.hazmat.primitives import hashes
 
     ca_thumbprint = pki.ca.cert.fingerprint(hashes.SHA1()).hex().upper()
@@ -276,7 +276,7 @@ def test_import_json_lists_what_was_imported(cli, pki) -> None:
     assert document["skipped"] == []
 
 
-def test_export_and_remove_json(cli, pki, tmp_path: Path) -> None:
+def test_export_and_remove_json(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     assert cli(["certs", "import", str(pki.bob.cert_pem)]).exit_code == 0
     target = tmp_path / "bob.cer"
     exported = cli(["certs", "export", pki.bob.email, "-o", str(target), "--json"])
@@ -449,7 +449,7 @@ def test_selector_lengths_are_unique_prefixes() -> None:
         assert [t for t in thumbs if t.startswith(thumb[:length])] == [thumb]
 
 
-def test_import_deeply_nested_signed_mail_is_65(cli, tmp_path: Path) -> None:
+def test_import_deeply_nested_signed_mail_is_65(cli: Cli, tmp_path: Path) -> None:
     # The email package recursed once per nested multipart: 2,000 levels crashed with 70.
     depth = 2000
     head = b"".join(

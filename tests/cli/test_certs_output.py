@@ -4,6 +4,7 @@ root's ``--store-password-env`` reaching the store without the environment."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import stat
@@ -11,6 +12,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 
 from smimecli.certs.names import thumbprint
@@ -22,7 +24,7 @@ PW = {"PFXPW": PASSWORD.decode()}
 PFX_PW = ["--password-env", "PFXPW"]
 
 
-def _iso(moment) -> str:
+def _iso(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -114,7 +116,7 @@ def test_export_pem_with_private_key_loads_back_with_openssl(
 
 
 def test_global_store_password_env_never_lands_in_the_environment(
-    pki: Pki, tmp_path: Path, monkeypatch, capsys
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from smimecli.cli.app import main
 

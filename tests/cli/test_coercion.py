@@ -20,6 +20,7 @@ from typer._coercion import build_runtime_param
 
 from smimecli.cli import coercion
 from smimecli.cli.app import build_app
+from tests.conftest import Cli
 
 STRINGS = ["x", "", " spaced ", "ümlaut@example.org", "-", "a=b;c", "0"]
 INTS = [
@@ -221,7 +222,7 @@ def test_encrypt_runs_without_pydantic(tmp_path: Path, pki: Any) -> None:
         (["--oaep-hash", "md5"], "Invalid value for '--oaep-hash'"),
     ],
 )
-def test_bad_values_are_usage_errors(cli, args: list[str], message: str, pki: Any) -> None:
+def test_bad_values_are_usage_errors(cli: Cli, args: list[str], message: str, pki: Any) -> None:
     cert = pki.alice.cert_pem
     result = cli(["encrypt", "--cert", str(cert), *args], input=b"From: a@b\n\nx\n")
     assert result.exit_code == 64

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import cms
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from tests.conftest import assert_error
-from tests.pki import PASSWORD
+from tests.conftest import Cli, Pki, Result, assert_error
+from tests.pki import PASSWORD, Identity
 
 ENTITY = b"Content-Type: text/plain\r\n\r\nsecret text\r\n"
 
 
-def _message(tmp_path: Path, *certs, name: str = "msg.eml") -> Path:
+def _message(tmp_path: Path, *certs: x509.Certificate, name: str = "msg.eml") -> Path:
     builder = pkcs7.PKCS7EnvelopeBuilder().set_data(ENTITY)
     for cert in certs:
         builder = builder.add_recipient(cert)
@@ -35,7 +36,7 @@ def _password_file(tmp_path: Path) -> Path:
 EXPECTED = b"From: a@example.com\nTo: alice@example.com\nContent-Type: text/plain\n\nsecret text\n"
 
 
-def _one_error_line(result, status: int) -> None:
+def _one_error_line(result: Result, status: int) -> None:
     assert result.exit_code == status, result.output
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("smimecli: error: ")
@@ -43,7 +44,7 @@ def _one_error_line(result, status: int) -> None:
     assert result.stdout == b""
 
 
-def test_decrypt_with_pfx_to_stdout(cli, pki, tmp_path) -> None:
+def test_decrypt_with_pfx_to_stdout(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     msg = _message(tmp_path, pki.alice.cert)
     result = cli(
         ["decrypt", msg, "--key", pki.alice.pfx, "--password-file", _password_file(tmp_path)]
@@ -52,7 +53,9 @@ def test_decrypt_with_pfx_to_stdout(cli, pki, tmp_path) -> None:
     assert result.stdout == EXPECTED
 
 
-def test_decrypt_stdin_to_file_with_pem_key_and_env_password(cli, pki, tmp_path) -> None:
+def test_decrypt_stdin_to_file_with_pem_key_and_env_password(
+    cli: Cli, pki: Pki, tmp_path: Path
+) -> None:
     msg = _message(tmp_path, pki.bob.cert, pki.alice.cert)
     key = tmp_path / "bob.key"
     key.write_bytes(
@@ -83,7 +86,7 @@ def test_decrypt_stdin_to_file_with_pem_key_and_env_password(cli, pki, tmp_path)
     assert result.stdout == b""
 
 
-def test_decrypt_with_store_key(cli, pki, tmp_path) -> None:
+def test_decrypt_with_store_key(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     from smimecli.certs.store import Store
 
     msg = _message(tmp_path, pki.alice.cert)
@@ -101,7 +104,7 @@ def test_decrypt_with_store_key(cli, pki, tmp_path) -> None:
     assert result.stdout == EXPECTED
 
 
-def test_wrong_key_is_77_and_no_output_file(cli, pki, tmp_path) -> None:
+def test_wrong_key_is_77_and_no_output_file(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     msg = _message(tmp_path, pki.alice.cert)
     out = tmp_path / "out.eml"
     result = cli(["decrypt", msg, "-o", out, "--key", pki.bob.key_pem])
@@ -111,7 +114,9 @@ def test_wrong_key_is_77_and_no_output_file(cli, pki, tmp_path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 
-def test_message_without_content_headers_has_one_blank_line(cli, pki, tmp_path) -> None:
+def test_message_without_content_headers_has_one_blank_line(
+    cli: Cli, pki: Pki, tmp_path: Path
+) -> None:
     plain = tmp_path / "plain.eml"
     plain.write_bytes(b"From: a@example.com\nTo: b@example.com\nSubject: bare\n\nHello\n")
     enc = cli(["encrypt", plain, "--cert", pki.alice.cert_pem, "-o", tmp_path / "e.eml"])
@@ -122,7 +127,7 @@ def test_message_without_content_headers_has_one_blank_line(cli, pki, tmp_path) 
 
 
 @pytest.mark.interop
-def test_openssl_smime_of_a_plain_text_file_decrypts(cli, pki, tmp_path) -> None:
+def test_openssl_smime_of_a_plain_text_file_decrypts(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     from tests.conftest import require_tool
 
     openssl = require_tool("openssl")
@@ -152,7 +157,7 @@ def test_openssl_smime_of_a_plain_text_file_decrypts(cli, pki, tmp_path) -> None
     assert result.stdout == b"\njust text, no MIME headers\n"
 
 
-def test_wrong_key_never_yields_garbage(cli, pki, tmp_path) -> None:
+def test_wrong_key_never_yields_garbage(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     # 40 fresh CBC messages: a wrong RSA key gives a pseudo-random content key each time;
     # without the MIME entity check about one in 256 would come out as garbage.
     for n in range(40):
@@ -161,7 +166,7 @@ def test_wrong_key_never_yields_garbage(cli, pki, tmp_path) -> None:
         assert (result.exit_code, result.stdout) == (77, b""), result.output
 
 
-def test_corrupted_key_block_reads_like_wrong_key(cli, pki, tmp_path) -> None:
+def test_corrupted_key_block_reads_like_wrong_key(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     msg = _message(tmp_path, pki.alice.cert)
     der = tmp_path / "msg.der"
     result = cli(["decrypt", msg, "--key", pki.alice.key_pem])
@@ -186,7 +191,7 @@ def test_corrupted_key_block_reads_like_wrong_key(cli, pki, tmp_path) -> None:
     assert corrupted.stderr.replace("msg.der", "X") == wrong.stderr.replace("good.der", "X")
 
 
-def test_wrong_password_is_77(cli, pki, tmp_path) -> None:
+def test_wrong_password_is_77(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     msg = _message(tmp_path, pki.alice.cert)
     bad = tmp_path / "bad"
     bad.write_text("nope\n")
@@ -203,7 +208,7 @@ def test_wrong_password_is_77(cli, pki, tmp_path) -> None:
         b"-----BEGIN PKCS7-----\nMIAG\n-----END PKCS7-----\n",
     ],
 )
-def test_not_a_usable_message_is_65(cli, pki, tmp_path, content: bytes) -> None:
+def test_not_a_usable_message_is_65(cli: Cli, pki: Pki, tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "bad.eml"
     path.write_bytes(content)
     out = tmp_path / "out.eml"
@@ -211,7 +216,7 @@ def test_not_a_usable_message_is_65(cli, pki, tmp_path, content: bytes) -> None:
     assert not out.exists()
 
 
-def test_truncated_message_is_65(cli, pki, tmp_path) -> None:
+def test_truncated_message_is_65(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     msg = _message(tmp_path, pki.alice.cert)
     data = msg.read_bytes()
     cut = tmp_path / "cut.eml"
@@ -219,13 +224,13 @@ def test_truncated_message_is_65(cli, pki, tmp_path) -> None:
     _one_error_line(cli(["decrypt", cut, "--key", pki.alice.key_pem]), 65)
 
 
-def test_missing_files_are_66(cli, pki, tmp_path) -> None:
+def test_missing_files_are_66(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     msg = _message(tmp_path, pki.alice.cert)
     _one_error_line(cli(["decrypt", tmp_path / "none.eml", "--key", pki.alice.key_pem]), 66)
     _one_error_line(cli(["decrypt", msg, "--key", tmp_path / "none.key"]), 66)
 
 
-def test_cert_not_matching_key_is_64(cli, pki, tmp_path) -> None:
+def test_cert_not_matching_key_is_64(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     msg = _message(tmp_path, pki.alice.cert)
     _one_error_line(
         cli(["decrypt", msg, "--key", pki.alice.key_pem, "--cert", pki.bob.cert_pem]), 64
@@ -233,7 +238,7 @@ def test_cert_not_matching_key_is_64(cli, pki, tmp_path) -> None:
     _one_error_line(cli(["decrypt", msg, "--cert", pki.bob.cert_pem]), 64)
 
 
-def test_unwritable_output_is_73(cli, pki, tmp_path) -> None:
+def test_unwritable_output_is_73(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     msg = _message(tmp_path, pki.alice.cert)
     result = cli(
         ["decrypt", msg, "-o", tmp_path / "no" / "dir" / "x.eml", "--key", pki.alice.key_pem]
@@ -244,7 +249,7 @@ def test_unwritable_output_is_73(cli, pki, tmp_path) -> None:
 # --- signed outside (smimecli.decrypt.unsign) ------------------------------------------------
 
 
-def _signed(entity: bytes, who, layers: int = 1) -> bytes:
+def _signed(entity: bytes, who: Identity, layers: int = 1) -> bytes:
     from cryptography.hazmat.primitives import hashes
 
     for _ in range(layers):
@@ -257,7 +262,7 @@ def _signed(entity: bytes, who, layers: int = 1) -> bytes:
     return b"From: a@example.com\r\n" + entity
 
 
-def test_signed_only_exits_65_without_output(cli, pki, tmp_path) -> None:
+def test_signed_only_exits_65_without_output(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     msg = tmp_path / "signed.eml"
     msg.write_bytes(_signed(ENTITY, pki.alice))
     out = tmp_path / "out.eml"
@@ -267,7 +272,7 @@ def test_signed_only_exits_65_without_output(cli, pki, tmp_path) -> None:
     assert not out.exists()
 
 
-def test_signatures_nested_too_deep_exit_65(cli, pki, tmp_path) -> None:
+def test_signatures_nested_too_deep_exit_65(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     from smimecli.decrypt.unsign import MAX_SIGNATURE_LAYERS
 
     envelope = _message(tmp_path, pki.alice.cert).read_bytes().split(b"\n", 2)[2]
@@ -279,7 +284,7 @@ def test_signatures_nested_too_deep_exit_65(cli, pki, tmp_path) -> None:
     assert "signature layers" in result.stderr and not out.exists()
 
 
-def test_garbage_inside_multipart_signed_exits_65(cli, pki, tmp_path) -> None:
+def test_garbage_inside_multipart_signed_exits_65(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     msg = tmp_path / "garbage.eml"
     msg.write_bytes(
         b"From: a@example.com\nContent-Type: multipart/signed; boundary=x\n\n--x\n"

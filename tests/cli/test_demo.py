@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool
+from tests.conftest import Cli, require_tool
 
 
-def test_demo_prints_encrypted_and_round_trips(cli) -> None:
+def test_demo_prints_encrypted_and_round_trips(cli: Cli) -> None:
     result = cli(["demo"])
     assert result.exit_code == 0, result.output
     out = result.stdout.decode()
@@ -20,13 +20,13 @@ def test_demo_prints_encrypted_and_round_trips(cli) -> None:
     assert out.rstrip().endswith("demo OK")
 
 
-def test_demo_does_not_touch_the_users_store(cli, tmp_path: Path) -> None:
+def test_demo_does_not_touch_the_users_store(cli: Cli, tmp_path: Path) -> None:
     result = cli(["demo"])
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "store").exists()
 
 
-def test_demo_keep_leaves_files_that_decrypt_again(cli, tmp_path: Path) -> None:
+def test_demo_keep_leaves_files_that_decrypt_again(cli: Cli, tmp_path: Path) -> None:
     keep = tmp_path / "demo"
     result = cli(["demo", "--keep", str(keep)])
     assert result.exit_code == 0, result.output
@@ -38,7 +38,7 @@ def test_demo_keep_leaves_files_that_decrypt_again(cli, tmp_path: Path) -> None:
 
 
 @pytest.mark.interop
-def test_demo_output_decrypts_in_openssl(cli, tmp_path: Path) -> None:
+def test_demo_output_decrypts_in_openssl(cli: Cli, tmp_path: Path) -> None:
     openssl = require_tool("openssl")
     keep = tmp_path / "demo"
     assert cli(["demo", "--keep", str(keep)]).exit_code == 0
@@ -100,7 +100,7 @@ def test_demo_output_decrypts_in_openssl(cli, tmp_path: Path) -> None:
     assert b"Hello from smimecli." in proc.stdout
 
 
-def test_demo_json(cli) -> None:
+def test_demo_json(cli: Cli) -> None:
     result = cli(["demo", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
@@ -109,7 +109,7 @@ def test_demo_json(cli) -> None:
     assert len(document["root_thumbprint"]) == 40
 
 
-def test_demo_keep_into_unwritable_place_is_73(cli, tmp_path: Path) -> None:
+def test_demo_keep_into_unwritable_place_is_73(cli: Cli, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     result = cli(["demo", "--keep", str(blocker / "sub")])
@@ -117,7 +117,7 @@ def test_demo_keep_into_unwritable_place_is_73(cli, tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1
 
 
-def test_demo_prints_each_command_to_repeat_by_hand(cli, tmp_path: Path) -> None:
+def test_demo_prints_each_command_to_repeat_by_hand(cli: Cli, tmp_path: Path) -> None:
     import shlex
 
     keep = tmp_path / "kept"

@@ -9,7 +9,7 @@ from typing import Any
 
 from asn1crypto import cms
 
-from tests.conftest import assert_error
+from tests.conftest import Cli, Pki, assert_error
 from tests.pki import PASSWORD
 
 MESSAGE = (
@@ -228,7 +228,7 @@ def test_json_to_stdout_is_64(cli: Any, pki: Any) -> None:
     assert result.stdout == b""
 
 
-def test_recipient_in_direct_mode_warns_and_is_ignored(cli, pki) -> None:
+def test_recipient_in_direct_mode_warns_and_is_ignored(cli: Cli, pki: Pki) -> None:
     message = b"From: a@example.com\nTo: b@example.com\nSubject: x\n\nbody\n"
     result = cli(
         ["encrypt", "--cert", str(pki.alice.cert_pem), "--recipient", "z@example.com"],

@@ -41,7 +41,7 @@ def _encrypted_to_alice(folder: Path, pki: Pki) -> Path:
 
 def _case(
     name: str, folder: Path, out: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
-) -> tuple[list[str], bytes]:
+) -> tuple[list[str | Path], bytes]:
     """The arguments and stdin that trigger one row of the table."""
     message = folder / "in.eml"
     message.write_bytes(MESSAGE)

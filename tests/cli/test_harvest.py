@@ -6,6 +6,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import Pki, Result
 from tests.pki import PASSWORD
@@ -25,7 +26,7 @@ def _signed(cli: Cli, pki: Pki, tmp_path: Path, name: str = "signed.eml", *extra
     return out
 
 
-def _rows(cli: Cli) -> dict[str, dict[str, object]]:
+def _rows(cli: Cli) -> dict[str, dict[str, Any]]:
     done = cli(["certs", "list", "--json"])
     assert done.exit_code == 0, done.output
     return {row["thumbprint"]: row for row in json.loads(done.stdout)}

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from tests.conftest import assert_error
+from tests.conftest import Cli, Pki, assert_error
 
 
-def _message(tmp_path, *certs):
+def _message(tmp_path: Path, *certs: x509.Certificate) -> Path:
     builder = (
         pkcs7.PKCS7EnvelopeBuilder()
         .set_data(b"x")
@@ -24,7 +26,7 @@ def _message(tmp_path, *certs):
     return path
 
 
-def test_inspect_text(cli, pki, tmp_path) -> None:
+def test_inspect_text(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     result = cli(["inspect", _message(tmp_path, pki.alice.cert, pki.bob.cert)])
     assert result.exit_code == 0, result.output
     text = result.stdout.decode()
@@ -36,7 +38,7 @@ def test_inspect_text(cli, pki, tmp_path) -> None:
     assert "store: no matching certificate" in text
 
 
-def test_inspect_json_with_store_match(cli, pki, tmp_path) -> None:
+def test_inspect_json_with_store_match(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     from smimecli.certs.store import Store
 
     with Store.open(tmp_path / "store", create=True) as store:
@@ -55,7 +57,7 @@ def test_inspect_json_with_store_match(cli, pki, tmp_path) -> None:
     assert [(m["thumbprint"], m["has_key"]) for m in bob] == [(pki.bob.thumbprint, True)]
 
 
-def test_inspect_errors(cli, tmp_path) -> None:
+def test_inspect_errors(cli: Cli, tmp_path: Path) -> None:
     plain = tmp_path / "plain.eml"
     plain.write_bytes(b"Subject: x\n\nhello\n")
     result = cli(["inspect", plain])

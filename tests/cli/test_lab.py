@@ -8,6 +8,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from smimecli.certs.formats import PrivateKey
 from smimecli.certs.pfx import write_pfx
 from smimecli.certs.store import Store
 from tests.conftest import Pki, Result, assert_error, run_cli
@@ -58,7 +60,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     return Lab(folder, store, password_file, folder / "root.pfx", folder / "root.pem", thumbprint)
 
 
-def store_dump(folder: Path) -> list[object]:
+def store_dump(folder: Path) -> list[tuple[Any, ...]]:
     if not (folder / "store.sqlite3").exists():
         return []
     with Store.open(folder, create=False) as store:
@@ -434,10 +436,10 @@ def test_issue_user_errors(
     assert not (tmp_path / "store").exists()
 
 
-def _store_with(folder: Path, *certs: tuple[x509.Certificate, object, str]) -> None:
+def _store_with(folder: Path, *certs: tuple[x509.Certificate, PrivateKey | None, str]) -> None:
     with Store.open(folder, create=True) as store:
         for cert, key, name in certs:
-            store.add(cert, key=key, store_name=name)  # type: ignore[arg-type]
+            store.add(cert, key=key, store_name=name)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import assert_error
+from tests.conftest import Cli, Pki, assert_error
 from tests.messages import message
 from tests.rulesfiles import policy_rules, rules_file
 from tests.unit.test_rules import BAD
@@ -17,7 +17,7 @@ from tests.unit.test_rules import BAD
 NOW = dt.datetime.now(dt.UTC)
 
 
-def good_rules(folder: Path, pki) -> Path:
+def good_rules(folder: Path, pki: Pki) -> Path:
     certs = folder / "certs"
     certs.mkdir(exist_ok=True)
     for identity in (pki.alice, pki.bob, pki.carol_ec):
@@ -49,14 +49,14 @@ oaep_hash = "sha512"
 # --- rules check ----------------------------------------------------------------------------
 
 
-def test_check_ok(cli, tmp_path: Path, pki) -> None:
+def test_check_ok(cli: Cli, tmp_path: Path, pki: Pki) -> None:
     result = cli(["rules", "check", "--rules", good_rules(tmp_path, pki)])
     assert result.exit_code == 0, result.output
     assert result.stdout.decode() == "OK: 2 rules\n"
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_check_validation_errors_exit_78(cli, tmp_path: Path, case: str) -> None:
+def test_check_validation_errors_exit_78(cli: Cli, tmp_path: Path, case: str) -> None:
     text, rule, key = BAD[case]
     path = rules_file(tmp_path, text)
     result = cli(["rules", "check", "--rules", path])
@@ -71,7 +71,7 @@ def test_check_validation_errors_exit_78(cli, tmp_path: Path, case: str) -> None
     assert "Traceback" not in result.stderr
 
 
-def test_check_unknown_cipher_exit_78(cli, tmp_path: Path) -> None:
+def test_check_unknown_cipher_exit_78(cli: Cli, tmp_path: Path) -> None:
     path = rules_file(
         tmp_path, BAD["unknown rule key"][0].replace('colour = "red"', 'cipher = "blowfish"')
     )
@@ -89,7 +89,9 @@ def test_check_unknown_cipher_exit_78(cli, tmp_path: Path) -> None:
         ('{ kind = "cer", path = "two.pem" }', "source"),
     ],
 )
-def test_check_opens_every_source(cli, tmp_path: Path, pki, source: str, key: str) -> None:
+def test_check_opens_every_source(
+    cli: Cli, tmp_path: Path, pki: Pki, source: str, key: str
+) -> None:
     (tmp_path / "x.pfx").write_bytes(b"\x00garbage")
     two = pki.alice.cert_pem.read_bytes() + pki.bob.cert_pem.read_bytes()
     (tmp_path / "two.pem").write_bytes(two)
@@ -108,13 +110,13 @@ source = {source}
     assert result.stderr.count("\n") == 1
 
 
-def test_check_missing_rules_file(cli, tmp_path: Path) -> None:
+def test_check_missing_rules_file(cli: Cli, tmp_path: Path) -> None:
     result = cli(["rules", "check", "--rules", tmp_path / "none.toml"])
     missing = tmp_path / "none.toml"
     assert_error(result, 78, f"cannot read rules file {missing}: No such file or directory")
 
 
-def test_check_warns_about_shadowed_patterns(cli, tmp_path: Path, pki) -> None:
+def test_check_warns_about_shadowed_patterns(cli: Cli, tmp_path: Path, pki: Pki) -> None:
     path = rules_file(
         tmp_path,
         f"""
@@ -137,7 +139,7 @@ source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
 # --- rules test -----------------------------------------------------------------------------
 
 
-def test_test_needs_rule_names_or_all(cli, tmp_path: Path, pki) -> None:
+def test_test_needs_rule_names_or_all(cli: Cli, tmp_path: Path, pki: Pki) -> None:
     path = good_rules(tmp_path, pki)
     result = cli(["rules", "test", "--rules", path])
     assert_error(result, 64, "name the rules to test, or give --all (see 'rules test --help')")
@@ -145,20 +147,20 @@ def test_test_needs_rule_names_or_all(cli, tmp_path: Path, pki) -> None:
     assert_error(result, 64, "give rule names or --all, not both")
 
 
-def test_test_unknown_rule_is_config_error(cli, tmp_path: Path, pki) -> None:
+def test_test_unknown_rule_is_config_error(cli: Cli, tmp_path: Path, pki: Pki) -> None:
     path = good_rules(tmp_path, pki)
     result = cli(["rules", "test", "--rules", path, "nosuch"])
     assert_error(result, 78, f"{path}: no rule named 'nosuch' (rules: alice, team)")
 
 
-def test_test_bad_file_is_78(cli, tmp_path: Path) -> None:
+def test_test_bad_file_is_78(cli: Cli, tmp_path: Path) -> None:
     path = rules_file(tmp_path, BAD["bad oaep hash"][0])
     result = cli(["rules", "test", "--rules", path, "--all"])
     assert_error(result, 78, f"{path}:6: rule 'r1', key 'oaep_hash': unknown value 'md5'")
     assert result.stdout == b""
 
 
-def test_test_all_encrypted_text(cli, tmp_path: Path, pki) -> None:
+def test_test_all_encrypted_text(cli: Cli, tmp_path: Path, pki: Pki) -> None:
     path = good_rules(tmp_path, pki)
     result = cli(["rules", "test", "--rules", path, "--all"])
     assert result.exit_code == 0, result.output
@@ -177,7 +179,7 @@ def test_test_all_encrypted_text(cli, tmp_path: Path, pki) -> None:
     assert "4 of 4 tested recipients ENCRYPTED" in text
 
 
-def test_test_json(cli, tmp_path: Path, pki) -> None:
+def test_test_json(cli: Cli, tmp_path: Path, pki: Pki) -> None:
     path = good_rules(tmp_path, pki)
     result = cli(
         [
@@ -207,13 +209,15 @@ def test_test_json(cli, tmp_path: Path, pki) -> None:
     assert bob["algorithm"] == "rsa-oaep/sha512"
 
 
-def test_test_recipient_matching_no_tested_rule_is_usage_error(cli, tmp_path: Path, pki) -> None:
+def test_test_recipient_matching_no_tested_rule_is_usage_error(
+    cli: Cli, tmp_path: Path, pki: Pki
+) -> None:
     path = good_rules(tmp_path, pki)
     result = cli(["rules", "test", "--rules", path, "alice", "--recipient", "x@example.org"])
     assert_error(result, 64, "none of the --recipient addresses matches the tested rules")
 
 
-def test_test_all_reports_addresses_no_rule_matches(cli, tmp_path: Path, pki) -> None:
+def test_test_all_reports_addresses_no_rule_matches(cli: Cli, tmp_path: Path, pki: Pki) -> None:
     path = good_rules(tmp_path, pki)
     result = cli(
         ["rules", "test", "--rules", path, "--all", "--recipient", "x@example.org", "--json"]
@@ -232,7 +236,9 @@ def test_test_all_reports_addresses_no_rule_matches(cli, tmp_path: Path, pki) ->
         ("missing", "no certificate for dora@example.com"),
     ],
 )
-def test_test_says_why_no_certificate(cli, tmp_path: Path, pki, flaw: str, why: str) -> None:
+def test_test_says_why_no_certificate(
+    cli: Cli, tmp_path: Path, pki: Pki, flaw: str, why: str
+) -> None:
     folder = tmp_path / "dora"
     folder.mkdir()
     if flaw == "expired":
@@ -264,7 +270,7 @@ on_missing_cert = "reject"
     assert "smimecli: error: 1 of 1 tested recipients would not be encrypted" in result.stderr
 
 
-def test_test_gcm_and_weak_cipher_warnings(cli, tmp_path: Path, pki) -> None:
+def test_test_gcm_and_weak_cipher_warnings(cli: Cli, tmp_path: Path, pki: Pki) -> None:
     path = rules_file(
         tmp_path,
         f"""
@@ -303,7 +309,7 @@ MESSAGE = message(
 
 @pytest.mark.parametrize(("policy", "status"), [("reject", 67), ("tempfail", 75)])
 def test_encrypt_rules_policy_writes_nothing(
-    cli, tmp_path: Path, pki, policy: str, status: int
+    cli: Cli, tmp_path: Path, pki: Pki, policy: str, status: int
 ) -> None:
     path = policy_rules(tmp_path, pki.alice.cert_pem, policy)
     src = tmp_path / "in.eml"
@@ -321,7 +327,7 @@ def test_encrypt_rules_policy_writes_nothing(
     assert result.stdout == b""
 
 
-def test_encrypt_rules_on_missing_cert_option_overrides(cli, tmp_path: Path, pki) -> None:
+def test_encrypt_rules_on_missing_cert_option_overrides(cli: Cli, tmp_path: Path, pki: Pki) -> None:
     path = policy_rules(tmp_path, pki.alice.cert_pem, "pass")
     result = cli(["encrypt", "--rules", path, "--on-missing-cert", "reject"], input=MESSAGE)
     assert_error(result, 67, "no usable certificate for nobody@example.com (rule 'nobody', ")
@@ -333,7 +339,7 @@ def test_encrypt_rules_on_missing_cert_option_overrides(cli, tmp_path: Path, pki
     assert b"hidden@example.net" not in result.stdout  # encrypted output drops Bcc
 
 
-def test_encrypt_rules_pass_through_byte_for_byte(cli, tmp_path: Path, pki) -> None:
+def test_encrypt_rules_pass_through_byte_for_byte(cli: Cli, tmp_path: Path, pki: Pki) -> None:
     path = policy_rules(tmp_path, pki.alice.cert_pem, "pass")
     src = tmp_path / "in.eml"
     src.write_bytes(MESSAGE)
@@ -356,7 +362,7 @@ def test_encrypt_rules_pass_through_byte_for_byte(cli, tmp_path: Path, pki) -> N
     assert target.read_bytes() == MESSAGE
 
 
-def test_encrypt_rules_bad_rules_file_is_78(cli, tmp_path: Path) -> None:
+def test_encrypt_rules_bad_rules_file_is_78(cli: Cli, tmp_path: Path) -> None:
     path = rules_file(tmp_path, BAD["bad policy"][0])
     target = tmp_path / "out.eml"
     result = cli(["encrypt", "--rules", path, "-o", target], input=MESSAGE)
@@ -364,7 +370,7 @@ def test_encrypt_rules_bad_rules_file_is_78(cli, tmp_path: Path) -> None:
     assert not target.exists()
 
 
-def test_rules_check_json(cli, tmp_path, pki) -> None:
+def test_rules_check_json(cli: Cli, tmp_path: Path, pki: Pki) -> None:
     import json
 
     rules = tmp_path / "rules.toml"
@@ -380,7 +386,9 @@ def test_rules_check_json(cli, tmp_path, pki) -> None:
     assert json.loads(result.stdout) == {"ok": True, "rules": ["alice", "all"], "warnings": []}
 
 
-def test_encrypt_rules_json_gives_each_algorithm_warning_once(cli, tmp_path: Path, pki) -> None:
+def test_encrypt_rules_json_gives_each_algorithm_warning_once(
+    cli: Cli, tmp_path: Path, pki: Pki
+) -> None:
     path = rules_file(
         tmp_path,
         f"""
@@ -418,7 +426,9 @@ oaep_hash = "sha1"
     assert any(w.startswith("weak content cipher 3des") for w in warnings), warnings
 
 
-def test_rules_test_on_an_80_column_terminal_keeps_thumbprints_whole(cli, pki, tmp_path) -> None:
+def test_rules_test_on_an_80_column_terminal_keeps_thumbprints_whole(
+    cli: Cli, pki: Pki, tmp_path: Path
+) -> None:
     from tests.conftest import run_on_terminal
 
     cli(["certs", "import", pki.alice.cert_pem, "--store-name", "other"])
@@ -439,7 +449,7 @@ def test_rules_test_on_an_80_column_terminal_keeps_thumbprints_whole(cli, pki, t
     assert "alice@example.com" in words, shown
 
 
-def test_rules_test_table_as_a_person_sees_it(cli, pki, tmp_path: Path) -> None:
+def test_rules_test_table_as_a_person_sees_it(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     # On a terminal (not --json): the file and sender, a heading per rule, the column header
     # and one row per recipient, then the one error line for a recipient left unencrypted.
     from tests.conftest import run_on_terminal
@@ -479,14 +489,16 @@ def test_rules_test_table_as_a_person_sees_it(cli, pki, tmp_path: Path) -> None:
     assert "Traceback" not in shown and "smimecli: error" not in shown, shown
 
 
-def test_encrypt_names_unmatched_recipients_on_stderr_and_in_json(cli, pki, tmp_path: Path) -> None:
+def test_encrypt_names_unmatched_recipients_on_stderr_and_in_json(
+    cli: Cli, pki: Pki, tmp_path: Path
+) -> None:
     rules = rules_file(
         tmp_path,
         f'[[rule]]\nname = "alice"\nrecipients = ["alice@example.com"]\n'
         f'source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}\n',
     )
     message = b"From: a@example.org\nTo: alice@example.com\nSubject: x\n\nhi\n"
-    args = ["encrypt", "--rules", rules, "--recipient", "alice@example.com"]
+    args: list[str | Path] = ["encrypt", "--rules", rules, "--recipient", "alice@example.com"]
     result = cli([*args, "--recipient", "Stranger@Else.Example."], input=message)
     assert result.exit_code == 0, result.output
     warning = (
@@ -503,7 +515,7 @@ def test_encrypt_names_unmatched_recipients_on_stderr_and_in_json(cli, pki, tmp_
 
 
 def test_encrypt_header_recipient_with_trailing_dot_meets_its_rule(
-    cli, pki, tmp_path: Path
+    cli: Cli, pki: Pki, tmp_path: Path
 ) -> None:
     (tmp_path / "empty").mkdir()
     rules = rules_file(
@@ -518,7 +530,7 @@ def test_encrypt_header_recipient_with_trailing_dot_meets_its_rule(
     assert "no usable certificate for bob@partner.example." in result.stderr
 
 
-def test_encrypt_claimed_encryption_with_plaintext_is_rejected(cli, tmp_path: Path) -> None:
+def test_encrypt_claimed_encryption_with_plaintext_is_rejected(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     rules = rules_file(
         tmp_path,
@@ -535,7 +547,7 @@ def test_encrypt_claimed_encryption_with_plaintext_is_rejected(cli, tmp_path: Pa
     assert "rule 'partner'" in result.stderr
 
 
-def test_rules_check_of_thousands_of_rules(cli, tmp_path: Path) -> None:
+def test_rules_check_of_thousands_of_rules(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     blocks = [
         f'[[rule]]\nname = "r{n}"\nrecipients = ["user{n}@partner{n}.example"]\n'
@@ -567,7 +579,9 @@ def _nested_to(depth: int) -> bytes:
     )
 
 
-def test_encrypt_rules_deeply_nested_comment_in_to_is_65(cli, tmp_path: Path, pki) -> None:
+def test_encrypt_rules_deeply_nested_comment_in_to_is_65(
+    cli: Cli, tmp_path: Path, pki: Pki
+) -> None:
     # The address parser recursed once per "(": 2,000 of them crashed with 70.
     path = policy_rules(tmp_path, pki.alice.cert_pem, "pass")
     result = cli(["encrypt", "--rules", path], input=_nested_to(2000))
@@ -578,7 +592,7 @@ def test_encrypt_rules_deeply_nested_comment_in_to_is_65(cli, tmp_path: Path, pk
 
 
 def test_batch_rules_deeply_nested_comment_fails_only_that_message(
-    cli, tmp_path: Path, pki
+    cli: Cli, tmp_path: Path, pki: Pki
 ) -> None:
     path = policy_rules(tmp_path, pki.alice.cert_pem, "pass")
     inbox = tmp_path / "inbox"

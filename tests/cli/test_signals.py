@@ -12,8 +12,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -21,7 +22,7 @@ from tests.conftest import ROOT, Pki
 
 # SIGTERM and SIGINT -> 75 with "smimecli: error: interrupted; ..." (cli/app.py installs
 # one handler for both, so Typer never turns Ctrl-C into 130). Nothing may be left behind.
-STATUS = {signal.SIGTERM: (75,), signal.SIGINT: (75,)}
+STATUS: dict[int, tuple[int, ...]] = {signal.SIGTERM: (75,), signal.SIGINT: (75,)}
 
 HEAD = b"From: a@example.com\nTo: alice@example.com\nSubject: slow\n\n"
 LINE = b"x" * 1023 + b"\n"
@@ -39,37 +40,39 @@ def _smimecli(*args: object, stdin: int | None = None, store: Path) -> subproces
     )
 
 
-def _wait_for(predicate: object, timeout: float = 20.0) -> None:
+def _wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.05)
     raise AssertionError("timed out waiting for smimecli to start writing")
 
 
-def _feed_until_temp(proc: subprocess.Popen[bytes], pipe: object, out: Path) -> None:
+def _feed_until_temp(proc: subprocess.Popen[bytes], pipe: IO[bytes] | None, out: Path) -> None:
     """Write the message slowly until smimecli has its temporary output file open."""
-    pipe.write(HEAD)  # type: ignore[attr-defined]
+    assert pipe is not None
+    pipe.write(HEAD)
     deadline = time.monotonic() + 30
     while not list(out.glob(".*.tmp")):
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         assert time.monotonic() < deadline, "no temporary output file appeared"
-        pipe.write(LINE * 64)  # type: ignore[attr-defined]
-        pipe.flush()  # type: ignore[attr-defined]
+        pipe.write(LINE * 64)
+        pipe.flush()
         time.sleep(0.02)
     for _ in range(20):  # a little more: it is mid-message now
-        pipe.write(LINE * 64)  # type: ignore[attr-defined]
-        pipe.flush()  # type: ignore[attr-defined]
+        pipe.write(LINE * 64)
+        pipe.flush()
 
 
-def _finish(proc: subprocess.Popen[bytes], sig: int, pipe: object) -> tuple[int, str]:
+def _finish(proc: subprocess.Popen[bytes], sig: int, pipe: IO[bytes] | None) -> tuple[int, str]:
     """Send ``sig``, and keep producing slowly until smimecli exits.
 
     A signal interrupts a blocked read at once (test_signal_while_the_producer_stalls); one
     that lands in the microseconds between two raw reads of a buffered read(1 MiB) is acted
     on when that read returns, so these tests keep producing, as a real producer does.
     """
+    assert pipe is not None
     proc.send_signal(sig)
     deadline = time.monotonic() + 30
     while proc.poll() is None:
@@ -77,8 +80,8 @@ def _finish(proc: subprocess.Popen[bytes], sig: int, pipe: object) -> tuple[int,
             proc.kill()
             raise AssertionError("smimecli did not stop after the signal")
         with contextlib.suppress(BrokenPipeError, OSError):
-            pipe.write(LINE * 64)  # type: ignore[attr-defined]
-            pipe.flush()  # type: ignore[attr-defined]
+            pipe.write(LINE * 64)
+            pipe.flush()
         time.sleep(0.05)
     _, err = proc.communicate(timeout=30)
     return proc.returncode, err.decode()

@@ -25,7 +25,7 @@ def _seeds(pki: Pki) -> list[bytes]:
     signed = (
         pkcs7.PKCS7SignatureBuilder()
         .set_data(b"Content-Type: text/plain\r\n\r\nsigned\r\n")
-        .add_signer(alice.cert, alice.key, hashes.SHA256())  # type: ignore[arg-type]
+        .add_signer(alice.cert, alice.key, hashes.SHA256())
         .sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature])
     )
     encrypted_key = alice.key.private_bytes(

@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def _openssl(*args: object, input: bytes | None = None) -> bytes:
     return proc.stdout
 
 
-def _listed(cli: Cli, env: dict[str, str] | None = None) -> dict[str, dict[str, object]]:
+def _listed(cli: Cli, env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     result = cli(["certs", "list", "--json"], env=env)
     assert result.exit_code == 0, result.output
     return {row["thumbprint"]: row for row in json.loads(result.stdout)}
@@ -236,7 +237,7 @@ def test_thunderbird_nss_p12(cli: Cli, interop: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     rows = _listed(cli)
-    emails = {e for r in rows.values() for e in r["emails"]}  # type: ignore[attr-defined]
+    emails = {e for r in rows.values() for e in r["emails"]}
     assert {"alice@example.com", "bob@example.com"} <= emails
     result = cli(
         ["certs", "import", folder / "Eve.p12", "--password-env", "PW"], env={"PW": "wrong"}

@@ -9,11 +9,12 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asn1crypto import cms
 
-from smimecli.certs.keys import load_certificate, load_private_key
+from smimecli.certs.keys import LoadedKey, load_certificate, load_private_key
 from smimecli.cms.ber import BerReader
 from smimecli.cms.open import decrypt_content, read_head
 from smimecli.decrypt.inspect import inspect_message
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.interop
 TB = "thunderbird-comm-central/mailnews/test/data/smime"
 
 
-def _expected(interop: Path) -> list[dict]:
+def _expected(interop: Path) -> list[dict[str, Any]]:
     entries = json.loads((interop / "thunderbird-comm-central/expected-results.json").read_text())
     return [
         e
@@ -45,11 +46,11 @@ def _visible_text(output: bytes) -> bytes:
 
 
 @functools.cache
-def _p12(path: Path):
+def _p12(path: Path) -> LoadedKey:
     return load_private_key(path, b"nss")  # PBKDF2 is slow on purpose: load each file once
 
 
-def _key_for(interop: Path, filename: str):
+def _key_for(interop: Path, filename: str) -> LoadedKey:
     folder = interop / TB
     if "smime-interop" in filename:
         name = "Fran-ec.p12" if "fran-ec" in filename else "Fran.p12"
@@ -126,6 +127,7 @@ def test_cryptography_vectors_detached_and_foreign(interop: Path) -> None:
         decrypt_message(src, io.BytesIO(), key, cert)
     with (base / "pkcs7/enveloped.pem").open("rb") as src:
         report = inspect_message(src)
+    assert report.cipher is not None
     assert (report.cipher["name"], len(report.recipients)) == ("3des", 2)
 
 

@@ -6,15 +6,17 @@ import functools
 import io
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from smimecli.certs.keys import load_private_key
+from smimecli.certs.keys import LoadedKey, load_private_key
 from smimecli.decrypt.inspect import inspect_message
 from smimecli.decrypt.message import decrypt_message
 from smimecli.errors import DataError
-from tests.conftest import require_tool
+from tests.conftest import Cli, Pki, require_tool
 from tests.pki import PASSWORD
 
 pytestmark = pytest.mark.interop
@@ -24,11 +26,11 @@ ALICE_TO_BOB = "This is a test message from Alice to Bob."
 
 
 @functools.cache
-def _bob(folder: Path):
+def _bob(folder: Path) -> LoadedKey:
     return load_private_key(folder / "Bob.p12", b"nss")  # PBKDF2 is slow: load once
 
 
-def _signed_outside(interop: Path) -> list[dict]:
+def _signed_outside(interop: Path) -> list[dict[str, Any]]:
     """Entries whose envelope was signed afterwards: a sig/dsig after `.env.` in the name."""
     entries = json.loads((interop / "thunderbird-comm-central/expected-results.json").read_text())
     found = []
@@ -74,7 +76,7 @@ def test_thunderbird_envelope_in_a_mixed_part_is_signed_only(interop: Path) -> N
 
 
 @pytest.fixture
-def openssl_signed(pki, tmp_path: Path):
+def openssl_signed(pki: Pki, tmp_path: Path) -> Callable[[bool], Path]:
     """Enveloped to Bob by `openssl cms -encrypt`, then signed by Alice, detached or not."""
     openssl = require_tool("openssl")
     plain = tmp_path / "plain.eml"
@@ -87,7 +89,7 @@ def openssl_signed(pki, tmp_path: Path):
 
     def sign(detached: bool) -> Path:
         out = tmp_path / ("dsig.eml" if detached else "sig.eml")
-        args = [
+        args: list[str | Path] = [
             openssl,
             "cms",
             "-sign",
@@ -115,7 +117,9 @@ def openssl_signed(pki, tmp_path: Path):
 
 
 @pytest.mark.parametrize("detached", [True, False], ids=["multipart", "opaque"])
-def test_openssl_signed_outside(cli, pki, tmp_path, openssl_signed, detached) -> None:
+def test_openssl_signed_outside(
+    cli: Cli, pki: Pki, tmp_path: Path, openssl_signed: Callable[[bool], Path], detached: bool
+) -> None:
     msg = openssl_signed(detached)
     pw = tmp_path / "pw"
     pw.write_bytes(PASSWORD + b"\n")
@@ -130,7 +134,16 @@ def test_openssl_signed_outside(cli, pki, tmp_path, openssl_signed, detached) ->
     assert pki.alice.email in result.stderr
     # --require-signature: an untrusted signer is 77, as verify says, and nothing is written.
     out.unlink()
-    args = ["decrypt", msg, "-o", out, "--key", pki.bob.pfx, "--password-file", pw]
+    args: list[str | Path] = [
+        "decrypt",
+        msg,
+        "-o",
+        out,
+        "--key",
+        pki.bob.pfx,
+        "--password-file",
+        pw,
+    ]
     result = cli([*args, "--require-signature"])
     assert result.exit_code == 77, result.output
     assert "nothing was written" in result.stderr and not out.exists()
@@ -158,7 +171,7 @@ def test_openssl_signed_outside(cli, pki, tmp_path, openssl_signed, detached) ->
     assert [r["id"]["serial"] for r in doc["recipients"]] == [f"{pki.bob.cert.serial_number:X}"]
 
 
-def test_openssl_signed_only_is_65(cli, pki, tmp_path) -> None:
+def test_openssl_signed_only_is_65(cli: Cli, pki: Pki, tmp_path: Path) -> None:
     openssl = require_tool("openssl")
     plain = tmp_path / "plain.eml"
     plain.write_bytes(b"Content-Type: text/plain\r\n\r\nonly signed\r\n")
@@ -186,7 +199,7 @@ def test_openssl_signed_only_is_65(cli, pki, tmp_path) -> None:
     assert b"only signed" not in result.stdout and not out.exists()
 
 
-def test_inspect_text_names_the_signature_layers(interop, cli) -> None:
+def test_inspect_text_names_the_signature_layers(interop: Path, cli: Cli) -> None:
     message = interop / "thunderbird-comm-central" / "mailnews" / "test" / "data" / "smime"
     found = sorted(message.glob("alice.env.dsig.SHA256.multipart.eml"))
     if not found:

@@ -11,7 +11,8 @@ import pytest
 from smimecli.cms.unwrap import KeyIdentity
 from smimecli.decrypt.inspect import inspect_message
 from smimecli.decrypt.message import decrypt_message
-from tests.conftest import require_tool
+from tests.conftest import Pki, require_tool
+from tests.pki import Identity
 
 pytestmark = pytest.mark.interop
 
@@ -48,7 +49,7 @@ def _openssl_encrypt(tmp_path: Path, args: list[str], certs: list[Path]) -> byte
     return out.read_bytes()
 
 
-def _decrypt(data: bytes, who, *, with_cert: bool = True) -> bytes:
+def _decrypt(data: bytes, who: Identity, *, with_cert: bool = True) -> bytes:
     out = io.BytesIO()
     decrypt_message(io.BytesIO(data), out, KeyIdentity(who.key, who.cert if with_cert else None))
     return out.getvalue()
@@ -65,26 +66,28 @@ def _decrypt(data: bytes, who, *, with_cert: bool = True) -> bytes:
         (["-aes128", "-keyid"], "aes128"),
     ],
 )
-def test_rsa_ciphers(pki, tmp_path, args: list[str], name: str) -> None:
+def test_rsa_ciphers(pki: Pki, tmp_path: Path, args: list[str], name: str) -> None:
     data = _openssl_encrypt(tmp_path, args, [pki.alice.cert_pem])
     assert _decrypt(data, pki.alice) == ENTITY
     assert _decrypt(data, pki.alice, with_cert=False) == ENTITY
-    assert inspect_message(io.BytesIO(data)).cipher["name"] == name
+    cipher = inspect_message(io.BytesIO(data)).cipher
+    assert cipher is not None and cipher["name"] == name
 
 
 @pytest.mark.parametrize(
     ("flag", "name"), [("-rc2-40", "rc2-40"), ("-rc2-64", "rc2-64"), ("-rc2-128", "rc2-128")]
 )
-def test_rc2_with_legacy_provider(pki, tmp_path, flag: str, name: str) -> None:
+def test_rc2_with_legacy_provider(pki: Pki, tmp_path: Path, flag: str, name: str) -> None:
     data = _openssl_encrypt(
         tmp_path, ["-provider", "legacy", "-provider", "default", flag], [pki.alice.cert_pem]
     )
-    assert inspect_message(io.BytesIO(data)).cipher["name"] == name
+    cipher = inspect_message(io.BytesIO(data)).cipher
+    assert cipher is not None and cipher["name"] == name
     assert _decrypt(data, pki.alice) == ENTITY
 
 
 @pytest.mark.parametrize("md", ["sha1", "sha256", "sha384", "sha512"])
-def test_rsa_oaep(pki, tmp_path, md: str) -> None:
+def test_rsa_oaep(pki: Pki, tmp_path: Path, md: str) -> None:
     data = _openssl_encrypt(
         tmp_path,
         [
@@ -113,7 +116,7 @@ def test_rsa_oaep(pki, tmp_path, md: str) -> None:
         ("carol_ec", "-des3", "des3-wrap"),
     ],
 )
-def test_ec_recipients(pki, tmp_path, who: str, cipher: str, wrap: str) -> None:
+def test_ec_recipients(pki: Pki, tmp_path: Path, who: str, cipher: str, wrap: str) -> None:
     identity = getattr(pki, who)
     data = _openssl_encrypt(tmp_path, [cipher], [identity.cert_pem])
     recipient = inspect_message(io.BytesIO(data)).recipients[0]
@@ -125,9 +128,10 @@ def test_ec_recipients(pki, tmp_path, who: str, cipher: str, wrap: str) -> None:
 @pytest.mark.parametrize(
     ("flag", "name"), [("-aes-128-gcm", "aes128-gcm"), ("-aes-256-gcm", "aes256-gcm")]
 )
-def test_aes_gcm_auth_enveloped(pki, tmp_path, flag: str, name: str) -> None:
+def test_aes_gcm_auth_enveloped(pki: Pki, tmp_path: Path, flag: str, name: str) -> None:
     data = _openssl_encrypt(tmp_path, [flag], [pki.alice.cert_pem])
     report = inspect_message(io.BytesIO(data))
+    assert report.cipher is not None
     assert (report.content_type, report.cipher["name"]) == ("authEnveloped-data", name)
     assert _decrypt(data, pki.alice) == ENTITY
     # A flipped ciphertext byte fails the tag: no plaintext, the same error as a wrong key.
@@ -139,7 +143,7 @@ def test_aes_gcm_auth_enveloped(pki, tmp_path, flag: str, name: str) -> None:
         _decrypt(bytes(damaged), pki.alice)
 
 
-def test_two_recipients_rsa_and_ec(pki, tmp_path) -> None:
+def test_two_recipients_rsa_and_ec(pki: Pki, tmp_path: Path) -> None:
     data = _openssl_encrypt(
         tmp_path, ["-aes256", "-stream"], [pki.alice.cert_pem, pki.carol_ec.cert_pem]
     )
@@ -149,7 +153,7 @@ def test_two_recipients_rsa_and_ec(pki, tmp_path) -> None:
     assert _decrypt(data, pki.carol_ec) == ENTITY
 
 
-def test_smime_message_with_headers(pki, tmp_path) -> None:
+def test_smime_message_with_headers(pki: Pki, tmp_path: Path) -> None:
     openssl = require_tool("openssl")
     src = tmp_path / "in.txt"
     src.write_bytes(ENTITY)

@@ -140,8 +140,9 @@ def test_corpus_signed_messages(interop: Path) -> None:
         if single:
             good = (
                 result.valid
+                and result.check.signer.signer is not None
                 and evaluate_trust(
-                    result.check.signer.signer,  # type: ignore[arg-type]
+                    result.check.signer.signer,
                     [root],
                     result.check.certificates,
                 ).trusted

@@ -13,7 +13,8 @@ from asn1crypto import cms
 from cryptography.hazmat.primitives import serialization
 
 from smimecli.rules.plan import encrypt_with_rules
-from tests.conftest import require_tool
+from tests.conftest import Cli, Pki, require_tool
+from tests.pki import Identity
 
 pytestmark = pytest.mark.interop
 
@@ -39,7 +40,7 @@ INNER = (
 )
 
 
-def make_rules(folder: Path, pki) -> Path:
+def make_rules(folder: Path, pki: Pki) -> Path:
     team = folder / "team"
     team.mkdir()
     for identity in (pki.bob, pki.carol_ec):
@@ -95,7 +96,7 @@ def recipient_ids(info: cms.ContentInfo) -> dict[tuple[str, int], str]:
     return found
 
 
-def openssl_decrypt(openssl: str, folder: Path, der: bytes, identity) -> bytes:
+def openssl_decrypt(openssl: str, folder: Path, der: bytes, identity: Identity) -> bytes:
     src = folder / "msg.der"
     src.write_bytes(der)
     proc = subprocess.run(
@@ -120,7 +121,7 @@ def openssl_decrypt(openssl: str, folder: Path, der: bytes, identity) -> bytes:
     return proc.stdout
 
 
-def check(openssl: str, folder: Path, output: bytes, pki) -> None:
+def check(openssl: str, folder: Path, output: bytes, pki: Pki) -> None:
     info = content_info(output)
     assert info["content_type"].native == "enveloped_data"
     # The content cipher is that of the first rule in file order that found a certificate.
@@ -142,12 +143,12 @@ def check(openssl: str, folder: Path, output: bytes, pki) -> None:
         assert openssl_decrypt(openssl, folder, der, identity) == INNER
 
 
-def test_rule_encrypted_message_decrypts_in_openssl(tmp_path: Path, pki) -> None:
+def test_rule_encrypted_message_decrypts_in_openssl(tmp_path: Path, pki: Pki) -> None:
     openssl = require_tool("openssl")
     path = make_rules(tmp_path, pki)
     out = io.BytesIO()
     outcome = encrypt_with_rules(io.BytesIO(MESSAGE), out, path, None, tmp_path / "store")
-    assert outcome.action == "encrypted"
+    assert outcome.action == "encrypted" and outcome.plan is not None
     assert [r.address for r in outcome.plan.encrypted] == [
         "alice@example.com",
         "bob@example.com",
@@ -156,7 +157,7 @@ def test_rule_encrypted_message_decrypts_in_openssl(tmp_path: Path, pki) -> None
     check(openssl, tmp_path, out.getvalue(), pki)
 
 
-def test_encrypt_rules_cli_decrypts_in_openssl(cli, tmp_path: Path, pki) -> None:
+def test_encrypt_rules_cli_decrypts_in_openssl(cli: Cli, tmp_path: Path, pki: Pki) -> None:
     openssl = require_tool("openssl")
     path = make_rules(tmp_path, pki)
     src = tmp_path / "in.eml"

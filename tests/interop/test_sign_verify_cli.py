@@ -85,7 +85,14 @@ def test_smimecli_verifies_openssl_sign(
     openssl = require_tool("openssl")
     body = tmp_path / "body.txt"
     body.write_bytes(b"Content-Type: text/plain\r\n\r\nsigned by openssl\r\n")
-    args = ["cms", "-sign", "-signer", pki.alice.cert_pem, "-inkey", pki.alice.key_pem]
+    args: list[str | Path] = [
+        "cms",
+        "-sign",
+        "-signer",
+        pki.alice.cert_pem,
+        "-inkey",
+        pki.alice.key_pem,
+    ]
     done = _run(openssl, *args, "-in", body, "-from", "alice@example.com", *extra)
     assert done.returncode == 0, done.stderr.decode()
     signed = tmp_path / "signed.eml"

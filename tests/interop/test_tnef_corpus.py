@@ -18,7 +18,7 @@ import pytest
 from tnefparse.tnef import TNEF
 
 from smimecli.tnef.splice import convert_message
-from tests.conftest import require_tool
+from tests.conftest import Cli, Pki, require_tool
 from tests.unit.test_tnef import wrap
 
 pytestmark = pytest.mark.interop
@@ -164,7 +164,7 @@ def test_tnefparse_sample_converts(interop: Path, name: str) -> None:
     assert b"application/ms-tnef" not in result.data
     leaves = converted_leaves(result.data)
     expected_names, body = TNEFPARSE_CONVERTED[name]
-    names = [p.get_filename() for p in leaves if p.get_filename() not in (None, "body.rtf")]
+    names = [str(p.get_filename()) for p in leaves if p.get_filename() not in (None, "body.rtf")]
     assert sorted(names) == sorted(expected_names)
     kinds = {p.get_content_type() for p in leaves if p.get_filename() is None}
     has_rtf = any(p.get_filename() == "body.rtf" for p in leaves)
@@ -280,7 +280,7 @@ def openssl_decrypt(encrypted: bytes, key: Path, cert: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("convert", [True, False])
 def test_encrypt_converts_winmail_dat(
-    cli, pki, interop: Path, tmp_path: Path, convert: bool
+    cli: Cli, pki: Pki, interop: Path, tmp_path: Path, convert: bool
 ) -> None:
     stream = (mimekit_dir(interop) / "two-files.tnef").read_bytes()
     source = wrap(stream)
@@ -297,7 +297,7 @@ def test_encrypt_converts_winmail_dat(
     if convert:
         assert b"application/ms-tnef" not in inner
         message = parse(inner)
-        files = {p.get_filename(): payload(p) for p in message.walk() if p.get_filename()}
+        files = {str(p.get_filename()): payload(p) for p in message.walk() if p.get_filename()}
         expected = mimekit_dir(interop) / "two-files"
         assert set(files) == {"AUTHORS", "README"}
         for name, data in files.items():

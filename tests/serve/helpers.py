@@ -110,6 +110,12 @@ def running(settings: Settings) -> Iterator[Daemon]:
         thread.join(30)
 
 
+def listening_port(daemon: Daemon) -> int:
+    """The port a running filter listens on (known once it is ready)."""
+    assert daemon.port is not None, "the filter is not listening"
+    return daemon.port
+
+
 def message(to: str = "alice@example.com, erin@example.com", size: int = 0) -> bytes:
     msg = EmailMessage()
     msg["From"] = "sender@example.org"

@@ -7,12 +7,21 @@ import smtplib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from smimecli.serve.daemon import Settings
 from tests.conftest import Pki, require_tool
-from tests.serve.helpers import SinkHandler, free_port, message, running, sink, write_rules
+from tests.serve.helpers import (
+    SinkHandler,
+    free_port,
+    listening_port,
+    message,
+    running,
+    sink,
+    write_rules,
+)
 
 
 @pytest.fixture
@@ -21,10 +30,10 @@ def relay() -> Iterator[tuple[SinkHandler, int]]:
         yield found
 
 
-def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: object) -> Settings:
+def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: Any) -> Settings:
     spool = tmp_path / "spool"
     spool.mkdir(exist_ok=True)
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "rules": write_rules(tmp_path, pki),
         "store_dir": None,
         "listen": ("127.0.0.1", 0),
@@ -33,7 +42,7 @@ def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: object) -> Se
         "spool_dir": str(spool),
     }
     values.update(kwargs)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
 
 
 def _decrypt(pki: Pki, data: bytes, tmp_path: Path) -> bytes:
@@ -49,7 +58,7 @@ def _decrypt(pki: Pki, data: bytes, tmp_path: Path) -> bytes:
     return proc.stdout
 
 
-def _journal(tmp_path: Path) -> list[dict[str, object]]:
+def _journal(tmp_path: Path) -> list[dict[str, Any]]:
     lines = (tmp_path / "journal.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
 
@@ -61,7 +70,7 @@ def test_split_delivery_encrypts_for_holders_and_passes_the_rest(
     sent = message("alice@example.com, erin@example.com, dora@example.net, bob@example.com")
     with (
         running(_settings(tmp_path, pki, port)) as daemon,
-        smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as smtp,
+        smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=30) as smtp,
     ):
         refused = smtp.sendmail(
             "sender@example.org",
@@ -90,7 +99,7 @@ def test_journal_records_decisions_without_content(
     _, port = relay
     with (
         running(_settings(tmp_path, pki, port)) as daemon,
-        smtplib.SMTP("127.0.0.1", daemon.port) as smtp,
+        smtplib.SMTP("127.0.0.1", listening_port(daemon)) as smtp,
     ):
         smtp.sendmail("sender@example.org", ["alice@example.com", "erin@example.com"], message())
     (record,) = _journal(tmp_path)
@@ -99,7 +108,7 @@ def test_journal_records_decisions_without_content(
     assert record["message_id"] == "<figures-1@example.org>"
     assert str(record["reply"]).startswith("250")
     assert isinstance(record["elapsed_ms"], int) and isinstance(record["size"], int)
-    alice, erin = record["recipients"]  # type: ignore[misc]
+    alice, erin = record["recipients"]
     assert alice["rule"] == "alice" and alice["outcome"] == "encrypt"
     assert alice["thumbprint"] == pki.alice.thumbprint
     assert alice["cipher"] == "aes256" and alice["key_transport"] == "rsa"
@@ -114,7 +123,7 @@ def test_journal_subject_only_on_request(
 ) -> None:
     _, port = relay
     settings = _settings(tmp_path, pki, port, journal_subject=True)
-    with running(settings) as daemon, smtplib.SMTP("127.0.0.1", daemon.port) as smtp:
+    with running(settings) as daemon, smtplib.SMTP("127.0.0.1", listening_port(daemon)) as smtp:
         smtp.sendmail("sender@example.org", ["erin@example.com"], message())
     assert _journal(tmp_path)[0]["subject"] == "quarterly figures"
 
@@ -125,7 +134,7 @@ def test_tempfail_recipient_gets_450(
     sunk, port = relay
     with (
         running(_settings(tmp_path, pki, port)) as daemon,
-        smtplib.SMTP("127.0.0.1", daemon.port) as smtp,
+        smtplib.SMTP("127.0.0.1", listening_port(daemon)) as smtp,
     ):
         smtp.ehlo()
         smtp.mail("sender@example.org")
@@ -140,7 +149,7 @@ def test_tempfail_recipient_gets_450(
 def test_relay_down_is_451_and_nothing_is_kept(tmp_path: Path, pki: Pki) -> None:
     with (
         running(_settings(tmp_path, pki, free_port())) as daemon,
-        smtplib.SMTP("127.0.0.1", daemon.port) as smtp,
+        smtplib.SMTP("127.0.0.1", listening_port(daemon)) as smtp,
     ):
         with pytest.raises(smtplib.SMTPDataError) as caught:
             smtp.sendmail("sender@example.org", ["alice@example.com"], message())
@@ -161,7 +170,7 @@ def test_relay_refusal_reaches_the_client(
     sunk.reply = reply
     with (
         running(_settings(tmp_path, pki, port)) as daemon,
-        smtplib.SMTP("127.0.0.1", daemon.port) as smtp,
+        smtplib.SMTP("127.0.0.1", listening_port(daemon)) as smtp,
     ):
         with pytest.raises(smtplib.SMTPDataError) as caught:
             smtp.sendmail("sender@example.org", ["alice@example.com"], message())
@@ -175,7 +184,7 @@ def test_size_limit_at_mail_and_at_data(
     sunk, port = relay
     with (
         running(_settings(tmp_path, pki, port, max_size=4000)) as daemon,
-        smtplib.SMTP("127.0.0.1", daemon.port) as smtp,
+        smtplib.SMTP("127.0.0.1", listening_port(daemon)) as smtp,
     ):
         smtp.ehlo()
         assert smtp.has_extn("size") and smtp.has_extn("pipelining")
@@ -193,11 +202,11 @@ def test_beyond_max_sessions_421(tmp_path: Path, pki: Pki, relay: tuple[SinkHand
     _, port = relay
     with (
         running(_settings(tmp_path, pki, port, max_sessions=1)) as daemon,
-        smtplib.SMTP("127.0.0.1", daemon.port) as first,
+        smtplib.SMTP("127.0.0.1", listening_port(daemon)) as first,
     ):
         assert first.noop()[0] == 250
         with pytest.raises(smtplib.SMTPConnectError) as caught:
-            smtplib.SMTP("127.0.0.1", daemon.port, timeout=10)
+            smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=10)
         assert caught.value.smtp_code == 421
         assert b"4.7.0" in caught.value.smtp_error
 
@@ -207,10 +216,10 @@ def test_already_encrypted_goes_unchanged_to_all(
 ) -> None:
     sunk, port = relay
     with running(_settings(tmp_path, pki, port)) as daemon:
-        with smtplib.SMTP("127.0.0.1", daemon.port) as smtp:
+        with smtplib.SMTP("127.0.0.1", listening_port(daemon)) as smtp:
             smtp.sendmail("sender@example.org", ["alice@example.com"], message())
         encrypted = sunk.messages[0].content
-        with smtplib.SMTP("127.0.0.1", daemon.port) as smtp:
+        with smtplib.SMTP("127.0.0.1", listening_port(daemon)) as smtp:
             smtp.sendmail(
                 "sender@example.org", ["alice@example.com", "erin@example.com"], encrypted
             )
@@ -252,7 +261,7 @@ def test_a_mere_claim_of_encryption_follows_the_rules(
     sent = _claims_encrypted(", ".join(recipients))
     with (
         running(_settings(tmp_path, pki, port)) as daemon,
-        smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as smtp,
+        smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=30) as smtp,
     ):
         refused = smtp.sendmail("sender@example.org", recipients, sent)
     # bob's rule rejects: refused at RCPT, and nothing reaches the relay for him.
@@ -266,8 +275,8 @@ def test_a_mere_claim_of_encryption_follows_the_rules(
     clear = next(m for m in sunk.messages if m is not encrypted)
     assert clear.recipients == ["erin@example.com"] and clear.content == sent
     (record,) = _journal(tmp_path)
-    assert "already encrypted: passed unchanged" not in record["notices"]  # type: ignore[operator]
-    outcomes = {r["recipient"]: r["copy"] for r in record["recipients"]}  # type: ignore[attr-defined]
+    assert "already encrypted: passed unchanged" not in record["notices"]
+    outcomes = {r["recipient"]: r["copy"] for r in record["recipients"]}
     assert outcomes == {
         "bob@example.com": None,
         "alice@example.com": "encrypted",
@@ -290,7 +299,7 @@ def test_process_worker_killed_mid_message_is_451_and_the_next_goes_through(
         replies: list[tuple[int, bytes]] = []
 
         def send_big() -> None:
-            with smtplib.SMTP("127.0.0.1", daemon.port, timeout=60) as smtp:
+            with smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=60) as smtp:
                 smtp.ehlo()
                 smtp.mail("sender@example.org")
                 smtp.rcpt("alice@example.com")
@@ -313,7 +322,7 @@ def test_process_worker_killed_mid_message_is_451_and_the_next_goes_through(
         assert code == 451 and b"4.3.0" in text, replies
         assert not sunk.messages, "a copy reached the relay from a killed worker"
         # A new worker takes the next message.
-        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=60) as smtp:
+        with smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=60) as smtp:
             smtp.sendmail("sender@example.org", ["alice@example.com"], message("alice@example.com"))
     (delivered,) = sunk.messages
     assert b"The figures are attached" in _decrypt(pki, delivered.content, tmp_path)

@@ -90,7 +90,7 @@ def test_sigterm_finishes_the_message_in_flight_then_exits_0(
 ) -> None:
     proc, port, sunk = served
     sunk.delay = 2.0
-    replies: list[object] = []
+    replies: list[tuple[int, bytes]] = []
 
     def send() -> None:
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
@@ -105,7 +105,7 @@ def test_sigterm_finishes_the_message_in_flight_then_exits_0(
     proc.send_signal(signal.SIGTERM)
     client.join(30)
     assert proc.wait(30) == 0
-    assert replies and replies[0][0] == 250, replies  # type: ignore[index]
+    assert replies and replies[0][0] == 250, replies
     assert len(sunk.messages) == 1
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0, "still listening after SIGTERM"

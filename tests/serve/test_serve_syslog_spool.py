@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,15 @@ from smimecli.errors import ConfigError
 from smimecli.serve.daemon import Daemon, Settings
 from smimecli.serve.engine import spool_file
 from tests.conftest import Pki, run_cli
-from tests.serve.helpers import SinkHandler, free_port, message, running, sink, write_rules
+from tests.serve.helpers import (
+    SinkHandler,
+    free_port,
+    listening_port,
+    message,
+    running,
+    sink,
+    write_rules,
+)
 
 
 @pytest.fixture
@@ -38,10 +47,10 @@ def syslog_socket() -> Iterator[tuple[socket.socket, str]]:
             yield sock, path
 
 
-def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: object) -> Settings:
+def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: Any) -> Settings:
     spool = tmp_path / "spool"
     spool.mkdir(exist_ok=True)
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "rules": write_rules(tmp_path, pki),
         "store_dir": None,
         "listen": ("127.0.0.1", 0),
@@ -49,7 +58,7 @@ def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: object) -> Se
         "spool_dir": str(spool),
     }
     values.update(kwargs)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
 
 
 def _datagrams(sock: socket.socket, wanted: str) -> list[bytes]:
@@ -72,7 +81,7 @@ def test_syslog_gets_the_journal_record_and_the_error_lines_without_content(
     _, port = relay
     settings = _settings(tmp_path, pki, port, syslog_facility="mail", syslog_socket=path)
     with running(settings) as daemon:
-        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as smtp:
+        with smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=30) as smtp:
             smtp.sendmail("sender@example.org", ["alice@example.com"], message())
         record_data = _datagrams(sock, "queue_id")[-1]
         settings.rules.write_text("[[rule]]\nname = \n")

@@ -144,7 +144,7 @@ def test_rules_source_kinds_and_stores_are_the_choices(tmp_path: Path) -> None:
 def test_choices_imports_only_enum() -> None:
     # Every command imports it, --help included: it must stay free of other imports.
     source = Path(smimecli.choices.__file__).read_text(encoding="utf-8")
-    imported = set()
+    imported: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)

@@ -4,25 +4,34 @@ PKCS7EnvelopeBuilder): recipients, implicit rejection, header restoration, error
 from __future__ import annotations
 
 import io
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any, cast
 
 import pytest
 from asn1crypto import cms
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from smimecli.cms.ber import BerReader
-from smimecli.cms.open import decrypt_content, read_head
+from smimecli.cms.open import EnvelopeHead, decrypt_content, read_head
 from smimecli.cms.unwrap import KeyIdentity, rsa_v15_unwrap
 from smimecli.decrypt.inspect import inspect_message
 from smimecli.decrypt.message import decrypt_message
 from smimecli.errors import AuthError, DataError
+from tests.conftest import Pki
 
 ENTITY = b"Content-Type: text/plain; charset=us-ascii\r\nSubject: inner\r\n\r\nHello Bob.\r\n"
 
 
-def _envelope(*certs, encoding=serialization.Encoding.DER, data=ENTITY, aes=algorithms.AES256):
+def _envelope(
+    *certs: x509.Certificate,
+    encoding: serialization.Encoding = serialization.Encoding.DER,
+    data: bytes = ENTITY,
+    aes: pkcs7.ContentEncryptionAlgorithm = algorithms.AES256,
+) -> bytes:
     builder = pkcs7.PKCS7EnvelopeBuilder().set_data(data).set_content_encryption_algorithm(aes)
     for cert in certs:
         builder = builder.add_recipient(cert)
@@ -35,24 +44,24 @@ def _open(der: bytes, identities: list[KeyIdentity]) -> bytes:
     return b"".join(decrypt_content(reader, head, identities))
 
 
-def test_decrypts_with_key_and_certificate(pki) -> None:
+def test_decrypts_with_key_and_certificate(pki: Pki) -> None:
     der = _envelope(pki.alice.cert)
     assert _open(der, [KeyIdentity(pki.alice.key, pki.alice.cert)]) == ENTITY
 
 
-def test_decrypts_with_key_alone(pki) -> None:
+def test_decrypts_with_key_alone(pki: Pki) -> None:
     der = _envelope(pki.alice.cert, aes=algorithms.AES128)
     assert _open(der, [KeyIdentity(pki.alice.key)]) == ENTITY
 
 
-def test_each_of_two_recipients(pki) -> None:
+def test_each_of_two_recipients(pki: Pki) -> None:
     der = _envelope(pki.alice.cert, pki.bob.cert)
     for who in (pki.alice, pki.bob):
         assert _open(der, [KeyIdentity(who.key, who.cert)]) == ENTITY
         assert _open(der, [KeyIdentity(who.key)]) == ENTITY  # spooled, candidates tried
 
 
-def test_wrong_key_is_auth_error(pki) -> None:
+def test_wrong_key_is_auth_error(pki: Pki) -> None:
     from smimecli.cms.envelope import EnvelopeBuilder, Recipient
 
     der = _envelope(pki.alice.cert)
@@ -71,7 +80,7 @@ def test_wrong_key_is_auth_error(pki) -> None:
     assert str(with_cert.value) == str(key_only.value)
 
 
-def test_key_without_certificate_prefers_the_recipient_that_gives_text(pki) -> None:
+def test_key_without_certificate_prefers_the_recipient_that_gives_text(pki: Pki) -> None:
     # Two recipients, Bob's key alone: Alice's recipient comes first and yields a
     # pseudo-random key; whenever that passes the CBC padding check its binary
     # plaintext must not win over Bob's real one.
@@ -86,10 +95,10 @@ def _corrupt_encrypted_key(der: bytes, offset: int = 5) -> bytes:
     block = bytearray(ktri["encrypted_key"].native)
     block[offset] ^= 0x55
     ktri["encrypted_key"] = bytes(block)
-    return info.dump(force=True)
+    return cast(bytes, info.dump(force=True))
 
 
-def test_implicit_rejection_same_error_as_wrong_key(pki) -> None:
+def test_implicit_rejection_same_error_as_wrong_key(pki: Pki) -> None:
     # With CBC content a pseudo-random key passes the padding check about once in 256
     # tries and yields garbage (no MAC can tell); every attempt that fails must fail
     # exactly like a wrong key, and almost all of them fail. The wrong-key error is taken
@@ -108,7 +117,7 @@ def test_implicit_rejection_same_error_as_wrong_key(pki) -> None:
     assert failures >= 28
 
 
-def test_implicit_rejection_with_gcm_always_fails_like_a_wrong_key(pki) -> None:
+def test_implicit_rejection_with_gcm_always_fails_like_a_wrong_key(pki: Pki) -> None:
     from smimecli.cms.envelope import EnvelopeBuilder, Recipient
 
     der = (
@@ -130,8 +139,10 @@ def test_implicit_rejection_with_gcm_always_fails_like_a_wrong_key(pki) -> None:
     assert str(corrupted.value) == str(wrong_key.value)
 
 
-def test_implicit_rejection_key_is_deterministic(pki) -> None:
+def test_implicit_rejection_key_is_deterministic(pki: Pki) -> None:
     block = bytes(range(256))
+    assert isinstance(pki.alice.key, rsa.RSAPrivateKey)
+    assert isinstance(pki.bob.key, rsa.RSAPrivateKey)
     first = rsa_v15_unwrap(pki.alice.key, block, 32)
     assert len(first) == 32
     assert rsa_v15_unwrap(pki.alice.key, block, 32) == first
@@ -139,7 +150,7 @@ def test_implicit_rejection_key_is_deterministic(pki) -> None:
     assert rsa_v15_unwrap(pki.alice.key, block[::-1], 32) != first
 
 
-def test_message_headers_restored_lf(pki) -> None:
+def test_message_headers_restored_lf(pki: Pki) -> None:
     smime = _envelope(pki.alice.cert, encoding=serialization.Encoding.SMIME)
     smime = smime.replace(b"\r\n", b"\n")
     message = b"From: a@example.com\nSubject: outer\nTo: b@example.com\n" + smime
@@ -154,7 +165,7 @@ def test_message_headers_restored_lf(pki) -> None:
     )
 
 
-def test_message_headers_restored_crlf(pki) -> None:
+def test_message_headers_restored_crlf(pki: Pki) -> None:
     smime = _envelope(pki.alice.cert, encoding=serialization.Encoding.SMIME)
     smime = smime.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     message = b"From: a@example.com\r\n" + smime
@@ -163,14 +174,14 @@ def test_message_headers_restored_crlf(pki) -> None:
     assert out.getvalue() == b"From: a@example.com\r\n" + ENTITY
 
 
-def test_pem_and_bare_der(pki) -> None:
+def test_pem_and_bare_der(pki: Pki) -> None:
     for encoding in (serialization.Encoding.PEM, serialization.Encoding.DER):
         out = io.BytesIO()
         decrypt_message(io.BytesIO(_envelope(pki.bob.cert, encoding=encoding)), out, pki.bob.key)
         assert out.getvalue() == ENTITY
 
 
-def test_octet_stream_p7m_binary(pki) -> None:
+def test_octet_stream_p7m_binary(pki: Pki) -> None:
     der = _envelope(pki.bob.cert)
     message = (
         b'Subject: x\nContent-Type: application/octet-stream; name="smime.p7m"\n'
@@ -196,19 +207,19 @@ def test_octet_stream_p7m_binary(pki) -> None:
         ),
     ],
 )
-def test_not_a_usable_message(pki, data: bytes, match: str) -> None:
+def test_not_a_usable_message(pki: Pki, data: bytes, match: str) -> None:
     with pytest.raises(DataError, match=match):
         decrypt_message(io.BytesIO(data), io.BytesIO(), pki.alice.key)
 
 
-def test_truncated_message_is_data_error(pki) -> None:
+def test_truncated_message_is_data_error(pki: Pki) -> None:
     der = _envelope(pki.alice.cert)
     for cut in (20, len(der) // 2, len(der) - 3):
         with pytest.raises(DataError):
             decrypt_message(io.BytesIO(der[:cut]), io.BytesIO(), pki.alice.key)
 
 
-def test_signed_data_is_not_encrypted(pki) -> None:
+def test_signed_data_is_not_encrypted(pki: Pki) -> None:
     from cryptography.hazmat.primitives import hashes
 
     signed = (
@@ -224,7 +235,7 @@ def test_signed_data_is_not_encrypted(pki) -> None:
     assert report.recipients == []
 
 
-def test_inspect_lists_recipients(pki) -> None:
+def test_inspect_lists_recipients(pki: Pki) -> None:
     report = inspect_message(io.BytesIO(_envelope(pki.alice.cert, pki.bob.cert)))
     assert report.content_type == "enveloped-data"
     assert report.cipher == {
@@ -267,7 +278,7 @@ def _certificates_for(key: Any, count: int) -> list[Any]:
 
 @pytest.mark.parametrize("cipher", ["aes256", "aes128-gcm", "3des"])
 def test_key_alone_reads_the_content_once_whatever_the_recipients(
-    pki, monkeypatch, cipher: str
+    pki: Pki, monkeypatch: pytest.MonkeyPatch, cipher: str
 ) -> None:
     # A bare key made one whole pass over the content per recipient: 8,000 recipients
     # took 17 s. Now each candidate key is judged from the first and last blocks.
@@ -279,11 +290,11 @@ def test_key_alone_reads_the_content_once_whatever_the_recipients(
     passes: list[bytes] = []
     real_cbc, real_gcm = cms_open._cbc_pass, cms_open._gcm_pass
 
-    def cbc_spy(head, cek, chunks):
+    def cbc_spy(head: EnvelopeHead, cek: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
         passes.append(cek)
         return real_cbc(head, cek, chunks)
 
-    def gcm_spy(head, cek, *args):
+    def gcm_spy(head: EnvelopeHead, cek: bytes, *args: Any) -> IO[bytes]:
         passes.append(cek)
         return real_gcm(head, cek, *args)
 

@@ -26,7 +26,7 @@ from smimecli.encrypt.message import encrypt_message
 from smimecli.errors import DataError, UsageError
 from smimecli.mime import parse_header_block
 
-_HASH = {
+_HASH: dict[str, type[hashes.SHA1 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
     "sha1": hashes.SHA1,
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
@@ -62,6 +62,7 @@ def open_envelope(der: bytes, identity: Any) -> bytes:
             cek = key.decrypt(encrypted_key, padding.PKCS1v15())
         dec = algorithms.content_decryptor(eci["content_encryption_algorithm"].dump(), cek)
         if auth:
+            assert isinstance(dec, algorithms.GCMDecryptor)
             dec.set_tag(content["mac"].native)
         return dec.update(eci["encrypted_content"].native) + dec.finalize()
     raise AssertionError("no recipient info opened with this key")
@@ -88,6 +89,7 @@ def test_cipher_round_trip_and_parameters(name: str) -> None:
     assert len(ciphertext) == cipher.ciphertext_length(len(data))
     dec = algorithms.content_decryptor(alg_der, key)
     if cipher.authenticated:
+        assert isinstance(dec, algorithms.GCMDecryptor)
         dec.set_tag(enc.tag)
     assert dec.update(ciphertext[:9]) + dec.update(ciphertext[9:]) + dec.finalize() == data
 
@@ -153,6 +155,7 @@ def test_gcm_wrong_tag_is_data_error() -> None:
     enc = algorithms.ContentEncryptor(cipher, key, iv)
     ciphertext = enc.update(b"secret") + enc.finalize()
     dec = algorithms.content_decryptor(algorithms.algorithm_identifier(cipher, iv), key)
+    assert isinstance(dec, algorithms.GCMDecryptor)
     dec.update(ciphertext)
     with pytest.raises(DataError):
         dec.finalize_with_tag(bytes(16))

@@ -1,5 +1,7 @@
 """smimecli.decrypt.keys: the key and certificate given with --key and --cert."""
 
+from __future__ import annotations
+
 import getpass
 import io
 
@@ -7,10 +9,13 @@ import pytest
 
 from smimecli.decrypt.keys import load_key_identity
 from smimecli.errors import AuthError, UsageError
+from tests.conftest import Pki
 from tests.pki import PASSWORD
 
 
-def test_load_key_identity_asks_only_when_allowed(pki, monkeypatch) -> None:
+def test_load_key_identity_asks_only_when_allowed(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
     asked: list[str] = []
 
     class Terminal(io.StringIO):

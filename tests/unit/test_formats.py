@@ -101,7 +101,7 @@ def test_signed_mail(pki: Pki) -> None:
     signed = (
         pkcs7.PKCS7SignatureBuilder()
         .set_data(body)
-        .add_signer(pki.bob.cert, pki.bob.key, hashes.SHA256())  # type: ignore[arg-type]
+        .add_signer(pki.bob.cert, pki.bob.key, hashes.SHA256())
         .add_certificate(pki.ca.cert)
         .sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature])
     )
@@ -267,8 +267,8 @@ def test_pem_scan_is_linear(data: bytes) -> None:
     assert time.monotonic() - started < 3
 
 
-def test_pem_blocks_pair_each_begin_with_its_own_end(pki) -> None:
-    from smimecli.certs.formats import pem_blocks
+def test_pem_blocks_pair_each_begin_with_its_own_end(pki: Pki) -> None:
+    from smimecli.certs.pem import pem_blocks
 
     cert = pki.alice.cert_pem.read_bytes()
     data = b"-----BEGIN X509 CRL-----\njunk\n" + cert + b"-----END X509 CR-----\n" + cert

@@ -3,30 +3,32 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import cast
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from smimecli.certs.keys import load_certificate, load_private_key
 from smimecli.errors import AuthError, DataError, InputError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Pki
 from tests.pki import PASSWORD
 
 
-def test_pfx_with_certificate_and_chain(pki) -> None:
+def test_pfx_with_certificate_and_chain(pki: Pki) -> None:
     loaded = load_private_key(pki.alice.pfx, PASSWORD)
     assert loaded.cert == pki.alice.cert
     assert loaded.extra_certs == [pki.ca.cert]
 
 
-def test_pfx_wrong_and_missing_password(pki) -> None:
+def test_pfx_wrong_and_missing_password(pki: Pki) -> None:
     with pytest.raises(AuthError, match="wrong password"):
         load_private_key(pki.alice.pfx, b"nope")
     with pytest.raises(AuthError, match="password"):
         load_private_key(pki.alice.pfx, None)
 
 
-def test_legacy_pfx(pki, tmp_path) -> None:
+def test_legacy_pfx(pki: Pki, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.serialization import pkcs12
 
     encryption = (
@@ -45,7 +47,7 @@ def test_legacy_pfx(pki, tmp_path) -> None:
 @pytest.mark.parametrize("fmt", ["pkcs8", "traditional"])
 @pytest.mark.parametrize("encoding", ["PEM", "DER"])
 @pytest.mark.parametrize("who", ["alice", "carol_ec"])
-def test_key_files(pki, fmt: str, encoding: str, who: str) -> None:
+def test_key_files(pki: Pki, fmt: str, encoding: str, who: str) -> None:
     identity = getattr(pki, who)
     private_format = (
         serialization.PrivateFormat.PKCS8
@@ -70,7 +72,7 @@ def test_key_files(pki, fmt: str, encoding: str, who: str) -> None:
             load_private_key(encrypted, None)
 
 
-def test_pem_bundle_with_certificate(pki) -> None:
+def test_pem_bundle_with_certificate(pki: Pki) -> None:
     data = pki.alice.cert_pem.read_bytes() + pki.alice.key_pem.read_bytes()
     loaded = load_private_key(data)
     assert loaded.cert == pki.alice.cert
@@ -90,19 +92,19 @@ def test_garbage_is_data_error(data: bytes) -> None:
         load_private_key(data)
 
 
-def test_missing_file_is_input_error(tmp_path) -> None:
+def test_missing_file_is_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         load_private_key(tmp_path / "none.pfx")
 
 
-def test_load_certificate(pki) -> None:
+def test_load_certificate(pki: Pki) -> None:
     assert load_certificate(pki.alice.cert_der) == pki.alice.cert
     assert load_certificate(pki.alice.cert_pem) == pki.alice.cert
     with pytest.raises(DataError):
         load_certificate(b"nope")
 
 
-def test_only_rsa_and_ec_keys(tmp_path) -> None:
+def test_only_rsa_and_ec_keys(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
     path = tmp_path / "ed.key"
@@ -117,7 +119,7 @@ def test_only_rsa_and_ec_keys(tmp_path) -> None:
         load_private_key(path)
 
 
-def test_load_certificate_names_the_file(tmp_path) -> None:
+def test_load_certificate_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "not.cer"
     path.write_bytes(b"\x30\x03\x02\x01\x01")
     with pytest.raises(DataError, match=r"not\.cer is not a PEM or DER certificate"):
@@ -149,12 +151,12 @@ def _hostile_pfx(data: bytes, *, mac: int | None = None, key_bag: int | None = N
         pfx["auth_safe"] = a_cms.ContentInfo(
             {"content_type": "data", "content": a_pkcs12.AuthenticatedSafe(infos).dump()}
         )
-    return pfx.dump(force=True)
+    return cast(bytes, pfx.dump(force=True))
 
 
 @pytest.mark.parametrize("where", ["mac", "key_bag"])
 def test_pfx_with_absurd_iterations_is_refused_before_any_derivation(
-    pki, tmp_path, where: str
+    pki: Pki, tmp_path: Path, where: str
 ) -> None:
     # 2**31 - 1 rounds took minutes of CPU per password try (and ignored SIGTERM meanwhile).
     import subprocess

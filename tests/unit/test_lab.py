@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Any, TypeVar
 
 import pytest
 from asn1crypto import cms as asn1_cms
@@ -50,9 +51,10 @@ def ec_user(signer: lab.Signer) -> lab.Issued:
     return lab.issue_user(spec, signer, now=NOW)
 
 
-def ext(
-    cert: x509.Certificate, kind: type[x509.ExtensionType]
-) -> x509.Extension[x509.ExtensionType]:
+_E = TypeVar("_E", bound=x509.ExtensionType)
+
+
+def ext(cert: x509.Certificate, kind: type[_E]) -> x509.Extension[_E]:
     return cert.extensions.get_extension_for_class(kind)
 
 
@@ -390,6 +392,7 @@ def test_rsa_user_fields(rsa_user: lab.Issued, root: lab.Issued) -> None:
     assert asn1_core.UTF8String.load(upn.value).native == "tester@corp.example"
     ski = ext(cert, x509.SubjectKeyIdentifier)
     assert not ski.critical
+    assert rsa_user.key is not None
     assert ski.value == x509.SubjectKeyIdentifier.from_public_key(rsa_user.key.public_key())
     aki = ext(cert, x509.AuthorityKeyIdentifier)
     assert not aki.critical
@@ -755,11 +758,9 @@ def test_powershell_profile_has_no_policies(rsa_user: lab.Issued) -> None:
         ({"profile": "windows"}, "unknown --profile 'windows'"),
     ],
 )
-def test_strict_profile_refusals(
-    signer: lab.Signer, changes: dict[str, object], message: str
-) -> None:
-    options: dict[str, object] = {"profile": "strict", **changes}
-    spec = lab.UserSpec(email="a@example.net", **options)  # type: ignore[arg-type]
+def test_strict_profile_refusals(signer: lab.Signer, changes: dict[str, Any], message: str) -> None:
+    options: dict[str, Any] = {"profile": "strict", **changes}
+    spec = lab.UserSpec(email="a@example.net", **options)
     with pytest.raises(UsageError, match=message):
         lab.issue_user(spec, signer, now=NOW)
 
@@ -776,7 +777,9 @@ def test_strict_profile_allows_824_days(signer: lab.Signer) -> None:
 def test_crl_lists_revoked_serials(signer: lab.Signer, root: lab.Issued) -> None:
     revoked = [lab.Revoked(12345, NOW - dt.timedelta(days=1)), lab.Revoked(99, NOW)]
     crl = lab.make_crl(signer, revoked, next_update_days=7, now=NOW)
-    assert crl.is_signature_valid(root.cert.public_key())  # type: ignore[arg-type]
+    root_key = root.cert.public_key()
+    assert isinstance(root_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    assert crl.is_signature_valid(root_key)
     assert crl.issuer == root.cert.subject
     assert crl.last_update_utc == NOW
     assert crl.next_update_utc == NOW + dt.timedelta(days=7)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -43,7 +43,7 @@ def fixed(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(envelope, "new_key", lambda cipher: bytes(range(cipher.key_size)))
     monkeypatch.setattr(envelope, "new_iv", lambda cipher: bytes(cipher.iv_size))
     cache: dict[Any, Any] = {}
-    real = envelope.build_recipient_info
+    from smimecli.cms.recipients import build_recipient_info as real
 
     def build(recipient: Recipient, cek: bytes, cipher: Any) -> Any:
         key = (recipient, cek, cipher.name)
@@ -65,7 +65,7 @@ def _encrypt(
     threshold: int = 64,
 ) -> tuple[bytes, Any]:
     calls: list[Any] = []
-    real = encrypt_module._encrypt_one_pass
+    real = one_pass_module._encrypt_one_pass
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         result = real(*args, **kwargs)
@@ -170,9 +170,9 @@ def test_tnef_found_late_starts_again_with_conversion(fixed: Any, pki: Any, tmp_
     filler = b"a long first part before the attachment\r\n" * 3000
     path = tmp_path / "m.eml"
     path.write_bytes(wrap(stream).replace(b"outer text", filler))
-    from smimecli.tnef import entities as converter
-
-    fixed.setattr(converter.secrets, "token_hex", lambda n: "0" * (2 * n))  # fixed boundary
+    fixed.setattr(
+        "smimecli.tnef.entities.secrets.token_hex", lambda n: "0" * (2 * n)
+    )  # fixed boundary
     one, calls = _encrypt(path, [Recipient(pki.alice.cert)], one_pass=True, monkeypatch=fixed)
     two, _ = _encrypt(path, [Recipient(pki.alice.cert)], one_pass=False, monkeypatch=fixed)
     assert calls == [None]  # started in one pass, met the TNEF part, rolled back
@@ -223,7 +223,7 @@ def test_compressed_input_is_not_sized_by_its_descriptor(
     fixed.setattr(one_pass_module, "THREADED_FROM", 64)
     out = io.BytesIO()
     with gzip.open(path, "rb") as src:
-        encrypt_module.encrypt_message(src, out, [Recipient(pki.alice.cert)])
+        encrypt_module.encrypt_message(cast(BinaryIO, src), out, [Recipient(pki.alice.cert)])
     assert _open(out.getvalue(), pki.alice).endswith(body)
 
 
@@ -247,7 +247,7 @@ def test_a_given_up_pass_does_not_repeat_warnings(
     path.write_bytes(HEADER + b"\n" + b"abc\n" * 10_000)
     recipient = Recipient(pki.alice.cert, key_transport="rsa-oaep", oaep_hash="sha1")
     calls: list[Any] = []
-    real = encrypt_module._encrypt_one_pass
+    real = one_pass_module._encrypt_one_pass
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         calls.append(real(*args, **kwargs))

@@ -12,15 +12,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from smimecli.certs.formats import CertEntry
 from smimecli.errors import ConfigError, DataError, RejectError, TempFailError
 from smimecli.rules.model import load_rules
 from smimecli.rules.plan import (
     Outcome,
+    Plan,
+    RecipientPlan,
     encrypt_with_rules,
     header_recipients,
     plan_recipients,
     run_rules_test,
 )
+from tests.conftest import Pki
 from tests.messages import message
 from tests.rulesfiles import policy_rule_text, policy_rules, rules_file
 
@@ -37,7 +41,7 @@ def cert_dir(folder: Path, name: str, *certs: x509.Certificate) -> Path:
 
 
 def odd_cert(
-    pki,
+    pki: Pki,
     email: str,
     *,
     eku_oid: x509.ObjectIdentifier | None = None,
@@ -82,14 +86,14 @@ def odd_cert(
     return builder.sign(pki.ca.key, hashes.SHA256())
 
 
-def one(plan, address):
+def one(plan: Plan, address: str) -> RecipientPlan:
     return next(r for r in plan.recipients if r.address == address)
 
 
 # --- certificate choice ---------------------------------------------------------------------
 
 
-def test_cer_source_match_any(tmp_path: Path, pki) -> None:
+def test_cer_source_match_any(tmp_path: Path, pki: Pki) -> None:
     rules = load_rules(
         rules_file(
             tmp_path,
@@ -109,7 +113,7 @@ match = "any"
     assert plan.cipher == "aes256" and plan.decision == "encrypt"
 
 
-def test_match_email_refuses_a_certificate_for_another_address(tmp_path: Path, pki) -> None:
+def test_match_email_refuses_a_certificate_for_another_address(tmp_path: Path, pki: Pki) -> None:
     rules = load_rules(
         rules_file(
             tmp_path,
@@ -128,7 +132,7 @@ source = {{ kind = "cer", path = "{pki.bob.cert_pem}" }}
     assert recipient.turned_down[0].thumbprint == pki.bob.thumbprint
 
 
-def test_longest_valid_wins(tmp_path: Path, pki) -> None:
+def test_longest_valid_wins(tmp_path: Path, pki: Pki) -> None:
     short = pki.ca.issue("Alice Short", "alice@example.com", days=100)
     long = pki.ca.issue("Alice Long", "alice@example.com", days=700)
     mid = pki.ca.issue("Alice Mid", "alice@example.com", days=400)
@@ -152,7 +156,7 @@ source = {{ kind = "dir", path = "{folder.name}" }}
 
 
 @pytest.mark.parametrize("flaw", ["expired", "not-yet-valid", "no-email-eku", "no-key-enc"])
-def test_unusable_certificate_never_chosen(tmp_path: Path, pki, flaw: str) -> None:
+def test_unusable_certificate_never_chosen(tmp_path: Path, pki: Pki, flaw: str) -> None:
     if flaw == "expired":
         bad = pki.ca.issue(
             "Old",
@@ -211,7 +215,7 @@ source = {{ kind = "dir", path = "{both.name}" }}
     assert any(reason in r for t in recipient.turned_down for r in t.reasons)
 
 
-def test_first_matching_rule_decides(tmp_path: Path, pki) -> None:
+def test_first_matching_rule_decides(tmp_path: Path, pki: Pki) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     rules = load_rules(
@@ -239,7 +243,7 @@ source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
     assert plan.decision == "pass"
 
 
-def test_duplicate_recipients_count_once(tmp_path: Path, pki) -> None:
+def test_duplicate_recipients_count_once(tmp_path: Path, pki: Pki) -> None:
     rules = load_rules(
         rules_file(
             tmp_path,
@@ -255,7 +259,7 @@ source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
     assert len(plan.recipients) == 1
 
 
-def test_cipher_of_first_rule_in_file_order_and_own_key_transport(tmp_path: Path, pki) -> None:
+def test_cipher_of_first_rule_in_file_order_and_own_key_transport(tmp_path: Path, pki: Pki) -> None:
     rules = load_rules(
         rules_file(
             tmp_path,
@@ -291,7 +295,7 @@ convert_tnef = true
     assert plan.cipher == "aes192"
 
 
-def test_ec_recipient_uses_ecdh(tmp_path: Path, pki) -> None:
+def test_ec_recipient_uses_ecdh(tmp_path: Path, pki: Pki) -> None:
     rules = load_rules(
         rules_file(
             tmp_path,
@@ -318,7 +322,7 @@ key_transport = "rsa-oaep"
         ("aes256", None),
     ],
 )
-def test_cipher_warnings(tmp_path: Path, pki, cipher: str, text: str | None) -> None:
+def test_cipher_warnings(tmp_path: Path, pki: Pki, cipher: str, text: str | None) -> None:
     rules = load_rules(
         rules_file(
             tmp_path,
@@ -338,7 +342,7 @@ cipher = "{cipher}"
         assert any(text in w for w in plan.warnings), plan.warnings
 
 
-def test_oaep_sha1_and_expiry_warnings(tmp_path: Path, pki) -> None:
+def test_oaep_sha1_and_expiry_warnings(tmp_path: Path, pki: Pki) -> None:
     soon = pki.ca.issue("Soon", "soon@example.com", days=10)
     rules = load_rules(
         rules_file(
@@ -359,7 +363,9 @@ oaep_hash = "sha1"
     assert any("SHA-1" in w for w in recipient.warnings)
 
 
-def test_match_any_source_with_several_certificates_needs_thumbprint(tmp_path: Path, pki) -> None:
+def test_match_any_source_with_several_certificates_needs_thumbprint(
+    tmp_path: Path, pki: Pki
+) -> None:
     folder = cert_dir(tmp_path, "certs", pki.alice.cert, pki.bob.cert)
     text = f"""
 [[rule]]
@@ -380,7 +386,9 @@ match = "any"
     assert recipient.thumbprint == pki.bob.thumbprint
 
 
-def test_pfx_source_with_chain_and_password(tmp_path: Path, pki, monkeypatch) -> None:
+def test_pfx_source_with_chain_and_password(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RULES_PFX_PW", "test-password")
     text = f"""
 [[rule]]
@@ -451,7 +459,7 @@ source = { kind = "dir", path = "empty" }
 # --- the store and require_trusted ----------------------------------------------------------
 
 
-def test_store_source_and_require_trusted(tmp_path: Path, pki) -> None:
+def test_store_source_and_require_trusted(tmp_path: Path, pki: Pki) -> None:
     from smimecli.certs.store import Store
 
     store_dir = tmp_path / "store"
@@ -482,7 +490,9 @@ source = { kind = "store", store = "other" }
     assert alice.outcome is Outcome.ENCRYPTED and alice.thumbprint == pki.alice.thumbprint
 
 
-def test_match_any_store_source_uses_the_thumbprint_index(tmp_path: Path, pki, monkeypatch) -> None:
+def test_match_any_store_source_uses_the_thumbprint_index(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from smimecli.certs.store import Store
 
     store_dir = tmp_path / "store"
@@ -505,7 +515,7 @@ match = "any"
         store_dir=store_dir,
     )
 
-    def listed(self: Store, store_name: str | None = None) -> list:
+    def listed(self: Store, store_name: str | None = None) -> list[CertEntry]:
         raise AssertionError("the whole store was listed")
 
     monkeypatch.setattr(Store, "certificates", listed)
@@ -555,7 +565,7 @@ def test_header_recipients() -> None:
     ]
 
 
-def _policy_rules(folder: Path, pki, policy: str) -> Path:
+def _policy_rules(folder: Path, pki: Pki, policy: str) -> Path:
     """Rule 'known' for alice@example.com, rule 'unknown' for nobody@example.com."""
     return policy_rules(folder, pki.alice.cert_pem, policy, known="known", unknown="unknown")
 
@@ -563,7 +573,9 @@ def _policy_rules(folder: Path, pki, policy: str) -> Path:
 @pytest.mark.parametrize(
     ("policy", "error"), [("reject", RejectError), ("tempfail", TempFailError)]
 )
-def test_reject_and_tempfail_write_nothing(tmp_path: Path, pki, policy: str, error: type) -> None:
+def test_reject_and_tempfail_write_nothing(
+    tmp_path: Path, pki: Pki, policy: str, error: type
+) -> None:
     path = _policy_rules(tmp_path, pki, policy)
     out = io.BytesIO()
     with pytest.raises(error) as info:
@@ -572,7 +584,7 @@ def test_reject_and_tempfail_write_nothing(tmp_path: Path, pki, policy: str, err
     assert "nobody@example.com" in str(info.value) and "'unknown'" in str(info.value)
 
 
-def test_reject_wins_over_tempfail(tmp_path: Path, pki) -> None:
+def test_reject_wins_over_tempfail(tmp_path: Path, pki: Pki) -> None:
     (tmp_path / "empty").mkdir()
     path = rules_file(
         tmp_path,
@@ -588,7 +600,7 @@ def test_reject_wins_over_tempfail(tmp_path: Path, pki) -> None:
         plan.raise_for_policy()
 
 
-def test_on_missing_cert_override(tmp_path: Path, pki) -> None:
+def test_on_missing_cert_override(tmp_path: Path, pki: Pki) -> None:
     path = _policy_rules(tmp_path, pki, "pass")
     rules = load_rules(path)
     assert plan_recipients(rules, ["nobody@example.com"]).decision == "pass"
@@ -600,7 +612,7 @@ def test_on_missing_cert_override(tmp_path: Path, pki) -> None:
 
 
 @pytest.mark.parametrize("crlf", [False, True])
-def test_pass_through_byte_for_byte(tmp_path: Path, pki, crlf: bool) -> None:
+def test_pass_through_byte_for_byte(tmp_path: Path, pki: Pki, crlf: bool) -> None:
     path = _policy_rules(tmp_path, pki, "pass")
     message = MESSAGE.replace(b"\n", b"\r\n") if crlf else MESSAGE
     out = io.BytesIO()
@@ -611,7 +623,7 @@ def test_pass_through_byte_for_byte(tmp_path: Path, pki, crlf: bool) -> None:
     assert out.getvalue() == message  # Bcc and all
 
 
-def test_already_encrypted_passes_whatever_the_policy(tmp_path: Path, pki) -> None:
+def test_already_encrypted_passes_whatever_the_policy(tmp_path: Path, pki: Pki) -> None:
     path = _policy_rules(tmp_path, pki, "reject")
     message = (
         b"To: nobody@example.com\nContent-Type: application/pkcs7-mime; "
@@ -624,7 +636,10 @@ def test_already_encrypted_passes_whatever_the_policy(tmp_path: Path, pki) -> No
 
 
 def test_encrypt_with_rules_reports_each_algorithm_warning_once(
-    tmp_path: Path, pki, caplog, capsys
+    tmp_path: Path,
+    pki: Pki,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = rules_file(
         tmp_path,
@@ -659,7 +674,7 @@ oaep_hash = "sha1"
     assert capsys.readouterr().err == ""
 
 
-def test_encrypt_with_rules_without_a_store_folder(tmp_path: Path, pki) -> None:
+def test_encrypt_with_rules_without_a_store_folder(tmp_path: Path, pki: Pki) -> None:
     path = rules_file(
         tmp_path,
         """
@@ -673,7 +688,9 @@ source = { kind = "store", store = "other" }
         encrypt_with_rules(io.BytesIO(MESSAGE), io.BytesIO(), path, ["alice@example.com"], None)
 
 
-def test_a_batch_worker_loads_rules_and_sources_once(tmp_path: Path, pki, monkeypatch) -> None:
+def test_a_batch_worker_loads_rules_and_sources_once(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from smimecli.certs import sources
     from smimecli.encrypt.batch import BatchSettings, _Worker
 
@@ -691,7 +708,7 @@ source = {{ kind = "dir", path = "{folder.name}" }}
     loads: list[Path] = []
     real_load = sources.DirSource._load
 
-    def counting_load(self: sources.DirSource) -> list:
+    def counting_load(self: sources.DirSource) -> list[CertEntry]:
         loads.append(self.path)
         return real_load(self)
 
@@ -709,7 +726,7 @@ source = {{ kind = "dir", path = "{folder.name}" }}
 # --- rules test (library) -------------------------------------------------------------------
 
 
-def test_rules_test_wildcards_use_source_addresses(tmp_path: Path, pki) -> None:
+def test_rules_test_wildcards_use_source_addresses(tmp_path: Path, pki: Pki) -> None:
     expired = pki.ca.issue(
         "Eve Old",
         "eve@example.com",
@@ -737,7 +754,7 @@ source = {{ kind = "dir", path = "{folder.name}" }}
     assert any("example address" in w for w in rule_report.warnings)
 
 
-def _shadowed_rules(pki) -> str:
+def _shadowed_rules(pki: Pki) -> str:
     """'all' (bob's certificate for *@example.com) before 'alice', which it shadows."""
     return f"""
 [[rule]]
@@ -752,7 +769,7 @@ source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
 """
 
 
-def test_rules_test_reports_shadowing(tmp_path: Path, pki) -> None:
+def test_rules_test_reports_shadowing(tmp_path: Path, pki: Pki) -> None:
     rules = load_rules(rules_file(tmp_path, _shadowed_rules(pki)))
     report = run_rules_test(rules, ["alice"])
     assert any("shadowed" in w and "'all'" in w for w in report.warnings)
@@ -761,7 +778,7 @@ def test_rules_test_reports_shadowing(tmp_path: Path, pki) -> None:
     assert any("never sees it" in w for w in alice.warnings)
 
 
-def test_rules_test_names_once_each_and_lists_tested_recipients(tmp_path: Path, pki) -> None:
+def test_rules_test_names_once_each_and_lists_tested_recipients(tmp_path: Path, pki: Pki) -> None:
     rules = load_rules(rules_file(tmp_path, _shadowed_rules(pki)))
     report = run_rules_test(rules, ["alice", "all", "alice"])
     assert [r.rule.name for r in report.reports] == ["alice", "all"]
@@ -777,7 +794,7 @@ def test_rules_test_names_once_each_and_lists_tested_recipients(tmp_path: Path, 
     assert not report.all_encrypted
 
 
-def test_rules_test_unknown_rule_name(tmp_path: Path, pki) -> None:
+def test_rules_test_unknown_rule_name(tmp_path: Path, pki: Pki) -> None:
     rules = load_rules(
         rules_file(
             tmp_path,
@@ -793,7 +810,7 @@ source = {{ kind = "cer", path = "{pki.alice.cert_pem}" }}
         run_rules_test(rules, ["bob"])
 
 
-def test_sst_source(tmp_path: Path, pki) -> None:
+def test_sst_source(tmp_path: Path, pki: Pki) -> None:
     from smimecli.certs.sst import write_sst
 
     der = serialization.Encoding.DER
@@ -838,7 +855,7 @@ SMIME_HEAD = b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; 
     ],
 )
 def test_a_claim_of_encryption_does_not_pass_a_reject_rule(
-    tmp_path: Path, pki, content_type: bytes
+    tmp_path: Path, pki: Pki, content_type: bytes
 ) -> None:
     path = _policy_rules(tmp_path, pki, "reject")
     message = b"To: nobody@example.com\nContent-Type: " + content_type + b"\n\nSecret plan.\n"
@@ -907,7 +924,7 @@ source = {{ kind = "cer", path = "{alice}" }}
 )
 @pytest.mark.parametrize("header_mode", [True, False])
 def test_addresses_match_as_the_mta_delivers_them(
-    tmp_path: Path, pki, address: str, header_mode: bool
+    tmp_path: Path, pki: Pki, address: str, header_mode: bool
 ) -> None:
     (tmp_path / "empty").mkdir()
     path = rules_file(tmp_path, PARTNER_RULES.format(alice=pki.alice.cert_pem))
@@ -919,7 +936,9 @@ def test_addresses_match_as_the_mta_delivers_them(
     assert out.getvalue() == b""
 
 
-def test_unmatched_recipients_are_named_in_a_warning(tmp_path: Path, pki, caplog) -> None:
+def test_unmatched_recipients_are_named_in_a_warning(
+    tmp_path: Path, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
     path = rules_file(
         tmp_path,
         f'[[rule]]\nname = "alice"\nrecipients = ["alice@example.com"]\n'
@@ -946,7 +965,7 @@ def test_unmatched_recipients_are_named_in_a_warning(tmp_path: Path, pki, caplog
     assert caplog.text == ""
 
 
-def test_an_address_longer_than_smtp_allows_is_bad_data(tmp_path: Path, pki) -> None:
+def test_an_address_longer_than_smtp_allows_is_bad_data(tmp_path: Path, pki: Pki) -> None:
     path = rules_file(
         tmp_path,
         "[[rule]]\nname='p'\nrecipients=['*@*.partner.example']\nsource={kind='dir', path='.'}\n",

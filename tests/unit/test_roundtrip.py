@@ -34,7 +34,9 @@ MESSAGE = (
 
 @pytest.mark.parametrize("cipher", sorted(CIPHERS))
 @pytest.mark.parametrize(("who", "options"), TRANSPORTS, ids=lambda v: str(v))
-def test_every_cipher_and_transport(pki: Any, cipher: str, who: str, options: dict) -> None:
+def test_every_cipher_and_transport(
+    pki: Any, cipher: str, who: str, options: dict[str, Any]
+) -> None:
     identity = getattr(pki, who)
     encrypted = io.BytesIO()
     encrypt_message(MESSAGE, encrypted, [Recipient(identity.cert, **options)], cipher=cipher)
@@ -60,13 +62,13 @@ def _parts(raw: bytes) -> list[tuple[str, bytes]]:
 
 
 _text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\x00"),
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\x00"),
     max_size=300,
 )
 
 
 @st.composite
-def messages(draw: Any) -> bytes:
+def messages(draw: st.DrawFn) -> bytes:
     newline = draw(st.sampled_from([b"\n", b"\r\n"]))
     head = [b"From: a@example.org", b"To: b@example.com", b"Subject: property"]
     kind = draw(st.sampled_from(["text", "8bit", "binary", "multipart"]))

@@ -203,9 +203,12 @@ source = { kind = "store" }
 """,
         )
     )
-    assert rules.first_match("BOSS@example.com").name == "exact"  # type: ignore[union-attr]
-    assert rules.first_match("clerk@example.com").name == "domain"  # type: ignore[union-attr]
-    assert rules.first_match("x@example.org").name == "late"  # type: ignore[union-attr]
+    boss, clerk, late = (
+        rules.first_match(a) for a in ("BOSS@example.com", "clerk@example.com", "x@example.org")
+    )
+    assert boss is not None and boss.name == "exact"
+    assert clerk is not None and clerk.name == "domain"
+    assert late is not None and late.name == "late"
     assert rules.first_match("x@example.net") is None
     shadowed = [
         (later.name, pattern, earlier.name)
@@ -489,7 +492,8 @@ def test_shadow_check_of_thousands_of_rules_is_fast(tmp_path: Path) -> None:
     started = time.monotonic()
     rules = load_rules(path)
     found = shadowed_patterns(rules)
-    assert rules.first_match("user1999@d199.example").name == "r1999"
+    match = rules.first_match("user1999@d199.example")
+    assert match is not None and match.name == "r1999"
     assert rules.first_match("nobody@nowhere.example") is None
     elapsed = time.monotonic() - started
     assert [

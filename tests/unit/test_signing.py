@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from typing import Any
 
 import pytest
 from asn1crypto import cms
@@ -29,12 +30,12 @@ MESSAGE = (
 )
 
 
-def _sign(pki: Pki, *, detached: bool = True, who: str = "alice", **kw: object) -> bytes:
+def _sign(pki: Pki, *, detached: bool = True, who: str = "alice", **kw: Any) -> bytes:
     ident = getattr(pki, who)
     out = io.BytesIO()
     sign_message(
         MESSAGE, out, cert=ident.cert, key=ident.key, options=SignOptions(detached=detached, **kw)
-    )  # type: ignore[arg-type]
+    )
     return out.getvalue()
 
 
@@ -149,7 +150,8 @@ def test_malformed_is_data_error(pki: Pki) -> None:
 
 def test_trust_good_expired_untrusted(pki: Pki) -> None:
     result = verify_message(_sign(pki))
-    trust = evaluate_trust(result.check.signer.signer, [pki.ca.cert])  # type: ignore[arg-type]
+    assert result.check.signer.signer is not None
+    trust = evaluate_trust(result.check.signer.signer, [pki.ca.cert])
     assert trust.trusted, trust.reasons
     assert trust.chain == [pki.alice.cert, pki.ca.cert]
     untrusted = evaluate_trust(pki.alice.cert, [])
@@ -221,12 +223,16 @@ def test_chain_through_an_included_intermediate(pki: Pki) -> None:
     middle is reported."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
     now = dt.datetime.now(dt.UTC)
 
     def cert(
-        name: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: object, ca: bool
+        name: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: x509.Name,
+        signer: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+        ca: bool,
     ) -> x509.Certificate:
         subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
         return (
@@ -238,7 +244,7 @@ def test_chain_through_an_included_intermediate(pki: Pki) -> None:
             .not_valid_before(now - dt.timedelta(hours=1))
             .not_valid_after(now + dt.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .sign(signer, hashes.SHA256())  # type: ignore[arg-type]
+            .sign(signer, hashes.SHA256())
         )
 
     mid_key, leaf_key = (

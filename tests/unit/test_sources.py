@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from smimecli.certs import sst
+from smimecli.certs.formats import CertEntry
 from smimecli.certs.sources import (
     CerSource,
     CertificateSource,
@@ -22,7 +24,7 @@ from tests.conftest import Pki
 from tests.pki import PASSWORD
 
 
-def _thumbs(entries: list) -> list[str]:  # type: ignore[type-arg]
+def _thumbs(entries: Sequence[CertEntry]) -> list[str]:
     return [e.thumbprint for e in entries]
 
 

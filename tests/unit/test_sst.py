@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -59,9 +60,9 @@ def test_crl_and_properties_are_skipped(pki: Pki) -> None:
     ],
     ids=["no-end-marker", "cut-in-element", "bad-magic", "length-past-end", "partial-marker"],
 )
-def test_hostile_files(pki: Pki, mutate: object, message: str) -> None:
+def test_hostile_files(pki: Pki, mutate: Callable[[bytes], bytes], message: str) -> None:
     data = sst.write_sst([(_der(pki)[0], "x")])
-    bad = mutate(data)  # type: ignore[operator]
+    bad = mutate(data)
     with pytest.raises(DataError, match=message):
         if message == "bad header":
             sst.read_sst(bad)

@@ -11,6 +11,7 @@ import pytest
 from asn1crypto import x509 as a_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from smimecli.certs.names import thumbprint
 from smimecli.certs.store import DB_NAME, SCHEMA_VERSION, Store
@@ -120,8 +121,8 @@ def test_unknown_store_name(store: Store, pki: Pki) -> None:
 def test_private_key_round_trip(store: Store, pki: Pki) -> None:
     store.add(pki.alice.cert, key=pki.alice.key)
     key = store.private_key(pki.alice.thumbprint)
-    assert key is not None
-    assert key.private_numbers() == pki.alice.key.private_numbers()  # type: ignore[union-attr]
+    assert isinstance(key, rsa.RSAPrivateKey)
+    assert key.private_numbers() == pki.alice.key.private_numbers()
     store.add(pki.bob.cert)
     assert store.private_key(pki.bob.thumbprint) is None
 

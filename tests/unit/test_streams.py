@@ -88,7 +88,7 @@ def test_write_behind_syncs_a_growing_file(tmp_path: Path, monkeypatch: pytest.M
         real(fd)
 
     monkeypatch.setattr(atomic._WriteBehind, "STEP", 1 << 16)
-    monkeypatch.setattr(atomic.os, "fdatasync", counting)
+    monkeypatch.setattr("smimecli.files.atomic.os.fdatasync", counting)
     target = tmp_path / "out.bin"
     with files.atomic_output(target) as handle:
         for _ in range(40):
@@ -107,7 +107,7 @@ def test_a_disk_error_in_the_write_behind_thread_fails_the_output(
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(atomic._WriteBehind, "STEP", 1)
-    monkeypatch.setattr(atomic.os, "fdatasync", broken)
+    monkeypatch.setattr("smimecli.files.atomic.os.fdatasync", broken)
     target = tmp_path / "out.bin"
     with (
         pytest.raises(IOFailedError, match="I/O error writing"),

@@ -9,6 +9,7 @@ import struct
 import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from compressed_rtf import compress
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from smimecli.tnef.reader import IID_IMESSAGE, TNEF_SIGNATURE, parse_tnef
 from smimecli.tnef.splice import contains_tnef, convert_message, looks_like_message
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Pki
 
 # --- a small TNEF writer (MS-OXTNEF 2.1.3) ----------------------------------------------------
 
@@ -138,7 +139,7 @@ def parse(data: bytes) -> EmailMessage:
 
 
 def leaves(message: EmailMessage) -> list[EmailMessage]:
-    return [part for part in message.walk() if not part.is_multipart()]  # type: ignore[misc]
+    return [part for part in message.walk() if not part.is_multipart()]
 
 
 def payload(part: EmailMessage) -> bytes:
@@ -268,7 +269,8 @@ def test_embedded_message_becomes_message_rfc822() -> None:
     assert result.converted == 1, result.warnings
     message = parse(result.data)
     rfc822 = next(p for p in message.walk() if p.get_content_type() == "message/rfc822")
-    inner_message = rfc822.get_payload()[0]
+    inner_message = rfc822.get_payload(0)
+    assert isinstance(inner_message, EmailMessage)
     assert inner_message["Subject"] == "Inner subject é"
     assert inner_message["From"] == "Carol <carol@example.com>"
     inner_leaves = [p for p in inner_message.walk() if not p.is_multipart()]
@@ -451,7 +453,7 @@ def test_mutated_tnef_never_crashes(edits: list[tuple[int, int]]) -> None:
     check_no_loss(bytes(stream))
 
 
-def test_encrypt_converts_an_octet_stream_winmail_dat(pki) -> None:
+def test_encrypt_converts_an_octet_stream_winmail_dat(pki: Pki) -> None:
     import io
 
     from smimecli.cms.envelope import Recipient
@@ -557,7 +559,7 @@ def test_embedded_transport_headers_cannot_hold_a_boundary_line() -> None:
 
 
 def _search(data: bytes, chunk: int) -> bool:
-    from smimecli.encrypt.message import _TnefSearch
+    from smimecli.encrypt.tnef_search import _TnefSearch
 
     searcher = _TnefSearch()
     found = False
@@ -586,7 +588,7 @@ def test_search_ignores_mere_mentions(chunk: int) -> None:
     assert not _search(body, chunk)
 
 
-def test_a_body_that_mentions_winmail_dat_is_streamed(pki, tmp_path) -> None:
+def test_a_body_that_mentions_winmail_dat_is_streamed(pki: Pki, tmp_path: Path) -> None:
     # The first pass saw "winmail.dat" anywhere and then read the whole message into
     # memory: a 100 MB body took 229 MiB instead of 47 MiB.
     import subprocess
@@ -600,12 +602,12 @@ def test_a_body_that_mentions_winmail_dat_is_streamed(pki, tmp_path) -> None:
         b"Content-Type: text/plain\r\n\r\n"
     )
     source = tmp_path / "in.eml"
-    with source.open("wb") as out:
-        out.write(head)
+    with source.open("wb") as handle:
+        handle.write(head)
         block = line * (1 << 14)
         for _ in range(size // len(block)):
-            out.write(block)
-        out.write(b"--XX--\r\n")
+            handle.write(block)
+        handle.write(b"--XX--\r\n")
     script = (
         "import sys\n"
         "from smimecli.cms.envelope import Recipient\n"

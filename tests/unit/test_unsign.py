@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
@@ -14,18 +16,20 @@ from smimecli.decrypt.inspect import inspect_message
 from smimecli.decrypt.message import decrypt_message
 from smimecli.decrypt.unsign import MAX_SIGNATURE_LAYERS, SignedOnlyError
 from smimecli.errors import AuthError, DataError
+from tests.conftest import Pki
+from tests.pki import Identity
 
 ENTITY = b"Content-Type: text/plain\r\n\r\nsecret text\r\n"
 OUTER = b"From: a@example.com\r\nTo: bob@example.com\r\nSubject: signed outside\r\n"
 
 
-def _envelope(cert) -> bytes:
+def _envelope(cert: x509.Certificate) -> bytes:
     """An S/MIME enveloped entity (headers and base64 body), CRLF."""
     builder = pkcs7.PKCS7EnvelopeBuilder().set_data(ENTITY).add_recipient(cert)
     return builder.encrypt(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.Binary])
 
 
-def _sign(entity: bytes, who, *, detached: bool) -> bytes:
+def _sign(entity: bytes, who: Identity, *, detached: bool) -> bytes:
     """Sign a MIME entity: multipart/signed (detached) or opaque signed-data, CRLF."""
     options = [pkcs7.PKCS7Options.Binary]
     if detached:
@@ -41,7 +45,9 @@ def _message(entity: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("detached", [True, False], ids=["multipart", "opaque"])
-def test_signed_outside_decrypts_and_notices(pki, caplog, capsys, detached) -> None:
+def test_signed_outside_decrypts_and_notices(
+    pki: Pki, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], detached: bool
+) -> None:
     msg = _message(_sign(_envelope(pki.bob.cert), pki.alice, detached=detached))
     out = io.BytesIO()
     with caplog.at_level(logging.DEBUG):
@@ -61,14 +67,14 @@ def test_signed_outside_decrypts_and_notices(pki, caplog, capsys, detached) -> N
     assert ("Subject", "signed outside") in report.headers
 
 
-def test_lf_message_keeps_lf(pki) -> None:
+def test_lf_message_keeps_lf(pki: Pki) -> None:
     msg = _message(_sign(_envelope(pki.bob.cert), pki.alice, detached=True))
     out = io.BytesIO()
     decrypt_message(io.BytesIO(msg.replace(b"\r\n", b"\n")), out, pki.bob.key)
     assert out.getvalue() == (OUTER + ENTITY).replace(b"\r\n", b"\n")
 
 
-def test_nested_layers_are_unwrapped(pki) -> None:
+def test_nested_layers_are_unwrapped(pki: Pki) -> None:
     entity = _envelope(pki.bob.cert)
     for number in range(MAX_SIGNATURE_LAYERS):
         entity = _sign(entity, pki.alice if number % 2 else pki.carol_ec, detached=number % 3 == 0)
@@ -83,7 +89,7 @@ def test_nested_layers_are_unwrapped(pki) -> None:
     assert inspect_message(io.BytesIO(msg)).signature_layers == MAX_SIGNATURE_LAYERS
 
 
-def test_nesting_deeper_than_the_limit_is_refused(pki) -> None:
+def test_nesting_deeper_than_the_limit_is_refused(pki: Pki) -> None:
     entity = _envelope(pki.bob.cert)
     for _ in range(MAX_SIGNATURE_LAYERS + 1):
         entity = _sign(entity, pki.alice, detached=False)
@@ -92,7 +98,7 @@ def test_nesting_deeper_than_the_limit_is_refused(pki) -> None:
 
 
 @pytest.mark.parametrize("detached", [True, False], ids=["multipart", "opaque"])
-def test_signed_only_is_an_error(pki, detached) -> None:
+def test_signed_only_is_an_error(pki: Pki, detached: bool) -> None:
     msg = _message(_sign(ENTITY, pki.alice, detached=detached))
     out = io.BytesIO()
     with pytest.raises(SignedOnlyError, match="is signed but not encrypted") as caught:
@@ -107,7 +113,7 @@ def test_signed_only_is_an_error(pki, detached) -> None:
     )
 
 
-def test_wrong_key_inside_a_signature_is_still_auth_error(pki) -> None:
+def test_wrong_key_inside_a_signature_is_still_auth_error(pki: Pki) -> None:
     msg = _message(_sign(_envelope(pki.bob.cert), pki.alice, detached=True))
     with pytest.raises(AuthError):
         decrypt_message(io.BytesIO(msg), io.BytesIO(), pki.alice.key, pki.alice.cert)
@@ -130,14 +136,14 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("body", BROKEN.values(), ids=BROKEN.keys())
-def test_broken_multipart_signed_is_data_error(pki, body) -> None:
+def test_broken_multipart_signed_is_data_error(pki: Pki, body: bytes) -> None:
     out = io.BytesIO()
     with pytest.raises(DataError):
         decrypt_message(io.BytesIO(OUTER + body), out, pki.bob.key)
     assert out.getvalue() == b""
 
 
-def test_detached_signed_data_without_content_is_data_error(pki) -> None:
+def test_detached_signed_data_without_content_is_data_error(pki: Pki) -> None:
     der = (
         pkcs7.PKCS7SignatureBuilder()
         .set_data(b"x")
@@ -149,7 +155,7 @@ def test_detached_signed_data_without_content_is_data_error(pki) -> None:
 
 
 @pytest.mark.parametrize("block", [1, 3, 7, 64])
-def test_first_part_across_small_blocks(monkeypatch, block) -> None:
+def test_first_part_across_small_blocks(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
     # Boundaries split across reads, a longer boundary that starts with ours, CRLF before
     # the delimiter belonging to the delimiter (RFC 2046 5.1.1).
     monkeypatch.setattr(unsign, "_BLOCK", block)
@@ -164,7 +170,7 @@ def test_first_part_across_small_blocks(monkeypatch, block) -> None:
     assert stream.read(3) == b"\r\nl"
 
 
-def test_signer_is_someone_when_not_named(pki) -> None:
+def test_signer_is_someone_when_not_named(pki: Pki) -> None:
     body = b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b\r\n\r\nnot a signature\r\n--b--\r\n"
     stream, layer = unsign.multipart_signed_content("b", io.BytesIO(body), "test")
     assert stream.read(1) == b"C"
@@ -172,7 +178,7 @@ def test_signer_is_someone_when_not_named(pki) -> None:
 
 
 @pytest.mark.parametrize("where", ["preamble", "signed part"])
-def test_unterminated_boundary_line_is_streamed(tmp_path, where: str) -> None:
+def test_unterminated_boundary_line_is_streamed(tmp_path: Path, where: str) -> None:
     # "--b" followed by a line that never ends kept the whole rest of the body in memory
     # and scanned it again for every block read: 128 MB took 293 MiB, 256 MB 23 s.
     import time
@@ -209,7 +215,9 @@ def test_unterminated_boundary_line_is_streamed(tmp_path, where: str) -> None:
 
 
 @pytest.mark.parametrize("block", [1, 5, 64])
-def test_delimiter_padding_and_close_across_blocks(monkeypatch, block) -> None:
+def test_delimiter_padding_and_close_across_blocks(
+    monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
     monkeypatch.setattr(unsign, "_BLOCK", block)
     body = b"--b\r\nA\r\n--b-- \t \r\nsig\r\n"
     with pytest.raises(DataError, match="no signed part"):
@@ -219,7 +227,9 @@ def test_delimiter_padding_and_close_across_blocks(monkeypatch, block) -> None:
     assert stream.read() == b"A\r\n--b-x\r\n--b" + b" " * 2000 + b"\r\nB"
 
 
-def test_the_python_api_decrypt_example_runs(pki, tmp_path, monkeypatch, capsys) -> None:
+def test_the_python_api_decrypt_example_runs(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import re
     from pathlib import Path
 
@@ -241,7 +251,7 @@ def test_the_python_api_decrypt_example_runs(pki, tmp_path, monkeypatch, capsys)
 
 
 def test_decrypt_and_inspect_judge_the_outer_signature_quietly(
-    pki, tmp_path, caplog, capsys
+    pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from smimecli.cms import spool
     from smimecli.decrypt.signatures import Recorder, decrypt_and_judge, inspect_and_judge
