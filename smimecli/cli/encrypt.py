@@ -391,7 +391,7 @@ def _batch_settings(
     from smimecli.encrypt import batch
 
     if isinstance(request.rules, Path):
-        from smimecli.rules.model import load_rules
+        from smimecli.rules.load import load_rules
 
         load_rules(request.rules, store_dir=request.store_dir)
         return batch.BatchSettings(

@@ -12,7 +12,8 @@ from smimecli.cli.common import JsonOpt, console, emit_json, state
 from smimecli.text import printable
 
 if TYPE_CHECKING:
-    from smimecli.rules.plan import RecipientPlan, RulesTestReport
+    from smimecli.rules.decision import RecipientPlan
+    from smimecli.rules.dryrun import RulesTestReport
 
 app = typer.Typer(
     help="Check recipient rules files and try them on a virtual message.",
@@ -40,7 +41,8 @@ def check(*, rules: RulesOpt, json: JsonOpt = False) -> None:
     """
     import logging
 
-    from smimecli.rules.model import load_rules, shadow_warning, shadowed_patterns
+    from smimecli.rules.check import shadow_warning, shadowed_patterns
+    from smimecli.rules.load import load_rules
 
     ruleset = load_rules(rules, store_dir=state().store_dir())
     ruleset.open_all()
@@ -94,8 +96,9 @@ def rules_test(
     unencrypted or be rejected, 78 for a configuration error.
     """
     from smimecli.errors import RejectError, UsageError
-    from smimecli.rules.model import load_rules
-    from smimecli.rules.plan import Outcome, run_rules_test
+    from smimecli.rules.decision import Outcome
+    from smimecli.rules.dryrun import run_rules_test
+    from smimecli.rules.load import load_rules
 
     if not names and not all_rules:
         raise UsageError("name the rules to test, or give --all (see 'rules test --help')")
@@ -160,7 +163,8 @@ def _algorithms(recipient: RecipientPlan, cipher: str | None) -> str:
 
 
 def _print_plain(report: RulesTestReport) -> None:
-    from smimecli.rules.plan import TEST_SENDER, Outcome
+    from smimecli.rules.decision import Outcome
+    from smimecli.rules.dryrun import TEST_SENDER
 
     out: list[str] = [f"rules file: {report.rules.path}", f"sender: {TEST_SENDER}"]
     out.extend(f"warning: {w}" for w in report.warnings)
@@ -199,7 +203,7 @@ def _print_rich(report: RulesTestReport) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from smimecli.rules.plan import TEST_SENDER
+    from smimecli.rules.dryrun import TEST_SENDER
 
     term: Any = console()
     term.print(Text(printable(f"rules file: {report.rules.path}  sender: {TEST_SENDER}")))

@@ -325,7 +325,7 @@ class _Worker:
         recipients: list[Any] = []
         rules: Any = None
         if settings.rules is not None:
-            from smimecli.rules.model import load_rules
+            from smimecli.rules.load import load_rules
 
             rules = load_rules(settings.rules, store_dir=settings.store_dir)
         else:

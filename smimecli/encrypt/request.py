@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from smimecli.cms.recipients import Recipient
     from smimecli.encrypt.message import EncryptOutcome
     from smimecli.mime import HeaderBlock, LineReader
+    from smimecli.rules.decision import Plan
     from smimecli.rules.model import RuleSet
-    from smimecli.rules.plan import Plan
     from smimecli.sign.signers import Signer
 
 __all__ = ["EncryptRequest", "Outcome", "encrypt_one", "encrypt_planned", "plan_signer"]
@@ -178,7 +178,8 @@ def encrypt_one(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> Outcom
 
 def _by_rules(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> Outcome:
     from smimecli import mime
-    from smimecli.rules.plan import header_recipients, plan_recipients
+    from smimecli.rules.message import header_recipients
+    from smimecli.rules.plan import plan_recipients
 
     headers, rest = mime.read_header_block(src)
     envelope = request.envelope_recipients
@@ -198,8 +199,9 @@ def _by_rules(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> Outcome:
 
 
 def _already_encrypted(addresses: Sequence[str]) -> Outcome:
-    from smimecli.rules.plan import Outcome as Decision
-    from smimecli.rules.plan import Plan, RecipientPlan, unique_addresses
+    from smimecli.rules.decision import Outcome as Decision
+    from smimecli.rules.decision import Plan, RecipientPlan
+    from smimecli.rules.plan import unique_addresses
 
     plan = Plan(
         [
@@ -215,15 +217,15 @@ def _rule_set(request: EncryptRequest) -> RuleSet:
     if not isinstance(request.rules, Path | str):
         assert request.rules is not None
         return request.rules
-    from smimecli.rules.model import load_rules
+    from smimecli.rules.load import load_rules
 
     return load_rules(Path(request.rules), store_dir=request.store_dir)
 
 
 def plan_signer(rules: RuleSet, plan: Plan, headers: HeaderBlock) -> Signer | None:
     """The signer the rules choose for this message (see
-    :func:`smimecli.rules.plan.choose_signer`), loaded from the store; None: unsigned."""
-    from smimecli.rules.plan import choose_signer
+    :func:`smimecli.rules.message.choose_signer`), loaded from the store; None: unsigned."""
+    from smimecli.rules.message import choose_signer
 
     signing = choose_signer(rules, plan, headers)
     return None if signing is None else rules.load_signer(*signing)

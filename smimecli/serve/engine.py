@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from smimecli.mime import HeaderBlock, LineReader
+    from smimecli.rules.decision import Plan, RecipientPlan
     from smimecli.rules.model import RuleSet
-    from smimecli.rules.plan import Plan, RecipientPlan
 
 ENCRYPT = "encrypt"
 PASS = "pass"
@@ -140,7 +140,7 @@ class Engine:
     @classmethod
     def load(cls, rules_path: Path, store_dir: Path | None) -> Engine:
         """Load and check a rules file and open every source (ConfigError when bad)."""
-        from smimecli.rules.model import load_rules
+        from smimecli.rules.load import load_rules
 
         rules = load_rules(rules_path, store_dir=store_dir)
         with captured([]):

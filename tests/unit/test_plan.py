@@ -13,14 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from smimecli.errors import ConfigError, DataError, RejectError, TempFailError
-from smimecli.rules.model import load_rules
-from smimecli.rules.plan import (
-    Outcome,
-    encrypt_with_rules,
-    header_recipients,
-    plan_recipients,
-    run_rules_test,
-)
+from smimecli.rules.decision import Outcome
+from smimecli.rules.dryrun import run_rules_test
+from smimecli.rules.load import load_rules
+from smimecli.rules.message import encrypt_with_rules, header_recipients
+from smimecli.rules.plan import plan_recipients
 from tests.messages import message
 from tests.rulesfiles import policy_rule_text, policy_rules, rules_file
 
