@@ -126,52 +126,77 @@ def run_rules_test(
     # repeated names and keeps the order.
     tested = list(dict.fromkeys(rules.rules if all_rules else [rules.rule_named(n) for n in names]))
     rules.open_all()
-    report = RulesTestReport(rules, [])
+    report = RulesTestReport(rules, [], _shadow_warnings(rules, tested))
+    for rule in tested:
+        report.reports.append(_test_rule(rules, rule, recipients, at))
+    if recipients and all_rules:
+        _add_unmatched(report, recipients, at)
+    return report
+
+
+def _shadow_warnings(rules: RuleSet, tested: Sequence[Rule]) -> list[str]:
+    """A warning for each pattern of a tested rule that an earlier rule always catches."""
+    warnings = []
     for later, pattern, earlier, cover in shadowed_patterns(rules):
         if later in tested:
             where = f"rule {later.name!r}"
-            report.warnings.append(
+            warnings.append(
                 f"{shadow_warning(where, pattern, earlier, cover)}; no address reaches it"
             )
-    for rule in tested:
-        notes: list[str] = []
-        if recipients:
-            addresses = [a for a in recipients if rule.matches(a)]
-            if not addresses:
-                notes.append(f"none of the --recipient addresses matches rule {rule.name!r}")
-        else:
-            addresses = list(rule.exact)
-            for pattern in rule.wildcards:
-                found = source_addresses(rules, rule, pattern, at)
-                if not found:
-                    example = example_address(pattern)
-                    notes.append(
-                        f"{rule.source.describe()} has no usable certificate matching "
-                        f"{pattern!r}; testing the example address {example}"
-                    )
-                    found = [example]
-                addresses.extend(found)
-        plan = plan_recipients(rules, addresses, at=at)
-        for recipient in plan.recipients:
-            if recipient.rule is not None and recipient.rule is not rule:
-                text = (
-                    f"{recipient.address} matches the earlier rule {recipient.rule.name!r} "
-                    f"first: rule {rule.name!r} never sees it"
-                )
-                recipient.notices.append(Notice("earlier-rule", text, recipient.address))
-        if plan.encrypted:
-            _encrypt_in_memory(plan, addresses)
-        report.reports.append(RuleReport(rule, plan, notes))
-    if recipients and all_rules:
-        unmatched = [a for a in recipients if rules.first_match(a) is None]
-        if unmatched:
-            plan = plan_recipients(rules, unmatched, at=at)
-            plan.notices.clear()  # the same "no rule matches" as the report's warning
-            report.warnings.append(
-                f"no rule matches {', '.join(unmatched)}: sent without encryption"
+    return warnings
+
+
+def _test_rule(
+    rules: RuleSet, rule: Rule, recipients: Sequence[str], at: dt.datetime
+) -> RuleReport:
+    """One rule's virtual message: planned with the whole rule set, encrypted in memory."""
+    addresses, notes = _test_addresses(rules, rule, recipients, at)
+    plan = plan_recipients(rules, addresses, at=at)
+    for recipient in plan.recipients:
+        if recipient.rule is not None and recipient.rule is not rule:
+            text = (
+                f"{recipient.address} matches the earlier rule {recipient.rule.name!r} "
+                f"first: rule {rule.name!r} never sees it"
             )
-            report.reports.append(RuleReport(_NO_RULE, plan, []))
-    return report
+            recipient.notices.append(Notice("earlier-rule", text, recipient.address))
+    if plan.encrypted:
+        _encrypt_in_memory(plan, addresses)
+    return RuleReport(rule, plan, notes)
+
+
+def _test_addresses(
+    rules: RuleSet, rule: Rule, recipients: Sequence[str], at: dt.datetime
+) -> tuple[list[str], list[str]]:
+    """The addresses a rule is tested with, and notes on how they were found."""
+    notes: list[str] = []
+    if recipients:
+        addresses = [a for a in recipients if rule.matches(a)]
+        if not addresses:
+            notes.append(f"none of the --recipient addresses matches rule {rule.name!r}")
+        return addresses, notes
+    addresses = list(rule.exact)
+    for pattern in rule.wildcards:
+        found = source_addresses(rules, rule, pattern, at)
+        if not found:
+            example = example_address(pattern)
+            notes.append(
+                f"{rule.source.describe()} has no usable certificate matching "
+                f"{pattern!r}; testing the example address {example}"
+            )
+            found = [example]
+        addresses.extend(found)
+    return addresses, notes
+
+
+def _add_unmatched(report: RulesTestReport, recipients: Sequence[str], at: dt.datetime) -> None:
+    """``--all --recipient``: the addresses no rule matches, as one more report."""
+    rules = report.rules
+    unmatched = [a for a in recipients if rules.first_match(a) is None]
+    if unmatched:
+        plan = plan_recipients(rules, unmatched, at=at)
+        plan.notices.clear()  # the same "no rule matches" as the report's warning
+        report.warnings.append(f"no rule matches {', '.join(unmatched)}: sent without encryption")
+        report.reports.append(RuleReport(_NO_RULE, plan, []))
 
 
 def _encrypt_in_memory(plan: Plan, addresses: Sequence[str]) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from smimecli.errors import ConfigError, several
+from smimecli.rules.lines import Locator
 from smimecli.rules.model import (
     AUTO_CIPHER,
     BUILTIN_DEFAULTS,
@@ -38,57 +39,13 @@ _SIGN_KEYS = ("signer",)
 _SIGNER_KEYS = ("senders", "signer")
 _SOURCE_KEYS = ("kind", "store", "path", "password_env", "password_file", "thumbprint")
 _BOOL_KEYS = ("convert_tnef", "require_trusted")
+# where(key): the "rule 'NAME', key 'KEY'" label and the key's line, for fail().
+_Where = Callable[[str], tuple[str, int | None]]
 
 
 def normalize_thumbprint(value: str) -> str:
     """Upper-case hex without separators (Windows shows ``a1 b2 ...`` or ``A1:B2...``)."""
     return re.sub(r"[\s:]", "", value).upper()
-
-
-class _Locator:
-    """Line numbers of ``[[rule]]`` headers and keys, for error messages.
-
-    tomllib reports lines only for syntax errors; for semantic errors a light scan of the
-    text finds the Nth ``[[rule]]`` header and a key line within its block.
-    """
-
-    _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\"' -]+?)\s*\]\]?\s*(#.*)?$")
-
-    def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
-        self.rule_lines: list[int] = []
-        self.signer_lines: list[int] = []
-        self.defaults_line: int | None = None
-        self.headers: list[int] = []
-        for number, line in enumerate(self.lines, start=1):
-            found = self._HEADER.match(line)
-            if not found:
-                continue
-            self.headers.append(number)
-            name = found.group(1).strip().strip("\"'")
-            if line.lstrip().startswith("[[") and name == "rule":
-                self.rule_lines.append(number)
-            elif line.lstrip().startswith("[[") and name == "signer":
-                self.signer_lines.append(number)
-            elif name == "defaults":
-                self.defaults_line = number
-
-    def rule_line(self, index: int) -> int | None:
-        return self.rule_lines[index] if index < len(self.rule_lines) else None
-
-    def signer_line(self, index: int) -> int | None:
-        return self.signer_lines[index] if index < len(self.signer_lines) else None
-
-    def key_line(self, start: int | None, key: str) -> int | None:
-        if start is None:
-            return None
-        later = [h for h in self.headers if h > start]
-        end = later[0] if later else len(self.lines) + 1
-        pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
-        for number in range(start + 1, end):
-            if pattern.match(self.lines[number - 1]):
-                return number
-        return start
 
 
 def load_rules(path: str | Path, *, store_dir: Path | None = None) -> RuleSet:
@@ -127,7 +84,7 @@ class _Validator:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.base = path.parent
-        self.locator = _Locator(text)
+        self.locator = Locator(text)
         self.ciphers: tuple[str, ...] | None = None
         self.problems: list[ConfigError] = []
         self.signers: list[SenderSigner] = []
@@ -226,16 +183,7 @@ class _Validator:
         def where(key: str) -> tuple[str, int | None]:
             return f"{label}, key {key!r}", self.locator.key_line(line, key.split(".")[0])
 
-        for key in raw:
-            if key not in _RULE_KEYS:
-                self.problems.append(
-                    self.fail(*where(key), f"unknown key (allowed: {', '.join(_RULE_KEYS)})")
-                )
-        missing = [key for key in ("name", "recipients", "source") if key not in raw]
-        for key in missing[:-1]:
-            self.problems.append(self.fail(label, line, f"missing key {key!r}"))
-        if missing:
-            raise self.fail(label, line, f"missing key {missing[-1]!r}")
+        self._rule_keys(raw, label, line, where)
         try:  # checked first, so that a problem below does not hide one of the source
             source: SourceSpec | None = self.source(raw["source"], label, line)
         except ConfigError as exc:
@@ -243,34 +191,8 @@ class _Validator:
             source = None
         if not isinstance(name, str) or not name.strip():
             raise self.fail(*where("name"), "must be a non-empty string")
-        recipients = raw["recipients"]
-        if isinstance(recipients, str):
-            raise self.fail(*where("recipients"), f'must be a list: recipients = ["{recipients}"]')
-        if not isinstance(recipients, list) or not recipients:
-            raise self.fail(*where("recipients"), "must be a non-empty list of address patterns")
-        for pattern in recipients:
-            if not isinstance(pattern, str) or not pattern:
-                raise self.fail(*where("recipients"), f"{pattern!r} is not an address pattern")
-            if any(c.isspace() for c in pattern) or "," in pattern:
-                raise self.fail(
-                    *where("recipients"),
-                    f"{pattern!r}: one address pattern per string, without spaces or commas",
-                )
-        settings = dict(defaults)
-        for key in _SETTING_KEYS:
-            if key in raw:
-                try:
-                    settings[key] = self.setting(key, raw[key], *where(key))
-                except ConfigError as exc:
-                    self.problems.append(exc)
-        if settings["match"] == "any":
-            wild = [p for p in recipients if is_wildcard(p)]
-            if wild:
-                raise self.fail(
-                    *where("match"),
-                    f'match = "any" with the wildcard pattern {wild[0]!r}: one certificate '
-                    'cannot serve many addresses (use match = "email" or exact addresses)',
-                )
+        recipients = self._recipients(raw["recipients"], where)
+        settings = self._settings(raw, defaults, recipients, where)
         sign = None
         if "sign" in raw:
             try:
@@ -295,6 +217,62 @@ class _Validator:
             _regexes=tuple(pattern_regex(normalize_address(p)) for p in recipients),
             sign=sign,
         )
+
+    def _rule_keys(
+        self, raw: Mapping[str, Any], label: str, line: int | None, where: _Where
+    ) -> None:
+        """Unknown keys (each a problem) and missing ones (the last raised)."""
+        for key in raw:
+            if key not in _RULE_KEYS:
+                self.problems.append(
+                    self.fail(*where(key), f"unknown key (allowed: {', '.join(_RULE_KEYS)})")
+                )
+        missing = [key for key in ("name", "recipients", "source") if key not in raw]
+        for key in missing[:-1]:
+            self.problems.append(self.fail(label, line, f"missing key {key!r}"))
+        if missing:
+            raise self.fail(label, line, f"missing key {missing[-1]!r}")
+
+    def _recipients(self, recipients: Any, where: _Where) -> list[str]:
+        """A rule's ``recipients``: a non-empty list of address patterns."""
+        if isinstance(recipients, str):
+            raise self.fail(*where("recipients"), f'must be a list: recipients = ["{recipients}"]')
+        if not isinstance(recipients, list) or not recipients:
+            raise self.fail(*where("recipients"), "must be a non-empty list of address patterns")
+        for pattern in recipients:
+            if not isinstance(pattern, str) or not pattern:
+                raise self.fail(*where("recipients"), f"{pattern!r} is not an address pattern")
+            if any(c.isspace() for c in pattern) or "," in pattern:
+                raise self.fail(
+                    *where("recipients"),
+                    f"{pattern!r}: one address pattern per string, without spaces or commas",
+                )
+        return recipients
+
+    def _settings(
+        self,
+        raw: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+        recipients: Sequence[str],
+        where: _Where,
+    ) -> dict[str, Any]:
+        """A rule's settings over the defaults (each bad value a problem)."""
+        settings = dict(defaults)
+        for key in _SETTING_KEYS:
+            if key in raw:
+                try:
+                    settings[key] = self.setting(key, raw[key], *where(key))
+                except ConfigError as exc:
+                    self.problems.append(exc)
+        if settings["match"] == "any":
+            wild = [p for p in recipients if is_wildcard(p)]
+            if wild:
+                raise self.fail(
+                    *where("match"),
+                    f'match = "any" with the wildcard pattern {wild[0]!r}: one certificate '
+                    'cannot serve many addresses (use match = "email" or exact addresses)',
+                )
+        return settings
 
     def sign(self, value: Any, where: str, line: int | None) -> str:
         """A rule's ``sign = { signer = "SELECTOR" }``: the selector."""

@@ -55,11 +55,38 @@ def choose_certificate(
         (the chosen source entry or None, the certificates turned down with their reasons,
         a one-line reason: why this certificate, or why none).
     """
-    from smimecli.certs.formats import is_ca
-    from smimecli.certs.names import display_name
-    from smimecli.certs.usable import best, problems
+    from smimecli.certs.usable import best
 
     at = _now(at)
+    spec = rule.source
+    candidates = _candidates(rules, rule, address)
+    if not candidates:
+        if spec.thumbprint:
+            return None, [], f"{spec.describe()} holds no certificate {spec.thumbprint}"
+        where = spec.describe()
+        return None, [], f"no certificate for {address} in {where}"
+    usable, turned_down = _sort_candidates(rules, rule, address, candidates, at)
+    if not usable:
+        detail = "; ".join(f"{t.thumbprint[:8]} {', '.join(t.reasons)}" for t in turned_down)
+        return None, turned_down, f"no usable certificate in {spec.describe()} ({detail})"
+    chosen = best(usable)
+    for entry in usable:
+        if entry is chosen:
+            continue
+        turned_down.append(_turndown(entry, ("usable, but another certificate is valid longer",)))
+    if len(usable) > 1:
+        how = f"valid the longest of {len(usable)} usable certificates in"
+    elif rule.match == "any":
+        how = "the certificate of"
+    else:
+        how = "the usable certificate naming it in"
+    return chosen, turned_down, f"{how} {spec.describe()}"
+
+
+def _candidates(rules: RuleSet, rule: Rule, address: str) -> list[Any]:
+    """The source entries that may serve ``address`` (those of the source's thumbprint)."""
+    from smimecli.certs.formats import is_ca
+
     source = rules.source(rule)
     spec = rule.source
     if rule.match == "any":
@@ -76,11 +103,15 @@ def choose_certificate(
             candidates = [e for e in source.certificates() if not is_ca(e.cert)]
     if spec.thumbprint:
         candidates = [e for e in candidates if e.thumbprint.startswith(spec.thumbprint)]
-    if not candidates:
-        if spec.thumbprint:
-            return None, [], f"{spec.describe()} holds no certificate {spec.thumbprint}"
-        where = spec.describe()
-        return None, [], f"no certificate for {address} in {where}"
+    return candidates
+
+
+def _sort_candidates(
+    rules: RuleSet, rule: Rule, address: str, candidates: Sequence[Any], at: dt.datetime
+) -> tuple[list[Any], list[Turndown]]:
+    """The usable candidates, and the others with their reasons (each certificate once)."""
+    from smimecli.certs.usable import problems
+
     roots, intermediates = rules.trust() if rule.require_trusted else ([], [])
     usable: list[Any] = []
     turned_down: list[Turndown] = []
@@ -99,38 +130,21 @@ def choose_certificate(
             require_trusted=rule.require_trusted,
         )
         if reasons:
-            turned_down.append(
-                Turndown(
-                    subject=display_name(entry.cert.subject),
-                    thumbprint=print_,
-                    not_after=entry.cert.not_valid_after_utc,
-                    reasons=tuple(reasons),
-                )
-            )
+            turned_down.append(_turndown(entry, tuple(reasons)))
         else:
             usable.append(entry)
-    if not usable:
-        detail = "; ".join(f"{t.thumbprint[:8]} {', '.join(t.reasons)}" for t in turned_down)
-        return None, turned_down, f"no usable certificate in {spec.describe()} ({detail})"
-    chosen = best(usable)
-    for entry in usable:
-        if entry is chosen:
-            continue
-        turned_down.append(
-            Turndown(
-                subject=display_name(entry.cert.subject),
-                thumbprint=entry.thumbprint,
-                not_after=entry.cert.not_valid_after_utc,
-                reasons=("usable, but another certificate is valid longer",),
-            )
-        )
-    if len(usable) > 1:
-        how = f"valid the longest of {len(usable)} usable certificates in"
-    elif rule.match == "any":
-        how = "the certificate of"
-    else:
-        how = "the usable certificate naming it in"
-    return chosen, turned_down, f"{how} {spec.describe()}"
+    return usable, turned_down
+
+
+def _turndown(entry: Any, reasons: tuple[str, ...]) -> Turndown:
+    from smimecli.certs.names import display_name
+
+    return Turndown(
+        subject=display_name(entry.cert.subject),
+        thumbprint=entry.thumbprint,
+        not_after=entry.cert.not_valid_after_utc,
+        reasons=reasons,
+    )
 
 
 def _store_by_thumbprint(rules: RuleSet, spec: SourceSpec) -> list[Any]:
