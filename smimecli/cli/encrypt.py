@@ -282,6 +282,7 @@ def encrypt(
         convert_tnef=convert_tnef,
         on_missing_cert=on_missing_cert.value if on_missing_cert is not None else None,
         signer=signer,
+        store_passphrase=state().store_passphrase if rules is not None else None,
     )
     given = list(inputs or [])
     if done_dir is not None and out_dir is None:
@@ -393,10 +394,15 @@ def _batch_settings(
     if isinstance(request.rules, Path):
         from smimecli.rules.load import load_rules
 
-        load_rules(request.rules, store_dir=request.store_dir)
+        load_rules(
+            request.rules,
+            store_dir=request.store_dir,
+            store_passphrase=request.store_passphrase,
+        )
         return batch.BatchSettings(
             rules=request.rules,
             store_dir=request.store_dir,
+            store_passphrase=request.store_passphrase,
             envelope_recipients=request.envelope_recipients,
             on_missing_cert=request.on_missing_cert,
             done_dir=done_dir,

@@ -44,7 +44,9 @@ def check(*, rules: RulesOpt, json: JsonOpt = False) -> None:
     from smimecli.rules.check import shadow_warning, shadowed_patterns
     from smimecli.rules.load import load_rules
 
-    ruleset = load_rules(rules, store_dir=state().store_dir())
+    ruleset = load_rules(
+        rules, store_dir=state().store_dir(), store_passphrase=state().store_passphrase
+    )
     ruleset.open_all()
     log = logging.getLogger("smimecli")
     warnings = []
@@ -104,7 +106,9 @@ def rules_test(
         raise UsageError("name the rules to test, or give --all (see 'rules test --help')")
     if names and all_rules:
         raise UsageError("give rule names or --all, not both")
-    ruleset = load_rules(rules, store_dir=state().store_dir())
+    ruleset = load_rules(
+        rules, store_dir=state().store_dir(), store_passphrase=state().store_passphrase
+    )
     report = run_rules_test(ruleset, names or [], all_rules=all_rules, recipients=recipient or [])
     tested = report.tested
     if recipient and not tested:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -55,6 +55,8 @@ class EncryptRequest:
         convert_tnef: direct mode TNEF conversion (rules mode: per rule).
         on_missing_cert: rules mode: pass | reject | tempfail for every rule.
         signer: direct mode: a :class:`smimecli.sign.signers.Signer` to sign with first.
+        store_passphrase: rules mode, a rules file: decrypts the store's private keys (the
+            rules' signers); None reads ``$SMIMECLI_STORE_PASSWORD``.
     """
 
     recipients: tuple[Recipient, ...] = ()
@@ -65,6 +67,7 @@ class EncryptRequest:
     convert_tnef: bool = True
     on_missing_cert: str | None = None
     signer: Signer | None = None
+    store_passphrase: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -219,7 +222,11 @@ def _rule_set(request: EncryptRequest) -> RuleSet:
         return request.rules
     from smimecli.rules.load import load_rules
 
-    return load_rules(Path(request.rules), store_dir=request.store_dir)
+    return load_rules(
+        Path(request.rules),
+        store_dir=request.store_dir,
+        store_passphrase=request.store_passphrase,
+    )
 
 
 def plan_signer(rules: RuleSet, plan: Plan, headers: HeaderBlock) -> Signer | None:

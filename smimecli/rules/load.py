@@ -48,12 +48,16 @@ def normalize_thumbprint(value: str) -> str:
     return re.sub(r"[\s:]", "", value).upper()
 
 
-def load_rules(path: str | Path, *, store_dir: Path | None = None) -> RuleSet:
+def load_rules(
+    path: str | Path, *, store_dir: Path | None = None, store_passphrase: bytes | None = None
+) -> RuleSet:
     """Read and validate a rules file (sources are opened later, on first use).
 
     Args:
         path: the TOML rules file; relative source paths are relative to its folder.
         store_dir: the certificate store folder for ``store`` sources and trusted roots.
+        store_passphrase: decrypts the store's private keys (signers); None reads
+            ``$SMIMECLI_STORE_PASSWORD``.
 
     Returns:
         The validated :class:`RuleSet`.
@@ -77,7 +81,9 @@ def load_rules(path: str | Path, *, store_dir: Path | None = None) -> RuleSet:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from exc
     except RecursionError as exc:
         raise ConfigError(f"{path}: TOML nesting too deep") from exc
-    return _Validator(path, text).build(document, store_dir)
+    rules = _Validator(path, text).build(document, store_dir)
+    rules.store_passphrase = store_passphrase
+    return rules
 
 
 class _Validator:

@@ -39,9 +39,12 @@ def encrypt_with_rules(
     envelope_recipients: list[str] | None,
     store_dir: Path | None,
     on_missing_cert: str | None = None,
+    *,
+    store_passphrase: bytes | None = None,
 ) -> EncryptOutcome:
     """Encrypt one message by a rules file: :func:`smimecli.encrypt.request.encrypt_one`
-    with an :class:`~smimecli.encrypt.request.EncryptRequest` naming the file.
+    with an :class:`~smimecli.encrypt.request.EncryptRequest` naming the file
+    (``store_passphrase`` decrypts the store's keys for the rules' signers).
 
     Raises:
         ConfigError: a bad rules file or an unreadable source (78).
@@ -55,6 +58,7 @@ def encrypt_with_rules(
         store_dir=store_dir,
         envelope_recipients=None if envelope_recipients is None else tuple(envelope_recipients),
         on_missing_cert=on_missing_cert,
+        store_passphrase=store_passphrase,
     )
     return encrypt_one(request, src, dst)
 

@@ -144,12 +144,15 @@ class RuleSet:
         path: the rules file.
         rules: the rules in file order.
         store_dir: the certificate store folder (for ``store`` sources and trusted roots).
+        store_passphrase: decrypts the store's private keys (a ``[[signer]]`` or ``sign``
+            key); None reads ``$SMIMECLI_STORE_PASSWORD``.
     """
 
     path: Path
     rules: list[Rule]
     store_dir: Path | None = None
     _sources: dict[SourceSpec, CertificateSource] = field(default_factory=dict, repr=False)
+    store_passphrase: bytes | None = field(default=None, repr=False)
     _store: Store | None = field(default=None, repr=False)
     _trust: tuple[list[Any], list[Any]] | None = field(default=None, repr=False)
 
@@ -213,7 +216,9 @@ class RuleSet:
                 raise ConfigError(f"{self.path}: a store source needs a certificate store folder")
             from smimecli.certs.store import Store
 
-            self._store = Store.open(self.store_dir, readonly=True)
+            self._store = Store.open(
+                self.store_dir, readonly=True, passphrase=self.store_passphrase
+            )
         return self._store
 
     def trust(self) -> tuple[list[Any], list[Any]]:
