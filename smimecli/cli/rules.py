@@ -37,7 +37,8 @@ def check(*, rules: RulesOpt, json: JsonOpt = False) -> None:
 
     Prints "OK: N rules" and exits 0, or prints one error line naming the
     file, the rule and the key, and exits 78. Patterns that an earlier rule
-    always catches first get a warning. With --json: {"ok", "rules", "warnings"}.
+    always catches first get a warning, and so does each file a source
+    skipped. With --json: {"ok", "rules", "warnings"}.
     """
     import logging
 
@@ -50,6 +51,9 @@ def check(*, rules: RulesOpt, json: JsonOpt = False) -> None:
     ruleset.open_all()
     log = logging.getLogger("smimecli")
     warnings = []
+    for notice in ruleset.source_notices(ruleset.rules):
+        warnings.append(notice.text)
+        log.warning(notice.text)
     for later, pattern, earlier, cover in shadowed_patterns(ruleset):
         warning = shadow_warning(ruleset.where(later, "recipients"), pattern, earlier, cover)
         warnings.append(warning)

@@ -14,6 +14,7 @@ share it), so a batch run that encrypts many messages with one rule set reads ev
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from smimecli.choices import (
     names,
 )
 from smimecli.errors import ConfigError, IOFailedError, SmimeError, TempFailError
+from smimecli.notices import Notice, merge_notices
 from smimecli.rules.patterns import Glob, MatchIndex, is_wildcard, normalize_address
 
 if TYPE_CHECKING:
@@ -242,6 +244,12 @@ class RuleSet:
             cached = self._open_source(rule)
             self._sources[spec] = cached
         return cached
+
+    def source_notices(self, rules: Iterable[Rule]) -> list[Notice]:
+        """What the opened sources of these rules said when they were read (a ``dir``
+        source's ``skipped-file`` for a file it could not read, ...), each once."""
+        groups = [getattr(self._sources.get(rule.source), "notices", ()) for rule in rules]
+        return list(merge_notices(*groups))
 
     def open_all(self) -> None:
         """Open every rule's source now (``rules check``): unreadable ones are errors."""

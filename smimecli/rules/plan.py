@@ -172,6 +172,10 @@ def plan_recipients(
         addresses: the message's recipients (duplicates, in any case, count once).
         on_missing_cert: overrides every rule's ``on_missing_cert`` (``encrypt --on-missing-cert``).
         at: the time at which certificates must be valid (default: now).
+
+    Returns:
+        The :class:`~smimecli.rules.decision.Plan`; its ``notices`` include what the
+        sources it consulted said when they were read (a ``dir`` source's ``skipped-file``).
     """
     at = _now(at)
     plans: list[RecipientPlan] = []
@@ -214,7 +218,10 @@ def plan_recipients(
         )
         plan.notices.extend(_recipient_notices(plan, at))
         plans.append(plan)
-    return _finish(Plan(plans), rules)
+    # A source that skipped a file may have skipped a recipient's certificate: every plan
+    # that consulted it says so.
+    consulted = dict.fromkeys(p.rule for p in plans if p.rule is not None)
+    return _finish(Plan(plans, notices=rules.source_notices(consulted)), rules)
 
 
 def unique_addresses(addresses: Iterable[str]) -> list[tuple[str, str]]:
