@@ -93,7 +93,12 @@ def _signer_source(
     assert selector is not None
     with open_store(readonly=True) as store:
         signer = signer_from_store(store, selector, pfx_option="--sign-with-pfx")
-    return signer, SignerSource(selector=selector, store_dir=state().store_dir())
+    source = SignerSource(
+        selector=selector,
+        store_dir=state().store_dir(),
+        store_passphrase=state().store_passphrase,
+    )
+    return signer, source
 
 
 def _status_line(name: str, report: "dict[str, object]") -> str:

@@ -154,3 +154,26 @@ def test_serve_settings_carry_the_store_passphrase(tmp_path: Path, rules: Path) 
     assert daemon.engine.rules.load_signer("alice@example.com", "here").thumbprint
     assert daemon.reload()
     assert daemon.engine.rules.load_signer("alice@example.com", "here").thumbprint
+
+
+def test_batch_sign_with_gets_the_global_store_passphrase(
+    cli: Cli, pki: Pki, tmp_path: Path, rules: Path
+) -> None:
+    # Direct mode: --sign-with names the store's key, which each batch worker loads again.
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for name in ("a.eml", "b.eml"):
+        (inbox / name).write_bytes(MESSAGE)
+    out = tmp_path / "out"
+    out.mkdir()
+    done = cli(
+        [
+            *("--store-password-env", "LAB_PASS", "encrypt", "--sign-with", "alice@example.com"),
+            *("--cert", pki.bob.cert_pem, "--out-dir", out, "--jobs", "2", inbox),
+        ],
+        env=ENV,
+    )
+    assert done.exit_code == 0, done.output
+    assert "2 messages: 2 encrypted, 0 passed, 0 failed" in done.stderr
+    for name in ("a.eml", "b.eml"):
+        _assert_signed_for_bob(cli, pki, tmp_path, out / name)
