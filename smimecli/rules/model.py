@@ -1,5 +1,6 @@
-"""The rules file as values: a :class:`RuleSet` of ordered :class:`Rule` s, each with its
-certificate source (:class:`SourceSpec`), and the ``[[signer]]`` tables (:class:`SenderSigner`).
+"""The rules file as values: a :class:`RuleSet` holds the rules in file order
+(:class:`Rule`, each with its certificate source, :class:`SourceSpec`) and the ``[[signer]]``
+tables (:class:`SenderSigner`).
 
 A rules file has an optional ``[defaults]`` table and an ordered list of ``[[rule]]``
 tables. Each rule names the recipient patterns it serves, where their certificates come

@@ -187,22 +187,7 @@ def plan_recipients(
         entry, turned_down, reason = choose_certificate(rules, rule, address, at=at)
         if entry is None:
             policy = on_missing_cert or rule.on_missing_cert
-            outcome = {
-                "pass": Outcome.PASSED,
-                "reject": Outcome.REJECTED,
-                "tempfail": Outcome.TEMPFAIL,
-            }[policy]
-            plan = RecipientPlan(
-                given,
-                rule,
-                outcome,
-                f"{reason}; on_missing_cert = {policy}",
-                turned_down=turned_down,
-            )
-            if policy == "pass":
-                text = f"{given} gets the message without encryption"
-                plan.notices.append(Notice("plaintext-recipient", text, given))
-            plans.append(plan)
+            plans.append(_without_certificate(given, rule, reason, turned_down, policy))
             continue
         cert = entry.cert
         plan = RecipientPlan(
@@ -224,10 +209,32 @@ def plan_recipients(
     return _finish(Plan(plans, notices=rules.source_notices(consulted)), rules)
 
 
+def _without_certificate(
+    given: str, rule: Rule, reason: str, turned_down: list[Turndown], policy: str
+) -> RecipientPlan:
+    """A matched recipient no usable certificate was found for, as ``policy`` says."""
+    outcome = {
+        "pass": Outcome.PASSED,
+        "reject": Outcome.REJECTED,
+        "tempfail": Outcome.TEMPFAIL,
+    }[policy]
+    plan = RecipientPlan(
+        given,
+        rule,
+        outcome,
+        f"{reason}; on_missing_cert = {policy}",
+        turned_down=turned_down,
+    )
+    if policy == "pass":
+        text = f"{given} gets the message without encryption"
+        plan.notices.append(Notice("plaintext-recipient", text, given))
+    return plan
+
+
 def unique_addresses(addresses: Iterable[str]) -> list[tuple[str, str]]:
     """Each address once, in order: (as given, as rules compare it).
 
-    Rules compare :func:`~smimecli.rules.model.normalize_address`'s form, as the MTA does:
+    Rules compare :func:`~smimecli.rules.patterns.normalize_address`'s form, as the MTA does:
     ``bob@Partner.Example.`` is ``bob@partner.example``; reports show the address as given.
 
     Raises:
