@@ -1,7 +1,7 @@
 """The named choices of smimecli's options and rules keys, and their defaults, in one place.
 
 The Typer annotations of the commands (smimecli.cli), the rules file validator
-(smimecli.rules.model), :class:`smimecli.cms.recipients.Recipient`, the CMS cipher table
+(smimecli.rules.load), :class:`smimecli.cms.recipients.Recipient`, the CMS cipher table
 (smimecli.cms.algorithms) and the certificate store all take their names from here, so a
 choice is added or renamed once. This module imports only :mod:`enum`: every command, even
 ``smimecli --help``, imports it.

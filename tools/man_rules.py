@@ -3,7 +3,7 @@
 ``SECTIONS`` is a list of (heading, blocks); a block is ``("p", text)`` a paragraph,
 ``("tp", term, text)`` a tagged paragraph (the term in bold), or ``("ex", text)`` a verbatim
 example. ``tools.gen_docs`` renders it (escaping every text for roff) to man/smimecli-rules.5,
-and tests/test_docs.py checks that the page names every key smimecli/rules/model.py accepts.
+and tests/test_docs.py checks that the page names every key smimecli/rules/load.py accepts.
 """
 
 from __future__ import annotations

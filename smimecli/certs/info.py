@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from smimecli.certs import names, usable
 from smimecli.certs.store import Store, StoredCert, iso
-from smimecli.rules import model as rules
+from smimecli.rules import patterns as rules
 
 _CA_STORES = {"root", "ca"}
 

@@ -93,7 +93,12 @@ def _signer_source(
     assert selector is not None
     with open_store(readonly=True) as store:
         signer = signer_from_store(store, selector, pfx_option="--sign-with-pfx")
-    return signer, SignerSource(selector=selector, store_dir=state().store_dir())
+    source = SignerSource(
+        selector=selector,
+        store_dir=state().store_dir(),
+        store_passphrase=state().store_passphrase,
+    )
+    return signer, source
 
 
 def _status_line(name: str, report: "dict[str, object]") -> str:
@@ -282,6 +287,7 @@ def encrypt(
         convert_tnef=convert_tnef,
         on_missing_cert=on_missing_cert.value if on_missing_cert is not None else None,
         signer=signer,
+        store_passphrase=state().store_passphrase if rules is not None else None,
     )
     given = list(inputs or [])
     if done_dir is not None and out_dir is None:
@@ -391,12 +397,17 @@ def _batch_settings(
     from smimecli.encrypt import batch
 
     if isinstance(request.rules, Path):
-        from smimecli.rules.model import load_rules
+        from smimecli.rules.load import load_rules
 
-        load_rules(request.rules, store_dir=request.store_dir)
+        load_rules(
+            request.rules,
+            store_dir=request.store_dir,
+            store_passphrase=request.store_passphrase,
+        )
         return batch.BatchSettings(
             rules=request.rules,
             store_dir=request.store_dir,
+            store_passphrase=request.store_passphrase,
             envelope_recipients=request.envelope_recipients,
             on_missing_cert=request.on_missing_cert,
             done_dir=done_dir,

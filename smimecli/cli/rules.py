@@ -12,7 +12,8 @@ from smimecli.cli.common import JsonOpt, console, emit_json, state
 from smimecli.text import printable
 
 if TYPE_CHECKING:
-    from smimecli.rules.plan import RecipientPlan, RulesTestReport
+    from smimecli.rules.decision import RecipientPlan
+    from smimecli.rules.dryrun import RulesTestReport
 
 app = typer.Typer(
     help="Check recipient rules files and try them on a virtual message.",
@@ -36,16 +37,23 @@ def check(*, rules: RulesOpt, json: JsonOpt = False) -> None:
 
     Prints "OK: N rules" and exits 0, or prints one error line naming the
     file, the rule and the key, and exits 78. Patterns that an earlier rule
-    always catches first get a warning. With --json: {"ok", "rules", "warnings"}.
+    always catches first get a warning, and so does each file a source
+    skipped. With --json: {"ok", "rules", "warnings"}.
     """
     import logging
 
-    from smimecli.rules.model import load_rules, shadow_warning, shadowed_patterns
+    from smimecli.rules.check import shadow_warning, shadowed_patterns
+    from smimecli.rules.load import load_rules
 
-    ruleset = load_rules(rules, store_dir=state().store_dir())
+    ruleset = load_rules(
+        rules, store_dir=state().store_dir(), store_passphrase=state().store_passphrase
+    )
     ruleset.open_all()
     log = logging.getLogger("smimecli")
     warnings = []
+    for notice in ruleset.source_notices(ruleset.rules):
+        warnings.append(notice.text)
+        log.warning(notice.text)
     for later, pattern, earlier, cover in shadowed_patterns(ruleset):
         warning = shadow_warning(ruleset.where(later, "recipients"), pattern, earlier, cover)
         warnings.append(warning)
@@ -94,14 +102,17 @@ def rules_test(
     unencrypted or be rejected, 78 for a configuration error.
     """
     from smimecli.errors import RejectError, UsageError
-    from smimecli.rules.model import load_rules
-    from smimecli.rules.plan import Outcome, run_rules_test
+    from smimecli.rules.decision import Outcome
+    from smimecli.rules.dryrun import run_rules_test
+    from smimecli.rules.load import load_rules
 
     if not names and not all_rules:
         raise UsageError("name the rules to test, or give --all (see 'rules test --help')")
     if names and all_rules:
         raise UsageError("give rule names or --all, not both")
-    ruleset = load_rules(rules, store_dir=state().store_dir())
+    ruleset = load_rules(
+        rules, store_dir=state().store_dir(), store_passphrase=state().store_passphrase
+    )
     report = run_rules_test(ruleset, names or [], all_rules=all_rules, recipients=recipient or [])
     tested = report.tested
     if recipient and not tested:
@@ -160,7 +171,8 @@ def _algorithms(recipient: RecipientPlan, cipher: str | None) -> str:
 
 
 def _print_plain(report: RulesTestReport) -> None:
-    from smimecli.rules.plan import TEST_SENDER, Outcome
+    from smimecli.rules.decision import Outcome
+    from smimecli.rules.dryrun import TEST_SENDER
 
     out: list[str] = [f"rules file: {report.rules.path}", f"sender: {TEST_SENDER}"]
     out.extend(f"warning: {w}" for w in report.warnings)
@@ -199,7 +211,7 @@ def _print_rich(report: RulesTestReport) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from smimecli.rules.plan import TEST_SENDER
+    from smimecli.rules.dryrun import TEST_SENDER
 
     term: Any = console()
     term.print(Text(printable(f"rules file: {report.rules.path}  sender: {TEST_SENDER}")))

@@ -154,6 +154,7 @@ def serve(
     settings = Settings(
         rules=rules,
         store_dir=state().store_dir(),
+        store_passphrase=state().store_passphrase,
         listen=listen_at,
         relay=relay_to,
         workers=workers,

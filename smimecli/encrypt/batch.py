@@ -222,6 +222,8 @@ class BatchSettings:
         convert_tnef: direct mode TNEF conversion (rules mode reads it from the rules).
         rules: rules mode (``--rules``): the rules file.
         store_dir: rules mode: the certificate store folder.
+        store_passphrase: rules mode: decrypts the store's private keys (the rules'
+            signers); None reads ``$SMIMECLI_STORE_PASSWORD``.
         envelope_recipients: rules mode ``--recipient`` values (None: To, Cc, Bcc).
         on_missing_cert: rules mode ``--on-missing-cert`` override.
         signer: direct mode ``--sign-with``/``--sign-with-pfx``: sign every message first.
@@ -234,6 +236,7 @@ class BatchSettings:
     convert_tnef: bool = True
     rules: Path | None = None
     store_dir: Path | None = None
+    store_passphrase: bytes | None = field(default=None, repr=False)
     envelope_recipients: tuple[str, ...] | None = None
     on_missing_cert: str | None = None
     signer: SignerSource | None = None
@@ -325,9 +328,13 @@ class _Worker:
         recipients: list[Any] = []
         rules: Any = None
         if settings.rules is not None:
-            from smimecli.rules.model import load_rules
+            from smimecli.rules.load import load_rules
 
-            rules = load_rules(settings.rules, store_dir=settings.store_dir)
+            rules = load_rules(
+                settings.rules,
+                store_dir=settings.store_dir,
+                store_passphrase=settings.store_passphrase,
+            )
         else:
             from cryptography import x509
 

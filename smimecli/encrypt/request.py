@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from smimecli.cms.recipients import Recipient
     from smimecli.encrypt.message import EncryptOutcome
     from smimecli.mime import HeaderBlock, LineReader
+    from smimecli.rules.decision import Plan
     from smimecli.rules.model import RuleSet
-    from smimecli.rules.plan import Plan
     from smimecli.sign.signers import Signer
 
 __all__ = ["EncryptRequest", "Outcome", "encrypt_one", "encrypt_planned", "plan_signer"]
@@ -55,6 +55,8 @@ class EncryptRequest:
         convert_tnef: direct mode TNEF conversion (rules mode: per rule).
         on_missing_cert: rules mode: pass | reject | tempfail for every rule.
         signer: direct mode: a :class:`smimecli.sign.signers.Signer` to sign with first.
+        store_passphrase: rules mode, a rules file: decrypts the store's private keys (the
+            rules' signers); None reads ``$SMIMECLI_STORE_PASSWORD``.
     """
 
     recipients: tuple[Recipient, ...] = ()
@@ -65,6 +67,7 @@ class EncryptRequest:
     convert_tnef: bool = True
     on_missing_cert: str | None = None
     signer: Signer | None = None
+    store_passphrase: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,8 @@ def encrypt_one(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> Outcom
 
 def _by_rules(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> Outcome:
     from smimecli import mime
-    from smimecli.rules.plan import header_recipients, plan_recipients
+    from smimecli.rules.message import header_recipients
+    from smimecli.rules.plan import plan_recipients
 
     headers, rest = mime.read_header_block(src)
     envelope = request.envelope_recipients
@@ -198,8 +202,9 @@ def _by_rules(request: EncryptRequest, src: BinaryIO, dst: BinaryIO) -> Outcome:
 
 
 def _already_encrypted(addresses: Sequence[str]) -> Outcome:
-    from smimecli.rules.plan import Outcome as Decision
-    from smimecli.rules.plan import Plan, RecipientPlan, unique_addresses
+    from smimecli.rules.decision import Outcome as Decision
+    from smimecli.rules.decision import Plan, RecipientPlan
+    from smimecli.rules.plan import unique_addresses
 
     plan = Plan(
         [
@@ -215,15 +220,19 @@ def _rule_set(request: EncryptRequest) -> RuleSet:
     if not isinstance(request.rules, Path | str):
         assert request.rules is not None
         return request.rules
-    from smimecli.rules.model import load_rules
+    from smimecli.rules.load import load_rules
 
-    return load_rules(Path(request.rules), store_dir=request.store_dir)
+    return load_rules(
+        Path(request.rules),
+        store_dir=request.store_dir,
+        store_passphrase=request.store_passphrase,
+    )
 
 
 def plan_signer(rules: RuleSet, plan: Plan, headers: HeaderBlock) -> Signer | None:
     """The signer the rules choose for this message (see
-    :func:`smimecli.rules.plan.choose_signer`), loaded from the store; None: unsigned."""
-    from smimecli.rules.plan import choose_signer
+    :func:`smimecli.rules.message.choose_signer`), loaded from the store; None: unsigned."""
+    from smimecli.rules.message import choose_signer
 
     signing = choose_signer(rules, plan, headers)
     return None if signing is None else rules.load_signer(*signing)

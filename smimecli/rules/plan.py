@@ -27,220 +27,19 @@ Message outcome:
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
-from smimecli.errors import DataError, RejectError, TempFailError
+from smimecli.errors import DataError
 from smimecli.notices import Notice
-from smimecli.rules.model import (
-    AUTO_CIPHER,
-    Rule,
-    RuleSet,
-    SourceSpec,
-    address_problem,
-    check_any_source,
-    example_address,
-    normalize_address,
-    pattern_regex,
-    shadow_warning,
-    shadowed_patterns,
-)
+from smimecli.rules.decision import Outcome, Plan, RecipientPlan, Turndown
+from smimecli.rules.model import AUTO_CIPHER, Rule, RuleSet, SourceSpec, check_any_source
+from smimecli.rules.patterns import address_problem, normalize_address
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from smimecli.cms.envelope import Recipient
-    from smimecli.encrypt.request import Outcome as EncryptOutcome
-    from smimecli.mime import HeaderBlock
-
 EXPIRY_WARNING_DAYS = 30
-
-
-class Outcome(StrEnum):
-    """What happens to one recipient."""
-
-    ENCRYPTED = "ENCRYPTED"
-    PASSED = "PASSED"
-    REJECTED = "REJECTED"
-    TEMPFAIL = "TEMPFAIL"
-
-
-@dataclass(frozen=True)
-class Turndown:
-    """A certificate the source offered that was not chosen, and why."""
-
-    subject: str
-    thumbprint: str
-    not_after: dt.datetime
-    reasons: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "thumbprint": self.thumbprint,
-            "not_after": self.not_after.isoformat(),
-            "reasons": list(self.reasons),
-        }
-
-
-@dataclass
-class RecipientPlan:
-    """The decision for one recipient."""
-
-    address: str
-    rule: Rule | None
-    outcome: Outcome
-    reason: str
-    cert: x509.Certificate | None = None
-    thumbprint: str | None = None
-    key_transport: str | None = None
-    oaep_hash: str | None = None
-    turned_down: list[Turndown] = field(default_factory=list)
-    notices: list[Notice] = field(default_factory=list)
-
-    @property
-    def warnings(self) -> list[str]:
-        """The notices' texts."""
-        return [n.text for n in self.notices]
-
-    @property
-    def key_kind(self) -> str | None:
-        """``rsa`` or ``ec`` for the chosen certificate."""
-        if self.cert is None:
-            return None
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        return "ec" if isinstance(self.cert.public_key(), ec.EllipticCurvePublicKey) else "rsa"
-
-    @property
-    def algorithm(self) -> str | None:
-        """How the content key reaches this recipient: ``rsa``, ``rsa-oaep/sha256``, ``ecdh``."""
-        if self.cert is None:
-            return None
-        if self.key_kind == "ec":
-            return "ecdh"
-        if self.key_transport == "rsa-oaep":
-            return f"rsa-oaep/{self.oaep_hash}"
-        return "rsa"
-
-    def to_json(self) -> dict[str, Any]:
-        cert = None
-        if self.cert is not None:
-            from smimecli.certs.names import display_name
-
-            cert = {
-                "subject": display_name(self.cert.subject),
-                "thumbprint": self.thumbprint,
-                "not_after": self.cert.not_valid_after_utc.isoformat(),
-            }
-        return {
-            "recipient": self.address,
-            "rule": self.rule.name if self.rule else None,
-            "outcome": str(self.outcome),
-            "reason": self.reason,
-            "certificate": cert,
-            "key_transport": self.key_transport if self.cert is not None else None,
-            "oaep_hash": self.oaep_hash if self.key_transport == "rsa-oaep" else None,
-            "algorithm": self.algorithm,
-            "turned_down": [t.to_json() for t in self.turned_down],
-            "warnings": list(self.warnings),
-        }
-
-
-@dataclass
-class Plan:
-    """The decision for one message."""
-
-    recipients: list[RecipientPlan]
-    cipher: str | None = None
-    cipher_rule: Rule | None = None
-    cipher_reason: str | None = None  # why cipher = "auto" chose this cipher
-    convert_tnef: bool = False
-    notices: list[Notice] = field(default_factory=list)
-
-    @property
-    def warnings(self) -> list[str]:
-        """The notices' texts."""
-        return [n.text for n in self.notices]
-
-    def all_notices(self) -> list[Notice]:
-        """Every recipient's notices, then the message's."""
-        return [n for r in self.recipients for n in r.notices] + self.notices
-
-    @property
-    def encrypted(self) -> list[RecipientPlan]:
-        return [r for r in self.recipients if r.outcome is Outcome.ENCRYPTED]
-
-    @property
-    def decision(self) -> str:
-        """``reject``, ``tempfail``, ``encrypt`` or ``pass`` for the whole message."""
-        outcomes = {r.outcome for r in self.recipients}
-        if Outcome.REJECTED in outcomes:
-            return "reject"
-        if Outcome.TEMPFAIL in outcomes:
-            return "tempfail"
-        return "encrypt" if Outcome.ENCRYPTED in outcomes else "pass"
-
-    def raise_for_policy(self) -> None:
-        """RejectError (67) or TempFailError (75) when a policy refuses the message."""
-        decision = self.decision
-        if decision == "reject":
-            bad = [r for r in self.recipients if r.outcome is Outcome.REJECTED]
-            raise RejectError(
-                f"no usable certificate for {_addresses(bad)} (rule {_rules(bad)}, "
-                f"on_missing_cert = reject): {_why(bad[0])}; nothing was written"
-            )
-        if decision == "tempfail":
-            bad = [r for r in self.recipients if r.outcome is Outcome.TEMPFAIL]
-            raise TempFailError(
-                f"no usable certificate for {_addresses(bad)} (rule {_rules(bad)}, "
-                f"on_missing_cert = tempfail): {_why(bad[0])}; nothing was written, retry later"
-            )
-
-    def envelope_recipients(self) -> list[Recipient]:
-        """The CMS recipients of the enveloped message, each with its rule's key transport."""
-        from smimecli.cms.envelope import Recipient
-
-        return [
-            Recipient(
-                cert=r.cert,
-                key_transport=r.key_transport or "rsa",
-                oaep_hash=r.oaep_hash or "sha256",
-            )
-            for r in self.encrypted
-            if r.cert is not None
-        ]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "decision": self.decision,
-            "cipher": self.cipher if self.encrypted else None,
-            "cipher_rule": self.cipher_rule.name if self.cipher_rule else None,
-            "cipher_reason": self.cipher_reason if self.encrypted else None,
-            "convert_tnef": self.convert_tnef,
-            "recipients": [r.to_json() for r in self.recipients],
-            "warnings": list(self.warnings),
-        }
-
-
-def _addresses(recipients: Sequence[RecipientPlan]) -> str:
-    return ", ".join(r.address for r in recipients)
-
-
-def _why(recipient: RecipientPlan) -> str:
-    return recipient.reason.rsplit("; on_missing_cert = ", 1)[0]
-
-
-def _rules(recipients: Sequence[RecipientPlan]) -> str:
-    names = dict.fromkeys(repr(r.rule.name) for r in recipients if r.rule is not None)
-    return ", ".join(names)
-
-
-# --- choosing certificates ------------------------------------------------------------------
 
 
 def _now(at: dt.datetime | None) -> dt.datetime:
@@ -256,11 +55,38 @@ def choose_certificate(
         (the chosen source entry or None, the certificates turned down with their reasons,
         a one-line reason: why this certificate, or why none).
     """
-    from smimecli.certs.formats import is_ca
-    from smimecli.certs.names import display_name
-    from smimecli.certs.usable import best, problems
+    from smimecli.certs.usable import best
 
     at = _now(at)
+    spec = rule.source
+    candidates = _candidates(rules, rule, address)
+    if not candidates:
+        if spec.thumbprint:
+            return None, [], f"{spec.describe()} holds no certificate {spec.thumbprint}"
+        where = spec.describe()
+        return None, [], f"no certificate for {address} in {where}"
+    usable, turned_down = _sort_candidates(rules, rule, address, candidates, at)
+    if not usable:
+        detail = "; ".join(f"{t.thumbprint[:8]} {', '.join(t.reasons)}" for t in turned_down)
+        return None, turned_down, f"no usable certificate in {spec.describe()} ({detail})"
+    chosen = best(usable)
+    for entry in usable:
+        if entry is chosen:
+            continue
+        turned_down.append(_turndown(entry, ("usable, but another certificate is valid longer",)))
+    if len(usable) > 1:
+        how = f"valid the longest of {len(usable)} usable certificates in"
+    elif rule.match == "any":
+        how = "the certificate of"
+    else:
+        how = "the usable certificate naming it in"
+    return chosen, turned_down, f"{how} {spec.describe()}"
+
+
+def _candidates(rules: RuleSet, rule: Rule, address: str) -> list[Any]:
+    """The source entries that may serve ``address`` (those of the source's thumbprint)."""
+    from smimecli.certs.formats import is_ca
+
     source = rules.source(rule)
     spec = rule.source
     if rule.match == "any":
@@ -277,11 +103,15 @@ def choose_certificate(
             candidates = [e for e in source.certificates() if not is_ca(e.cert)]
     if spec.thumbprint:
         candidates = [e for e in candidates if e.thumbprint.startswith(spec.thumbprint)]
-    if not candidates:
-        if spec.thumbprint:
-            return None, [], f"{spec.describe()} holds no certificate {spec.thumbprint}"
-        where = spec.describe()
-        return None, [], f"no certificate for {address} in {where}"
+    return candidates
+
+
+def _sort_candidates(
+    rules: RuleSet, rule: Rule, address: str, candidates: Sequence[Any], at: dt.datetime
+) -> tuple[list[Any], list[Turndown]]:
+    """The usable candidates, and the others with their reasons (each certificate once)."""
+    from smimecli.certs.usable import problems
+
     roots, intermediates = rules.trust() if rule.require_trusted else ([], [])
     usable: list[Any] = []
     turned_down: list[Turndown] = []
@@ -300,38 +130,21 @@ def choose_certificate(
             require_trusted=rule.require_trusted,
         )
         if reasons:
-            turned_down.append(
-                Turndown(
-                    subject=display_name(entry.cert.subject),
-                    thumbprint=print_,
-                    not_after=entry.cert.not_valid_after_utc,
-                    reasons=tuple(reasons),
-                )
-            )
+            turned_down.append(_turndown(entry, tuple(reasons)))
         else:
             usable.append(entry)
-    if not usable:
-        detail = "; ".join(f"{t.thumbprint[:8]} {', '.join(t.reasons)}" for t in turned_down)
-        return None, turned_down, f"no usable certificate in {spec.describe()} ({detail})"
-    chosen = best(usable)
-    for entry in usable:
-        if entry is chosen:
-            continue
-        turned_down.append(
-            Turndown(
-                subject=display_name(entry.cert.subject),
-                thumbprint=entry.thumbprint,
-                not_after=entry.cert.not_valid_after_utc,
-                reasons=("usable, but another certificate is valid longer",),
-            )
-        )
-    if len(usable) > 1:
-        how = f"valid the longest of {len(usable)} usable certificates in"
-    elif rule.match == "any":
-        how = "the certificate of"
-    else:
-        how = "the usable certificate naming it in"
-    return chosen, turned_down, f"{how} {spec.describe()}"
+    return usable, turned_down
+
+
+def _turndown(entry: Any, reasons: tuple[str, ...]) -> Turndown:
+    from smimecli.certs.names import display_name
+
+    return Turndown(
+        subject=display_name(entry.cert.subject),
+        thumbprint=entry.thumbprint,
+        not_after=entry.cert.not_valid_after_utc,
+        reasons=reasons,
+    )
 
 
 def _store_by_thumbprint(rules: RuleSet, spec: SourceSpec) -> list[Any]:
@@ -359,6 +172,10 @@ def plan_recipients(
         addresses: the message's recipients (duplicates, in any case, count once).
         on_missing_cert: overrides every rule's ``on_missing_cert`` (``encrypt --on-missing-cert``).
         at: the time at which certificates must be valid (default: now).
+
+    Returns:
+        The :class:`~smimecli.rules.decision.Plan`; its ``notices`` include what the
+        sources it consulted said when they were read (a ``dir`` source's ``skipped-file``).
     """
     at = _now(at)
     plans: list[RecipientPlan] = []
@@ -370,22 +187,7 @@ def plan_recipients(
         entry, turned_down, reason = choose_certificate(rules, rule, address, at=at)
         if entry is None:
             policy = on_missing_cert or rule.on_missing_cert
-            outcome = {
-                "pass": Outcome.PASSED,
-                "reject": Outcome.REJECTED,
-                "tempfail": Outcome.TEMPFAIL,
-            }[policy]
-            plan = RecipientPlan(
-                given,
-                rule,
-                outcome,
-                f"{reason}; on_missing_cert = {policy}",
-                turned_down=turned_down,
-            )
-            if policy == "pass":
-                text = f"{given} gets the message without encryption"
-                plan.notices.append(Notice("plaintext-recipient", text, given))
-            plans.append(plan)
+            plans.append(_without_certificate(given, rule, reason, turned_down, policy))
             continue
         cert = entry.cert
         plan = RecipientPlan(
@@ -401,13 +203,38 @@ def plan_recipients(
         )
         plan.notices.extend(_recipient_notices(plan, at))
         plans.append(plan)
-    return _finish(Plan(plans), rules)
+    # A source that skipped a file may have skipped a recipient's certificate: every plan
+    # that consulted it says so.
+    consulted = dict.fromkeys(p.rule for p in plans if p.rule is not None)
+    return _finish(Plan(plans, notices=rules.source_notices(consulted)), rules)
+
+
+def _without_certificate(
+    given: str, rule: Rule, reason: str, turned_down: list[Turndown], policy: str
+) -> RecipientPlan:
+    """A matched recipient no usable certificate was found for, as ``policy`` says."""
+    outcome = {
+        "pass": Outcome.PASSED,
+        "reject": Outcome.REJECTED,
+        "tempfail": Outcome.TEMPFAIL,
+    }[policy]
+    plan = RecipientPlan(
+        given,
+        rule,
+        outcome,
+        f"{reason}; on_missing_cert = {policy}",
+        turned_down=turned_down,
+    )
+    if policy == "pass":
+        text = f"{given} gets the message without encryption"
+        plan.notices.append(Notice("plaintext-recipient", text, given))
+    return plan
 
 
 def unique_addresses(addresses: Iterable[str]) -> list[tuple[str, str]]:
     """Each address once, in order: (as given, as rules compare it).
 
-    Rules compare :func:`~smimecli.rules.model.normalize_address`'s form, as the MTA does:
+    Rules compare :func:`~smimecli.rules.patterns.normalize_address`'s form, as the MTA does:
     ``bob@Partner.Example.`` is ``bob@partner.example``; reports show the address as given.
 
     Raises:
@@ -581,272 +408,3 @@ def cipher_warnings(cipher: str) -> list[str]:
 
 def _weak_cipher_warning(cipher: str) -> str:
     return f"weak content cipher {cipher}: use it only for clients that read nothing else"
-
-
-# --- messages -------------------------------------------------------------------------------
-
-
-def header_recipients(headers: HeaderBlock) -> list[str]:
-    """The addresses of the To, Cc and Bcc headers (RFC 5322 section 3.6.3)."""
-    values: list[str] = []
-    for name in ("To", "Cc", "Bcc"):
-        values.extend(headers.get_all(name))
-    try:
-        pairs = email.utils.getaddresses(values)
-    except RecursionError:
-        # The address parser recurses once per nested comment "(": a hostile header with
-        # thousands of them is bad input (65), not a crash of the gateway.
-        from smimecli.errors import DataError
-
-        raise DataError(
-            "To/Cc/Bcc header nests comments too deeply to read; the message is malformed"
-        ) from None
-    return [address for _, address in pairs if "@" in address]
-
-
-def encrypt_with_rules(
-    src: BinaryIO,
-    dst: BinaryIO,
-    rules_path: Path,
-    envelope_recipients: list[str] | None,
-    store_dir: Path | None,
-    on_missing_cert: str | None = None,
-) -> EncryptOutcome:
-    """Encrypt one message by a rules file: :func:`smimecli.encrypt.request.encrypt_one`
-    with an :class:`~smimecli.encrypt.request.EncryptRequest` naming the file.
-
-    Raises:
-        ConfigError: a bad rules file or an unreadable source (78).
-        RejectError: a ``reject`` recipient has no usable certificate (67).
-        TempFailError: a ``tempfail`` recipient has no usable certificate (75).
-    """
-    from smimecli.encrypt.request import EncryptRequest, encrypt_one
-
-    request = EncryptRequest(
-        rules=Path(rules_path),
-        store_dir=store_dir,
-        envelope_recipients=None if envelope_recipients is None else tuple(envelope_recipients),
-        on_missing_cert=on_missing_cert,
-    )
-    return encrypt_one(request, src, dst)
-
-
-def choose_signer(rules: RuleSet, plan: Plan, headers: HeaderBlock) -> tuple[str, str] | None:
-    """Who signs the message, as (selector, where it was asked for): the ``sign`` of the
-    first rule in file order that matched a recipient, else the first ``[[signer]]`` whose
-    sender pattern matches the From: address; None: no signature."""
-    asked = [r.rule for r in plan.recipients if r.rule is not None and r.rule.sign]
-    if asked:
-        rule = min(asked, key=lambda r: r.index)
-        assert rule.sign is not None
-        return rule.sign, rules.where(rule, "sign")
-    if not rules.signers:
-        return None
-    for sender in from_addresses(headers):
-        found = rules.signer_for_sender(sender)
-        if found is not None:
-            line = f":{found.line}" if found.line else ""
-            return found.signer, f"{rules.path}{line}: signer #{found.index + 1}"
-    return None
-
-
-def from_addresses(headers: HeaderBlock) -> list[str]:
-    """The addresses of the From: header."""
-    try:
-        pairs = email.utils.getaddresses(headers.get_all("From"))
-    except RecursionError:
-        return []
-    return [address for _, address in pairs if "@" in address]
-
-
-# --- rules test -----------------------------------------------------------------------------
-
-TEST_SENDER = "test@localhost"
-
-
-@dataclass
-class RuleReport:
-    """``rules test`` for one rule: its virtual message's plan."""
-
-    rule: Rule
-    plan: Plan
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        document: dict[str, Any] = {"rule": self.rule.name if self.rule.index >= 0 else None}
-        document.update(self.plan.to_json())
-        document["warnings"] = [*self.warnings, *self.plan.warnings]
-        return document
-
-
-@dataclass
-class RulesTestReport:
-    """``rules test``: one report per tested rule."""
-
-    rules: RuleSet
-    reports: list[RuleReport]
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def tested(self) -> list[RecipientPlan]:
-        """Every tested recipient, rule after rule."""
-        return [r for report in self.reports for r in report.plan.recipients]
-
-    @property
-    def all_encrypted(self) -> bool:
-        recipients = self.tested
-        return bool(recipients) and all(r.outcome is Outcome.ENCRYPTED for r in recipients)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rules_file": str(self.rules.path),
-            "sender": TEST_SENDER,
-            "all_encrypted": self.all_encrypted,
-            "rules": [r.to_json() for r in self.reports],
-            "warnings": list(self.warnings),
-        }
-
-
-def source_addresses(rules: RuleSet, rule: Rule, pattern: str, at: dt.datetime) -> list[str]:
-    """Addresses in the rule's source whose usable certificate matches a wildcard pattern."""
-    from smimecli.certs.names import emails
-    from smimecli.certs.usable import problems
-
-    regex = pattern_regex(normalize_address(pattern))
-    roots, intermediates = rules.trust() if rule.require_trusted else ([], [])
-    found: dict[str, str] = {}
-    for entry in rules.source(rule).certificates():
-        for address in emails(entry.cert):
-            if address.casefold() in found or not regex.fullmatch(normalize_address(address)):
-                continue
-            if not problems(
-                entry.cert,
-                email=address,
-                at=at,
-                roots=roots,
-                intermediates=intermediates,
-                require_trusted=rule.require_trusted,
-            ):
-                found[address.casefold()] = address
-    return sorted(found.values(), key=str.casefold)
-
-
-def virtual_message(recipients: Sequence[str]) -> bytes:
-    """The small message ``rules test`` encrypts in memory."""
-    lines = [
-        f"From: {TEST_SENDER}",
-        f"To: {', '.join(recipients)}",
-        "Subject: smimecli rules test",
-        "MIME-Version: 1.0",
-        "Content-Type: text/plain; charset=us-ascii",
-        "",
-        "This is a virtual message of smimecli rules test.",
-        "",
-    ]
-    return "\r\n".join(lines).encode("ascii", "replace")
-
-
-def run_rules_test(
-    rules: RuleSet,
-    names: Sequence[str] = (),
-    *,
-    all_rules: bool = False,
-    recipients: Sequence[str] = (),
-    at: dt.datetime | None = None,
-) -> RulesTestReport:
-    """Run rules against a virtual message from test@localhost.
-
-    Every tested rule gets its own virtual message, planned with the whole rule set (first
-    match wins, so a recipient an earlier rule catches shows that rule and a warning) and
-    encrypted in memory with the real CMS code.
-
-    Args:
-        rules: the rule set.
-        names: the rules to test (file order is kept); ignored with ``all_rules``.
-        all_rules: test every rule.
-        recipients: the ``--recipient`` values; each tested rule takes those that match it.
-        at: the time of the test (default: now).
-    """
-    at = _now(at)
-    # Names are unique in a rule set, so each rule is one object: dict.fromkeys drops
-    # repeated names and keeps the order.
-    tested = list(dict.fromkeys(rules.rules if all_rules else [rules.rule_named(n) for n in names]))
-    rules.open_all()
-    report = RulesTestReport(rules, [])
-    for later, pattern, earlier, cover in shadowed_patterns(rules):
-        if later in tested:
-            where = f"rule {later.name!r}"
-            report.warnings.append(
-                f"{shadow_warning(where, pattern, earlier, cover)}; no address reaches it"
-            )
-    for rule in tested:
-        notes: list[str] = []
-        if recipients:
-            addresses = [a for a in recipients if rule.matches(a)]
-            if not addresses:
-                notes.append(f"none of the --recipient addresses matches rule {rule.name!r}")
-        else:
-            addresses = list(rule.exact)
-            for pattern in rule.wildcards:
-                found = source_addresses(rules, rule, pattern, at)
-                if not found:
-                    example = example_address(pattern)
-                    notes.append(
-                        f"{rule.source.describe()} has no usable certificate matching "
-                        f"{pattern!r}; testing the example address {example}"
-                    )
-                    found = [example]
-                addresses.extend(found)
-        plan = plan_recipients(rules, addresses, at=at)
-        for recipient in plan.recipients:
-            if recipient.rule is not None and recipient.rule is not rule:
-                text = (
-                    f"{recipient.address} matches the earlier rule {recipient.rule.name!r} "
-                    f"first: rule {rule.name!r} never sees it"
-                )
-                recipient.notices.append(Notice("earlier-rule", text, recipient.address))
-        if plan.encrypted:
-            _encrypt_in_memory(plan, addresses)
-        report.reports.append(RuleReport(rule, plan, notes))
-    if recipients and all_rules:
-        unmatched = [a for a in recipients if rules.first_match(a) is None]
-        if unmatched:
-            plan = plan_recipients(rules, unmatched, at=at)
-            plan.notices.clear()  # the same "no rule matches" as the report's warning
-            report.warnings.append(
-                f"no rule matches {', '.join(unmatched)}: sent without encryption"
-            )
-            report.reports.append(RuleReport(_NO_RULE, plan, []))
-    return report
-
-
-def _encrypt_in_memory(plan: Plan, addresses: Sequence[str]) -> None:
-    """The real CMS encryption of the virtual message, so that algorithm problems show."""
-    from io import BytesIO
-
-    from smimecli.encrypt.message import encrypt_message
-
-    assert plan.cipher is not None
-    encrypt_message(
-        virtual_message(addresses),
-        BytesIO(),
-        plan.envelope_recipients(),
-        cipher=plan.cipher,
-        convert_tnef=False,
-    )
-
-
-_NO_RULE = Rule(
-    name="(no rule)",
-    index=-1,
-    line=None,
-    recipients=(),
-    source=SourceSpec("store"),
-    match="email",
-    cipher="aes256",
-    key_transport="rsa",
-    oaep_hash="sha256",
-    convert_tnef=False,
-    on_missing_cert="pass",
-    require_trusted=False,
-)

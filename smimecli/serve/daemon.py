@@ -21,7 +21,7 @@ import logging
 import signal
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,8 @@ class Settings:
     relay_timeout: float = 300.0
     syslog_facility: str | None = None  # None: no syslog
     syslog_socket: str = SYSLOG_SOCKET
+    # The root's --store-password-env: decrypts the store's private keys (the rules' signers).
+    store_passphrase: bytes | None = field(default=None, repr=False)
 
 
 class _Busy(asyncio.Protocol):
@@ -90,7 +92,7 @@ class Daemon:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = Engine.load(settings.rules, settings.store_dir)
+        self.engine = Engine.load(settings.rules, settings.store_dir, settings.store_passphrase)
         self.syslog: logging.Handler | None = None
         if settings.syslog_facility is not None:
             self.syslog = open_syslog(settings.syslog_facility, settings.syslog_socket)
@@ -119,7 +121,11 @@ class Daemon:
             return concurrent.futures.ProcessPoolExecutor(
                 max_workers=self.settings.workers,
                 initializer=engine_module.init_worker,
-                initargs=(self.settings.rules, self.settings.store_dir),
+                initargs=(
+                    self.settings.rules,
+                    self.settings.store_dir,
+                    self.settings.store_passphrase,
+                ),
             )
         return concurrent.futures.ThreadPoolExecutor(
             max_workers=self.settings.workers, thread_name_prefix="smimecli-worker"
@@ -172,7 +178,9 @@ class Daemon:
     def reload(self) -> bool:
         """Load the rules file again; on error keep the rules in use and log one line."""
         try:
-            fresh = Engine.load(self.settings.rules, self.settings.store_dir)
+            fresh = Engine.load(
+                self.settings.rules, self.settings.store_dir, self.settings.store_passphrase
+            )
         except SmimeError as exc:
             log.error(f"rules not reloaded, the previous rules stay in use: {exc.message}")
             return False

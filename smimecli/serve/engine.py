@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from smimecli.mime import HeaderBlock, LineReader
+    from smimecli.rules.decision import Plan, RecipientPlan
     from smimecli.rules.model import RuleSet
-    from smimecli.rules.plan import Plan, RecipientPlan
 
 ENCRYPT = "encrypt"
 PASS = "pass"
@@ -138,11 +138,14 @@ class Engine:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, rules_path: Path, store_dir: Path | None) -> Engine:
-        """Load and check a rules file and open every source (ConfigError when bad)."""
-        from smimecli.rules.model import load_rules
+    def load(
+        cls, rules_path: Path, store_dir: Path | None, store_passphrase: bytes | None = None
+    ) -> Engine:
+        """Load and check a rules file and open every source (ConfigError when bad);
+        ``store_passphrase`` decrypts the store's private keys (None: the environment's)."""
+        from smimecli.rules.load import load_rules
 
-        rules = load_rules(rules_path, store_dir=store_dir)
+        rules = load_rules(rules_path, store_dir=store_dir, store_passphrase=store_passphrase)
         with captured([]):
             rules.open_all()
         return cls(rules)
@@ -312,10 +315,12 @@ def remove_outputs(src_path: str, spool_dir: str) -> None:
 _WORKER: Engine | None = None
 
 
-def init_worker(rules_path: Path, store_dir: Path | None) -> None:
+def init_worker(
+    rules_path: Path, store_dir: Path | None, store_passphrase: bytes | None = None
+) -> None:
     """ProcessPoolExecutor initializer: this worker's own engine (and store connection)."""
     global _WORKER
-    _WORKER = Engine.load(rules_path, store_dir)
+    _WORKER = Engine.load(rules_path, store_dir, store_passphrase)
 
 
 def worker_split(src_path: str, recipients: Sequence[str], spool_dir: str) -> Split:

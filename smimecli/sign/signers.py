@@ -134,12 +134,14 @@ def _pfx_signer(pfx: Path, password: bytes | None) -> Signer:
 @dataclass(frozen=True)
 class SignerSource:
     """Where a signer comes from, in a form that crosses process boundaries (batch
-    workers load it once each): a store ``my`` selector, or a .pfx and its password."""
+    workers load it once each): a store ``my`` selector (and the store passphrase that
+    decrypts its key; None reads ``$SMIMECLI_STORE_PASSWORD``), or a .pfx and its password."""
 
     selector: str | None = None
     store_dir: Path | None = None
     pfx: Path | None = None
     password: bytes | None = field(default=None, repr=False)
+    store_passphrase: bytes | None = field(default=None, repr=False)
 
     def load(self) -> Signer:
         """The signer (errors as :func:`signer_from_store` and :func:`signer_from_pfx`)."""
@@ -148,7 +150,7 @@ class SignerSource:
         from smimecli.certs.store import Store
 
         assert self.selector is not None and self.store_dir is not None
-        with Store.open(self.store_dir, readonly=True) as store:
+        with Store.open(self.store_dir, readonly=True, passphrase=self.store_passphrase) as store:
             return signer_from_store(store, self.selector, pfx_option="--sign-with-pfx")
 
 

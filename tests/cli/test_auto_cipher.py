@@ -129,8 +129,9 @@ def test_auto_reads_the_certificate_extension(tmp_path: Path) -> None:
     from asn1crypto import cms
 
     from smimecli.lab import smime_capabilities_der
+    from smimecli.rules.decision import Outcome, RecipientPlan
     from smimecli.rules.model import RuleSet
-    from smimecli.rules.plan import Outcome, RecipientPlan, auto_cipher
+    from smimecli.rules.plan import auto_cipher
 
     gcm = cms.SMIMECapabilites([{"capability_id": "2.16.840.1.101.3.4.1.46"}]).dump()
     cbc_only = cms.SMIMECapabilites([{"capability_id": "2.16.840.1.101.3.4.1.42"}]).dump()

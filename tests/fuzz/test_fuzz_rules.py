@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 
 from smimecli.errors import ConfigError
-from smimecli.rules.model import load_rules
+from smimecli.rules.load import load_rules
 from tests.conftest import Pki
 from tests.fuzz.mutate import fuzz_settings, mutated, only_smime_errors, quiet_library, record
 

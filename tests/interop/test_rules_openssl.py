@@ -12,7 +12,7 @@ import pytest
 from asn1crypto import cms
 from cryptography.hazmat.primitives import serialization
 
-from smimecli.rules.plan import encrypt_with_rules
+from smimecli.rules.message import encrypt_with_rules
 from tests.conftest import Cli, Pki, require_tool
 from tests.pki import Identity
 

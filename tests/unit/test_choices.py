@@ -30,6 +30,7 @@ from smimecli.cli.app import build_app
 from smimecli.cms import algorithms, recipients
 from smimecli.errors import ConfigError, UsageError
 from smimecli.rules import model as rules
+from smimecli.rules.load import load_rules
 
 # Enum options that are not one of smimecli.choices (sign's digest is the signing layer's,
 # serve's syslog facility the daemon's).
@@ -117,10 +118,10 @@ def test_rules_validator_accepts_exactly_the_choices(
     tmp_path: Path, key: str, choice: type[StrEnum]
 ) -> None:
     for value in names(choice):
-        rule = rules.load_rules(_rule(tmp_path, **{key: value})).rules[0]
+        rule = load_rules(_rule(tmp_path, **{key: value})).rules[0]
         assert getattr(rule, key) == value
     with pytest.raises(ConfigError) as refused:
-        rules.load_rules(_rule(tmp_path, **{key: "bogus"}))
+        load_rules(_rule(tmp_path, **{key: "bogus"}))
     assert " | ".join(names(choice)) in str(refused.value)
 
 
@@ -131,14 +132,14 @@ def test_rules_source_kinds_and_stores_are_the_choices(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     with pytest.raises(ConfigError, match=" \\| ".join(names(SourceKind))):
-        rules.load_rules(path)
+        load_rules(path)
     for name in names(StoreName):
         path.write_text(
             f'[[rule]]\nname = "x"\nrecipients = ["a@example.org"]\n'
             f'source = {{ kind = "store", store = "{name}" }}\n',
             encoding="utf-8",
         )
-        assert rules.load_rules(path).rules[0].source.store == name
+        assert load_rules(path).rules[0].source.store == name
 
 
 def test_choices_imports_only_enum() -> None:

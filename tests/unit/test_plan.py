@@ -14,16 +14,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from smimecli.certs.formats import CertEntry
 from smimecli.errors import ConfigError, DataError, RejectError, TempFailError
-from smimecli.rules.model import load_rules
-from smimecli.rules.plan import (
-    Outcome,
-    Plan,
-    RecipientPlan,
-    encrypt_with_rules,
-    header_recipients,
-    plan_recipients,
-    run_rules_test,
-)
+from smimecli.rules.decision import Outcome, Plan, RecipientPlan
+from smimecli.rules.dryrun import run_rules_test
+from smimecli.rules.load import load_rules
+from smimecli.rules.message import encrypt_with_rules, header_recipients
+from smimecli.rules.plan import plan_recipients
 from tests.conftest import Pki
 from tests.messages import message
 from tests.rulesfiles import policy_rule_text, policy_rules, rules_file

@@ -77,7 +77,7 @@ def test_a_library_call_returns_notices_and_shows_nothing(
 
     from smimecli import EncryptRequest, encrypt_one
     from smimecli.cms.recipients import Recipient
-    from smimecli.rules.model import load_rules
+    from smimecli.rules.load import load_rules
 
     caplog.set_level("DEBUG")
     weak = EncryptRequest(recipients=(Recipient(pki.bob.cert),), cipher="3des")
@@ -117,7 +117,7 @@ def test_real_cms_passes_before_a_broken_rule_source_is_read(pki: Pki, tmp_path:
     from smimecli import EncryptRequest, encrypt_one
     from smimecli.cms.recipients import Recipient
     from smimecli.errors import ConfigError
-    from smimecli.rules.model import load_rules
+    from smimecli.rules.load import load_rules
 
     sealed = io.BytesIO()
     encrypt_one(EncryptRequest(recipients=(Recipient(pki.bob.cert),)), io.BytesIO(PLAIN), sealed)

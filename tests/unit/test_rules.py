@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 
 from smimecli.errors import ConfigError
-from smimecli.rules.model import (
-    BUILTIN_DEFAULTS,
+from smimecli.rules.check import shadow_warning, shadowed_patterns
+from smimecli.rules.load import load_rules
+from smimecli.rules.model import BUILTIN_DEFAULTS
+from smimecli.rules.patterns import (
     example_address,
-    load_rules,
     normalize_address,
     pattern_covers,
     pattern_regex,
-    shadow_warning,
-    shadowed_patterns,
 )
 from tests.rulesfiles import rules_file
 
