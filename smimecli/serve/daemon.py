@@ -131,13 +131,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._io, self.engine.decide, address)
 
-    async def split(self, path: str, recipients: list[str]) -> Split:
+    async def split(self, path: str, recipients: list[str], sender: str | None = None) -> Split:
         pool = self._cpu
+        args = (path, recipients, self.spool_dir, sender)
         try:
             if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
-                job = pool.submit(engine_module.worker_split, path, recipients, self.spool_dir)
+                job = pool.submit(engine_module.worker_split, *args)
             else:
-                job = pool.submit(self.engine.split_and_encrypt, path, recipients, self.spool_dir)
+                job = pool.submit(self.engine.split_and_encrypt, *args)
             return await asyncio.wrap_future(job)
         except concurrent.futures.BrokenExecutor:
             # A worker died (killed, out of memory): this message is retried (451), its

@@ -36,7 +36,7 @@ class Service(Protocol):
 
     async def decide(self, address: str) -> RecipientDecision: ...
 
-    async def split(self, path: str, recipients: list[str]) -> Split: ...
+    async def split(self, path: str, recipients: list[str], sender: str | None) -> Split: ...
 
     async def relay(
         self, sender: str, copies: list[tuple[tuple[str, ...], str]], eightbit: bool
@@ -104,7 +104,7 @@ class FilterHandler:
     async def _deliver(self, envelope: Any, path: str) -> _Result:
         recipients = list(envelope.rcpt_tos)
         try:
-            split = await self.service.split(path, recipients)
+            split = await self.service.split(path, recipients, envelope.mail_from or None)
         except Exception as exc:
             log.error(f"cannot encrypt a message for {', '.join(recipients)}: {_why(exc)}")
             return _Result(RETRY, [], error=_why(exc))
@@ -127,9 +127,13 @@ class FilterHandler:
     ) -> None:
         split = result.split
         relayed: dict[str, tuple[str, str]] = {}
+        signers: dict[str, dict[str, Any]] = {}
         if split is not None:
             for copy, reply in zip(split.copies, result.replies, strict=False):
                 relayed.update((r, (copy.kind, str(reply))) for r in copy.recipients)
+            for copy in split.copies:
+                if copy.signed_by is not None:
+                    signers.update((r, dict(copy.signed_by)) for r in copy.recipients)
         decisions = split.decisions if split is not None else []
         known = {d.address for d in decisions}
         decisions = [d for d in envelope.decisions if d.address not in known] + decisions
@@ -139,6 +143,7 @@ class FilterHandler:
             kind, answer = relayed.get(decision.address, (None, None))
             entry["copy"] = kind
             entry["relay_reply"] = answer
+            entry["signed_by"] = signers.get(decision.address)
             if decision.outcome == ENCRYPT and split is not None:
                 entry["cipher"] = split.cipher
             recipients.append(entry)
@@ -150,7 +155,7 @@ class FilterHandler:
             "reply": result.reply,
             "recipients": recipients,
             "elapsed_ms": elapsed,
-            "notices": split.notices if split else [],
+            "notices": [n.to_json() for n in split.notices] if split else [],
         }
         if result.error:
             record["error"] = result.error

@@ -106,7 +106,13 @@ def test_journal_records_decisions_without_content(
     assert alice["relay_reply"].startswith("250")
     assert erin["outcome"] == "pass" and erin["copy"] == "original"
     # The library's warning reaches the journal instead of stderr.
-    assert "erin@example.com gets the message without encryption" in record["notices"]
+    # Each notice as an object: a program tests the code, a person reads the text.
+    assert {
+        "code": "plaintext-recipient",
+        "text": "erin@example.com gets the message without encryption",
+        "address": "erin@example.com",
+    } in record["notices"]  # type: ignore[operator]
+    assert all(set(n) <= {"code", "text", "address"} for n in record["notices"])  # type: ignore[attr-defined]
 
 
 def test_journal_subject_only_on_request(
@@ -266,7 +272,8 @@ def test_a_mere_claim_of_encryption_follows_the_rules(
     clear = next(m for m in sunk.messages if m is not encrypted)
     assert clear.recipients == ["erin@example.com"] and clear.content == sent
     (record,) = _journal(tmp_path)
-    assert "already encrypted: passed unchanged" not in record["notices"]  # type: ignore[operator]
+    codes = [n["code"] for n in record["notices"]]  # type: ignore[attr-defined]
+    assert "already-encrypted" not in codes
     outcomes = {r["recipient"]: r["copy"] for r in record["recipients"]}  # type: ignore[attr-defined]
     assert outcomes == {
         "bob@example.com": None,
