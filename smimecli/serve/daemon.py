@@ -55,6 +55,36 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def listen_address(text: str, *, allow_remote: bool = False) -> tuple[str, int]:
+    """``--listen``: as :func:`parse_address`; a non-loopback address needs
+    ``allow_remote`` (UsageError otherwise)."""
+    host, port = parse_address(text, "--listen")
+    if not is_loopback(host) and not allow_remote:
+        raise UsageError(
+            f"--listen {text} is not a loopback address: the filter speaks plain SMTP "
+            "without authentication; add --allow-remote if a firewall guards it"
+        )
+    return host, port
+
+
+def spool_folder(spool: Path | None) -> str | None:
+    """``--spool``: the folder as a string (None: $TMPDIR); InputError when missing."""
+    if spool is None:
+        return None
+    if not spool.is_dir():
+        from smimecli.errors import InputError
+
+        raise InputError(f"spool folder {spool} does not exist: create it (mode 0700)")
+    return str(spool)
+
+
+def syslog_socket() -> str:
+    """The syslog socket: ``/dev/log``, or ``$SMIMECLI_SYSLOG_SOCKET`` (a chroot, tests)."""
+    import os
+
+    return os.environ.get("SMIMECLI_SYSLOG_SOCKET") or SYSLOG_SOCKET
+
+
 @dataclass
 class Settings:
     """Everything the daemon needs, as the command line gave it."""

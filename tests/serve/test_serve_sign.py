@@ -90,11 +90,13 @@ def _send(port: int, sender: str, recipients: list[str], data: bytes) -> None:
         smtp.sendmail(sender, recipients, data)
 
 
+@pytest.mark.parametrize("pool", ["thread", "process"])
 def test_signer_by_envelope_sender_signs_both_copies(
-    tmp_path: Path, pki: Pki, store: Path, relay: tuple[SinkHandler, int]
+    tmp_path: Path, pki: Pki, store: Path, relay: tuple[SinkHandler, int], pool: str
 ) -> None:
     sunk, port = relay
     settings = _settings(tmp_path, pki, store, port, SIGNER.format(signer="bob@example.com"))
+    settings.worker_kind = pool  # in a process: its own signer, loaded there
     sent = message("alice@example.com, erin@example.com")
     with running(settings) as daemon:
         _send(
