@@ -136,6 +136,14 @@ AllowRemoteOpt = Annotated[
     ),
 ]
 
+LmtpOpt = Annotated[
+    bool,
+    typer.Option(
+        "--lmtp",
+        help="Speak LMTP on --listen instead of SMTP: after DATA one reply per recipient.",
+    ),
+]
+
 
 def serve(
     *,
@@ -152,6 +160,7 @@ def serve(
     syslog: SyslogOpt = False,
     syslog_facility: SyslogFacilityOpt = Facility.mail,
     allow_remote: AllowRemoteOpt = False,
+    lmtp: LmtpOpt = False,
 ) -> None:
     """Run an SMTP content filter: encrypt by rules and relay, per recipient.
 
@@ -159,7 +168,9 @@ def serve(
     recipient is decided by the rules at RCPT time (550 5.7.1 for reject, 450 4.7.1 for
     tempfail), and at the end of DATA the certificate holders get one encrypted copy and
     the others the original bytes, both relayed to --relay. The client gets 250 only
-    after the relay took every copy, 451 4.3.0 on any doubt. SIGHUP reloads the rules
+    after the relay took every copy, 451 4.3.0 on any doubt (with --lmtp: one reply per
+    recipient, for the copy it was in). The rules' sign and [[signer]] tables sign the
+    copies, the envelope sender choosing the [[signer]]. SIGHUP reloads the rules
     (a broken file keeps the old ones); SIGTERM finishes the messages in flight and
     exits 0.
     """
@@ -179,6 +190,7 @@ def serve(
         drain_seconds=drain_timeout,
         syslog_facility=str(syslog_facility) if syslog else None,
         syslog_socket=daemon.syslog_socket(),
+        lmtp=lmtp,
     )
     status = daemon.Daemon(settings).run()
     if status:

@@ -104,6 +104,7 @@ class Settings:
     relay_timeout: float = 300.0
     syslog_facility: str | None = None  # None: no syslog
     syslog_socket: str = SYSLOG_SOCKET
+    lmtp: bool = False  # speak LMTP (RFC 2033) on listen instead of SMTP
 
 
 class _Busy(asyncio.Protocol):
@@ -229,11 +230,12 @@ class Daemon:
 
     def _factory(self) -> asyncio.Protocol:
         from smimecli.serve.handler import FilterHandler
-        from smimecli.serve.protocol import FilterSMTP
+        from smimecli.serve.protocol import FilterLMTP, FilterSMTP
 
         if len(self.sessions) >= self.settings.max_sessions:
             return _Busy()
-        return FilterSMTP(
+        protocol = FilterLMTP if self.settings.lmtp else FilterSMTP
+        return protocol(
             FilterHandler(self),
             max_size=self.settings.max_size,
             spool_dir=self.spool_dir,
