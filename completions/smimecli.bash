@@ -22,7 +22,7 @@ _smimecli_options() {
         'gen-ca') echo '--signer --subject --key-algorithm --key-length --hash --days --key-usage --not-before --not-after --crl-url --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'issue-user') echo '--email --subject --upn --signer --signer-pfx --signer-password-file --signer-password-env --csr --profile --key-algorithm --key-length --hash --days --not-before --not-after --crl-url --smime-capabilities --no-smime-capabilities --out-pfx --out-cer --out-pem --out-key --force --no-store --pfx-encryption --friendly-name --password-file --password-env --json -h --help' ;;
         'gen-crl') echo '--signer --revoke -o --output --der --next-update --hash --json -h --help' ;;
-        'serve') echo '--rules --listen --relay --workers --max-size --max-sessions --journal --journal-subject --spool --drain-timeout --syslog --syslog-facility --allow-remote -h --help' ;;
+        'serve') echo '--rules --listen --relay --workers --max-size --max-sessions --journal --journal-subject --spool --drain-timeout --syslog --syslog-facility --allow-remote --lmtp -h --help' ;;
         'demo') echo '--keep --json -h --help' ;;
         'certs') echo '-h --help' ;;
         'certs import') echo '--store-name --strict --password-file --password-env --store-password-env --json -h --help' ;;

@@ -463,6 +463,7 @@ complete -c smimecli -n '__smimecli_at \'serve\'' -l 'drain-timeout' -x -d 'At S
 complete -c smimecli -n '__smimecli_at \'serve\'' -l 'syslog' -d 'Send the journal records and the error lines to syslog (/dev/log) too, tagged smimecli-serve.'
 complete -c smimecli -n '__smimecli_at \'serve\'' -l 'syslog-facility' -x -a 'mail daemon user local0 local1 local2 local3 local4 local5 local6 local7' -d 'Syslog facility for --syslog.'
 complete -c smimecli -n '__smimecli_at \'serve\'' -l 'allow-remote' -d 'Allow a non-loopback --listen address (plain SMTP without authentication: firewall it).'
+complete -c smimecli -n '__smimecli_at \'serve\'' -l 'lmtp' -d 'Speak LMTP on --listen instead of SMTP: after DATA one reply per recipient.'
 complete -c smimecli -n '__smimecli_at \'serve\'' -s 'h' -l 'help' -d 'Show this message and exit.'
 complete -c smimecli -n '__smimecli_at \'demo\'' -l 'keep' -x -a '(__fish_complete_directories)' -d 'Work in this folder and keep it (store, rules.toml, messages) instead of a throwaway one.'
 complete -c smimecli -n '__smimecli_at \'demo\'' -l 'json' -d 'Print the result as JSON.'

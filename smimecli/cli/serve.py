@@ -29,102 +29,138 @@ class Facility(StrEnum):
     local7 = "local7"
 
 
+RulesOpt = Annotated[
+    Path,
+    typer.Option(
+        "--rules",
+        help="Pick certificates by this rules file (format: man smimecli-rules).",
+        metavar="FILE",
+    ),
+]
+
+ListenOpt = Annotated[
+    str,
+    typer.Option(
+        "--listen",
+        help="Accept SMTP here (HOST:PORT); a non-loopback address needs --allow-remote.",
+        metavar="HOST:PORT",
+    ),
+]
+
+RelayOpt = Annotated[
+    str,
+    typer.Option(
+        "--relay",
+        help="Hand every copy to this SMTP server (HOST:PORT): Postfix's re-injection smtpd.",
+        metavar="HOST:PORT",
+    ),
+]
+
+WorkersOpt = Annotated[
+    int,
+    typer.Option("--workers", min=1, help="Encryption worker threads."),
+]
+
+MaxSizeOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-size",
+        min=0,
+        help="Refuse larger messages (552 5.3.4); 0: no limit.",
+        metavar="BYTES",
+    ),
+]
+
+MaxSessionsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-sessions",
+        min=1,
+        help="Simultaneous SMTP sessions; beyond them new ones get 421 4.7.0.",
+    ),
+]
+
+JournalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--journal",
+        help="Append one JSON line per message to FILE ('-': stderr); reopened on SIGHUP.",
+        metavar="FILE",
+    ),
+]
+
+JournalSubjectOpt = Annotated[
+    bool,
+    typer.Option("--journal-subject", help="Put the Subject in the journal records too."),
+]
+
+SpoolOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--spool",
+        help="Folder for the 0600 spool files of messages in transit [default: $TMPDIR].",
+        metavar="DIR",
+    ),
+]
+
+DrainTimeoutOpt = Annotated[
+    int,
+    typer.Option(
+        "--drain-timeout",
+        min=0,
+        help="At SIGTERM, wait this many seconds for messages in flight.",
+        metavar="SECONDS",
+    ),
+]
+
+SyslogOpt = Annotated[
+    bool,
+    typer.Option(
+        "--syslog",
+        help="Send the journal records and the error lines to syslog (/dev/log) too, "
+        "tagged smimecli-serve.",
+    ),
+]
+
+SyslogFacilityOpt = Annotated[
+    Facility,
+    typer.Option("--syslog-facility", help="Syslog facility for --syslog."),
+]
+
+AllowRemoteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-remote",
+        help="Allow a non-loopback --listen address (plain SMTP without authentication: "
+        "firewall it).",
+    ),
+]
+
+LmtpOpt = Annotated[
+    bool,
+    typer.Option(
+        "--lmtp",
+        help="Speak LMTP on --listen instead of SMTP: after DATA one reply per recipient.",
+    ),
+]
+
+
 def serve(
     *,
-    rules: Annotated[
-        Path,
-        typer.Option(
-            "--rules",
-            help="Pick certificates by this rules file (format: man smimecli-rules).",
-            metavar="FILE",
-        ),
-    ],
-    listen: Annotated[
-        str,
-        typer.Option(
-            "--listen",
-            help="Accept SMTP here (HOST:PORT); a non-loopback address needs --allow-remote.",
-            metavar="HOST:PORT",
-        ),
-    ] = "127.0.0.1:10025",
-    relay: Annotated[
-        str,
-        typer.Option(
-            "--relay",
-            help="Hand every copy to this SMTP server (HOST:PORT): Postfix's re-injection smtpd.",
-            metavar="HOST:PORT",
-        ),
-    ] = "127.0.0.1:10026",
-    workers: Annotated[
-        int,
-        typer.Option("--workers", min=1, help="Encryption worker threads."),
-    ] = 2,
-    max_size: Annotated[
-        int,
-        typer.Option(
-            "--max-size",
-            min=0,
-            help="Refuse larger messages (552 5.3.4); 0: no limit.",
-            metavar="BYTES",
-        ),
-    ] = 50 * 1024 * 1024,
-    max_sessions: Annotated[
-        int,
-        typer.Option(
-            "--max-sessions",
-            min=1,
-            help="Simultaneous SMTP sessions; beyond them new ones get 421 4.7.0.",
-        ),
-    ] = 100,
-    journal: Annotated[
-        str | None,
-        typer.Option(
-            "--journal",
-            help="Append one JSON line per message to FILE ('-': stderr); reopened on SIGHUP.",
-            metavar="FILE",
-        ),
-    ] = None,
-    journal_subject: Annotated[
-        bool,
-        typer.Option("--journal-subject", help="Put the Subject in the journal records too."),
-    ] = False,
-    spool: Annotated[
-        Path | None,
-        typer.Option(
-            "--spool",
-            help="Folder for the 0600 spool files of messages in transit [default: $TMPDIR].",
-            metavar="DIR",
-        ),
-    ] = None,
-    drain_timeout: Annotated[
-        int,
-        typer.Option(
-            "--drain-timeout",
-            min=0,
-            help="At SIGTERM, wait this many seconds for messages in flight.",
-            metavar="SECONDS",
-        ),
-    ] = 60,
-    syslog: Annotated[
-        bool,
-        typer.Option(
-            "--syslog",
-            help="Send the journal records and the error lines to syslog (/dev/log) too, "
-            "tagged smimecli-serve.",
-        ),
-    ] = False,
-    syslog_facility: Annotated[
-        Facility,
-        typer.Option("--syslog-facility", help="Syslog facility for --syslog."),
-    ] = Facility.mail,
-    allow_remote: Annotated[
-        bool,
-        typer.Option(
-            "--allow-remote",
-            help="Allow a non-loopback --listen address (plain SMTP without authentication: "
-            "firewall it).",
-        ),
-    ] = False,
+    rules: RulesOpt,
+    listen: ListenOpt = "127.0.0.1:10025",
+    relay: RelayOpt = "127.0.0.1:10026",
+    workers: WorkersOpt = 2,
+    max_size: MaxSizeOpt = 50 * 1024 * 1024,
+    max_sessions: MaxSessionsOpt = 100,
+    journal: JournalOpt = None,
+    journal_subject: JournalSubjectOpt = False,
+    spool: SpoolOpt = None,
+    drain_timeout: DrainTimeoutOpt = 60,
+    syslog: SyslogOpt = False,
+    syslog_facility: SyslogFacilityOpt = Facility.mail,
+    allow_remote: AllowRemoteOpt = False,
+    lmtp: LmtpOpt = False,
 ) -> None:
     """Run an SMTP content filter: encrypt by rules and relay, per recipient.
 
@@ -132,42 +168,31 @@ def serve(
     recipient is decided by the rules at RCPT time (550 5.7.1 for reject, 450 4.7.1 for
     tempfail), and at the end of DATA the certificate holders get one encrypted copy and
     the others the original bytes, both relayed to --relay. The client gets 250 only
-    after the relay took every copy, 451 4.3.0 on any doubt. SIGHUP reloads the rules
+    after the relay took every copy, 451 4.3.0 on any doubt (with --lmtp: one reply per
+    recipient, for the copy it was in). The rules' sign and [[signer]] tables sign the
+    copies, the envelope sender choosing the [[signer]]. SIGHUP reloads the rules
     (a broken file keeps the old ones); SIGTERM finishes the messages in flight and
     exits 0.
     """
-    import os
+    from smimecli.serve import daemon
 
-    from smimecli.errors import InputError, UsageError
-    from smimecli.serve.daemon import Daemon, Settings, is_loopback, parse_address
-    from smimecli.serve.journal import SYSLOG_SOCKET
-
-    listen_at = parse_address(listen, "--listen")
-    relay_to = parse_address(relay, "--relay")
-    if not is_loopback(listen_at[0]) and not allow_remote:
-        raise UsageError(
-            f"--listen {listen} is not a loopback address: the filter speaks plain SMTP "
-            "without authentication; add --allow-remote if a firewall guards it"
-        )
-    if spool is not None and not spool.is_dir():
-        raise InputError(f"spool folder {spool} does not exist: create it (mode 0700)")
-    settings = Settings(
+    settings = daemon.Settings(
         rules=rules,
         store_dir=state().store_dir(),
         store_passphrase=state().store_passphrase,
-        listen=listen_at,
-        relay=relay_to,
+        listen=daemon.listen_address(listen, allow_remote=allow_remote),
+        relay=daemon.parse_address(relay, "--relay"),
         workers=workers,
         max_size=max_size or None,
         max_sessions=max_sessions,
         journal=journal,
         journal_subject=journal_subject,
-        spool_dir=str(spool) if spool is not None else None,
+        spool_dir=daemon.spool_folder(spool),
         drain_seconds=drain_timeout,
         syslog_facility=str(syslog_facility) if syslog else None,
-        # Another socket than /dev/log (a chroot, the tests): SMIMECLI_SYSLOG_SOCKET.
-        syslog_socket=os.environ.get("SMIMECLI_SYSLOG_SOCKET") or SYSLOG_SOCKET,
+        syslog_socket=daemon.syslog_socket(),
+        lmtp=lmtp,
     )
-    status = Daemon(settings).run()
+    status = daemon.Daemon(settings).run()
     if status:
         raise typer.Exit(status)

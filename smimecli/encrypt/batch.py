@@ -11,8 +11,8 @@ pickle) and rebuilds the recipients once in each worker; a signer travels as a
 and each worker loads it once; rules mode loads the rules file once in each worker, which
 opens its own store connection.
 
-Worker processes are forked (``fork`` on Linux, where it is cheap and safe here: the parent
-holds no threads and no open store), else ``forkserver``/``spawn``. The notices of a message
+The worker processes and their supervision are in :mod:`smimecli.encrypt.pool`, the files
+(inputs, outputs, ``--done-dir``) in :mod:`smimecli.encrypt.spool`. The notices of a message
 (:class:`smimecli.notices.Notice`) travel back with its result; the caller shows them (the
 command prefixes each with the input's name), so output from several workers never
 interleaves.
@@ -30,11 +30,7 @@ caller must be told, while a rejected message (67) stays rejected; bad or missin
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
-import shutil
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -50,15 +46,16 @@ from smimecli.choices import (
     DEFAULT_RECIPIENT_ID,
 )
 from smimecli.encrypt.request import EncryptRequest, encrypt_one
-from smimecli.errors import (
-    ExitStatus,
-    InputError,
-    IOFailedError,
-    OutputError,
-    SmimeError,
-    UsageError,
+from smimecli.encrypt.spool import (
+    expand_inputs,
+    move_done,
+    plan_outputs,
+    remove_stale_output,
+    sync_entry,
+    sync_folder,
 )
-from smimecli.files import remove_dead_temporaries, remove_temporaries
+from smimecli.errors import ExitStatus, IOFailedError, SmimeError
+from smimecli.files import remove_temporaries
 from smimecli.notices import Notice
 
 if TYPE_CHECKING:
@@ -78,16 +75,13 @@ __all__ = [
     "worst_status",
 ]
 
+
 # Most severe first; see the module docstring for the reasons.
 STATUS_ORDER: tuple[int, ...] = (70, 74, 73, 78, 77, 75, 67, 65, 66, 64)
 
-# Files a folder input skips: hidden files (our own ``.name.XXXX.tmp`` temporaries among
-# them), editor backups and temporaries that another program is still writing.
-_SKIPPED_SUFFIXES = ("~", ".tmp", ".swp", ".part")
-
-
 # Below this many messages per worker, forking and loading a worker costs more than it saves.
 MESSAGES_PER_WORKER = 16
+
 # Past a few workers the disk (creating and renaming files) is the limit, and each worker
 # holds the interpreter and the crypto libraries (about 35 MiB).
 MAX_DEFAULT_JOBS = 8
@@ -113,81 +107,6 @@ def worst_status(statuses: Iterable[int]) -> int:
         if status in found:
             return status
     return max(found)  # a status outside the table is still a failure
-
-
-def _skipped(name: str) -> bool:
-    return name.startswith(".") or name.endswith(_SKIPPED_SUFFIXES)
-
-
-def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
-    """Files as given; a folder becomes its regular files, sorted by name, not recursive.
-
-    Hidden files and temporary or backup files (``~``, ``.tmp``, ``.swp``, ``.part``) in a
-    folder are skipped; a file named explicitly is always taken.
-
-    Raises:
-        InputError: a folder cannot be listed (66).
-    """
-    found: list[Path] = []
-    for path in inputs:
-        if not path.is_dir():
-            found.append(path)
-            continue
-        try:
-            # scandir knows each entry's type without a stat per file (1,000-file spools).
-            with os.scandir(path) as entries:
-                names = sorted(e.name for e in entries if not _skipped(e.name) and e.is_file())
-        except OSError as exc:
-            raise InputError(f"cannot read folder {path}: {exc.strerror or exc}") from exc
-        found.extend(path / name for name in names)
-    return found
-
-
-def plan_outputs(inputs: Sequence[Path], out_dir: Path) -> list[tuple[Path, Path]]:
-    """Pair each input with ``out_dir / input.name``, checking the batch can run at all.
-
-    Raises:
-        OutputError: ``out_dir`` is missing or not a folder (73); it is not created, so that
-            a mistyped path in a cron job fails loudly instead of filling a new folder.
-        UsageError: two inputs share a name, or an output would overwrite its input (64).
-    """
-    if not out_dir.is_dir():
-        if out_dir.exists():
-            what = "is a file" if out_dir.is_file() else "exists"
-            raise OutputError(
-                f"--out-dir {out_dir} {what}, not a folder: give a folder "
-                "(or -o FILE for one message)"
-            )
-        raise OutputError(f"output folder {out_dir} does not exist: create it first")
-    pairs: list[tuple[Path, Path]] = []
-    seen: dict[str, Path] = {}
-    out_real = out_dir.resolve()
-    folders: dict[Path, Path] = {}  # each input folder resolved once
-
-    def real_folder(path: Path) -> Path:
-        if path.is_symlink():
-            return path.resolve().parent  # a link to a file elsewhere: where it points
-        if path.parent not in folders:
-            folders[path.parent] = path.parent.resolve()
-        return folders[path.parent]
-
-    for path in inputs:
-        other = seen.get(path.name)
-        if other is not None:
-            raise UsageError(
-                f"{other} and {path} would both be written to {out_dir / path.name}: "
-                "encrypt them in separate runs"
-            )
-        seen[path.name] = path
-        target = out_dir / path.name
-        try:
-            same = real_folder(path) == out_real
-        except OSError:
-            same = False
-        if same:
-            raise UsageError(f"--out-dir {out_dir} holds the input {path}: choose another folder")
-        pairs.append((path, target))
-    return pairs
 
 
 @dataclass(frozen=True)
@@ -377,7 +296,7 @@ class _Worker:
             ):
                 outcome = encrypt_one(self.request, src, dst)
             if done_dir is not None:
-                _sync_entry(dst_path.parent)
+                sync_entry(dst_path.parent)
                 done = str(move_done(src_path, done_dir))
         except _Stopped:
             # The temporary output is gone (atomic_output cleaned up); leave quietly.
@@ -385,7 +304,7 @@ class _Worker:
             os._exit(int(ExitStatus.TEMPFAIL))
         except SmimeError as exc:
             if done is None:
-                _remove_stale(dst_path)
+                remove_stale_output(dst_path)
             return MessageResult(
                 str(src_path),
                 None if done is None else str(dst_path),
@@ -394,7 +313,7 @@ class _Worker:
                 exc.message,
             )
         except Exception as exc:  # a bug must not stop the other messages
-            _remove_stale(dst_path)
+            remove_stale_output(dst_path)
             return MessageResult(
                 str(src_path),
                 None,
@@ -411,110 +330,6 @@ class _Worker:
         )
 
 
-def _remove_stale(dst_path: Path) -> None:
-    """A message that failed now must not leave the output of an earlier run under its
-    name, looking like this run's: that output is removed (a regular file only)."""
-    import stat
-
-    with contextlib.suppress(OSError):
-        if stat.S_ISREG(os.lstat(dst_path).st_mode):
-            os.unlink(dst_path)
-
-
-def _sync_entry(folder: Path) -> None:
-    """fsync a folder, so that a file just renamed into it survives a power cut."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise IOFailedError(f"I/O error syncing {folder}: {exc.strerror or exc}") from exc
-
-
-def move_done(src: Path, done_dir: Path) -> Path:
-    """Move the input ``src`` into ``done_dir``, never over an existing file: ``NAME``,
-    else ``NAME.1``, ``NAME.2``... Within one file system a hard link and an unlink (the
-    new name is taken atomically, or not at all); across file systems a copy, synced,
-    then the unlink of ``src``.
-
-    Raises:
-        OutputError: ``done_dir`` cannot take the file (73).
-        IOFailedError: a device error (74).
-    """
-    from smimecli.files import output_error
-
-    for number in range(10000):
-        target = done_dir / (src.name if number == 0 else f"{src.name}.{number}")
-        try:
-            os.link(src, target, follow_symlinks=False)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise output_error(target, exc) from exc
-            if not _copy_new(src, target):
-                continue
-        try:
-            os.unlink(src)
-        except OSError as exc:
-            raise output_error(src, exc) from exc
-        return target
-    raise OutputError(f"cannot move {src} into {done_dir}: too many files of that name")
-
-
-def _copy_new(src: Path, target: Path) -> bool:
-    """Copy ``src`` to the new file ``target`` (False if it exists), synced to disk."""
-    from smimecli.files import output_error
-
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        raise output_error(target, exc) from exc
-    try:
-        with open(src, "rb") as source, open(fd, "wb") as copy:
-            shutil.copyfileobj(source, copy, 1 << 20)
-            copy.flush()
-            os.fsync(copy.fileno())
-        shutil.copymode(src, target)
-        _sync_entry(target.parent)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(target)
-        if isinstance(exc, OSError):
-            raise output_error(target, exc) from exc
-        raise
-    return True
-
-
-def _sync_folder(folder: Path) -> None:
-    """Flush the file system holding ``folder`` (syncfs(2) on Linux, else sync(2)).
-
-    Raises:
-        IOFailedError: the file system reports a write error (74).
-    """
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError as exc:
-        raise IOFailedError(f"cannot open {folder} to sync it: {exc.strerror or exc}") from exc
-    try:
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        if libc.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise IOFailedError(f"I/O error syncing {folder}: {os.strerror(err)}")
-    except (OSError, AttributeError):
-        os.sync()
-    finally:
-        os.close(fd)
-
-
-_WORKER: _Worker | None = None
 _BUSY = False
 
 
@@ -523,152 +338,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise _Stopped()  # unwinds through atomic_output, which removes the temporary file
     remove_temporaries()
     os._exit(int(ExitStatus.TEMPFAIL))
-
-
-def _init_worker(settings: BatchSettings) -> None:
-    global _WORKER
-    # Ctrl-C reaches the whole process group: the parent decides and terminates the pool.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    _WORKER = _Worker(settings)
-
-
-def _worker_main(conn: Any, settings: BatchSettings) -> None:
-    """A worker process: (index, pair) in, (index, result) out, until None or EOF."""
-    _init_worker(settings)
-    assert _WORKER is not None
-    while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            break
-        if task is None:
-            break
-        index, pair = task
-        conn.send((index, _WORKER.run(pair)))
-    os._exit(0)
-
-
-# Messages handed to one worker at a time: one at work, one waiting in the pipe.
-_IN_FLIGHT = 2
-
-
-def _died(pair: tuple[Path, Path], exitcode: int | None) -> MessageResult:
-    how = f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 else "died"
-    return MessageResult(
-        str(pair[0]),
-        None,
-        "failed",
-        int(ExitStatus.TEMPFAIL),
-        f"the worker process encrypting this message {how} (out of memory?); "
-        "nothing was written for it: retry later",
-    )
-
-
-def _run_pool(
-    pairs: Sequence[tuple[Path, Path]],
-    settings: BatchSettings,
-    jobs: int,
-    handle: Callable[[MessageResult], None],
-) -> None:
-    """Encrypt ``pairs`` in ``jobs`` worker processes, reporting results in input order.
-
-    Each worker holds at most :data:`_IN_FLIGHT` messages, so when one dies (the OOM
-    killer, ``kill -9``) the parent knows which message it was at: that message fails
-    with 75 (retry later), its temporary file is removed, the others it held go back in
-    the queue, and a new worker takes its place.
-    """
-    from collections import deque
-    from multiprocessing.connection import wait
-
-    ctx = _context()
-    queue: deque[int] = deque(range(len(pairs)))
-    results: dict[int, MessageResult] = {}
-    workers: dict[Any, tuple[Any, deque[int]]] = {}  # connection -> (process, held)
-    next_out = 0
-
-    def start() -> None:
-        parent, child = ctx.Pipe()
-        process = ctx.Process(target=_worker_main, args=(child, settings), daemon=True)
-        process.start()
-        child.close()
-        workers[parent] = (process, deque())
-
-    def feed(conn: Any, up_to: int = _IN_FLIGHT) -> None:
-        held = workers[conn][1]
-        while queue and len(held) < up_to:
-            index = queue.popleft()
-            held.append(index)
-            conn.send((index, pairs[index]))
-
-    def receive(conn: Any) -> bool:
-        try:
-            index, result = conn.recv()
-        except (EOFError, OSError):
-            return False
-        workers[conn][1].remove(index)
-        results[index] = result
-        return True
-
-    try:
-        for _ in range(jobs):
-            start()
-        for up_to in range(1, _IN_FLIGHT + 1):  # one each first: a short batch spreads
-            for conn in list(workers):
-                feed(conn, up_to)
-        while next_out < len(pairs):
-            sentinels = {process.sentinel: conn for conn, (process, _held) in workers.items()}
-            for ready in wait([*workers, *sentinels]):
-                conn = sentinels.get(ready, ready)
-                if conn not in workers:
-                    continue
-                if ready is conn and receive(conn):
-                    feed(conn)
-                    continue
-                # The worker is gone: collect what it finished, then judge what it held.
-                while conn.poll() and receive(conn):
-                    pass
-                process, held = workers.pop(conn)
-                process.join()
-                conn.close()
-                if held:
-                    culprit = held.popleft()
-                    results[culprit] = _died(pairs[culprit], process.exitcode)
-                    target = pairs[culprit][1]
-                    remove_dead_temporaries(target.parent, process.pid, target.name)
-                    queue.extendleft(reversed(held))
-                if queue:
-                    start()
-                    feed(next(reversed(workers)))
-            while next_out in results:
-                handle(results.pop(next_out))
-                next_out += 1
-        for conn in workers:
-            with contextlib.suppress(OSError):
-                conn.send(None)
-    except BaseException:
-        for process, _held in workers.values():
-            process.terminate()  # SIGTERM: each busy worker removes its temporary file
-        for process, _held in workers.values():
-            process.join()
-            remove_dead_temporaries(pairs[0][1].parent, process.pid)
-        raise
-    finally:
-        for conn, (process, _held) in workers.items():
-            process.join()
-            conn.close()
-
-
-def _context() -> Any:
-    # Imported here, its only user: a small batch (one worker, in this process) never starts
-    # a pool, and importing multiprocessing costs a few milliseconds of start-up.
-    import multiprocessing
-
-    methods = multiprocessing.get_all_start_methods()
-    for method in ("fork", "forkserver", "spawn"):
-        if method in methods:
-            return multiprocessing.get_context(method)
-    return multiprocessing.get_context()  # pragma: no cover
 
 
 def run_batch(
@@ -707,10 +376,12 @@ def run_batch(
         for pair in pairs:
             handle(worker.run(pair))
     else:
-        _run_pool(pairs, settings, jobs, handle)
+        from smimecli.encrypt.pool import run_pool
+
+        run_pool(pairs, settings, jobs, handle)
     if summary.counts["failed"] < summary.total:
         try:
-            _sync_folder(pairs[0][1].parent)
+            sync_folder(pairs[0][1].parent)
         except IOFailedError as exc:
             summary.notices.append(Notice("sync-failed", exc.message))
             summary.status = worst_status((summary.status, int(exc.status)))

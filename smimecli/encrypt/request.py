@@ -229,13 +229,33 @@ def _rule_set(request: EncryptRequest) -> RuleSet:
     )
 
 
-def plan_signer(rules: RuleSet, plan: Plan, headers: HeaderBlock) -> Signer | None:
+def plan_signer(
+    rules: RuleSet, plan: Plan, headers: HeaderBlock, *, sender: str | None = None
+) -> Signer | None:
     """The signer the rules choose for this message (see
-    :func:`smimecli.rules.message.choose_signer`), loaded from the store; None: unsigned."""
+    :func:`smimecli.rules.message.choose_signer`), loaded from the store (once per rule set);
+    None: unsigned.
+
+    ``sender`` (the SMTP envelope sender) is matched against the ``[[signer]]`` tables'
+    ``senders`` instead of the From: addresses; None or empty (the null sender of a
+    bounce) reads From:.
+    """
     from smimecli.rules.message import choose_signer
 
+    if sender:
+        headers = _sender_headers(sender)
     signing = choose_signer(rules, plan, headers)
     return None if signing is None else rules.load_signer(*signing)
+
+
+def _sender_headers(sender: str) -> HeaderBlock:
+    """A header block whose only From: address is ``sender``."""
+    import io
+
+    from smimecli import mime
+
+    raw = f"From: <{sender}>\r\n\r\n".encode("utf-8", "surrogateescape")
+    return mime.read_header_block(io.BytesIO(raw))[0]
 
 
 def encrypt_planned(

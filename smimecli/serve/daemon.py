@@ -55,6 +55,36 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def listen_address(text: str, *, allow_remote: bool = False) -> tuple[str, int]:
+    """``--listen``: as :func:`parse_address`; a non-loopback address needs
+    ``allow_remote`` (UsageError otherwise)."""
+    host, port = parse_address(text, "--listen")
+    if not is_loopback(host) and not allow_remote:
+        raise UsageError(
+            f"--listen {text} is not a loopback address: the filter speaks plain SMTP "
+            "without authentication; add --allow-remote if a firewall guards it"
+        )
+    return host, port
+
+
+def spool_folder(spool: Path | None) -> str | None:
+    """``--spool``: the folder as a string (None: $TMPDIR); InputError when missing."""
+    if spool is None:
+        return None
+    if not spool.is_dir():
+        from smimecli.errors import InputError
+
+        raise InputError(f"spool folder {spool} does not exist: create it (mode 0700)")
+    return str(spool)
+
+
+def syslog_socket() -> str:
+    """The syslog socket: ``/dev/log``, or ``$SMIMECLI_SYSLOG_SOCKET`` (a chroot, tests)."""
+    import os
+
+    return os.environ.get("SMIMECLI_SYSLOG_SOCKET") or SYSLOG_SOCKET
+
+
 @dataclass
 class Settings:
     """Everything the daemon needs, as the command line gave it."""
@@ -76,6 +106,7 @@ class Settings:
     syslog_socket: str = SYSLOG_SOCKET
     # The root's --store-password-env: decrypts the store's private keys (the rules' signers).
     store_passphrase: bytes | None = field(default=None, repr=False)
+    lmtp: bool = False  # speak LMTP (RFC 2033) on listen instead of SMTP
 
 
 class _Busy(asyncio.Protocol):
@@ -137,13 +168,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._io, self.engine.decide, address)
 
-    async def split(self, path: str, recipients: list[str]) -> Split:
+    async def split(self, path: str, recipients: list[str], sender: str | None = None) -> Split:
         pool = self._cpu
+        args = (path, recipients, self.spool_dir, sender)
         try:
             if isinstance(pool, concurrent.futures.ProcessPoolExecutor):
-                job = pool.submit(engine_module.worker_split, path, recipients, self.spool_dir)
+                job = pool.submit(engine_module.worker_split, *args)
             else:
-                job = pool.submit(self.engine.split_and_encrypt, path, recipients, self.spool_dir)
+                job = pool.submit(self.engine.split_and_encrypt, *args)
             return await asyncio.wrap_future(job)
         except concurrent.futures.BrokenExecutor:
             # A worker died (killed, out of memory): this message is retried (451), its
@@ -206,11 +238,12 @@ class Daemon:
 
     def _factory(self) -> asyncio.Protocol:
         from smimecli.serve.handler import FilterHandler
-        from smimecli.serve.protocol import FilterSMTP
+        from smimecli.serve.protocol import FilterLMTP, FilterSMTP
 
         if len(self.sessions) >= self.settings.max_sessions:
             return _Busy()
-        return FilterSMTP(
+        protocol = FilterLMTP if self.settings.lmtp else FilterSMTP
+        return protocol(
             FilterHandler(self),
             max_size=self.settings.max_size,
             spool_dir=self.spool_dir,

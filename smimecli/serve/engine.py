@@ -21,20 +21,25 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from smimecli.mime import HeaderBlock, LineReader
+    from smimecli.mime import HeaderBlock
+    from smimecli.notices import Notice
     from smimecli.rules.decision import Plan, RecipientPlan
     from smimecli.rules.model import RuleSet
+    from smimecli.sign.signers import Signer
 
 ENCRYPT = "encrypt"
 PASS = "pass"
 REJECT = "reject"
 TEMPFAIL = "tempfail"
+
+# The code of a notice that reached the journal as a warning the library logged.
+LOGGED = "logged"
 
 _OUTCOMES = {"ENCRYPTED": ENCRYPT, "PASSED": PASS, "REJECTED": REJECT, "TEMPFAIL": TEMPFAIL}
 
@@ -64,12 +69,15 @@ class RecipientDecision:
 class Copy:
     """One copy of a message for the relay: these recipients get the bytes of ``path``.
 
-    ``kind`` is ``encrypted``, ``original`` (pass recipients) or ``already-encrypted``.
+    ``kind`` is ``encrypted``, ``original`` (pass recipients), ``signed`` (pass
+    recipients, when the rules sign their copy) or ``already-encrypted``; ``signed_by``
+    the signer's thumbprint and subject when the copy is signed.
     """
 
     kind: str
     recipients: tuple[str, ...]
     path: str
+    signed_by: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -81,7 +89,7 @@ class Split:
     cipher: str | None = None
     message_id: str | None = None
     subject: str | None = None
-    notices: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     refused: list[RecipientDecision] = field(default_factory=list)
     elapsed_ms: int = 0
 
@@ -158,24 +166,40 @@ class Engine:
             plan = plan_recipients(self.rules, [address])
         return _decision(plan.recipients[0])
 
-    def split_and_encrypt(self, src_path: str, recipients: Sequence[str], spool_dir: str) -> Split:
+    def split_and_encrypt(
+        self, src_path: str, recipients: Sequence[str], spool_dir: str, sender: str | None = None
+    ) -> Split:
         """Decide every recipient again and write the copies of one message.
 
-        The encrypted copy goes to a new 0600 file in ``spool_dir`` (the caller removes
-        it); the original copy is ``src_path`` itself. A recipient who is now refused
-        (a certificate expired since RCPT, the rules were reloaded) is listed in
-        ``refused`` and no copy is written.
+        The encrypted copy (and the signed copy, when the rules sign the pass recipients'
+        copy) goes to a new 0600 file in ``spool_dir`` (the caller removes it); the
+        original copy is ``src_path`` itself. A recipient who is now refused (a
+        certificate expired since RCPT, the rules were reloaded) is listed in ``refused``
+        and no copy is written. ``sender``, the envelope sender, chooses the
+        ``[[signer]]`` (see :func:`smimecli.encrypt.request.plan_signer`).
+
+        Raises:
+            SmimeError: a signer the rules ask for cannot be loaded (nothing is written:
+                a copy the rules sign is never sent unsigned), or the encryption failed.
         """
+        from smimecli.notices import Notice, merge_notices
+
         started = time.monotonic()
-        notices: list[str] = []
-        with captured(notices):
-            split = self._split(src_path, recipients, spool_dir, notices)
-        split.notices = list(dict.fromkeys(notices))
+        notices: list[Notice] = []
+        logged: list[str] = []
+        with captured(logged):
+            split = self._split(src_path, recipients, spool_dir, sender, notices)
+        split.notices = list(merge_notices(notices, (Notice(LOGGED, t) for t in logged)))
         split.elapsed_ms = int((time.monotonic() - started) * 1000)
         return split
 
     def _split(
-        self, src_path: str, recipients: Sequence[str], spool_dir: str, notices: list[str]
+        self,
+        src_path: str,
+        recipients: Sequence[str],
+        spool_dir: str,
+        sender: str | None,
+        notices: list[Notice],
     ) -> Split:
         from smimecli import mime
         from smimecli.rules.plan import plan_recipients
@@ -183,7 +207,7 @@ class Engine:
         with self._lock:
             plan = plan_recipients(self.rules, recipients)
         decisions = [_decision(r) for r in plan.recipients]
-        notices.extend(n.text for n in plan.all_notices())
+        notices.extend(plan.all_notices())
         with open(src_path, "rb") as src:
             headers, rest = mime.read_header_block(src)
             split = Split([], decisions, message_id=headers.get("Message-ID"))
@@ -191,49 +215,93 @@ class Engine:
             # "Already encrypted" means a CMS EnvelopedData body, not a Content-Type that
             # claims it: a plaintext body under that claim follows the rules.
             already, rest = mime.sniff_encrypted(headers, rest)
-            if already:
-                from smimecli.encrypt.request import ALREADY_ENCRYPTED
+        if already:
+            from smimecli.encrypt.request import ALREADY_ENCRYPTED
+            from smimecli.notices import Notice
 
-                notices.append(ALREADY_ENCRYPTED)
-                split.copies.append(Copy("already-encrypted", tuple(recipients), src_path))
-                return split
-            split.refused = [d for d in decisions if d.outcome in (REJECT, TEMPFAIL)]
-            if split.refused:
-                return split
-            clear = tuple(d.address for d in decisions if d.outcome == PASS)
-            if plan.encrypted:
-                split.cipher = plan.cipher
-                out = out_prefix(src_path)
-                path = self._encrypt(plan, headers, rest, spool_dir, out, notices)
-                encrypted = tuple(r.address for r in plan.encrypted)
-                split.copies.append(Copy("encrypted", encrypted, path))
-        if clear:
-            split.copies.append(Copy("original", clear, src_path))
+            notices.append(Notice("already-encrypted", ALREADY_ENCRYPTED))
+            split.copies.append(Copy("already-encrypted", tuple(recipients), src_path))
+            return split
+        split.refused = [d for d in decisions if d.outcome in (REJECT, TEMPFAIL)]
+        if split.refused:
+            return split
+        try:
+            self._write_copies(plan, headers, src_path, spool_dir, sender, split, notices)
+        except BaseException:
+            for copy in split.copies:
+                if copy.path != src_path:
+                    with contextlib.suppress(OSError):
+                        os.unlink(copy.path)
+            raise
         return split
 
-    def _encrypt(
+    def _write_copies(
         self,
         plan: Plan,
         headers: HeaderBlock,
-        rest: LineReader,
+        src_path: str,
+        spool_dir: str,
+        sender: str | None,
+        split: Split,
+        notices: list[Notice],
+    ) -> None:
+        """The encrypted copy, then the pass recipients' copy: each signed as
+        ``encrypt --rules`` signs a message to that copy's recipients."""
+        from smimecli.rules.decision import Outcome, Plan
+
+        passed = Plan([r for r in plan.recipients if r.outcome is Outcome.PASSED])
+        # Both signers first: one that cannot be loaded fails the message before anything
+        # is written (a copy the rules sign is never sent unsigned).
+        sealed = self._signer(Plan(plan.encrypted), headers, sender) if plan.encrypted else None
+        clear = self._signer(passed, headers, sender) if passed.recipients else None
+        prefix = out_prefix(src_path)
+        if plan.encrypted:
+            split.cipher = plan.cipher
+            path, by = self._write(plan, src_path, spool_dir, prefix, sealed, notices)
+            encrypted = tuple(r.address for r in plan.encrypted)
+            split.copies.append(Copy("encrypted", encrypted, path, by))
+        if not passed.recipients:
+            return
+        addresses = tuple(r.address for r in passed.recipients)
+        if clear is None:
+            split.copies.append(Copy("original", addresses, src_path))
+            return
+        path, by = self._write(passed, src_path, spool_dir, prefix, clear, notices)
+        split.copies.append(Copy("signed", addresses, path, by))
+
+    def _signer(self, plan: Plan, headers: HeaderBlock, sender: str | None) -> Signer | None:
+        """The signer of a copy, loaded from the store once per engine (SIGHUP: again)."""
+        from smimecli.encrypt.request import plan_signer
+
+        with self._lock:
+            return plan_signer(self.rules, plan, headers, sender=sender)
+
+    def _write(
+        self,
+        plan: Plan,
+        src_path: str,
         spool_dir: str,
         prefix: str,
-        notices: list[str],
-    ) -> str:
-        """The encrypted copy for the plan's recipients with a certificate, as
-        ``encrypt --rules`` writes it (the pass recipients get the original)."""
+        signer: Signer | None,
+        notices: list[Notice],
+    ) -> tuple[str, Mapping[str, Any] | None]:
+        """One copy as ``encrypt --rules`` writes it: encrypted to the plan's recipients
+        with a certificate (signed first by ``signer``), or signed only when it has none.
+        Returns the new file and the signer's description."""
+        from smimecli import mime
         from smimecli.encrypt.request import encrypt_planned
 
         fd, path = _spool_file(spool_dir, prefix)
         try:
-            with os.fdopen(fd, "wb") as dst:
-                outcome = encrypt_planned(plan, headers, rest, dst)
+            with os.fdopen(fd, "wb") as dst, open(src_path, "rb") as src:
+                headers, rest = mime.read_header_block(src)
+                outcome = encrypt_planned(plan, headers, rest, dst, signer=signer)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
-        notices.extend(outcome.warnings)
-        return path
+        notices.extend(outcome.notices)
+        return path, outcome.signed_by
 
 
 def _spool_file(spool_dir: str, prefix: str) -> tuple[int, str]:
@@ -323,7 +391,9 @@ def init_worker(
     _WORKER = Engine.load(rules_path, store_dir, store_passphrase)
 
 
-def worker_split(src_path: str, recipients: Sequence[str], spool_dir: str) -> Split:
+def worker_split(
+    src_path: str, recipients: Sequence[str], spool_dir: str, sender: str | None = None
+) -> Split:
     """:meth:`Engine.split_and_encrypt` in a worker process."""
     assert _WORKER is not None, "init_worker did not run"
-    return _WORKER.split_and_encrypt(src_path, recipients, spool_dir)
+    return _WORKER.split_and_encrypt(src_path, recipients, spool_dir, sender)

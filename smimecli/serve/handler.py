@@ -6,7 +6,10 @@ Replies (RFC 3463 enhanced status codes):
   ``450 4.7.1`` for one whose rule defers; the others are accepted;
 - end of DATA: ``250`` only after the relay took every copy; ``451 4.3.0`` on any doubt
   (relay down, relay 4xx, timeout, worker crash, no memory, full disk); the relay's own
-  5xx when it refused a copy for good.
+  5xx when it refused a copy for good;
+- end of DATA over LMTP: one reply per accepted recipient, each for the copy that
+  recipient was in (``250`` when the relay took it, ``451 4.3.0`` when it did not yet or
+  was not tried, its ``5xx`` when it refused it for good).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class Service(Protocol):
 
     async def decide(self, address: str) -> RecipientDecision: ...
 
-    async def split(self, path: str, recipients: list[str]) -> Split: ...
+    async def split(self, path: str, recipients: list[str], sender: str | None) -> Split: ...
 
     async def relay(
         self, sender: str, copies: list[tuple[tuple[str, ...], str]], eightbit: bool
@@ -86,8 +89,11 @@ class FilterHandler:
         envelope.decisions.append(decision)
         return "250 2.1.5 OK"
 
-    async def handle_spooled(self, server: Any, session: Any, envelope: Any, path: str) -> str:
-        """The end of DATA: the message is in ``path``. Returns the reply to the client."""
+    async def handle_spooled(
+        self, server: Any, session: Any, envelope: Any, path: str
+    ) -> str | list[str]:
+        """The end of DATA: the message is in ``path``. Returns the reply to the client
+        (LMTP: one per accepted recipient)."""
         queue_id = secrets.token_hex(6).upper()
         started = time.monotonic()
         # The work goes on (and its files are cleaned up) even if the client goes away:
@@ -96,6 +102,10 @@ class FilterHandler:
         self.service.track(task)
         result = await asyncio.shield(task)
         elapsed = int((time.monotonic() - started) * 1000)
+        if getattr(server, "lmtp", False):
+            replies = _recipient_replies(list(envelope.rcpt_tos), result, queue_id)
+            self._journal(envelope, path, queue_id, result, elapsed, replies)
+            return replies
         self._journal(envelope, path, queue_id, result, elapsed)
         if result.reply.startswith("250"):
             return f"{result.reply} as {queue_id}"
@@ -104,7 +114,7 @@ class FilterHandler:
     async def _deliver(self, envelope: Any, path: str) -> _Result:
         recipients = list(envelope.rcpt_tos)
         try:
-            split = await self.service.split(path, recipients)
+            split = await self.service.split(path, recipients, envelope.mail_from or None)
         except Exception as exc:
             log.error(f"cannot encrypt a message for {', '.join(recipients)}: {_why(exc)}")
             return _Result(RETRY, [], error=_why(exc))
@@ -123,15 +133,27 @@ class FilterHandler:
                         os.unlink(copy.path)
 
     def _journal(
-        self, envelope: Any, path: str, queue_id: str, result: _Result, elapsed: int
+        self,
+        envelope: Any,
+        path: str,
+        queue_id: str,
+        result: _Result,
+        elapsed: int,
+        lmtp: list[str] | None = None,
     ) -> None:
+        """One record; over LMTP each accepted recipient's own reply too (``lmtp_reply``)."""
         split = result.split
         relayed: dict[str, tuple[str, str]] = {}
+        signers: dict[str, dict[str, Any]] = {}
         if split is not None:
             for copy, reply in zip(split.copies, result.replies, strict=False):
                 relayed.update((r, (copy.kind, str(reply))) for r in copy.recipients)
+            for copy in split.copies:
+                if copy.signed_by is not None:
+                    signers.update((r, dict(copy.signed_by)) for r in copy.recipients)
         decisions = split.decisions if split is not None else []
         known = {d.address for d in decisions}
+        answers = dict(zip(envelope.rcpt_tos, lmtp or [], strict=False))
         decisions = [d for d in envelope.decisions if d.address not in known] + decisions
         recipients = []
         for decision in decisions:
@@ -139,8 +161,11 @@ class FilterHandler:
             kind, answer = relayed.get(decision.address, (None, None))
             entry["copy"] = kind
             entry["relay_reply"] = answer
+            entry["signed_by"] = signers.get(decision.address)
             if decision.outcome == ENCRYPT and split is not None:
                 entry["cipher"] = split.cipher
+            if lmtp is not None:
+                entry["lmtp_reply"] = answers.get(decision.address)
             recipients.append(entry)
         record: dict[str, Any] = {
             "queue_id": queue_id,
@@ -150,7 +175,7 @@ class FilterHandler:
             "reply": result.reply,
             "recipients": recipients,
             "elapsed_ms": elapsed,
-            "notices": split.notices if split else [],
+            "notices": [n.to_json() for n in split.notices] if split else [],
         }
         if result.error:
             record["error"] = result.error
@@ -180,3 +205,27 @@ def _final_reply(replies: list[RelayReply], copies: int) -> str:
         return f"{failed.code} {failed.text}"
     log.warning(f"relay did not take a copy: {failed}")
     return f"451 4.3.0 relay: {failed.text}"
+
+
+def _recipient_replies(recipients: list[str], result: _Result, queue_id: str) -> list[str]:
+    """LMTP: each accepted recipient's reply, from the relay's reply to its copy."""
+    from smimecli.rules.patterns import normalize_address
+
+    split = result.split
+    if split is None or split.refused or not result.replies:
+        return [result.reply] * len(recipients)
+    took: dict[str, RelayReply] = {}
+    for copy, answer in zip(split.copies, result.replies, strict=False):
+        took.update((normalize_address(r), answer) for r in copy.recipients)
+    replies = []
+    for address in recipients:
+        reply = took.get(normalize_address(address))
+        if reply is None:  # its copy was not tried after another one failed
+            replies.append(f"451 4.3.0 <{address}>: not relayed yet; try again later")
+        elif reply.ok:
+            replies.append(f"250 2.0.0 <{address}> Ok: relayed as {queue_id}")
+        elif reply.permanent:
+            replies.append(f"{reply.code} <{address}>: {reply.text}")
+        else:
+            replies.append(f"451 4.3.0 <{address}>: relay: {reply.text}")
+    return replies

@@ -8,6 +8,10 @@ aiosmtpd does the ESMTP dialogue (EHLO, MAIL, RCPT, PIPELINING of commands, SIZE
 - ``MAIL FROM:<...> SIZE=n`` above the limit gets ``552 5.3.4`` (RFC 3463), as does DATA
   that grows beyond it;
 - every session is counted (for ``--max-sessions`` and the drain at SIGTERM).
+
+:class:`FilterLMTP` speaks LMTP (RFC 2033) instead: ``LHLO`` for ``EHLO``, and after DATA
+one reply per accepted recipient, in RCPT order, so that one group of recipients can be
+delivered while another is retried.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import re
 from typing import Any
 
+from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope
 
 from smimecli.serve.engine import RecipientDecision, spool_file
@@ -106,8 +111,20 @@ class FilterSMTP(SMTP):
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        replies = self.per_recipient(status, len(self.envelope.rcpt_tos))
         self._set_post_data_state()  # type: ignore[no-untyped-call]
-        await self.push(status)
+        for reply in replies:
+            await self.push(reply)
+
+    lmtp = False
+
+    def per_recipient(self, status: str | list[str], recipients: int) -> list[str]:
+        """The replies after DATA: SMTP gives one; LMTP one per accepted recipient (the
+        same reply for each, unless the handler gave one each)."""
+        if isinstance(status, str):
+            return [status] * (recipients if self.lmtp else 1)
+        assert self.lmtp and len(status) == recipients, "one reply per recipient is LMTP's"
+        return status
 
     def _flush(self, spool: Any) -> str | None:
         try:
@@ -151,3 +168,10 @@ class FilterSMTP(SMTP):
             except OSError as exc:
                 status = self._spool_failed(exc)
         raise ConnectionResetError("connection lost during DATA")
+
+
+class FilterLMTP(FilterSMTP, LMTP):
+    """One LMTP session of the filter: aiosmtpd's ``LHLO`` (``HELO`` and ``EHLO`` get
+    ``500``), the filter's DATA with one reply per accepted recipient."""
+
+    lmtp = True

@@ -98,4 +98,4 @@ def test_serve_journal_notices_name_the_skipped_file(tmp_path: Path, rules: Path
     spool.mkdir()
     split = Engine.load(rules, None).split_and_encrypt(str(src), ["bob@example.com"], str(spool))
     assert [c.kind for c in split.copies] == ["encrypted"]
-    assert any(n.startswith(_skipped(tmp_path)) for n in split.notices)
+    assert any(n.text.startswith(_skipped(tmp_path)) for n in split.notices)

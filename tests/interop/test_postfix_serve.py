@@ -10,13 +10,15 @@ Proved here, with the real Postfix: a certificate holder gets a message that
 ``openssl cms -decrypt`` opens, a ``pass`` recipient of the same message gets it in
 plaintext, a ``reject`` recipient bounces alone (5.7.1), and a filter killed with SIGKILL
 in the middle of a message leaves the message queued in Postfix, delivered once the
-filter runs again.
+filter runs again; with ``serve --lmtp`` and Postfix's lmtp client, a copy the relay
+defers leaves only its recipients queued (no duplicate for the others).
 
 Needs root, ``unshare --mount`` and the ``postfix`` package; skips with a reason otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import os
@@ -83,14 +85,29 @@ def _service(lines: list[str], head: str) -> list[str]:
     return service
 
 
-def _snippet_master_cf(filter_port: int, reinject_port: int) -> tuple[str, str]:
-    """The public smtpd's -o line, the transport to the filter and the re-injection smtpd."""
+def _snippet_master_cf(
+    filter_port: int, reinject_port: int, lmtp: Path | None = None
+) -> tuple[str, str]:
+    """The public smtpd's -o line, the transport to the filter and the re-injection smtpd.
+
+    ``lmtp``: the transport runs Postfix's lmtp client (as docs/serve.md says), and the
+    re-injection smtpd defers the recipients this access table names.
+    """
     lines = (CONTRIB / "master.cf.snippet").read_text().splitlines()
     option = next(line for line in lines if "content_filter=smimecli:" in line)
     assert "[127.0.0.1]:10025" in option, "master.cf.snippet no longer sends to 10025"
     option = option.replace(":10025", f":{filter_port}")
     services = _service(lines, "smimecli ") + _service(lines, "127.0.0.1:10026 ")
     text = "\n".join(services).replace("127.0.0.1:10026", f"127.0.0.1:{reinject_port}")
+    if lmtp is not None:
+        client = services[0]
+        assert client.rstrip().endswith(" smtp"), client
+        text = text.replace(client, client.rstrip()[: -len("smtp")] + "lmtp")
+        text = text.replace("-o smtp_data_done_timeout=", "-o lmtp_data_done_timeout=")
+        text = text.replace(
+            "-o smtpd_recipient_restrictions=",
+            f"-o smtpd_recipient_restrictions=check_recipient_access,texthash:{lmtp},",
+        )
     return option, text
 
 
@@ -109,13 +126,14 @@ class Serve:
     port: int
     relay_port: int
     proc: subprocess.Popen[bytes] | None = None
+    options: tuple[str, ...] = ()
 
     def start(self, relay_port: int | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
         command = [sys.executable, "-m", "smimecli", "serve", "--rules", str(self.rules)]
         command += ["--listen", f"127.0.0.1:{self.port}"]
         command += ["--relay", f"127.0.0.1:{relay_port or self.relay_port}"]
-        command += ["--spool", str(self.spool)]
+        command += ["--spool", str(self.spool), *self.options]
         self.proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -154,6 +172,20 @@ class Chain:
 @pytest.fixture
 def chain(pki: Pki) -> Iterator[Chain]:
     """Postfix (public smtpd, transport to the filter, re-injection smtpd) and the filter."""
+    with _chain(pki) as found:
+        yield found
+
+
+@pytest.fixture
+def lmtp_chain(pki: Pki) -> Iterator[Chain]:
+    """As ``chain``, Postfix speaking LMTP to ``serve --lmtp``; the re-injection smtpd
+    defers erin@example.com (450)."""
+    with _chain(pki, lmtp=True) as found:
+        yield found
+
+
+@contextlib.contextmanager
+def _chain(pki: Pki, *, lmtp: bool = False) -> Iterator[Chain]:
     require_tool("openssl")
     if shutil.which("postfix") is None and not Path("/usr/sbin/postfix").exists():
         pytest.skip("postfix is not installed (.ci/run installs it with apt-get)")
@@ -181,6 +213,11 @@ def chain(pki: Pki) -> Iterator[Chain]:
     rules = base / "rules.toml"
     rules.write_text(RULES.format(alice=pki.alice.cert_pem, empty=base / "empty"))
     serve = Serve(rules, base / "serve-spool", filter_port, reinject_port)
+    defer: Path | None = None
+    if lmtp:
+        serve.options = ("--lmtp",)
+        defer = base / "defer"
+        defer.write_text("erin@example.com 450 4.2.0 mailbox busy, try later\n")
     started = False
     try:
         shutil.copytree("/etc/postfix", base / "etc", symlinks=True)
@@ -191,7 +228,7 @@ def chain(pki: Pki) -> Iterator[Chain]:
         # One file per recipient, named after it: <recipient>.<time>.<pid>.eml
         capture.write_text('#!/bin/sh\nexec cat > "$1/$2.$(date +%s%N).$$.eml"\n')
         capture.chmod(0o755)
-        option, services = _snippet_master_cf(filter_port, reinject_port)
+        option, services = _snippet_master_cf(filter_port, reinject_port, defer)
         master = MASTER_CF.format(
             port=instance.port,
             user=PIPE_USER,
@@ -330,3 +367,30 @@ def test_serve_killed_mid_message_leaves_it_queued_in_postfix(chain: Chain, pki:
         "application/pkcs7-mime"
     )
     assert "alice@example.com" not in chain.postfix.mailq()
+
+
+def test_serve_lmtp_delivers_one_group_and_defers_the_other(
+    lmtp_chain: Chain, pki: Pki, tmp_path: Path
+) -> None:
+    sent = _message("alice@example.com, erin@example.com")
+    lmtp_chain.postfix.send(sent, "sender@example.org", ["alice@example.com", "erin@example.com"])
+    got = lmtp_chain.delivered(1)
+    assert list(got) == ["alice@example.com"]
+    assert b"The figures are attached" in _decrypt(pki, got["alice@example.com"], tmp_path)
+    # Postfix's lmtp client took the filter's per-recipient replies: alice sent, erin
+    # deferred by the relay's 450 (the filter's 451), and only erin stays queued.
+    deadline = time.monotonic() + WAIT_SECONDS
+    log = lmtp_chain.postfix.log()
+    while "to=<erin@example.com>" not in log and time.monotonic() < deadline:
+        time.sleep(0.25)
+        log = lmtp_chain.postfix.log()
+    erin = [line for line in log.splitlines() if "to=<erin@example.com>" in line]
+    assert erin and "status=deferred" in erin[-1] and "4.2.0" in erin[-1], log
+    alice = [line for line in log.splitlines() if "to=<alice@example.com>" in line]
+    assert any("relay=127.0.0.1" in line and "status=sent" in line for line in alice), log
+    queue = lmtp_chain.postfix.mailq()
+    assert "erin@example.com" in queue and "alice@example.com" not in queue
+    # Retrying erin delivers nothing twice: alice's copy is not sent again.
+    lmtp_chain.postfix.run("postqueue", "-f")
+    time.sleep(2)
+    assert len(list(lmtp_chain.postfix.out.iterdir())) == 1

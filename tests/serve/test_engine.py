@@ -32,9 +32,17 @@ def test_a_split_reports_each_notice_once_in_the_plan_words(
     split = engine.split_and_encrypt(str(src), ["bob@example.com", "eve@else.example"], str(spool))
     assert [c.kind for c in split.copies] == ["encrypted", "original"]
     assert split.cipher == "3des"
-    assert split.notices == [
-        "eve@else.example gets the message without encryption",
-        "weak content cipher 3des: use it only for clients that read nothing else",
+    assert [(n.code, n.address, n.text) for n in split.notices] == [
+        (
+            "plaintext-recipient",
+            "eve@else.example",
+            "eve@else.example gets the message without encryption",
+        ),
+        (
+            "weak-cipher",
+            None,
+            "weak content cipher 3des: use it only for clients that read nothing else",
+        ),
     ]
     encrypted = Path(split.copies[0].path).read_bytes()
     assert b"smime-type=enveloped-data" in encrypted and b"Secret text" not in encrypted

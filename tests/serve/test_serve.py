@@ -115,7 +115,13 @@ def test_journal_records_decisions_without_content(
     assert alice["relay_reply"].startswith("250")
     assert erin["outcome"] == "pass" and erin["copy"] == "original"
     # The library's warning reaches the journal instead of stderr.
-    assert "erin@example.com gets the message without encryption" in record["notices"]
+    # Each notice as an object: a program tests the code, a person reads the text.
+    assert {
+        "code": "plaintext-recipient",
+        "text": "erin@example.com gets the message without encryption",
+        "address": "erin@example.com",
+    } in record["notices"]
+    assert all(set(n) <= {"code", "text", "address"} for n in record["notices"])
 
 
 def test_journal_subject_only_on_request(
@@ -275,7 +281,8 @@ def test_a_mere_claim_of_encryption_follows_the_rules(
     clear = next(m for m in sunk.messages if m is not encrypted)
     assert clear.recipients == ["erin@example.com"] and clear.content == sent
     (record,) = _journal(tmp_path)
-    assert "already encrypted: passed unchanged" not in record["notices"]
+    codes = [n["code"] for n in record["notices"]]
+    assert "already-encrypted" not in codes
     outcomes = {r["recipient"]: r["copy"] for r in record["recipients"]}
     assert outcomes == {
         "bob@example.com": None,

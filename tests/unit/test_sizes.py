@@ -1,8 +1,7 @@
 """Size guard for the library: modules and functions stay small enough to read in one go.
 
 The aims are no library module over ~450 lines and no function over ~60 (docs/development.md);
-this test fails a little above them (500 and 80) so it guards the aims without becoming the
-target. The library is everything under smimecli/ except smimecli/cli/. A module still over
+this test fails above 480 lines for a module (a little slack) and 60 for a function. The library is everything under smimecli/ except smimecli/cli/. A module still over
 a limit is named in ALLOWED with the reason; an entry that is no longer needed fails too, so
 the list only shrinks.
 """
@@ -15,13 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MAX_MODULE_LINES = 500
-MAX_FUNCTION_LINES = 80
+MAX_MODULE_LINES = 480
+MAX_FUNCTION_LINES = 60
 
 # Path (or fnmatch pattern) relative to the repository -> why it may still be over a limit.
 # An entry covers the module's length and the length of every function in it.
 ALLOWED: dict[str, str] = {
-    "smimecli/encrypt/batch.py": "being split",
 }
 
 
