@@ -16,7 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Notice", "merge_notices"]
+__all__ = ["ABOUT_SOURCES", "Notice", "merge_notices"]
+
+# Codes of notices about the certificate sources (a file skipped in a folder source, a key
+# without its certificate), not about one message: a batch shows each of them once.
+ABOUT_SOURCES = frozenset({"skipped-file", "skipped-certificate", "key-without-certificate"})
 
 
 @dataclass(frozen=True)

@@ -431,13 +431,19 @@ def _batch(
 ) -> None:
     """Batch mode: every message to --out-dir, --jobs workers, worst status wins."""
     from smimecli.encrypt import batch
+    from smimecli.notices import ABOUT_SOURCES
 
     pairs = batch.plan_outputs(batch.expand_inputs(inputs), out_dir)
     progress = _progress(len(pairs))
+    said: set[str] = set()  # source notices: once per batch, not once per message
 
     def on_result(result: batch.MessageResult) -> None:
         for notice in result.notices:
-            warn(f"{result.input}: {notice.text}")
+            if notice.code not in ABOUT_SOURCES:
+                warn(f"{result.input}: {notice.text}")
+            elif notice.text not in said:
+                said.add(notice.text)
+                warn(notice)
         if result.status:
             line = printable(f"smimecli: error: {result.input}: {result.error}")
             print(line, file=sys.stderr)

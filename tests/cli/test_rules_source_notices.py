@@ -50,6 +50,20 @@ def test_encrypt_rules_warns_about_a_skipped_file(cli: Cli, tmp_path: Path, rule
     assert "skipped-file" in codes
 
 
+def test_a_batch_names_a_skipped_file_once_not_once_per_message(
+    cli: Cli, tmp_path: Path, rules: Path
+) -> None:
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    out.mkdir()
+    for number in range(5):
+        (inbox / f"m{number}.eml").write_bytes(MESSAGE)
+    done = cli(["encrypt", "--rules", rules, "--out-dir", out, "--jobs", "1", inbox])
+    assert done.exit_code == 0, done.output
+    assert done.stderr.count(f"smimecli: warning: {_skipped(tmp_path)}") == 1, done.stderr
+    assert len(list(out.iterdir())) == 5
+
+
 def test_rules_test_and_check_show_a_skipped_file(cli: Cli, tmp_path: Path, rules: Path) -> None:
     done = cli(["rules", "test", "--rules", rules, "--recipient", "bob@example.com", "folder"])
     assert done.exit_code == 0, done.output
