@@ -372,9 +372,15 @@ def run_batch(
         jobs = default_jobs(len(pairs))
     jobs = max(1, min(jobs, len(pairs)))
     if jobs == 1:
-        worker = _Worker(settings)
-        for pair in pairs:
-            handle(worker.run(pair))
+        try:
+            worker = _Worker(settings)
+        except SmimeError as exc:  # as a worker process that cannot start: each message fails
+            for source, _target in pairs:
+                error = f"{exc.message}; nothing was written for it"
+                handle(MessageResult(str(source), None, "failed", int(exc.status), error))
+        else:
+            for pair in pairs:
+                handle(worker.run(pair))
     else:
         from smimecli.encrypt.pool import run_pool
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from smimecli.encrypt.batch import BatchSettings, MessageResult, _on_sigterm, _Worker
-from smimecli.errors import ExitStatus
+from smimecli.errors import ExitStatus, SmimeError
 from smimecli.files import remove_dead_temporaries
 
 __all__ = ["run_pool"]
@@ -37,8 +37,16 @@ def _init_worker(settings: BatchSettings) -> None:
 
 
 def _worker_main(conn: Any, settings: BatchSettings) -> None:
-    """A worker process: (index, pair) in, (index, result) out, until None or EOF."""
-    _init_worker(settings)
+    """A worker process: (index, pair) in, (index, result) out, until None or EOF; a worker
+    that cannot start sends (None, (status, message)) and ends."""
+    try:
+        _init_worker(settings)
+    except SmimeError as exc:  # the rules, a store key or a certificate changed under us
+        conn.send((None, (int(exc.status), exc.message)))
+        os._exit(0)
+    except Exception as exc:  # a bug: named, without a traceback in the batch's output
+        conn.send((None, (int(ExitStatus.SOFTWARE), f"internal error: {exc!r}")))
+        os._exit(0)
     assert _WORKER is not None
     while True:
         try:
@@ -120,17 +128,35 @@ class _Pool:
         held = self.workers[conn][1]
         while self.queue and len(held) < up_to:
             index = self.queue.popleft()
+            try:
+                conn.send((index, self.pairs[index]))
+            except OSError:  # the worker is gone: wait() buries it and hands its work on
+                self.queue.appendleft(index)
+                return
             held.append(index)
-            conn.send((index, self.pairs[index]))
 
     def receive(self, conn: Any) -> bool:
         try:
             index, result = conn.recv()
         except (EOFError, OSError):
             return False
+        if index is None:
+            self.refuse_all(conn, *result)
+            return False
         self.workers[conn][1].remove(index)
         self.results[index] = result
         return True
+
+    def refuse_all(self, conn: Any, status: int, reason: str) -> None:
+        """A worker could not start: every message it held or still waits fails with the
+        reason (a new worker would fail the same way); nothing is written for them."""
+        held = self.workers[conn][1]
+        for index in [*held, *self.queue]:
+            source = str(self.pairs[index][0])
+            error = f"{reason}; nothing was written for it"
+            self.results[index] = MessageResult(source, None, "failed", status, error)
+        held.clear()
+        self.queue.clear()
 
     def run(self, jobs: int) -> None:
         for _ in range(jobs):

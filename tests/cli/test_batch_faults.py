@@ -213,3 +213,34 @@ def test_done_dir_needs_out_dir_and_an_existing_folder(pki: Pki, tmp_path: Path)
         pki, tmp_path, "--out-dir", tmp_path / "out", "--done-dir", spool, spool
     )
     assert status == 64 and "holds the input" in err, err
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_worker_that_cannot_start_fails_each_message_with_its_reason(
+    pki: Pki, tmp_path: Path, capfd: pytest.CaptureFixture[str], jobs: int
+) -> None:
+    # The signer's .pfx went away after the command checked it: no worker can start. Every
+    # message fails with that reason and status (not "died, out of memory?" and 75 for each
+    # restarted worker), nothing is written, and no traceback reaches stderr.
+    from cryptography import x509
+
+    from smimecli.encrypt.batch import BatchSettings, RecipientSpec, run_batch
+    from smimecli.encrypt.spool import plan_outputs
+    from smimecli.sign.signers import SignerSource
+
+    spool, out = tmp_path / "in", tmp_path / "out"
+    _spool(spool, 4)
+    out.mkdir()
+    cert = x509.load_pem_x509_certificate(pki.alice.cert_pem.read_bytes())
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    settings = BatchSettings(
+        recipients=(RecipientSpec(cert.public_bytes(Encoding.DER)),),
+        signer=SignerSource(pfx=tmp_path / "gone.pfx", password=b"x"),
+    )
+    pairs = plan_outputs(sorted(spool.iterdir()), out)
+    summary = run_batch(pairs, settings, jobs=jobs)
+    assert summary.status == 66
+    assert summary.counts["failed"] == 4
+    assert list(out.iterdir()) == []
+    assert "Traceback" not in capfd.readouterr().err
