@@ -4,9 +4,13 @@ Replies (RFC 3463 enhanced status codes):
 
 - RCPT: ``550 5.7.1`` for a recipient whose rule rejects (no usable certificate),
   ``450 4.7.1`` for one whose rule defers; the others are accepted;
+- RCPT beyond :data:`MAX_RECIPIENTS` in one transaction: ``452 4.5.3`` (the client sends
+  the rest in another transaction, RFC 5321 section 4.5.3.1.10);
 - end of DATA: ``250`` only after the relay took every copy; ``451 4.3.0`` on any doubt
-  (relay down, relay 4xx, timeout, worker crash, no memory, full disk); the relay's own
-  5xx when it refused a copy for good;
+  (relay down, relay 4xx, timeout, worker crash, no memory, full disk, a rules or store
+  fault); ``554 5.6.0`` for a message that can never be read (a header line over 1 MiB,
+  MIME nested beyond the limits: what ``encrypt`` refuses with 65), since retrying would only
+  hold it in the queue for days; the relay's own 5xx when it refused a copy for good;
 - end of DATA over LMTP: one reply per accepted recipient, each for the copy that
   recipient was in (``250`` when the relay took it, ``451 4.3.0`` when it did not yet or
   was not tried, its ``5xx`` when it refused it for good).
@@ -23,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from smimecli.errors import DataError
 from smimecli.serve.engine import ENCRYPT, REJECT, TEMPFAIL, RecipientDecision, Split
 from smimecli.serve.journal import Journal
 from smimecli.serve.relay import RelayReply
@@ -30,6 +35,10 @@ from smimecli.serve.relay import RelayReply
 log = logging.getLogger("smimecli")
 
 RETRY = "451 4.3.0 temporary failure in the S/MIME filter; try again later"
+# As Postfix's smtpd_recipient_limit: the recipients of one transaction (memory, log lines).
+MAX_RECIPIENTS = 1000
+# Recipients named in one log line; the rest are counted.
+_NAMED = 5
 
 
 class Service(Protocol):
@@ -72,8 +81,12 @@ class FilterHandler:
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 too many recipients; send the rest in another transaction"
         try:
             decision = await self.service.decide(address)
+        except DataError as exc:  # an address no MTA delivers to (over 254 octets)
+            return f"553 5.1.3 {' '.join(exc.message.split())[:200]}"
         except Exception as exc:
             log.error(f"cannot decide for {address}: {exc}")
             return RETRY
@@ -116,11 +129,14 @@ class FilterHandler:
         try:
             split = await self.service.split(path, recipients, envelope.mail_from or None)
         except Exception as exc:
-            log.error(f"cannot encrypt a message for {', '.join(recipients)}: {_why(exc)}")
+            log.error(f"cannot encrypt a message for {_named(recipients)}: {_why(exc)}")
+            if isinstance(exc, DataError):  # the message itself: no retry can help
+                reason = " ".join(exc.message.split())[:200]
+                return _Result(f"554 5.6.0 message refused: {reason}", [], error=_why(exc))
             return _Result(RETRY, [], error=_why(exc))
         try:
             if split.refused:
-                who = ", ".join(d.address for d in split.refused)
+                who = _named([d.address for d in split.refused])
                 return _Result(f"451 4.7.1 the rules changed for {who}; try again later", [], split)
             copies = [(c.recipients, c.path) for c in split.copies]
             eightbit = "BODY=8BITMIME" in (o.upper() for o in envelope.mail_options)
@@ -189,6 +205,13 @@ def _size(path: str) -> int | None:
         return os.stat(path).st_size
     except OSError:
         return None
+
+
+def _named(addresses: list[str]) -> str:
+    """The first few addresses and how many more: one log line stays short."""
+    named = ", ".join(addresses[:_NAMED])
+    more = len(addresses) - _NAMED
+    return f"{named} and {more} more" if more > 0 else named
 
 
 def _why(exc: BaseException) -> str:

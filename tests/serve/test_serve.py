@@ -337,3 +337,48 @@ def test_process_worker_killed_mid_message_is_451_and_the_next_goes_through(
     first, second = _journal(tmp_path)
     assert str(first["reply"]).startswith("451") and "BrokenProcessPool" in str(first["error"])
     assert str(second["reply"]).startswith("250")
+
+
+def test_a_message_that_can_never_be_read_is_refused_for_good_not_deferred(
+    tmp_path: Path, pki: Pki, relay: tuple[SinkHandler, int]
+) -> None:
+    # A header line over 1 MiB is what `encrypt` refuses with 65: retrying cannot help, so
+    # the filter answers 554 5.6.0 (Postfix bounces now) instead of 451 (five days queued).
+    sunk, port = relay
+    broken = b"Subject: x\r\nX-Long: " + b"a" * (1 << 21) + b"\r\n\r\nbody\r\n"
+    with (
+        running(_settings(tmp_path, pki, port)) as daemon,
+        smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=60) as smtp,
+    ):
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail("sender@example.org", ["alice@example.com"], broken)
+    assert refused.value.smtp_code == 554
+    assert b"5.6.0" in refused.value.smtp_error
+    assert b"header line is longer than 1 MiB" in refused.value.smtp_error
+    assert sunk.messages == []
+    (record,) = _journal(tmp_path)
+    assert record["reply"].startswith("554 5.6.0")
+    assert list((tmp_path / "spool").iterdir()) == []
+
+
+def test_recipients_beyond_the_limit_wait_for_another_transaction(
+    tmp_path: Path, pki: Pki, relay: tuple[SinkHandler, int]
+) -> None:
+    from smimecli.serve.handler import MAX_RECIPIENTS
+
+    _sunk, port = relay
+    with (
+        running(_settings(tmp_path, pki, port)) as daemon,
+        smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=60) as smtp,
+    ):
+        smtp.ehlo()
+        smtp.mail("sender@example.org")
+        codes = [smtp.rcpt(f"user{n}@example.net")[0] for n in range(MAX_RECIPIENTS)]
+        code, text = smtp.rcpt("one.more@example.net")
+        overlong = "a" * 250 + "@example.net"
+        smtp.rset()
+        smtp.mail("sender@example.org")
+        too_long = smtp.rcpt(overlong)
+    assert set(codes) == {250}
+    assert (code, text[:5]) == (452, b"4.5.3")
+    assert too_long[0] == 553 and b"5.1.3" in too_long[1]
