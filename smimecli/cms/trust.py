@@ -23,6 +23,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 __all__ = ["TrustResult", "evaluate_trust"]
 
 MAX_DEPTH = 8  # certificates between signer and root; hostile bundles must not loop
+# Issuer candidates whose signature is checked, in all, for one chain. A message may carry
+# any number of certificates with the same name (and key): depth-first search over them
+# grows as N^depth, so the search is bounded and a bundle that exhausts it is untrusted.
+MAX_CANDIDATES = 1000
 
 
 @dataclass
@@ -61,27 +65,67 @@ def _same(a: x509.Certificate, b: x509.Certificate) -> bool:
     return a.fingerprint(hashes.SHA256()) == b.fingerprint(hashes.SHA256())
 
 
+class _GaveUp(Exception):  # noqa: N818 - control flow inside this module, not an error
+    """More than :data:`MAX_CANDIDATES` issuer candidates were checked."""
+
+
+class _PathSearch:
+    """Depth-first path building, bounded: candidates are looked up by issuer name, no
+    certificate appears twice on a path, a certificate that led nowhere is not explored
+    again (unless more depth is left this time), and at most :data:`MAX_CANDIDATES`
+    signatures are checked in all."""
+
+    def __init__(self, roots: Sequence[x509.Certificate], pool: Sequence[x509.Certificate]):
+        self.roots = roots
+        self.by_issuer: dict[x509.Name, list[tuple[bytes, x509.Certificate]]] = {}
+        seen: set[bytes] = set()
+        for cert in pool:
+            digest = cert.fingerprint(hashes.SHA256())
+            if digest not in seen:
+                seen.add(digest)
+                self.by_issuer.setdefault(cert.subject, []).append((digest, cert))
+        self.dead: dict[bytes, int] = {}  # certificate -> most depth left when it led nowhere
+        self.checked = 0
+
+    def build(
+        self, cert: x509.Certificate, digest: bytes, depth: int, on_path: frozenset[bytes]
+    ) -> list[x509.Certificate] | None:
+        """A path from ``cert`` to a root (excluding ``cert``); None if none."""
+        for root in self.roots:
+            if _same(cert, root):
+                return []
+            if _issued_by(cert, root):
+                return [root]
+        left = MAX_DEPTH - depth
+        if left <= 0 or self.dead.get(digest, -1) >= left:
+            return None
+        for issuer_digest, issuer in self.by_issuer.get(cert.issuer, []):
+            if issuer_digest == digest or issuer_digest in on_path:
+                continue
+            self.checked += 1
+            if self.checked > MAX_CANDIDATES:
+                raise _GaveUp
+            if not _issued_by(cert, issuer):
+                continue
+            rest = self.build(issuer, issuer_digest, depth + 1, on_path | {issuer_digest})
+            if rest is not None:
+                return [issuer, *rest]
+        self.dead[digest] = left
+        return None
+
+
 def _build(
     cert: x509.Certificate,
     roots: Sequence[x509.Certificate],
     pool: Sequence[x509.Certificate],
-    depth: int,
 ) -> list[x509.Certificate] | None:
-    """A path from ``cert`` to a root (excluding ``cert``), depth first; None if none."""
-    for root in roots:
-        if _same(cert, root):
-            return []
-        if _issued_by(cert, root):
-            return [root]
-    if depth >= MAX_DEPTH:
-        return None
-    for issuer in pool:
-        if _same(issuer, cert) or not _issued_by(cert, issuer):
-            continue
-        rest = _build(issuer, roots, pool, depth + 1)
-        if rest is not None:
-            return [issuer, *rest]
-    return None
+    """A path from ``cert`` to a root (excluding ``cert``); None if none.
+
+    Raises:
+        _GaveUp: the bundle offered too many candidates to search.
+    """
+    digest = cert.fingerprint(hashes.SHA256())
+    return _PathSearch(roots, pool).build(cert, digest, 0, frozenset({digest}))
 
 
 def _validity(cert: x509.Certificate, when: dt.datetime, label: str) -> list[str]:
@@ -149,7 +193,16 @@ def evaluate_trust(
         now: the time to judge against (default: now).
     """
     roots = list(roots)
-    path = _build(signer, roots, list(intermediates), 0)
+    try:
+        path = _build(signer, roots, list(intermediates))
+    except _GaveUp:
+        return TrustResult(
+            [signer],
+            [
+                f"no chain to a trusted root: gave up after {MAX_CANDIDATES} candidate "
+                "issuer certificates (the message carries too many with the same name)"
+            ],
+        )
     if path is None:
         issuer = signer.issuer.rfc4514_string()
         return TrustResult(
