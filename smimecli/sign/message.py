@@ -60,6 +60,9 @@ __all__ = [
 ]
 
 _PREAMBLE = b"This is an S/MIME signed message."
+# Spools of the signing path stay in memory up to this size: a usual message is never
+# written to disk, and sign-then-encrypt, with three spools alive, stays small.
+SIGN_SPOOL_IN_MEMORY = 2 << 20
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def spool_entity(headers: HeaderBlock, body: BinaryIO | Any) -> tuple[BinaryIO, 
         re-encoding (:mod:`smimecli.transport`) is read back into memory to be rewritten.
     """
     scan = SafetyScan()
-    out = spool()
+    out = spool(SIGN_SPOOL_IN_MEMORY)
     try:
         head = inner_entity_header(headers)
         out.write(head)

@@ -177,7 +177,7 @@ def sign_then_encrypt(
     from smimecli.cms import spool
     from smimecli.encrypt.message import encrypt_message, encrypt_parsed
     from smimecli.mime import read_header_block, sniff_encrypted
-    from smimecli.sign.message import SignOptions, sign_parsed
+    from smimecli.sign.message import SIGN_SPOOL_IN_MEMORY, SignOptions, sign_parsed
 
     stream: Any = BytesIO(bytes(src)) if isinstance(src, bytes | bytearray) else src
     headers, rest = read_header_block(stream)
@@ -186,7 +186,7 @@ def sign_then_encrypt(
         return encrypt_parsed(headers, rest, dst, recipients, cipher=cipher, convert_tnef=False)
     converted, tnef_warnings = 0, []
     body, has_tnef = _spool_body(headers, rest, convert_tnef)
-    with body, spool() as signed:
+    with body, spool(SIGN_SPOOL_IN_MEMORY) as signed:
         if has_tnef:
             from smimecli.encrypt.message import tnef_notices
             from smimecli.tnef import splice as tnef
@@ -212,11 +212,12 @@ def _spool_body(headers: Any, body: Any, convert_tnef: bool) -> tuple[BinaryIO, 
     a part header that does)."""
     from smimecli.cms import spool
     from smimecli.encrypt.tnef_search import _tnef_marks, _TnefSearch
+    from smimecli.sign.message import SIGN_SPOOL_IN_MEMORY
     from smimecli.streams import read_chunks
 
     has_tnef, search = _tnef_marks(headers, convert_tnef)
     searcher = _TnefSearch() if search else None
-    out = spool()
+    out = spool(SIGN_SPOOL_IN_MEMORY)
     try:
         for chunk in read_chunks(body):
             if searcher is not None and not has_tnef:
