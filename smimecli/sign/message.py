@@ -48,7 +48,12 @@ from smimecli.mime import (
     read_header_block,
 )
 from smimecli.streams import CHUNK, read_chunks
-from smimecli.transport import SafetyScan, make_transport_safe, needs_encoding
+from smimecli.transport import (
+    SafetyScan,
+    make_transport_safe,
+    needs_encoding,
+    write_transport_safe,
+)
 
 __all__ = [
     "SignOptions",
@@ -126,18 +131,27 @@ def spool_entity(headers: HeaderBlock, body: BinaryIO | Any) -> tuple[BinaryIO, 
                 out.write(chunk)
         length = out.tell()
         if scan.finish():
-            out.seek(0)
-            entity = make_transport_safe(out.read())
-            out.seek(0)
-            out.truncate()
-            out.write(entity)
-            length = len(entity)
-            del entity
+            out, length = _rewritten(out)
         out.seek(0)
     except BaseException:
         out.close()
         raise
     return out, length
+
+
+def _rewritten(entity: BinaryIO) -> tuple[BinaryIO, int]:
+    """The spooled entity made transport-safe, part by part, into a new spool (the old
+    one is closed). The entity is held in memory while it is rewritten."""
+    entity.seek(0)
+    data = entity.read()
+    entity.close()
+    out = spool(SIGN_SPOOL_IN_MEMORY)
+    try:
+        write_transport_safe(data, out.write)
+    except BaseException:
+        out.close()
+        raise
+    return out, out.tell()
 
 
 def _outer(headers: HeaderBlock, content_type: bytes) -> bytes:
