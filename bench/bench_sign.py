@@ -66,11 +66,8 @@ def make_parts_message(path: Path, parts: int) -> Path:
 def make_pfx(folder: Path, cert: Path, key: Path, tool: str) -> Path:
     """The certificate and key as a .pfx with an empty password (for ``--signer-pfx``)."""
     pfx = folder / "bench.pfx"
-    subprocess.run(
-        [tool, "pkcs12", "-export", "-in", str(cert), "-inkey", str(key)]
-        + ["-out", str(pfx), "-passout", "pass:"],
-        check=True,
-    )
+    command = [tool, "pkcs12", "-export", "-in", str(cert), "-inkey", str(key)]
+    subprocess.run([*command, "-out", str(pfx), "-passout", "pass:"], check=True)
     return pfx
 
 

@@ -30,7 +30,6 @@ from smimecli.cms.verify import SignatureCheck, load_signed_data, verify_signed_
 from smimecli.errors import DataError
 from smimecli.mime import PKCS7_TYPES, HeaderBlock, parse_header_block
 from smimecli.notices import Notice
-from smimecli.streams import CHUNK
 from smimecli.transport import canonical_openssl
 
 __all__ = [
@@ -44,6 +43,7 @@ __all__ = [
 ]
 
 MAX_MESSAGE = 64 << 20
+_CANONICAL_CHUNK = 256 << 10  # the signed part is canonicalised and hashed this much at a time
 _SIGNATURE_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 _ENCRYPTED = ("enveloped-data", "authenveloped-data")
 _ENCRYPTED_CMS = ("1.2.840.113549.1.7.3", "1.2.840.113549.1.9.16.1.23")
@@ -183,8 +183,8 @@ def _canonical_chunks(part: bytes | memoryview) -> Iterator[bytes]:
     of a chunk waits for the next, where an LF may end it."""
     view = memoryview(part)
     held = b""
-    for pos in range(0, len(view), CHUNK):
-        piece = held + bytes(view[pos : pos + CHUNK])
+    for pos in range(0, len(view), _CANONICAL_CHUNK):
+        piece = held + bytes(view[pos : pos + _CANONICAL_CHUNK])
         keep = len(piece) - len(piece.rstrip(b"\r"))
         held = piece[len(piece) - keep :] if keep else b""
         yield canonical_openssl(piece[: len(piece) - keep] if keep else piece)
