@@ -37,7 +37,7 @@ from cryptography import x509
 from smimecli.cms import spool
 from smimecli.cms.sigalgs import PrivateKey
 from smimecli.cms.signed import SignedDataBuilder
-from smimecli.errors import DataError
+from smimecli.errors import DataError, IOFailedError
 from smimecli.mime import (
     Base64LineWriter,
     Canonicalizer,
@@ -58,6 +58,7 @@ from smimecli.transport import (
 __all__ = [
     "SignOptions",
     "SignOutcome",
+    "SignSpool",
     "sign_message",
     "sign_parsed",
     "signed_entity",
@@ -102,6 +103,36 @@ class SignOutcome:
     entity_size: int
 
 
+class SignSpool:
+    """A spool of the signing path (:func:`smimecli.cms.spool`, in memory up to
+    :data:`SIGN_SPOOL_IN_MEMORY`) whose write errors are smimecli errors: a full or
+    unwritable $TMPDIR is an I/O error (74) that names the folder, not a bare OS error."""
+
+    def __init__(self) -> None:
+        self._file = spool(SIGN_SPOOL_IN_MEMORY)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Write to the spool (to its file beyond the in-memory size)."""
+        try:
+            return self._file.write(data)
+        except OSError as exc:
+            import tempfile
+
+            raise IOFailedError(
+                f"I/O error writing the signing spool in {tempfile.gettempdir()}: "
+                f"{exc.strerror or exc}; free space there or set TMPDIR to another folder"
+            ) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+    def __enter__(self) -> Any:  # used where a BinaryIO is
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+
 def signed_entity(headers: HeaderBlock, body: BinaryIO | Any) -> bytes:
     """The entity to sign: the Content-* fields and the body, CRLF, transport-safe (in
     memory; :func:`sign_message` spools it instead)."""
@@ -120,7 +151,7 @@ def spool_entity(headers: HeaderBlock, body: BinaryIO | Any) -> tuple[BinaryIO, 
         re-encoding (:mod:`smimecli.transport`) is read back into memory to be rewritten.
     """
     scan = SafetyScan()
-    out = spool(SIGN_SPOOL_IN_MEMORY)
+    out: Any = SignSpool()
     try:
         head = inner_entity_header(headers)
         out.write(head)
@@ -145,7 +176,7 @@ def _rewritten(entity: BinaryIO) -> tuple[BinaryIO, int]:
     entity.seek(0)
     data = entity.read()
     entity.close()
-    out = spool(SIGN_SPOOL_IN_MEMORY)
+    out: Any = SignSpool()
     try:
         write_transport_safe(data, out.write)
     except BaseException:

@@ -174,10 +174,9 @@ def sign_then_encrypt(
         as :func:`smimecli.sign.message.sign_message` and
         :func:`smimecli.encrypt.message.encrypt_message`.
     """
-    from smimecli.cms import spool
     from smimecli.encrypt.message import encrypt_message, encrypt_parsed
     from smimecli.mime import read_header_block, sniff_encrypted
-    from smimecli.sign.message import SIGN_SPOOL_IN_MEMORY, SignOptions, sign_parsed
+    from smimecli.sign.message import SignOptions, SignSpool, sign_parsed
 
     stream: Any = BytesIO(bytes(src)) if isinstance(src, bytes | bytearray) else src
     headers, rest = read_header_block(stream)
@@ -186,7 +185,7 @@ def sign_then_encrypt(
         return encrypt_parsed(headers, rest, dst, recipients, cipher=cipher, convert_tnef=False)
     converted, tnef_warnings = 0, []
     body, has_tnef = _spool_body(headers, rest, convert_tnef)
-    with body, spool(SIGN_SPOOL_IN_MEMORY) as signed:
+    with body, SignSpool() as signed:
         if has_tnef:
             from smimecli.encrypt.message import tnef_notices
             from smimecli.tnef import splice as tnef
@@ -210,14 +209,13 @@ def _spool_body(headers: Any, body: Any, convert_tnef: bool) -> tuple[BinaryIO, 
     """The body in a spool, at its start, and whether it may hold a TNEF part to convert
     (the cheap search encrypt makes: the header block names one, or a multipart body has
     a part header that does)."""
-    from smimecli.cms import spool
     from smimecli.encrypt.tnef_search import _tnef_marks, _TnefSearch
-    from smimecli.sign.message import SIGN_SPOOL_IN_MEMORY
+    from smimecli.sign.message import SignSpool
     from smimecli.streams import read_chunks
 
     has_tnef, search = _tnef_marks(headers, convert_tnef)
     searcher = _TnefSearch() if search else None
-    out = spool(SIGN_SPOOL_IN_MEMORY)
+    out: Any = SignSpool()
     try:
         for chunk in read_chunks(body):
             if searcher is not None and not has_tnef:
