@@ -26,7 +26,12 @@ from typing import Any, BinaryIO
 
 from cryptography import x509
 
-from smimecli.cms.verify import SignatureCheck, load_signed_data, verify_signed_data
+from smimecli.cms.verify import (
+    SignatureCheck,
+    load_signed_data,
+    split_encapsulated,
+    verify_signed_data,
+)
 from smimecli.errors import DataError
 from smimecli.mime import PKCS7_TYPES, HeaderBlock, parse_header_block
 from smimecli.notices import Notice
@@ -122,12 +127,13 @@ def _part_body(part: bytes, what: str) -> bytes:
     return _decode(head, part[offset:], what)
 
 
-def _decode(head: HeaderBlock, body: bytes, what: str) -> bytes:
+def _decode(head: HeaderBlock, body: bytes | memoryview, what: str) -> bytes:
     cte = (head.get("Content-Transfer-Encoding") or "").strip().lower()
     if cte != "base64":
-        return body
+        return bytes(body)
     try:
-        return binascii.a2b_base64(body.translate(None, b" \t\r\n"))
+        # Not strict: white space and line ends are skipped as they are decoded, no copy.
+        return binascii.a2b_base64(body)
     except binascii.Error as exc:
         raise DataError(f"{what}: the signature is not valid base64 ({exc})") from exc
 
@@ -164,7 +170,7 @@ def _split(data: bytes, what: str) -> tuple[HeaderBlock, memoryview | bytes, byt
         end = len(data) if len(found) < 3 else _eol_before(data, found[2].start())
         signature = _part_body(data[found[1].end() : end], what)
         return headers, entity, signature
-    body_bytes = data[offset:]
+    body_bytes = memoryview(data)[offset:]
     if ctype.mime_type in PKCS7_TYPES or ctype.mime_type == "application/octet-stream":
         smime_type = (ctype.param("smime-type") or "signed-data").strip().lower()
         if smime_type in _ENCRYPTED:
@@ -215,8 +221,7 @@ def verify_message(
     data = src if isinstance(src, bytes) else _read(src, what)
     headers, first, second = _split(data, what)
     if second is None:
-        check = verify_signed_data(first, extra_certificates=extra_certificates, now=now, what=what)
-        return MessageSignature("signed-data", headers, check.content or b"", check)
+        return _verify_opaque(headers, bytes(first), extra_certificates, now, what)
     signed = load_signed_data(second, what)
     content: bytes | Iterator[bytes] = _canonical_chunks(first)
     if _carries_content(signed):  # compared with the part: the old, whole-copy way
@@ -225,6 +230,32 @@ def verify_message(
         signed, content, extra_certificates=extra_certificates, now=now, what=what
     )
     return MessageSignature("multipart/signed", headers, first, check, canonical=False)
+
+
+def _verify_opaque(
+    headers: HeaderBlock,
+    der: bytes,
+    extra_certificates: Iterable[x509.Certificate],
+    now: dt.datetime | None,
+    what: str,
+) -> MessageSignature:
+    """An opaque signed-data: a DER content is taken out and checked as a detached one
+    (asn1crypto would copy it at every level it parses); BER is parsed whole."""
+    split = split_encapsulated(der)
+    if split is None:
+        check = verify_signed_data(der, extra_certificates=extra_certificates, now=now, what=what)
+        return MessageSignature("signed-data", headers, check.content or b"", check)
+    framing, content = split
+    signed = load_signed_data(framing, what)
+    check = verify_signed_data(
+        signed, _chunks(content), extra_certificates=extra_certificates, now=now, what=what
+    )
+    return MessageSignature("signed-data", headers, content, check)
+
+
+def _chunks(content: memoryview) -> Iterator[bytes]:
+    for pos in range(0, len(content), _CANONICAL_CHUNK):
+        yield bytes(content[pos : pos + _CANONICAL_CHUNK])
 
 
 def _carries_content(signed: Any) -> bool:
@@ -243,7 +274,22 @@ def _read(src: Any, what: str) -> bytes:
 
 
 def _cms_type(der: bytes) -> str | None:
-    """The contentType OID of a ContentInfo, or None when it cannot be read."""
+    """The contentType OID of a ContentInfo, or None when it cannot be read. The OID of
+    an encrypted type is recognised from the first bytes; anything else is read with
+    asn1crypto (which would copy a big content)."""
+    from smimecli.cms.der import oid, read_header
+
+    try:
+        _tag, start, _length = read_header(der, 0)
+        tag, inner, size = read_header(der, start)
+        if tag == 0x06 and size is not None:
+            found = der[start : inner + size]
+            for dotted in _ENCRYPTED_CMS:
+                if found == oid(dotted):
+                    return dotted
+            return None
+    except ValueError:
+        pass
     from asn1crypto import cms
 
     try:

@@ -293,3 +293,25 @@ def test_sign_then_encrypt_spools(pki: Pki) -> None:
     )
     assert peak - len(out.getvalue()) < 12 << 20, peak
     assert out.getvalue().count(b"\n") > 100_000  # a whole base64 body was written
+
+
+def test_opaque_verify_takes_the_content_out(pki: Pki) -> None:
+    """An 8 MB opaque signed-data: the DER content is checked like a detached one, so
+    memory is the decoded DER and little more (asn1crypto's parse copied it at every
+    level: 44 MB here). A change to the content is still found."""
+    message = _parts_message(220_000, b"--b1\nContent-Type: text/plain\n\npart\n")
+    signed = _sign(message, pki, False)
+    result: list[object] = []
+    peak = _peak(lambda: result.append(verify_message(signed)))
+    assert result[0].valid  # type: ignore[attr-defined]
+    assert result[0].form == "signed-data"  # type: ignore[attr-defined]
+    assert peak < 12 << 20, peak
+    entity = signed_entity(*read_header_block(io.BytesIO(message)))
+    assert result[0].entity == entity  # type: ignore[attr-defined]
+    head, body = signed.split(b"\n\n", 1)
+    der = bytearray(binascii.a2b_base64(body))
+    der[der.find(b"part\r\n--b1") + 1] ^= 1
+    changed = head + b"\n\n" + binascii.b2a_base64(bytes(der))
+    assert verify_message(changed).check.problems == [
+        "the message digest does not match: the content was changed"
+    ]
