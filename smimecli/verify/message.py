@@ -8,8 +8,8 @@ it does with OpenSSL); the SignedData is the second part. Opaque
 ``application/(x-)pkcs7-mime; smime-type=signed-data`` (or a ``.p7m`` holding a SignedData):
 the entity is the encapsulated content. The message is read into memory, up to
 :data:`MAX_MESSAGE` bytes; the signed part of multipart/signed is canonicalised and
-hashed a chunk at a time, never copied (an opaque content is parsed by asn1crypto, which
-holds copies of it).
+hashed a chunk at a time, never copied; a DER opaque content is taken out of the
+SignedData and checked the same way (:func:`smimecli.cms.verify.split_encapsulated`).
 
 A damaged structure raises :class:`DataError`; a signature that does not hold is reported
 in the result's problems.
