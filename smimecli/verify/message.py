@@ -22,6 +22,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from io import BytesIO
 from typing import Any, BinaryIO
 
 from cryptography import x509
@@ -33,7 +34,7 @@ from smimecli.cms.verify import (
     verify_signed_data,
 )
 from smimecli.errors import DataError
-from smimecli.mime import PKCS7_TYPES, HeaderBlock, parse_header_block
+from smimecli.mime import CRLF, LF, PKCS7_TYPES, Canonicalizer, HeaderBlock, parse_header_block
 from smimecli.notices import Notice
 from smimecli.transport import canonical_openssl
 
@@ -45,6 +46,7 @@ __all__ = [
     "split_signed",
     "unsigned_message",
     "verify_message",
+    "write_unsigned",
 ]
 
 MAX_MESSAGE = 64 << 20
@@ -302,13 +304,38 @@ def unsigned_message(signature: MessageSignature) -> bytes:
     """The message without its signature layer: the outer fields (Content-* and
     MIME-Version left out), ``MIME-Version: 1.0``, then the signed entity, in the line
     endings of the input."""
+    out = BytesIO()
+    write_unsigned(signature, out)
+    return out.getvalue()
+
+
+def write_unsigned(signature: MessageSignature, dst: Any) -> None:
+    """:func:`unsigned_message` written to ``dst`` a chunk at a time: a big signed
+    entity is not copied whole."""
     headers = signature.headers
     newline = headers.newline
     kept = b"".join(item.with_newline(newline) for item in headers.outer_fields())
-    entity = signature.entity
-    if newline != b"\r\n":
-        entity = entity.replace(b"\r\n", newline)
-    return kept + b"MIME-Version: 1.0" + newline + entity
+    dst.write(kept + b"MIME-Version: 1.0" + newline)
+    part = signature.signed_part
+    if signature.canonical:
+        view = memoryview(part)
+        chunks: Iterable[bytes] = (
+            bytes(view[pos : pos + _CANONICAL_CHUNK])
+            for pos in range(0, len(view), _CANONICAL_CHUNK)
+        )
+    else:
+        chunks = _canonical_chunks(part)
+    if newline == CRLF:
+        for chunk in chunks:
+            dst.write(chunk)
+        return
+    if newline != LF:  # pragma: no cover - a header block ends its lines in LF or CRLF
+        dst.write(signature.entity.replace(CRLF, newline))
+        return
+    convert = Canonicalizer(LF)
+    for chunk in chunks:
+        dst.write(convert.feed(chunk))
+    dst.write(convert.flush())
 
 
 @dataclass

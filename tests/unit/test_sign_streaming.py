@@ -315,3 +315,21 @@ def test_opaque_verify_takes_the_content_out(pki: Pki) -> None:
     assert verify_message(changed).check.problems == [
         "the message digest does not match: the content was changed"
     ]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+def test_unsigned_content_is_written_a_chunk_at_a_time(pki: Pki, newline: bytes) -> None:
+    """``verify -o``: the content is written in the input's line endings without a whole
+    copy (unsigned_message made three: 24 MB for this 8 MB message)."""
+    from smimecli.verify.message import write_unsigned
+
+    message = _parts_message(220_000, b"--b1\nContent-Type: text/plain\n\npart\n")
+    signed = _sign(message.replace(b"\n", newline), pki, True)
+    result = verify_message(signed)
+    assert result.valid
+    written = io.BytesIO()
+    peak = _peak(lambda: write_unsigned(result, _Null()))
+    write_unsigned(result, written)
+    assert peak < 2 << 20, peak
+    headers = b"From: a@example.com" + newline + b"MIME-Version: 1.0" + newline
+    assert written.getvalue() == headers + result.entity.replace(b"\r\n", newline)
