@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("bench_startup", "bench_batch", "bench_large", "bench_store")
+BENCHMARKS = ("bench_startup", "bench_batch", "bench_large", "bench_sign", "bench_store")
 
 
 def main() -> int:

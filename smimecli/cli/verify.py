@@ -17,7 +17,7 @@ from smimecli.cli.common import (
     show_notices,
     state,
     stdin_binary,
-    write_output,
+    stdout_binary,
 )
 
 
@@ -38,6 +38,21 @@ def _read(path: Path | None) -> bytes:
             f"{input_name(path)}: larger than {MAX_MESSAGE >> 20} MiB, too large to verify"
         )
     return data
+
+
+def _write_unsigned(signature: Any, output: Path) -> None:
+    """The message without its signature to -o (a file, atomically, or '-')."""
+    from smimecli.verify.message import write_unsigned
+
+    if is_std(output):
+        out = stdout_binary()
+        write_unsigned(signature, out)
+        out.flush()
+        return
+    from smimecli.files import atomic_output
+
+    with atomic_output(output) as dst:
+        write_unsigned(signature, dst)
 
 
 def _print_report(doc: dict[str, Any]) -> None:
@@ -103,7 +118,7 @@ def verify(
     import logging
 
     from smimecli.errors import AuthError, DataError, UsageError
-    from smimecli.verify.message import judge_message, unsigned_message
+    from smimecli.verify.message import judge_message
     from smimecli.verify.trust import load_certificate_files, store_trust
 
     if json_output and output is not None and is_std(output):
@@ -132,7 +147,7 @@ def verify(
     if report.status == "invalid":
         raise DataError(f"{name}: the signature does not hold: {'; '.join(report.reasons)}")
     if output is not None:
-        write_output(unsigned_message(report.signature), output)
+        _write_unsigned(report.signature, output)
     if report.status == "untrusted":
         raise AuthError(
             f"{name}: the signature is valid but the signer is not trusted: "

@@ -16,8 +16,9 @@ OID_AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
 SPOOL_IN_MEMORY = 8 << 20  # a spooled stream goes to a temporary file beyond this
 
 
-def spool() -> BinaryIO:
-    """A temporary file held in memory up to :data:`SPOOL_IN_MEMORY`, on disk beyond."""
+def spool(in_memory: int = SPOOL_IN_MEMORY) -> BinaryIO:
+    """A temporary file held in memory up to ``in_memory`` bytes, beyond in an unnamed
+    0600 file in $TMPDIR (gone however the process ends)."""
     import tempfile  # not every run spools
 
-    return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # type: ignore[return-value]
+    return tempfile.SpooledTemporaryFile(max_size=in_memory)  # type: ignore[return-value]

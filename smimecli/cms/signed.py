@@ -5,7 +5,9 @@ Built like cryptography's builders: each ``set_*`` / ``add_*`` returns the build
 
 The content is hashed chunk by chunk. A detached signature (``multipart/signed``) never
 holds the content; an opaque one (``application/pkcs7-mime; smime-type=signed-data``)
-carries it inside the DER output, so it is held once, in the output being built.
+carries it inside the DER output: :meth:`SignedDataBuilder.sign` holds it once, in the
+output being built, and :meth:`SignedDataBuilder.sign_around` returns the DER before and
+after it, for a caller that streams the content (read again) between the two.
 
 Signed attributes (RFC 8551 section 2.5): contentType, messageDigest, signingTime,
 SMIMECapabilities, the S/MIME encryption key preference (RFC 8551 section 2.5.3, naming
@@ -23,8 +25,17 @@ from typing import Any, BinaryIO
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from smimecli.cms import OID_DATA
-from smimecli.cms.der import CONTEXT_0_CONSTRUCTED, OCTET_STRING, SEQUENCE, integer, oid, tlv
+from smimecli.cms import OID_DATA, OID_SIGNED_DATA
+from smimecli.cms.der import (
+    CONTEXT_0_CONSTRUCTED,
+    OCTET_STRING,
+    SEQUENCE,
+    header,
+    integer,
+    oid,
+    tlv,
+    tlv_length,
+)
 from smimecli.cms.sigalgs import (
     DEFAULT_HASH,
     SIGNATURE_SCHEMES,
@@ -182,14 +193,38 @@ class SignedDataBuilder:
         Raises:
             UsageError: the signer or the content is missing, or key and certificate differ.
         """
-        from asn1crypto import cms
-
         cert, key, content = self._check()
         held = bytearray() if not self._detached else None
-        digest = _hash_content(content, self._digest, held)
+        digest, _size = _hash_content(content, self._digest, held)
+        before, after = self._frame(self._signer_info(cert, key, digest), _length(held))
+        return before if held is None else before + bytes(held) + after
+
+    def sign_around(self, length: int) -> tuple[bytes, bytes]:
+        """An opaque signature of a content too big to hold: hash the content (a stream,
+        read to its end), sign, and return the DER before and after the content octets.
+        The caller writes ``before``, the content again, then ``after``; the result is the
+        bytes :meth:`sign` returns, without the content ever held in memory.
+
+        Args:
+            length: the content's size in bytes (checked against what was read).
+
+        Raises:
+            UsageError: as :meth:`sign`; a detached signature, or a content of another size.
+        """
+        cert, key, content = self._check()
+        if self._detached:
+            raise UsageError("sign_around() is for opaque signatures: set_content(detached=False)")
+        digest, size = _hash_content(content, self._digest, None)
+        if size != length:
+            raise UsageError(f"the content is {size} bytes, not the {length} announced")
+        return self._frame(self._signer_info(cert, key, digest), length)
+
+    def _signer_info(self, cert: x509.Certificate, key: PrivateKey, digest: bytes) -> Any:
+        from asn1crypto import cms
+
         attrs = cms.CMSAttributes(self._attributes(cert, digest))
         signature = sign(key, self._digest, self._scheme, attrs.dump())
-        signer_info = cms.SignerInfo(
+        return cms.SignerInfo(
             {
                 "version": "v1",  # the signer named by issuer and serial (RFC 5652 5.3)
                 "sid": self._sid_value(cert),
@@ -199,7 +234,6 @@ class SignedDataBuilder:
                 "signature": signature,
             }
         )
-        return self._frame(signer_info, held)
 
     def _sid_value(self, cert: x509.Certificate) -> Any:
         from asn1crypto import cms
@@ -242,33 +276,51 @@ class SignedDataBuilder:
             {"type": _SIGNING_CERTIFICATE_V2, "values": [{"certs": [ess_cert_id]}]},
         ]
 
-    def _frame(self, signer_info: Any, held: bytearray | None) -> bytes:
-        """The ContentInfo around the SignedData, written with the DER helpers so that an
-        opaque content is not copied through asn1crypto."""
+    def _frame(self, signer_info: Any, length: int | None) -> tuple[bytes, bytes]:
+        """The ContentInfo around the SignedData, written with the DER helpers: the bytes
+        before an opaque content of ``length`` octets and the bytes after it (a detached
+        signature, ``length`` None: the whole DER and nothing), so that the content is
+        never copied through asn1crypto."""
         from asn1crypto import cms
 
         assert self._cert is not None  # checked by sign()
         certs = [self._cert, *(c for c in self._certs if c != self._cert)]
+        size = length or 0
         econtent = (
-            b"" if held is None else tlv(CONTEXT_0_CONSTRUCTED, tlv(OCTET_STRING, bytes(held)))
+            b""
+            if length is None
+            else header(CONTEXT_0_CONSTRUCTED, tlv_length(size)) + header(OCTET_STRING, size)
         )
-        body = b"".join(
+        encap = oid(OID_DATA) + econtent
+        before_content = b"".join(
             (
                 integer(1),  # RFC 5652 5.1: every SignerInfo is v1, no attribute certificates
                 cms.DigestAlgorithms([{"algorithm": self._digest.name}]).dump(),
-                tlv(SEQUENCE, oid(OID_DATA) + econtent),
-                tlv(CONTEXT_0_CONSTRUCTED, b"".join(_der_cert(c) for c in certs)),
-                cms.SignerInfos([signer_info]).dump(),
+                header(SEQUENCE, len(encap) + size),
+                encap,
             )
         )
-        signed_data = tlv(CONTEXT_0_CONSTRUCTED, tlv(SEQUENCE, body))
-        return tlv(SEQUENCE, oid("1.2.840.113549.1.7.2") + signed_data)
+        after = tlv(CONTEXT_0_CONSTRUCTED, b"".join(_der_cert(c) for c in certs))
+        after += cms.SignerInfos([signer_info]).dump()
+        body = len(before_content) + size + len(after)
+        signed_data = header(CONTEXT_0_CONSTRUCTED, tlv_length(body)) + header(SEQUENCE, body)
+        type_oid = oid(OID_SIGNED_DATA)
+        head = header(SEQUENCE, len(type_oid) + len(signed_data) + body)
+        before = head + type_oid + signed_data + before_content
+        if length is None:
+            return before + after, b""
+        return before, after
+
+
+def _length(held: bytearray | None) -> int | None:
+    return None if held is None else len(held)
 
 
 def _hash_content(
     content: bytes | BinaryIO | Iterable[bytes], digest: Digest, held: bytearray | None
-) -> bytes:
-    """The content's digest, fed chunk by chunk; copies it into ``held`` when given."""
+) -> tuple[bytes, int]:
+    """The content's digest and size, fed chunk by chunk; copies it into ``held`` when
+    given."""
     hasher = hashes.Hash(digest.new())
     if isinstance(content, bytes | bytearray | memoryview):
         chunks: Iterable[bytes] = (bytes(content),)
@@ -277,8 +329,10 @@ def _hash_content(
         chunks = iter(lambda: bytes(stream.read(_CHUNK)), b"")
     else:
         chunks = content
+    size = 0
     for chunk in chunks:
         hasher.update(chunk)
+        size += len(chunk)
         if held is not None:
             held += chunk
-    return hasher.finalize()
+    return hasher.finalize(), size

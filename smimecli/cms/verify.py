@@ -12,7 +12,9 @@ match is a *problem* in the result, not an exception, so the caller can report i
 
 Memory: the SignedData itself is parsed whole by asn1crypto (DER or BER, indefinite lengths
 included). A detached content is hashed as a stream; an encapsulated (opaque) content is held
-in memory, so opaque messages are limited to :data:`MAX_SIGNED_DATA` bytes.
+in memory, so opaque messages are limited to :data:`MAX_SIGNED_DATA` bytes. A DER one can be
+taken out first (:func:`split_encapsulated`) and checked like a detached content, so that
+asn1crypto does not copy it at each level it parses.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "SignatureCheck",
     "SignerCheck",
     "load_signed_data",
+    "split_encapsulated",
     "verify_signed_data",
 ]
 
@@ -338,3 +341,57 @@ def _check_ess(check: SignerCheck, attrs: Any) -> None:
         hasher.update(check.signer.public_bytes(Encoding.DER))
         if hasher.finalize() != first["cert_hash"].native:
             check.problems.append("the ESS signing certificate attribute names another certificate")
+
+
+def split_encapsulated(der: bytes) -> tuple[bytes, memoryview] | None:
+    """A DER ContentInfo(SignedData) that carries its content, taken apart without
+    asn1crypto copying the content: the same SignedData without the content (framing
+    lengths recomputed) and a view of the content octets, to verify as if detached.
+
+    None when the content is absent or not a primitive OCTET STRING with definite lengths
+    (BER, constructed): parse the whole with :func:`load_signed_data` then.
+    """
+    from smimecli.cms.der import header, read_header
+
+    try:
+        tag, ci, ci_len = read_header(der, 0)
+        if tag != 0x30 or ci_len is None or ci + ci_len != len(der):
+            return None
+        tag, start, size = read_header(der, ci)  # contentType
+        if tag != 0x06:
+            return None
+        explicit = start + (size or 0)
+        tag, sd_outer, outer_len = read_header(der, explicit)  # [0] EXPLICIT
+        tag2, sd, sd_len = read_header(der, sd_outer)  # SignedData
+        if tag != 0xA0 or tag2 != 0x30 or None in (outer_len, sd_len, size):
+            return None
+        assert sd_len is not None and outer_len is not None
+        if sd + sd_len != len(der) or sd_outer + outer_len != len(der):
+            return None
+        pos = sd
+        for _ in range(2):  # version, digestAlgorithms
+            _tag, inner, length = read_header(der, pos)
+            if length is None:
+                return None
+            pos = inner + length
+        tag, encap, encap_len = read_header(der, pos)
+        _tag, type_start, type_len = read_header(der, encap)
+        if tag != 0x30 or encap_len is None or type_len is None:
+            return None
+        after_type = type_start + type_len
+        encap_end = encap + encap_len
+        if after_type == encap_end:
+            return None  # detached: nothing to take out
+        tag, inner, inner_len = read_header(der, after_type)
+        tag2, octets, octets_len = read_header(der, inner)
+        if (tag, tag2) != (0xA0, 0x04) or inner_len is None or octets_len is None:
+            return None
+        if octets + octets_len != encap_end or inner + inner_len != encap_end:
+            return None
+    except ValueError:
+        return None
+    content_type = der[encap:after_type]
+    body = der[sd:pos] + header(0x30, len(content_type)) + content_type + der[encap_end:]
+    signed = header(0x30, len(body)) + body
+    wrapped = der[ci:explicit] + header(0xA0, len(signed)) + signed
+    return header(0x30, len(wrapped)) + wrapped, memoryview(der)[octets:encap_end]

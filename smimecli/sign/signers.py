@@ -167,36 +167,67 @@ def sign_then_encrypt(
     """Sign a message (detached multipart/signed), then encrypt the signed entity.
 
     winmail.dat parts are converted before signing (a conversion after it would break the
-    signature). An input that is already encrypted is copied unchanged, unsigned.
+    signature). An input that is already encrypted is copied unchanged, unsigned. The
+    body and the signed message are spooled (memory up to 8 MiB each, then unnamed
+    temporary files), so memory stays flat; only a message with a TNEF part to convert is
+    held in memory.
 
     Raises:
         as :func:`smimecli.sign.message.sign_message` and
         :func:`smimecli.encrypt.message.encrypt_message`.
     """
-    from smimecli.encrypt.message import encrypt_message
+    from smimecli.encrypt.message import encrypt_message, encrypt_parsed
     from smimecli.mime import read_header_block, sniff_encrypted
-    from smimecli.sign.message import SignOptions, sign_message
+    from smimecli.sign.message import SignOptions, SignSpool, sign_parsed
 
-    data = bytes(src) if isinstance(src, bytes | bytearray) else src.read()
-    headers, rest = read_header_block(BytesIO(data))
-    encrypted, _rest = sniff_encrypted(headers, rest)
+    stream: Any = BytesIO(bytes(src)) if isinstance(src, bytes | bytearray) else src
+    headers, rest = read_header_block(stream)
+    encrypted, rest = sniff_encrypted(headers, rest)
     if encrypted:
-        return encrypt_message(data, dst, recipients, cipher=cipher, convert_tnef=False)
+        return encrypt_parsed(headers, rest, dst, recipients, cipher=cipher, convert_tnef=False)
     converted, tnef_warnings = 0, []
-    if convert_tnef:
-        from smimecli.encrypt.message import tnef_notices
-        from smimecli.tnef import splice as tnef
+    body, has_tnef = _spool_body(headers, rest, convert_tnef)
+    with body, SignSpool() as signed:
+        if has_tnef:
+            from smimecli.encrypt.message import tnef_notices
+            from smimecli.tnef import splice as tnef
 
-        result = tnef.convert_message(data)
-        data, converted = result.data, result.converted
-        tnef_warnings = tnef_notices(result.warnings)
-    options = options or SignOptions(chain=signer.chain)
-    signed = BytesIO()
-    sign_message(data, signed, cert=signer.cert, key=signer.key, options=options)
-    outcome = encrypt_message(signed.getvalue(), dst, recipients, cipher=cipher, convert_tnef=False)
+            result = tnef.convert_message(headers.raw + body.read())
+            converted, tnef_warnings = result.converted, tnef_notices(result.warnings)
+            headers, rest = read_header_block(BytesIO(result.data))
+        else:
+            rest = body
+        options = options or SignOptions(chain=signer.chain)
+        sign_parsed(headers, rest, signed, cert=signer.cert, key=signer.key, options=options)
+        del rest
+        signed.seek(0)
+        outcome = encrypt_message(signed, dst, recipients, cipher=cipher, convert_tnef=False)
     outcome.tnef_converted = converted
     outcome.notices[:0] = tnef_warnings
     return outcome
+
+
+def _spool_body(headers: Any, body: Any, convert_tnef: bool) -> tuple[BinaryIO, bool]:
+    """The body in a spool, at its start, and whether it may hold a TNEF part to convert
+    (the cheap search encrypt makes: the header block names one, or a multipart body has
+    a part header that does)."""
+    from smimecli.encrypt.tnef_search import _tnef_marks, _TnefSearch
+    from smimecli.sign.message import SignSpool
+    from smimecli.streams import read_chunks
+
+    has_tnef, search = _tnef_marks(headers, convert_tnef)
+    searcher = _TnefSearch() if search else None
+    out: Any = SignSpool()
+    try:
+        for chunk in read_chunks(body):
+            if searcher is not None and not has_tnef:
+                has_tnef = searcher.feed(chunk)
+            out.write(chunk)
+        out.seek(0)
+    except BaseException:
+        out.close()
+        raise
+    return out, has_tnef
 
 
 def describe(signer: Signer) -> dict[str, Any]:
