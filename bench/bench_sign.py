@@ -22,6 +22,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench.common import interleave, machine, make_identity, openssl, report, run, smimecli_command
 
@@ -86,7 +87,7 @@ def bench_message(
     ossl_sign = [tool, "cms", "-sign", "-md", "sha256", "-signer", str(cert), "-inkey", str(key)]
     ossl_sign += ["-in", str(message)]
     run([*sign, str(signed)])
-    groups: list[tuple[str, dict, str]] = [
+    groups: list[tuple[str, dict[str, Any], str]] = [
         (
             "sign (detached)",
             {

@@ -118,7 +118,7 @@ def verify(
     import logging
 
     from smimecli.errors import AuthError, DataError, UsageError
-    from smimecli.verify.message import judge_message
+    from smimecli.verify.report import judge_message
     from smimecli.verify.trust import load_certificate_files, store_trust
 
     if json_output and output is not None and is_std(output):

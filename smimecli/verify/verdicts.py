@@ -2,7 +2,7 @@
 
 Outlook and Thunderbird sign, then encrypt (the signature is inside the envelope); some
 gateways encrypt, then sign (outside). ``decrypt`` checks both the way ``verify`` does
-(:func:`smimecli.verify.message.judge_message`: digest, signature, the signer's chain to the
+(:func:`smimecli.verify.report.judge_message`: digest, signature, the signer's chain to the
 store's roots) and says so in one warning line per signature. With ``--require-signature``
 the message must carry one that holds and is trusted: 65 when none holds or there is none,
 77 when a valid one comes from a signer that is not trusted.
@@ -74,7 +74,8 @@ def judge(
 ) -> Verdict:
     """Verify a signed message and judge its signer; a damaged signature is ``invalid``."""
     from smimecli.certs.names import display_name
-    from smimecli.verify.message import MAX_MESSAGE, judge_message
+    from smimecli.verify.message import MAX_MESSAGE
+    from smimecli.verify.report import judge_message
 
     if len(data) > MAX_MESSAGE:
         limit = f"larger than {MAX_MESSAGE >> 20} MiB, too large to verify"

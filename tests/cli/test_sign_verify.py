@@ -100,7 +100,7 @@ def test_verify_from_mismatch_warns(cli: Cli, lab: Path, tmp_path: Path) -> None
     assert warning in done.stderr
     assert json.loads(done.stdout)["warnings"]
     # The library returns it as a notice with a stable code, and says nothing itself.
-    from smimecli.verify.message import judge_message
+    from smimecli.verify.report import judge_message
 
     report = judge_message(signed.read_bytes(), roots=[])
     assert [n.code for n in report.notices] == ["from-mismatch"]

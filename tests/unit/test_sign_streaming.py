@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import smimecli.sign.message as sign_module
+from smimecli.cms import spool as cms_spool
 from smimecli.cms.signed import SignedDataBuilder
 from smimecli.errors import DataError
 from smimecli.mime import read_header_block
@@ -132,7 +133,7 @@ def _sign(message: bytes, pki: Pki, detached: bool) -> bytes:
 def test_streamed_output_is_the_whole_message_computation(
     pki: Pki, message: bytes, detached: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sign_module.secrets, "token_hex", lambda _n: BOUNDARY)
+    monkeypatch.setattr("smimecli.sign.message.secrets.token_hex", lambda _n: BOUNDARY)
     signed = _sign(message, pki, detached)
     assert signed == _reference(message, pki, detached)
     result = verify_message(signed)
@@ -226,7 +227,7 @@ def test_spool_is_a_0600_file_without_a_name(
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(spool_dir))
-    spools = _Spools(sign_module.spool)
+    spools = _Spools(cms_spool)
     monkeypatch.setattr(sign_module, "spool", spools)
     seen: list[tuple[int, int]] = []
 
