@@ -1,7 +1,7 @@
 """sign_message: one email in, one S/MIME signed email out (RFC 8551 sections 3.5.2, 3.5.3).
 
 The signed entity is the message's ``Content-*`` fields and body in canonical CRLF form,
-made transport-safe first (:mod:`smimecli.transport`), as encrypt builds its inner entity.
+made transport-safe first (:mod:`smimecli.mime.transport`), as encrypt builds its inner entity.
 The outer RFC 5322 fields (From, To, Subject, Date, Message-ID...) stay outside the
 signature, in order; ``Bcc`` is dropped. Two forms:
 
@@ -47,13 +47,13 @@ from smimecli.mime import (
     inner_entity_header,
     read_header_block,
 )
-from smimecli.streams import CHUNK, read_chunks
-from smimecli.transport import (
+from smimecli.mime.transport import (
     SafetyScan,
     make_transport_safe,
     needs_encoding,
     write_transport_safe,
 )
+from smimecli.streams import CHUNK, read_chunks
 
 __all__ = [
     "SignOptions",
@@ -148,7 +148,7 @@ def spool_entity(headers: HeaderBlock, body: BinaryIO | Any) -> tuple[BinaryIO, 
 
     Returns:
         the spool, at its start, and the entity's length. Only an entity that needs
-        re-encoding (:mod:`smimecli.transport`) is read back into memory to be rewritten.
+        re-encoding (:mod:`smimecli.mime.transport`) is read back into memory to be rewritten.
     """
     scan = SafetyScan()
     out: Any = SignSpool()

@@ -35,7 +35,7 @@ from smimecli.cms.verify import (
 )
 from smimecli.errors import DataError
 from smimecli.mime import CRLF, LF, PKCS7_TYPES, Canonicalizer, HeaderBlock, parse_header_block
-from smimecli.transport import canonical_openssl
+from smimecli.mime.transport import canonical_openssl
 
 __all__ = [
     "MAX_MESSAGE",

@@ -21,8 +21,8 @@ from smimecli.cms import spool as cms_spool
 from smimecli.cms.signed import SignedDataBuilder
 from smimecli.errors import DataError
 from smimecli.mime import read_header_block
+from smimecli.mime.transport import _UNSAFE, SafetyScan, make_transport_safe, write_transport_safe
 from smimecli.sign.message import SignOptions, sign_message, signed_entity
-from smimecli.transport import _UNSAFE, SafetyScan, make_transport_safe, write_transport_safe
 from smimecli.verify.message import verify_message
 from tests.conftest import Pki
 

@@ -13,8 +13,8 @@ from smimecli.cms.signed import SMIME_CAPABILITIES, SignedDataBuilder
 from smimecli.cms.trust import evaluate_trust
 from smimecli.cms.verify import verify_signed_data
 from smimecli.errors import DataError, UsageError
+from smimecli.mime.transport import make_transport_safe
 from smimecli.sign.message import SignOptions, sign_message
-from smimecli.transport import make_transport_safe
 from smimecli.verify.message import verify_message
 from tests.conftest import Pki
 
