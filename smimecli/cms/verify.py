@@ -348,8 +348,9 @@ def split_encapsulated(der: bytes) -> tuple[bytes, memoryview] | None:
     asn1crypto copying the content: the same SignedData without the content (framing
     lengths recomputed) and a view of the content octets, to verify as if detached.
 
-    None when the content is absent or not a primitive OCTET STRING with definite lengths
-    (BER, constructed): parse the whole with :func:`load_signed_data` then.
+    A constructed OCTET STRING with definite lengths (BER, X.690 8.7.3, which asn1crypto
+    refuses there) gives its pieces joined. None when the content is absent or has an
+    indefinite length anywhere: parse the whole with :func:`load_signed_data` then.
     """
     from smimecli.cms.der import header, read_header
 
@@ -384,9 +385,18 @@ def split_encapsulated(der: bytes) -> tuple[bytes, memoryview] | None:
             return None  # detached: nothing to take out
         tag, inner, inner_len = read_header(der, after_type)
         tag2, octets, octets_len = read_header(der, inner)
-        if (tag, tag2) != (0xA0, 0x04) or inner_len is None or octets_len is None:
+        if tag != 0xA0 or inner_len is None or octets_len is None:
             return None
         if octets + octets_len != encap_end or inner + inner_len != encap_end:
+            return None
+        if tag2 == 0x04:
+            content = memoryview(der)[octets:encap_end]
+        elif tag2 == 0x24:  # BER constructed with definite lengths (asn1crypto refuses it)
+            pieces = _octet_pieces(der, octets, encap_end, 0)
+            if pieces is None:
+                return None
+            content = memoryview(b"".join(pieces))
+        else:
             return None
     except ValueError:
         return None
@@ -394,4 +404,34 @@ def split_encapsulated(der: bytes) -> tuple[bytes, memoryview] | None:
     body = der[sd:pos] + header(0x30, len(content_type)) + content_type + der[encap_end:]
     signed = header(0x30, len(body)) + body
     wrapped = der[ci:explicit] + header(0xA0, len(signed)) + signed
-    return header(0x30, len(wrapped)) + wrapped, memoryview(der)[octets:encap_end]
+    return header(0x30, len(wrapped)) + wrapped, content
+
+
+_MAX_OCTET_NESTING = 8  # constructed OCTET STRINGs inside each other (X.690 8.7.3)
+
+
+def _octet_pieces(der: bytes, start: int, end: int, depth: int) -> list[memoryview] | None:
+    """The primitive pieces of the constructed OCTET STRING content ``der[start:end]``, in
+    order; None when a piece is not an OCTET STRING, has an indefinite length, or the
+    nesting is deeper than :data:`_MAX_OCTET_NESTING`."""
+    from smimecli.cms.der import read_header
+
+    if depth >= _MAX_OCTET_NESTING:
+        return None
+    pieces: list[memoryview] = []
+    pos = start
+    while pos < end:
+        tag, inner, length = read_header(der, pos)
+        if length is None or inner + length > end:
+            return None
+        if tag == 0x04:
+            pieces.append(memoryview(der)[inner : inner + length])
+        elif tag == 0x24:
+            nested = _octet_pieces(der, inner, inner + length, depth + 1)
+            if nested is None:
+                return None
+            pieces.extend(nested)
+        else:
+            return None
+        pos = inner + length
+    return pieces

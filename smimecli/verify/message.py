@@ -17,6 +17,7 @@ in the result's problems.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import datetime as dt
 import re
@@ -155,7 +156,14 @@ def split_signed(data: bytes, what: str = "the message") -> tuple[HeaderBlock, b
 
 def _split(data: bytes, what: str) -> tuple[HeaderBlock, memoryview | bytes, bytes | None]:
     """:func:`split_signed`, with the signed part of multipart/signed as a view of
-    ``data`` (not yet canonical), so that no copy of a big message is made."""
+    ``data`` (not yet canonical), so that no copy of a big message is made. A bare
+    DER/BER ContentInfo (a binary .p7m, ``openssl cms -outform DER``) or its PEM form
+    (``-----BEGIN PKCS7-----`` / ``CMS``) is an opaque signed-data without headers."""
+    bare = _bare_cms(data, what)
+    if bare is not None:
+        if _cms_type(bare) in _ENCRYPTED_CMS:
+            raise DataError(_ENCRYPTED_HINT.format(what=what))
+        return parse_header_block(b"\r\n")[0], bare, None
     headers, offset = parse_header_block(data)
     ctype = headers.content_type()
     if ctype.mime_type == "multipart/signed":
@@ -181,6 +189,24 @@ def _split(data: bytes, what: str) -> tuple[HeaderBlock, memoryview | bytes, byt
             raise DataError(_ENCRYPTED_HINT.format(what=what))
         return headers, der, None
     raise DataError(f"{what}: not a signed message (Content-Type {ctype.mime_type})")
+
+
+_PEM_LABELS = (b"-----BEGIN PKCS7-----", b"-----BEGIN CMS-----")
+
+
+def _bare_cms(data: bytes, what: str) -> bytes | None:
+    """The DER of a bare ContentInfo (binary, or PEM armoured); None for a message."""
+    if data[:1] == b"\x30":
+        return data
+    start = data.lstrip()[:32]
+    if not start.startswith(_PEM_LABELS):
+        return None
+    lines = data.strip().splitlines()
+    body = b"".join(line.strip() for line in lines[1:] if not line.startswith(b"-----"))
+    try:
+        return base64.b64decode(body, validate=True)
+    except binascii.Error as exc:
+        raise DataError(f"{what}: the PEM armoured signed-data is not valid base64") from exc
 
 
 def _canonical_chunks(part: bytes | memoryview) -> Iterator[bytes]:
