@@ -389,14 +389,8 @@ def split_encapsulated(der: bytes) -> tuple[bytes, memoryview] | None:
             return None
         if octets + octets_len != encap_end or inner + inner_len != encap_end:
             return None
-        if tag2 == 0x04:
-            content = memoryview(der)[octets:encap_end]
-        elif tag2 == 0x24:  # BER constructed with definite lengths (asn1crypto refuses it)
-            pieces = _octet_pieces(der, octets, encap_end, 0)
-            if pieces is None:
-                return None
-            content = memoryview(b"".join(pieces))
-        else:
+        content = _content_octets(der, tag2, octets, encap_end)
+        if content is None:
             return None
     except ValueError:
         return None
@@ -405,6 +399,17 @@ def split_encapsulated(der: bytes) -> tuple[bytes, memoryview] | None:
     signed = header(0x30, len(body)) + body
     wrapped = der[ci:explicit] + header(0xA0, len(signed)) + signed
     return header(0x30, len(wrapped)) + wrapped, content
+
+
+def _content_octets(der: bytes, tag: int, start: int, end: int) -> memoryview | None:
+    """The eContent OCTET STRING's octets: a view of a primitive one; the pieces of a
+    constructed one with definite lengths (BER, which asn1crypto refuses there) joined."""
+    if tag == 0x04:
+        return memoryview(der)[start:end]
+    if tag == 0x24:
+        pieces = _octet_pieces(der, start, end, 0)
+        return None if pieces is None else memoryview(b"".join(pieces))
+    return None
 
 
 _MAX_OCTET_NESTING = 8  # constructed OCTET STRINGs inside each other (X.690 8.7.3)
