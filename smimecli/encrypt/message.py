@@ -75,17 +75,22 @@ class EncryptOutcome:
 
     def to_json(self) -> dict[str, Any]:
         """The outcome as a JSON-ready dict."""
-        return {
-            "action": self.action,
-            "cipher": self.cipher,
-            "content_type": self.content_type,
-            "recipients": [
-                {"recipient": r.label, "kind": r.kind, "key_encryption": r.key_encryption}
-                for r in self.recipients
-            ],
-            "tnef_converted": self.tnef_converted,
-            "warnings": self.warnings,
-        }
+        return {**envelope_json(self), "warnings": self.warnings}
+
+
+def envelope_json(outcome: Any) -> dict[str, Any]:
+    """What ``--json`` says of an envelope: action, cipher, content type, recipients, TNEF
+    parts converted (of an :class:`EncryptOutcome` or a direct-mode request's outcome)."""
+    return {
+        "action": outcome.action,
+        "cipher": outcome.cipher,
+        "content_type": outcome.content_type,
+        "recipients": [
+            {"recipient": r.label, "kind": r.kind, "key_encryption": r.key_encryption}
+            for r in outcome.recipients
+        ],
+        "tnef_converted": outcome.tnef_converted,
+    }
 
 
 class _Body:

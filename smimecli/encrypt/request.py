@@ -115,16 +115,9 @@ class Outcome:
             document["tnef_converted"] = self.tnef_converted
             document["signed_by"] = None if self.signed_by is None else dict(self.signed_by)
         else:
-            document = {
-                "action": self.action,
-                "cipher": self.cipher,
-                "content_type": self.content_type,
-                "recipients": [
-                    {"recipient": r.label, "kind": r.kind, "key_encryption": r.key_encryption}
-                    for r in self.recipients
-                ],
-                "tnef_converted": self.tnef_converted,
-            }
+            from smimecli.encrypt.message import envelope_json
+
+            document = envelope_json(self)
             if self.signed_by is not None:
                 document["signed_by"] = dict(self.signed_by)
         document["warnings"] = self.warnings
