@@ -38,7 +38,7 @@ def _fill(
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench CA")])
     public = user_key.public_key()
     target_cert: x509.Certificate | None = None
-    with Store.open(folder) as store, store.transaction():
+    with Store.open(folder, create=True) as store, store.transaction():
         for index in range(count):
             address = TARGET if index == count // 2 else f"user{index}@example.com"
             cert = (
