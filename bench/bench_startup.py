@@ -8,7 +8,7 @@ Run by hand; it reports and exits 0::
 
 To see where start-up time goes::
 
-    /work/venv/bin/python -X importtime -m smimecli --version 2>&1 | sort -t'|' -k2 -n | tail
+    python -X importtime -m smimecli --version 2>&1 | sort -t'|' -k2 -n | tail
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def test_absurd_length_does_not_allocate(pki: Pki, length: bytes) -> None:
         tracemalloc.stop()
 
 
-# --- regressions: inputs the fuzzer found (see /work/notes/issue-9.md) -------------------------
+# --- regressions: inputs the fuzzer found ----------------------------------------------------
 
 
 def test_regression_damaged_originator_key_is_65(pki: Pki) -> None:
