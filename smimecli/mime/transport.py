@@ -18,7 +18,7 @@ import binascii
 import io
 import quopri
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from smimecli.mime import CRLF, HeaderBlock, parse_content_type, parse_header_block
@@ -113,18 +113,40 @@ def canonical_openssl(data: bytes | memoryview) -> bytes:
     return re.sub(rb"\r*\n", CRLF, data)
 
 
-def _qp(data: bytes) -> bytes:
-    """Quoted-printable of text (RFC 2045 section 6.7), with ``From `` protected."""
-    text = data.replace(CRLF, b"\n")
-    encoded = binascii.b2a_qp(text, quotetabs=False, istext=True, header=False)
-    encoded = re.sub(rb"(^|\n)From ", rb"\1=46rom ", encoded)
-    encoded = re.sub(rb"(^|\n)\.", rb"\1=2E", encoded)
-    return encoded.replace(b"\n", CRLF)
+# Re-encoding works on this much at a time (quoted-printable: whole lines from here to the
+# next line end), so a part of a million short lines costs a block, not a copy per step.
+_BLOCK = 1 << 20
+_BASE64_BLOCK = 57 * 1024  # 1,024 lines of 76 characters
 
 
-def _base64(data: bytes) -> bytes:
-    lines = [binascii.b2a_base64(data[i : i + 57], newline=False) for i in range(0, len(data), 57)]
-    return b"".join(line + CRLF for line in lines)
+def _qp(data: bytes) -> Iterator[bytes]:
+    """Quoted-printable of text with CRLF line ends and no other CR (RFC 2045 section 6.7),
+    with ``From `` and a leading dot protected, a block of whole lines at a time (the
+    encoding is line by line; a line longer than two blocks is cut with a soft line break)."""
+    pos = 0
+    while pos < len(data):
+        cut = data.find(b"\n", pos + _BLOCK, pos + 2 * _BLOCK)
+        end = cut + 1 if cut >= 0 else min(len(data), pos + 2 * _BLOCK)
+        if end < len(data) and data[end - 1] == 0x0D:
+            end -= 1  # never between the CR and LF of a line end
+        text = data[pos:end].replace(CRLF, b"\n")
+        encoded = binascii.b2a_qp(text, quotetabs=False, istext=True, header=False)
+        if not text.endswith(b"\n") and end < len(data):
+            encoded += b"=\n"  # a line longer than two blocks: a soft line break here
+        if encoded.startswith(b"From "):  # each block starts a line
+            encoded = b"=46rom " + encoded[5:]
+        if encoded.startswith(b"."):
+            encoded = b"=2E" + encoded[1:]
+        encoded = encoded.replace(b"\nFrom ", b"\n=46rom ").replace(b"\n.", b"\n=2E")
+        yield encoded.replace(b"\n", CRLF)
+        pos = end
+
+
+def _base64(data: bytes) -> Iterator[bytes]:
+    """Base64 in lines of 76 characters, a block of lines at a time."""
+    for start in range(0, len(data), _BASE64_BLOCK):
+        encoded = binascii.b2a_base64(data[start : start + _BASE64_BLOCK], newline=False)
+        yield CRLF.join(encoded[i : i + 76] for i in range(0, len(encoded), 76)) + CRLF
 
 
 def _set_cte(header: bytes, value: bytes) -> bytes:
@@ -140,13 +162,19 @@ def _decoded(cte: str, body: bytes) -> bytes:
     return body
 
 
-def _leaf(header: bytes, mime_type: str, cte: str, body: bytes) -> bytes:
+def _leaf(
+    header: bytes, mime_type: str, cte: str, body: bytes, write: Callable[[Any], Any]
+) -> None:
     if cte in _ENCODED or not needs_encoding(body):
-        return header + body
+        write(header + body)
+        return
     raw = _decoded(cte, body)
-    if mime_type.startswith("text/"):
-        return _set_cte(header, b"quoted-printable") + _qp(raw)
-    return _set_cte(header, b"base64") + _base64(raw)
+    # Quoted-printable for text; but binascii leaves a bare CR (one not ending a line) as it
+    # is, and relays turn bare CRs into line ends: such text goes as base64.
+    text = mime_type.startswith("text/") and raw.count(b"\r") == raw.count(CRLF)
+    write(_set_cte(header, b"quoted-printable" if text else b"base64"))
+    for piece in _qp(raw) if text else _base64(raw):
+        write(piece)
 
 
 def _multipart(
@@ -220,7 +248,7 @@ def write_transport_safe(
         write(header)
         write_transport_safe(body, write, depth + 1)
     else:
-        write(_leaf(header, ctype.mime_type, cte, bytes(body)))
+        _leaf(header, ctype.mime_type, cte, bytes(body), write)
 
 
 def make_transport_safe(entity: bytes, depth: int = 0) -> bytes:
