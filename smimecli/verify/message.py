@@ -158,7 +158,8 @@ def _split(data: bytes, what: str) -> tuple[HeaderBlock, memoryview | bytes, byt
     """:func:`split_signed`, with the signed part of multipart/signed as a view of
     ``data`` (not yet canonical), so that no copy of a big message is made. A bare
     DER/BER ContentInfo (a binary .p7m, ``openssl cms -outform DER``) or its PEM form
-    (``-----BEGIN PKCS7-----`` / ``CMS``) is an opaque signed-data without headers."""
+    (``-----BEGIN PKCS7-----``, ``CMS``, gpgsm's ``SIGNED MESSAGE``) is an opaque
+    signed-data without headers."""
     bare = _bare_cms(data, what)
     if bare is not None:
         if _cms_type(bare) in _ENCRYPTED_CMS:
@@ -191,15 +192,11 @@ def _split(data: bytes, what: str) -> tuple[HeaderBlock, memoryview | bytes, byt
     raise DataError(f"{what}: not a signed message (Content-Type {ctype.mime_type})")
 
 
-_PEM_LABELS = (b"-----BEGIN PKCS7-----", b"-----BEGIN CMS-----")
-
-
 def _bare_cms(data: bytes, what: str) -> bytes | None:
     """The DER of a bare ContentInfo (binary, or PEM armoured); None for a message."""
     if data[:1] == b"\x30":
         return data
-    start = data.lstrip()[:32]
-    if not start.startswith(_PEM_LABELS):
+    if not data.lstrip()[:11].startswith(b"-----BEGIN "):  # PKCS7, CMS, SIGNED MESSAGE (gpgsm)
         return None
     lines = data.strip().splitlines()
     body = b"".join(line.strip() for line in lines[1:] if not line.startswith(b"-----"))

@@ -207,3 +207,28 @@ def test_smimecli_verifies_gpgsm_detached(
     result = cli(["verify", "--ca", pki.ca.cert_pem, mail])
     assert result.exit_code == 65, result.output
     assert "the content was changed" in result.stderr
+
+
+@pytest.mark.parametrize("armor", [False, True])
+def test_smimecli_verifies_gpgsm_opaque_as_written(
+    cli: Cli, pki: Pki, tmp_path: Path, gnupg_home: Path, armor: bool
+) -> None:
+    # gpgsm --sign writes the bare signed-data holding the content: DER, or with --armor
+    # between "-----BEGIN SIGNED MESSAGE-----" lines. verify reads both as they are.
+    done = import_into_gpgsm(
+        lambda args, data: _gpgsm(gnupg_home, args, data), pki.alice, pki.ca, PASSWORD, tmp_path
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    entity = b"Content-Type: text/plain\r\n\r\nsigned by gpgsm, opaque\r\n"
+    (tmp_path / "data").write_bytes(entity)
+    signed = tmp_path / ("data.asc" if armor else "data.p7m")
+    args = ["-u", "alice@example.com", "--sign", "-o", str(signed), str(tmp_path / "data")]
+    done = _gpgsm(gnupg_home, ["--armor", *args] if armor else args, PASSWORD + b"\n")
+    assert done.returncode == 0, done.stderr.decode()
+    assert signed.read_bytes().startswith(b"-----BEGIN" if armor else b"\x30")
+    content = tmp_path / "content.eml"
+    result = cli(["verify", "--json", "--ca", pki.ca.cert_pem, signed, "-o", content])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "valid" and doc["signer"]["emails"] == ["alice@example.com"]
+    assert content.read_bytes().endswith(entity)
