@@ -42,7 +42,7 @@ def check(*, rules: RulesOpt, json: JsonOpt = False) -> None:
     """
     import logging
 
-    from smimecli.rules.check import shadow_warning, shadowed_patterns
+    from smimecli.rules.check import incomplete_warning, shadow_warning, shadowed_patterns
     from smimecli.rules.load import load_rules
 
     ruleset = load_rules(
@@ -54,10 +54,14 @@ def check(*, rules: RulesOpt, json: JsonOpt = False) -> None:
     for notice in ruleset.source_notices(ruleset.rules):
         warnings.append(notice.text)
         log.warning(notice.text)
-    for later, pattern, earlier, cover in shadowed_patterns(ruleset):
+    shadows = shadowed_patterns(ruleset)
+    for later, pattern, earlier, cover in shadows:
         warning = shadow_warning(ruleset.where(later, "recipients"), pattern, earlier, cover)
         warnings.append(warning)
         log.warning(warning)
+    if not shadows.complete:
+        warnings.append(incomplete_warning())
+        log.warning(incomplete_warning())
     count = len(ruleset.rules)
     if json:
         emit_json(

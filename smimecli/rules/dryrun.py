@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smimecli.notices import Notice
-from smimecli.rules.check import shadow_warning, shadowed_patterns
+from smimecli.rules.check import incomplete_warning, shadow_warning, shadowed_patterns
 from smimecli.rules.decision import Outcome, Plan, RecipientPlan
 from smimecli.rules.model import Rule, RuleSet, SourceSpec
 from smimecli.rules.patterns import example_address, normalize_address, pattern_regex
@@ -137,12 +137,15 @@ def run_rules_test(
 def _shadow_warnings(rules: RuleSet, tested: Sequence[Rule]) -> list[str]:
     """A warning for each pattern of a tested rule that an earlier rule always catches."""
     warnings = []
-    for later, pattern, earlier, cover in shadowed_patterns(rules):
+    shadows = shadowed_patterns(rules)
+    for later, pattern, earlier, cover in shadows:
         if later in tested:
             where = f"rule {later.name!r}"
             warnings.append(
                 f"{shadow_warning(where, pattern, earlier, cover)}; no address reaches it"
             )
+    if not shadows.complete:
+        warnings.append(incomplete_warning())
     return warnings
 
 

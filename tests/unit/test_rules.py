@@ -504,3 +504,42 @@ def test_shadow_check_of_thousands_of_rules_is_fast(tmp_path: Path) -> None:
         ("late", "a.3@b.example", "w3", "*.3@*.example"),
     ]
     assert elapsed < 5, f"{elapsed:.1f} s"
+
+
+def test_many_wildcards_sharing_their_fixed_ends_are_compared_within_a_budget(
+    tmp_path: Path,
+) -> None:
+    # 3,000 patterns "*x{n}y*@*.example": none covers another, and each pair has the same
+    # fixed beginning and end, so every pair would be compared (17 s before the budget).
+    import time
+
+    from smimecli.rules.check import MAX_PAIR_CHECKS, incomplete_warning
+
+    body = "".join(
+        f'[[rule]]\nname = "r{n}"\nrecipients = ["*x{n}y*@*.example"]\n'
+        'source = { kind = "dir", path = "." }\n\n'
+        for n in range(3000)
+    )
+    path = tmp_path / "rules.toml"
+    path.write_text(body)
+    rules = load_rules(path)
+    started = time.monotonic()
+    shadows = shadowed_patterns(rules)
+    assert time.monotonic() - started < 10
+    assert list(shadows) == [] and not shadows.complete
+    assert f"{MAX_PAIR_CHECKS:,}" in incomplete_warning()
+
+
+def test_fixed_ends_prune_without_missing_a_cover(tmp_path: Path) -> None:
+    body = "".join(
+        f'[[rule]]\nname = "r{n}"\nrecipients = ["{pattern}"]\n'
+        'source = { kind = "dir", path = "." }\n\n'
+        for n, pattern in enumerate(
+            ["user1*@*.d1.example", "user10*@*.d10.example", "user1?*@*.d1.example", "a?c@x"]
+        )
+    )
+    path = tmp_path / "rules.toml"
+    path.write_text(body)
+    shadows = shadowed_patterns(load_rules(path))
+    assert [(later.name, earlier.name) for later, _, earlier, _ in shadows] == [("r2", "r0")]
+    assert shadows.complete
