@@ -102,6 +102,8 @@ class Settings:
     spool_dir: str | None = None
     drain_seconds: float = 60.0
     relay_timeout: float = 300.0
+    # A client silent this long between commands, or whose DATA takes longer, is dropped.
+    session_timeout: float = 300.0
     syslog_facility: str | None = None  # None: no syslog
     syslog_socket: str = SYSLOG_SOCKET
     # The root's --store-password-env: decrypts the store's private keys (the rules' signers).
@@ -248,6 +250,7 @@ class Daemon:
             max_size=self.settings.max_size,
             spool_dir=self.spool_dir,
             sessions=self.sessions,
+            timeout=self.settings.session_timeout,
             hostname=None,
             ident="smimecli serve",
             loop=self._loop,

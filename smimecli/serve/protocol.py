@@ -7,7 +7,11 @@ aiosmtpd does the ESMTP dialogue (EHLO, MAIL, RCPT, PIPELINING of commands, SIZE
   whatever the message size; the handler gets the file's path;
 - ``MAIL FROM:<...> SIZE=n`` above the limit gets ``552 5.3.4`` (RFC 3463), as does DATA
   that grows beyond it;
-- every session is counted (for ``--max-sessions`` and the drain at SIGTERM).
+- every session is counted (for ``--max-sessions`` and the drain at SIGTERM);
+- the session timeout (aiosmtpd's ``timeout``: between two commands, and from ``DATA``
+  to the end of the message's data) stops while the filter works on a received message
+  (encryption, relay), so a slow relay gets its own ``relay_timeout`` and the client its
+  ``451`` instead of a dropped connection.
 
 :class:`FilterLMTP` speaks LMTP (RFC 2033) instead: ``LHLO`` for ``EHLO``, and after DATA
 one reply per accepted recipient, in RCPT order, so that one group of recipients can be
@@ -105,9 +109,14 @@ class FilterSMTP(SMTP):
                 with contextlib.suppress(OSError):
                     spool.close()
             if status is None:
-                status = await self.event_handler.handle_spooled(
-                    self, self.session, self.envelope, path
-                )
+                self._pause_timeout()
+                try:
+                    status = await self.event_handler.handle_spooled(
+                        self, self.session, self.envelope, path
+                    )
+                finally:
+                    if self.transport is not None:  # the client is still there
+                        self._reset_timeout()
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -117,6 +126,12 @@ class FilterSMTP(SMTP):
             await self.push(reply)
 
     lmtp = False
+
+    def _pause_timeout(self) -> None:
+        """No session timeout while the message is worked on (the relay has its own)."""
+        handle = getattr(self, "_timeout_handle", None)
+        if handle is not None:
+            handle.cancel()
 
     def per_recipient(self, status: str | list[str], recipients: int) -> list[str]:
         """The replies after DATA: SMTP gives one; LMTP one per accepted recipient (the

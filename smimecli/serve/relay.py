@@ -6,6 +6,7 @@ dot-stuffing of RFC 5321 section 4.5.2, so a large message never sits in memory.
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,21 +104,43 @@ def relay_copies(
     """Send each (recipients, file) copy in its own transaction over one connection.
 
     Stops at the first copy the relay does not take (the rest would only be retried
-    with it). A connection failure or a timeout is a ``451`` reply.
+    with it). Only a reply the relay gave to a transaction is passed on as it is; anything
+    else is a ``451``: a connection failure, a timeout, a reply smtplib cannot read (too
+    long, not a reply), a relay that refuses to talk (a ``5xx`` greeting or reply to
+    EHLO) or asks for STARTTLS or AUTH first (``530``: the filter's set-up, not the
+    message, is at fault).
+    Once every copy is taken, what the relay says to ``QUIT`` changes nothing.
     """
     replies: list[RelayReply] = []
+    broken = True  # after a timeout or a garbled reply, QUIT would only wait again
     try:
-        with smtplib.SMTP(host, port, local_hostname=helo, timeout=timeout) as smtp:
-            code, text = smtp.ehlo()
-            if code != 250:
-                return [RelayReply(code if code >= 400 else 451, _text(text))]
-            for recipients, path in copies:
-                reply = _transaction(smtp, sender, recipients, path, eightbit)
-                replies.append(reply)
-                if not reply.ok:
-                    break
+        smtp = smtplib.SMTP(host, port, local_hostname=helo, timeout=timeout)
     except smtplib.SMTPResponseException as exc:
-        replies.append(RelayReply(exc.smtp_code, _text(exc.smtp_error)))
+        return [
+            RelayReply(451, f"relay {host}:{port} refused the connection: {_text(exc.smtp_error)}")
+        ]
     except (OSError, smtplib.SMTPException) as exc:  # a timeout is an OSError
+        return [RelayReply(451, f"relay {host}:{port} unreachable: {exc}")]
+    try:
+        code, text = smtp.ehlo()
+        if code != 250:
+            broken = False
+            return [RelayReply(451, f"relay {host}:{port} refused EHLO: {code} {_text(text)}")]
+        for recipients, path in copies:
+            reply = _transaction(smtp, sender, recipients, path, eightbit)
+            if reply.code == 530:
+                reply = RelayReply(451, f"relay {host}:{port} wants STARTTLS or AUTH: {reply}")
+            replies.append(reply)
+            if not reply.ok:
+                break
+        broken = False
+    except smtplib.SMTPResponseException as exc:  # smtplib's own: a reply it cannot read
+        replies.append(RelayReply(451, f"relay {host}:{port}: {_text(exc.smtp_error)}"))
+    except (OSError, smtplib.SMTPException) as exc:
         replies.append(RelayReply(451, f"relay {host}:{port} unreachable: {exc}"))
+    finally:
+        if not broken:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                smtp.quit()
+        smtp.close()
     return replies

@@ -1,0 +1,206 @@
+"""``smimecli serve`` against hostile clients and a misbehaving relay (real sockets)."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smimecli.serve.daemon import Daemon, Settings
+from tests.conftest import Pki, require_tool
+from tests.serve.helpers import listening_port, message, running, sink, write_rules
+from tests.serve.relays import CLOSE, HANG, scripted_relay
+
+
+def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: Any) -> Settings:
+    spool = tmp_path / "spool"
+    spool.mkdir(exist_ok=True)
+    values: dict[str, Any] = {
+        "rules": write_rules(tmp_path, pki),
+        "store_dir": None,
+        "listen": ("127.0.0.1", 0),
+        "relay": ("127.0.0.1", relay_port),
+        "journal": str(tmp_path / "journal.jsonl"),
+        "spool_dir": str(spool),
+    }
+    values.update(kwargs)
+    return Settings(**values)
+
+
+def _journal(tmp_path: Path) -> list[dict[str, Any]]:
+    lines = (tmp_path / "journal.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _wait_for(check: Any, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _send(
+    daemon: Daemon, recipients: list[str], data: bytes | None = None
+) -> tuple[int, bytes, smtplib.SMTP]:
+    """One message through the filter; returns the end-of-DATA reply and the open session."""
+    smtp = smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=60)
+    smtp.ehlo()
+    assert smtp.mail("sender@example.org")[0] == 250
+    for rcpt in recipients:
+        assert smtp.rcpt(rcpt)[0] == 250
+    code, text = smtp.data(data or message(", ".join(recipients)))
+    return code, text, smtp
+
+
+def test_a_relay_that_never_answers_gets_451_not_a_dropped_session(
+    tmp_path: Path, pki: Pki
+) -> None:
+    # The session timeout (1 s) is shorter than the relay's (2 s): the time spent waiting
+    # for the relay must not count against the session, or the client sees a dropped
+    # connection instead of the 451 (and the session is not free for the next message).
+    with (
+        scripted_relay(END=[HANG]) as relay,
+        running(
+            _settings(tmp_path, pki, relay.port, session_timeout=1.0, relay_timeout=2.0)
+        ) as daemon,
+    ):
+        code, text, smtp = _send(daemon, ["alice@example.com"])
+        with smtp:
+            assert code == 451 and b"4.3.0" in text, (code, text)
+            assert smtp.noop()[0] == 250  # the session goes on
+        assert not list((tmp_path / "spool").iterdir())
+    (record,) = _journal(tmp_path)
+    assert str(record["reply"]).startswith("451")
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        # After the relay took the copy, its answer to QUIT changes nothing.
+        ({"QUIT": ["what?"]}, 250),
+        ({"QUIT": ["554 5.0.0 no"]}, 250),
+        # A reply smtplib cannot read is no refusal by the relay: retry, never bounce.
+        ({"END": ["250 " + "x" * 9000]}, 451),
+        ({"MAIL": ["250-" + "y" * 9000]}, 451),
+        # A relay that wants STARTTLS or AUTH is a set-up fault: retry, never bounce.
+        ({"MAIL": ["530 5.7.0 Must issue a STARTTLS command first"]}, 451),
+        ({"RCPT": ["530 5.7.0 Authentication required"]}, 451),
+        ({"EHLO": ["554 5.7.1 go away"]}, 451),
+        ({"greeting": ["554 5.3.2 not now"]}, 451),
+        ({"DATA": [CLOSE]}, 451),
+        ({"END": [CLOSE]}, 451),
+        ({"END": ["not a reply"]}, 451),
+    ],
+)
+def test_a_misbehaving_relay_gets_250_only_for_a_taken_copy_and_never_a_false_bounce(
+    tmp_path: Path, pki: Pki, script: dict[str, list[str]], expected: int
+) -> None:
+    with (
+        scripted_relay(**script) as relay,
+        running(_settings(tmp_path, pki, relay.port, relay_timeout=10.0)) as daemon,
+    ):
+        code, text, smtp = _send(daemon, ["alice@example.com"])
+        smtp.close()
+    assert code == expected, (code, text)
+    assert not list((tmp_path / "spool").iterdir())
+
+
+def test_split_delivery_refused_for_good_after_the_first_copy_is_the_relays_5xx(
+    tmp_path: Path, pki: Pki
+) -> None:
+    # The relay takes the encrypted copy and refuses the original for good: one SMTP
+    # reply for both can only be that 5xx (the sender learns of the failure; a 250 would
+    # lose the second copy, a 451 would deliver the first again at every retry).
+    with (
+        scripted_relay(END=["250 2.0.0 Ok: queued", "554 5.7.1 content refused"]) as relay,
+        running(_settings(tmp_path, pki, relay.port)) as daemon,
+    ):
+        code, text, smtp = _send(daemon, ["alice@example.com", "erin@example.com"])
+        smtp.close()
+    assert (code, text) == (554, b"5.7.1 content refused")
+    assert len(relay.messages) == 2
+    assert b"application/pkcs7-mime" in relay.messages[0]
+    (record,) = _journal(tmp_path)
+    replies = {r["recipient"]: r["relay_reply"] for r in record["recipients"]}
+    assert replies == {
+        "alice@example.com": "250 2.0.0 Ok: queued",
+        "erin@example.com": "554 5.7.1 content refused",
+    }
+
+
+def _open(daemon: Daemon, recipients: list[str]) -> tuple[socket.socket, Any]:
+    """A raw session up to the 354 of DATA."""
+    sock = socket.create_connection(("127.0.0.1", listening_port(daemon)), timeout=30)
+    reader = sock.makefile("rb")
+    assert reader.readline().startswith(b"220")
+    commands = b"EHLO hostile.test\r\nMAIL FROM:<sender@example.org>\r\n"
+    commands += b"".join(b"RCPT TO:<%s>\r\n" % r.encode() for r in recipients) + b"DATA\r\n"
+    sock.sendall(commands)  # pipelined, as RFC 2920 allows
+    while not (line := reader.readline()).startswith(b"354"):
+        assert line[:1] in (b"2",), line
+    return sock, reader
+
+
+def test_a_client_that_stalls_in_data_is_dropped_and_leaves_nothing(
+    tmp_path: Path, pki: Pki
+) -> None:
+    with (
+        sink() as (sunk, port),
+        running(_settings(tmp_path, pki, port, session_timeout=1.0)) as daemon,
+    ):
+        sock, reader = _open(daemon, ["alice@example.com"])
+        started = time.monotonic()
+        with sock, reader:
+            sock.sendall(b"Subject: stalled\r\n\r\nsome text but never the end\r\n")
+            assert _wait_for(lambda: list((tmp_path / "spool").iterdir()), 5)
+            assert reader.readline() == b""  # the filter closed the connection
+        assert time.monotonic() - started < 10
+        assert _wait_for(lambda: not daemon.sessions)
+        assert _wait_for(lambda: not list((tmp_path / "spool").iterdir()))
+    assert not sunk.messages
+
+
+def test_a_client_gone_in_the_middle_of_data_leaves_nothing(tmp_path: Path, pki: Pki) -> None:
+    with sink() as (sunk, port), running(_settings(tmp_path, pki, port)) as daemon:
+        sock, reader = _open(daemon, ["alice@example.com", "erin@example.com"])
+        with sock, reader:
+            sock.sendall(b"Subject: cut\r\n\r\n" + b"half a message\r\n" * 5000)
+        assert _wait_for(lambda: not daemon.sessions)
+        assert _wait_for(lambda: not list((tmp_path / "spool").iterdir()))
+    assert not sunk.messages
+
+
+def test_bare_lf_and_bare_cr_reach_both_copies_readable(tmp_path: Path, pki: Pki) -> None:
+    openssl = require_tool("openssl")
+    body = (
+        b"From: sender@example.org\r\nTo: alice@example.com\r\nSubject: ends\r\n\r\n"
+        b"bare LF line\nbare CR line\rCRLF line\r\n.\nnot the end\r\nlast\r\n"
+    )
+    with sink() as (sunk, port), running(_settings(tmp_path, pki, port)) as daemon:
+        sock, reader = _open(daemon, ["alice@example.com", "erin@example.com"])
+        with sock, reader:
+            sock.sendall(body + b".\r\n")
+            reply = reader.readline()
+        assert reply.startswith(b"250"), reply
+    encrypted, original = (m.content for m in sunk.messages)
+    for line in (b"bare LF line", b"bare CR line", b"not the end", b"last"):
+        assert line in original
+    assert b"\n.\r\n" not in original.replace(b"\r\n.\r\n", b"")  # no early end of data
+    path = tmp_path / "delivered.eml"
+    path.write_bytes(encrypted)
+    proc = subprocess.run(
+        [openssl, "cms", "-decrypt", "-in", str(path), "-inkey", str(pki.alice.key_pem)],
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    for line in (b"bare LF line", b"bare CR line", b"not the end", b"last"):
+        assert line in proc.stdout
