@@ -207,18 +207,26 @@ def stdin_binary() -> Any:
     return _STD[0]
 
 
+def _utf8(text: str) -> str:
+    """JSON text that stays UTF-8: a lone surrogate (the undecodable bytes of a file name,
+    ``bad\\xff.eml``) becomes the JSON escape ``\\udcff``, which ``os.fsencode`` of the
+    decoded string turns back into the name's bytes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def emit_json(document: Any) -> None:
     """Print one JSON document on standard output."""
     import json
 
-    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+    text = json.dumps(document, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write(_utf8(text) + "\n")
 
 
 def emit_json_line(record: Any) -> None:
     """Print one JSON object on one line (streams of records)."""
     import json
 
-    sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.write(_utf8(json.dumps(record, ensure_ascii=False, default=str)) + "\n")
     sys.stdout.flush()
 
 
