@@ -6,12 +6,14 @@ import json
 import smtplib
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from smimecli.certs.store import DB_NAME, Store
 from smimecli.serve.daemon import Daemon, Settings
 from tests.conftest import Pki, require_tool
 from tests.serve.helpers import listening_port, message, running, sink, write_rules
@@ -204,3 +206,156 @@ def test_bare_lf_and_bare_cr_reach_both_copies_readable(tmp_path: Path, pki: Pki
     assert proc.returncode == 0, proc.stderr.decode()
     for line in (b"bare LF line", b"bare CR line", b"not the end", b"last"):
         assert line in proc.stdout
+
+
+_LOCKER = """
+import sqlite3, sys
+holder = sqlite3.connect(sys.argv[1], isolation_level=None)
+holder.execute("BEGIN IMMEDIATE")
+for table in ("emails", "memberships", "certs"):
+    holder.execute(f"DELETE FROM {table}")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_store_being_written_by_another_process_at_data_time_never_gives_plaintext(
+    tmp_path: Path, pki: Pki
+) -> None:
+    # Another process holds the store's write lock, in the middle of removing every
+    # certificate (uncommitted), when the message arrives. The worst rule for this: a
+    # lookup that fails or sees the half-done change must not read as "no certificate",
+    # which on_missing_cert = "pass" would send in clear. (The store is in WAL mode: the
+    # filter reads what was committed, so the message goes out encrypted.)
+    store = tmp_path / "store"
+    with Store.open(store, create=True) as opened:
+        opened.add(pki.alice.cert)
+    rules = tmp_path / "store-rules.toml"
+    rules.write_text(
+        '[[rule]]\nname = "all"\nrecipients = ["*"]\n'
+        'source = { kind = "store", store = "other" }\non_missing_cert = "pass"\n'
+    )
+    settings = _settings(tmp_path, pki, 0, rules=rules, store_dir=store)
+    with sink() as (sunk, port):
+        settings.relay = ("127.0.0.1", port)
+        with running(settings) as daemon:
+            smtp = smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=60)
+            with smtp:
+                smtp.ehlo()
+                assert smtp.mail("sender@example.org")[0] == 250
+                assert smtp.rcpt("alice@example.com")[0] == 250
+                locker = subprocess.Popen(
+                    [sys.executable, "-c", _LOCKER, str(store / DB_NAME)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                )
+                try:
+                    assert locker.stdout is not None
+                    assert locker.stdout.readline() == b"locked\n"
+                    code, text = smtp.data(message("alice@example.com"))
+                finally:
+                    locker.communicate(b"", timeout=30)
+                assert code == 250, (code, text)
+    (copy,) = sunk.messages
+    assert b"application/pkcs7-mime" in copy.content
+    assert b"The figures are attached" not in copy.content
+
+
+def test_rules_reloaded_between_rcpt_and_data_to_reject_is_451_and_nothing_sent(
+    tmp_path: Path, pki: Pki
+) -> None:
+    with sink() as (sunk, port), running(_settings(tmp_path, pki, port)) as daemon:
+        smtp = smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=60)
+        with smtp:
+            smtp.ehlo()
+            assert smtp.mail("sender@example.org")[0] == 250
+            assert smtp.rcpt("alice@example.com")[0] == 250
+            # alice's certificate is withdrawn and her rule now rejects: the new rules
+            # decide at the end of DATA, not the RCPT-time answer.
+            rules = tmp_path / "rules.toml"
+            text = rules.read_text().replace(
+                f'{{ kind = "cer", path = "{pki.alice.cert_pem}" }}',
+                f'{{ kind = "dir", path = "{tmp_path / "empty"}" }}\non_missing_cert = "reject"',
+            )
+            assert text != rules.read_text()
+            rules.write_text(text)
+            assert daemon.reload()
+            code, reply = smtp.data(message("alice@example.com"))
+    assert (code, reply[:5]) == (451, b"4.7.1"), (code, reply)
+    assert not sunk.messages
+
+
+def test_a_cer_file_removed_after_start_still_encrypts_and_a_reload_keeps_it(
+    tmp_path: Path, pki: Pki
+) -> None:
+    # The certificate was read at start: removing its file never turns alice's mail
+    # into plaintext; a reload that cannot read it keeps the rules in use.
+    cer = tmp_path / "alice.pem"
+    cer.write_bytes(pki.alice.cert_pem.read_bytes())
+    rules = tmp_path / "cer-rules.toml"
+    text = write_rules(tmp_path, pki).read_text()
+    rules.write_text(text.replace(str(pki.alice.cert_pem), str(cer)))
+    with (
+        sink() as (sunk, port),
+        running(_settings(tmp_path, pki, port, rules=rules)) as daemon,
+    ):
+        cer.unlink()
+        code, _, smtp = _send(daemon, ["alice@example.com"])
+        smtp.close()
+        assert code == 250
+        assert not daemon.reload()
+        code, _, smtp = _send(daemon, ["alice@example.com"])
+        smtp.close()
+        assert code == 250
+    assert len(sunk.messages) == 2
+    for copy in sunk.messages:
+        assert b"application/pkcs7-mime" in copy.content
+        assert b"The figures are attached" not in copy.content
+
+
+def test_data_without_size_far_over_max_size_stops_spooling_at_the_limit(
+    tmp_path: Path, pki: Pki
+) -> None:
+    limit = 300_000  # several times the spool's write buffer
+    with sink() as (sunk, port), running(_settings(tmp_path, pki, port, max_size=limit)) as daemon:
+        sock, reader = _open(daemon, ["alice@example.com"])
+        with sock, reader:
+            sock.sendall(b"Subject: big\r\n\r\n")
+            for _ in range(100):  # 5 MB, no SIZE= announced
+                sock.sendall(b"y" * 998 + b"\r\n" + (b"z" * 998 + b"\r\n") * 49)
+            (spooled,) = (tmp_path / "spool").iterdir()
+            assert _wait_for(lambda: spooled.stat().st_size > limit // 2)
+            time.sleep(0.5)  # the filter reads the rest of the 5 MB
+            assert limit // 2 < spooled.stat().st_size <= limit
+            sock.sendall(b".\r\n")
+            reply = reader.readline()
+        assert reply.startswith(b"552 5.3.4"), reply
+        assert _wait_for(lambda: not list((tmp_path / "spool").iterdir()))
+    assert not sunk.messages
+
+
+def test_long_lines_and_no_chunking(tmp_path: Path, pki: Pki) -> None:
+    # A 5,000-octet line (SMTP allows 998) reaches the encrypted copy whole; BDAT is not
+    # offered (aiosmtpd has no CHUNKING) and is refused as an unknown command.
+    line = b"L" * 5000
+    data = b"From: sender@example.org\r\nTo: alice@example.com\r\nSubject: long\r\n\r\n"
+    data += b".dot first\r\n" + line + b"\r\nend\r\n"
+    with sink() as (sunk, port), running(_settings(tmp_path, pki, port)) as daemon:
+        smtp = smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=60)
+        with smtp:
+            smtp.ehlo()
+            assert not smtp.has_extn("chunking")
+            assert smtp.docmd("BDAT", "10 LAST")[0] == 500
+            assert smtp.sendmail("sender@example.org", ["alice@example.com"], data) == {}
+    (copy,) = sunk.messages
+    path = tmp_path / "delivered.eml"
+    path.write_bytes(copy.content)
+    openssl = require_tool("openssl")
+    proc = subprocess.run(
+        [openssl, "cms", "-decrypt", "-in", str(path), "-inkey", str(pki.alice.key_pem)],
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert line in proc.stdout.replace(b"\r\n", b"\n")
+    assert b"\n.dot first" in proc.stdout.replace(b"\r\n", b"\n")
