@@ -1,17 +1,22 @@
-"""Batch inputs with hostile file names: a newline, an escape sequence, bytes that are not
-UTF-8. Each failure is one printable line on stderr, and ``--json`` stays UTF-8 JSON whose
-``input`` gives the name's bytes back (``os.fsencode``)."""
+"""Hostile batches: file names with a newline, an escape sequence, bytes that are not
+UTF-8 (each failure is one printable line on stderr, and ``--json`` stays UTF-8 JSON whose
+``input`` gives the name's bytes back, ``os.fsencode``); an output folder whose disk is
+full (each message 74, no file, no temporary left)."""
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from smimecli.files import atomic
 from tests.conftest import ROOT, Pki
 
 NAMES = [b"bad\xff\xfename.eml", b"new\nline.eml", b"esc\x1b[31mred.eml"]
@@ -50,3 +55,34 @@ def test_hostile_names_give_one_printable_line_each_and_utf8_json(
         assert line.isascii() and all(32 <= c < 127 for c in line), line
         assert b"input is not an email message" in line
     assert [p.name for p in out.iterdir()] == [os.fsdecode(GOOD)]
+
+
+class _FullRaw(io.FileIO):
+    def write(self, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _full_open(fd: int, mode: str = "rb", buffering: int = -1, **kwargs: Any) -> Any:
+    raw = _FullRaw(fd, "wb")
+    return raw if buffering == 0 else io.BufferedWriter(raw)
+
+
+def test_a_full_disk_under_out_dir_fails_each_message_with_74_and_leaves_nothing(
+    cli: Any, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ENOSPC cannot be made for real without mounting a small file system: the output
+    # files' writes fail as a full disk fails them.
+    spool, out = tmp_path / "in", tmp_path / "out"
+    spool.mkdir()
+    out.mkdir()
+    for number in range(3):
+        (spool / f"m{number}.eml").write_bytes(
+            b"From: a@example.com\nTo: alice@example.com\nSubject: s\n\nbody\n"
+        )
+    monkeypatch.setattr(atomic, "open", _full_open, raising=False)
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--out-dir", out, "--jobs", "1", spool])
+    assert result.exit_code == 74, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("smimecli: error:")]
+    assert len(errors) == 3, result.stderr
+    assert all("No space left on device" in line for line in errors)
+    assert list(out.iterdir()) == []
