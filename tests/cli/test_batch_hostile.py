@@ -1,7 +1,7 @@
 """Hostile batches: file names with a newline, an escape sequence, bytes that are not
 UTF-8 (each failure is one printable line on stderr, and ``--json`` stays UTF-8 JSON whose
 ``input`` gives the name's bytes back, ``os.fsencode``); an output folder whose disk is
-full (each message 74, no file, no temporary left)."""
+full (each message 74, no file, no temporary left); FIFOs and devices."""
 
 from __future__ import annotations
 
@@ -86,3 +86,23 @@ def test_a_full_disk_under_out_dir_fails_each_message_with_74_and_leaves_nothing
     assert len(errors) == 3, result.stderr
     assert all("No space left on device" in line for line in errors)
     assert list(out.iterdir()) == []
+
+
+def test_devices_and_fifos_in_a_folder_are_skipped_and_a_named_dev_zero_is_bounded(
+    cli: Any, pki: Pki, tmp_path: Path
+) -> None:
+    spool, out = tmp_path / "in", tmp_path / "out"
+    spool.mkdir()
+    out.mkdir()
+    (spool / "a.eml").write_bytes(b"From: a@example.com\nTo: alice@example.com\n\nbody\n")
+    (spool / "zero.eml").symlink_to("/dev/zero")
+    os.mkfifo(spool / "fifo.eml")  # nobody writes it: taking it would hang the batch
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--out-dir", out, spool])
+    assert result.exit_code == 0, result.stderr
+    assert [p.name for p in out.iterdir()] == ["a.eml"]
+    named = tmp_path / "named.eml"
+    named.symlink_to("/dev/zero")
+    result = cli(["encrypt", "--cert", pki.alice.cert_pem, "--out-dir", out, named])
+    assert result.exit_code == 65, result.stderr
+    assert "named.eml: message header line is longer than 1 MiB" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["a.eml"]
