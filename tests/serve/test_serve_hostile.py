@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
 import smtplib
 import socket
 import subprocess
@@ -359,3 +362,42 @@ def test_long_lines_and_no_chunking(tmp_path: Path, pki: Pki) -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     assert line in proc.stdout.replace(b"\r\n", b"\n")
     assert b"\n.dot first" in proc.stdout.replace(b"\r\n", b"\n")
+
+
+class _FullRaw(io.FileIO):
+    def write(self, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["incoming", "encrypted copy"])
+def test_a_full_spool_disk_is_451_and_nothing_is_relayed(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # ENOSPC cannot be made for real without mounting a small file system: the spool
+    # files' writes fail as a full disk fails them (the incoming message's, or the
+    # encrypted copy's).
+    real_fdopen = os.fdopen
+
+    def fdopen(fd: int, mode: str = "r", buffering: int = -1, **kwargs: Any) -> Any:
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        if name.startswith("smimecli-in-") and ("-out-" in name) == (where != "incoming"):
+            raw = _FullRaw(fd, "wb")
+            return io.BufferedWriter(raw, max(buffering, 1) if buffering > 0 else 8192)
+        return real_fdopen(fd, mode, buffering, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    with sink() as (sunk, port), running(_settings(tmp_path, pki, port)) as daemon:
+        smtp = smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=60)
+        with smtp:
+            smtp.ehlo()
+            assert smtp.mail("sender@example.org")[0] == 250
+            assert smtp.rcpt("alice@example.com")[0] == 250
+            assert smtp.rcpt("erin@example.com")[0] == 250
+            code, text = smtp.data(message(size=200_000))
+        assert (code, text[:5]) == (451, b"4.3.0"), (code, text)
+        assert _wait_for(lambda: not list((tmp_path / "spool").iterdir()))
+    assert not sunk.messages
+    if where != "incoming":  # a message never received whole has no journal record
+        (record,) = _journal(tmp_path)
+        assert str(record["reply"]).startswith("451")
+        assert "No space left on device" in str(record["error"])
