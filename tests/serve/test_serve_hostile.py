@@ -100,6 +100,7 @@ def test_a_relay_that_never_answers_gets_451_not_a_dropped_session(
         ({"RCPT": ["530 5.7.0 Authentication required"]}, 451),
         ({"EHLO": ["554 5.7.1 go away"]}, 451),
         ({"greeting": ["554 5.3.2 not now"]}, 451),
+        ({"DATA": ["451 4.3.0 try later"]}, 451),
         ({"DATA": [CLOSE]}, 451),
         ({"END": [CLOSE]}, 451),
         ({"END": ["not a reply"]}, 451),
