@@ -189,7 +189,11 @@ class Daemon:
             raise
 
     async def relay(
-        self, sender: str, copies: list[tuple[tuple[str, ...], str]], eightbit: bool
+        self,
+        sender: str,
+        copies: list[tuple[tuple[str, ...], str]],
+        eightbit: bool,
+        smtputf8: bool = False,
     ) -> list[RelayReply]:
         host, port = self.settings.relay
         call = functools.partial(
@@ -199,6 +203,7 @@ class Daemon:
             sender,
             copies,
             eightbit=eightbit,
+            smtputf8=smtputf8,
             timeout=self.settings.relay_timeout,
         )
         return await asyncio.get_running_loop().run_in_executor(self._io, call)

@@ -51,7 +51,11 @@ class Service(Protocol):
     async def split(self, path: str, recipients: list[str], sender: str | None) -> Split: ...
 
     async def relay(
-        self, sender: str, copies: list[tuple[tuple[str, ...], str]], eightbit: bool
+        self,
+        sender: str,
+        copies: list[tuple[tuple[str, ...], str]],
+        eightbit: bool,
+        smtputf8: bool = False,
     ) -> list[RelayReply]: ...
 
     def track(self, task: asyncio.Future[Any]) -> None: ...
@@ -140,7 +144,8 @@ class FilterHandler:
                 return _Result(f"451 4.7.1 the rules changed for {who}; try again later", [], split)
             copies = [(c.recipients, c.path) for c in split.copies]
             eightbit = "BODY=8BITMIME" in (o.upper() for o in envelope.mail_options)
-            replies = await self.service.relay(envelope.mail_from or "", copies, eightbit)
+            smtputf8 = bool(getattr(envelope, "smtp_utf8", False))
+            replies = await self.service.relay(envelope.mail_from or "", copies, eightbit, smtputf8)
             return _Result(_final_reply(replies, len(copies)), replies, split)
         finally:
             for copy in split.copies:

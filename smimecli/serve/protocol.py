@@ -59,7 +59,11 @@ class FilterSMTP(SMTP):
         sessions: set[FilterSMTP],
         **kwargs: Any,
     ) -> None:
-        super().__init__(handler, data_size_limit=max_size, decode_data=False, **kwargs)
+        # SMTPUTF8 (RFC 6531): Postfix hands internationalised addresses only to a filter
+        # that offers it (else it bounces them); the relay is asked for it in turn.
+        super().__init__(
+            handler, data_size_limit=max_size, decode_data=False, enable_SMTPUTF8=True, **kwargs
+        )
         self.max_size = max_size
         self.spool_dir = spool_dir
         self.sessions = sessions

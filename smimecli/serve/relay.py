@@ -66,9 +66,18 @@ def _stream_data(smtp: smtplib.SMTP, src: BinaryIO) -> None:
 
 
 def _transaction(
-    smtp: smtplib.SMTP, sender: str, recipients: Sequence[str], path: str, eightbit: bool
+    smtp: smtplib.SMTP,
+    sender: str,
+    recipients: Sequence[str],
+    path: str,
+    eightbit: bool,
+    smtputf8: bool = False,
 ) -> RelayReply:
     options = ["BODY=8BITMIME"] if eightbit and smtp.has_extn("8bitmime") else []
+    if smtputf8:
+        if not smtp.has_extn("smtputf8"):
+            return RelayReply(451, "the relay does not offer SMTPUTF8, which this message needs")
+        options.append("SMTPUTF8")  # smtplib then sends the commands as UTF-8
     code, text = smtp.mail(sender, options)
     if code != 250:
         return RelayReply(code, _text(text))
@@ -98,6 +107,7 @@ def relay_copies(
     copies: Sequence[tuple[Sequence[str], str]],
     *,
     eightbit: bool = False,
+    smtputf8: bool = False,
     timeout: float = 300.0,
     helo: str | None = None,
 ) -> list[RelayReply]:
@@ -127,7 +137,7 @@ def relay_copies(
             broken = False
             return [RelayReply(451, f"relay {host}:{port} refused EHLO: {code} {_text(text)}")]
         for recipients, path in copies:
-            reply = _transaction(smtp, sender, recipients, path, eightbit)
+            reply = _transaction(smtp, sender, recipients, path, eightbit, smtputf8)
             if reply.code == 530:
                 reply = RelayReply(451, f"relay {host}:{port} wants STARTTLS or AUTH: {reply}")
             replies.append(reply)

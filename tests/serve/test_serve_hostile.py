@@ -402,3 +402,72 @@ def test_a_full_spool_disk_is_451_and_nothing_is_relayed(
         (record,) = _journal(tmp_path)
         assert str(record["reply"]).startswith("451")
         assert "No space left on device" in str(record["error"])
+
+
+def test_internationalised_addresses_pass_with_smtputf8(tmp_path: Path, pki: Pki) -> None:
+    # Postfix hands a message with a non-ASCII address only to a filter that offers
+    # SMTPUTF8 (RFC 6531), else it bounces it; the filter asks the relay for it in turn.
+    from aiosmtpd.controller import Controller
+
+    from tests.serve.helpers import SinkHandler, free_port
+
+    handler = SinkHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
+    controller.start()
+    try:
+        with (
+            running(_settings(tmp_path, pki, port)) as daemon,
+            smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=30) as smtp,
+        ):
+            smtp.ehlo()
+            assert smtp.has_extn("smtputf8")
+            text = message("alice@example.com, dörte@example.net").replace(
+                b"From: ", "From: jörg@example.org\nX-Was: ".encode(), 1
+            )
+            refused = smtp.sendmail(
+                "jörg@example.org",
+                ["alice@example.com", "dörte@example.net"],
+                text,
+                mail_options=["SMTPUTF8"],
+            )
+    finally:
+        controller.stop()
+    assert refused == {}
+    copies = {tuple(m.recipients): m for m in handler.messages}
+    assert set(copies) == {("alice@example.com",), ("dörte@example.net",)}
+    assert all(m.sender == "jörg@example.org" for m in handler.messages)
+    assert b"enveloped-data" in copies[("alice@example.com",)].content
+    assert copies[("dörte@example.net",)].content.replace(b"\r\n", b"\n") == text.replace(
+        b"\r\n", b"\n"
+    )
+
+
+def test_a_relay_without_smtputf8_gets_no_internationalised_message(
+    tmp_path: Path, pki: Pki
+) -> None:
+    from aiosmtpd.controller import Controller
+
+    from tests.serve.helpers import SinkHandler, free_port
+
+    handler = SinkHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=False)
+    controller.start()
+    try:
+        with (
+            running(_settings(tmp_path, pki, port)) as daemon,
+            smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=30) as smtp,
+        ):
+            with pytest.raises(smtplib.SMTPDataError) as failed:
+                smtp.sendmail(
+                    "jörg@example.org",
+                    ["dörte@example.net"],
+                    message("dörte@example.net"),
+                    mail_options=["SMTPUTF8"],
+                )
+    finally:
+        controller.stop()
+    assert failed.value.smtp_code == 451
+    assert b"SMTPUTF8" in failed.value.smtp_error
+    assert handler.messages == []
