@@ -32,6 +32,7 @@ from smimecli.errors import DataError
 
 __all__ = [
     "MAX_SIGNED_DATA",
+    "MAX_SIGNERS",
     "SignatureCheck",
     "SignerCheck",
     "load_signed_data",
@@ -40,6 +41,11 @@ __all__ = [
 ]
 
 MAX_SIGNED_DATA = 64 << 20  # an opaque signed message is parsed in memory, up to this size
+# Signatures checked per SignedData: S/MIME mail has one (a few when re-signed); a hostile
+# message must not make verify do a thousand public-key operations and report them all.
+MAX_SIGNERS = 16
+# RFC 5652 section 11: these signed attributes occur once, with exactly one value.
+_SINGLE_ATTRIBUTES = ("content_type", "message_digest", "signing_time")
 FUTURE_SKEW = dt.timedelta(minutes=10)  # clocks drift; beyond this a signingTime is suspect
 _CHUNK = 1 << 20
 
@@ -97,8 +103,8 @@ class SignatureCheck:
 
     @property
     def problems(self) -> list[str]:
-        """Every signer's problems, in order."""
-        return [p for s in self.signers for p in s.problems]
+        """Every signer's problems, in order, each said once."""
+        return list(dict.fromkeys(p for s in self.signers for p in s.problems))
 
 
 def load_signed_data(data: bytes, what: str = "the signature") -> Any:
@@ -124,8 +130,14 @@ def load_signed_data(data: bytes, what: str = "the signature") -> Any:
             si["signature"].native  # noqa: B018
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise DataError(f"{what}: not a valid CMS signed-data structure ({_short(exc)})") from exc
-    if not len(signed["signer_infos"]):
+    count = len(signed["signer_infos"])
+    if not count:
         raise DataError(f"{what}: the signed-data has no signer")
+    if count > MAX_SIGNERS:
+        raise DataError(
+            f"{what}: the signed-data has {count} signers, more than the {MAX_SIGNERS} "
+            "that are checked: not verified"
+        )
     return signed
 
 
@@ -211,6 +223,8 @@ def verify_signed_data(
         econtent_type = signed["encap_content_info"]["content_type"].dotted
         infos = list(signed["signer_infos"])
         digests = {digest_by_name(si["digest_algorithm"]["algorithm"].native).name for si in infos}
+    except DataError as exc:
+        raise DataError(f"{what}: {exc}") from exc
     except (ValueError, TypeError, KeyError) as exc:
         raise DataError(f"{what}: not a valid CMS signed-data structure ({_short(exc)})") from exc
     if content is None and econtent is None:
@@ -296,6 +310,8 @@ def _check_signer(
         if not verify(cert.public_key(), alg, digest, signed_bytes, signature, prehashed=prehashed):
             check.problems.append("the signature does not match: the message was changed")
         return check
+    except DataError as exc:
+        raise DataError(f"{what}: {exc}") from exc
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DataError(f"{what}: a SignerInfo is damaged ({_short(exc)})") from exc
 
@@ -304,6 +320,13 @@ def _check_attributes(
     check: SignerCheck, attrs: Any, digest: bytes, econtent_type: str, now: dt.datetime | None
 ) -> None:
     """messageDigest, contentType, signingTime, SMIMECapabilities, signingCertificate(V2)."""
+    for name in _SINGLE_ATTRIBUTES:
+        values = [len(a["values"]) for a in attrs if a["type"].native == name]
+        if len(values) > 1 or (values and values[0] != 1):
+            check.problems.append(
+                f"the signed attributes must hold one {_ATTRIBUTE_NAMES[name]} with one "
+                f"value, not {sum(values)} (RFC 5652 section 11)"
+            )
     message_digest = _attr(attrs, "message_digest")
     if message_digest is None:
         check.problems.append("the signature has no messageDigest attribute")
@@ -324,6 +347,13 @@ def _check_attributes(
     if capabilities is not None:
         check.capabilities = [str(c["capability_id"].native) for c in capabilities]
     _check_ess(check, attrs)
+
+
+_ATTRIBUTE_NAMES = {
+    "content_type": "contentType",
+    "message_digest": "messageDigest",
+    "signing_time": "signingTime",
+}
 
 
 def _check_ess(check: SignerCheck, attrs: Any) -> None:

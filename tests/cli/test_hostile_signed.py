@@ -1,0 +1,140 @@
+"""Hostile SignedData built by hand (asn1crypto): many signers, repeated signed attributes,
+unknown algorithms. Each answer is one clean error line, in bounded time."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from tests.conftest import Cli, Pki, assert_error
+from tests.pki import Identity
+
+CONTENT = b"Content-Type: text/plain\r\n\r\nhello\r\n"
+
+
+def _attributes(*extra: dict[str, Any]) -> Any:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return cms.CMSAttributes(
+        [
+            {"type": "content_type", "values": ["data"]},
+            {"type": "message_digest", "values": [hashlib.sha256(CONTENT).digest()]},
+            {"type": "signing_time", "values": [cms.Time({"utc_time": now})]},
+            *extra,
+        ]
+    )
+
+
+def _signer_info(who: Identity, attrs: Any, *, spoil: bool = False) -> Any:
+    assert isinstance(who.key, rsa.RSAPrivateKey)
+    signed = b"\x31" + attrs.dump()[1:]
+    signature = who.key.sign(signed, padding.PKCS1v15(), hashes.SHA256())
+    if spoil:
+        signature = bytes([signature[0] ^ 1]) + signature[1:]
+    cert = asn1_x509.Certificate.load(who.cert.public_bytes(serialization.Encoding.DER))
+    sid = {"issuer": cert.issuer, "serial_number": cert.serial_number}
+    return cms.SignerInfo(
+        {
+            "version": "v1",
+            "sid": cms.SignerIdentifier({"issuer_and_serial_number": sid}),
+            "digest_algorithm": {"algorithm": "sha256"},
+            "signed_attrs": attrs,
+            "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"},
+            "signature": signature,
+        }
+    )
+
+
+def _opaque(who: Identity, infos: Sequence[Any], digest: str = "sha256") -> bytes:
+    cert = asn1_x509.Certificate.load(who.cert.public_bytes(serialization.Encoding.DER))
+    signed = cms.SignedData(
+        {
+            "version": "v1",
+            "digest_algorithms": [{"algorithm": digest}],
+            "encap_content_info": {"content_type": "data", "content": CONTENT},
+            "certificates": [cert],
+            "signer_infos": list(infos),
+        }
+    )
+    der = cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump()
+    return (
+        b"From: alice@example.com\nTo: bob@example.com\nSubject: t\nMIME-Version: 1.0\n"
+        b"Content-Type: application/pkcs7-mime; smime-type=signed-data; name=smime.p7m\n"
+        b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(der)
+    )
+
+
+def _verify(cli: Cli, pki: Pki, tmp_path: Path, mail: bytes) -> tuple[Any, Path, float]:
+    path = tmp_path / "hostile.eml"
+    path.write_bytes(mail)
+    started = time.monotonic()
+    done = cli(["verify", path, "--ca", pki.ca.cert_pem])
+    return done, path, time.monotonic() - started
+
+
+def test_well_formed_reference_is_valid(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    done, _path, _took = _verify(
+        cli, pki, tmp_path, _opaque(pki.alice, [_signer_info(pki.alice, _attributes())])
+    )
+    assert done.exit_code == 0, done.output
+
+
+def test_repeated_message_digest_is_invalid(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    """Two messageDigest attributes, both right: RFC 5652 section 11 allows one."""
+    again = {"type": "message_digest", "values": [hashlib.sha256(CONTENT).digest()]}
+    info = _signer_info(pki.alice, _attributes(again))
+    done, path, _took = _verify(cli, pki, tmp_path, _opaque(pki.alice, [info]))
+    assert_error(done, 65, str(path), "must hold one messageDigest with one value, not 2")
+
+
+def test_signing_time_with_two_values_is_invalid(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    attrs = _attributes()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    attrs[2]["values"] = [cms.Time({"utc_time": now}), cms.Time({"utc_time": now})]
+    info = _signer_info(pki.alice, attrs)
+    done, path, _took = _verify(cli, pki, tmp_path, _opaque(pki.alice, [info]))
+    assert_error(done, 65, str(path), "one signingTime with one value, not 2")
+
+
+def test_a_thousand_signers_refused_quickly(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    """Every signer must hold (as OpenSSL's CMS_verify); more than MAX_SIGNERS are refused
+    before any public-key operation, so the report stays one short line."""
+    good = _signer_info(pki.alice, _attributes())
+    bad = _signer_info(pki.alice, _attributes(), spoil=True)
+    mail = _opaque(pki.alice, [good, bad] * 500)
+    done, path, took = _verify(cli, pki, tmp_path, mail)
+    line = assert_error(done, 65, str(path), "has 1000 signers, more than the 16")
+    assert len(line) < 300 and took < 20
+
+
+def test_one_bad_signer_of_two_fails_with_the_reason_once(
+    cli: Cli, pki: Pki, tmp_path: Path
+) -> None:
+    good = _signer_info(pki.alice, _attributes())
+    bad = _signer_info(pki.alice, _attributes(), spoil=True)
+    done, path, _took = _verify(cli, pki, tmp_path, _opaque(pki.alice, [good, bad, bad, bad]))
+    line = assert_error(done, 65, str(path), "the signature does not match")
+    assert line.count("the signature does not match") == 1
+
+
+def test_unknown_digest_names_the_file(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    info = _signer_info(pki.alice, _attributes())
+    info["digest_algorithm"] = {"algorithm": "1.2.3.4.99"}
+    done, path, _took = _verify(cli, pki, tmp_path, _opaque(pki.alice, [info], "1.2.3.4.99"))
+    assert_error(done, 65, f"{path}: unsupported digest algorithm 1.2.3.4.99")
+
+
+def test_unknown_signature_algorithm_names_the_file(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    info = _signer_info(pki.alice, _attributes())
+    info["signature_algorithm"] = {"algorithm": "1.2.3.4.98"}
+    done, path, _took = _verify(cli, pki, tmp_path, _opaque(pki.alice, [info]))
+    assert_error(done, 65, f"{path}: unsupported signature algorithm 1.2.3.4.98")
