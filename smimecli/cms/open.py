@@ -227,7 +227,10 @@ def _read_content_algorithm(
     if parse_cipher:
         from smimecli.cms.algorithms import parse_algorithm_identifier
 
-        head.cipher = parse_algorithm_identifier(head.content_algorithm_der)
+        try:
+            head.cipher = parse_algorithm_identifier(head.content_algorithm_der)
+        except DataError as exc:
+            raise DataError(f"{what}: {exc}") from exc
         if head.is_auth_enveloped != head.cipher.cipher.authenticated:
             raise DataError(
                 f"{what} pairs {head.content_type_name} with the cipher {head.cipher.name}"

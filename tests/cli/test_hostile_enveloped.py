@@ -63,3 +63,21 @@ def test_ten_thousand_recipients_inspect_is_bounded(cli: Cli, pki: Pki, tmp_path
     assert decrypted.exit_code == 0, decrypted.output
     assert decrypted.stdout.endswith(b"secret\n")
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize("version", [-5, 2**31, 2**200])
+def test_absurd_rc2_parameter_names_the_file(
+    cli: Cli, pki: Pki, tmp_path: Path, version: int
+) -> None:
+    """RC2 (RFC 2268 section 6): a parameter version that is no effective key length."""
+    info = _encrypt(pki, tmp_path, "aes-128-cbc")
+    content = info["content"]["encrypted_content_info"]
+    iv = content["content_encryption_algorithm"]["parameters"].native[:8]
+    params = {"rc2_parameter_version": version, "iv": iv}
+    content["content_encryption_algorithm"] = {"algorithm": "rc2", "parameters": params}
+    path = _mail(tmp_path, cms.ContentInfo.load(info.dump(force=True)))
+    done = cli(["decrypt", path, "--key", pki.alice.key_pem])
+    assert_error(done, 65, f"{path}: RC2 parameter version {version} is not valid")
+    shown = cli(["inspect", path])
+    assert shown.exit_code == 0, shown.output
+    assert b"1.2.840.113549.3.2, not supported" in shown.stdout
