@@ -16,6 +16,7 @@ from cryptography import x509
 
 from smimecli.mime import PKCS7_TYPES, HeaderBlock, parse_header_block
 from smimecli.notices import Notice
+from smimecli.text import shown_list
 from smimecli.verify.message import ENCRYPTED_SMIME_TYPES, MessageSignature, verify_message
 
 __all__ = ["VerifyReport", "judge_message"]
@@ -155,7 +156,7 @@ def judge_message(
     )
     own = set(names.emails(cert))
     if report.from_addresses and not own.intersection(report.from_addresses):
-        named = ", ".join(sorted(own)) or "no address"
+        named = shown_list(sorted(own), empty="no address")
         report.notices.append(
             Notice(
                 "from-mismatch",

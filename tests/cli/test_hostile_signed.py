@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,8 +14,10 @@ from typing import Any
 
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 
 from tests.conftest import Cli, Pki, assert_error
 from tests.pki import Identity
@@ -138,3 +141,32 @@ def test_unknown_signature_algorithm_names_the_file(cli: Cli, pki: Pki, tmp_path
     info["signature_algorithm"] = {"algorithm": "1.2.3.4.98"}
     done, path, _took = _verify(cli, pki, tmp_path, _opaque(pki.alice, [info]))
     assert_error(done, 65, f"{path}: unsupported signature algorithm 1.2.3.4.98")
+
+
+def test_ten_thousand_addresses_give_short_report_lines(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    """A signer certificate with 10,000 rfc822Name SANs: the report and the From: warning
+    show ten addresses and how many more; --json keeps them all."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    sans = [x509.RFC822Name(f"u{n}@example.org") for n in range(10_000)]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Many")]))
+        .issuer_name(pki.ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(pki.ca.key, hashes.SHA256())
+    )
+    many = Identity("Many", "u0@example.org", key, cert, *[tmp_path / "unused"] * 4)
+    mail = _opaque(many, [_signer_info(many, _attributes())])
+    done, _path, took = _verify(cli, pki, tmp_path, mail)
+    assert "Traceback" not in done.stderr and took < 30
+    lines = done.stderr.splitlines()
+    email = next(line for line in lines if line.startswith("email:"))
+    assert email.endswith("u9@example.org and 9,990 more")
+    assert all(len(line) < 1000 for line in lines), max(map(len, lines))
+    doc = cli(["verify", "--json", tmp_path / "hostile.eml", "--ca", pki.ca.cert_pem])
+    assert len(json.loads(doc.stdout)["signer"]["emails"]) == 10_000
