@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Cli, Pki, assert_error
+from tests.conftest import Cli, Pki, assert_error, require_tool
 from tests.pki import Identity
 
 CONTENT = b"Content-Type: text/plain\r\n\r\nhello\r\n"
@@ -170,3 +171,45 @@ def test_ten_thousand_addresses_give_short_report_lines(cli: Cli, pki: Pki, tmp_
     assert all(len(line) < 1000 for line in lines), max(map(len, lines))
     doc = cli(["verify", "--json", tmp_path / "hostile.eml", "--ca", pki.ca.cert_pem])
     assert len(json.loads(doc.stdout)["signer"]["emails"]) == 10_000
+
+
+def _rsa_signer(pki: Pki, tmp_path: Path, bits: int) -> Identity:
+    """A signer with a short RSA key (OpenSSL makes the 512-bit one cryptography refuses)."""
+    pem = tmp_path / f"rsa{bits}.pem"
+    openssl = require_tool("openssl")
+    subprocess.run([openssl, "genrsa", "-out", pem, str(bits)], check=True, capture_output=True)
+    key = serialization.load_pem_private_key(pem.read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    now = dt.datetime.now(dt.UTC)
+    name = [
+        x509.NameAttribute(NameOID.EMAIL_ADDRESS, "alice@example.com"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "Short"),
+    ]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(name))
+        .issuer_name(pki.ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(pki.ca.key, hashes.SHA256())
+    )
+    return Identity("Short", "alice@example.com", key, cert, *[tmp_path / "unused"] * 4)
+
+
+def test_512_bit_rsa_signer_is_not_trusted(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    short = _rsa_signer(pki, tmp_path, 512)
+    done, path, _took = _verify(
+        cli, pki, tmp_path, _opaque(short, [_signer_info(short, _attributes())])
+    )
+    assert_error(done, 77, str(path), "has a 512-bit RSA key, too weak to trust")
+
+
+def test_1024_bit_rsa_signer_is_trusted_with_a_warning(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    short = _rsa_signer(pki, tmp_path, 1024)
+    done, _path, _took = _verify(
+        cli, pki, tmp_path, _opaque(short, [_signer_info(short, _attributes())])
+    )
+    assert done.exit_code == 0, done.output
+    assert "smimecli: warning: the signer's RSA key has only 1024 bits" in done.stderr
