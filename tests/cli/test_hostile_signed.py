@@ -17,9 +17,10 @@ from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
+from smimecli.certs.formats import load_certificates
 from tests.conftest import Cli, Pki, assert_error, require_tool
 from tests.pki import Identity
 
@@ -213,3 +214,80 @@ def test_1024_bit_rsa_signer_is_trusted_with_a_warning(cli: Cli, pki: Pki, tmp_p
     )
     assert done.exit_code == 0, done.output
     assert "smimecli: warning: the signer's RSA key has only 1024 bits" in done.stderr
+
+
+def _tiny_certificates(count: int) -> list[Any]:
+    """``count`` small self-signed certificates (one signed, re-serialled: not valid)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t")])
+    one = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    parsed = asn1_x509.Certificate.load(one.public_bytes(serialization.Encoding.DER))
+    out = []
+    for serial in range(2, count + 2):
+        tbs = parsed["tbs_certificate"].copy()
+        tbs["serial_number"] = serial
+        out.append(
+            asn1_x509.Certificate(
+                {
+                    "tbs_certificate": tbs,
+                    "signature_algorithm": parsed["signature_algorithm"],
+                    "signature_value": parsed["signature_value"],
+                }
+            )
+        )
+    return out
+
+
+def _with_certificates(mail: bytes, extra: list[Any]) -> bytes:
+    """``mail`` (from :func:`_opaque`) with ``extra`` added to its certificate set."""
+    from smimecli.cms.der import header
+
+    head, body = mail.split(b"\n\n", 1)
+    info = cms.ContentInfo.load(base64.b64decode(body))
+    signed = info["content"]
+    joined = b"".join(c.dump() for c in [*signed["certificates"], *extra])
+    signed["certificates"] = cms.CertificateSet.load(header(0x31, len(joined)) + joined)
+    return head + b"\n\n" + base64.encodebytes(info.dump(force=True))
+
+
+def test_import_keeps_only_the_verified_signers_chain(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    """5,000 certificates in the signature: the store (or a rules dir source) gets the
+    signer only."""
+    mail = _opaque(pki.alice, [_signer_info(pki.alice, _attributes())])
+    path = tmp_path / "many.eml"
+    path.write_bytes(_with_certificates(mail, _tiny_certificates(5_000)))
+    started = time.monotonic()
+    done = cli(["certs", "import", path])
+    assert done.exit_code == 0, done.output
+    assert time.monotonic() - started < 60
+    listed = cli(["certs", "list", "--json"])
+    assert [c["thumbprint"] for c in json.loads(listed.stdout)] == [pki.alice.thumbprint]
+    loaded = load_certificates(path.read_bytes(), source=str(path))  # a rules 'dir' source
+    assert [e.thumbprint for e in loaded] == [pki.alice.thumbprint]
+
+
+def test_forwarded_signed_mail_is_not_harvested(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    """A signed message inside a multipart/mixed forward is not verified by the importer:
+    its certificates (here a forged signature's) are not taken."""
+    forged = _opaque(pki.alice, [_signer_info(pki.alice, _attributes(), spoil=True)])
+    inner = _with_certificates(forged, _tiny_certificates(1_000))
+    path = tmp_path / "forward.eml"
+    path.write_bytes(
+        b"From: x@example.com\nTo: bob@example.com\nSubject: Fwd\nMIME-Version: 1.0\n"
+        b"Content-Type: multipart/mixed; boundary=ZZ\n\n--ZZ\nContent-Type: text/plain\n\n"
+        b"see below\n--ZZ\nContent-Type: message/rfc822\n\n" + inner + b"\n--ZZ--\n"
+    )
+    done = cli(["certs", "import", path])
+    assert_error(done, 65, str(path), "the S/MIME signature is inside another message")
+    listed = cli(["certs", "list", "--json"])
+    assert json.loads(listed.stdout or b"[]") == []
