@@ -4,6 +4,7 @@ unknown algorithms. Each answer is one clean error line, in bounded time."""
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import hashlib
 import json
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -291,3 +293,28 @@ def test_forwarded_signed_mail_is_not_harvested(cli: Cli, pki: Pki, tmp_path: Pa
     assert_error(done, 65, str(path), "the S/MIME signature is inside another message")
     listed = cli(["certs", "list", "--json"])
     assert json.loads(listed.stdout or b"[]") == []
+
+
+def test_quoted_printable_p7m_verifies(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    """A relay that re-encoded the opaque signature as quoted-printable (RFC 2045 6.7)."""
+    mail = _opaque(pki.alice, [_signer_info(pki.alice, _attributes())])
+    head, body = mail.split(b"\n\n", 1)
+    der = base64.b64decode(body)
+    head = head.replace(b"Transfer-Encoding: base64", b"Transfer-Encoding: quoted-printable")
+    done, _path, _took = _verify(
+        cli, pki, tmp_path, head + b"\n\n" + binascii.b2a_qp(der, istext=False)
+    )
+    assert done.exit_code == 0, done.output
+
+
+@pytest.mark.parametrize("body", [b"", b"\r\n  \r\n"])
+def test_empty_signature_part_is_named(cli: Cli, pki: Pki, tmp_path: Path, body: bytes) -> None:
+    mail = (
+        b"From: alice@example.com\nTo: bob@example.com\nSubject: t\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
+        b'micalg=sha-256; boundary="BB"\n\n--BB\r\n' + CONTENT + b"\r\n--BB\r\n"
+        b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + body + b"\r\n--BB--\r\n"
+    )
+    done, path, _took = _verify(cli, pki, tmp_path, mail)
+    assert_error(done, 65, f"{path}: the signature part is empty")
