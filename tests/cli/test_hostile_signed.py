@@ -318,3 +318,70 @@ def test_empty_signature_part_is_named(cli: Cli, pki: Pki, tmp_path: Path, body:
     )
     done, path, _took = _verify(cli, pki, tmp_path, mail)
     assert_error(done, 65, f"{path}: the signature part is empty")
+
+
+def _with_key(pki: Pki, who: Identity, spki: Any) -> Identity:
+    """``who`` with its certificate's public key replaced by ``spki`` (re-signed by the CA)."""
+    parsed = asn1_x509.Certificate.load(who.cert.public_bytes(serialization.Encoding.DER))
+    tbs = parsed["tbs_certificate"]
+    tbs["subject_public_key_info"] = spki
+    assert isinstance(pki.ca.key, rsa.RSAPrivateKey)
+    sig = pki.ca.key.sign(tbs.dump(force=True), padding.PKCS1v15(), hashes.SHA256())
+    whole = {
+        "tbs_certificate": tbs,
+        "signature_algorithm": parsed["signature_algorithm"],
+        "signature_value": sig,
+    }
+    cert = x509.load_der_x509_certificate(asn1_x509.Certificate(whole).dump())
+    return Identity(who.name, who.email, who.key, cert, *[Path("unused")] * 4)
+
+
+_LEFT_OUT = {"no-digest": "message_digest", "no-type": "content_type"}
+
+
+def _hostile_case(pki: Pki, case: str) -> bytes:
+    """Held before this suite: each gives 65 with one line (see the parametrisation)."""
+    from asn1crypto import keys
+
+    alice = pki.alice
+    attrs = _attributes()
+    if case in ("no-digest", "no-type"):
+        attrs = cms.CMSAttributes([a for a in attrs if a["type"].native != _LEFT_OUT[case]])
+    elif case == "year-9999":
+        attrs[2]["values"] = [
+            cms.Time({"generalized_time": dt.datetime(9999, 1, 1, tzinfo=dt.UTC)})
+        ]
+    info = _signer_info(alice, attrs)
+    if case == "unknown-sid":
+        info["sid"] = cms.SignerIdentifier({"subject_key_identifier": b"\x01" * 20})
+    modulus = alice.key.public_key().public_numbers().n  # type: ignore[union-attr]
+    if case == "rsa-exponent-1":
+        rsa_key = keys.RSAPublicKey({"modulus": modulus, "public_exponent": 1})
+        spki = keys.PublicKeyInfo({"algorithm": {"algorithm": "rsa"}, "public_key": rsa_key})
+        return _opaque(_with_key(pki, alice, spki), [info])
+    if case == "ec-off-curve":
+        params = keys.ECDomainParameters({"named": "secp256r1"})
+        algorithm = {"algorithm": "ec", "parameters": params}
+        spki = keys.PublicKeyInfo({"algorithm": algorithm, "public_key": b"\x04" + b"\x01" * 64})
+        info["signature_algorithm"] = {"algorithm": "sha256_ecdsa"}
+        return _opaque(_with_key(pki, alice, spki), [info])
+    return _opaque(alice, [info])
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("no-digest", "the signature has no messageDigest attribute"),
+        ("no-type", "the contentType attribute does not name the signed content"),
+        ("year-9999", "the signing time 9999-01-01 00:00 is in the future"),
+        ("unknown-sid", "the signer's certificate is not in the message"),
+        ("rsa-exponent-1", "a SignerInfo is damaged (e must be >= 3"),
+        ("ec-off-curve", "a SignerInfo is damaged (Invalid key)"),
+    ],
+)
+def test_hostile_signer_is_one_clean_line(
+    cli: Cli, pki: Pki, tmp_path: Path, case: str, reason: str
+) -> None:
+    done, path, took = _verify(cli, pki, tmp_path, _hostile_case(pki, case))
+    assert_error(done, 65, str(path), reason)
+    assert took < 30
