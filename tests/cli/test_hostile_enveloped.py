@@ -4,12 +4,15 @@ ten thousand recipients. One clean line, bounded output and time."""
 from __future__ import annotations
 
 import base64
+import binascii
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import Cli, Pki, assert_error, require_tool
 
@@ -81,3 +84,39 @@ def test_absurd_rc2_parameter_names_the_file(
     shown = cli(["inspect", path])
     assert shown.exit_code == 0, shown.output
     assert b"1.2.840.113549.3.2, not supported" in shown.stdout
+
+
+def test_quoted_printable_signature_around_the_envelope(cli: Cli, pki: Pki, tmp_path: Path) -> None:
+    """multipart/signed around the envelope, its signature part re-encoded as
+    quoted-printable by a relay: the signature is still read (and holds)."""
+    from tests.cli.test_hostile_signed import _attributes, _signer_info
+
+    envelope = _mail(tmp_path, _encrypt(pki, tmp_path, "aes-128-cbc")).read_bytes()
+    head, body = envelope.split(b"\n\n", 1)
+    entity = b"\r\n".join(head.split(b"\n")[-3:]) + b"\r\n\r\n" + body.replace(b"\n", b"\r\n")
+    info = _signer_info(pki.alice, _attributes(content=entity))
+    cert = asn1_x509.Certificate.load(pki.alice.cert.public_bytes(serialization.Encoding.DER))
+    signed = cms.SignedData(
+        {
+            "version": "v1",
+            "digest_algorithms": [{"algorithm": "sha256"}],
+            "encap_content_info": {"content_type": "data"},
+            "certificates": [cert],
+            "signer_infos": [info],
+        }
+    )
+    der = cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump()
+    path = tmp_path / "signed-envelope.eml"
+    path.write_bytes(
+        b"From: alice@example.com\r\nTo: alice@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
+        b'micalg=sha-256; boundary="BB"\r\n\r\n--BB\r\n' + entity + b"\r\n--BB\r\n"
+        b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        + binascii.b2a_qp(der, istext=False)
+        + b"\r\n--BB--\r\n"
+    )
+    done = cli(["decrypt", path, "--key", pki.alice.key_pem, "--require-signature"])
+    # The signature holds; its root is not in the store, so nothing is written (77).
+    assert_error(done, 77, "(signed by CN=Alice, E=alice@example.com) is valid but the signer")
+    assert done.stdout == b""

@@ -29,12 +29,12 @@ from tests.pki import Identity
 CONTENT = b"Content-Type: text/plain\r\n\r\nhello\r\n"
 
 
-def _attributes(*extra: dict[str, Any]) -> Any:
+def _attributes(*extra: dict[str, Any], content: bytes = CONTENT) -> Any:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     return cms.CMSAttributes(
         [
             {"type": "content_type", "values": ["data"]},
-            {"type": "message_digest", "values": [hashlib.sha256(CONTENT).digest()]},
+            {"type": "message_digest", "values": [hashlib.sha256(content).digest()]},
             {"type": "signing_time", "values": [cms.Time({"utc_time": now})]},
             *extra,
         ]
