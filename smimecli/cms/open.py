@@ -413,11 +413,8 @@ def _open_authenticated(
     with spool() as ciphertext:
         ciphertext.writelines(chunks)
         aad, tag = _finish(reader, head, what)
-        if len(tag) != head.cipher.tag_length:
-            raise DataError(
-                f"{what}: its AES-GCM tag has {len(tag)} bytes, its parameters say "
-                f"{head.cipher.tag_length}: refused"
-            )
+        if len(tag) != (want := head.cipher.tag_length):
+            raise DataError(f"{what}: its AES-GCM tag has {len(tag)} bytes, not {want}: refused")
         plain = None
         if len(candidates) > 1:
             # Only the right key passes the tag (each try is a whole pass): keys whose
