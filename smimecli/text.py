@@ -22,3 +22,16 @@ def printable(text: object, *, newlines: bool = False) -> str:
     """``text`` (``str()`` of any value) with terminal controls shown as ``\\xNN`` or
     ``\\uNNNN``; tab is kept, and newline too when ``newlines`` (it is layout there)."""
     return str(text).translate(_LINES if newlines else _UNSAFE)
+
+
+SHOWN_ITEMS = 10  # a list in a report line (a certificate's addresses) shows this many
+
+
+def shown_list(items: list[str], *, empty: str = "-") -> str:
+    """``items`` joined with commas, the first :data:`SHOWN_ITEMS` of them and then how
+    many more: a certificate with 10,000 addresses still gives a short line."""
+    if not items:
+        return empty
+    more = len(items) - SHOWN_ITEMS
+    shown = ", ".join(items[:SHOWN_ITEMS])
+    return f"{shown} and {more:,} more" if more > 0 else shown

@@ -327,36 +327,54 @@ def _looks_like_mail(data: bytes) -> bool:
 
 
 def _from_mail(data: bytes, source: str, out: CertList) -> None:
-    """Signed mail: the certificates of every S/MIME signature part (RFC 8551 3.5)."""
+    """Mail: a signed message gives its verified signer and that signer's issuers
+    (:func:`smimecli.certs.harvest.harvest_mail`); otherwise the certificates of its
+    ``certs-only`` parts (RFC 8551 3.6). A signature nested deeper (a forwarded message)
+    is not verified here, so its certificates are not taken."""
     import email
     import email.policy
 
+    from smimecli.certs.harvest import harvest_mail, is_signed_mail
+
+    if is_signed_mail(data):
+        out.extend(harvest_mail(data, source or "the message").entries)
+        return
     try:
         # The email package recurses once per nested multipart: a hostile mail thousands
         # of levels deep is bad input (65), not a crash.
         parts = list(email.message_from_bytes(data, policy=email.policy.compat32).walk())
     except RecursionError:
         raise DataError(f"mail nests its parts too deeply to read{_where(source)}") from None
-    found = False
+    found = nested = False
     for part in parts:
         ctype = part.get_content_type()
-        if ctype not in (
-            "application/pkcs7-signature",
-            "application/x-pkcs7-signature",
-            "application/pkcs7-mime",
-            "application/x-pkcs7-mime",
-        ):
+        if ctype not in _PKCS7_PARTS:
             continue
         smime_type = str(part.get_param("smime-type") or "").lower()
-        if smime_type and smime_type not in ("signed-data", "certs-only"):
+        if smime_type != "certs-only":
+            nested = nested or smime_type in ("", "signed-data")
             continue
         payload = part.get_payload(decode=True)
         if not isinstance(payload, bytes) or not payload:
             continue
         found = True
         _from_pkcs7(payload, source, out)
+    if not found and nested:
+        raise DataError(
+            f"the S/MIME signature is inside another message (a forward?){_where(source)}: "
+            "certificates are taken only from a verified signature; save the signed "
+            "message itself and import that"
+        )
     if not found:
         raise DataError(f"no S/MIME signature with certificates{_where(source)}")
+
+
+_PKCS7_PARTS = (
+    "application/pkcs7-signature",
+    "application/x-pkcs7-signature",
+    "application/pkcs7-mime",
+    "application/x-pkcs7-mime",
+)
 
 
 # --- entry points -------------------------------------------------------------------------

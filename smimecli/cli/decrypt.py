@@ -160,6 +160,10 @@ _STATUS_WORDS = {
 }
 
 
+# Recipients listed one by one in the text report; --json lists them all.
+SHOWN_RECIPIENTS = 100
+
+
 def _print_report(report: Any, verdicts: list[Any]) -> None:
     lines: list[str] = []
     if report.headers:
@@ -177,7 +181,7 @@ def _print_report(report: Any, verdicts: list[Any]) -> None:
         note = "" if cipher["supported"] else ", not supported"
         lines.append(f"Content cipher: {cipher['name']} ({cipher['oid']}{bits}{note})")
         lines.append(f"Recipients: {len(report.recipients)}")
-    for number, rec in enumerate(report.recipients, 1):
+    for number, rec in enumerate(report.recipients[:SHOWN_RECIPIENTS], 1):
         ident = rec["id"]
         if ident["type"] == "issuer_serial":
             who = f"issuer {ident['issuer']}, serial {ident['serial']}"
@@ -199,6 +203,9 @@ def _print_report(report: Any, verdicts: list[Any]) -> None:
             lines.append(f"     store: {match['subject']} [{match['thumbprint']}]{key_note}")
         if not rec["store"] and rec["kind"] != "kekri":
             lines.append("     store: no matching certificate")
+    if len(report.recipients) > SHOWN_RECIPIENTS:
+        more = len(report.recipients) - SHOWN_RECIPIENTS
+        lines.append(f"  ... and {more:,} more recipients (--json lists them all)")
     # Header values and names come from the sender: no terminal controls reach the screen.
     print("\n".join(printable(line) for line in lines))
 

@@ -19,6 +19,7 @@ from smimecli.cli.common import (
     stdin_binary,
     stdout_binary,
 )
+from smimecli.text import shown_list
 
 
 def _read(path: Path | None) -> bytes:
@@ -60,7 +61,7 @@ def _print_report(doc: dict[str, Any]) -> None:
     time = doc["signing_time"]
     lines = [
         ("signed by", signer.get("subject", "unknown (no certificate)")),
-        ("email", ", ".join(signer.get("emails", [])) or "-"),
+        ("email", shown_list(signer.get("emails", []))),
         ("signing time", time.replace("+00:00", "Z") if time else "-"),
         ("algorithms", f"{doc['signature_algorithm']} ({doc['digest_algorithm']})"),
         ("form", doc["form"] + (f", {doc['nested']} content inside" if doc["nested"] else "")),

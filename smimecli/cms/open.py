@@ -227,7 +227,10 @@ def _read_content_algorithm(
     if parse_cipher:
         from smimecli.cms.algorithms import parse_algorithm_identifier
 
-        head.cipher = parse_algorithm_identifier(head.content_algorithm_der)
+        try:
+            head.cipher = parse_algorithm_identifier(head.content_algorithm_der)
+        except DataError as exc:
+            raise DataError(f"{what}: {exc}") from exc
         if head.is_auth_enveloped != head.cipher.cipher.authenticated:
             raise DataError(
                 f"{what} pairs {head.content_type_name} with the cipher {head.cipher.name}"
@@ -305,8 +308,6 @@ def _gcm_pass(
     head: EnvelopeHead, cek: bytes, ciphertext: IO[bytes], aad: bytes, tag: bytes
 ) -> IO[bytes]:
     """Decrypt and verify AES-GCM content into a spool; _KeyRejectedError on a bad tag."""
-    if len(tag) != head.cipher.tag_length:
-        raise DataError("the message's AES-GCM tag length does not match its parameters")
     decryptor = _decryptor(head, cek)
     if aad:
         # RFC 5083 2.2: the AAD is the DER encoding of authAttrs with a SET OF tag.
@@ -332,7 +333,7 @@ def _content_chunks(reader: BerReader, head: EnvelopeHead, what: str) -> Iterato
     return reader.iter_octets(head.content_tlv)
 
 
-def _finish(reader: BerReader, head: EnvelopeHead) -> tuple[bytes, bytes]:
+def _finish(reader: BerReader, head: EnvelopeHead, what: str) -> tuple[bytes, bytes]:
     """Read what follows the content; return (AAD, tag) for AuthEnvelopedData."""
     outer_fields, explicit_fields, fields, parts = head.levels
     if next(parts, None) is not None:
@@ -346,7 +347,7 @@ def _finish(reader: BerReader, head: EnvelopeHead) -> tuple[bytes, bytes]:
                 # RFC 5083 2.2: DER of authAttrs with the SET OF tag instead of [1].
                 aad = cms.CMSAttributes.load(b"\x31" + raw[1:]).dump(force=True)
             except (ValueError, TypeError) as exc:
-                raise DataError("the message has unreadable authenticated attributes") from exc
+                raise DataError(f"{what} has unreadable authenticated attributes") from exc
         elif head.is_auth_enveloped and tlv.is_universal(TAG_OCTET_STRING) and not tag:
             tag = reader.read_octets(tlv, max_size=64)
         else:
@@ -356,7 +357,7 @@ def _finish(reader: BerReader, head: EnvelopeHead) -> tuple[bytes, bytes]:
         if next(level, None) is not None:
             raise reader.error("unexpected element at the end of the ContentInfo")
     if head.is_auth_enveloped and not tag:
-        raise DataError("the AuthEnvelopedData carries no authentication tag")
+        raise DataError(f"{what}: the AuthEnvelopedData carries no authentication tag")
     return aad, tag
 
 
@@ -395,7 +396,7 @@ def decrypt_content(
             yield from _cbc_pass(head, candidates[0], chunks)
         except _KeyRejectedError:
             raise no_key_error(what) from None
-        _finish(reader, head)
+        _finish(reader, head, what)
         return
     yield from _open_cbc_candidates(reader, head, candidates, chunks, what)
 
@@ -411,7 +412,9 @@ def _open_authenticated(
     yield the plaintext."""
     with spool() as ciphertext:
         ciphertext.writelines(chunks)
-        aad, tag = _finish(reader, head)
+        aad, tag = _finish(reader, head, what)
+        if len(tag) != (want := head.cipher.tag_length):
+            raise DataError(f"{what}: its AES-GCM tag has {len(tag)} bytes, not {want}: refused")
         plain = None
         if len(candidates) > 1:
             # Only the right key passes the tag (each try is a whole pass): keys whose
@@ -442,7 +445,7 @@ def _open_cbc_candidates(
     small pieces, and decrypt the whole with the best one."""
     with spool() as ciphertext:
         ciphertext.writelines(chunks)
-        _finish(reader, head)
+        _finish(reader, head, what)
         # Several candidate keys (a key without its certificate): a wrong one still passes
         # the CBC padding check once in about 256 tries, so a key whose plaintext starts
         # like binary data is kept only as a fallback while another one may give text.

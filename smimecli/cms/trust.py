@@ -20,13 +20,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-__all__ = ["TrustResult", "evaluate_trust"]
+__all__ = ["MIN_RSA_BITS", "WEAK_RSA_BITS", "TrustResult", "evaluate_trust", "rsa_bits"]
 
 MAX_DEPTH = 8  # certificates between signer and root; hostile bundles must not loop
 # Issuer candidates whose signature is checked, in all, for one chain. A message may carry
 # any number of certificates with the same name (and key): depth-first search over them
 # grows as N^depth, so the search is bounded and a bundle that exhausts it is untrusted.
 MAX_CANDIDATES = 1000
+# RSA signer keys: below MIN_RSA_BITS a signature is forgeable (512- and 768-bit moduli have
+# been factored), so the signer is not trusted; below WEAK_RSA_BITS (RFC 8551 section 4.1
+# asks for 2048) verify warns. Old mail signed with 1024-bit keys still verifies.
+MIN_RSA_BITS = 1024
+WEAK_RSA_BITS = 2048
 
 
 @dataclass
@@ -155,10 +160,28 @@ def _issuer_problems(cert: x509.Certificate) -> list[str]:
     return out
 
 
+def rsa_bits(cert: x509.Certificate) -> int | None:
+    """The size of ``cert``'s RSA key in bits; None for another key type."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError):
+        return None
+    return key.key_size if isinstance(key, rsa.RSAPublicKey) else None
+
+
 def _signer_problems(cert: x509.Certificate) -> list[str]:
     """RFC 8550 section 4.4: emailProtection (or anyExtendedKeyUsage) when EKU is present,
-    and digitalSignature or nonRepudiation when keyUsage is present."""
+    and digitalSignature or nonRepudiation when keyUsage is present; an RSA key of at
+    least :data:`MIN_RSA_BITS`."""
     out = []
+    bits = rsa_bits(cert)
+    if bits is not None and bits < MIN_RSA_BITS:
+        out.append(
+            f"{_name(cert)} has a {bits}-bit RSA key, too weak to trust "
+            f"(at least {MIN_RSA_BITS} bits)"
+        )
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         allowed = {ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}

@@ -27,11 +27,13 @@ from typing import Any, BinaryIO
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from smimecli.cms.encapsulated import split_encapsulated
 from smimecli.cms.sigalgs import WEAK_DIGESTS, Digest, describe, digest_by_name, verify
 from smimecli.errors import DataError
 
 __all__ = [
     "MAX_SIGNED_DATA",
+    "MAX_SIGNERS",
     "SignatureCheck",
     "SignerCheck",
     "load_signed_data",
@@ -40,6 +42,11 @@ __all__ = [
 ]
 
 MAX_SIGNED_DATA = 64 << 20  # an opaque signed message is parsed in memory, up to this size
+# Signatures checked per SignedData: S/MIME mail has one (a few when re-signed); a hostile
+# message must not make verify do a thousand public-key operations and report them all.
+MAX_SIGNERS = 16
+# RFC 5652 section 11: these signed attributes occur once, with exactly one value.
+_SINGLE_ATTRIBUTES = ("content_type", "message_digest", "signing_time")
 FUTURE_SKEW = dt.timedelta(minutes=10)  # clocks drift; beyond this a signingTime is suspect
 _CHUNK = 1 << 20
 
@@ -97,8 +104,8 @@ class SignatureCheck:
 
     @property
     def problems(self) -> list[str]:
-        """Every signer's problems, in order."""
-        return [p for s in self.signers for p in s.problems]
+        """Every signer's problems, in order, each said once."""
+        return list(dict.fromkeys(p for s in self.signers for p in s.problems))
 
 
 def load_signed_data(data: bytes, what: str = "the signature") -> Any:
@@ -124,8 +131,14 @@ def load_signed_data(data: bytes, what: str = "the signature") -> Any:
             si["signature"].native  # noqa: B018
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise DataError(f"{what}: not a valid CMS signed-data structure ({_short(exc)})") from exc
-    if not len(signed["signer_infos"]):
+    count = len(signed["signer_infos"])
+    if not count:
         raise DataError(f"{what}: the signed-data has no signer")
+    if count > MAX_SIGNERS:
+        raise DataError(
+            f"{what}: the signed-data has {count} signers, more than the {MAX_SIGNERS} "
+            "that are checked: not verified"
+        )
     return signed
 
 
@@ -211,6 +224,8 @@ def verify_signed_data(
         econtent_type = signed["encap_content_info"]["content_type"].dotted
         infos = list(signed["signer_infos"])
         digests = {digest_by_name(si["digest_algorithm"]["algorithm"].native).name for si in infos}
+    except DataError as exc:
+        raise DataError(f"{what}: {exc}") from exc
     except (ValueError, TypeError, KeyError) as exc:
         raise DataError(f"{what}: not a valid CMS signed-data structure ({_short(exc)})") from exc
     if content is None and econtent is None:
@@ -296,6 +311,8 @@ def _check_signer(
         if not verify(cert.public_key(), alg, digest, signed_bytes, signature, prehashed=prehashed):
             check.problems.append("the signature does not match: the message was changed")
         return check
+    except DataError as exc:
+        raise DataError(f"{what}: {exc}") from exc
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DataError(f"{what}: a SignerInfo is damaged ({_short(exc)})") from exc
 
@@ -304,6 +321,13 @@ def _check_attributes(
     check: SignerCheck, attrs: Any, digest: bytes, econtent_type: str, now: dt.datetime | None
 ) -> None:
     """messageDigest, contentType, signingTime, SMIMECapabilities, signingCertificate(V2)."""
+    for name in _SINGLE_ATTRIBUTES:
+        values = [len(a["values"]) for a in attrs if a["type"].native == name]
+        if len(values) > 1 or (values and values[0] != 1):
+            check.problems.append(
+                f"the signed attributes must hold one {_ATTRIBUTE_NAMES[name]} with one "
+                f"value, not {sum(values)} (RFC 5652 section 11)"
+            )
     message_digest = _attr(attrs, "message_digest")
     if message_digest is None:
         check.problems.append("the signature has no messageDigest attribute")
@@ -326,6 +350,13 @@ def _check_attributes(
     _check_ess(check, attrs)
 
 
+_ATTRIBUTE_NAMES = {
+    "content_type": "contentType",
+    "message_digest": "messageDigest",
+    "signing_time": "signingTime",
+}
+
+
 def _check_ess(check: SignerCheck, attrs: Any) -> None:
     """ESS signingCertificate / signingCertificateV2: the first ESSCertID must hash the
     signer's certificate (RFC 5035 section 5.4)."""
@@ -341,102 +372,3 @@ def _check_ess(check: SignerCheck, attrs: Any) -> None:
         hasher.update(check.signer.public_bytes(Encoding.DER))
         if hasher.finalize() != first["cert_hash"].native:
             check.problems.append("the ESS signing certificate attribute names another certificate")
-
-
-def split_encapsulated(der: bytes) -> tuple[bytes, memoryview] | None:
-    """A DER ContentInfo(SignedData) that carries its content, taken apart without
-    asn1crypto copying the content: the same SignedData without the content (framing
-    lengths recomputed) and a view of the content octets, to verify as if detached.
-
-    A constructed OCTET STRING with definite lengths (BER, X.690 8.7.3, which asn1crypto
-    refuses there) gives its pieces joined. None when the content is absent or has an
-    indefinite length anywhere: parse the whole with :func:`load_signed_data` then.
-    """
-    from smimecli.cms.der import header, read_header
-
-    try:
-        tag, ci, ci_len = read_header(der, 0)
-        if tag != 0x30 or ci_len is None or ci + ci_len != len(der):
-            return None
-        tag, start, size = read_header(der, ci)  # contentType
-        if tag != 0x06:
-            return None
-        explicit = start + (size or 0)
-        tag, sd_outer, outer_len = read_header(der, explicit)  # [0] EXPLICIT
-        tag2, sd, sd_len = read_header(der, sd_outer)  # SignedData
-        if tag != 0xA0 or tag2 != 0x30 or None in (outer_len, sd_len, size):
-            return None
-        assert sd_len is not None and outer_len is not None
-        if sd + sd_len != len(der) or sd_outer + outer_len != len(der):
-            return None
-        pos = sd
-        for _ in range(2):  # version, digestAlgorithms
-            _tag, inner, length = read_header(der, pos)
-            if length is None:
-                return None
-            pos = inner + length
-        tag, encap, encap_len = read_header(der, pos)
-        _tag, type_start, type_len = read_header(der, encap)
-        if tag != 0x30 or encap_len is None or type_len is None:
-            return None
-        after_type = type_start + type_len
-        encap_end = encap + encap_len
-        if after_type == encap_end:
-            return None  # detached: nothing to take out
-        tag, inner, inner_len = read_header(der, after_type)
-        tag2, octets, octets_len = read_header(der, inner)
-        if tag != 0xA0 or inner_len is None or octets_len is None:
-            return None
-        if octets + octets_len != encap_end or inner + inner_len != encap_end:
-            return None
-        content = _content_octets(der, tag2, octets, encap_end)
-        if content is None:
-            return None
-    except ValueError:
-        return None
-    content_type = der[encap:after_type]
-    body = der[sd:pos] + header(0x30, len(content_type)) + content_type + der[encap_end:]
-    signed = header(0x30, len(body)) + body
-    wrapped = der[ci:explicit] + header(0xA0, len(signed)) + signed
-    return header(0x30, len(wrapped)) + wrapped, content
-
-
-def _content_octets(der: bytes, tag: int, start: int, end: int) -> memoryview | None:
-    """The eContent OCTET STRING's octets: a view of a primitive one; the pieces of a
-    constructed one with definite lengths (BER, which asn1crypto refuses there) joined."""
-    if tag == 0x04:
-        return memoryview(der)[start:end]
-    if tag == 0x24:
-        pieces = _octet_pieces(der, start, end, 0)
-        return None if pieces is None else memoryview(b"".join(pieces))
-    return None
-
-
-_MAX_OCTET_NESTING = 8  # constructed OCTET STRINGs inside each other (X.690 8.7.3)
-
-
-def _octet_pieces(der: bytes, start: int, end: int, depth: int) -> list[memoryview] | None:
-    """The primitive pieces of the constructed OCTET STRING content ``der[start:end]``, in
-    order; None when a piece is not an OCTET STRING, has an indefinite length, or the
-    nesting is deeper than :data:`_MAX_OCTET_NESTING`."""
-    from smimecli.cms.der import read_header
-
-    if depth >= _MAX_OCTET_NESTING:
-        return None
-    pieces: list[memoryview] = []
-    pos = start
-    while pos < end:
-        tag, inner, length = read_header(der, pos)
-        if length is None or inner + length > end:
-            return None
-        if tag == 0x04:
-            pieces.append(memoryview(der)[inner : inner + length])
-        elif tag == 0x24:
-            nested = _octet_pieces(der, inner, inner + length, depth + 1)
-            if nested is None:
-                return None
-            pieces.extend(nested)
-        else:
-            return None
-        pos = inner + length
-    return pieces

@@ -129,13 +129,19 @@ def _part_body(part: bytes, what: str) -> bytes:
 
 def _decode(head: HeaderBlock, body: bytes | memoryview, what: str) -> bytes:
     cte = (head.get("Content-Transfer-Encoding") or "").strip().lower()
-    if cte != "base64":
-        return bytes(body)
-    try:
-        # Not strict: white space and line ends are skipped as they are decoded, no copy.
-        return binascii.a2b_base64(body)
-    except binascii.Error as exc:
-        raise DataError(f"{what}: the signature is not valid base64 ({exc})") from exc
+    if cte == "quoted-printable":  # a relay may re-encode any part (RFC 2045 6.7)
+        der = binascii.a2b_qp(bytes(body))
+    elif cte == "base64":
+        try:
+            # Not strict: white space and line ends are skipped as they are decoded, no copy.
+            der = binascii.a2b_base64(body)
+        except binascii.Error as exc:
+            raise DataError(f"{what}: the signature is not valid base64 ({exc})") from exc
+    else:
+        der = bytes(body)
+    if not der.strip():
+        raise DataError(f"{what}: the signature part is empty")
+    return der
 
 
 def split_signed(data: bytes, what: str = "the message") -> tuple[HeaderBlock, bytes, bytes | None]:

@@ -16,6 +16,7 @@ from cryptography import x509
 
 from smimecli.mime import PKCS7_TYPES, HeaderBlock, parse_header_block
 from smimecli.notices import Notice
+from smimecli.text import shown_list
 from smimecli.verify.message import ENCRYPTED_SMIME_TYPES, MessageSignature, verify_message
 
 __all__ = ["VerifyReport", "judge_message"]
@@ -31,7 +32,8 @@ class VerifyReport:
         from_addresses: the addresses of the ``From:`` field.
         notices: things worth saying that do not fail the check: ``from-mismatch`` (the
             signer's certificate does not name the From: address), ``encrypted-content``
-            (the signed content is an encrypted message).
+            (the signed content is an encrypted message), ``weak-key`` (an RSA signer key
+            of fewer than 2048 bits).
         nested: ``encrypted`` when the signed content is itself an encrypted entity.
     """
 
@@ -111,6 +113,20 @@ def _nested(entity: bytes) -> str | None:
     return None
 
 
+def _weak_key(cert: x509.Certificate) -> list[Notice]:
+    """A ``weak-key`` notice for an RSA key that is trusted but short of 2048 bits."""
+    from smimecli.cms.trust import MIN_RSA_BITS, WEAK_RSA_BITS, rsa_bits
+
+    bits = rsa_bits(cert)
+    if bits is None or not MIN_RSA_BITS <= bits < WEAK_RSA_BITS:
+        return []
+    text = (
+        f"the signer's RSA key has only {bits} bits (fewer than {WEAK_RSA_BITS}): "
+        "such a signature can be forged by a well-funded attacker"
+    )
+    return [Notice("weak-key", text)]
+
+
 def judge_message(
     src: BinaryIO | bytes,
     *,
@@ -153,9 +169,10 @@ def judge_message(
         signing_time=signer.signing_time,
         now=now,
     )
+    report.notices += _weak_key(cert)
     own = set(names.emails(cert))
     if report.from_addresses and not own.intersection(report.from_addresses):
-        named = ", ".join(sorted(own)) or "no address"
+        named = shown_list(sorted(own), empty="no address")
         report.notices.append(
             Notice(
                 "from-mismatch",

@@ -112,7 +112,7 @@ def test_signed_mail(pki: Pki) -> None:
 
 def test_mail_without_signature_is_data_error() -> None:
     message = b"From: a@b\r\nContent-Type: multipart/signed; protocol=x\r\n\r\nnothing\r\n"
-    with pytest.raises(DataError, match="no S/MIME signature"):
+    with pytest.raises(DataError, match="the message: the multipart/signed Content-Type has no"):
         load_certificates(message)
 
 
