@@ -85,10 +85,12 @@ class SinkHandler:
 
 
 @contextmanager
-def sink() -> Iterator[tuple[SinkHandler, int]]:
+def sink(**params: Any) -> Iterator[tuple[SinkHandler, int]]:
+    """A downstream SMTP server collecting what it gets; ``params`` go to aiosmtpd's SMTP
+    (``enable_SMTPUTF8=False`` for a relay without SMTPUTF8)."""
     handler = SinkHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **params)
     controller.start()
     try:
         yield handler, port
@@ -124,3 +126,20 @@ def message(to: str = "alice@example.com, erin@example.com", size: int = 0) -> b
     msg["Message-ID"] = "<figures-1@example.org>"
     msg.set_content("The figures are attached.\n.leading dot line\n" + "x" * size)
     return msg.as_bytes().replace(b"\n", b"\r\n")
+
+
+def filter_settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: Any) -> Settings:
+    """The filter's settings for a test: the rules of :func:`write_rules`, no store, any
+    free port, the given relay, a journal and a spool folder in ``tmp_path``."""
+    spool = tmp_path / "spool"
+    spool.mkdir(exist_ok=True)
+    values: dict[str, Any] = {
+        "rules": write_rules(tmp_path, pki),
+        "store_dir": None,
+        "listen": ("127.0.0.1", 0),
+        "relay": ("127.0.0.1", relay_port),
+        "journal": str(tmp_path / "journal.jsonl"),
+        "spool_dir": str(spool),
+    }
+    values.update(kwargs)
+    return Settings(**values)

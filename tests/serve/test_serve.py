@@ -15,12 +15,12 @@ from smimecli.serve.daemon import Settings
 from tests.conftest import Pki, require_tool
 from tests.serve.helpers import (
     SinkHandler,
+    filter_settings,
     free_port,
     listening_port,
     message,
     running,
     sink,
-    write_rules,
 )
 
 
@@ -31,18 +31,7 @@ def relay() -> Iterator[tuple[SinkHandler, int]]:
 
 
 def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: Any) -> Settings:
-    spool = tmp_path / "spool"
-    spool.mkdir(exist_ok=True)
-    values: dict[str, Any] = {
-        "rules": write_rules(tmp_path, pki),
-        "store_dir": None,
-        "listen": ("127.0.0.1", 0),
-        "relay": ("127.0.0.1", relay_port),
-        "journal": str(tmp_path / "journal.jsonl"),
-        "spool_dir": str(spool),
-    }
-    values.update(kwargs)
-    return Settings(**values)
+    return filter_settings(tmp_path, pki, relay_port, **kwargs)
 
 
 def _decrypt(pki: Pki, data: bytes, tmp_path: Path) -> bytes:

@@ -19,23 +19,12 @@ import pytest
 from smimecli.certs.store import DB_NAME, Store
 from smimecli.serve.daemon import Daemon, Settings
 from tests.conftest import Pki, require_tool
-from tests.serve.helpers import listening_port, message, running, sink, write_rules
+from tests.serve.helpers import filter_settings, listening_port, message, running, sink, write_rules
 from tests.serve.relays import CLOSE, HANG, scripted_relay
 
 
 def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: Any) -> Settings:
-    spool = tmp_path / "spool"
-    spool.mkdir(exist_ok=True)
-    values: dict[str, Any] = {
-        "rules": write_rules(tmp_path, pki),
-        "store_dir": None,
-        "listen": ("127.0.0.1", 0),
-        "relay": ("127.0.0.1", relay_port),
-        "journal": str(tmp_path / "journal.jsonl"),
-        "spool_dir": str(spool),
-    }
-    values.update(kwargs)
-    return Settings(**values)
+    return filter_settings(tmp_path, pki, relay_port, **kwargs)
 
 
 def _journal(tmp_path: Path) -> list[dict[str, Any]]:
@@ -407,15 +396,7 @@ def test_a_full_spool_disk_is_451_and_nothing_is_relayed(
 def test_internationalised_addresses_pass_with_smtputf8(tmp_path: Path, pki: Pki) -> None:
     # Postfix hands a message with a non-ASCII address only to a filter that offers
     # SMTPUTF8 (RFC 6531), else it bounces it; the filter asks the relay for it in turn.
-    from aiosmtpd.controller import Controller
-
-    from tests.serve.helpers import SinkHandler, free_port
-
-    handler = SinkHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
-    controller.start()
-    try:
+    with sink(enable_SMTPUTF8=True) as (handler, port):
         with (
             running(_settings(tmp_path, pki, port)) as daemon,
             smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=30) as smtp,
@@ -431,8 +412,6 @@ def test_internationalised_addresses_pass_with_smtputf8(tmp_path: Path, pki: Pki
                 text,
                 mail_options=["SMTPUTF8"],
             )
-    finally:
-        controller.stop()
     assert refused == {}
     copies = {tuple(m.recipients): m for m in handler.messages}
     assert set(copies) == {("alice@example.com",), ("dörte@example.net",)}
@@ -446,15 +425,7 @@ def test_internationalised_addresses_pass_with_smtputf8(tmp_path: Path, pki: Pki
 def test_a_relay_without_smtputf8_gets_no_internationalised_message(
     tmp_path: Path, pki: Pki
 ) -> None:
-    from aiosmtpd.controller import Controller
-
-    from tests.serve.helpers import SinkHandler, free_port
-
-    handler = SinkHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=False)
-    controller.start()
-    try:
+    with sink(enable_SMTPUTF8=False) as (handler, port):  # a relay without SMTPUTF8
         with (
             running(_settings(tmp_path, pki, port)) as daemon,
             smtplib.SMTP("127.0.0.1", listening_port(daemon), timeout=30) as smtp,
@@ -466,8 +437,6 @@ def test_a_relay_without_smtputf8_gets_no_internationalised_message(
                     message("dörte@example.net"),
                     mail_options=["SMTPUTF8"],
                 )
-    finally:
-        controller.stop()
     assert failed.value.smtp_code == 451
     assert b"SMTPUTF8" in failed.value.smtp_error
     assert handler.messages == []

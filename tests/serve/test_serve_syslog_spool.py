@@ -21,6 +21,7 @@ from smimecli.serve.engine import spool_file
 from tests.conftest import Pki, run_cli
 from tests.serve.helpers import (
     SinkHandler,
+    filter_settings,
     free_port,
     listening_port,
     message,
@@ -48,17 +49,7 @@ def syslog_socket() -> Iterator[tuple[socket.socket, str]]:
 
 
 def _settings(tmp_path: Path, pki: Pki, relay_port: int, **kwargs: Any) -> Settings:
-    spool = tmp_path / "spool"
-    spool.mkdir(exist_ok=True)
-    values: dict[str, Any] = {
-        "rules": write_rules(tmp_path, pki),
-        "store_dir": None,
-        "listen": ("127.0.0.1", 0),
-        "relay": ("127.0.0.1", relay_port),
-        "spool_dir": str(spool),
-    }
-    values.update(kwargs)
-    return Settings(**values)
+    return filter_settings(tmp_path, pki, relay_port, **{"journal": None, **kwargs})
 
 
 def _datagrams(sock: socket.socket, wanted: str) -> list[bytes]:
