@@ -113,6 +113,25 @@ class NotSmimeError(DataError):
     """The input is not S/MIME at all (inside a signature: signed but not encrypted)."""
 
 
+_ATTACHED_HINT = (
+    "; it carries an S/MIME part as an attachment (a forwarded smime.p7m?): save that "
+    "attachment and decrypt it"
+)
+_P7M_MARKS = (b"application/pkcs7-mime", b"application/x-pkcs7-mime", b".p7m")
+_HINT_REACH = 1 << 16  # how far into a multipart body the hint looks
+
+
+def _carries_p7m(mime_type: str, body: Any) -> bool:
+    """Whether a multipart body shows an S/MIME part in its first bytes (for the hint)."""
+    if not mime_type.startswith("multipart/"):
+        return False
+    try:
+        start = body.read(_HINT_REACH).lower()
+    except (OSError, ValueError):
+        return False
+    return any(mark in start for mark in _P7M_MARKS)
+
+
 def locate_cms(src: BinaryIO, what: str) -> LocatedCms:
     """Find the CMS ContentInfo in a message, a bare DER/BER file, or a PEM file."""
     head = src.read(64) or b""
@@ -137,6 +156,7 @@ def locate_cms(src: BinaryIO, what: str) -> LocatedCms:
     ):
         raise NotSmimeError(
             f"{what} is not an S/MIME encrypted message (Content-Type: {ctype.mime_type})"
+            + (_ATTACHED_HINT if _carries_p7m(ctype.mime_type, body) else "")
         )
     encoding = (headers.get("Content-Transfer-Encoding") or "7bit").strip().lower()
     if encoding == "base64":

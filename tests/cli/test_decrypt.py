@@ -295,3 +295,21 @@ def test_garbage_inside_multipart_signed_exits_65(cli: Cli, pki: Pki, tmp_path: 
     result = cli(["decrypt", msg, "-o", out, "--key", pki.alice.key_pem])
     _one_error_line(result, 65)
     assert not out.exists()
+
+
+def test_a_forward_with_an_attached_p7m_says_to_save_the_attachment(
+    cli: Cli, tmp_path: Path
+) -> None:
+    forward = tmp_path / "fwd.eml"
+    forward.write_bytes(
+        b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        b'--b\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"'
+        b"\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CA\r\n--b--\r\n"
+    )
+    line = assert_error(cli(["decrypt", forward]), 65, str(forward), "multipart/mixed")
+    assert "save that attachment and decrypt it" in line
+    plain = tmp_path / "plain.eml"
+    plain.write_bytes(forward.read_bytes().replace(b"pkcs7-mime", b"pdf").replace(b".p7m", b".pdf"))
+    line = assert_error(cli(["decrypt", plain]), 65, str(plain), "multipart/mixed")
+    assert "attachment" not in line
