@@ -27,11 +27,11 @@ def printable(text: object, *, newlines: bool = False) -> str:
 SHOWN_ITEMS = 10  # a list in a report line (a certificate's addresses) shows this many
 
 
-def shown_list(items: list[str], *, empty: str = "-") -> str:
-    """``items`` joined with commas, the first :data:`SHOWN_ITEMS` of them and then how
-    many more: a certificate with 10,000 addresses still gives a short line."""
+def shown_list(items: list[str], *, empty: str = "-", limit: int = SHOWN_ITEMS) -> str:
+    """``items`` joined with commas, the first ``limit`` of them and then how many more: a
+    certificate with 10,000 addresses still gives a short line."""
     if not items:
         return empty
-    more = len(items) - SHOWN_ITEMS
-    shown = ", ".join(items[:SHOWN_ITEMS])
+    more = len(items) - limit
+    shown = ", ".join(items[:limit])
     return f"{shown} and {more:,} more" if more > 0 else shown

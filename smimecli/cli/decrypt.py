@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,6 +15,7 @@ from smimecli.cli.common import (
     emit_json,
     input_name,
     is_std,
+    show_notices,
     state,
     stdin_binary,
     stdout_binary,
@@ -23,7 +23,7 @@ from smimecli.cli.common import (
 from smimecli.text import printable
 
 if TYPE_CHECKING:
-    from smimecli.notices import Notice
+    pass
 
 InputArg = Annotated[
     Path | None,
@@ -124,7 +124,7 @@ def decrypt(
                 store_finder=finder,
                 what=name,
             )
-            _warn(judged.notices)
+            show_notices(judged.notices)
             if require_signature:
                 from smimecli.verify.verdicts import require_signature as require
 
@@ -142,15 +142,6 @@ def decrypt(
         out = stdout_binary()
         shutil.copyfileobj(held, out, CHUNK)
         out.flush()
-
-
-def _warn(notices: Iterable[Notice]) -> None:
-    """One warning line on stderr each (notices, signature verdicts)."""
-    import logging
-
-    log = logging.getLogger("smimecli")
-    for notice in notices:
-        log.warning(notice.text)
 
 
 _STATUS_WORDS = {
@@ -239,7 +230,7 @@ def inspect(input: InputArg = None, *, json: JsonOpt = False) -> None:
             src = stack.enter_context(open_input(input))
         again = None if is_std(input) else input
         judged = inspect_and_judge(src, again, store_dir=state().store_dir(), what=name)
-    _warn(judged.notices)
+    show_notices(judged.notices)
     report, verdicts = judged.report, judged.verdicts
     if json:
         emit_json({**report.as_json(), "signatures": [v.to_json() for v in verdicts]})

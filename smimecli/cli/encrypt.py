@@ -29,6 +29,7 @@ from smimecli.cli.common import (
     input_name,
     is_std,
     open_store,
+    show_notices,
     state,
     stdin_binary,
     stdout_binary,
@@ -71,8 +72,7 @@ def _direct_recipients(
     if cert_files:
         password = read_password(password_file=password_file, password_env=password_env)
         recipients, notices = file_recipients(cert_files, options, password)
-        for notice in notices:
-            warn(notice)
+        show_notices(notices)
     if addresses:
         recipients += store_recipients(state().store_dir(), addresses, options)
     return recipients
@@ -462,8 +462,7 @@ def _batch(
     finally:
         if progress is not None:
             progress.stop()
-    for notice in summary.notices:
-        warn(notice)
+    show_notices(summary.notices)
     info(f"smimecli: {summary.line()}")
     if summary.status:
         raise typer.Exit(summary.status)
@@ -520,8 +519,7 @@ def _single(
                 raise
             # Name the file, as batch mode does for each of its messages.
             raise DataError(f"{src_path}: {exc.message}") from exc
-    for notice in outcome.notices:
-        warn(notice)
+    show_notices(outcome.notices)
     report = outcome.to_json()
     if json_output:
         emit_json({"input": name, "output": str(output), **report})

@@ -42,26 +42,18 @@ def check(*, rules: RulesOpt, json: JsonOpt = False) -> None:
     """
     import logging
 
-    from smimecli.rules.check import incomplete_warning, shadow_warning, shadowed_patterns
+    from smimecli.rules.check import shadow_warnings
     from smimecli.rules.load import load_rules
 
     ruleset = load_rules(
         rules, store_dir=state().store_dir(), store_passphrase=state().store_passphrase
     )
     ruleset.open_all()
+    warnings = [notice.text for notice in ruleset.source_notices(ruleset.rules)]
+    warnings += shadow_warnings(ruleset, lambda rule: ruleset.where(rule, "recipients"))
     log = logging.getLogger("smimecli")
-    warnings = []
-    for notice in ruleset.source_notices(ruleset.rules):
-        warnings.append(notice.text)
-        log.warning(notice.text)
-    shadows = shadowed_patterns(ruleset)
-    for later, pattern, earlier, cover in shadows:
-        warning = shadow_warning(ruleset.where(later, "recipients"), pattern, earlier, cover)
-        warnings.append(warning)
+    for warning in warnings:
         log.warning(warning)
-    if not shadows.complete:
-        warnings.append(incomplete_warning())
-        log.warning(incomplete_warning())
     count = len(ruleset.rules)
     if json:
         emit_json(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from smimecli.rules.patterns import (
@@ -118,6 +119,27 @@ def shadowed_patterns(rules: RuleSet) -> Shadows:
                 wildcards.add(position, normal)
     found.complete = wildcards.checks <= MAX_PAIR_CHECKS
     return found
+
+
+def shadow_warnings(
+    rules: RuleSet,
+    where: Callable[[Rule], str],
+    *,
+    only: Sequence[Rule] | None = None,
+    suffix: str = "",
+) -> list[str]:
+    """The warning of :func:`shadow_warning` for each shadowed pattern (of the rules in
+    ``only``, when given; ``where`` names the rule), and :func:`incomplete_warning` when
+    the comparison stopped early."""
+    shadows = shadowed_patterns(rules)
+    warnings = [
+        shadow_warning(where(later), pattern, earlier, cover) + suffix
+        for later, pattern, earlier, cover in shadows
+        if only is None or later in only
+    ]
+    if not shadows.complete:
+        warnings.append(incomplete_warning())
+    return warnings
 
 
 def incomplete_warning() -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smimecli.notices import Notice
-from smimecli.rules.check import incomplete_warning, shadow_warning, shadowed_patterns
+from smimecli.rules.check import shadow_warnings
 from smimecli.rules.decision import Outcome, Plan, RecipientPlan
 from smimecli.rules.model import Rule, RuleSet, SourceSpec
 from smimecli.rules.patterns import example_address, normalize_address, pattern_regex
@@ -126,27 +126,21 @@ def run_rules_test(
     # repeated names and keeps the order.
     tested = list(dict.fromkeys(rules.rules if all_rules else [rules.rule_named(n) for n in names]))
     rules.open_all()
-    report = RulesTestReport(rules, [], _shadow_warnings(rules, tested))
+    report = RulesTestReport(
+        rules,
+        [],
+        shadow_warnings(
+            rules,
+            lambda rule: f"rule {rule.name!r}",
+            only=tested,
+            suffix="; no address reaches it",
+        ),
+    )
     for rule in tested:
         report.reports.append(_test_rule(rules, rule, recipients, at))
     if recipients and all_rules:
         _add_unmatched(report, recipients, at)
     return report
-
-
-def _shadow_warnings(rules: RuleSet, tested: Sequence[Rule]) -> list[str]:
-    """A warning for each pattern of a tested rule that an earlier rule always catches."""
-    warnings = []
-    shadows = shadowed_patterns(rules)
-    for later, pattern, earlier, cover in shadows:
-        if later in tested:
-            where = f"rule {later.name!r}"
-            warnings.append(
-                f"{shadow_warning(where, pattern, earlier, cover)}; no address reaches it"
-            )
-    if not shadows.complete:
-        warnings.append(incomplete_warning())
-    return warnings
 
 
 def _test_rule(

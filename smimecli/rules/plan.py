@@ -401,10 +401,5 @@ def cipher_notices(cipher: str) -> list[Notice]:
     return []
 
 
-def cipher_warnings(cipher: str) -> list[str]:
-    """The texts of :func:`cipher_notices`."""
-    return [n.text for n in cipher_notices(cipher)]
-
-
 def _weak_cipher_warning(cipher: str) -> str:
     return f"weak content cipher {cipher}: use it only for clients that read nothing else"

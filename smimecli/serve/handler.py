@@ -31,6 +31,7 @@ from smimecli.errors import DataError
 from smimecli.serve.engine import ENCRYPT, REJECT, TEMPFAIL, RecipientDecision, Split
 from smimecli.serve.journal import Journal
 from smimecli.serve.relay import RelayReply
+from smimecli.text import shown_list
 
 log = logging.getLogger("smimecli")
 
@@ -214,9 +215,7 @@ def _size(path: str) -> int | None:
 
 def _named(addresses: list[str]) -> str:
     """The first few addresses and how many more: one log line stays short."""
-    named = ", ".join(addresses[:_NAMED])
-    more = len(addresses) - _NAMED
-    return f"{named} and {more} more" if more > 0 else named
+    return shown_list(addresses, empty="", limit=_NAMED)
 
 
 def _why(exc: BaseException) -> str:

@@ -143,8 +143,9 @@ def signed_entity(headers: HeaderBlock, body: BinaryIO | Any) -> bytes:
 
 
 def spool_entity(headers: HeaderBlock, body: BinaryIO | Any) -> tuple[BinaryIO, int]:
-    """:func:`signed_entity` written to a spool (memory up to 8 MiB, then an unnamed 0600
-    file in $TMPDIR that the system removes however the process ends), chunk by chunk.
+    """:func:`signed_entity` written to a spool (memory up to :data:`SIGN_SPOOL_IN_MEMORY`,
+    then an unnamed 0600 file in $TMPDIR that the system removes however the process ends),
+    chunk by chunk.
 
     Returns:
         the spool, at its start, and the entity's length. Only an entity that needs
